@@ -1,0 +1,404 @@
+//! Configuration: a TOML file, overridden by `CLARITY_*` environment
+//! variables, validated before anything starts.
+//!
+//! Every setting has a default that runs Clarity embedded on one machine
+//! (SQLite and a local keyring under `./clarity-data/`). Environment variables
+//! name a setting by its dotted key with `.` replaced by `_` and the
+//! `CLARITY_` prefix: `store.postgres_url` is `CLARITY_STORE_POSTGRES_URL`,
+//! `data_dir` is `CLARITY_DATA_DIR`. Variables starting with `CLARITY_TEST_`
+//! belong to the test suite and are ignored here. Any other unknown key, in
+//! the file or in the environment, is an error that names it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+use crate::crypto::SecretString;
+use crate::error::{Error, Result};
+
+/// Prefix of the environment variables that override the file.
+pub const ENV_PREFIX: &str = "CLARITY_";
+
+/// The sections of [`Config`]; `CLARITY_<SECTION>_<KEY>` maps to `<section>.<key>`.
+const SECTIONS: &[&str] = &["store", "keys"];
+
+/// The whole configuration of a Clarity instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// Directory for the SQLite database and the local keyring (default `./clarity-data`).
+    pub data_dir: PathBuf,
+    /// Address the HTTP server listens on (default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// Where and how data is stored.
+    pub store: StoreConfig,
+    /// Where the key-encryption keys come from.
+    pub keys: KeysConfig,
+}
+
+/// Which storage backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Embedded SQLite in `data_dir` (one machine).
+    #[default]
+    Sqlite,
+    /// PostgreSQL (several instances).
+    Postgres,
+}
+
+/// How hard SQLite pushes each commit to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    /// Every commit is on disk before it is acknowledged, even across power loss (default).
+    #[default]
+    Full,
+    /// Commits survive a crash of the process but the last ones may be lost on power loss.
+    Normal,
+}
+
+/// Storage settings (`[store]`).
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct StoreConfig {
+    /// `sqlite` (default) or `postgres`.
+    pub backend: Backend,
+    /// SQLite database file (default `<data_dir>/clarity.db`).
+    pub sqlite_path: Option<PathBuf>,
+    /// SQLite durability: `full` (default) or `normal`.
+    pub sqlite_synchronous: SqliteSynchronous,
+    /// PostgreSQL connection URL; required when `backend = "postgres"`. Treated as a secret.
+    pub postgres_url: Option<SecretString>,
+    /// PostgreSQL schema to keep Clarity's tables in (default: the server's search path).
+    pub postgres_schema: Option<String>,
+    /// Maximum database connections (PostgreSQL pool size; SQLite readers). Default 16.
+    pub pool_size: usize,
+    /// Largest encrypted document (patient profile or record body) in bytes. Default 1 MiB.
+    pub max_document_bytes: usize,
+}
+
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("backend", &self.backend)
+            .field("sqlite_path", &self.sqlite_path)
+            .field("sqlite_synchronous", &self.sqlite_synchronous)
+            .field("postgres_url", &self.postgres_url.as_ref().map(|_| "[REDACTED]"))
+            .field("postgres_schema", &self.postgres_schema)
+            .field("pool_size", &self.pool_size)
+            .field("max_document_bytes", &self.max_document_bytes)
+            .finish()
+    }
+}
+
+/// Which key provider holds the key-encryption keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyProviderKind {
+    /// A keyring file on local disk (0600), created on first use. For development
+    /// and single-node deployments.
+    #[default]
+    Local,
+}
+
+/// Key settings (`[keys]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct KeysConfig {
+    /// The key provider (default `local`).
+    pub provider: KeyProviderKind,
+    /// Local keyring file (default `<data_dir>/keyring.json`).
+    pub keyring_path: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./clarity-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            store: StoreConfig::default(),
+            keys: KeysConfig::default(),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: Backend::Sqlite,
+            sqlite_path: None,
+            sqlite_synchronous: SqliteSynchronous::Full,
+            postgres_url: None,
+            postgres_schema: None,
+            pool_size: 16,
+            max_document_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            provider: KeyProviderKind::Local,
+            keyring_path: None,
+        }
+    }
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then the TOML file at `path` (which
+    /// must exist when given), then `CLARITY_*` environment variables; then
+    /// validates it.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the offending key (or the file).
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let mut figment = Figment::new();
+        if let Some(path) = path {
+            if !path.is_file() {
+                return Err(Error::config(
+                    "config file",
+                    format!("{} does not exist or is not a file", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        Self::extract(figment.merge(env_provider()))
+    }
+
+    /// Parses a configuration from TOML text alone (no environment), then validates it.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the offending key.
+    pub fn from_toml(text: &str) -> Result<Config> {
+        Self::extract(Figment::from(Toml::string(text)))
+    }
+
+    fn extract(figment: Figment) -> Result<Config> {
+        let config: Config = figment.extract().map_err(config_error)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the settings that types alone cannot.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first offending key.
+    pub fn validate(&self) -> Result<()> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(Error::config("data_dir", "must not be empty"));
+        }
+        let store = &self.store;
+        if store.backend == Backend::Postgres && store.postgres_url.is_none() {
+            return Err(Error::config(
+                "store.postgres_url",
+                "required when store.backend is \"postgres\"",
+            ));
+        }
+        if let Some(url) = &store.postgres_url {
+            let url = url.expose();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(Error::config(
+                    "store.postgres_url",
+                    "must be a postgres:// or postgresql:// URL",
+                ));
+            }
+        }
+        if let Some(schema) = &store.postgres_schema {
+            validate_identifier(schema).map_err(|m| Error::config("store.postgres_schema", m))?;
+        }
+        if !(1..=1024).contains(&store.pool_size) {
+            return Err(Error::config("store.pool_size", "must be between 1 and 1024"));
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&store.max_document_bytes) {
+            return Err(Error::config(
+                "store.max_document_bytes",
+                "must be between 1024 and 67108864",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The SQLite database file in effect.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.store
+            .sqlite_path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("clarity.db"))
+    }
+
+    /// The local keyring file in effect.
+    pub fn keyring_path(&self) -> PathBuf {
+        self.keys
+            .keyring_path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keyring.json"))
+    }
+}
+
+/// The environment provider: `CLARITY_STORE_BACKEND` → `store.backend`.
+fn env_provider() -> Env {
+    Env::prefixed(ENV_PREFIX)
+        .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"))
+        .map(|key| {
+            // Keys keep the variable's case here; settings are lower case.
+            let key = key.as_str().to_ascii_lowercase();
+            for section in SECTIONS {
+                if let Some(rest) = key
+                    .strip_prefix(section)
+                    .and_then(|r| r.strip_prefix('_'))
+                {
+                    return format!("{section}.{rest}").into();
+                }
+            }
+            key.into()
+        })
+}
+
+/// Turns figment's error into one that names the key and where it came from,
+/// without echoing the value (which may be a secret).
+fn config_error(err: figment::Error) -> Error {
+    // figment's path already ends with the unknown field's name.
+    let key = if err.path.is_empty() {
+        match &err.kind {
+            figment::error::Kind::UnknownField(field, _) => field.clone(),
+            _ => "config".to_string(),
+        }
+    } else {
+        err.path.join(".")
+    };
+    let source = err
+        .metadata
+        .as_ref()
+        .map(|m| format!(" (from {})", m.name))
+        .unwrap_or_default();
+    let message = match &err.kind {
+        figment::error::Kind::UnknownField(_, expected) => {
+            format!("unknown setting{source}; expected one of: {}", expected.join(", "))
+        }
+        figment::error::Kind::InvalidType(actual, expected) => {
+            format!("expected {expected}, found {actual}{source}")
+        }
+        figment::error::Kind::InvalidValue(_, expected) => {
+            format!("invalid value{source}; expected {expected}")
+        }
+        figment::error::Kind::UnknownVariant(_, expected) => {
+            format!("unknown value{source}; expected one of: {}", expected.join(", "))
+        }
+        figment::error::Kind::Message(message) => format!("{message}{source}"),
+        other => format!("{other}{source}"),
+    };
+    Error::config(key, message)
+}
+
+/// Checks that `name` is a plain SQL identifier: `[a-z_][a-z0-9_]{0,62}`.
+pub(crate) fn validate_identifier(name: &str) -> std::result::Result<(), &'static str> {
+    let mut chars = name.chars();
+    let ok_first = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let ok_rest = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok_first && ok_rest && name.len() <= 63 {
+        Ok(())
+    } else {
+        Err("must be a lowercase identifier: letters, digits and _, at most 63 characters")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_run_embedded() {
+        let config = Config::from_toml("").expect("defaults are valid");
+        assert_eq!(config.store.backend, Backend::Sqlite);
+        assert_eq!(config.sqlite_path(), Path::new("./clarity-data/clarity.db"));
+        assert_eq!(config.keyring_path(), Path::new("./clarity-data/keyring.json"));
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("[store]\nbakend = \"sqlite\"").unwrap_err();
+        match err {
+            Error::Config { key, message } => {
+                assert_eq!(key, "store.bakend");
+                assert!(message.contains("backend"), "{message}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let err = Config::from_toml("[store]\npool_size = \"many\"").unwrap_err();
+        assert!(matches!(err, Error::Config { ref key, .. } if key == "store.pool_size"), "{err}");
+        let err = Config::from_toml("listen = \"not an address\"").unwrap_err();
+        assert!(matches!(err, Error::Config { ref key, .. } if key == "listen"), "{err}");
+    }
+
+    #[test]
+    fn postgres_needs_a_url_and_url_is_redacted() {
+        let err = Config::from_toml("[store]\nbackend = \"postgres\"").unwrap_err();
+        assert!(matches!(err, Error::Config { ref key, .. } if key == "store.postgres_url"));
+
+        let config = Config::from_toml(
+            "[store]\nbackend = \"postgres\"\npostgres_url = \"postgres://u:hunter2hunter2@db/x\"",
+        )
+        .expect("valid");
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (toml, key) in [
+            ("[store]\npool_size = 0", "store.pool_size"),
+            ("[store]\npostgres_schema = \"x; drop\"", "store.postgres_schema"),
+            ("[store]\nbackend = \"mysql\"", "store.backend"),
+            ("[store]\nmax_document_bytes = 1", "store.max_document_bytes"),
+            ("data_dir = \"\"", "data_dir"),
+        ] {
+            let err = Config::from_toml(toml).unwrap_err();
+            assert!(
+                matches!(&err, Error::Config { key: k, .. } if k == key),
+                "{toml}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("clarity.toml", "listen = \"127.0.0.1:9000\"\n[store]\npool_size = 4")?;
+            jail.set_env("CLARITY_LISTEN", "127.0.0.1:9100");
+            jail.set_env("CLARITY_STORE_POOL_SIZE", "8");
+            jail.set_env("CLARITY_TEST_POSTGRES_URL", "ignored");
+            let config = Config::load(Some(Path::new("clarity.toml"))).expect("valid");
+            assert_eq!(config.listen.to_string(), "127.0.0.1:9100");
+            assert_eq!(config.store.pool_size, 8);
+
+            jail.set_env("CLARITY_STORE_POOL_SIZ", "8");
+            let err = Config::load(None).unwrap_err();
+            assert!(
+                matches!(&err, Error::Config { key, message } if key == "store.pool_siz" && message.contains("CLARITY_")),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/clarity.toml"))).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/clarity.toml"));
+    }
+}

@@ -1,0 +1,269 @@
+//! [`LocalKeyring`]: versioned KEKs and a root secret in a local file.
+//!
+//! The file is created on first use with mode 0600 and is refused when group
+//! or others may read it. It is meant for development and single-node use: the
+//! keys sit on the same disk as the data they protect, so whoever copies both
+//! has everything. Production deployments use an external key service.
+
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, Zeroizing};
+
+use super::{Key, KeyProvider, WrappedKey, envelope};
+use crate::error::{Error, Result};
+
+/// Layout version of the keyring file.
+const FILE_FORMAT: u32 = 1;
+
+/// The keyring file as stored (base64 keys). Zeroized on drop.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyringFile {
+    format: u32,
+    current_kek: i32,
+    keks: BTreeMap<i32, String>,
+    root: String,
+}
+
+impl Drop for KeyringFile {
+    fn drop(&mut self) {
+        self.keks.values_mut().for_each(Zeroize::zeroize);
+        self.root.zeroize();
+    }
+}
+
+/// KEKs and a root secret held in a local file (mode 0600).
+pub struct LocalKeyring {
+    path: PathBuf,
+    current: i32,
+    keks: BTreeMap<i32, Key>,
+    root: Key,
+}
+
+impl std::fmt::Debug for LocalKeyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalKeyring")
+            .field("path", &self.path)
+            .field("current_kek", &self.current)
+            .field("kek_versions", &self.keks.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalKeyring {
+    /// Opens an existing keyring file.
+    ///
+    /// # Errors
+    /// [`Error::Key`] when the file is missing, readable by group or others,
+    /// or not a keyring. The message names the file, never its contents.
+    pub fn open(path: &Path) -> Result<LocalKeyring> {
+        let meta = fs::metadata(path).map_err(|e| {
+            Error::key(format!("cannot read keyring file {}: {e}", path.display()))
+        })?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(Error::key(format!(
+                "keyring file {} has mode {mode:03o}: it must be readable by its owner only (chmod 600)",
+                path.display()
+            )));
+        }
+        let text = Zeroizing::new(fs::read(path).map_err(|e| {
+            Error::key(format!("cannot read keyring file {}: {e}", path.display()))
+        })?);
+        // serde_json's messages can quote the input; report only the position.
+        let file: KeyringFile = serde_json::from_slice(&text).map_err(|e| {
+            Error::key(format!(
+                "keyring file {} is not a valid keyring (line {}, column {})",
+                path.display(),
+                e.line(),
+                e.column()
+            ))
+        })?;
+        Self::from_file(path, &file)
+    }
+
+    /// Creates a new keyring file with one KEK and a root secret. Fails if the
+    /// file exists. Missing parent directories are created with mode 0700.
+    ///
+    /// # Errors
+    /// [`Error::Key`] when the file exists or cannot be written.
+    pub fn create(path: &Path) -> Result<LocalKeyring> {
+        let kek = Key::generate()?;
+        let root = Key::generate()?;
+        let file = KeyringFile {
+            format: FILE_FORMAT,
+            current_kek: 1,
+            keks: BTreeMap::from([(1, B64.encode(kek.expose()))]),
+            root: B64.encode(root.expose()),
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| {
+                    Error::key(format!("cannot create directory {}: {e}", parent.display()))
+                })?;
+        }
+        let json = Zeroizing::new(
+            serde_json::to_vec_pretty(&file).map_err(|_| Error::internal("keyring encoding"))?,
+        );
+        let write = || -> std::io::Result<()> {
+            let mut out = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)?;
+            out.write_all(&json)?;
+            out.sync_all()
+        };
+        write().map_err(|e| {
+            Error::key(format!("cannot create keyring file {}: {e}", path.display()))
+        })?;
+        Self::from_file(path, &file)
+    }
+
+    fn from_file(path: &Path, file: &KeyringFile) -> Result<LocalKeyring> {
+        let bad = |what: &str| {
+            Error::key(format!(
+                "keyring file {} is not a valid keyring: {what}",
+                path.display()
+            ))
+        };
+        if file.format != FILE_FORMAT {
+            return Err(bad("unsupported format version"));
+        }
+        let decode = |b64: &str| -> Result<Key> {
+            let bytes = Zeroizing::new(B64.decode(b64).map_err(|_| bad("a key is not base64"))?);
+            Key::from_slice(&bytes).map_err(|_| bad("a key is not 32 bytes"))
+        };
+        let keks = file
+            .keks
+            .iter()
+            .map(|(version, b64)| Ok((*version, decode(b64)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        if !keks.contains_key(&file.current_kek) {
+            return Err(bad("the current KEK version is missing"));
+        }
+        Ok(LocalKeyring {
+            path: path.to_path_buf(),
+            current: file.current_kek,
+            keks,
+            root: decode(&file.root)?,
+        })
+    }
+
+    /// The file this keyring was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn wrap_aad(context: &[u8]) -> Vec<u8> {
+        let mut aad = b"clarity/v1|dek|".to_vec();
+        aad.extend_from_slice(context);
+        aad
+    }
+}
+
+#[async_trait]
+impl KeyProvider for LocalKeyring {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    async fn current_kek_version(&self) -> Result<i32> {
+        Ok(self.current)
+    }
+
+    async fn wrap(&self, key: &Key, context: &[u8]) -> Result<WrappedKey> {
+        let kek = self
+            .keks
+            .get(&self.current)
+            .ok_or_else(|| Error::internal("current KEK missing"))?;
+        Ok(WrappedKey {
+            kek_version: self.current,
+            ciphertext: envelope::seal(kek, &Self::wrap_aad(context), key.expose())?,
+        })
+    }
+
+    async fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<Key> {
+        let kek = self.keks.get(&wrapped.kek_version).ok_or_else(|| {
+            Error::key(format!(
+                "KEK version {} is not in the keyring",
+                wrapped.kek_version
+            ))
+        })?;
+        let plain = envelope::open(kek, &Self::wrap_aad(context), &wrapped.ciphertext)?;
+        Key::from_slice(&plain).map_err(|_| Error::Integrity)
+    }
+
+    async fn root_key(&self) -> Result<Key> {
+        Ok(self.root.clone())
+    }
+
+    async fn check(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn create_then_open_round_trips() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub/keyring.json");
+        let created = LocalKeyring::create(&path).expect("create");
+        let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+
+        let dek = Key::generate().expect("rng");
+        let wrapped = created.wrap(&dek, b"patient-1").await.expect("wrap");
+        let opened = LocalKeyring::open(&path).expect("open");
+        let unwrapped = opened.unwrap(&wrapped, b"patient-1").await.expect("unwrap");
+        assert_eq!(unwrapped.expose(), dek.expose());
+        assert!(matches!(
+            opened.unwrap(&wrapped, b"patient-2").await,
+            Err(Error::Integrity)
+        ));
+        assert!(LocalKeyring::create(&path).is_err(), "never overwrites");
+    }
+
+    // S-KEY-1: a keyring readable by others is refused.
+    #[test]
+    fn refuses_a_file_readable_by_others() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keyring.json");
+        LocalKeyring::create(&path).expect("create");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = LocalKeyring::open(&path).unwrap_err();
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn malformed_file_is_reported_without_contents() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keyring.json");
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .expect("open");
+        out.write_all(br#"{"format": 1, "current_kek": 1, "keks": {"1": "c2VjcmV0LXNlY3JldA=="}, "root": 5}"#)
+            .expect("write");
+        let err = LocalKeyring::open(&path).unwrap_err().to_string();
+        assert!(err.contains("not a valid keyring"), "{err}");
+        assert!(!err.contains("c2VjcmV0"), "{err}");
+        assert!(LocalKeyring::open(&dir.path().join("missing.json")).is_err());
+    }
+}

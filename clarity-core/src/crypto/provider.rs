@@ -1,0 +1,76 @@
+//! The [`KeyProvider`] trait: where key-encryption keys live.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::Key;
+use crate::error::Result;
+
+/// A data key wrapped (encrypted) by a key-encryption key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    /// The KEK version that wrapped it.
+    pub kek_version: i32,
+    /// The wrapped bytes, opaque to everyone but the provider.
+    pub ciphertext: Vec<u8>,
+}
+
+impl fmt::Debug for WrappedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WrappedKey")
+            .field("kek_version", &self.kek_version)
+            .field("ciphertext_len", &self.ciphertext.len())
+            .finish()
+    }
+}
+
+/// Holds the key-encryption keys (KEKs) and the root secret.
+///
+/// KEKs never leave the provider: it wraps and unwraps data keys. Only the
+/// root secret, from which locally used keys (blind indexes) are derived, is
+/// handed out. Implementations: [`super::LocalKeyring`].
+#[async_trait]
+pub trait KeyProvider: Send + Sync + fmt::Debug {
+    /// A short name for logs and health reports, e.g. `local`.
+    fn name(&self) -> &'static str;
+
+    /// The KEK version that [`KeyProvider::wrap`] uses now.
+    async fn current_kek_version(&self) -> Result<i32>;
+
+    /// Wraps `key` with the current KEK, bound to `context` (e.g. the patient id).
+    ///
+    /// # Errors
+    /// [`crate::Error::Key`] or [`crate::Error::Unavailable`] when the provider cannot wrap.
+    async fn wrap(&self, key: &Key, context: &[u8]) -> Result<WrappedKey>;
+
+    /// Unwraps a key wrapped by [`KeyProvider::wrap`] with the same `context`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Integrity`] when the wrapped key or context was altered;
+    /// [`crate::Error::Key`] when its KEK version is unknown.
+    async fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<Key>;
+
+    /// The root secret from which local keys are derived.
+    ///
+    /// # Errors
+    /// [`crate::Error::Key`] or [`crate::Error::Unavailable`].
+    async fn root_key(&self) -> Result<Key>;
+
+    /// Checks that the provider can serve keys now (for readiness).
+    ///
+    /// # Errors
+    /// Whatever prevents it from serving keys.
+    async fn check(&self) -> Result<()>;
+}
+
+/// A public, non-secret identifier of a root key, recorded in the store at its
+/// first use so that a store is never opened with another keyring.
+pub fn fingerprint(root: &Key) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(root.expose())
+        .expect("HMAC-SHA-256 accepts a 32-byte key");
+    mac.update(b"clarity/v1 keyring fingerprint");
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}

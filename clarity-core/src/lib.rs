@@ -1,0 +1,12 @@
+#![doc = include_str!("../README.md")]
+
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use config::Config;
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,199 @@
+//! Persistence: the [`Store`] trait, its backends, and [`PhiStore`], the
+//! encrypting layer that callers use.
+//!
+//! A [`Store`] sees ciphertext only: rows carry sealed envelopes, blind
+//! indexes and wrapped keys. [`PhiStore`] turns plaintext into those rows and
+//! back. Backends:
+//! - [`MemoryStore`]: in memory, the reference implementation (tests, doctests);
+//! - `SqliteStore` (feature `sqlite`): embedded, one machine;
+//! - `PostgresStore` (feature `postgres`): several instances.
+//!
+//! Every backend passes the same conformance suite (`crate::testing`, feature `testing`).
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::config::{Backend, Config};
+use crate::crypto::{BlindIndex, IndexField};
+use crate::error::Result;
+
+mod memory;
+mod migrations;
+mod model;
+mod phi;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+pub use memory::MemoryStore;
+pub use migrations::{Migration, migrations_for};
+pub use model::{Address, DEFAULT_PAGE, MAX_PAGE, Page, PageRequest, Patient, PatientLookup, PatientProfile, Record, RecordKind};
+pub use phi::{PhiStore, open_key_provider};
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+
+/// A patient row as stored: the profile is a sealed envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientRow {
+    /// Patient id (UUIDv7).
+    pub id: Uuid,
+    /// The sealed profile document.
+    pub profile: Vec<u8>,
+    /// Blind index of the MRN (unique).
+    pub mrn_index: BlindIndex,
+    /// Blind index of the email, when there is one.
+    pub email_index: Option<BlindIndex>,
+    /// Blind index of family name + birth date.
+    pub name_dob_index: BlindIndex,
+    /// Version for optimistic concurrency; starts at 1.
+    pub version: i64,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Time of the last update.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A clinical record row as stored: the body is a sealed envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRow {
+    /// Record id (UUIDv7, so ids sort by creation time).
+    pub id: Uuid,
+    /// The patient the record belongs to.
+    pub patient_id: Uuid,
+    /// The record's kind (a category, not PHI), e.g. `observation`.
+    pub kind: String,
+    /// The sealed JSON body.
+    pub body: Vec<u8>,
+    /// Version for optimistic concurrency; starts at 1.
+    pub version: i64,
+    /// The user who created it.
+    pub created_by: Uuid,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Time of the last update.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A patient's data key, wrapped by a KEK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataKeyRow {
+    /// The patient the key belongs to.
+    pub patient_id: Uuid,
+    /// The DEK's own version (named in every envelope's associated data).
+    pub dek_version: i32,
+    /// The KEK version that wrapped it.
+    pub kek_version: i32,
+    /// The wrapped key.
+    pub wrapped: Vec<u8>,
+}
+
+/// Persistence of ciphertext rows. Implementations never see plaintext PHI.
+///
+/// Methods that change several rows do so in one transaction: either all of
+/// it is stored or none.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// The backend's name: `memory`, `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Checks that the database answers (readiness).
+    async fn ping(&self) -> Result<()>;
+
+    /// The highest schema migration applied.
+    async fn schema_version(&self) -> Result<i64>;
+
+    /// Reads a metadata value.
+    async fn get_meta(&self, key: &str) -> Result<Option<String>>;
+
+    /// Stores `value` under `key` unless a value is there already; returns the stored value.
+    async fn set_meta_if_absent(&self, key: &str, value: &str) -> Result<String>;
+
+    /// Number of data keys stored (zero means the store holds no encrypted data).
+    async fn count_data_keys(&self) -> Result<u64>;
+
+    /// Inserts a patient together with its data key.
+    ///
+    /// # Errors
+    /// [`crate::Error::AlreadyExists`] when the id or the MRN index is taken.
+    async fn insert_patient(&self, key: &DataKeyRow, patient: &PatientRow) -> Result<()>;
+
+    /// Reads a live (not erased) patient.
+    async fn get_patient(&self, id: Uuid) -> Result<Option<PatientRow>>;
+
+    /// Replaces a patient row if its stored version is `expected_version`;
+    /// `patient.version` must be `expected_version + 1`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Conflict`] on a stale version, [`crate::Error::NotFound`]
+    /// when absent or erased, [`crate::Error::AlreadyExists`] when the new MRN is taken.
+    async fn update_patient(&self, patient: &PatientRow, expected_version: i64) -> Result<()>;
+
+    /// Erases a patient: destroys its data key, deletes its records, blanks
+    /// its row and marks it erased. Idempotent for an erased patient.
+    ///
+    /// # Errors
+    /// [`crate::Error::NotFound`] when the patient never existed.
+    async fn erase_patient(&self, id: Uuid, at: DateTime<Utc>) -> Result<()>;
+
+    /// Ids of live patients whose `field` index equals `index`, in id order.
+    async fn find_patients(&self, field: IndexField, index: &BlindIndex) -> Result<Vec<Uuid>>;
+
+    /// The data key of a live patient.
+    async fn get_data_key(&self, patient_id: Uuid) -> Result<Option<DataKeyRow>>;
+
+    /// Inserts a record.
+    ///
+    /// # Errors
+    /// [`crate::Error::NotFound`] when the patient does not exist or is erased.
+    async fn insert_record(&self, record: &RecordRow) -> Result<()>;
+
+    /// Reads a record.
+    async fn get_record(&self, id: Uuid) -> Result<Option<RecordRow>>;
+
+    /// Replaces a record's body if its stored version is `expected_version`;
+    /// `record.version` must be `expected_version + 1`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Conflict`] on a stale version, [`crate::Error::NotFound`] when absent.
+    async fn update_record(&self, record: &RecordRow, expected_version: i64) -> Result<()>;
+
+    /// Deletes a record.
+    ///
+    /// # Errors
+    /// [`crate::Error::NotFound`] when absent.
+    async fn delete_record(&self, id: Uuid) -> Result<()>;
+
+    /// Records of a patient with ids greater than `after`, in id order, at most `limit`.
+    async fn list_records(
+        &self,
+        patient_id: Uuid,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<RecordRow>>;
+}
+
+/// Opens the backend that `config` names and applies pending migrations.
+///
+/// # Errors
+/// [`crate::Error::Config`] for a backend not compiled in, or the backend's
+/// error when it cannot be opened or migrated.
+pub async fn open(config: &Config) -> Result<Arc<dyn Store>> {
+    match config.store.backend {
+        #[cfg(feature = "sqlite")]
+        Backend::Sqlite => Ok(Arc::new(SqliteStore::open(config).await?)),
+        #[cfg(feature = "postgres")]
+        Backend::Postgres => Ok(Arc::new(PostgresStore::open(config).await?)),
+        #[allow(unreachable_patterns)]
+        other => Err(crate::Error::config(
+            "store.backend",
+            format!("{other:?} support is not compiled into this build"),
+        )),
+    }
+}

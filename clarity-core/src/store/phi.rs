@@ -1,0 +1,563 @@
+//! [`PhiStore`]: patients and records in plaintext for the caller, sealed
+//! envelopes for the [`Store`].
+//!
+//! Each patient gets its own data key (DEK) at creation, wrapped by the key
+//! provider's current KEK and stored beside the patient. Every profile and
+//! record body is sealed under that DEK and bound to its row (table, id,
+//! patient, version, DEK version). Erasing a patient deletes its DEK, so any
+//! copy of its ciphertext that survives anywhere stays unreadable.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::model::check_document;
+use super::{
+    DataKeyRow, Page, PageRequest, Patient, PatientLookup, PatientProfile, PatientRow, Record,
+    RecordKind, RecordRow, Store,
+};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, KeyProviderKind};
+use crate::crypto::envelope::{RowBinding, open_row, seal_row};
+use crate::crypto::{
+    BlindIndexer, IndexField, Json, Key, KeyProvider, LocalKeyring, Phi, WrappedKey, fingerprint,
+};
+use crate::error::{Error, Result};
+
+/// Metadata key under which a store remembers the fingerprint of its keyring.
+const FINGERPRINT_KEY: &str = "keyring_fingerprint";
+/// Every DEK is version 1 until DEK rotation exists; the version is in every envelope's AAD.
+const DEK_VERSION: i32 = 1;
+const PATIENTS: &str = "patients";
+const RECORDS: &str = "records";
+
+/// Encrypted storage of patients and records over any [`Store`].
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use clarity_core::store::{MemoryStore, PatientProfile, PhiStore};
+/// use clarity_core::crypto::LocalKeyring;
+///
+/// let dir = tempfile::tempdir()?;
+/// let keys = Arc::new(LocalKeyring::create(&dir.path().join("keyring.json"))?);
+/// let phi = PhiStore::new(Arc::new(MemoryStore::new()), keys).await?;
+///
+/// let profile = PatientProfile::from_json(r#"{"mrn": "MRN-1", "given_name": "Ada",
+///     "family_name": "Example", "birth_date": "1990-05-17", "sex": "female"}"#)?;
+/// let patient = phi.create_patient(profile).await?;
+/// let read = phi.get_patient(patient.id).await?;
+/// assert_eq!(read.profile.expose().given_name, "Ada");
+/// assert_eq!(format!("{:?}", read.profile), "[REDACTED]");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct PhiStore {
+    store: Arc<dyn Store>,
+    keys: Arc<dyn KeyProvider>,
+    indexer: Arc<BlindIndexer>,
+    clock: Arc<dyn Clock>,
+    max_document_bytes: usize,
+}
+
+impl PhiStore {
+    /// Opens the store and the key provider that `config` names.
+    ///
+    /// On an empty store with no keyring file, a new local keyring is created.
+    /// A store that already holds data is never given a new keyring: a missing
+    /// or foreign keyring is an error, and nothing is written.
+    ///
+    /// # Errors
+    /// [`Error::Key`] for a missing, unreadable or foreign keyring; the
+    /// backend's errors when the store cannot be opened.
+    pub async fn open(config: &Config) -> Result<PhiStore> {
+        let store = super::open(config).await?;
+        let keys = open_key_provider(config, store.as_ref()).await?;
+        Ok(Self::new(store, keys)
+            .await?
+            .with_max_document_bytes(config.store.max_document_bytes))
+    }
+
+    /// Binds `store` to `keys`. The first binding records the keyring's
+    /// fingerprint in the store; later ones must present the same keyring.
+    ///
+    /// # Errors
+    /// [`Error::Key`] when the keyring is not the store's.
+    pub async fn new(store: Arc<dyn Store>, keys: Arc<dyn KeyProvider>) -> Result<PhiStore> {
+        let root = keys.root_key().await?;
+        let ours = fingerprint(&root);
+        match store.get_meta(FINGERPRINT_KEY).await? {
+            Some(theirs) if theirs != ours => return Err(foreign_keyring(&ours, &theirs)),
+            Some(_) => {}
+            None => {
+                if store.count_data_keys().await? > 0 {
+                    return Err(Error::key(
+                        "the store holds encrypted data but no keyring fingerprint; refusing to bind a keyring to it",
+                    ));
+                }
+                let stored = store.set_meta_if_absent(FINGERPRINT_KEY, &ours).await?;
+                if stored != ours {
+                    return Err(foreign_keyring(&ours, &stored));
+                }
+            }
+        }
+        Ok(PhiStore {
+            indexer: Arc::new(BlindIndexer::new(&root)?),
+            store,
+            keys,
+            clock: Arc::new(SystemClock),
+            max_document_bytes: 1024 * 1024,
+        })
+    }
+
+    /// Uses `clock` for timestamps (tests move time with [`crate::clock::ManualClock`]).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sets the largest accepted document, in bytes of JSON.
+    pub fn with_max_document_bytes(mut self, bytes: usize) -> Self {
+        self.max_document_bytes = bytes;
+        self
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The key provider.
+    pub fn keys(&self) -> &Arc<dyn KeyProvider> {
+        &self.keys
+    }
+
+    /// Readiness: the database answers and the key provider serves keys.
+    ///
+    /// # Errors
+    /// The first dependency that is not ready.
+    pub async fn check(&self) -> Result<()> {
+        self.store.ping().await?;
+        self.keys.check().await
+    }
+
+    /// Creates a patient with a fresh data key.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an invalid profile; [`Error::AlreadyExists`]
+    /// when the MRN is taken.
+    pub async fn create_patient(&self, profile: PatientProfile) -> Result<Patient> {
+        profile.validate()?;
+        let id = Uuid::now_v7();
+        let now = self.clock.now();
+        let dek = Key::generate()?;
+        let wrapped = self.keys.wrap(&dek, id.as_bytes()).await?;
+        let row = PatientRow {
+            id,
+            profile: self.seal_doc(&dek, PATIENTS, id, id, 1, &profile)?,
+            mrn_index: self.indexer.index(IndexField::PatientMrn, &profile.mrn),
+            email_index: profile
+                .email
+                .as_deref()
+                .map(|e| self.indexer.index(IndexField::PatientEmail, e)),
+            name_dob_index: self
+                .indexer
+                .name_birth_date(&profile.family_name, &profile.birth_date),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let key_row = DataKeyRow {
+            patient_id: id,
+            dek_version: DEK_VERSION,
+            kek_version: wrapped.kek_version,
+            wrapped: wrapped.ciphertext,
+        };
+        self.store.insert_patient(&key_row, &row).await?;
+        Ok(Patient {
+            id,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            profile: Phi::new(profile),
+        })
+    }
+
+    /// Reads and decrypts a patient.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown or erased patient; [`Error::Integrity`]
+    /// when the stored profile fails to decrypt.
+    pub async fn get_patient(&self, id: Uuid) -> Result<Patient> {
+        let row = self
+            .store
+            .get_patient(id)
+            .await?
+            .ok_or(Error::NotFound { what: "patient" })?;
+        let (dek, dek_version) = self.data_key(id, "patient").await?;
+        let binding = binding(PATIENTS, id, id, row.version, dek_version);
+        let profile: PatientProfile = self.open_sealed(&dek, &binding, &row.profile)?;
+        Ok(Patient {
+            id,
+            version: row.version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            profile: Phi::new(profile),
+        })
+    }
+
+    /// Replaces a patient's profile if its current version is `expected_version`.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] on a stale version (nothing is written);
+    /// [`Error::NotFound`]; [`Error::InvalidInput`]; [`Error::AlreadyExists`] for a taken MRN.
+    pub async fn update_patient(
+        &self,
+        id: Uuid,
+        expected_version: i64,
+        profile: PatientProfile,
+    ) -> Result<Patient> {
+        profile.validate()?;
+        let current = self
+            .store
+            .get_patient(id)
+            .await?
+            .ok_or(Error::NotFound { what: "patient" })?;
+        if current.version != expected_version {
+            return Err(Error::Conflict {
+                what: "patient",
+                expected: expected_version,
+                current: current.version,
+            });
+        }
+        let (dek, _) = self.data_key(id, "patient").await?;
+        let version = expected_version + 1;
+        let now = self.clock.now();
+        let row = PatientRow {
+            id,
+            profile: self.seal_doc(&dek, PATIENTS, id, id, version, &profile)?,
+            mrn_index: self.indexer.index(IndexField::PatientMrn, &profile.mrn),
+            email_index: profile
+                .email
+                .as_deref()
+                .map(|e| self.indexer.index(IndexField::PatientEmail, e)),
+            name_dob_index: self
+                .indexer
+                .name_birth_date(&profile.family_name, &profile.birth_date),
+            version,
+            created_at: current.created_at,
+            updated_at: now,
+        };
+        self.store.update_patient(&row, expected_version).await?;
+        Ok(Patient {
+            id,
+            version,
+            created_at: current.created_at,
+            updated_at: now,
+            profile: Phi::new(profile),
+        })
+    }
+
+    /// Erases a patient by destroying its data key (crypto-shredding) and
+    /// deleting its records. Idempotent.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the patient never existed.
+    pub async fn erase_patient(&self, id: Uuid) -> Result<()> {
+        self.store.erase_patient(id, self.clock.now()).await
+    }
+
+    /// Ids of live patients matching `lookup` exactly (after normalisation).
+    ///
+    /// # Errors
+    /// The backend's errors.
+    pub async fn find_patients(&self, lookup: &PatientLookup) -> Result<Vec<Uuid>> {
+        let (field, index) = match lookup {
+            PatientLookup::Mrn(mrn) => (
+                IndexField::PatientMrn,
+                self.indexer.index(IndexField::PatientMrn, mrn),
+            ),
+            PatientLookup::Email(email) => (
+                IndexField::PatientEmail,
+                self.indexer.index(IndexField::PatientEmail, email),
+            ),
+            PatientLookup::NameBirthDate {
+                family_name,
+                birth_date,
+            } => (
+                IndexField::PatientNameBirthDate,
+                self.indexer.name_birth_date(family_name, birth_date),
+            ),
+        };
+        self.store.find_patients(field, &index).await
+    }
+
+    /// Creates a record of `kind` for a patient.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a bad kind or body (not a non-empty JSON
+    /// object, too deep, too large); [`Error::NotFound`] for an unknown or erased patient.
+    pub async fn create_record(
+        &self,
+        patient_id: Uuid,
+        kind: &str,
+        data: Json,
+        created_by: Uuid,
+    ) -> Result<Record> {
+        let kind = RecordKind::new(kind)?;
+        check_document("data", &data.0, false)?;
+        let (dek, _) = self.data_key(patient_id, "patient").await?;
+        let id = Uuid::now_v7();
+        let now = self.clock.now();
+        let row = RecordRow {
+            id,
+            patient_id,
+            kind: kind.as_str().to_string(),
+            body: self.seal_doc(&dek, RECORDS, id, patient_id, 1, &data)?,
+            version: 1,
+            created_by,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.insert_record(&row).await?;
+        Ok(Record {
+            id,
+            patient_id,
+            kind,
+            data: Phi::new(data),
+            version: 1,
+            created_by,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// Reads and decrypts a record.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown record or one of an erased patient;
+    /// [`Error::Integrity`] when its body fails to decrypt.
+    pub async fn get_record(&self, id: Uuid) -> Result<Record> {
+        let row = self
+            .store
+            .get_record(id)
+            .await?
+            .ok_or(Error::NotFound { what: "record" })?;
+        self.decrypt_record(row).await
+    }
+
+    /// Replaces a record's body if its current version is `expected_version`.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] on a stale version (nothing is written);
+    /// [`Error::NotFound`]; [`Error::InvalidInput`] for a bad body.
+    pub async fn update_record(
+        &self,
+        id: Uuid,
+        expected_version: i64,
+        data: Json,
+    ) -> Result<Record> {
+        check_document("data", &data.0, false)?;
+        let current = self
+            .store
+            .get_record(id)
+            .await?
+            .ok_or(Error::NotFound { what: "record" })?;
+        if current.version != expected_version {
+            return Err(Error::Conflict {
+                what: "record",
+                expected: expected_version,
+                current: current.version,
+            });
+        }
+        let (dek, _) = self.data_key(current.patient_id, "record").await?;
+        let version = expected_version + 1;
+        let row = RecordRow {
+            body: self.seal_doc(&dek, RECORDS, id, current.patient_id, version, &data)?,
+            version,
+            updated_at: self.clock.now(),
+            ..current
+        };
+        self.store.update_record(&row, expected_version).await?;
+        Ok(Record {
+            id,
+            patient_id: row.patient_id,
+            kind: RecordKind::new(&row.kind)?,
+            data: Phi::new(data),
+            version,
+            created_by: row.created_by,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+
+    /// Deletes a record.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when absent.
+    pub async fn delete_record(&self, id: Uuid) -> Result<()> {
+        self.store.delete_record(id).await
+    }
+
+    /// One page of a patient's records, oldest first.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown or erased patient;
+    /// [`Error::InvalidInput`] for a bad limit or cursor.
+    pub async fn list_records(&self, patient_id: Uuid, page: &PageRequest) -> Result<Page<Record>> {
+        let limit = page.limit()?;
+        let after = page.after()?;
+        let (dek, dek_version) = self.data_key(patient_id, "patient").await?;
+        let mut rows = self
+            .store
+            .list_records(patient_id, after, limit + 1)
+            .await?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let items = rows
+            .into_iter()
+            .map(|row| self.open_record(&dek, dek_version, row))
+            .collect::<Result<Vec<_>>>()?;
+        let next_cursor = more
+            .then(|| items.last().map(|r| r.id.to_string()))
+            .flatten();
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn decrypt_record(&self, row: RecordRow) -> Result<Record> {
+        let (dek, dek_version) = self.data_key(row.patient_id, "record").await?;
+        self.open_record(&dek, dek_version, row)
+    }
+
+    fn open_record(&self, dek: &Key, dek_version: i32, row: RecordRow) -> Result<Record> {
+        let binding = binding(RECORDS, row.id, row.patient_id, row.version, dek_version);
+        let data: Json = self.open_sealed(dek, &binding, &row.body)?;
+        Ok(Record {
+            id: row.id,
+            patient_id: row.patient_id,
+            kind: RecordKind::new(&row.kind).map_err(|_| Error::Integrity)?,
+            data: Phi::new(data),
+            version: row.version,
+            created_by: row.created_by,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+
+    /// The unwrapped DEK of a live patient; `NotFound { what }` once erased.
+    async fn data_key(&self, patient_id: Uuid, what: &'static str) -> Result<(Key, i32)> {
+        let row = self
+            .store
+            .get_data_key(patient_id)
+            .await?
+            .ok_or(Error::NotFound { what })?;
+        let wrapped = WrappedKey {
+            kek_version: row.kek_version,
+            ciphertext: row.wrapped,
+        };
+        let dek = self
+            .keys
+            .unwrap(&wrapped, patient_id.as_bytes())
+            .await
+            .inspect_err(|e| {
+                if matches!(e, Error::Integrity) {
+                    tracing::error!(%patient_id, "wrapped data key failed its integrity check");
+                }
+            })?;
+        Ok((dek, row.dek_version))
+    }
+
+    fn seal_doc<T: Serialize>(
+        &self,
+        dek: &Key,
+        table: &str,
+        row_id: Uuid,
+        patient_id: Uuid,
+        version: i64,
+        value: &T,
+    ) -> Result<Vec<u8>> {
+        let mut plain = Zeroizing::new(Vec::with_capacity(512));
+        serde_json::to_writer(&mut *plain, value)
+            .map_err(|_| Error::internal("document serialisation failed"))?;
+        if plain.len() > self.max_document_bytes {
+            return Err(Error::invalid(format!(
+                "document is {} bytes; the limit is {} bytes",
+                plain.len(),
+                self.max_document_bytes
+            )));
+        }
+        let binding = binding(table, row_id, patient_id, version, DEK_VERSION);
+        seal_row(dek, &binding, &plain)
+    }
+
+    fn open_sealed<T: serde::de::DeserializeOwned>(
+        &self,
+        dek: &Key,
+        binding: &RowBinding<'_>,
+        envelope: &[u8],
+    ) -> Result<T> {
+        let plain = open_row(dek, binding, envelope).inspect_err(|_| {
+            tracing::error!(
+                table = binding.table,
+                row_id = %binding.row_id,
+                "stored ciphertext failed its integrity check"
+            );
+        })?;
+        serde_json::from_slice(&plain).map_err(|_| Error::Integrity)
+    }
+}
+
+fn binding(
+    table: &str,
+    row_id: Uuid,
+    patient_id: Uuid,
+    version: i64,
+    dek_version: i32,
+) -> RowBinding<'_> {
+    RowBinding {
+        table,
+        row_id,
+        patient_id,
+        version,
+        dek_version,
+    }
+}
+
+fn foreign_keyring(ours: &str, theirs: &str) -> Error {
+    Error::key(format!(
+        "the keyring (fingerprint {ours}) does not belong to this store (which expects {theirs}); refusing to open"
+    ))
+}
+
+/// Opens the key provider that `config` names. A local keyring file is
+/// created only for a store that holds no data yet.
+///
+/// # Errors
+/// [`Error::Key`] when the keyring is missing for a store with data, or unreadable.
+pub async fn open_key_provider(config: &Config, store: &dyn Store) -> Result<Arc<dyn KeyProvider>> {
+    match config.keys.provider {
+        KeyProviderKind::Local => {
+            let path = config.keyring_path();
+            if path.exists() {
+                return Ok(Arc::new(LocalKeyring::open(&path)?));
+            }
+            let bound = store.get_meta(FINGERPRINT_KEY).await?;
+            if bound.is_some() || store.count_data_keys().await? > 0 {
+                return Err(Error::key(format!(
+                    "keyring file {} not found, but this store holds data encrypted under keyring {}; restore that keyring file (a new one cannot read the data)",
+                    path.display(),
+                    bound.as_deref().unwrap_or("(unknown)")
+                )));
+            }
+            let keyring = LocalKeyring::create(&path)?;
+            tracing::warn!(
+                path = %path.display(),
+                "created a new local keyring: it is for development or single-node use; back it up, without it the data cannot be read"
+            );
+            Ok(Arc::new(keyring))
+        }
+    }
+}

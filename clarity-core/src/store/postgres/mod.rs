@@ -1,0 +1,544 @@
+//! [`PostgresStore`]: the PostgreSQL backend for several instances
+//! (deadpool-postgres, prepared statements cached per connection).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{NoTls, Row};
+use uuid::Uuid;
+
+use super::migrations::pending;
+use super::{DataKeyRow, PatientRow, RecordRow, Store};
+use crate::config::{Config, validate_identifier};
+use crate::crypto::{BlindIndex, IndexField, SecretString};
+use crate::error::{Error, Result};
+
+const BACKEND: &str = "postgres";
+/// Advisory lock key held while migrating, so instances starting together
+/// migrate one at a time.
+const MIGRATION_LOCK: i64 = 0x636c_6172_6974_7901;
+
+/// The PostgreSQL backend.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    schema: Option<String>,
+}
+
+impl PostgresStore {
+    /// Connects with the settings of `config` and applies pending migrations.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a malformed URL; [`Error::Unavailable`] when the
+    /// server cannot be reached; [`Error::Backend`] when migration fails.
+    pub async fn open(config: &Config) -> Result<PostgresStore> {
+        let url = config
+            .store
+            .postgres_url
+            .as_ref()
+            .ok_or_else(|| Error::config("store.postgres_url", "required for the postgres backend"))?;
+        Self::connect(url, config.store.postgres_schema.as_deref(), config.store.pool_size).await
+    }
+
+    /// Connects to `url`, keeping tables in `schema` (created if missing) when given.
+    ///
+    /// # Errors
+    /// As [`PostgresStore::open`].
+    pub async fn connect(
+        url: &SecretString,
+        schema: Option<&str>,
+        pool_size: usize,
+    ) -> Result<PostgresStore> {
+        let mut pg: tokio_postgres::Config = url
+            .expose()
+            .parse()
+            .map_err(|_| Error::config("store.postgres_url", "is not a valid PostgreSQL URL"))?;
+        if let Some(schema) = schema {
+            validate_identifier(schema).map_err(|m| Error::config("store.postgres_schema", m))?;
+            pg.options(format!("-c search_path={schema}"));
+        }
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(std::time::Duration::from_secs(5));
+        }
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .wait_timeout(Some(std::time::Duration::from_secs(10)))
+            .create_timeout(Some(std::time::Duration::from_secs(10)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| Error::backend(BACKEND, "cannot build the connection pool", e))?;
+        let store = PostgresStore {
+            pool,
+            schema: schema.map(str::to_string),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<Object> {
+        self.pool.get().await.map_err(|e| {
+            tracing::warn!(error = %e, "PostgreSQL connection unavailable");
+            Error::Unavailable {
+                message: "the database is unreachable".into(),
+            }
+        })
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut client = self.client().await?;
+        if let Some(schema) = &self.schema {
+            // The identifier was validated; it cannot be a parameter here.
+            client
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .await
+                .map_err(pg_error)?;
+        }
+        let tx = client.transaction().await.map_err(pg_error)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(pg_error)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version    bigint PRIMARY KEY,
+                name       text NOT NULL,
+                checksum   text NOT NULL,
+                applied_at timestamptz NOT NULL
+            )",
+        )
+        .await
+        .map_err(pg_error)?;
+        let applied: Vec<(i64, String)> = tx
+            .query("SELECT version, checksum FROM schema_migrations", &[])
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        for migration in pending(BACKEND, &applied)? {
+            tx.batch_execute(migration.sql).await.map_err(pg_error)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, now())",
+                &[&migration.version, &migration.name, &migration.checksum()],
+            )
+            .await
+            .map_err(pg_error)?;
+            tracing::info!(backend = BACKEND, version = migration.version, name = migration.name, "applied migration");
+        }
+        tx.commit().await.map_err(pg_error)
+    }
+}
+
+/// Maps a driver error: lost connections are `Unavailable`, everything else a
+/// backend error whose message carries no SQL or parameters.
+fn pg_error(err: tokio_postgres::Error) -> Error {
+    if err.is_closed() || err.code().is_none() && err.as_db_error().is_none() {
+        return Error::Unavailable {
+            message: "the database connection failed".into(),
+        };
+    }
+    Error::backend(BACKEND, "database operation failed", err)
+}
+
+fn unique_or(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Error {
+    move |err| {
+        if err.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+            Error::AlreadyExists { what }
+        } else {
+            pg_error(err)
+        }
+    }
+}
+
+fn index(bytes: Option<Vec<u8>>) -> Result<Option<BlindIndex>> {
+    bytes.map(|b| BlindIndex::from_slice(&b)).transpose()
+}
+
+fn required_index(bytes: Option<Vec<u8>>) -> Result<BlindIndex> {
+    index(bytes)?.ok_or(Error::Integrity)
+}
+
+const PATIENT_COLUMNS: &str =
+    "id, profile, mrn_index, email_index, name_dob_index, version, created_at, updated_at";
+
+fn patient_row(row: &Row) -> Result<PatientRow> {
+    Ok(PatientRow {
+        id: row.get(0),
+        profile: row.get::<_, Option<Vec<u8>>>(1).ok_or(Error::Integrity)?,
+        mrn_index: required_index(row.get(2))?,
+        email_index: index(row.get(3))?,
+        name_dob_index: required_index(row.get(4))?,
+        version: row.get(5),
+        created_at: row.get(6),
+        updated_at: row.get(7),
+    })
+}
+
+const RECORD_COLUMNS: &str =
+    "id, patient_id, kind, body, version, created_by, created_at, updated_at";
+
+fn record_row(row: &Row) -> RecordRow {
+    RecordRow {
+        id: row.get(0),
+        patient_id: row.get(1),
+        kind: row.get(2),
+        body: row.get(3),
+        version: row.get(4),
+        created_by: row.get(5),
+        created_at: row.get(6),
+        updated_at: row.get(7),
+    }
+}
+
+/// The indexed column of a patient lookup. A fixed string, never input.
+fn index_column(field: IndexField) -> Result<&'static str> {
+    match field {
+        IndexField::PatientMrn => Ok("mrn_index"),
+        IndexField::PatientEmail => Ok("email_index"),
+        IndexField::PatientNameBirthDate => Ok("name_dob_index"),
+        _ => Err(Error::invalid("not a patient index")),
+    }
+}
+
+/// After a conditional update matched no row: conflict or not found.
+async fn conflict_or_missing(
+    client: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+    id: Uuid,
+    what: &'static str,
+    expected: i64,
+) -> Result<()> {
+    let current = client.query_opt(sql, &[&id]).await.map_err(pg_error)?;
+    match current {
+        Some(row) => Err(Error::Conflict {
+            what,
+            expected,
+            current: row.get(0),
+        }),
+        None => Err(Error::NotFound { what }),
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .query_one("SELECT 1", &[])
+            .await
+            .map(|_| ())
+            .map_err(pg_error)
+    }
+
+    async fn schema_version(&self) -> Result<i64> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT coalesce(max(version), 0)::bigint FROM schema_migrations", &[])
+            .await
+            .map_err(pg_error)?;
+        Ok(row.get(0))
+    }
+
+    async fn get_meta(&self, key: &str) -> Result<Option<String>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
+            .await
+            .map_err(pg_error)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn set_meta_if_absent(&self, key: &str, value: &str) -> Result<String> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&key, &value],
+            )
+            .await
+            .map_err(pg_error)?;
+        let row = client
+            .query_one("SELECT value FROM meta WHERE key = $1", &[&key])
+            .await
+            .map_err(pg_error)?;
+        Ok(row.get(0))
+    }
+
+    async fn count_data_keys(&self) -> Result<u64> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT count(*) FROM data_keys", &[])
+            .await
+            .map_err(pg_error)?;
+        u64::try_from(row.get::<_, i64>(0)).map_err(|_| Error::internal("negative count"))
+    }
+
+    async fn insert_patient(&self, key: &DataKeyRow, patient: &PatientRow) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        tx.execute(
+            "INSERT INTO patients (id, profile, mrn_index, email_index, name_dob_index, version, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &patient.id,
+                &patient.profile,
+                &patient.mrn_index.0.as_slice(),
+                &patient.email_index.as_ref().map(|i| i.0.as_slice()),
+                &patient.name_dob_index.0.as_slice(),
+                &patient.version,
+                &patient.created_at,
+                &patient.updated_at,
+            ],
+        )
+        .await
+        .map_err(unique_or("patient"))?;
+        tx.execute(
+            "INSERT INTO data_keys (patient_id, dek_version, kek_version, wrapped, created_at)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &key.patient_id,
+                &key.dek_version,
+                &key.kek_version,
+                &key.wrapped,
+                &patient.created_at,
+            ],
+        )
+        .await
+        .map_err(unique_or("data key"))?;
+        tx.commit().await.map_err(pg_error)
+    }
+
+    async fn get_patient(&self, id: Uuid) -> Result<Option<PatientRow>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {PATIENT_COLUMNS} FROM patients WHERE id = $1 AND erased_at IS NULL"
+            ))
+            .await
+            .map_err(pg_error)?;
+        client
+            .query_opt(&stmt, &[&id])
+            .await
+            .map_err(pg_error)?
+            .as_ref()
+            .map(patient_row)
+            .transpose()
+    }
+
+    async fn update_patient(&self, patient: &PatientRow, expected_version: i64) -> Result<()> {
+        let client = self.client().await?;
+        let changed = client
+            .execute(
+                "UPDATE patients SET profile = $1, mrn_index = $2, email_index = $3, name_dob_index = $4,
+                        version = $5, updated_at = $6
+                 WHERE id = $7 AND version = $8 AND erased_at IS NULL",
+                &[
+                    &patient.profile,
+                    &patient.mrn_index.0.as_slice(),
+                    &patient.email_index.as_ref().map(|i| i.0.as_slice()),
+                    &patient.name_dob_index.0.as_slice(),
+                    &patient.version,
+                    &patient.updated_at,
+                    &patient.id,
+                    &expected_version,
+                ],
+            )
+            .await
+            .map_err(unique_or("patient with this MRN"))?;
+        if changed == 0 {
+            return conflict_or_missing(
+                &client,
+                "SELECT version FROM patients WHERE id = $1 AND erased_at IS NULL",
+                patient.id,
+                "patient",
+                expected_version,
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    async fn erase_patient(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let exists = tx
+            .query_opt("SELECT 1 FROM patients WHERE id = $1 FOR UPDATE", &[&id])
+            .await
+            .map_err(pg_error)?;
+        if exists.is_none() {
+            return Err(Error::NotFound { what: "patient" });
+        }
+        tx.execute("DELETE FROM data_keys WHERE patient_id = $1", &[&id])
+            .await
+            .map_err(pg_error)?;
+        tx.execute("DELETE FROM records WHERE patient_id = $1", &[&id])
+            .await
+            .map_err(pg_error)?;
+        tx.execute(
+            "UPDATE patients SET profile = NULL, mrn_index = NULL, email_index = NULL,
+                    name_dob_index = NULL, erased_at = coalesce(erased_at, $2), updated_at = $2
+             WHERE id = $1",
+            &[&id, &at],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)
+    }
+
+    async fn find_patients(&self, field: IndexField, index: &BlindIndex) -> Result<Vec<Uuid>> {
+        let column = index_column(field)?;
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT id FROM patients WHERE {column} = $1 AND erased_at IS NULL ORDER BY id LIMIT 1000"
+            ))
+            .await
+            .map_err(pg_error)?;
+        let rows = client
+            .query(&stmt, &[&index.0.as_slice()])
+            .await
+            .map_err(pg_error)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn get_data_key(&self, patient_id: Uuid) -> Result<Option<DataKeyRow>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT patient_id, dek_version, kek_version, wrapped FROM data_keys WHERE patient_id = $1",
+            )
+            .await
+            .map_err(pg_error)?;
+        let row = client
+            .query_opt(&stmt, &[&patient_id])
+            .await
+            .map_err(pg_error)?;
+        Ok(row.map(|row| DataKeyRow {
+            patient_id: row.get(0),
+            dek_version: row.get(1),
+            kek_version: row.get(2),
+            wrapped: row.get(3),
+        }))
+    }
+
+    async fn insert_record(&self, record: &RecordRow) -> Result<()> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO records (id, patient_id, kind, body, version, created_by, created_at, updated_at)
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8
+                 WHERE EXISTS (SELECT 1 FROM patients WHERE id = $2 AND erased_at IS NULL)",
+            )
+            .await
+            .map_err(pg_error)?;
+        let inserted = client
+            .execute(
+                &stmt,
+                &[
+                    &record.id,
+                    &record.patient_id,
+                    &record.kind,
+                    &record.body,
+                    &record.version,
+                    &record.created_by,
+                    &record.created_at,
+                    &record.updated_at,
+                ],
+            )
+            .await
+            .map_err(unique_or("record"))?;
+        if inserted == 0 {
+            return Err(Error::NotFound { what: "patient" });
+        }
+        Ok(())
+    }
+
+    async fn get_record(&self, id: Uuid) -> Result<Option<RecordRow>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!("SELECT {RECORD_COLUMNS} FROM records WHERE id = $1"))
+            .await
+            .map_err(pg_error)?;
+        let row = client.query_opt(&stmt, &[&id]).await.map_err(pg_error)?;
+        Ok(row.as_ref().map(record_row))
+    }
+
+    async fn update_record(&self, record: &RecordRow, expected_version: i64) -> Result<()> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE records SET body = $1, version = $2, updated_at = $3 WHERE id = $4 AND version = $5",
+            )
+            .await
+            .map_err(pg_error)?;
+        let changed = client
+            .execute(
+                &stmt,
+                &[
+                    &record.body,
+                    &record.version,
+                    &record.updated_at,
+                    &record.id,
+                    &expected_version,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        if changed == 0 {
+            return conflict_or_missing(
+                &client,
+                "SELECT version FROM records WHERE id = $1",
+                record.id,
+                "record",
+                expected_version,
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    async fn delete_record(&self, id: Uuid) -> Result<()> {
+        let client = self.client().await?;
+        let deleted = client
+            .execute("DELETE FROM records WHERE id = $1", &[&id])
+            .await
+            .map_err(pg_error)?;
+        if deleted == 0 {
+            return Err(Error::NotFound { what: "record" });
+        }
+        Ok(())
+    }
+
+    async fn list_records(
+        &self,
+        patient_id: Uuid,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<RecordRow>> {
+        let after = after.unwrap_or(Uuid::nil());
+        let limit = i64::try_from(limit).map_err(|_| Error::invalid("limit is too large"))?;
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS} FROM records WHERE patient_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+            ))
+            .await
+            .map_err(pg_error)?;
+        let rows = client
+            .query(&stmt, &[&patient_id, &after, &limit])
+            .await
+            .map_err(pg_error)?;
+        Ok(rows.iter().map(record_row).collect())
+    }
+}

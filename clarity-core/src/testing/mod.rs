@@ -1,0 +1,132 @@
+//! Test support (feature `testing`): harnesses for every backend, direct
+//! access to stored rows for tamper tests, and the backend conformance suite.
+//!
+//! Services: tests that need PostgreSQL read `CLARITY_TEST_POSTGRES_URL`.
+//! When it is unset they print a loud `SKIPPED` line and pass; in CI
+//! (`CI=true`) an unset variable fails the test instead. Each PostgreSQL
+//! harness works in its own freshly created schema, dropped afterwards.
+
+pub mod conformance;
+mod raw;
+
+use std::sync::Arc;
+
+pub use raw::RawAccess;
+
+use crate::crypto::{KeyProvider, LocalKeyring};
+use crate::store::{MemoryStore, PhiStore, Store};
+
+/// Environment variable naming the PostgreSQL server for tests.
+pub const POSTGRES_URL_VAR: &str = "CLARITY_TEST_POSTGRES_URL";
+
+/// True when running in CI (`CI=true`), where a missing service is a failure.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The value of a service variable, or `None` after a loud SKIPPED line.
+///
+/// # Panics
+/// In CI when the variable is unset: CI must never skip a service test.
+pub fn service_var(var: &str, service: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) if !value.trim().is_empty() => Some(value),
+        _ if in_ci() => panic!("{var} is not set: CI runs every {service} test"),
+        _ => {
+            eprintln!("SKIPPED: {service} test not run: set {var} to run it");
+            None
+        }
+    }
+}
+
+/// A store under test: the encrypting layer, direct row access for tampering,
+/// and whatever must live as long as the test (temporary directories, schemas).
+pub struct Harness {
+    /// The encrypting store under test.
+    pub phi: PhiStore,
+    /// The backend itself.
+    pub store: Arc<dyn Store>,
+    /// The keyring in use.
+    pub keys: Arc<dyn KeyProvider>,
+    /// Direct access to stored rows, bypassing the store.
+    pub raw: Box<dyn RawAccess>,
+    /// Temporary directory holding the keyring (and SQLite files).
+    pub dir: tempfile::TempDir,
+    _schema: Option<raw::SchemaGuard>,
+}
+
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness")
+            .field("backend", &self.store.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+fn temp_keyring() -> (tempfile::TempDir, Arc<dyn KeyProvider>) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let keys = LocalKeyring::create(&dir.path().join("keyring.json")).expect("keyring");
+    (dir, Arc::new(keys))
+}
+
+async fn harness(
+    store: Arc<dyn Store>,
+    raw: Box<dyn RawAccess>,
+    dir: tempfile::TempDir,
+    keys: Arc<dyn KeyProvider>,
+    schema: Option<raw::SchemaGuard>,
+) -> Harness {
+    let phi = PhiStore::new(Arc::clone(&store), Arc::clone(&keys))
+        .await
+        .expect("bind keyring");
+    Harness {
+        phi,
+        store,
+        keys,
+        raw,
+        dir,
+        _schema: schema,
+    }
+}
+
+/// A harness over [`MemoryStore`].
+pub async fn memory() -> Option<Harness> {
+    let (dir, keys) = temp_keyring();
+    let store = Arc::new(MemoryStore::new());
+    let raw = Box::new(raw::MemoryRaw(Arc::clone(&store)));
+    Some(harness(store, raw, dir, keys, None).await)
+}
+
+/// A harness over a fresh SQLite database in a temporary directory.
+#[cfg(feature = "sqlite")]
+pub async fn sqlite() -> Option<Harness> {
+    let (dir, keys) = temp_keyring();
+    let path = dir.path().join("clarity.db");
+    let store = crate::store::SqliteStore::open_path(&path, 4, crate::config::SqliteSynchronous::Full)
+        .await
+        .expect("open sqlite");
+    let raw = Box::new(raw::SqliteRaw(path));
+    Some(harness(Arc::new(store), raw, dir, keys, None).await)
+}
+
+/// A harness over a fresh schema of the PostgreSQL server named by
+/// `CLARITY_TEST_POSTGRES_URL`; `None` (after a SKIPPED line) when unset outside CI.
+///
+/// # Panics
+/// When the variable is unset in CI, or the server cannot be reached.
+#[cfg(feature = "postgres")]
+pub async fn postgres() -> Option<Harness> {
+    let url = service_var(POSTGRES_URL_VAR, "PostgreSQL")?;
+    let (dir, keys) = temp_keyring();
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let secret = crate::crypto::SecretString::new(url.clone());
+    let store = crate::store::PostgresStore::connect(&secret, Some(&schema), 8)
+        .await
+        .unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR} is set but PostgreSQL is not usable: {e}"));
+    let guard = raw::SchemaGuard {
+        url: url.clone(),
+        schema: schema.clone(),
+    };
+    let raw = Box::new(raw::PostgresRaw { url, schema });
+    Some(harness(Arc::new(store), raw, dir, keys, Some(guard)).await)
+}

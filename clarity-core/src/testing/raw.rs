@@ -1,0 +1,212 @@
+//! Direct access to stored rows, bypassing every check: what an attacker with
+//! database access (or a surviving copy of the database) can do. Tamper tests
+//! use it; it panics on failure because it only runs in tests.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::store::{MemoryStore, RecordRow, Store};
+
+/// Direct reads and writes of stored ciphertext.
+#[async_trait]
+pub trait RawAccess: Send + Sync {
+    /// The stored (sealed) body of a record.
+    async fn record_body(&self, id: Uuid) -> Vec<u8>;
+    /// Overwrites the stored body of a record.
+    async fn set_record_body(&self, id: Uuid, body: Vec<u8>);
+    /// Overwrites the stored version of a record, leaving its body alone.
+    async fn set_record_version(&self, id: Uuid, version: i64);
+    /// The stored (sealed) profile of a patient.
+    async fn patient_profile(&self, id: Uuid) -> Vec<u8>;
+    /// Overwrites the stored profile of a patient.
+    async fn set_patient_profile(&self, id: Uuid, profile: Vec<u8>);
+    /// Puts a record row back as it was (a row that survived somewhere).
+    async fn insert_record_row(&self, row: &RecordRow);
+}
+
+pub(super) struct MemoryRaw(pub(super) Arc<MemoryStore>);
+
+#[async_trait]
+impl RawAccess for MemoryRaw {
+    async fn record_body(&self, id: Uuid) -> Vec<u8> {
+        self.0.get_record(id).await.expect("read").expect("record").body
+    }
+    async fn set_record_body(&self, id: Uuid, body: Vec<u8>) {
+        self.0.raw_edit(|t| t.records.get_mut(&id).expect("record").body = body);
+    }
+    async fn set_record_version(&self, id: Uuid, version: i64) {
+        self.0.raw_edit(|t| t.records.get_mut(&id).expect("record").version = version);
+    }
+    async fn patient_profile(&self, id: Uuid) -> Vec<u8> {
+        self.0.get_patient(id).await.expect("read").expect("patient").profile
+    }
+    async fn set_patient_profile(&self, id: Uuid, profile: Vec<u8>) {
+        self.0.raw_edit(|t| t.patients.get_mut(&id).expect("patient").profile = profile);
+    }
+    async fn insert_record_row(&self, row: &RecordRow) {
+        let row = row.clone();
+        self.0.raw_edit(|t| {
+            t.records.insert(row.id, row);
+        });
+    }
+}
+
+#[cfg(feature = "sqlite")]
+pub(super) struct SqliteRaw(pub(super) std::path::PathBuf);
+
+#[cfg(feature = "sqlite")]
+impl SqliteRaw {
+    fn exec(&self, sql: &str, params: impl rusqlite::Params) {
+        let conn = rusqlite::Connection::open(&self.0).expect("open sqlite");
+        conn.busy_timeout(std::time::Duration::from_secs(5)).expect("busy timeout");
+        let changed = conn.execute(sql, params).expect("raw sql");
+        assert_eq!(changed, 1, "raw sql changed {changed} rows");
+    }
+
+    fn blob(&self, sql: &str, id: Uuid) -> Vec<u8> {
+        let conn = rusqlite::Connection::open(&self.0).expect("open sqlite");
+        conn.query_row(sql, [id], |row| row.get(0)).expect("raw read")
+    }
+}
+
+#[cfg(feature = "sqlite")]
+#[async_trait]
+impl RawAccess for SqliteRaw {
+    async fn record_body(&self, id: Uuid) -> Vec<u8> {
+        self.blob("SELECT body FROM records WHERE id = ?1", id)
+    }
+    async fn set_record_body(&self, id: Uuid, body: Vec<u8>) {
+        self.exec("UPDATE records SET body = ?1 WHERE id = ?2", rusqlite::params![body, id]);
+    }
+    async fn set_record_version(&self, id: Uuid, version: i64) {
+        self.exec("UPDATE records SET version = ?1 WHERE id = ?2", rusqlite::params![version, id]);
+    }
+    async fn patient_profile(&self, id: Uuid) -> Vec<u8> {
+        self.blob("SELECT profile FROM patients WHERE id = ?1", id)
+    }
+    async fn set_patient_profile(&self, id: Uuid, profile: Vec<u8>) {
+        self.exec("UPDATE patients SET profile = ?1 WHERE id = ?2", rusqlite::params![profile, id]);
+    }
+    async fn insert_record_row(&self, row: &RecordRow) {
+        self.exec(
+            "INSERT INTO records (id, patient_id, kind, body, version, created_by, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            rusqlite::params![
+                row.id,
+                row.patient_id,
+                row.kind,
+                row.body,
+                row.version,
+                row.created_by,
+                row.created_at.timestamp_micros(),
+                row.updated_at.timestamp_micros()
+            ],
+        );
+    }
+}
+
+#[cfg(feature = "postgres")]
+pub(super) struct PostgresRaw {
+    pub(super) url: String,
+    pub(super) schema: String,
+}
+
+/// A direct connection to `url` with `schema` first on the search path.
+#[cfg(feature = "postgres")]
+pub(super) async fn pg_connect(url: &str, schema: Option<&str>) -> tokio_postgres::Client {
+    let mut config: tokio_postgres::Config = url.parse().expect("postgres url");
+    if let Some(schema) = schema {
+        config.options(format!("-c search_path={schema}"));
+    }
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect to postgres");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+#[cfg(feature = "postgres")]
+impl PostgresRaw {
+    async fn exec(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) {
+        let client = pg_connect(&self.url, Some(&self.schema)).await;
+        let changed = client.execute(sql, params).await.expect("raw sql");
+        assert_eq!(changed, 1, "raw sql changed {changed} rows");
+    }
+
+    async fn blob(&self, sql: &str, id: Uuid) -> Vec<u8> {
+        let client = pg_connect(&self.url, Some(&self.schema)).await;
+        client.query_one(sql, &[&id]).await.expect("raw read").get(0)
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[async_trait]
+impl RawAccess for PostgresRaw {
+    async fn record_body(&self, id: Uuid) -> Vec<u8> {
+        self.blob("SELECT body FROM records WHERE id = $1", id).await
+    }
+    async fn set_record_body(&self, id: Uuid, body: Vec<u8>) {
+        self.exec("UPDATE records SET body = $1 WHERE id = $2", &[&body, &id]).await;
+    }
+    async fn set_record_version(&self, id: Uuid, version: i64) {
+        self.exec("UPDATE records SET version = $1 WHERE id = $2", &[&version, &id]).await;
+    }
+    async fn patient_profile(&self, id: Uuid) -> Vec<u8> {
+        self.blob("SELECT profile FROM patients WHERE id = $1", id).await
+    }
+    async fn set_patient_profile(&self, id: Uuid, profile: Vec<u8>) {
+        self.exec("UPDATE patients SET profile = $1 WHERE id = $2", &[&profile, &id]).await;
+    }
+    async fn insert_record_row(&self, row: &RecordRow) {
+        self.exec(
+            "INSERT INTO records (id, patient_id, kind, body, version, created_by, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &row.id,
+                &row.patient_id,
+                &row.kind,
+                &row.body,
+                &row.version,
+                &row.created_by,
+                &row.created_at,
+                &row.updated_at,
+            ],
+        )
+        .await;
+    }
+}
+
+/// Drops a test's PostgreSQL schema when the harness goes away.
+#[cfg(feature = "postgres")]
+pub(super) struct SchemaGuard {
+    pub(super) url: String,
+    pub(super) schema: String,
+}
+
+#[cfg(feature = "postgres")]
+impl Drop for SchemaGuard {
+    fn drop(&mut self) {
+        let (url, schema) = (self.url.clone(), self.schema.clone());
+        // Drop runs inside the test's runtime; a separate thread with its own
+        // runtime can block on the cleanup.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let client = pg_connect(&url, None).await;
+                client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                    .await
+                    .expect("drop test schema");
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
