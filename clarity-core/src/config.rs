@@ -5,8 +5,9 @@
 //! (SQLite and a local keyring under `./clarity-data/`). Environment variables
 //! name a setting by its dotted key with `.` replaced by `_` and the
 //! `CLARITY_` prefix: `store.postgres_url` is `CLARITY_STORE_POSTGRES_URL`,
-//! `data_dir` is `CLARITY_DATA_DIR`. Variables starting with `CLARITY_TEST_`
-//! belong to the test suite and are ignored here. Any other unknown key, in
+//! `data_dir` is `CLARITY_DATA_DIR`. `CLARITY_CONFIG` names the file itself,
+//! and variables starting with `CLARITY_TEST_` belong to the test suite; both
+//! are ignored here. Any other unknown key, in
 //! the file or in the environment, is an error that names it.
 
 use std::fmt;
@@ -24,7 +25,7 @@ use crate::error::{Error, Result};
 pub const ENV_PREFIX: &str = "CLARITY_";
 
 /// The sections of [`Config`]; `CLARITY_<SECTION>_<KEY>` maps to `<section>.<key>`.
-const SECTIONS: &[&str] = &["store", "keys"];
+const SECTIONS: &[&str] = &["store", "keys", "log"];
 
 /// The whole configuration of a Clarity instance.
 #[derive(Debug, Clone, Deserialize)]
@@ -39,6 +40,39 @@ pub struct Config {
     pub store: StoreConfig,
     /// Where the key-encryption keys come from.
     pub keys: KeysConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (default), for log collectors.
+    #[default]
+    Json,
+    /// Human-readable lines, for a terminal.
+    Text,
+}
+
+/// Logging settings (`[log]`). Logs go to standard error and never carry PHI or secrets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LogConfig {
+    /// Minimum level, or a filter such as `info,clarity_core=debug` (default `info`).
+    pub level: String,
+    /// `json` (default) or `text`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Json,
+        }
+    }
 }
 
 /// Which storage backend to use.
@@ -90,7 +124,10 @@ impl fmt::Debug for StoreConfig {
             .field("backend", &self.backend)
             .field("sqlite_path", &self.sqlite_path)
             .field("sqlite_synchronous", &self.sqlite_synchronous)
-            .field("postgres_url", &self.postgres_url.as_ref().map(|_| "[REDACTED]"))
+            .field(
+                "postgres_url",
+                &self.postgres_url.as_ref().map(|_| "[REDACTED]"),
+            )
             .field("postgres_schema", &self.postgres_schema)
             .field("pool_size", &self.pool_size)
             .field("max_document_bytes", &self.max_document_bytes)
@@ -126,6 +163,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             store: StoreConfig::default(),
             keys: KeysConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -216,7 +254,10 @@ impl Config {
             validate_identifier(schema).map_err(|m| Error::config("store.postgres_schema", m))?;
         }
         if !(1..=1024).contains(&store.pool_size) {
-            return Err(Error::config("store.pool_size", "must be between 1 and 1024"));
+            return Err(Error::config(
+                "store.pool_size",
+                "must be between 1 and 1024",
+            ));
         }
         if !(1024..=64 * 1024 * 1024).contains(&store.max_document_bytes) {
             return Err(Error::config(
@@ -247,15 +288,16 @@ impl Config {
 /// The environment provider: `CLARITY_STORE_BACKEND` → `store.backend`.
 fn env_provider() -> Env {
     Env::prefixed(ENV_PREFIX)
-        .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"))
+        .filter(|key| {
+            // CLARITY_TEST_* belong to the test suite, CLARITY_CONFIG names the file.
+            let key = key.as_str().to_ascii_lowercase();
+            !key.starts_with("test_") && key != "config"
+        })
         .map(|key| {
             // Keys keep the variable's case here; settings are lower case.
             let key = key.as_str().to_ascii_lowercase();
             for section in SECTIONS {
-                if let Some(rest) = key
-                    .strip_prefix(section)
-                    .and_then(|r| r.strip_prefix('_'))
-                {
+                if let Some(rest) = key.strip_prefix(section).and_then(|r| r.strip_prefix('_')) {
                     return format!("{section}.{rest}").into();
                 }
             }
@@ -282,7 +324,10 @@ fn config_error(err: figment::Error) -> Error {
         .unwrap_or_default();
     let message = match &err.kind {
         figment::error::Kind::UnknownField(_, expected) => {
-            format!("unknown setting{source}; expected one of: {}", expected.join(", "))
+            format!(
+                "unknown setting{source}; expected one of: {}",
+                expected.join(", ")
+            )
         }
         figment::error::Kind::InvalidType(actual, expected) => {
             format!("expected {expected}, found {actual}{source}")
@@ -291,7 +336,10 @@ fn config_error(err: figment::Error) -> Error {
             format!("invalid value{source}; expected {expected}")
         }
         figment::error::Kind::UnknownVariant(_, expected) => {
-            format!("unknown value{source}; expected one of: {}", expected.join(", "))
+            format!(
+                "unknown value{source}; expected one of: {}",
+                expected.join(", ")
+            )
         }
         figment::error::Kind::Message(message) => format!("{message}{source}"),
         other => format!("{other}{source}"),
@@ -322,7 +370,10 @@ mod tests {
         let config = Config::from_toml("").expect("defaults are valid");
         assert_eq!(config.store.backend, Backend::Sqlite);
         assert_eq!(config.sqlite_path(), Path::new("./clarity-data/clarity.db"));
-        assert_eq!(config.keyring_path(), Path::new("./clarity-data/keyring.json"));
+        assert_eq!(
+            config.keyring_path(),
+            Path::new("./clarity-data/keyring.json")
+        );
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
     }
 
@@ -341,9 +392,15 @@ mod tests {
     #[test]
     fn wrong_type_is_named() {
         let err = Config::from_toml("[store]\npool_size = \"many\"").unwrap_err();
-        assert!(matches!(err, Error::Config { ref key, .. } if key == "store.pool_size"), "{err}");
+        assert!(
+            matches!(err, Error::Config { ref key, .. } if key == "store.pool_size"),
+            "{err}"
+        );
         let err = Config::from_toml("listen = \"not an address\"").unwrap_err();
-        assert!(matches!(err, Error::Config { ref key, .. } if key == "listen"), "{err}");
+        assert!(
+            matches!(err, Error::Config { ref key, .. } if key == "listen"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -362,9 +419,15 @@ mod tests {
     fn bad_values_are_named() {
         for (toml, key) in [
             ("[store]\npool_size = 0", "store.pool_size"),
-            ("[store]\npostgres_schema = \"x; drop\"", "store.postgres_schema"),
+            (
+                "[store]\npostgres_schema = \"x; drop\"",
+                "store.postgres_schema",
+            ),
             ("[store]\nbackend = \"mysql\"", "store.backend"),
-            ("[store]\nmax_document_bytes = 1", "store.max_document_bytes"),
+            (
+                "[store]\nmax_document_bytes = 1",
+                "store.max_document_bytes",
+            ),
             ("data_dir = \"\"", "data_dir"),
         ] {
             let err = Config::from_toml(toml).unwrap_err();
@@ -376,9 +439,16 @@ mod tests {
     }
 
     #[test]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment's Jail API fixes the error type"
+    )]
     fn environment_overrides_file() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("clarity.toml", "listen = \"127.0.0.1:9000\"\n[store]\npool_size = 4")?;
+            jail.create_file(
+                "clarity.toml",
+                "listen = \"127.0.0.1:9000\"\n[store]\npool_size = 4",
+            )?;
             jail.set_env("CLARITY_LISTEN", "127.0.0.1:9100");
             jail.set_env("CLARITY_STORE_POOL_SIZE", "8");
             jail.set_env("CLARITY_TEST_POSTGRES_URL", "ignored");

@@ -48,7 +48,9 @@ pub enum Error {
     },
 
     /// An update named a version that is no longer current; nothing was written.
-    #[error("{what} was modified concurrently: expected version {expected}, current version {current}")]
+    #[error(
+        "{what} was modified concurrently: expected version {expected}, current version {current}"
+    )]
     Conflict {
         /// What was being updated.
         what: &'static str,

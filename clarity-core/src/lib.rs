@@ -10,3 +10,8 @@ pub mod testing;
 
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};
+
+/// The repository README's Rust example, compiled and run as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct RepositoryReadme;

@@ -78,7 +78,10 @@ impl BlindIndex {
     /// # Errors
     /// [`Error::Integrity`] when the stored value is not 16 bytes.
     pub fn from_slice(bytes: &[u8]) -> Result<Self> {
-        bytes.try_into().map(BlindIndex).map_err(|_| Error::Integrity)
+        bytes
+            .try_into()
+            .map(BlindIndex)
+            .map_err(|_| Error::Integrity)
     }
 }
 

@@ -61,7 +61,11 @@ pub fn seal_row(key: &Key, binding: &RowBinding<'_>, plaintext: &[u8]) -> Result
 ///
 /// # Errors
 /// [`Error::Integrity`] for any failure: wrong key, wrong binding, a changed byte, bad layout.
-pub fn open_row(key: &Key, binding: &RowBinding<'_>, envelope: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+pub fn open_row(
+    key: &Key,
+    binding: &RowBinding<'_>,
+    envelope: &[u8],
+) -> Result<Zeroizing<Vec<u8>>> {
     open(key, &binding.to_aad(), envelope)
 }
 
@@ -74,7 +78,13 @@ pub fn seal(key: &Key, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
     fill_random(&mut nonce)?;
     let cipher = Aes256Gcm::new(key.expose().into());
     let ciphertext = cipher
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
         .map_err(|_| Error::internal("encryption failed"))?;
     let mut out = Vec::with_capacity(OVERHEAD + plaintext.len());
     out.push(FORMAT_V1);
@@ -94,7 +104,13 @@ pub fn open(key: &Key, aad: &[u8], envelope: &[u8]) -> Result<Zeroizing<Vec<u8>>
     let (nonce, ciphertext) = envelope[1..].split_at(NONCE_LEN);
     let cipher = Aes256Gcm::new(key.expose().into());
     cipher
-        .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad })
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
         .map(Zeroizing::new)
         .map_err(|_| Error::Integrity)
 }
@@ -118,7 +134,10 @@ mod tests {
         let key = Key::generate().expect("rng");
         let sealed = seal_row(&key, &binding(1), b"hello").expect("seal");
         assert_eq!(sealed.len(), OVERHEAD + 5);
-        assert_eq!(&open_row(&key, &binding(1), &sealed).expect("open")[..], b"hello");
+        assert_eq!(
+            &open_row(&key, &binding(1), &sealed).expect("open")[..],
+            b"hello"
+        );
     }
 
     // S-INT-1: any change yields the same integrity error.

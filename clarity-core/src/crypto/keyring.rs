@@ -65,9 +65,8 @@ impl LocalKeyring {
     /// [`Error::Key`] when the file is missing, readable by group or others,
     /// or not a keyring. The message names the file, never its contents.
     pub fn open(path: &Path) -> Result<LocalKeyring> {
-        let meta = fs::metadata(path).map_err(|e| {
-            Error::key(format!("cannot read keyring file {}: {e}", path.display()))
-        })?;
+        let meta = fs::metadata(path)
+            .map_err(|e| Error::key(format!("cannot read keyring file {}: {e}", path.display())))?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(Error::key(format!(
@@ -126,7 +125,10 @@ impl LocalKeyring {
             out.sync_all()
         };
         write().map_err(|e| {
-            Error::key(format!("cannot create keyring file {}: {e}", path.display()))
+            Error::key(format!(
+                "cannot create keyring file {}: {e}",
+                path.display()
+            ))
         })?;
         Self::from_file(path, &file)
     }
@@ -259,8 +261,10 @@ mod tests {
             .mode(0o600)
             .open(&path)
             .expect("open");
-        out.write_all(br#"{"format": 1, "current_kek": 1, "keks": {"1": "c2VjcmV0LXNlY3JldA=="}, "root": 5}"#)
-            .expect("write");
+        out.write_all(
+            br#"{"format": 1, "current_kek": 1, "keks": {"1": "c2VjcmV0LXNlY3JldA=="}, "root": 5}"#,
+        )
+        .expect("write");
         let err = LocalKeyring::open(&path).unwrap_err().to_string();
         assert!(err.contains("not a valid keyring"), "{err}");
         assert!(!err.contains("c2VjcmV0"), "{err}");

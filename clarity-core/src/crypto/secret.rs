@@ -217,6 +217,9 @@ mod tests {
     #[test]
     fn key_from_slice_checks_length() {
         assert!(Key::from_slice(&[0u8; 31]).is_err());
-        assert_eq!(Key::from_slice(&[7u8; 32]).expect("32").expose(), &[7u8; 32]);
+        assert_eq!(
+            Key::from_slice(&[7u8; 32]).expect("32").expose(),
+            &[7u8; 32]
+        );
     }
 }

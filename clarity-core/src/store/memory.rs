@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::migrations::migrations_for;
-use super::{DataKeyRow, PatientRow, RecordRow, Store};
+use super::{DataKeyRow, PatientRow, RecordRow, Store, patient_index_column};
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::{Error, Result};
 
@@ -148,20 +148,19 @@ impl Store for MemoryStore {
     }
 
     async fn find_patients(&self, field: IndexField, index: &BlindIndex) -> Result<Vec<Uuid>> {
-        let matches = |p: &PatientRow| match field {
-            IndexField::PatientMrn => Ok(p.mrn_index == *index),
-            IndexField::PatientEmail => Ok(p.email_index.as_ref() == Some(index)),
-            IndexField::PatientNameBirthDate => Ok(p.name_dob_index == *index),
-            _ => Err(Error::invalid("not a patient index")),
+        // The same fields, and the same refusal of others, as the SQL backends.
+        patient_index_column(field)?;
+        let value = |p: &PatientRow| match field {
+            IndexField::PatientMrn => Some(p.mrn_index),
+            IndexField::PatientEmail => p.email_index,
+            _ => Some(p.name_dob_index),
         };
         self.with(|t| {
-            let mut ids = Vec::new();
-            for p in t.patients.values() {
-                if matches(p)? {
-                    ids.push(p.id);
-                }
-            }
-            Ok(ids)
+            Ok(t.patients
+                .values()
+                .filter(|p| value(p).as_ref() == Some(index))
+                .map(|p| p.id)
+                .collect())
         })
     }
 

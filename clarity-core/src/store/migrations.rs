@@ -97,8 +97,16 @@ mod tests {
         assert_eq!(pending("sqlite", &[]).expect("ok").len(), SQLITE.len());
         let all: Vec<_> = SQLITE.iter().map(|m| (m.version, m.checksum())).collect();
         assert!(pending("sqlite", &all).expect("ok").is_empty());
-        assert_eq!(pending("sqlite", &[(1, m.checksum())]).expect("ok").len(), SQLITE.len() - 1);
+        assert_eq!(
+            pending("sqlite", &[(1, m.checksum())]).expect("ok").len(),
+            SQLITE.len() - 1
+        );
         assert!(pending("sqlite", &[(1, "x".into())]).is_err());
-        assert!(pending("sqlite", &[(999, "x".into())]).unwrap_err().to_string().contains("newer"));
+        assert!(
+            pending("sqlite", &[(999, "x".into())])
+                .unwrap_err()
+                .to_string()
+                .contains("newer")
+        );
     }
 }

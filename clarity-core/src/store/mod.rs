@@ -32,7 +32,10 @@ mod sqlite;
 
 pub use memory::MemoryStore;
 pub use migrations::{Migration, migrations_for};
-pub use model::{Address, DEFAULT_PAGE, MAX_PAGE, Page, PageRequest, Patient, PatientLookup, PatientProfile, Record, RecordKind};
+pub use model::{
+    Address, DEFAULT_PAGE, MAX_PAGE, Page, PageRequest, Patient, PatientLookup, PatientProfile,
+    Record, RecordKind,
+};
 pub use phi::{PhiStore, open_key_provider};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
@@ -177,6 +180,18 @@ pub trait Store: Send + Sync + fmt::Debug {
         after: Option<Uuid>,
         limit: usize,
     ) -> Result<Vec<RecordRow>>;
+}
+
+/// The column holding a patient blind index: a fixed string, never input,
+/// shared by the SQL backends.
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+pub(crate) fn patient_index_column(field: IndexField) -> Result<&'static str> {
+    match field {
+        IndexField::PatientMrn => Ok("mrn_index"),
+        IndexField::PatientEmail => Ok("email_index"),
+        IndexField::PatientNameBirthDate => Ok("name_dob_index"),
+        _ => Err(crate::Error::invalid("not a patient index")),
+    }
 }
 
 /// Opens the backend that `config` names and applies pending migrations.

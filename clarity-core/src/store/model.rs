@@ -120,7 +120,11 @@ impl PatientProfile {
             let (local, domain) = email
                 .split_once('@')
                 .ok_or_else(|| Error::invalid("email must be an email address"))?;
-            if local.is_empty() || domain.is_empty() || domain.contains('@') || email.contains(char::is_whitespace) {
+            if local.is_empty()
+                || domain.is_empty()
+                || domain.contains('@')
+                || email.contains(char::is_whitespace)
+            {
                 return Err(Error::invalid("email must be an email address"));
             }
         }
@@ -226,9 +230,8 @@ impl RecordKind {
     pub fn new(kind: &str) -> Result<RecordKind> {
         let mut chars = kind.chars();
         let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
-        let rest_ok = chars.all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')
-        });
+        let rest_ok = chars
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
         if first_ok && rest_ok && kind.len() <= 64 {
             Ok(RecordKind(kind.to_string()))
         } else {
@@ -288,7 +291,9 @@ impl PageRequest {
         match self.limit {
             None => Ok(DEFAULT_PAGE),
             Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-            Some(_) => Err(Error::invalid(format!("limit must be between 1 and {MAX_PAGE}"))),
+            Some(_) => Err(Error::invalid(format!(
+                "limit must be between 1 and {MAX_PAGE}"
+            ))),
         }
     }
 
@@ -320,9 +325,11 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T
                 // Keep the field name of unknown/missing-field errors; drop
                 // anything else, which may quote a value.
                 let msg = e.to_string();
-                let field = ["unknown field `", "missing field `"]
-                    .iter()
-                    .find_map(|p| msg.strip_prefix(p).and_then(|r| r.split('`').next()).map(|f| (p, f)));
+                let field = ["unknown field `", "missing field `"].iter().find_map(|p| {
+                    msg.strip_prefix(p)
+                        .and_then(|r| r.split('`').next())
+                        .map(|f| (p, f))
+                });
                 match field {
                     Some((prefix, name)) if name.len() <= 64 => {
                         format!("has {prefix}{name}`")
@@ -341,7 +348,11 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T
 
 /// Checks a JSON document: an object (non-empty unless `allow_empty`),
 /// nested at most [`MAX_DEPTH`] deep.
-pub(crate) fn check_document(name: &str, value: &serde_json::Value, allow_empty: bool) -> Result<()> {
+pub(crate) fn check_document(
+    name: &str,
+    value: &serde_json::Value,
+    allow_empty: bool,
+) -> Result<()> {
     let Some(object) = value.as_object() else {
         return Err(Error::invalid(format!("{name} must be a JSON object")));
     };
@@ -406,7 +417,8 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named_without_its_value() {
-        let cases: Vec<(fn(&mut PatientProfile), &str)> = vec![
+        type Mutation = fn(&mut PatientProfile);
+        let cases: Vec<(Mutation, &str)> = vec![
             (|p| p.mrn = " ".into(), "mrn"),
             (|p| p.given_name = "x".repeat(300), "given_name"),
             (|p| p.family_name = "Doe\u{1b}[31m".into(), "family_name"),
@@ -430,12 +442,17 @@ mod tests {
         let err = PatientProfile::from_json(r#"{"mrn": 12345678, "x": "canary-value"}"#)
             .unwrap_err()
             .to_string();
-        assert!(!err.contains("12345678") && !err.contains("canary"), "{err}");
+        assert!(
+            !err.contains("12345678") && !err.contains("canary"),
+            "{err}"
+        );
         let err = PatientProfile::from_json(r#"{"mrn":"a","given_name":"b","family_name":"c","birth_date":"2000-01-01","sex":"male","shoe":"x"}"#)
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown field `shoe`"), "{err}");
-        let err = PatientProfile::from_json("{not json").unwrap_err().to_string();
+        let err = PatientProfile::from_json("{not json")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not valid JSON"), "{err}");
     }
 
@@ -447,7 +464,12 @@ mod tests {
         for _ in 0..40 {
             deep = serde_json::json!({ "a": deep });
         }
-        assert!(check_document("data", &deep, false).unwrap_err().to_string().contains("nested"));
+        assert!(
+            check_document("data", &deep, false)
+                .unwrap_err()
+                .to_string()
+                .contains("nested")
+        );
     }
 
     #[test]

@@ -155,21 +155,7 @@ impl PhiStore {
         let now = self.clock.now();
         let dek = Key::generate()?;
         let wrapped = self.keys.wrap(&dek, id.as_bytes()).await?;
-        let row = PatientRow {
-            id,
-            profile: self.seal_doc(&dek, PATIENTS, id, id, 1, &profile)?,
-            mrn_index: self.indexer.index(IndexField::PatientMrn, &profile.mrn),
-            email_index: profile
-                .email
-                .as_deref()
-                .map(|e| self.indexer.index(IndexField::PatientEmail, e)),
-            name_dob_index: self
-                .indexer
-                .name_birth_date(&profile.family_name, &profile.birth_date),
-            version: 1,
-            created_at: now,
-            updated_at: now,
-        };
+        let row = self.patient_row(&dek, id, 1, &profile, now, now)?;
         let key_row = DataKeyRow {
             patient_id: id,
             dek_version: DEK_VERSION,
@@ -236,21 +222,7 @@ impl PhiStore {
         let (dek, _) = self.data_key(id, "patient").await?;
         let version = expected_version + 1;
         let now = self.clock.now();
-        let row = PatientRow {
-            id,
-            profile: self.seal_doc(&dek, PATIENTS, id, id, version, &profile)?,
-            mrn_index: self.indexer.index(IndexField::PatientMrn, &profile.mrn),
-            email_index: profile
-                .email
-                .as_deref()
-                .map(|e| self.indexer.index(IndexField::PatientEmail, e)),
-            name_dob_index: self
-                .indexer
-                .name_birth_date(&profile.family_name, &profile.birth_date),
-            version,
-            created_at: current.created_at,
-            updated_at: now,
-        };
+        let row = self.patient_row(&dek, id, version, &profile, current.created_at, now)?;
         self.store.update_patient(&row, expected_version).await?;
         Ok(Patient {
             id,
@@ -444,6 +416,33 @@ impl PhiStore {
             created_by: row.created_by,
             created_at: row.created_at,
             updated_at: row.updated_at,
+        })
+    }
+
+    /// A patient row: the sealed profile and its blind indexes.
+    fn patient_row(
+        &self,
+        dek: &Key,
+        id: Uuid,
+        version: i64,
+        profile: &PatientProfile,
+        created_at: chrono::DateTime<chrono::Utc>,
+        updated_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<PatientRow> {
+        Ok(PatientRow {
+            id,
+            profile: self.seal_doc(dek, PATIENTS, id, id, version, profile)?,
+            mrn_index: self.indexer.index(IndexField::PatientMrn, &profile.mrn),
+            email_index: profile
+                .email
+                .as_deref()
+                .map(|e| self.indexer.index(IndexField::PatientEmail, e)),
+            name_dob_index: self
+                .indexer
+                .name_birth_date(&profile.family_name, &profile.birth_date),
+            version,
+            created_at,
+            updated_at,
         })
     }
 

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::Harness;
 use crate::crypto::{Json, LocalKeyring};
 use crate::error::{Error, ErrorKind};
-use crate::store::{PageRequest, PatientLookup, PatientProfile, PhiStore};
+use crate::store::{PageRequest, Patient, PatientLookup, PatientProfile, PhiStore};
 
 /// Expands to one `#[tokio::test]` per conformance case, each running on a
 /// fresh harness from `$factory` (an expression yielding a future of
@@ -68,6 +68,14 @@ fn unique_mrn() -> String {
     format!("MRN-{}", Uuid::new_v4().simple())
 }
 
+/// Creates a patient with a fresh MRN.
+async fn new_patient(h: &Harness) -> Patient {
+    h.phi
+        .create_patient(profile(&unique_mrn()))
+        .await
+        .expect("create patient")
+}
+
 fn body(n: u64) -> Json {
     Json(serde_json::json!({"code": "8867-4", "value": n, "unit": "/min"}))
 }
@@ -88,7 +96,10 @@ pub async fn patient_round_trip(h: &Harness) {
     assert_eq!(read.id, created.id);
     assert_eq!(read.version, 1);
     assert_eq!(read.created_at, created.created_at);
-    assert!(read.profile.expose() == &profile(&mrn), "profile differs after a round trip");
+    assert!(
+        read.profile.expose() == &profile(&mrn),
+        "profile differs after a round trip"
+    );
 }
 
 /// S-INT-2: an update names the version it read; a stale one gets `Conflict`
@@ -120,7 +131,7 @@ pub async fn patient_update_needs_current_version(h: &Harness) {
 
 /// S-INT-2 under contention: of many updates from the same version, exactly one wins.
 pub async fn concurrent_updates_one_wins(h: &Harness) {
-    let patient = h.phi.create_patient(profile(&unique_mrn())).await.expect("create");
+    let patient = new_patient(h).await;
     let record = h
         .phi
         .create_record(patient.id, "observation", body(0), Uuid::now_v7())
@@ -142,7 +153,11 @@ pub async fn concurrent_updates_one_wins(h: &Harness) {
     assert_eq!(wins.len(), 1, "exactly one update wins");
     let read = h.phi.get_record(record.id).await.expect("read");
     assert_eq!(read.version, 2);
-    assert_eq!(read.data.expose(), wins[0].data.expose(), "the winner's body is stored");
+    assert_eq!(
+        read.data.expose(),
+        wins[0].data.expose(),
+        "the winner's body is stored"
+    );
 }
 
 /// MRNs are unique among live patients, on create and on update.
@@ -151,9 +166,12 @@ pub async fn duplicate_mrn_is_rejected(h: &Harness) {
     h.phi.create_patient(profile(&mrn)).await.expect("create");
     let mut same = profile(&mrn);
     same.mrn = format!("  {}  ", mrn.to_lowercase());
-    assert_eq!(kind_of(h.phi.create_patient(same).await), ErrorKind::AlreadyExists);
+    assert_eq!(
+        kind_of(h.phi.create_patient(same).await),
+        ErrorKind::AlreadyExists
+    );
 
-    let other = h.phi.create_patient(profile(&unique_mrn())).await.expect("create");
+    let other = new_patient(h).await;
     assert_eq!(
         kind_of(h.phi.update_patient(other.id, 1, profile(&mrn)).await),
         ErrorKind::AlreadyExists
@@ -169,14 +187,20 @@ pub async fn lookup_by_blind_index(h: &Harness) {
     let family = p.family_name.clone();
     let email = p.email.clone().expect("email");
     let patient = h.phi.create_patient(p).await.expect("create");
-    h.phi.create_patient(profile(&unique_mrn())).await.expect("another");
+    new_patient(h).await;
 
     let found = |lookup: PatientLookup| {
         let phi = h.phi.clone();
         async move { phi.find_patients(&lookup).await.expect("lookup") }
     };
-    assert_eq!(found(PatientLookup::Mrn(mrn.to_lowercase())).await, vec![patient.id]);
-    assert_eq!(found(PatientLookup::Email(email.to_uppercase())).await, vec![patient.id]);
+    assert_eq!(
+        found(PatientLookup::Mrn(mrn.to_lowercase())).await,
+        vec![patient.id]
+    );
+    assert_eq!(
+        found(PatientLookup::Email(email.to_uppercase())).await,
+        vec![patient.id]
+    );
     assert_eq!(
         found(PatientLookup::NameBirthDate {
             family_name: family.clone(),
@@ -185,18 +209,24 @@ pub async fn lookup_by_blind_index(h: &Harness) {
         .await,
         vec![patient.id]
     );
-    assert!(found(PatientLookup::NameBirthDate {
-        family_name: family,
-        birth_date: "1985-12-11".into()
-    })
-    .await
-    .is_empty());
-    assert!(found(PatientLookup::Mrn("no such mrn".into())).await.is_empty());
+    assert!(
+        found(PatientLookup::NameBirthDate {
+            family_name: family,
+            birth_date: "1985-12-11".into()
+        })
+        .await
+        .is_empty()
+    );
+    assert!(
+        found(PatientLookup::Mrn("no such mrn".into()))
+            .await
+            .is_empty()
+    );
 }
 
 /// Records: create, read, update, delete, with typed errors afterwards.
 pub async fn record_lifecycle(h: &Harness) {
-    let patient = h.phi.create_patient(profile(&unique_mrn())).await.expect("create");
+    let patient = new_patient(h).await;
     let author = Uuid::now_v7();
     let created = h
         .phi
@@ -209,18 +239,36 @@ pub async fn record_lifecycle(h: &Harness) {
     assert_eq!(read.patient_id, patient.id);
     assert_eq!(read.data.expose(), &body(72));
 
-    let updated = h.phi.update_record(created.id, 1, body(80)).await.expect("update");
+    let updated = h
+        .phi
+        .update_record(created.id, 1, body(80))
+        .await
+        .expect("update");
     assert_eq!(updated.version, 2);
     assert_eq!(updated.created_at, created.created_at);
     assert_eq!(
         kind_of(h.phi.update_record(created.id, 1, body(90)).await),
         ErrorKind::Conflict
     );
-    assert_eq!(h.phi.get_record(created.id).await.expect("read").data.expose(), &body(80));
+    assert_eq!(
+        h.phi
+            .get_record(created.id)
+            .await
+            .expect("read")
+            .data
+            .expose(),
+        &body(80)
+    );
 
     h.phi.delete_record(created.id).await.expect("delete");
-    assert_eq!(kind_of(h.phi.get_record(created.id).await), ErrorKind::NotFound);
-    assert_eq!(kind_of(h.phi.delete_record(created.id).await), ErrorKind::NotFound);
+    assert_eq!(
+        kind_of(h.phi.get_record(created.id).await),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind_of(h.phi.delete_record(created.id).await),
+        ErrorKind::NotFound
+    );
     assert_eq!(
         kind_of(h.phi.update_record(created.id, 2, body(1)).await),
         ErrorKind::NotFound
@@ -229,8 +277,8 @@ pub async fn record_lifecycle(h: &Harness) {
 
 /// Cursor pagination visits every record once, in creation order.
 pub async fn record_pagination(h: &Harness) {
-    let patient = h.phi.create_patient(profile(&unique_mrn())).await.expect("create");
-    let other = h.phi.create_patient(profile(&unique_mrn())).await.expect("create");
+    let patient = new_patient(h).await;
+    let other = new_patient(h).await;
     let mut ids = Vec::new();
     for n in 0..7 {
         let r = h
@@ -263,23 +311,36 @@ pub async fn record_pagination(h: &Harness) {
 /// Bad input never panics and always gets a typed error.
 pub async fn bad_input_gives_typed_errors(h: &Harness) {
     let unknown = Uuid::now_v7();
-    assert_eq!(kind_of(h.phi.get_patient(unknown).await), ErrorKind::NotFound);
     assert_eq!(
-        kind_of(h.phi.update_patient(unknown, 1, profile(&unique_mrn())).await),
+        kind_of(h.phi.get_patient(unknown).await),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind_of(
+            h.phi
+                .update_patient(unknown, 1, profile(&unique_mrn()))
+                .await
+        ),
         ErrorKind::NotFound
     );
     assert_eq!(
         kind_of(h.phi.create_record(unknown, "note", body(1), unknown).await),
         ErrorKind::NotFound
     );
-    assert_eq!(kind_of(h.phi.get_record(unknown).await), ErrorKind::NotFound);
+    assert_eq!(
+        kind_of(h.phi.get_record(unknown).await),
+        ErrorKind::NotFound
+    );
     assert_eq!(
         kind_of(h.phi.list_records(unknown, &PageRequest::default()).await),
         ErrorKind::NotFound
     );
-    assert_eq!(kind_of(h.phi.erase_patient(unknown).await), ErrorKind::NotFound);
+    assert_eq!(
+        kind_of(h.phi.erase_patient(unknown).await),
+        ErrorKind::NotFound
+    );
 
-    let patient = h.phi.create_patient(profile(&unique_mrn())).await.expect("create");
+    let patient = new_patient(h).await;
     let empty = Json(serde_json::json!({}));
     let not_object = Json(serde_json::json!([1, 2, 3]));
     let huge = Json(serde_json::json!({"text": "x".repeat(2 * 1024 * 1024)}));
@@ -290,14 +351,25 @@ pub async fn bad_input_gives_typed_errors(h: &Harness) {
         );
     }
     assert_eq!(
-        kind_of(h.phi.create_record(patient.id, "Bad Kind", body(1), unknown).await),
+        kind_of(
+            h.phi
+                .create_record(patient.id, "Bad Kind", body(1), unknown)
+                .await
+        ),
         ErrorKind::InvalidInput
     );
     let mut invalid = profile(&unique_mrn());
     invalid.birth_date = "yesterday".into();
-    assert_eq!(kind_of(h.phi.create_patient(invalid).await), ErrorKind::InvalidInput);
     assert_eq!(
-        kind_of(h.phi.update_patient(patient.id, 7, profile(&unique_mrn())).await),
+        kind_of(h.phi.create_patient(invalid).await),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        kind_of(
+            h.phi
+                .update_patient(patient.id, 7, profile(&unique_mrn()))
+                .await
+        ),
         ErrorKind::Conflict
     );
     let bad_cursor = PageRequest {
@@ -318,7 +390,11 @@ pub async fn bad_input_gives_typed_errors(h: &Harness) {
         .await
         .expect("record");
     assert_eq!(
-        kind_of(h.phi.update_record(record.id, 1, Json(serde_json::json!("text"))).await),
+        kind_of(
+            h.phi
+                .update_record(record.id, 1, Json(serde_json::json!("text")))
+                .await
+        ),
         ErrorKind::InvalidInput
     );
 }
@@ -326,8 +402,8 @@ pub async fn bad_input_gives_typed_errors(h: &Harness) {
 /// S-INT-1: a ciphertext moved to another row, version or patient, or with a
 /// flipped byte, fails with the one uniform integrity error.
 pub async fn moved_or_altered_ciphertext_fails_uniformly(h: &Harness) {
-    let a = h.phi.create_patient(profile(&unique_mrn())).await.expect("create");
-    let b = h.phi.create_patient(profile(&unique_mrn())).await.expect("create");
+    let a = new_patient(h).await;
+    let b = new_patient(h).await;
     let author = Uuid::now_v7();
     let new_record = |patient: Uuid, n: u64| {
         let phi = h.phi.clone();
@@ -338,7 +414,11 @@ pub async fn moved_or_altered_ciphertext_fails_uniformly(h: &Harness) {
                 .id
         }
     };
-    let (a1, a2, b1) = (new_record(a.id, 1).await, new_record(a.id, 2).await, new_record(b.id, 3).await);
+    let (a1, a2, b1) = (
+        new_record(a.id, 1).await,
+        new_record(a.id, 2).await,
+        new_record(b.id, 3).await,
+    );
 
     // Same patient, another row.
     let a1_body = h.raw.record_body(a1).await;
@@ -355,7 +435,10 @@ pub async fn moved_or_altered_ciphertext_fails_uniformly(h: &Harness) {
     // Version changed under an intact ciphertext.
     let fresh = new_record(a.id, 4).await;
     h.raw.set_record_version(fresh, 5).await;
-    assert!(matches!(h.phi.get_record(fresh).await, Err(Error::Integrity)));
+    assert!(matches!(
+        h.phi.get_record(fresh).await,
+        Err(Error::Integrity)
+    ));
     // One flipped byte, anywhere.
     let flip = new_record(a.id, 5).await;
     let original = h.raw.record_body(flip).await;
@@ -363,14 +446,23 @@ pub async fn moved_or_altered_ciphertext_fails_uniformly(h: &Harness) {
         let mut flipped = original.clone();
         flipped[at] ^= 0x40;
         h.raw.set_record_body(flip, flipped).await;
-        assert!(matches!(h.phi.get_record(flip).await, Err(Error::Integrity)), "byte {at}");
+        assert!(
+            matches!(h.phi.get_record(flip).await, Err(Error::Integrity)),
+            "byte {at}"
+        );
     }
     h.raw.set_record_body(flip, original).await;
-    h.phi.get_record(flip).await.expect("restored ciphertext reads again");
+    h.phi
+        .get_record(flip)
+        .await
+        .expect("restored ciphertext reads again");
     // Profiles are bound the same way.
     let a_profile = h.raw.patient_profile(a.id).await;
     h.raw.set_patient_profile(b.id, a_profile).await;
-    assert!(matches!(h.phi.get_patient(b.id).await, Err(Error::Integrity)));
+    assert!(matches!(
+        h.phi.get_patient(b.id).await,
+        Err(Error::Integrity)
+    ));
     // A list containing a bad row fails as a whole, with the same error.
     assert!(matches!(
         h.phi.list_records(a.id, &PageRequest::default()).await,
@@ -381,40 +473,76 @@ pub async fn moved_or_altered_ciphertext_fails_uniformly(h: &Harness) {
 /// S-KEY-3: erasure destroys the patient's data key; its ciphertext, even
 /// when a copy survives and is put back, can no longer be read.
 pub async fn erasure_destroys_the_data_key(h: &Harness) {
-    let patient = h.phi.create_patient(profile(&unique_mrn())).await.expect("create");
-    let keep = h.phi.create_patient(profile(&unique_mrn())).await.expect("create");
+    let patient = new_patient(h).await;
+    let keep = new_patient(h).await;
     let record = h
         .phi
         .create_record(patient.id, "observation", body(1), Uuid::now_v7())
         .await
         .expect("record");
-    let surviving_row = h.store.get_record(record.id).await.expect("read").expect("row");
+    let surviving_row = h
+        .store
+        .get_record(record.id)
+        .await
+        .expect("read")
+        .expect("row");
     let keys_before = h.store.count_data_keys().await.expect("count");
 
     h.phi.erase_patient(patient.id).await.expect("erase");
-    h.phi.erase_patient(patient.id).await.expect("erasure is idempotent");
+    h.phi
+        .erase_patient(patient.id)
+        .await
+        .expect("erasure is idempotent");
 
-    assert_eq!(h.store.count_data_keys().await.expect("count"), keys_before - 1);
-    assert!(h.store.get_data_key(patient.id).await.expect("read").is_none());
-    assert_eq!(kind_of(h.phi.get_patient(patient.id).await), ErrorKind::NotFound);
-    assert_eq!(kind_of(h.phi.get_record(record.id).await), ErrorKind::NotFound);
     assert_eq!(
-        kind_of(h.phi.create_record(patient.id, "note", body(2), Uuid::now_v7()).await),
+        h.store.count_data_keys().await.expect("count"),
+        keys_before - 1
+    );
+    assert!(
+        h.store
+            .get_data_key(patient.id)
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert_eq!(
+        kind_of(h.phi.get_patient(patient.id).await),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind_of(h.phi.get_record(record.id).await),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind_of(
+            h.phi
+                .create_record(patient.id, "note", body(2), Uuid::now_v7())
+                .await
+        ),
         ErrorKind::NotFound
     );
     let mrn = PatientLookup::Mrn(keep.profile.expose().mrn.clone());
-    assert_eq!(h.phi.find_patients(&mrn).await.expect("lookup"), vec![keep.id]);
+    assert_eq!(
+        h.phi.find_patients(&mrn).await.expect("lookup"),
+        vec![keep.id]
+    );
 
     // A copy of the record row survived elsewhere and is written back.
     h.raw.insert_record_row(&surviving_row).await;
-    assert_eq!(kind_of(h.phi.get_record(record.id).await), ErrorKind::NotFound);
+    assert_eq!(
+        kind_of(h.phi.get_record(record.id).await),
+        ErrorKind::NotFound
+    );
     // The other patient is untouched.
-    h.phi.get_patient(keep.id).await.expect("other patient still reads");
+    h.phi
+        .get_patient(keep.id)
+        .await
+        .expect("other patient still reads");
 }
 
 /// A store bound to one keyring refuses another; the data is left alone.
 pub async fn store_refuses_a_foreign_keyring(h: &Harness) {
-    let patient = h.phi.create_patient(profile(&unique_mrn())).await.expect("create");
+    let patient = new_patient(h).await;
     let other_dir = tempfile::tempdir().expect("tempdir");
     let other = LocalKeyring::create(&other_dir.path().join("other.json")).expect("keyring");
     let err = PhiStore::new(Arc::clone(&h.store), Arc::new(other))
@@ -432,9 +560,18 @@ pub async fn store_refuses_a_foreign_keyring(h: &Harness) {
 pub async fn metadata_is_set_once(h: &Harness) {
     let key = format!("test_{}", Uuid::new_v4().simple());
     assert_eq!(h.store.get_meta(&key).await.expect("get"), None);
-    assert_eq!(h.store.set_meta_if_absent(&key, "one").await.expect("set"), "one");
-    assert_eq!(h.store.set_meta_if_absent(&key, "two").await.expect("set"), "one");
-    assert_eq!(h.store.get_meta(&key).await.expect("get").as_deref(), Some("one"));
+    assert_eq!(
+        h.store.set_meta_if_absent(&key, "one").await.expect("set"),
+        "one"
+    );
+    assert_eq!(
+        h.store.set_meta_if_absent(&key, "two").await.expect("set"),
+        "one"
+    );
+    assert_eq!(
+        h.store.get_meta(&key).await.expect("get").as_deref(),
+        Some("one")
+    );
     h.store.ping().await.expect("ping");
     assert!(h.store.schema_version().await.expect("version") >= 1);
 }

@@ -55,6 +55,25 @@ pub struct Harness {
     _schema: Option<raw::SchemaGuard>,
 }
 
+impl Harness {
+    /// The PostgreSQL schema of this harness, if it is a PostgreSQL one.
+    pub fn schema(&self) -> Option<&str> {
+        #[cfg(feature = "postgres")]
+        {
+            self._schema.as_ref().map(|s| s.schema.as_str())
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            None
+        }
+    }
+
+    /// The backend under test.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+}
+
 impl std::fmt::Debug for Harness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Harness")
@@ -102,9 +121,10 @@ pub async fn memory() -> Option<Harness> {
 pub async fn sqlite() -> Option<Harness> {
     let (dir, keys) = temp_keyring();
     let path = dir.path().join("clarity.db");
-    let store = crate::store::SqliteStore::open_path(&path, 4, crate::config::SqliteSynchronous::Full)
-        .await
-        .expect("open sqlite");
+    let store =
+        crate::store::SqliteStore::open_path(&path, 4, crate::config::SqliteSynchronous::Full)
+            .await
+            .expect("open sqlite");
     let raw = Box::new(raw::SqliteRaw(path));
     Some(harness(Arc::new(store), raw, dir, keys, None).await)
 }

@@ -31,19 +31,32 @@ pub(super) struct MemoryRaw(pub(super) Arc<MemoryStore>);
 #[async_trait]
 impl RawAccess for MemoryRaw {
     async fn record_body(&self, id: Uuid) -> Vec<u8> {
-        self.0.get_record(id).await.expect("read").expect("record").body
+        self.0
+            .get_record(id)
+            .await
+            .expect("read")
+            .expect("record")
+            .body
     }
     async fn set_record_body(&self, id: Uuid, body: Vec<u8>) {
-        self.0.raw_edit(|t| t.records.get_mut(&id).expect("record").body = body);
+        self.0
+            .raw_edit(|t| t.records.get_mut(&id).expect("record").body = body);
     }
     async fn set_record_version(&self, id: Uuid, version: i64) {
-        self.0.raw_edit(|t| t.records.get_mut(&id).expect("record").version = version);
+        self.0
+            .raw_edit(|t| t.records.get_mut(&id).expect("record").version = version);
     }
     async fn patient_profile(&self, id: Uuid) -> Vec<u8> {
-        self.0.get_patient(id).await.expect("read").expect("patient").profile
+        self.0
+            .get_patient(id)
+            .await
+            .expect("read")
+            .expect("patient")
+            .profile
     }
     async fn set_patient_profile(&self, id: Uuid, profile: Vec<u8>) {
-        self.0.raw_edit(|t| t.patients.get_mut(&id).expect("patient").profile = profile);
+        self.0
+            .raw_edit(|t| t.patients.get_mut(&id).expect("patient").profile = profile);
     }
     async fn insert_record_row(&self, row: &RecordRow) {
         let row = row.clone();
@@ -60,14 +73,16 @@ pub(super) struct SqliteRaw(pub(super) std::path::PathBuf);
 impl SqliteRaw {
     fn exec(&self, sql: &str, params: impl rusqlite::Params) {
         let conn = rusqlite::Connection::open(&self.0).expect("open sqlite");
-        conn.busy_timeout(std::time::Duration::from_secs(5)).expect("busy timeout");
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .expect("busy timeout");
         let changed = conn.execute(sql, params).expect("raw sql");
         assert_eq!(changed, 1, "raw sql changed {changed} rows");
     }
 
     fn blob(&self, sql: &str, id: Uuid) -> Vec<u8> {
         let conn = rusqlite::Connection::open(&self.0).expect("open sqlite");
-        conn.query_row(sql, [id], |row| row.get(0)).expect("raw read")
+        conn.query_row(sql, [id], |row| row.get(0))
+            .expect("raw read")
     }
 }
 
@@ -78,16 +93,25 @@ impl RawAccess for SqliteRaw {
         self.blob("SELECT body FROM records WHERE id = ?1", id)
     }
     async fn set_record_body(&self, id: Uuid, body: Vec<u8>) {
-        self.exec("UPDATE records SET body = ?1 WHERE id = ?2", rusqlite::params![body, id]);
+        self.exec(
+            "UPDATE records SET body = ?1 WHERE id = ?2",
+            rusqlite::params![body, id],
+        );
     }
     async fn set_record_version(&self, id: Uuid, version: i64) {
-        self.exec("UPDATE records SET version = ?1 WHERE id = ?2", rusqlite::params![version, id]);
+        self.exec(
+            "UPDATE records SET version = ?1 WHERE id = ?2",
+            rusqlite::params![version, id],
+        );
     }
     async fn patient_profile(&self, id: Uuid) -> Vec<u8> {
         self.blob("SELECT profile FROM patients WHERE id = ?1", id)
     }
     async fn set_patient_profile(&self, id: Uuid, profile: Vec<u8>) {
-        self.exec("UPDATE patients SET profile = ?1 WHERE id = ?2", rusqlite::params![profile, id]);
+        self.exec(
+            "UPDATE patients SET profile = ?1 WHERE id = ?2",
+            rusqlite::params![profile, id],
+        );
     }
     async fn insert_record_row(&self, row: &RecordRow) {
         self.exec(
@@ -140,7 +164,11 @@ impl PostgresRaw {
 
     async fn blob(&self, sql: &str, id: Uuid) -> Vec<u8> {
         let client = pg_connect(&self.url, Some(&self.schema)).await;
-        client.query_one(sql, &[&id]).await.expect("raw read").get(0)
+        client
+            .query_one(sql, &[&id])
+            .await
+            .expect("raw read")
+            .get(0)
     }
 }
 
@@ -148,19 +176,30 @@ impl PostgresRaw {
 #[async_trait]
 impl RawAccess for PostgresRaw {
     async fn record_body(&self, id: Uuid) -> Vec<u8> {
-        self.blob("SELECT body FROM records WHERE id = $1", id).await
+        self.blob("SELECT body FROM records WHERE id = $1", id)
+            .await
     }
     async fn set_record_body(&self, id: Uuid, body: Vec<u8>) {
-        self.exec("UPDATE records SET body = $1 WHERE id = $2", &[&body, &id]).await;
+        self.exec("UPDATE records SET body = $1 WHERE id = $2", &[&body, &id])
+            .await;
     }
     async fn set_record_version(&self, id: Uuid, version: i64) {
-        self.exec("UPDATE records SET version = $1 WHERE id = $2", &[&version, &id]).await;
+        self.exec(
+            "UPDATE records SET version = $1 WHERE id = $2",
+            &[&version, &id],
+        )
+        .await;
     }
     async fn patient_profile(&self, id: Uuid) -> Vec<u8> {
-        self.blob("SELECT profile FROM patients WHERE id = $1", id).await
+        self.blob("SELECT profile FROM patients WHERE id = $1", id)
+            .await
     }
     async fn set_patient_profile(&self, id: Uuid, profile: Vec<u8>) {
-        self.exec("UPDATE patients SET profile = $1 WHERE id = $2", &[&profile, &id]).await;
+        self.exec(
+            "UPDATE patients SET profile = $1 WHERE id = $2",
+            &[&profile, &id],
+        )
+        .await;
     }
     async fn insert_record_row(&self, row: &RecordRow) {
         self.exec(

@@ -9,7 +9,7 @@ use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 use super::migrations::pending;
-use super::{DataKeyRow, PatientRow, RecordRow, Store};
+use super::{DataKeyRow, PatientRow, RecordRow, Store, patient_index_column};
 use crate::config::{Config, validate_identifier};
 use crate::crypto::{BlindIndex, IndexField, SecretString};
 use crate::error::{Error, Result};
@@ -33,12 +33,15 @@ impl PostgresStore {
     /// [`Error::Config`] for a malformed URL; [`Error::Unavailable`] when the
     /// server cannot be reached; [`Error::Backend`] when migration fails.
     pub async fn open(config: &Config) -> Result<PostgresStore> {
-        let url = config
-            .store
-            .postgres_url
-            .as_ref()
-            .ok_or_else(|| Error::config("store.postgres_url", "required for the postgres backend"))?;
-        Self::connect(url, config.store.postgres_schema.as_deref(), config.store.pool_size).await
+        let url = config.store.postgres_url.as_ref().ok_or_else(|| {
+            Error::config("store.postgres_url", "required for the postgres backend")
+        })?;
+        Self::connect(
+            url,
+            config.store.postgres_schema.as_deref(),
+            config.store.pool_size,
+        )
+        .await
     }
 
     /// Connects to `url`, keeping tables in `schema` (created if missing) when given.
@@ -130,7 +133,12 @@ impl PostgresStore {
             )
             .await
             .map_err(pg_error)?;
-            tracing::info!(backend = BACKEND, version = migration.version, name = migration.name, "applied migration");
+            tracing::info!(
+                backend = BACKEND,
+                version = migration.version,
+                name = migration.name,
+                "applied migration"
+            );
         }
         tx.commit().await.map_err(pg_error)
     }
@@ -197,16 +205,6 @@ fn record_row(row: &Row) -> RecordRow {
     }
 }
 
-/// The indexed column of a patient lookup. A fixed string, never input.
-fn index_column(field: IndexField) -> Result<&'static str> {
-    match field {
-        IndexField::PatientMrn => Ok("mrn_index"),
-        IndexField::PatientEmail => Ok("email_index"),
-        IndexField::PatientNameBirthDate => Ok("name_dob_index"),
-        _ => Err(Error::invalid("not a patient index")),
-    }
-}
-
 /// After a conditional update matched no row: conflict or not found.
 async fn conflict_or_missing(
     client: &impl deadpool_postgres::GenericClient,
@@ -244,7 +242,10 @@ impl Store for PostgresStore {
     async fn schema_version(&self) -> Result<i64> {
         let client = self.client().await?;
         let row = client
-            .query_one("SELECT coalesce(max(version), 0)::bigint FROM schema_migrations", &[])
+            .query_one(
+                "SELECT coalesce(max(version), 0)::bigint FROM schema_migrations",
+                &[],
+            )
             .await
             .map_err(pg_error)?;
         Ok(row.get(0))
@@ -397,7 +398,7 @@ impl Store for PostgresStore {
     }
 
     async fn find_patients(&self, field: IndexField, index: &BlindIndex) -> Result<Vec<Uuid>> {
-        let column = index_column(field)?;
+        let column = patient_index_column(field)?;
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(&format!(
@@ -467,7 +468,9 @@ impl Store for PostgresStore {
     async fn get_record(&self, id: Uuid) -> Result<Option<RecordRow>> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached(&format!("SELECT {RECORD_COLUMNS} FROM records WHERE id = $1"))
+            .prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS} FROM records WHERE id = $1"
+            ))
             .await
             .map_err(pg_error)?;
         let row = client.query_opt(&stmt, &[&id]).await.map_err(pg_error)?;

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use self::pool::{Opener, Pool};
 use super::migrations::pending;
-use super::{DataKeyRow, PatientRow, RecordRow, Store};
+use super::{DataKeyRow, PatientRow, RecordRow, Store, patient_index_column};
 use crate::config::{Config, SqliteSynchronous};
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::{Error, Result};
@@ -61,7 +61,8 @@ impl SqliteStore {
             SqliteSynchronous::Full => "FULL",
             SqliteSynchronous::Normal => "NORMAL",
         };
-        let common = "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;";
+        let common =
+            "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;";
         let writer = Pool::new(
             Opener {
                 path: path.to_path_buf(),
@@ -97,7 +98,8 @@ impl SqliteStore {
 /// Creates the database file (and its directory) readable by its owner only;
 /// SQLite gives the WAL and shared-memory files the same mode.
 fn create_private_file(path: &Path) -> Result<()> {
-    let io = |e: std::io::Error| Error::backend(BACKEND, format!("cannot create {}", path.display()), e);
+    let io =
+        |e: std::io::Error| Error::backend(BACKEND, format!("cannot create {}", path.display()), e);
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -151,7 +153,12 @@ fn migrate(conn: &mut Connection) -> Result<()> {
             ],
         )
         .map_err(sqlite_error)?;
-        tracing::info!(backend = BACKEND, version = migration.version, name = migration.name, "applied migration");
+        tracing::info!(
+            backend = BACKEND,
+            version = migration.version,
+            name = migration.name,
+            "applied migration"
+        );
     }
     tx.commit().map_err(sqlite_error)
 }
@@ -185,7 +192,11 @@ fn micros(t: DateTime<Utc>) -> i64 {
 
 fn from_micros(us: i64) -> rusqlite::Result<DateTime<Utc>> {
     DateTime::from_timestamp_micros(us).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, "timestamp out of range".into())
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Integer,
+            "timestamp out of range".into(),
+        )
     })
 }
 
@@ -193,7 +204,11 @@ fn index(bytes: Option<Vec<u8>>) -> rusqlite::Result<Option<BlindIndex>> {
     bytes
         .map(|b| {
             BlindIndex::from_slice(&b).map_err(|_| {
-                rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, "bad index".into())
+                rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Blob,
+                    "bad index".into(),
+                )
             })
         })
         .transpose()
@@ -237,16 +252,6 @@ fn record_row(row: &Row<'_>) -> rusqlite::Result<RecordRow> {
         created_at: from_micros(row.get(6)?)?,
         updated_at: from_micros(row.get(7)?)?,
     })
-}
-
-/// The indexed column of a patient lookup. A fixed string, never input.
-fn index_column(field: IndexField) -> Result<&'static str> {
-    match field {
-        IndexField::PatientMrn => Ok("mrn_index"),
-        IndexField::PatientEmail => Ok("email_index"),
-        IndexField::PatientNameBirthDate => Ok("name_dob_index"),
-        _ => Err(Error::invalid("not a patient index")),
-    }
 }
 
 /// After a conditional update matched no row: a conflict when the row
@@ -304,9 +309,11 @@ impl Store for SqliteStore {
         let key = key.to_string();
         self.readers
             .run(move |conn| {
-                conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
-                    .optional()
-                    .map_err(sqlite_error)
+                conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+                    row.get(0)
+                })
+                .optional()
+                .map_err(sqlite_error)
             })
             .await
     }
@@ -324,7 +331,9 @@ impl Store for SqliteStore {
                 )
                 .map_err(sqlite_error)?;
                 let stored = tx
-                    .query_row("SELECT value FROM meta WHERE key = ?1", [&key], |row| row.get(0))
+                    .query_row("SELECT value FROM meta WHERE key = ?1", [&key], |row| {
+                        row.get(0)
+                    })
                     .map_err(sqlite_error)?;
                 tx.commit().map_err(sqlite_error)?;
                 Ok(stored)
@@ -462,7 +471,7 @@ impl Store for SqliteStore {
     }
 
     async fn find_patients(&self, field: IndexField, index: &BlindIndex) -> Result<Vec<Uuid>> {
-        let column = index_column(field)?;
+        let column = patient_index_column(field)?;
         let index = index.0;
         self.readers
             .run(move |conn| {
@@ -535,9 +544,11 @@ impl Store for SqliteStore {
     async fn get_record(&self, id: Uuid) -> Result<Option<RecordRow>> {
         self.readers
             .run(move |conn| {
-                conn.prepare_cached(&format!("SELECT {RECORD_COLUMNS} FROM records WHERE id = ?1"))
-                    .and_then(|mut stmt| stmt.query_row([id], record_row).optional())
-                    .map_err(sqlite_error)
+                conn.prepare_cached(&format!(
+                    "SELECT {RECORD_COLUMNS} FROM records WHERE id = ?1"
+                ))
+                .and_then(|mut stmt| stmt.query_row([id], record_row).optional())
+                .map_err(sqlite_error)
             })
             .await
     }

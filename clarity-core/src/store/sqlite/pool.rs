@@ -81,7 +81,10 @@ impl Pool {
         .await
         .map_err(|_| Error::internal("sqlite task failed"))?;
         if let Some(conn) = conn {
-            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            self.idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
         }
         result
     }

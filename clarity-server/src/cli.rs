@@ -1,0 +1,118 @@
+//! The `clarity` command line (clap).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use clarity_core::Config;
+
+/// Clarity: encrypted, audited storage of patient data.
+///
+/// With no command, `clarity` runs `serve`.
+#[derive(Debug, Parser)]
+#[command(name = "clarity", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// Configuration file (TOML). Settings in `CLARITY_*` environment variables override it.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "CLARITY_CONFIG",
+        value_name = "FILE"
+    )]
+    config: Option<PathBuf>,
+    /// Directory for the SQLite database and the local keyring [default: ./clarity-data].
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server (the default command).
+    Serve(ServeArgs),
+    /// Apply pending database migrations, then exit.
+    Migrate,
+}
+
+#[derive(Debug, Args, Default)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+}
+
+/// Runs the parsed command line.
+///
+/// # Errors
+/// Whatever stops the command: bad configuration, an unreachable database, a
+/// missing keyring. The message is meant for the operator.
+pub fn run(cli: Cli) -> clarity_core::Result<()> {
+    let mut config = Config::load(cli.global.config.as_deref())?;
+    if let Some(dir) = cli.global.data_dir {
+        config.data_dir = dir;
+    }
+    let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
+    if let Command::Serve(ServeArgs {
+        listen: Some(listen),
+    }) = &command
+    {
+        config.listen = *listen;
+    }
+    config.validate()?;
+    crate::logging::init(&config.log)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| clarity_core::Error::internal(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async move {
+        match command {
+            Command::Serve(_) => crate::serve::serve(config).await,
+            Command::Migrate => migrate(&config).await,
+        }
+    })
+}
+
+async fn migrate(config: &Config) -> clarity_core::Result<()> {
+    let store = clarity_core::store::open(config).await?;
+    let version = store.schema_version().await?;
+    println!(
+        "{} schema is at version {version}: nothing pending",
+        store.backend()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_command_means_serve() {
+        let cli = Cli::try_parse_from(["clarity", "--data-dir", "/tmp/x"]).expect("parses");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.global.data_dir, Some(PathBuf::from("/tmp/x")));
+        let cli =
+            Cli::try_parse_from(["clarity", "serve", "--listen", "127.0.0.1:0"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Serve(ServeArgs { listen: Some(_) }))
+        ));
+        assert!(Cli::try_parse_from(["clarity", "serve", "--listen", "nowhere"]).is_err());
+    }
+}

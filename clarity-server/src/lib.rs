@@ -1,0 +1,8 @@
+//! The Clarity HTTP server and command-line tool: a thin layer over
+//! `clarity-core` that translates HTTP to core calls and never decides
+//! anything itself.
+
+pub mod cli;
+mod http;
+mod logging;
+pub mod serve;

@@ -1,0 +1,123 @@
+//! `clarity serve`: open the store, listen, answer, and shut down cleanly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clarity_core::config::{Backend, Config, KeyProviderKind};
+use clarity_core::store::PhiStore;
+use clarity_core::{Error, Result};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::http::Router;
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a client may take to send its request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the server until SIGINT or SIGTERM, then drains in-flight requests.
+///
+/// # Errors
+/// When the store or keys cannot be opened or the address cannot be bound.
+pub async fn serve(config: Config) -> Result<()> {
+    let phi = PhiStore::open(&config).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Error::config("listen", format!("cannot listen on {}: {e}", config.listen)))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::internal(format!("listener has no address: {e}")))?;
+    announce(&config, &phi, local);
+
+    let router = Router::new(Arc::new(phi));
+    let graceful = GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = router.service(peer);
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: draining in-flight requests");
+    if tokio::time::timeout(DRAIN_DEADLINE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain deadline passed; closing remaining connections");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The operator-facing lines on standard output.
+fn announce(config: &Config, phi: &PhiStore, local: std::net::SocketAddr) {
+    let backend = phi.store().backend();
+    match config.store.backend {
+        Backend::Sqlite => println!(
+            "Clarity {} on {backend} at {}",
+            env!("CARGO_PKG_VERSION"),
+            config.sqlite_path().display()
+        ),
+        Backend::Postgres => println!("Clarity {} on {backend}", env!("CARGO_PKG_VERSION")),
+    }
+    if config.keys.provider == KeyProviderKind::Local {
+        println!(
+            "Keys: local keyring {} - for development or single-node use only; back it up, without it the data cannot be read.",
+            config.keyring_path().display()
+        );
+    }
+    println!("Listening on http://{local}");
+    tracing::info!(%local, backend, "listening");
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(term) => term,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the server");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

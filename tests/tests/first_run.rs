@@ -1,0 +1,163 @@
+//! The first-run experience, end to end against the real binary: start on an
+//! empty directory, answer the health probes, stop cleanly, restart on the
+//! same data, and refuse to run with a missing keyring.
+
+use clarity_tests::{Server, run};
+
+#[tokio::test]
+async fn first_start_creates_keys_and_answers_health_probes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &[]);
+    let banner = server.stdout_lines.join("\n");
+    assert!(
+        banner.contains("for development or single-node use"),
+        "{banner}"
+    );
+    assert!(data.join("keyring.json").exists());
+    assert!(data.join("clarity.db").exists());
+
+    let client = reqwest::Client::new();
+    let live = client
+        .get(server.url("/health/live"))
+        .send()
+        .await
+        .expect("live");
+    assert_eq!(live.status(), 200);
+    // S-HDR-1
+    let headers = live.headers().clone();
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .expect("csp")
+            .contains("default-src 'none'")
+    );
+    assert!(headers.contains_key("x-request-id"));
+    assert!(!headers.contains_key("server"), "no server version header");
+
+    let ready = client
+        .get(server.url("/health/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = ready.json().await.expect("json");
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["checks"]["database"], "ok");
+    assert_eq!(body["checks"]["keys"], "ok");
+
+    // S-ERR-1: errors have the API's shape and carry the request id.
+    let missing = client
+        .get(server.url("/v1/nothing-here"))
+        .send()
+        .await
+        .expect("404");
+    assert_eq!(missing.status(), 404);
+    let request_id = missing.headers()["x-request-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    let body: serde_json::Value = missing.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "not_found");
+    assert_eq!(body["error"]["request_id"], request_id.as_str());
+    let wrong = client
+        .delete(server.url("/health/live"))
+        .send()
+        .await
+        .expect("405");
+    assert_eq!(wrong.status(), 405);
+
+    let (clean, logs) = server.terminate();
+    assert!(clean, "SIGTERM ends the server cleanly; logs: {logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("\"route\":\"/health/ready\"")),
+        "{logs:?}"
+    );
+    for line in &logs {
+        let parsed: serde_json::Value = serde_json::from_str(line).expect("every log line is JSON");
+        assert!(
+            parsed["timestamp"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z')),
+            "UTC: {line}"
+        );
+    }
+
+    // A restart on the same directory reuses the keyring.
+    let again = Server::start(&data, &[]);
+    let ready = client
+        .get(again.url("/health/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(ready.status(), 200);
+    let (clean, logs) = again.terminate();
+    assert!(clean);
+    assert!(
+        !logs
+            .iter()
+            .any(|l| l.contains("created a new local keyring")),
+        "no second keyring: {logs:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_store_with_data_and_no_keyring_does_not_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut config = clarity_core::Config::from_toml("").expect("config");
+    config.data_dir = data.clone();
+    let phi = clarity_core::store::PhiStore::open(&config)
+        .await
+        .expect("open");
+    phi.create_patient(
+        clarity_core::store::PatientProfile::from_json(
+            r#"{"mrn":"R-1","given_name":"A","family_name":"B","birth_date":"2000-01-01","sex":"unknown"}"#,
+        )
+        .expect("profile"),
+    )
+    .await
+    .expect("create");
+    drop(phi);
+    std::fs::remove_file(data.join("keyring.json")).expect("remove keyring");
+
+    let data_arg = data.to_str().expect("utf-8 path");
+    let (ok, _stdout, stderr) = run(
+        &["--data-dir", data_arg, "serve", "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    assert!(!ok, "must not start");
+    assert!(
+        stderr.contains("keyring file") && stderr.contains("not found"),
+        "{stderr}"
+    );
+    assert!(
+        !data.join("keyring.json").exists(),
+        "no keyring was invented"
+    );
+}
+
+#[test]
+fn migrate_reports_the_schema_version_and_bad_config_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().expect("utf-8 path");
+    let (ok, stdout, stderr) = run(&["--data-dir", data_arg, "migrate"], &[]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("sqlite schema is at version 1"), "{stdout}");
+
+    let (ok, _, stderr) = run(
+        &["--data-dir", data_arg, "migrate"],
+        &[("CLARITY_STORE_POOL_SIZE", "zero")],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("store.pool_size"), "{stderr}");
+    let (ok, _, stderr) = run(
+        &["--data-dir", data_arg, "migrate"],
+        &[("CLARITY_STORE_BACKEND", "postgres")],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("store.postgres_url"), "{stderr}");
+}
