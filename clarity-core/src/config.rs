@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 pub const ENV_PREFIX: &str = "CLARITY_";
 
 /// The sections of [`Config`]; `CLARITY_<SECTION>_<KEY>` maps to `<section>.<key>`.
-const SECTIONS: &[&str] = &["store", "keys", "log"];
+const SECTIONS: &[&str] = &["store", "keys", "log", "auth", "access"];
 
 /// The whole configuration of a Clarity instance.
 #[derive(Debug, Clone, Deserialize)]
@@ -42,6 +42,100 @@ pub struct Config {
     pub keys: KeysConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Passwords, tokens, sessions, MFA and login throttling.
+    pub auth: AuthConfig,
+    /// Access-control policy settings.
+    pub access: AccessConfig,
+}
+
+/// Which PASETO v4 purpose access tokens use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenPurpose {
+    /// `v4.local`: encrypted and authenticated with a symmetric key (default).
+    #[default]
+    Local,
+    /// `v4.public`: signed with Ed25519, so other services can verify tokens.
+    Public,
+}
+
+/// Authentication settings (`[auth]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AuthConfig {
+    /// Token issuer (`iss`), default `clarity`.
+    pub issuer: String,
+    /// Token audience (`aud`), default `clarity`.
+    pub audience: String,
+    /// `local` (default) or `public`.
+    pub token_purpose: TokenPurpose,
+    /// Access-token lifetime in seconds (default 900).
+    pub access_token_secs: u64,
+    /// A session ends after this many seconds without use (default 900).
+    pub session_idle_secs: u64,
+    /// A session ends this many seconds after login, used or not (default 43200).
+    pub session_absolute_secs: u64,
+    /// argon2id memory in KiB (default 19456, the minimum).
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations (default 2, the minimum).
+    pub argon2_iterations: u32,
+    /// argon2id lanes (default 1).
+    pub argon2_parallelism: u32,
+    /// Password hashes computed at once (default 2); more callers wait.
+    pub hash_concurrency: usize,
+    /// Failed logins allowed per account per hour before it locks (default and maximum 100).
+    pub max_failed_logins_per_hour: u32,
+    /// Failed logins after which each further attempt must wait exponentially longer (default 5).
+    pub backoff_after_failures: u32,
+    /// Require TOTP at login for users with the admin role (default false).
+    pub require_mfa_for_admin: bool,
+    /// Lifetime of the one-time setup code in seconds (default 3600).
+    pub setup_code_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            issuer: "clarity".into(),
+            audience: "clarity".into(),
+            token_purpose: TokenPurpose::Local,
+            access_token_secs: 900,
+            session_idle_secs: 900,
+            session_absolute_secs: 12 * 3600,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            hash_concurrency: 2,
+            max_failed_logins_per_hour: 100,
+            backoff_after_failures: 5,
+            require_mfa_for_admin: false,
+            setup_code_secs: 3600,
+        }
+    }
+}
+
+/// Access-control settings (`[access]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AccessConfig {
+    /// Lifetime of a break-glass grant in seconds (default 14400, four hours).
+    pub break_glass_secs: u64,
+    /// Require a TOTP code with every break-glass request (default false).
+    pub require_mfa_for_break_glass: bool,
+    /// Record kinds a nurse may create and update (default `observation`, `note`, `vital-signs`).
+    pub nurse_writable_kinds: Vec<String>,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            break_glass_secs: 4 * 3600,
+            require_mfa_for_break_glass: false,
+            nurse_writable_kinds: vec!["observation".into(), "note".into(), "vital-signs".into()],
+        }
+    }
 }
 
 /// How log lines are written.
@@ -164,6 +258,8 @@ impl Default for Config {
             store: StoreConfig::default(),
             keys: KeysConfig::default(),
             log: LogConfig::default(),
+            auth: AuthConfig::default(),
+            access: AccessConfig::default(),
         }
     }
 }
@@ -264,6 +360,57 @@ impl Config {
                 "store.max_document_bytes",
                 "must be between 1024 and 67108864",
             ));
+        }
+        self.validate_auth()
+    }
+
+    fn validate_auth(&self) -> Result<()> {
+        let auth = &self.auth;
+        let positive = [
+            ("auth.access_token_secs", auth.access_token_secs),
+            ("auth.session_idle_secs", auth.session_idle_secs),
+            ("auth.session_absolute_secs", auth.session_absolute_secs),
+            ("auth.setup_code_secs", auth.setup_code_secs),
+            ("access.break_glass_secs", self.access.break_glass_secs),
+        ];
+        for (key, value) in positive {
+            if !(1..=365 * 24 * 3600).contains(&value) {
+                return Err(Error::config(key, "must be between 1 second and one year"));
+            }
+        }
+        if auth.issuer.trim().is_empty() {
+            return Err(Error::config("auth.issuer", "must not be empty"));
+        }
+        if auth.audience.trim().is_empty() {
+            return Err(Error::config("auth.audience", "must not be empty"));
+        }
+        if auth.argon2_memory_kib < 19 * 1024 {
+            return Err(Error::config("auth.argon2_memory_kib", "must be at least 19456 (19 MiB)"));
+        }
+        if auth.argon2_iterations < 2 {
+            return Err(Error::config("auth.argon2_iterations", "must be at least 2"));
+        }
+        if !(1..=16).contains(&auth.argon2_parallelism) {
+            return Err(Error::config("auth.argon2_parallelism", "must be between 1 and 16"));
+        }
+        if !(1..=64).contains(&auth.hash_concurrency) {
+            return Err(Error::config("auth.hash_concurrency", "must be between 1 and 64"));
+        }
+        if !(1..=100).contains(&auth.max_failed_logins_per_hour) {
+            return Err(Error::config(
+                "auth.max_failed_logins_per_hour",
+                "must be between 1 and 100",
+            ));
+        }
+        if auth.backoff_after_failures >= auth.max_failed_logins_per_hour {
+            return Err(Error::config(
+                "auth.backoff_after_failures",
+                "must be below auth.max_failed_logins_per_hour",
+            ));
+        }
+        for kind in &self.access.nurse_writable_kinds {
+            crate::store::RecordKind::new(kind)
+                .map_err(|_| Error::config("access.nurse_writable_kinds", "holds an invalid record kind"))?;
         }
         Ok(())
     }

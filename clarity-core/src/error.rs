@@ -81,6 +81,17 @@ pub enum Error {
     #[error("permission denied")]
     PermissionDenied,
 
+    /// The password was right but a second factor (TOTP code) is needed.
+    #[error("a TOTP code is required")]
+    MfaRequired,
+
+    /// Too many attempts; the caller must wait before trying again.
+    #[error("too many attempts; retry in {retry_after_secs} seconds")]
+    RateLimited {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
+
     /// A storage backend failed.
     #[error("{backend} backend error: {message}")]
     Backend {
@@ -131,6 +142,10 @@ pub enum ErrorKind {
     Unauthenticated,
     /// Not allowed (HTTP 403).
     PermissionDenied,
+    /// Second factor needed (HTTP 401).
+    MfaRequired,
+    /// Too many attempts (HTTP 429).
+    RateLimited,
     /// Storage failure (HTTP 503).
     Backend,
     /// Dependency unavailable (HTTP 503).
@@ -152,6 +167,8 @@ impl ErrorKind {
             ErrorKind::Key => "key",
             ErrorKind::Unauthenticated => "unauthenticated",
             ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::MfaRequired => "mfa_required",
+            ErrorKind::RateLimited => "rate_limited",
             ErrorKind::Backend => "backend",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Internal => "internal",
@@ -178,6 +195,8 @@ impl Error {
             Error::Key { .. } => ErrorKind::Key,
             Error::Unauthenticated => ErrorKind::Unauthenticated,
             Error::PermissionDenied => ErrorKind::PermissionDenied,
+            Error::MfaRequired => ErrorKind::MfaRequired,
+            Error::RateLimited { .. } => ErrorKind::RateLimited,
             Error::Backend { .. } => ErrorKind::Backend,
             Error::Unavailable { .. } => ErrorKind::Unavailable,
             Error::Internal { .. } => ErrorKind::Internal,

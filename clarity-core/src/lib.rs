@@ -1,14 +1,18 @@
 #![doc = include_str!("../README.md")]
 
+pub mod access;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod service;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use config::Config;
+pub use service::Clarity;
 pub use error::{Error, ErrorKind, Result};
 
 /// The repository README's Rust example, compiled and run as a doctest so it stays true.

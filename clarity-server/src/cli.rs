@@ -83,7 +83,7 @@ pub fn run(cli: Cli) -> clarity_core::Result<()> {
 }
 
 async fn migrate(config: &Config) -> clarity_core::Result<()> {
-    let store = clarity_core::store::open(config).await?;
+    let store = clarity_core::store::open(config).await?.rows;
     let version = store.schema_version().await?;
     println!(
         "{} schema is at version {version}: nothing pending",

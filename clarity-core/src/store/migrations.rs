@@ -28,17 +28,31 @@ impl Migration {
     }
 }
 
-const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "patients_records_keys",
-    sql: include_str!("../../migrations/sqlite/0001_patients_records_keys.sql"),
-}];
+const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "patients_records_keys",
+        sql: include_str!("../../migrations/sqlite/0001_patients_records_keys.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "identity_access",
+        sql: include_str!("../../migrations/sqlite/0002_identity_access.sql"),
+    },
+];
 
-const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "patients_records_keys",
-    sql: include_str!("../../migrations/postgres/0001_patients_records_keys.sql"),
-}];
+const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "patients_records_keys",
+        sql: include_str!("../../migrations/postgres/0001_patients_records_keys.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "identity_access",
+        sql: include_str!("../../migrations/postgres/0002_identity_access.sql"),
+    },
+];
 
 /// The migrations of a backend (`sqlite` or `postgres`), in order.
 pub fn migrations_for(backend: &str) -> &'static [Migration] {

@@ -21,6 +21,7 @@ use crate::config::{Backend, Config};
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::Result;
 
+mod identity;
 mod memory;
 mod migrations;
 mod model;
@@ -30,6 +31,9 @@ mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+pub use identity::{
+    CareTeamRow, GrantRow, IdentityStore, LoginFailures, RefreshRow, SessionRow, UserRow,
+};
 pub use memory::MemoryStore;
 pub use migrations::{Migration, migrations_for};
 pub use model::{
@@ -118,6 +122,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Stores `value` under `key` unless a value is there already; returns the stored value.
     async fn set_meta_if_absent(&self, key: &str, value: &str) -> Result<String>;
 
+    /// Stores `value` under `key`, replacing any value.
+    async fn put_meta(&self, key: &str, value: &str) -> Result<()>;
+
+    /// Removes `key` and returns its value, atomically: of concurrent callers
+    /// at most one gets the value.
+    async fn take_meta(&self, key: &str) -> Result<Option<String>>;
+
     /// Number of data keys stored (zero means the store holds no encrypted data).
     async fn count_data_keys(&self) -> Result<u64>;
 
@@ -194,17 +205,36 @@ pub(crate) fn patient_index_column(field: IndexField) -> Result<&'static str> {
     }
 }
 
+/// One opened backend, seen through both of its traits.
+#[derive(Debug, Clone)]
+pub struct Backends {
+    /// Patients, records, data keys, metadata.
+    pub rows: Arc<dyn Store>,
+    /// Users, sessions, care teams, grants.
+    pub identity: Arc<dyn IdentityStore>,
+}
+
+impl Backends {
+    /// Both views of one backend object.
+    pub fn of<T: Store + IdentityStore + 'static>(backend: Arc<T>) -> Self {
+        Backends {
+            rows: Arc::clone(&backend) as Arc<dyn Store>,
+            identity: backend,
+        }
+    }
+}
+
 /// Opens the backend that `config` names and applies pending migrations.
 ///
 /// # Errors
 /// [`crate::Error::Config`] for a backend not compiled in, or the backend's
 /// error when it cannot be opened or migrated.
-pub async fn open(config: &Config) -> Result<Arc<dyn Store>> {
+pub async fn open(config: &Config) -> Result<Backends> {
     match config.store.backend {
         #[cfg(feature = "sqlite")]
-        Backend::Sqlite => Ok(Arc::new(SqliteStore::open(config).await?)),
+        Backend::Sqlite => Ok(Backends::of(Arc::new(SqliteStore::open(config).await?))),
         #[cfg(feature = "postgres")]
-        Backend::Postgres => Ok(Arc::new(PostgresStore::open(config).await?)),
+        Backend::Postgres => Ok(Backends::of(Arc::new(PostgresStore::open(config).await?))),
         #[allow(unreachable_patterns)]
         other => Err(crate::Error::config(
             "store.backend",

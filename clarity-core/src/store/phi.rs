@@ -74,7 +74,7 @@ impl PhiStore {
     /// [`Error::Key`] for a missing, unreadable or foreign keyring; the
     /// backend's errors when the store cannot be opened.
     pub async fn open(config: &Config) -> Result<PhiStore> {
-        let store = super::open(config).await?;
+        let store = super::open(config).await?.rows;
         let keys = open_key_provider(config, store.as_ref()).await?;
         Ok(Self::new(store, keys)
             .await?
@@ -133,6 +133,16 @@ impl PhiStore {
     /// The key provider.
     pub fn keys(&self) -> &Arc<dyn KeyProvider> {
         &self.keys
+    }
+
+    /// The blind indexer (keys derived from this store's keyring).
+    pub fn indexer(&self) -> &BlindIndexer {
+        &self.indexer
+    }
+
+    /// The clock in use.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// Readiness: the database answers and the key provider serves keys.
@@ -313,11 +323,7 @@ impl PhiStore {
     /// [`Error::NotFound`] for an unknown record or one of an erased patient;
     /// [`Error::Integrity`] when its body fails to decrypt.
     pub async fn get_record(&self, id: Uuid) -> Result<Record> {
-        let row = self
-            .store
-            .get_record(id)
-            .await?
-            .ok_or(Error::NotFound { what: "record" })?;
+        let row = self.record_row(id).await?;
         self.decrypt_record(row).await
     }
 
@@ -399,7 +405,23 @@ impl PhiStore {
         Ok(Page { items, next_cursor })
     }
 
-    async fn decrypt_record(&self, row: RecordRow) -> Result<Record> {
+    /// A record's stored row, without decrypting it: lets a caller decide
+    /// access on its patient before any plaintext exists.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown record.
+    pub async fn record_row(&self, id: Uuid) -> Result<RecordRow> {
+        self.store
+            .get_record(id)
+            .await?
+            .ok_or(Error::NotFound { what: "record" })
+    }
+
+    /// Decrypts a row read by [`PhiStore::record_row`].
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] once its patient is erased; [`Error::Integrity`].
+    pub async fn decrypt_record(&self, row: RecordRow) -> Result<Record> {
         let (dek, dek_version) = self.data_key(row.patient_id, "record").await?;
         self.open_record(&dek, dek_version, row)
     }

@@ -35,7 +35,13 @@ macro_rules! conformance_suite {
             moved_or_altered_ciphertext_fails_uniformly,
             erasure_destroys_the_data_key,
             store_refuses_a_foreign_keyring,
-            metadata_is_set_once
+            metadata_is_set_once,
+            users_are_unique_by_email_and_versioned,
+            totp_steps_only_move_forward,
+            login_failures_count_within_a_window,
+            sessions_end_and_refresh_tokens_rotate_once,
+            care_teams_and_grants,
+            erasure_removes_care_team_assignments
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -574,4 +580,13 @@ pub async fn metadata_is_set_once(h: &Harness) {
     );
     h.store.ping().await.expect("ping");
     assert!(h.store.schema_version().await.expect("version") >= 1);
+    h.store.put_meta(&key, "three").await.expect("put");
+    assert_eq!(h.store.take_meta(&key).await.expect("take").as_deref(), Some("three"));
+    assert_eq!(h.store.take_meta(&key).await.expect("take"), None, "taken once");
 }
+
+pub use super::identity_conformance::{
+    care_teams_and_grants, erasure_removes_care_team_assignments,
+    login_failures_count_within_a_window, sessions_end_and_refresh_tokens_rotate_once,
+    totp_steps_only_move_forward, users_are_unique_by_email_and_versioned,
+};

@@ -7,14 +7,19 @@
 //! harness works in its own freshly created schema, dropped afterwards.
 
 pub mod conformance;
+mod identity_conformance;
+pub mod matrix;
 mod raw;
 
 use std::sync::Arc;
 
 pub use raw::RawAccess;
 
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
 use crate::crypto::{KeyProvider, LocalKeyring};
-use crate::store::{MemoryStore, PhiStore, Store};
+use crate::service::Clarity;
+use crate::store::{Backends, IdentityStore, MemoryStore, PhiStore, Store};
 
 /// Environment variable naming the PostgreSQL server for tests.
 pub const POSTGRES_URL_VAR: &str = "CLARITY_TEST_POSTGRES_URL";
@@ -46,6 +51,8 @@ pub struct Harness {
     pub phi: PhiStore,
     /// The backend itself.
     pub store: Arc<dyn Store>,
+    /// The same backend's identity tables.
+    pub identity: Arc<dyn IdentityStore>,
     /// The keyring in use.
     pub keys: Arc<dyn KeyProvider>,
     /// Direct access to stored rows, bypassing the store.
@@ -89,22 +96,46 @@ fn temp_keyring() -> (tempfile::TempDir, Arc<dyn KeyProvider>) {
 }
 
 async fn harness(
-    store: Arc<dyn Store>,
+    backends: Backends,
     raw: Box<dyn RawAccess>,
     dir: tempfile::TempDir,
     keys: Arc<dyn KeyProvider>,
     schema: Option<raw::SchemaGuard>,
 ) -> Harness {
+    let store = backends.rows;
     let phi = PhiStore::new(Arc::clone(&store), Arc::clone(&keys))
         .await
         .expect("bind keyring");
     Harness {
         phi,
         store,
+        identity: backends.identity,
         keys,
         raw,
         dir,
         _schema: schema,
+    }
+}
+
+impl Harness {
+    /// A [`Clarity`] over this harness's backend and keyring, with `config`
+    /// and `clock`.
+    ///
+    /// # Panics
+    /// When the instance cannot be built.
+    pub async fn clarity_with(&self, config: Config, clock: Arc<dyn Clock>) -> Clarity {
+        let backends = Backends {
+            rows: Arc::clone(&self.store),
+            identity: Arc::clone(&self.identity),
+        };
+        Clarity::with_parts(config, backends, Arc::clone(&self.keys), clock)
+            .await
+            .expect("open Clarity")
+    }
+
+    /// A [`Clarity`] with default settings and the system clock.
+    pub async fn clarity(&self) -> Clarity {
+        self.clarity_with(Config::default(), Arc::new(SystemClock)).await
     }
 }
 
@@ -113,7 +144,7 @@ pub async fn memory() -> Option<Harness> {
     let (dir, keys) = temp_keyring();
     let store = Arc::new(MemoryStore::new());
     let raw = Box::new(raw::MemoryRaw(Arc::clone(&store)));
-    Some(harness(store, raw, dir, keys, None).await)
+    Some(harness(Backends::of(store), raw, dir, keys, None).await)
 }
 
 /// A harness over a fresh SQLite database in a temporary directory.
@@ -126,7 +157,7 @@ pub async fn sqlite() -> Option<Harness> {
             .await
             .expect("open sqlite");
     let raw = Box::new(raw::SqliteRaw(path));
-    Some(harness(Arc::new(store), raw, dir, keys, None).await)
+    Some(harness(Backends::of(Arc::new(store)), raw, dir, keys, None).await)
 }
 
 /// A harness over a fresh schema of the PostgreSQL server named by
@@ -148,5 +179,5 @@ pub async fn postgres() -> Option<Harness> {
         schema: schema.clone(),
     };
     let raw = Box::new(raw::PostgresRaw { url, schema });
-    Some(harness(Arc::new(store), raw, dir, keys, Some(guard)).await)
+    Some(harness(Backends::of(Arc::new(store)), raw, dir, keys, Some(guard)).await)
 }

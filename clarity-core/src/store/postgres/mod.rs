@@ -1,6 +1,8 @@
 //! [`PostgresStore`]: the PostgreSQL backend for several instances
 //! (deadpool-postgres, prepared statements cached per connection).
 
+mod identity;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
@@ -276,6 +278,28 @@ impl Store for PostgresStore {
         Ok(row.get(0))
     }
 
+    async fn put_meta(&self, key: &str, value: &str) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&key, &value],
+            )
+            .await
+            .map(|_| ())
+            .map_err(pg_error)
+    }
+
+    async fn take_meta(&self, key: &str) -> Result<Option<String>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("DELETE FROM meta WHERE key = $1 RETURNING value", &[&key])
+            .await
+            .map_err(pg_error)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
     async fn count_data_keys(&self) -> Result<u64> {
         let client = self.client().await?;
         let row = client
@@ -384,6 +408,9 @@ impl Store for PostgresStore {
             .await
             .map_err(pg_error)?;
         tx.execute("DELETE FROM records WHERE patient_id = $1", &[&id])
+            .await
+            .map_err(pg_error)?;
+        tx.execute("DELETE FROM care_team WHERE patient_id = $1", &[&id])
             .await
             .map_err(pg_error)?;
         tx.execute(

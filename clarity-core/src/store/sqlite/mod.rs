@@ -4,6 +4,7 @@
 //! here avoids busy-waiting inside SQLite) and a pool of read-only readers,
 //! which WAL lets run beside the writer. All SQL runs on Tokio's blocking pool.
 
+mod identity;
 mod pool;
 
 use std::fs::OpenOptions;
@@ -341,6 +342,34 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn put_meta(&self, key: &str, value: &str) -> Result<()> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.writer
+            .run(move |conn| {
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    params![key, value],
+                )
+                .map(|_| ())
+                .map_err(sqlite_error)
+            })
+            .await
+    }
+
+    async fn take_meta(&self, key: &str) -> Result<Option<String>> {
+        let key = key.to_string();
+        self.writer
+            .run(move |conn| {
+                conn.query_row("DELETE FROM meta WHERE key = ?1 RETURNING value", [key], |row| {
+                    row.get(0)
+                })
+                .optional()
+                .map_err(sqlite_error)
+            })
+            .await
+    }
+
     async fn count_data_keys(&self) -> Result<u64> {
         self.readers
             .run(|conn| {
@@ -457,6 +486,8 @@ impl Store for SqliteStore {
                 tx.execute("DELETE FROM data_keys WHERE patient_id = ?1", [id])
                     .map_err(sqlite_error)?;
                 tx.execute("DELETE FROM records WHERE patient_id = ?1", [id])
+                    .map_err(sqlite_error)?;
+                tx.execute("DELETE FROM care_team WHERE patient_id = ?1", [id])
                     .map_err(sqlite_error)?;
                 tx.execute(
                     "UPDATE patients SET profile = NULL, mrn_index = NULL, email_index = NULL,

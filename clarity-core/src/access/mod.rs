@@ -1,0 +1,365 @@
+//! Access control: roles, the facts about a caller's relationship to a
+//! patient, and [`decide`], the one policy point every operation goes through.
+//!
+//! [`decide`] is pure: the service gathers the facts (care-team membership,
+//! break-glass grants, the caller's own patient link) and asks. Deny by
+//! default: an action is allowed only by a rule below that names it.
+
+mod deid;
+mod roles;
+
+use std::fmt;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+pub use deid::{DeidentifiedPatient, deidentify};
+pub use roles::{Role, RoleSet};
+
+use crate::store::RecordKind;
+
+/// Who is calling: established by authentication, carried into every operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Principal {
+    /// The user's id.
+    pub user_id: Uuid,
+    /// The session the caller's token belongs to.
+    pub session_id: Uuid,
+    /// The user's roles.
+    pub roles: RoleSet,
+    /// For a user with the `patient` role: the patient record that is theirs.
+    pub patient_id: Option<Uuid>,
+    /// Whether the session was established with a second factor.
+    pub mfa: bool,
+}
+
+/// What the caller wants to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Create a patient.
+    CreatePatient,
+    /// Read a patient's profile.
+    ReadPatient,
+    /// Change a patient's profile.
+    UpdatePatient,
+    /// Erase a patient (destroys its data key).
+    ErasePatient,
+    /// Create a record of this kind for a patient.
+    CreateRecord(RecordKind),
+    /// Read a patient's records (one or a list).
+    ReadRecords,
+    /// Change a record of this kind.
+    UpdateRecord(RecordKind),
+    /// Delete a record.
+    DeleteRecord,
+    /// Create, list, change or disable users.
+    ManageUsers,
+    /// Assign or remove care-team members.
+    ManageCareTeam,
+    /// Ask for emergency access to a patient.
+    BreakGlass,
+    /// List and review break-glass grants.
+    ReviewGrants,
+    /// Read de-identified patient data.
+    ReadResearch,
+    /// Query, verify and export the audit log.
+    ReadAudit,
+    /// Rotate keys and see their status.
+    ManageKeys,
+}
+
+impl Action {
+    /// A short stable name, used in decisions and audit events.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::CreatePatient => "patient.create",
+            Action::ReadPatient => "patient.read",
+            Action::UpdatePatient => "patient.update",
+            Action::ErasePatient => "patient.erase",
+            Action::CreateRecord(_) => "record.create",
+            Action::ReadRecords => "record.read",
+            Action::UpdateRecord(_) => "record.update",
+            Action::DeleteRecord => "record.delete",
+            Action::ManageUsers => "user.manage",
+            Action::ManageCareTeam => "care_team.manage",
+            Action::BreakGlass => "break_glass",
+            Action::ReviewGrants => "grant.review",
+            Action::ReadResearch => "research.read",
+            Action::ReadAudit => "audit.read",
+            Action::ManageKeys => "keys.manage",
+        }
+    }
+}
+
+/// What is known about the caller's relationship to the patient an action
+/// concerns. Gathered by the service; absent for actions on no patient.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Relation {
+    /// On the patient's care team, with an assignment not yet expired.
+    pub care_team: bool,
+    /// Holds an unexpired break-glass grant for the patient.
+    pub break_glass: bool,
+    /// The patient is the caller's own record (the user ↔ patient link).
+    pub own_record: bool,
+}
+
+/// Why a decision went the way it did; recorded in audit events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Reason {
+    /// Allowed: the role grants it on any resource.
+    Role,
+    /// Allowed: the caller is on the care team.
+    CareTeam,
+    /// Allowed: through a break-glass grant.
+    BreakGlass,
+    /// Allowed: the caller's own record.
+    OwnRecord,
+    /// Denied: no role of the caller grants this action.
+    NoRole,
+    /// Denied: the role grants it, but not for this patient.
+    NoRelationship,
+    /// Denied: nurses may not write records of this kind.
+    KindNotAllowed,
+}
+
+impl Reason {
+    /// The reason's stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Role => "role",
+            Reason::CareTeam => "care_team",
+            Reason::BreakGlass => "break_glass",
+            Reason::OwnRecord => "own_record",
+            Reason::NoRole => "no_role",
+            Reason::NoRelationship => "no_relationship",
+            Reason::KindNotAllowed => "kind_not_allowed",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The outcome of [`decide`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// Whether the action may go ahead.
+    pub allow: bool,
+    /// Why.
+    pub reason: Reason,
+}
+
+impl Decision {
+    fn allow(reason: Reason) -> Self {
+        Decision {
+            allow: true,
+            reason,
+        }
+    }
+
+    fn deny(reason: Reason) -> Self {
+        Decision {
+            allow: false,
+            reason,
+        }
+    }
+}
+
+/// Settings the policy depends on.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Record kinds a nurse may create and update.
+    pub nurse_writable_kinds: Vec<RecordKind>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        let kinds = crate::config::AccessConfig::default().nurse_writable_kinds;
+        Policy::from_kinds(&kinds)
+    }
+}
+
+impl Policy {
+    /// A policy from the configured nurse-writable kinds (invalid kinds are
+    /// rejected by configuration validation and skipped here).
+    pub fn from_kinds(kinds: &[String]) -> Self {
+        Policy {
+            nurse_writable_kinds: kinds.iter().filter_map(|k| RecordKind::new(k).ok()).collect(),
+        }
+    }
+}
+
+/// The policy point: may `principal` do `action`, given its `relation` to the
+/// patient concerned (`None` when the action concerns no patient)?
+///
+/// Roles (a user may hold several; any role that allows wins):
+/// - `admin`: users, care teams, grant review, keys, audit, erasure. Reads no PHI.
+/// - `clinician`: creates patients; reads and writes patients and records on
+///   its care team or under a break-glass grant; may ask for break-glass.
+/// - `nurse`: reads patients and records on its care team; creates and
+///   updates records of the configured kinds there.
+/// - `patient`: reads its own profile and records.
+/// - `researcher`: de-identified data only.
+/// - `auditor`: the audit log only.
+pub fn decide(
+    policy: &Policy,
+    principal: &Principal,
+    action: &Action,
+    relation: Option<Relation>,
+) -> Decision {
+    let rel = relation.unwrap_or_default();
+    let roles = &principal.roles;
+    let clinical = |allow_nurse: bool| -> Decision {
+        let clinician = roles.contains(Role::Clinician);
+        let nurse = allow_nurse && roles.contains(Role::Nurse);
+        if !clinician && !nurse {
+            return Decision::deny(Reason::NoRole);
+        }
+        if rel.care_team {
+            Decision::allow(Reason::CareTeam)
+        } else if clinician && rel.break_glass {
+            Decision::allow(Reason::BreakGlass)
+        } else {
+            Decision::deny(Reason::NoRelationship)
+        }
+    };
+    let read = || -> Decision {
+        let decision = clinical(true);
+        if decision.allow || !roles.contains(Role::Patient) {
+            decision
+        } else if rel.own_record {
+            Decision::allow(Reason::OwnRecord)
+        } else {
+            Decision::deny(Reason::NoRelationship)
+        }
+    };
+    let write = |kind: &RecordKind| -> Decision {
+        let decision = clinical(policy.nurse_writable_kinds.contains(kind));
+        if decision.reason == Reason::NoRole && roles.contains(Role::Nurse) {
+            Decision::deny(Reason::KindNotAllowed)
+        } else {
+            decision
+        }
+    };
+    let role_only = |role: Role| {
+        if roles.contains(role) {
+            Decision::allow(Reason::Role)
+        } else {
+            Decision::deny(Reason::NoRole)
+        }
+    };
+    match action {
+        Action::CreatePatient => role_only(Role::Clinician),
+        Action::ReadPatient | Action::ReadRecords => read(),
+        Action::UpdatePatient | Action::DeleteRecord => clinical(false),
+        Action::CreateRecord(kind) | Action::UpdateRecord(kind) => write(kind),
+        Action::ErasePatient
+        | Action::ManageUsers
+        | Action::ManageCareTeam
+        | Action::ReviewGrants
+        | Action::ManageKeys => role_only(Role::Admin),
+        Action::BreakGlass => role_only(Role::Clinician),
+        Action::ReadResearch => role_only(Role::Researcher),
+        Action::ReadAudit => {
+            if roles.contains(Role::Auditor) || roles.contains(Role::Admin) {
+                Decision::allow(Reason::Role)
+            } else {
+                Decision::deny(Reason::NoRole)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(roles: &[Role]) -> Principal {
+        Principal {
+            user_id: Uuid::nil(),
+            session_id: Uuid::nil(),
+            roles: RoleSet::from_roles(roles.iter().copied()),
+            patient_id: None,
+            mfa: false,
+        }
+    }
+
+    fn kind(k: &str) -> RecordKind {
+        RecordKind::new(k).expect("kind")
+    }
+
+    const TEAM: Relation = Relation {
+        care_team: true,
+        break_glass: false,
+        own_record: false,
+    };
+    const GLASS: Relation = Relation {
+        care_team: false,
+        break_glass: true,
+        own_record: false,
+    };
+    const OWN: Relation = Relation {
+        care_team: false,
+        break_glass: false,
+        own_record: true,
+    };
+
+    // S-AC-1: deny by default.
+    #[test]
+    fn nobody_without_a_role_may_do_anything() {
+        let policy = Policy::default();
+        let nobody = principal(&[]);
+        for action in [
+            Action::CreatePatient,
+            Action::ReadPatient,
+            Action::ReadRecords,
+            Action::ManageUsers,
+            Action::ReadAudit,
+            Action::BreakGlass,
+        ] {
+            for rel in [None, Some(TEAM), Some(GLASS), Some(OWN)] {
+                assert!(!decide(&policy, &nobody, &action, rel).allow, "{action:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn admin_reads_no_phi_unless_also_clinician() {
+        let policy = Policy::default();
+        let admin = principal(&[Role::Admin]);
+        assert!(!decide(&policy, &admin, &Action::ReadPatient, Some(TEAM)).allow);
+        assert!(decide(&policy, &admin, &Action::ManageUsers, None).allow);
+        let both = principal(&[Role::Admin, Role::Clinician]);
+        assert!(decide(&policy, &both, &Action::ReadPatient, Some(TEAM)).allow);
+    }
+
+    #[test]
+    fn nurses_write_only_allowed_kinds_and_never_break_glass() {
+        let policy = Policy::default();
+        let nurse = principal(&[Role::Nurse]);
+        let ok = decide(&policy, &nurse, &Action::CreateRecord(kind("note")), Some(TEAM));
+        assert_eq!(ok, Decision::allow(Reason::CareTeam));
+        let denied = decide(&policy, &nurse, &Action::CreateRecord(kind("prescription")), Some(TEAM));
+        assert_eq!(denied, Decision::deny(Reason::KindNotAllowed));
+        assert!(!decide(&policy, &nurse, &Action::ReadPatient, Some(GLASS)).allow);
+        assert!(!decide(&policy, &nurse, &Action::DeleteRecord, Some(TEAM)).allow);
+    }
+
+    #[test]
+    fn patients_read_only_their_own_record() {
+        let policy = Policy::default();
+        let patient = principal(&[Role::Patient]);
+        assert_eq!(
+            decide(&policy, &patient, &Action::ReadRecords, Some(OWN)),
+            Decision::allow(Reason::OwnRecord)
+        );
+        assert!(!decide(&policy, &patient, &Action::ReadRecords, Some(TEAM)).allow);
+        assert!(!decide(&policy, &patient, &Action::UpdatePatient, Some(OWN)).allow);
+    }
+}

@@ -1,0 +1,159 @@
+//! The six roles and a compact set of them.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, Result};
+
+/// A role. Deny by default: a role grants only what [`super::decide`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Manages users, roles, care teams, keys and backups; reads no PHI.
+    Admin,
+    /// Treats patients on its care team (and under break-glass).
+    Clinician,
+    /// Reads patients on its care team; writes records of allowed kinds.
+    Nurse,
+    /// Reads its own record.
+    Patient,
+    /// De-identified data only.
+    Researcher,
+    /// The audit log only.
+    Auditor,
+}
+
+impl Role {
+    /// Every role, in a fixed order.
+    pub const ALL: [Role; 6] = [
+        Role::Admin,
+        Role::Clinician,
+        Role::Nurse,
+        Role::Patient,
+        Role::Researcher,
+        Role::Auditor,
+    ];
+
+    /// The role's name as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Clinician => "clinician",
+            Role::Nurse => "nurse",
+            Role::Patient => "patient",
+            Role::Researcher => "researcher",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    /// Parses a role name.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an unknown name.
+    pub fn parse(name: &str) -> Result<Role> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == name)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "unknown role; roles are admin, clinician, nurse, patient, researcher, auditor",
+                )
+            })
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of roles.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct RoleSet(u8);
+
+impl RoleSet {
+    /// The set of `roles`.
+    pub fn from_roles(roles: impl IntoIterator<Item = Role>) -> Self {
+        RoleSet(roles.into_iter().fold(0, |bits, r| bits | r.bit()))
+    }
+
+    /// Parses role names; duplicates are harmless.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an unknown name.
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Self> {
+        let roles = names
+            .iter()
+            .map(|n| Role::parse(n.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RoleSet::from_roles(roles))
+    }
+
+    /// Whether `role` is in the set.
+    pub fn contains(self, role: Role) -> bool {
+        self.0 & role.bit() != 0
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The roles, in [`Role::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = Role> {
+        Role::ALL.into_iter().filter(move |r| self.contains(*r))
+    }
+
+    /// The roles as a comma-separated list (storage form).
+    pub fn to_csv(self) -> String {
+        self.iter().map(Role::as_str).collect::<Vec<_>>().join(",")
+    }
+
+    /// Parses the storage form written by [`RoleSet::to_csv`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an unknown name.
+    pub fn from_csv(csv: &str) -> Result<Self> {
+        let names: Vec<&str> = csv.split(',').filter(|s| !s.is_empty()).collect();
+        RoleSet::parse(&names)
+    }
+}
+
+impl fmt::Debug for RoleSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for RoleSet {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter().map(Role::as_str))
+    }
+}
+
+impl<'de> Deserialize<'de> for RoleSet {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let names = Vec::<String>::deserialize(deserializer)?;
+        RoleSet::parse(&names).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_storage_and_json() {
+        let set = RoleSet::from_roles([Role::Nurse, Role::Admin]);
+        assert_eq!(set.to_csv(), "admin,nurse");
+        assert_eq!(RoleSet::from_csv("admin,nurse").expect("csv"), set);
+        assert_eq!(serde_json::to_string(&set).expect("json"), r#"["admin","nurse"]"#);
+        assert!(RoleSet::parse(&["root"]).is_err());
+        assert!(RoleSet::from_csv("").expect("empty").is_empty());
+    }
+}

@@ -1,0 +1,17 @@
+//! Authentication: password hashing and policy, PASETO access tokens,
+//! refresh and setup secrets, TOTP, and login throttling.
+//!
+//! The flows that use these (login, refresh, logout, authenticate) live in
+//! [`crate::service`], where sessions are stored and checked.
+
+mod password;
+mod secrets;
+mod throttle;
+mod token;
+mod totp;
+
+pub use password::{MAX_CHARS, MIN_CHARS, PasswordHasher, check_password_policy};
+pub use secrets::{REFRESH_PREFIX, hash_secret, new_refresh_token, new_setup_code, secrets_equal};
+pub use throttle::{Throttle, backoff_delay};
+pub use token::{AccessClaims, TokenKeys};
+pub use totp::{Totp, new_totp_secret};

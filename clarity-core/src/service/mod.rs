@@ -1,0 +1,184 @@
+//! The operations users call: [`Clarity`] ties the store, keys,
+//! authentication and the policy point together. Every operation on PHI takes
+//! the caller's [`Principal`] and is decided by [`crate::access::decide`]
+//! before anything is decrypted.
+//!
+//! A patient the caller may not read answers `NotFound`, exactly like one
+//! that does not exist; an action the caller may not take on a patient it can
+//! read answers `PermissionDenied`.
+
+mod alerts;
+mod directory;
+mod patients;
+mod sessions;
+mod users;
+
+use std::sync::Arc;
+
+pub use alerts::{Alert, AlertHook, AlertKind, LogAlerts};
+pub use patients::{BreakGlassGrant, BreakGlassRequest, CareTeamAssignment, GrantView};
+pub use sessions::{LoginRequest, Tokens};
+pub use users::{MfaEnrollment, NewUser, SetupRequest, User, UserUpdate};
+
+use crate::access::{Action, Policy, Principal, Reason, Relation, decide};
+use crate::auth::{PasswordHasher, Throttle, TokenKeys};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::crypto::{Key, KeyProvider};
+use crate::error::{Error, Result};
+use crate::store::{Backends, IdentityStore, PhiStore, open_key_provider};
+
+use self::directory::Directory;
+
+/// A Clarity instance: open one per process (or per embedding handle).
+pub struct Clarity {
+    config: Arc<Config>,
+    phi: PhiStore,
+    identity: Arc<dyn IdentityStore>,
+    directory: Directory,
+    tokens: TokenKeys,
+    hasher: PasswordHasher,
+    pseudonym_key: Key,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    addresses: Throttle<std::net::IpAddr>,
+    unknown_accounts: Throttle<[u8; 16]>,
+    alerts: Arc<dyn AlertHook>,
+}
+
+impl std::fmt::Debug for Clarity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clarity")
+            .field("backend", &self.phi.store().backend())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clarity {
+    /// Opens the store and keys that `config` names.
+    ///
+    /// # Errors
+    /// Configuration, key and backend errors (see [`PhiStore::open`]).
+    pub async fn open(config: Config) -> Result<Clarity> {
+        let backends = crate::store::open(&config).await?;
+        let keys = open_key_provider(&config, backends.rows.as_ref()).await?;
+        Self::with_parts(config, backends, keys, Arc::new(crate::clock::SystemClock)).await
+    }
+
+    /// Builds an instance from already opened parts (tests use a
+    /// [`crate::clock::ManualClock`] and the in-memory backend here).
+    ///
+    /// # Errors
+    /// [`Error::Key`] when the keyring is not the store's.
+    pub async fn with_parts(
+        config: Config,
+        backends: Backends,
+        keys: Arc<dyn KeyProvider>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Clarity> {
+        config.validate()?;
+        let phi = PhiStore::new(backends.rows.clone(), Arc::clone(&keys))
+            .await?
+            .with_clock(Arc::clone(&clock))
+            .with_max_document_bytes(config.store.max_document_bytes);
+        let root = keys.root_key().await?;
+        let directory = Directory::open(backends.rows.as_ref(), keys.as_ref()).await?;
+        let tokens = TokenKeys::new(&root, &config.auth)?;
+        let hasher = PasswordHasher::new(&config.auth)?;
+        let pseudonym_key = directory::derive(&root, b"research pseudonyms")?;
+        let free = config.auth.backoff_after_failures;
+        Ok(Clarity {
+            policy: Policy::from_kinds(&config.access.nurse_writable_kinds),
+            config: Arc::new(config),
+            phi,
+            identity: backends.identity,
+            directory,
+            tokens,
+            hasher,
+            pseudonym_key,
+            clock,
+            addresses: Throttle::new(free),
+            unknown_accounts: Throttle::new(free),
+            alerts: Arc::new(LogAlerts),
+        })
+    }
+
+    /// Sends security alerts (break-glass, refresh-token reuse, lockouts) to `hook`.
+    pub fn with_alert_hook(mut self, hook: Arc<dyn AlertHook>) -> Self {
+        self.alerts = hook;
+        self
+    }
+
+    /// The encrypted store underneath.
+    pub fn phi(&self) -> &PhiStore {
+        &self.phi
+    }
+
+    /// The configuration in effect.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Readiness: the database answers and the key provider serves keys.
+    ///
+    /// # Errors
+    /// The first dependency that is not ready.
+    pub async fn check(&self) -> Result<()> {
+        self.phi.check().await
+    }
+
+    /// Decides `action` for `principal`, with its relation to `patient`
+    /// gathered from the store. Fails closed: a storage error is an error,
+    /// never an allow (S-AC-7).
+    async fn authorize(
+        &self,
+        principal: &Principal,
+        action: &Action,
+        patient: Option<uuid::Uuid>,
+    ) -> Result<Reason> {
+        let relation = match patient {
+            Some(id) => Some(self.relation(principal, id).await?),
+            None => None,
+        };
+        let decision = decide(&self.policy, principal, action, relation);
+        if decision.allow {
+            return Ok(decision.reason);
+        }
+        // A patient the caller cannot read is indistinguishable from none (S-AC-3).
+        if patient.is_some()
+            && !decide(&self.policy, principal, &Action::ReadPatient, relation).allow
+        {
+            return Err(Error::NotFound { what: "patient" });
+        }
+        Err(Error::PermissionDenied)
+    }
+
+    /// The caller's relationship to a patient, now.
+    async fn relation(&self, principal: &Principal, patient: uuid::Uuid) -> Result<Relation> {
+        use crate::access::Role;
+        let now = self.clock.now();
+        let clinical = principal.roles.contains(Role::Clinician) || principal.roles.contains(Role::Nurse);
+        let care_team = if clinical {
+            self.identity
+                .care_team_member(patient, principal.user_id)
+                .await?
+                .is_some_and(|m| m.expires_at.is_none_or(|end| end > now))
+        } else {
+            false
+        };
+        let break_glass = if principal.roles.contains(Role::Clinician) && !care_team {
+            self.identity
+                .grants_of_user(principal.user_id)
+                .await?
+                .iter()
+                .any(|g| g.patient_id == patient && g.expires_at > now)
+        } else {
+            false
+        };
+        Ok(Relation {
+            care_team,
+            break_glass,
+            own_record: principal.patient_id == Some(patient),
+        })
+    }
+}

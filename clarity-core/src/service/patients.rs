@@ -1,0 +1,472 @@
+//! Patients, records, care teams, break-glass and the research view, each
+//! decided by the policy point before anything is decrypted.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::users::secs;
+use super::{Alert, AlertKind, Clarity};
+use crate::access::{Action, DeidentifiedPatient, Principal, Role, deidentify};
+use crate::crypto::Json;
+use crate::error::{Error, Result};
+use crate::store::{
+    CareTeamRow, GrantRow, Page, PageRequest, Patient, PatientLookup, PatientProfile, Record,
+    RecordKind,
+};
+
+const GRANTS: &str = "access_grants";
+
+/// `POST /v1/patients/{id}/care-team`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CareTeamAssignment {
+    /// The user to assign.
+    pub user_id: Uuid,
+    /// e.g. `attending` (default `member`).
+    #[serde(default)]
+    pub relationship: Option<String>,
+    /// When the assignment ends by itself.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /v1/break-glass`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlassRequest {
+    /// The patient.
+    pub patient_id: Uuid,
+    /// Why (10–1000 characters); reviewed by an admin.
+    pub reason: String,
+    /// A current TOTP code, when break-glass requires MFA.
+    #[serde(default)]
+    pub totp: Option<String>,
+}
+
+/// A granted break-glass access.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BreakGlassGrant {
+    /// Grant id.
+    pub grant_id: Uuid,
+    /// The patient.
+    pub patient_id: Uuid,
+    /// When it ends by itself.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A grant as listed for review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GrantView {
+    /// Grant id.
+    pub grant_id: Uuid,
+    /// Who used it.
+    pub user_id: Uuid,
+    /// The patient.
+    pub patient_id: Uuid,
+    /// The reason given.
+    pub reason: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+    /// When it ends (or ended).
+    pub expires_at: DateTime<Utc>,
+    /// When an admin reviewed it.
+    pub reviewed_at: Option<DateTime<Utc>>,
+    /// Which admin.
+    pub reviewed_by: Option<Uuid>,
+}
+
+fn page_of<T>(mut items: Vec<T>, limit: usize, id: impl Fn(&T) -> Uuid) -> Page<T> {
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next_cursor = more.then(|| items.last().map(|i| id(i).to_string())).flatten();
+    Page { items, next_cursor }
+}
+
+impl Clarity {
+    /// Creates a patient (clinicians). The creator joins its care team.
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`]; [`Error::InvalidInput`]; [`Error::AlreadyExists`].
+    pub async fn create_patient(&self, principal: &Principal, profile: PatientProfile) -> Result<Patient> {
+        self.authorize(principal, &Action::CreatePatient, None).await?;
+        let patient = self.phi.create_patient(profile).await?;
+        self.identity
+            .upsert_care_team(&CareTeamRow {
+                patient_id: patient.id,
+                user_id: principal.user_id,
+                relationship: "creator".into(),
+                expires_at: None,
+                created_at: self.clock.now(),
+            })
+            .await?;
+        Ok(patient)
+    }
+
+    /// Reads a patient.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for a patient that does not exist or that the caller may not read.
+    pub async fn get_patient(&self, principal: &Principal, id: Uuid) -> Result<Patient> {
+        self.authorize(principal, &Action::ReadPatient, Some(id)).await?;
+        self.phi.get_patient(id).await
+    }
+
+    /// Replaces a patient's profile if its version is `expected_version`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::PermissionDenied`]; [`Error::Conflict`];
+    /// [`Error::InvalidInput`].
+    pub async fn update_patient(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        expected_version: i64,
+        profile: PatientProfile,
+    ) -> Result<Patient> {
+        self.authorize(principal, &Action::UpdatePatient, Some(id)).await?;
+        self.phi.update_patient(id, expected_version, profile).await
+    }
+
+    /// Erases a patient (admins): destroys its data key.
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`]; [`Error::NotFound`].
+    pub async fn erase_patient(&self, principal: &Principal, id: Uuid) -> Result<()> {
+        self.authorize(principal, &Action::ErasePatient, None).await?;
+        self.phi.erase_patient(id).await
+    }
+
+    /// The patients the caller may read, in id order: its care-team and
+    /// break-glass patients (clinicians, nurses) or its own record (patients).
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`] for roles that read no patients.
+    pub async fn list_patients(&self, principal: &Principal, page: &PageRequest) -> Result<Page<Patient>> {
+        let limit = page.limit()?;
+        let after = page.after()?;
+        let visible = self.visible_patients(principal).await?;
+        let mut items = Vec::new();
+        for id in visible.into_iter().filter(|id| after.is_none_or(|a| *id > a)) {
+            if items.len() > limit {
+                break;
+            }
+            match self.phi.get_patient(id).await {
+                Ok(p) => items.push(p),
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(page_of(items, limit, |p| p.id))
+    }
+
+    /// The ids of live patients matching `lookup` that the caller may read.
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`] for roles that read no patients.
+    pub async fn find_patients(&self, principal: &Principal, lookup: &PatientLookup) -> Result<Vec<Uuid>> {
+        let visible = self.visible_patients(principal).await?;
+        let found = self.phi.find_patients(lookup).await?;
+        Ok(found.into_iter().filter(|id| visible.contains(id)).collect())
+    }
+
+    async fn visible_patients(&self, principal: &Principal) -> Result<BTreeSet<Uuid>> {
+        let roles = principal.roles;
+        let clinical = roles.contains(Role::Clinician) || roles.contains(Role::Nurse);
+        if !clinical && !roles.contains(Role::Patient) {
+            return Err(Error::PermissionDenied);
+        }
+        let now = self.clock.now();
+        let mut ids = BTreeSet::new();
+        if clinical {
+            for member in self.identity.care_team_of_user(principal.user_id).await? {
+                if member.expires_at.is_none_or(|end| end > now) {
+                    ids.insert(member.patient_id);
+                }
+            }
+        }
+        if roles.contains(Role::Clinician) {
+            for grant in self.identity.grants_of_user(principal.user_id).await? {
+                if grant.expires_at > now {
+                    ids.insert(grant.patient_id);
+                }
+            }
+        }
+        if roles.contains(Role::Patient) {
+            ids.extend(principal.patient_id);
+        }
+        Ok(ids)
+    }
+
+    /// Creates a record of `kind` for a patient.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::PermissionDenied`] (e.g. a nurse and a
+    /// kind nurses may not write); [`Error::InvalidInput`].
+    pub async fn create_record(
+        &self,
+        principal: &Principal,
+        patient_id: Uuid,
+        kind: &str,
+        data: Json,
+    ) -> Result<Record> {
+        let kind = RecordKind::new(kind)?;
+        self.authorize(principal, &Action::CreateRecord(kind.clone()), Some(patient_id))
+            .await?;
+        self.phi
+            .create_record(patient_id, kind.as_str(), data, principal.user_id)
+            .await
+    }
+
+    /// Reads a record.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for a record that does not exist or whose patient
+    /// the caller may not read.
+    pub async fn get_record(&self, principal: &Principal, id: Uuid) -> Result<Record> {
+        let row = self.phi.record_row(id).await?;
+        self.authorize(principal, &Action::ReadRecords, Some(row.patient_id))
+            .await
+            .map_err(record_not_found)?;
+        self.phi.decrypt_record(row).await
+    }
+
+    /// Replaces a record's body if its version is `expected_version`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::PermissionDenied`]; [`Error::Conflict`];
+    /// [`Error::InvalidInput`].
+    pub async fn update_record(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        expected_version: i64,
+        data: Json,
+    ) -> Result<Record> {
+        let row = self.phi.record_row(id).await?;
+        let kind = RecordKind::new(&row.kind).map_err(|_| Error::Integrity)?;
+        self.authorize(principal, &Action::UpdateRecord(kind), Some(row.patient_id))
+            .await
+            .map_err(record_not_found)?;
+        self.phi.update_record(id, expected_version, data).await
+    }
+
+    /// Deletes a record (clinicians on the care team).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::PermissionDenied`].
+    pub async fn delete_record(&self, principal: &Principal, id: Uuid) -> Result<()> {
+        let row = self.phi.record_row(id).await?;
+        self.authorize(principal, &Action::DeleteRecord, Some(row.patient_id))
+            .await
+            .map_err(record_not_found)?;
+        self.phi.delete_record(id).await
+    }
+
+    /// One page of a patient's records.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::InvalidInput`] for a bad page.
+    pub async fn list_records(
+        &self,
+        principal: &Principal,
+        patient_id: Uuid,
+        page: &PageRequest,
+    ) -> Result<Page<Record>> {
+        self.authorize(principal, &Action::ReadRecords, Some(patient_id))
+            .await?;
+        self.phi.list_records(patient_id, page).await
+    }
+
+    /// Assigns a user to a patient's care team (admins).
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`]; [`Error::NotFound`] for an unknown patient
+    /// or user; [`Error::InvalidInput`].
+    pub async fn add_care_team_member(
+        &self,
+        principal: &Principal,
+        patient_id: Uuid,
+        assignment: CareTeamAssignment,
+    ) -> Result<()> {
+        self.authorize(principal, &Action::ManageCareTeam, None).await?;
+        let relationship = assignment.relationship.unwrap_or_else(|| "member".into());
+        RecordKind::new(&relationship).map_err(|_| {
+            Error::invalid("relationship must be 1-64 characters of a-z, 0-9, '-', '_' or '.'")
+        })?;
+        if assignment.expires_at.is_some_and(|end| end <= self.clock.now()) {
+            return Err(Error::invalid("expires_at must be in the future"));
+        }
+        self.user_row(assignment.user_id).await?;
+        self.identity
+            .upsert_care_team(&CareTeamRow {
+                patient_id,
+                user_id: assignment.user_id,
+                relationship,
+                expires_at: assignment.expires_at,
+                created_at: self.clock.now(),
+            })
+            .await
+    }
+
+    /// Removes a user from a patient's care team (admins).
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`]; [`Error::NotFound`].
+    pub async fn remove_care_team_member(
+        &self,
+        principal: &Principal,
+        patient_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<()> {
+        self.authorize(principal, &Action::ManageCareTeam, None).await?;
+        self.identity.remove_care_team(patient_id, user_id).await
+    }
+
+    /// Emergency access (clinicians): a grant on one patient that needs a
+    /// reason (and a TOTP code when `access.require_mfa_for_break_glass`),
+    /// ends by itself after `access.break_glass_secs`, raises an alert and is
+    /// listed for review (S-AC-4).
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`]; [`Error::InvalidInput`] for a missing
+    /// reason; [`Error::MfaRequired`]; [`Error::NotFound`] for an unknown patient.
+    pub async fn break_glass(
+        &self,
+        principal: &Principal,
+        request: BreakGlassRequest,
+    ) -> Result<BreakGlassGrant> {
+        self.authorize(principal, &Action::BreakGlass, None).await?;
+        let reason = request.reason.trim();
+        let length = reason.chars().count();
+        if !(10..=1000).contains(&length) || reason.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(Error::invalid(
+                "reason must be 10-1000 characters saying why emergency access is needed",
+            ));
+        }
+        if self.config.access.require_mfa_for_break_glass {
+            let user = self.user_row(principal.user_id).await?;
+            let code = request.totp.as_deref().ok_or(Error::MfaRequired)?;
+            self.check_totp(&user, code).await?;
+        }
+        if self.phi.store().get_patient(request.patient_id).await?.is_none() {
+            return Err(Error::NotFound { what: "patient" });
+        }
+        let now = self.clock.now();
+        let id = Uuid::now_v7();
+        let grant = GrantRow {
+            id,
+            user_id: principal.user_id,
+            patient_id: request.patient_id,
+            reason: self.directory.seal(GRANTS, id, 0, &reason)?,
+            created_at: now,
+            expires_at: now + chrono::Duration::seconds(secs(self.config.access.break_glass_secs)),
+            reviewed_at: None,
+            reviewed_by: None,
+        };
+        self.identity.insert_grant(&grant).await?;
+        self.alerts.alert(&Alert {
+            kind: AlertKind::BreakGlass,
+            user_id: Some(principal.user_id),
+            patient_id: Some(request.patient_id),
+        });
+        Ok(BreakGlassGrant {
+            grant_id: id,
+            patient_id: grant.patient_id,
+            expires_at: grant.expires_at,
+        })
+    }
+
+    /// Break-glass grants for review (admins), oldest first.
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`]; [`Error::InvalidInput`] for a bad page.
+    pub async fn list_grants(
+        &self,
+        principal: &Principal,
+        unreviewed_only: bool,
+        page: &PageRequest,
+    ) -> Result<Page<GrantView>> {
+        self.authorize(principal, &Action::ReviewGrants, None).await?;
+        let limit = page.limit()?;
+        let rows = self
+            .identity
+            .list_grants(unreviewed_only, page.after()?, limit + 1)
+            .await?;
+        let items = rows
+            .into_iter()
+            .map(|g| {
+                Ok(GrantView {
+                    reason: self.directory.open_sealed(GRANTS, g.id, 0, &g.reason)?,
+                    grant_id: g.id,
+                    user_id: g.user_id,
+                    patient_id: g.patient_id,
+                    created_at: g.created_at,
+                    expires_at: g.expires_at,
+                    reviewed_at: g.reviewed_at,
+                    reviewed_by: g.reviewed_by,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page_of(items, limit, |g| g.grant_id))
+    }
+
+    /// Marks a grant reviewed by the caller (admins).
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`]; [`Error::NotFound`].
+    pub async fn review_grant(&self, principal: &Principal, grant_id: Uuid) -> Result<()> {
+        self.authorize(principal, &Action::ReviewGrants, None).await?;
+        self.identity
+            .review_grant(grant_id, principal.user_id, self.clock.now())
+            .await
+    }
+
+    /// De-identified patients (researchers): pseudonyms, birth year, age
+    /// (90+ grouped) and sex only.
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`]; [`Error::InvalidInput`] for a bad page.
+    pub async fn research_patients(
+        &self,
+        principal: &Principal,
+        page: &PageRequest,
+    ) -> Result<Page<DeidentifiedPatient>> {
+        self.authorize(principal, &Action::ReadResearch, None).await?;
+        let limit = page.limit()?;
+        let after = page
+            .cursor
+            .as_deref()
+            .map(|c| self.directory.open_cursor(c))
+            .transpose()?;
+        let ids = self.identity.list_patient_ids(after, limit + 1).await?;
+        let more = ids.len() > limit;
+        let today = self.clock.now().date_naive();
+        let mut items = Vec::new();
+        let mut last = None;
+        for id in ids.into_iter().take(limit) {
+            match self.phi.get_patient(id).await {
+                Ok(p) => items.push(deidentify(&self.pseudonym_key, id, p.profile.expose(), today)),
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            last = Some(id);
+        }
+        // Researchers never see patient ids, so the cursor is sealed.
+        let next_cursor = match (more, last) {
+            (true, Some(id)) => Some(self.directory.seal_cursor(id)?),
+            _ => None,
+        };
+        Ok(Page { items, next_cursor })
+    }
+}
+
+/// For records, "patient not found" reads as "record not found".
+fn record_not_found(err: Error) -> Error {
+    match err {
+        Error::NotFound { .. } => Error::NotFound { what: "record" },
+        other => other,
+    }
+}

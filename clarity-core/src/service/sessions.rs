@@ -1,0 +1,312 @@
+//! Login, refresh, logout and authentication of access tokens.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::users::secs;
+use super::{Alert, AlertKind, Clarity, User};
+use crate::access::{Principal, Role};
+use crate::auth::{REFRESH_PREFIX, backoff_delay, hash_secret, new_refresh_token};
+use crate::crypto::{IndexField, SecretString};
+use crate::error::{Error, Result};
+use crate::store::{RefreshRow, SessionRow, UserRow};
+
+/// `POST /v1/auth/login`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Login email.
+    pub email: String,
+    /// Password.
+    pub password: SecretString,
+    /// Current TOTP code, when the account has a second factor.
+    #[serde(default)]
+    pub totp: Option<String>,
+}
+
+/// What a login or refresh returns.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    /// PASETO v4 access token.
+    pub access_token: SecretString,
+    /// Refresh token (single use).
+    pub refresh_token: SecretString,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// The user.
+    pub user: User,
+}
+
+impl Serialize for Tokens {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("Tokens", 5)?;
+        out.serialize_field("access_token", self.access_token.expose())?;
+        out.serialize_field("refresh_token", self.refresh_token.expose())?;
+        out.serialize_field("expires_in", &self.expires_in)?;
+        out.serialize_field("token_type", "Bearer")?;
+        out.serialize_field("user", &self.user)?;
+        out.end()
+    }
+}
+
+/// Session use is written at most this often (idle timeouts are exact to it).
+const TOUCH_EVERY_SECS: i64 = 15;
+/// The window of the per-account failure limit.
+const FAILURE_WINDOW_HOURS: i64 = 1;
+
+impl Clarity {
+    /// Logs in with email and password (and a TOTP code when required).
+    ///
+    /// Wrong email and wrong password give the same error after the same
+    /// work. After `auth.backoff_after_failures` failures, an account and a
+    /// client address must wait exponentially longer between attempts; at
+    /// `auth.max_failed_logins_per_hour` the account is locked for the rest
+    /// of the hour (S-AUTH-2).
+    ///
+    /// # Errors
+    /// [`Error::Unauthenticated`] for bad credentials or a disabled account;
+    /// [`Error::MfaRequired`] when a TOTP code is needed;
+    /// [`Error::RateLimited`] while throttled.
+    pub async fn login(&self, request: LoginRequest, client: Option<IpAddr>) -> Result<Tokens> {
+        let now = self.clock.now();
+        if let Some(addr) = client {
+            if let Some(wait) = self.addresses.wait(addr, now) {
+                return Err(Error::RateLimited {
+                    retry_after_secs: wait.as_secs().max(1),
+                });
+            }
+        }
+        let index = self.phi.indexer().index(IndexField::UserEmail, &request.email);
+        let user = self.identity.find_user(&index).await?;
+        // Throttled accounts, known or not, answer alike.
+        match &user {
+            Some(row) => self.check_account_throttle(row).await?,
+            None => {
+                if let Some(wait) = self.unknown_accounts.wait(index.0, now) {
+                    return Err(Error::RateLimited {
+                        retry_after_secs: wait.as_secs().max(1),
+                    });
+                }
+            }
+        }
+        let hash = user.as_ref().map(|u| u.password_hash.as_str());
+        let password_ok = self.hasher.verify(request.password.expose(), hash).await?;
+        let row = match user {
+            Some(row) if password_ok && !row.disabled => row,
+            other => {
+                self.login_failed(other.as_ref(), index.0, client).await?;
+                return Err(Error::Unauthenticated);
+            }
+        };
+        let needs_mfa = row.mfa_enabled
+            || (self.config.auth.require_mfa_for_admin && row.roles.contains(Role::Admin));
+        if needs_mfa {
+            let Some(code) = request.totp.as_deref() else {
+                return Err(Error::MfaRequired);
+            };
+            if let Err(e) = self.check_totp(&row, code).await {
+                self.login_failed(Some(&row), index.0, client).await?;
+                return Err(e);
+            }
+        }
+        self.identity.clear_login_failures(row.id).await?;
+        if let Some(addr) = client {
+            self.addresses.succeeded(addr);
+        }
+        let session = SessionRow {
+            id: Uuid::now_v7(),
+            user_id: row.id,
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + chrono::Duration::seconds(secs(self.config.auth.session_absolute_secs)),
+            revoked_at: None,
+            mfa: needs_mfa,
+        };
+        let refresh = new_refresh_token()?;
+        let refresh_row = RefreshRow {
+            hash: hash_secret(refresh.expose()),
+            session_id: session.id,
+            created_at: now,
+            used_at: None,
+        };
+        self.identity.insert_session(&session, &refresh_row).await?;
+        tracing::info!(user_id = %row.id, session_id = %session.id, "login");
+        self.tokens_for(&row, session.id, refresh)
+    }
+
+    async fn check_account_throttle(&self, row: &UserRow) -> Result<()> {
+        let Some(failures) = self.identity.login_failures(row.id).await? else {
+            return Ok(());
+        };
+        let now = self.clock.now();
+        let window_end = failures.window_start + chrono::Duration::hours(FAILURE_WINDOW_HOURS);
+        if now >= window_end {
+            return Ok(());
+        }
+        if failures.count >= self.config.auth.max_failed_logins_per_hour {
+            let wait = (window_end - now).num_seconds().max(1);
+            return Err(Error::RateLimited {
+                retry_after_secs: u64::try_from(wait).unwrap_or(1),
+            });
+        }
+        let delay = backoff_delay(failures.count, self.config.auth.backoff_after_failures);
+        let ready = failures.last_at + chrono::Duration::from_std(delay).unwrap_or_default();
+        if ready > now {
+            let wait = (ready - now).num_seconds().max(1);
+            return Err(Error::RateLimited {
+                retry_after_secs: u64::try_from(wait).unwrap_or(1),
+            });
+        }
+        Ok(())
+    }
+
+    async fn login_failed(
+        &self,
+        user: Option<&UserRow>,
+        unknown_key: [u8; 16],
+        client: Option<IpAddr>,
+    ) -> Result<()> {
+        let now = self.clock.now();
+        if let Some(addr) = client {
+            self.addresses.failed(addr, now);
+        }
+        match user {
+            Some(row) => {
+                let failures = self
+                    .identity
+                    .record_login_failure(row.id, now, chrono::Duration::hours(FAILURE_WINDOW_HOURS))
+                    .await?;
+                if failures.count == self.config.auth.max_failed_logins_per_hour {
+                    self.alerts.alert(&Alert {
+                        kind: AlertKind::AccountLocked,
+                        user_id: Some(row.id),
+                        patient_id: None,
+                    });
+                }
+            }
+            None => self.unknown_accounts.failed(unknown_key, now),
+        }
+        Ok(())
+    }
+
+    /// Exchanges a refresh token for a new access token and a new refresh
+    /// token. A refresh token works once: presenting a used one again ends
+    /// its whole session (family), and raises an alert (S-AUTH-4).
+    ///
+    /// # Errors
+    /// [`Error::Unauthenticated`] for an unknown, used, or ended-session token.
+    pub async fn refresh(&self, refresh_token: &SecretString) -> Result<Tokens> {
+        let token = refresh_token.expose();
+        if !token.starts_with(REFRESH_PREFIX) || token.len() > 128 {
+            return Err(Error::Unauthenticated);
+        }
+        let now = self.clock.now();
+        let hash = hash_secret(token);
+        let row = self
+            .identity
+            .get_refresh(&hash)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        let session = self.live_session(row.session_id).await?;
+        let next = new_refresh_token()?;
+        let next_row = RefreshRow {
+            hash: hash_secret(next.expose()),
+            session_id: session.id,
+            created_at: now,
+            used_at: None,
+        };
+        if row.used_at.is_some() || !self.identity.rotate_refresh(&hash, now, &next_row).await? {
+            self.identity.revoke_session(session.id, now).await?;
+            tracing::warn!(session_id = %session.id, "refresh token reused; session ended");
+            self.alerts.alert(&Alert {
+                kind: AlertKind::RefreshTokenReuse,
+                user_id: Some(session.user_id),
+                patient_id: None,
+            });
+            return Err(Error::Unauthenticated);
+        }
+        let user = self.user_row(session.user_id).await?;
+        if user.disabled {
+            return Err(Error::Unauthenticated);
+        }
+        self.identity.touch_session(session.id, now).await?;
+        self.tokens_for(&user, session.id, next)
+    }
+
+    /// Ends the caller's session now: its access and refresh tokens stop working.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn logout(&self, principal: &Principal) -> Result<()> {
+        self.identity
+            .revoke_session(principal.session_id, self.clock.now())
+            .await
+    }
+
+    /// Checks an access token and its session, and returns who is calling.
+    ///
+    /// The token must verify (purpose, key, issuer, audience, expiry), and
+    /// its session must be live: not logged out or revoked, used within the
+    /// idle limit, younger than the absolute limit (S-AC-5).
+    ///
+    /// # Errors
+    /// [`Error::Unauthenticated`] for any failure.
+    pub async fn authenticate(&self, access_token: &str) -> Result<Principal> {
+        let now = self.clock.now();
+        let claims = self.tokens.verify(access_token, now)?;
+        let session = self.live_session(claims.sid).await?;
+        if session.user_id != claims.sub {
+            return Err(Error::Unauthenticated);
+        }
+        let user = self.user_row(claims.sub).await.map_err(|e| match e {
+            Error::NotFound { .. } => Error::Unauthenticated,
+            other => other,
+        })?;
+        if user.disabled || user.roles != claims.roles {
+            return Err(Error::Unauthenticated);
+        }
+        if now - session.last_seen_at >= chrono::Duration::seconds(TOUCH_EVERY_SECS) {
+            self.identity.touch_session(session.id, now).await?;
+        }
+        Ok(Principal {
+            user_id: user.id,
+            session_id: session.id,
+            roles: user.roles,
+            patient_id: user.patient_id,
+            mfa: session.mfa,
+        })
+    }
+
+    /// A session that is neither revoked, idle too long, nor too old.
+    async fn live_session(&self, id: Uuid) -> Result<SessionRow> {
+        let now = self.clock.now();
+        let session = self
+            .identity
+            .get_session(id)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        let idle = chrono::Duration::seconds(secs(self.config.auth.session_idle_secs));
+        if session.revoked_at.is_some() || now >= session.expires_at {
+            return Err(Error::Unauthenticated);
+        }
+        if now - session.last_seen_at > idle {
+            self.identity.revoke_session(id, now).await?;
+            return Err(Error::Unauthenticated);
+        }
+        Ok(session)
+    }
+
+    fn tokens_for(&self, user: &UserRow, session: Uuid, refresh: SecretString) -> Result<Tokens> {
+        let access = self.tokens.issue(user.id, session, user.roles, self.clock.now())?;
+        Ok(Tokens {
+            access_token: SecretString::new(access),
+            refresh_token: refresh,
+            expires_in: self.tokens.lifetime().num_seconds(),
+            user: self.user_view(user)?,
+        })
+    }
+}
+

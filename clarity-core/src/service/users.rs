@@ -1,0 +1,450 @@
+//! Users: first-admin setup, administration, passwords and TOTP enrolment.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use zeroize::Zeroize;
+
+use super::Clarity;
+use crate::access::{Action, Principal, Role, RoleSet};
+use crate::auth::{Totp, check_password_policy, hash_secret, new_setup_code, new_totp_secret, secrets_equal};
+use crate::crypto::{IndexField, SecretString};
+use crate::error::{Error, Result};
+use crate::store::{Page, PageRequest, UserRow};
+
+const USERS: &str = "users";
+const MFA: &str = "users.mfa";
+const SETUP_META: &str = "setup_code";
+
+/// A user as returned by the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    /// User id.
+    pub id: Uuid,
+    /// Login email.
+    pub email: String,
+    /// Roles.
+    pub roles: RoleSet,
+    /// Display name.
+    pub display_name: Option<String>,
+    /// Disabled users cannot log in.
+    pub disabled: bool,
+    /// Whether TOTP is required at login.
+    pub mfa_enabled: bool,
+    /// For `patient` users: their patient record.
+    pub patient_id: Option<Uuid>,
+    /// Current version (for updates).
+    pub version: i64,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A new user (`POST /v1/users`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    /// Login email.
+    pub email: String,
+    /// Initial password (policy-checked).
+    pub password: SecretString,
+    /// Roles (names).
+    pub roles: RoleSet,
+    /// Display name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// For `patient` users: their patient record.
+    #[serde(default)]
+    pub patient_id: Option<Uuid>,
+}
+
+/// A change to a user (`PATCH /v1/users/{id}`); absent fields stay.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserUpdate {
+    /// New roles; ends the user's sessions.
+    #[serde(default)]
+    pub roles: Option<RoleSet>,
+    /// Disable (ends the user's sessions) or enable.
+    #[serde(default)]
+    pub disabled: Option<bool>,
+    /// New display name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// New patient link.
+    #[serde(default)]
+    pub patient_id: Option<Uuid>,
+}
+
+/// The first admin, with the one-time setup code (`POST /v1/setup`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupRequest {
+    /// The code printed at first start.
+    pub setup_code: SecretString,
+    /// The admin's email.
+    pub email: String,
+    /// The admin's password.
+    pub password: SecretString,
+}
+
+/// What a user needs to add Clarity to an authenticator app. Shown once.
+#[derive(Debug, Clone)]
+pub struct MfaEnrollment {
+    /// The secret in base32, for manual entry.
+    pub secret: SecretString,
+    /// The `otpauth://` URL (usually shown as a QR code).
+    pub otpauth_url: SecretString,
+}
+
+impl Serialize for MfaEnrollment {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("MfaEnrollment", 2)?;
+        out.serialize_field("secret", self.secret.expose())?;
+        out.serialize_field("otpauth_url", self.otpauth_url.expose())?;
+        out.end()
+    }
+}
+
+/// The sealed part of a user row.
+#[derive(Serialize, Deserialize, Zeroize)]
+struct Profile {
+    email: String,
+    display_name: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SetupCode {
+    hash: String,
+    expires_at: DateTime<Utc>,
+}
+
+fn check_email(email: &str) -> Result<()> {
+    let (local, domain) = email
+        .split_once('@')
+        .ok_or_else(|| Error::invalid("email must be an email address"))?;
+    if local.is_empty()
+        || domain.is_empty()
+        || domain.contains('@')
+        || email.len() > 254
+        || email.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(Error::invalid("email must be an email address"));
+    }
+    Ok(())
+}
+
+fn check_display_name(name: &Option<String>) -> Result<()> {
+    if let Some(name) = name {
+        if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "display_name must be 1-200 characters without control characters",
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Clarity {
+    /// On a store with no users, makes a new one-time setup code (valid for
+    /// `auth.setup_code_secs`) and returns it for printing once; `None` when
+    /// users exist. Each call replaces the previous code.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn issue_setup_code(&self) -> Result<Option<SecretString>> {
+        if self.identity.count_users().await? > 0 {
+            return Ok(None);
+        }
+        let code = new_setup_code()?;
+        let stored = SetupCode {
+            hash: hex::encode(hash_secret(code.expose())),
+            expires_at: self.clock.now() + chrono::Duration::seconds(secs(self.config.auth.setup_code_secs)),
+        };
+        let json = serde_json::to_string(&stored).map_err(|_| Error::internal("encoding"))?;
+        self.phi.store().put_meta(SETUP_META, &json).await?;
+        Ok(Some(code))
+    }
+
+    /// Creates the first admin with the one-time setup code. The code works
+    /// once, and only while no user exists.
+    ///
+    /// # Errors
+    /// [`Error::Unauthenticated`] for a wrong, expired or used code;
+    /// [`Error::InvalidInput`] for a bad email or password.
+    pub async fn setup(&self, request: SetupRequest) -> Result<User> {
+        check_email(&request.email)?;
+        check_password_policy(request.password.expose(), &[&request.email])?;
+        let Some(json) = self.phi.store().take_meta(SETUP_META).await? else {
+            return Err(Error::Unauthenticated);
+        };
+        let stored: SetupCode = serde_json::from_str(&json).map_err(|_| Error::Integrity)?;
+        let presented = hex::encode(hash_secret(request.setup_code.expose()));
+        let valid = secrets_equal(presented.as_bytes(), stored.hash.as_bytes())
+            && self.clock.now() < stored.expires_at;
+        if !valid || self.identity.count_users().await? > 0 {
+            if self.clock.now() < stored.expires_at && self.identity.count_users().await? == 0 {
+                // A wrong guess must not burn the code for its owner.
+                self.phi.store().put_meta(SETUP_META, &json).await?;
+            }
+            return Err(Error::Unauthenticated);
+        }
+        let user = NewUser {
+            email: request.email,
+            password: request.password,
+            roles: RoleSet::from_roles([Role::Admin]),
+            display_name: None,
+            patient_id: None,
+        };
+        self.insert_user(user).await
+    }
+
+    /// Creates a user without a caller: for operators with direct access to
+    /// the data directory and keyring (the `clarity user create` command).
+    ///
+    /// # Errors
+    /// As [`Clarity::create_user`], without the permission check.
+    pub async fn create_user_as_operator(&self, user: NewUser) -> Result<User> {
+        self.insert_user(user).await
+    }
+
+    /// Creates a user (admin only).
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`]; [`Error::InvalidInput`] (email, password
+    /// policy, empty roles); [`Error::AlreadyExists`] for a taken email.
+    pub async fn create_user(&self, principal: &Principal, user: NewUser) -> Result<User> {
+        self.authorize(principal, &Action::ManageUsers, None).await?;
+        self.insert_user(user).await
+    }
+
+    async fn insert_user(&self, user: NewUser) -> Result<User> {
+        check_email(&user.email)?;
+        check_display_name(&user.display_name)?;
+        if user.roles.is_empty() {
+            return Err(Error::invalid("roles must name at least one role"));
+        }
+        if user.patient_id.is_some() && !user.roles.contains(Role::Patient) {
+            return Err(Error::invalid("patient_id is only for users with the patient role"));
+        }
+        check_password_policy(user.password.expose(), &[&user.email])?;
+        let password_hash = self.hasher.hash(user.password.expose()).await?;
+        let id = Uuid::now_v7();
+        let now = self.clock.now();
+        let profile = Profile {
+            email: user.email.trim().to_string(),
+            display_name: user.display_name,
+        };
+        let row = UserRow {
+            id,
+            email_index: self.phi.indexer().index(IndexField::UserEmail, &profile.email),
+            profile: self.directory.seal(USERS, id, 1, &profile)?,
+            password_hash,
+            roles: user.roles,
+            disabled: false,
+            patient_id: user.patient_id,
+            mfa_secret: None,
+            mfa_enabled: false,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        self.identity.insert_user(&row).await?;
+        self.user_view(&row)
+    }
+
+    /// Reads a user: admins read anyone, others only themselves.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] (also for another user when not an admin).
+    pub async fn get_user(&self, principal: &Principal, id: Uuid) -> Result<User> {
+        if id != principal.user_id && self.authorize(principal, &Action::ManageUsers, None).await.is_err() {
+            return Err(Error::NotFound { what: "user" });
+        }
+        let row = self.user_row(id).await?;
+        self.user_view(&row)
+    }
+
+    /// Lists users (admin only), in creation order.
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`]; [`Error::InvalidInput`] for a bad page.
+    pub async fn list_users(&self, principal: &Principal, page: &PageRequest) -> Result<Page<User>> {
+        self.authorize(principal, &Action::ManageUsers, None).await?;
+        let limit = page.limit()?;
+        let mut rows = self.identity.list_users(page.after()?, limit + 1).await?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let items = rows.iter().map(|r| self.user_view(r)).collect::<Result<Vec<_>>>()?;
+        let next_cursor = more.then(|| items.last().map(|u| u.id.to_string())).flatten();
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Changes a user (admin only). Changing roles or disabling ends every
+    /// session of the user at once (S-AC-5).
+    ///
+    /// # Errors
+    /// [`Error::PermissionDenied`]; [`Error::NotFound`]; [`Error::InvalidInput`];
+    /// [`Error::Conflict`] when the user changed concurrently.
+    pub async fn update_user(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        update: UserUpdate,
+    ) -> Result<User> {
+        self.authorize(principal, &Action::ManageUsers, None).await?;
+        check_display_name(&update.display_name)?;
+        let mut row = self.user_row(id).await?;
+        let expected = row.version;
+        let revoke = update.roles.is_some_and(|r| r != row.roles) || update.disabled == Some(true);
+        if let Some(roles) = update.roles {
+            if roles.is_empty() {
+                return Err(Error::invalid("roles must name at least one role"));
+            }
+            row.roles = roles;
+        }
+        if let Some(disabled) = update.disabled {
+            row.disabled = disabled;
+        }
+        if let Some(patient) = update.patient_id {
+            row.patient_id = Some(patient);
+        }
+        if row.patient_id.is_some() && !row.roles.contains(Role::Patient) {
+            return Err(Error::invalid("patient_id is only for users with the patient role"));
+        }
+        let mut profile: Profile = self.directory.open_sealed(USERS, id, expected, &row.profile)?;
+        if update.display_name.is_some() {
+            profile.display_name = update.display_name;
+        }
+        row.version = expected + 1;
+        row.updated_at = self.clock.now();
+        row.profile = self.directory.seal(USERS, id, row.version, &profile)?;
+        // Sessions end before the change is visible, so no request runs with
+        // the old roles after this returns.
+        if revoke {
+            self.identity.revoke_user_sessions(id, self.clock.now()).await?;
+        }
+        self.identity.update_user(&row, expected).await?;
+        self.user_view(&row)
+    }
+
+    /// Changes the caller's own password; the current one is required.
+    /// Every session of the user ends, the caller's too: log in again.
+    ///
+    /// # Errors
+    /// [`Error::Unauthenticated`] for a wrong current password;
+    /// [`Error::InvalidInput`] when the new one breaks the policy.
+    pub async fn change_password(
+        &self,
+        principal: &Principal,
+        current: &SecretString,
+        new: &SecretString,
+    ) -> Result<()> {
+        let mut row = self.user_row(principal.user_id).await?;
+        if !self.hasher.verify(current.expose(), Some(&row.password_hash)).await? {
+            return Err(Error::Unauthenticated);
+        }
+        let profile: Profile = self.directory.open_sealed(USERS, row.id, row.version, &row.profile)?;
+        check_password_policy(new.expose(), &[&profile.email])?;
+        let expected = row.version;
+        row.password_hash = self.hasher.hash(new.expose()).await?;
+        row.version = expected + 1;
+        row.updated_at = self.clock.now();
+        row.profile = self.directory.seal(USERS, row.id, row.version, &profile)?;
+        self.identity.update_user(&row, expected).await?;
+        // Sessions may belong to whoever knew the old password.
+        let now = self.clock.now();
+        let sessions_to_end = self.identity.revoke_user_sessions(row.id, now).await?;
+        tracing::info!(user_id = %row.id, sessions_to_end, "password changed");
+        Ok(())
+    }
+
+    /// Starts TOTP enrolment for the caller: a new secret, not yet required
+    /// at login until [`Clarity::mfa_confirm`] succeeds.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn mfa_enroll(&self, principal: &Principal) -> Result<MfaEnrollment> {
+        let mut row = self.user_row(principal.user_id).await?;
+        if row.mfa_enabled {
+            return Err(Error::invalid("a second factor is already enrolled"));
+        }
+        let profile: Profile = self.directory.open_sealed(USERS, row.id, row.version, &row.profile)?;
+        let secret = new_totp_secret()?;
+        let totp = Totp::new(&secret, &self.config.auth.issuer, &profile.email)?;
+        let expected = row.version;
+        row.mfa_secret = Some(self.directory.seal(MFA, row.id, 0, &hex::encode(&*secret))?);
+        row.version = expected + 1;
+        row.updated_at = self.clock.now();
+        row.profile = self.directory.seal(USERS, row.id, row.version, &profile)?;
+        self.identity.update_user(&row, expected).await?;
+        Ok(MfaEnrollment {
+            secret: SecretString::new(totp.secret_base32().as_str()),
+            otpauth_url: SecretString::new(totp.url().as_str()),
+        })
+    }
+
+    /// Confirms enrolment with a current code; from then on logins need TOTP.
+    ///
+    /// # Errors
+    /// [`Error::Unauthenticated`] for a wrong or replayed code;
+    /// [`Error::InvalidInput`] when no enrolment was started.
+    pub async fn mfa_confirm(&self, principal: &Principal, code: &str) -> Result<User> {
+        let mut row = self.user_row(principal.user_id).await?;
+        if row.mfa_secret.is_none() {
+            return Err(Error::invalid("start TOTP enrolment first"));
+        }
+        self.check_totp(&row, code).await?;
+        let expected = row.version;
+        let profile: Profile = self.directory.open_sealed(USERS, row.id, expected, &row.profile)?;
+        row.mfa_enabled = true;
+        row.version = expected + 1;
+        row.updated_at = self.clock.now();
+        row.profile = self.directory.seal(USERS, row.id, row.version, &profile)?;
+        self.identity.update_user(&row, expected).await?;
+        self.user_view(&row)
+    }
+
+    /// Checks a TOTP code for `row`, refusing replays (S-AUTH-5).
+    pub(super) async fn check_totp(&self, row: &UserRow, code: &str) -> Result<()> {
+        let sealed = row.mfa_secret.as_ref().ok_or(Error::MfaRequired)?;
+        let secret_hex: String = self.directory.open_sealed(MFA, row.id, 0, sealed)?;
+        let secret = zeroize::Zeroizing::new(hex::decode(&secret_hex).map_err(|_| Error::Integrity)?);
+        let totp = Totp::new(&secret, &self.config.auth.issuer, "user")?;
+        let step = totp
+            .matching_step(code, self.clock.now())
+            .ok_or(Error::Unauthenticated)?;
+        if !self.identity.advance_mfa_step(row.id, step).await? {
+            tracing::warn!(user_id = %row.id, "replayed TOTP code refused");
+            return Err(Error::Unauthenticated);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn user_row(&self, id: Uuid) -> Result<UserRow> {
+        self.identity
+            .get_user(id)
+            .await?
+            .ok_or(Error::NotFound { what: "user" })
+    }
+
+    pub(super) fn user_view(&self, row: &UserRow) -> Result<User> {
+        let profile: Profile = self.directory.open_sealed(USERS, row.id, row.version, &row.profile)?;
+        Ok(User {
+            id: row.id,
+            email: profile.email.clone(),
+            roles: row.roles,
+            display_name: profile.display_name.clone(),
+            disabled: row.disabled,
+            mfa_enabled: row.mfa_enabled,
+            patient_id: row.patient_id,
+            version: row.version,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// Seconds as a chrono duration (configuration is validated to fit).
+pub(super) fn secs(seconds: u64) -> i64 {
+    i64::try_from(seconds).unwrap_or(i64::MAX / 1000)
+}

@@ -1,0 +1,582 @@
+//! [`IdentityStore`] on SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
+use uuid::Uuid;
+
+use super::{SqliteStore, from_micros, micros, sqlite_error};
+use crate::access::RoleSet;
+use crate::crypto::BlindIndex;
+use crate::error::{Error, Result};
+use crate::store::identity::{
+    CareTeamRow, GrantRow, IdentityStore, LoginFailures, RefreshRow, SessionRow, UserRow,
+};
+
+const USER_COLUMNS: &str = "id, email_index, profile, password_hash, roles, disabled, patient_id, \
+     mfa_secret, mfa_enabled, version, created_at, updated_at";
+
+fn conversion(msg: &'static str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, msg.into())
+}
+
+fn user_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
+    let index: Vec<u8> = row.get(1)?;
+    let roles: String = row.get(4)?;
+    Ok(UserRow {
+        id: row.get(0)?,
+        email_index: BlindIndex::from_slice(&index).map_err(|_| conversion("bad index"))?,
+        profile: row.get(2)?,
+        password_hash: row.get(3)?,
+        roles: RoleSet::from_csv(&roles).map_err(|_| conversion("bad roles"))?,
+        disabled: row.get(5)?,
+        patient_id: row.get(6)?,
+        mfa_secret: row.get(7)?,
+        mfa_enabled: row.get(8)?,
+        version: row.get(9)?,
+        created_at: from_micros(row.get(10)?)?,
+        updated_at: from_micros(row.get(11)?)?,
+    })
+}
+
+const SESSION_COLUMNS: &str = "id, user_id, created_at, last_seen_at, expires_at, revoked_at, mfa";
+
+fn session_row(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        id: row.get(0)?,
+        user_id: row.get(1)?,
+        created_at: from_micros(row.get(2)?)?,
+        last_seen_at: from_micros(row.get(3)?)?,
+        expires_at: from_micros(row.get(4)?)?,
+        revoked_at: row.get::<_, Option<i64>>(5)?.map(from_micros).transpose()?,
+        mfa: row.get(6)?,
+    })
+}
+
+fn care_team_row(row: &Row<'_>) -> rusqlite::Result<CareTeamRow> {
+    Ok(CareTeamRow {
+        patient_id: row.get(0)?,
+        user_id: row.get(1)?,
+        relationship: row.get(2)?,
+        expires_at: row.get::<_, Option<i64>>(3)?.map(from_micros).transpose()?,
+        created_at: from_micros(row.get(4)?)?,
+    })
+}
+
+const GRANT_COLUMNS: &str =
+    "id, user_id, patient_id, reason, created_at, expires_at, reviewed_at, reviewed_by";
+
+fn grant_row(row: &Row<'_>) -> rusqlite::Result<GrantRow> {
+    Ok(GrantRow {
+        id: row.get(0)?,
+        user_id: row.get(1)?,
+        patient_id: row.get(2)?,
+        reason: row.get(3)?,
+        created_at: from_micros(row.get(4)?)?,
+        expires_at: from_micros(row.get(5)?)?,
+        reviewed_at: row.get::<_, Option<i64>>(6)?.map(from_micros).transpose()?,
+        reviewed_by: row.get(7)?,
+    })
+}
+
+fn failures_row(row: &Row<'_>) -> rusqlite::Result<LoginFailures> {
+    Ok(LoginFailures {
+        count: row.get(0)?,
+        window_start: from_micros(row.get(1)?)?,
+        last_at: from_micros(row.get(2)?)?,
+    })
+}
+
+/// Maps a foreign-key failure on insert to `NotFound { what }`.
+fn missing_or(what: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
+    move |err| match err.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation)
+            if err.to_string().contains("FOREIGN KEY") =>
+        {
+            Error::NotFound { what }
+        }
+        Some(rusqlite::ErrorCode::ConstraintViolation) => Error::AlreadyExists { what: "user" },
+        _ => sqlite_error(err),
+    }
+}
+
+impl SqliteStore {
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.readers
+            .run(move |conn| work(conn).map_err(sqlite_error))
+            .await
+    }
+}
+
+#[async_trait]
+impl IdentityStore for SqliteStore {
+    async fn count_users(&self) -> Result<u64> {
+        let n: i64 = self
+            .read(|c| c.query_row("SELECT count(*) FROM users", [], |r| r.get(0)))
+            .await?;
+        u64::try_from(n).map_err(|_| Error::internal("negative count"))
+    }
+
+    async fn insert_user(&self, user: &UserRow) -> Result<()> {
+        let user = user.clone();
+        self.writer
+            .run(move |conn| {
+                conn.execute(
+                    &format!(
+                        "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                    ),
+                    params![
+                        user.id,
+                        user.email_index.0.as_slice(),
+                        user.profile,
+                        user.password_hash,
+                        user.roles.to_csv(),
+                        user.disabled,
+                        user.patient_id,
+                        user.mfa_secret,
+                        user.mfa_enabled,
+                        user.version,
+                        micros(user.created_at),
+                        micros(user.updated_at),
+                    ],
+                )
+                .map(|_| ())
+                .map_err(missing_or("patient"))
+            })
+            .await
+    }
+
+    async fn get_user(&self, id: Uuid) -> Result<Option<UserRow>> {
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
+                .query_row([id], user_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn find_user(&self, email_index: &BlindIndex) -> Result<Option<UserRow>> {
+        let index = email_index.0;
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE email_index = ?1"
+            ))?
+            .query_row([index.as_slice()], user_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn list_users(&self, after: Option<Uuid>, limit: usize) -> Result<Vec<UserRow>> {
+        let after = after.unwrap_or(Uuid::nil());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE id > ?1 ORDER BY id LIMIT ?2"
+            ))?
+            .query_map(params![after, limit], user_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn update_user(&self, user: &UserRow, expected_version: i64) -> Result<()> {
+        let user = user.clone();
+        self.writer
+            .run(move |conn| {
+                let changed = conn
+                    .execute(
+                        "UPDATE users SET email_index = ?1, profile = ?2, password_hash = ?3, roles = ?4,
+                                disabled = ?5, patient_id = ?6, mfa_secret = ?7, mfa_enabled = ?8,
+                                version = ?9, updated_at = ?10
+                         WHERE id = ?11 AND version = ?12",
+                        params![
+                            user.email_index.0.as_slice(),
+                            user.profile,
+                            user.password_hash,
+                            user.roles.to_csv(),
+                            user.disabled,
+                            user.patient_id,
+                            user.mfa_secret,
+                            user.mfa_enabled,
+                            user.version,
+                            micros(user.updated_at),
+                            user.id,
+                            expected_version
+                        ],
+                    )
+                    .map_err(missing_or("patient"))?;
+                if changed == 0 {
+                    return super::conflict_or_missing(
+                        conn,
+                        "SELECT version FROM users WHERE id = ?1",
+                        user.id,
+                        "user",
+                        expected_version,
+                    );
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn advance_mfa_step(&self, user_id: Uuid, step: i64) -> Result<bool> {
+        self.writer
+            .run(move |conn| {
+                conn.execute(
+                    "UPDATE users SET mfa_last_step = ?1
+                     WHERE id = ?2 AND (mfa_last_step IS NULL OR mfa_last_step < ?1)",
+                    params![step, user_id],
+                )
+                .map(|n| n == 1)
+                .map_err(sqlite_error)
+            })
+            .await
+    }
+
+    async fn login_failures(&self, user_id: Uuid) -> Result<Option<LoginFailures>> {
+        self.read(move |c| {
+            c.query_row(
+                "SELECT count, window_start, last_at FROM login_failures WHERE user_id = ?1",
+                [user_id],
+                failures_row,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn record_login_failure(
+        &self,
+        user_id: Uuid,
+        at: DateTime<Utc>,
+        window: chrono::Duration,
+    ) -> Result<LoginFailures> {
+        let window_floor = micros(at - window);
+        self.writer
+            .run(move |conn| {
+                conn.query_row(
+                    "INSERT INTO login_failures (user_id, count, window_start, last_at) VALUES (?1, 1, ?2, ?2)
+                     ON CONFLICT (user_id) DO UPDATE SET
+                         count = CASE WHEN window_start < ?3 THEN 1 ELSE count + 1 END,
+                         window_start = CASE WHEN window_start < ?3 THEN ?2 ELSE window_start END,
+                         last_at = ?2
+                     RETURNING count, window_start, last_at",
+                    params![user_id, micros(at), window_floor],
+                    failures_row,
+                )
+                .map_err(sqlite_error)
+            })
+            .await
+    }
+
+    async fn clear_login_failures(&self, user_id: Uuid) -> Result<()> {
+        self.writer
+            .run(move |conn| {
+                conn.execute("DELETE FROM login_failures WHERE user_id = ?1", [user_id])
+                    .map(|_| ())
+                    .map_err(sqlite_error)
+            })
+            .await
+    }
+
+    async fn insert_session(&self, session: &SessionRow, refresh: &RefreshRow) -> Result<()> {
+        let (s, r) = (session.clone(), refresh.clone());
+        self.writer
+            .run(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sqlite_error)?;
+                tx.execute(
+                    &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                    params![
+                        s.id,
+                        s.user_id,
+                        micros(s.created_at),
+                        micros(s.last_seen_at),
+                        micros(s.expires_at),
+                        s.revoked_at.map(micros),
+                        s.mfa
+                    ],
+                )
+                .map_err(sqlite_error)?;
+                tx.execute(
+                    "INSERT INTO refresh_tokens (hash, session_id, created_at, used_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![r.hash.as_slice(), r.session_id, micros(r.created_at), r.used_at.map(micros)],
+                )
+                .map_err(sqlite_error)?;
+                tx.commit().map_err(sqlite_error)
+            })
+            .await
+    }
+
+    async fn get_session(&self, id: Uuid) -> Result<Option<SessionRow>> {
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"
+            ))?
+            .query_row([id], session_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn touch_session(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE sessions SET last_seen_at = ?1 WHERE id = ?2 AND last_seen_at < ?1",
+                )
+                .and_then(|mut s| s.execute(params![micros(at), id]))
+                .map(|_| ())
+                .map_err(sqlite_error)
+            })
+            .await
+    }
+
+    async fn revoke_session(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
+        self.writer
+            .run(move |conn| {
+                conn.execute(
+                    "UPDATE sessions SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+                    params![micros(at), id],
+                )
+                .map(|_| ())
+                .map_err(sqlite_error)
+            })
+            .await
+    }
+
+    async fn revoke_user_sessions(&self, user_id: Uuid, at: DateTime<Utc>) -> Result<u64> {
+        self.writer
+            .run(move |conn| {
+                conn.execute(
+                    "UPDATE sessions SET revoked_at = ?1 WHERE user_id = ?2 AND revoked_at IS NULL",
+                    params![micros(at), user_id],
+                )
+                .map(|n| n as u64)
+                .map_err(sqlite_error)
+            })
+            .await
+    }
+
+    async fn get_refresh(&self, hash: &[u8; 32]) -> Result<Option<RefreshRow>> {
+        let hash = *hash;
+        self.read(move |c| {
+            c.query_row(
+                "SELECT hash, session_id, created_at, used_at FROM refresh_tokens WHERE hash = ?1",
+                [hash.as_slice()],
+                |row| {
+                    let stored: Vec<u8> = row.get(0)?;
+                    Ok(RefreshRow {
+                        hash: stored.try_into().map_err(|_| conversion("bad hash"))?,
+                        session_id: row.get(1)?,
+                        created_at: from_micros(row.get(2)?)?,
+                        used_at: row.get::<_, Option<i64>>(3)?.map(from_micros).transpose()?,
+                    })
+                },
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn rotate_refresh(
+        &self,
+        used: &[u8; 32],
+        at: DateTime<Utc>,
+        next: &RefreshRow,
+    ) -> Result<bool> {
+        let (used, next) = (*used, next.clone());
+        self.writer
+            .run(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sqlite_error)?;
+                let marked = tx
+                    .execute(
+                        "UPDATE refresh_tokens SET used_at = ?1 WHERE hash = ?2 AND used_at IS NULL",
+                        params![micros(at), used.as_slice()],
+                    )
+                    .map_err(sqlite_error)?;
+                if marked != 1 {
+                    return Ok(false);
+                }
+                tx.execute(
+                    "INSERT INTO refresh_tokens (hash, session_id, created_at, used_at) VALUES (?1, ?2, ?3, NULL)",
+                    params![next.hash.as_slice(), next.session_id, micros(next.created_at)],
+                )
+                .map_err(sqlite_error)?;
+                tx.commit().map_err(sqlite_error)?;
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn upsert_care_team(&self, member: &CareTeamRow) -> Result<()> {
+        let m = member.clone();
+        self.writer
+            .run(move |conn| {
+                let live: Option<i64> = conn
+                    .query_row(
+                        "SELECT 1 FROM patients WHERE id = ?1 AND erased_at IS NULL",
+                        [m.patient_id],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(sqlite_error)?;
+                if live.is_none() {
+                    return Err(Error::NotFound { what: "patient" });
+                }
+                conn.execute(
+                    "INSERT INTO care_team (patient_id, user_id, relationship, expires_at, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (patient_id, user_id) DO UPDATE SET
+                         relationship = excluded.relationship, expires_at = excluded.expires_at",
+                    params![
+                        m.patient_id,
+                        m.user_id,
+                        m.relationship,
+                        m.expires_at.map(micros),
+                        micros(m.created_at)
+                    ],
+                )
+                .map(|_| ())
+                .map_err(missing_or("user"))
+            })
+            .await
+    }
+
+    async fn remove_care_team(&self, patient_id: Uuid, user_id: Uuid) -> Result<()> {
+        self.writer
+            .run(move |conn| {
+                let n = conn
+                    .execute(
+                        "DELETE FROM care_team WHERE patient_id = ?1 AND user_id = ?2",
+                        params![patient_id, user_id],
+                    )
+                    .map_err(sqlite_error)?;
+                if n == 0 {
+                    return Err(Error::NotFound {
+                        what: "care-team assignment",
+                    });
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn care_team_member(
+        &self,
+        patient_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<CareTeamRow>> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT patient_id, user_id, relationship, expires_at, created_at
+                 FROM care_team WHERE patient_id = ?1 AND user_id = ?2",
+            )?
+            .query_row(params![patient_id, user_id], care_team_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn care_team_of_user(&self, user_id: Uuid) -> Result<Vec<CareTeamRow>> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT patient_id, user_id, relationship, expires_at, created_at
+                 FROM care_team WHERE user_id = ?1 ORDER BY patient_id",
+            )?
+            .query_map([user_id], care_team_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn insert_grant(&self, grant: &GrantRow) -> Result<()> {
+        let g = grant.clone();
+        self.writer
+            .run(move |conn| {
+                conn.execute(
+                    &format!("INSERT INTO access_grants ({GRANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                    params![
+                        g.id,
+                        g.user_id,
+                        g.patient_id,
+                        g.reason,
+                        micros(g.created_at),
+                        micros(g.expires_at),
+                        g.reviewed_at.map(micros),
+                        g.reviewed_by
+                    ],
+                )
+                .map(|_| ())
+                .map_err(missing_or("patient"))
+            })
+            .await
+    }
+
+    async fn grants_of_user(&self, user_id: Uuid) -> Result<Vec<GrantRow>> {
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {GRANT_COLUMNS} FROM access_grants WHERE user_id = ?1 ORDER BY id DESC LIMIT 1000"
+            ))?
+            .query_map([user_id], grant_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn list_grants(
+        &self,
+        unreviewed_only: bool,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<GrantRow>> {
+        let after = after.unwrap_or(Uuid::nil());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {GRANT_COLUMNS} FROM access_grants
+                 WHERE id > ?1 AND (?2 = 0 OR reviewed_at IS NULL) ORDER BY id LIMIT ?3"
+            ))?
+            .query_map(params![after, unreviewed_only, limit], grant_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn review_grant(&self, id: Uuid, by: Uuid, at: DateTime<Utc>) -> Result<()> {
+        self.writer
+            .run(move |conn| {
+                let n = conn
+                    .execute(
+                        "UPDATE access_grants SET reviewed_at = ?1, reviewed_by = ?2 WHERE id = ?3",
+                        params![micros(at), by, id],
+                    )
+                    .map_err(sqlite_error)?;
+                if n == 0 {
+                    return Err(Error::NotFound { what: "grant" });
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list_patient_ids(&self, after: Option<Uuid>, limit: usize) -> Result<Vec<Uuid>> {
+        let after = after.unwrap_or(Uuid::nil());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT id FROM patients WHERE id > ?1 AND erased_at IS NULL ORDER BY id LIMIT ?2",
+            )?
+            .query_map(params![after, limit], |r| r.get(0))?
+            .collect()
+        })
+        .await
+    }
+}
