@@ -385,16 +385,28 @@ impl Config {
             return Err(Error::config("auth.audience", "must not be empty"));
         }
         if auth.argon2_memory_kib < 19 * 1024 {
-            return Err(Error::config("auth.argon2_memory_kib", "must be at least 19456 (19 MiB)"));
+            return Err(Error::config(
+                "auth.argon2_memory_kib",
+                "must be at least 19456 (19 MiB)",
+            ));
         }
         if auth.argon2_iterations < 2 {
-            return Err(Error::config("auth.argon2_iterations", "must be at least 2"));
+            return Err(Error::config(
+                "auth.argon2_iterations",
+                "must be at least 2",
+            ));
         }
         if !(1..=16).contains(&auth.argon2_parallelism) {
-            return Err(Error::config("auth.argon2_parallelism", "must be between 1 and 16"));
+            return Err(Error::config(
+                "auth.argon2_parallelism",
+                "must be between 1 and 16",
+            ));
         }
         if !(1..=64).contains(&auth.hash_concurrency) {
-            return Err(Error::config("auth.hash_concurrency", "must be between 1 and 64"));
+            return Err(Error::config(
+                "auth.hash_concurrency",
+                "must be between 1 and 64",
+            ));
         }
         if !(1..=100).contains(&auth.max_failed_logins_per_hour) {
             return Err(Error::config(
@@ -409,8 +421,12 @@ impl Config {
             ));
         }
         for kind in &self.access.nurse_writable_kinds {
-            crate::store::RecordKind::new(kind)
-                .map_err(|_| Error::config("access.nurse_writable_kinds", "holds an invalid record kind"))?;
+            crate::store::RecordKind::new(kind).map_err(|_| {
+                Error::config(
+                    "access.nurse_writable_kinds",
+                    "holds an invalid record kind",
+                )
+            })?;
         }
         Ok(())
     }

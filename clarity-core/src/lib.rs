@@ -12,8 +12,8 @@ pub mod store;
 pub mod testing;
 
 pub use config::Config;
-pub use service::Clarity;
 pub use error::{Error, ErrorKind, Result};
+pub use service::Clarity;
 
 /// The repository README's Rust example, compiled and run as a doctest so it stays true.
 #[cfg(doctest)]

@@ -7,7 +7,12 @@ async fn run(h: Harness) {
     let clarity = h.clarity().await;
     let mismatches = matrix::run(&clarity, h.identity.as_ref()).await;
     let report: Vec<String> = mismatches.iter().map(ToString::to_string).collect();
-    assert!(report.is_empty(), "{} cells differ from the specification:\n{}", report.len(), report.join("\n"));
+    assert!(
+        report.is_empty(),
+        "{} cells differ from the specification:\n{}",
+        report.len(),
+        report.join("\n")
+    );
 }
 
 // S-AC-1 S-AC-3
@@ -25,6 +30,8 @@ async fn matrix_on_sqlite() {
 // S-AC-1 S-AC-3
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn matrix_on_postgres() {
-    let Some(h) = testing::postgres().await else { return };
+    let Some(h) = testing::postgres().await else {
+        return;
+    };
     run(h).await;
 }

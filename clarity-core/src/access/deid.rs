@@ -43,7 +43,11 @@ pub fn deidentify(
     let over_89 = age.is_some_and(|a| a > 89);
     DeidentifiedPatient {
         pseudonym,
-        birth_year: if over_89 { None } else { birth.map(|b| b.year()) },
+        birth_year: if over_89 {
+            None
+        } else {
+            birth.map(|b| b.year())
+        },
         age: match age {
             Some(_) if over_89 => "90+".to_string(),
             Some(a) => a.to_string(),
@@ -73,13 +77,24 @@ mod tests {
         assert_eq!(young.birth_year, Some(1990));
         assert_eq!(young.age, "35");
         let json = serde_json::to_string(&young).expect("json");
-        for identifier in ["Ada", "Lovelace", "M-1", "ada@example.org", "555", "07-15", &id.to_string()] {
+        for identifier in [
+            "Ada",
+            "Lovelace",
+            "M-1",
+            "ada@example.org",
+            "555",
+            "07-15",
+            &id.to_string(),
+        ] {
             assert!(!json.contains(identifier), "{identifier} leaked: {json}");
         }
         let old = deidentify(&key, id, &profile("1930-01-01"), today);
         assert_eq!((old.birth_year, old.age.as_str()), (None, "90+"));
         assert_eq!(old.pseudonym, young.pseudonym, "stable per patient");
         let other_key = Key::from_slice(&[8u8; 32]).expect("key");
-        assert_ne!(deidentify(&other_key, id, &profile("1990-07-15"), today).pseudonym, young.pseudonym);
+        assert_ne!(
+            deidentify(&other_key, id, &profile("1990-07-15"), today).pseudonym,
+            young.pseudonym
+        );
     }
 }

@@ -190,7 +190,10 @@ impl Policy {
     /// rejected by configuration validation and skipped here).
     pub fn from_kinds(kinds: &[String]) -> Self {
         Policy {
-            nurse_writable_kinds: kinds.iter().filter_map(|k| RecordKind::new(k).ok()).collect(),
+            nurse_writable_kinds: kinds
+                .iter()
+                .filter_map(|k| RecordKind::new(k).ok())
+                .collect(),
         }
     }
 }
@@ -343,9 +346,19 @@ mod tests {
     fn nurses_write_only_allowed_kinds_and_never_break_glass() {
         let policy = Policy::default();
         let nurse = principal(&[Role::Nurse]);
-        let ok = decide(&policy, &nurse, &Action::CreateRecord(kind("note")), Some(TEAM));
+        let ok = decide(
+            &policy,
+            &nurse,
+            &Action::CreateRecord(kind("note")),
+            Some(TEAM),
+        );
         assert_eq!(ok, Decision::allow(Reason::CareTeam));
-        let denied = decide(&policy, &nurse, &Action::CreateRecord(kind("prescription")), Some(TEAM));
+        let denied = decide(
+            &policy,
+            &nurse,
+            &Action::CreateRecord(kind("prescription")),
+            Some(TEAM),
+        );
         assert_eq!(denied, Decision::deny(Reason::KindNotAllowed));
         assert!(!decide(&policy, &nurse, &Action::ReadPatient, Some(GLASS)).allow);
         assert!(!decide(&policy, &nurse, &Action::DeleteRecord, Some(TEAM)).allow);

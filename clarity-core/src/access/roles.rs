@@ -152,7 +152,10 @@ mod tests {
         let set = RoleSet::from_roles([Role::Nurse, Role::Admin]);
         assert_eq!(set.to_csv(), "admin,nurse");
         assert_eq!(RoleSet::from_csv("admin,nurse").expect("csv"), set);
-        assert_eq!(serde_json::to_string(&set).expect("json"), r#"["admin","nurse"]"#);
+        assert_eq!(
+            serde_json::to_string(&set).expect("json"),
+            r#"["admin","nurse"]"#
+        );
         assert!(RoleSet::parse(&["root"]).is_err());
         assert!(RoleSet::from_csv("").expect("empty").is_empty());
     }

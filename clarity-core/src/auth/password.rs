@@ -77,6 +77,7 @@ pub struct PasswordHasher {
     /// A hash of a random password: verified against when the account does
     /// not exist, so that a miss costs the same time as a hit (S-AUTH-2).
     decoy: Arc<String>,
+    verifications: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -107,6 +108,7 @@ impl PasswordHasher {
             params,
             permits: Arc::new(Semaphore::new(config.hash_concurrency.max(1))),
             decoy: Arc::new(decoy),
+            verifications: Arc::default(),
         })
     }
 
@@ -129,6 +131,8 @@ impl PasswordHasher {
         let password = Zeroizing::new(password.to_string());
         let known = phc.is_some();
         let phc = phc.map_or_else(|| self.decoy.as_str().to_string(), str::to_string);
+        self.verifications
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let matched = self
             .blocking(move || {
                 let parsed = PasswordHash::new(&phc).map_err(|_| Error::Integrity)?;
@@ -138,6 +142,13 @@ impl PasswordHasher {
             })
             .await?;
         Ok(known && matched)
+    }
+
+    /// Password verifications run so far (a metric; also lets tests check
+    /// that a login for an unknown account does the same work as any other).
+    pub fn verifications(&self) -> u64 {
+        self.verifications
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn blocking<T: Send + 'static>(
@@ -173,8 +184,14 @@ mod tests {
     #[test]
     fn policy_follows_sp_800_63b() {
         assert!(check_password_policy("short", &[]).is_err());
-        assert!(check_password_policy("password1234", &[]).is_err(), "common");
-        assert!(check_password_policy("aaaaaaaaaaaaaaaa", &[]).is_err(), "repetitive");
+        assert!(
+            check_password_policy("password1234", &[]).is_err(),
+            "common"
+        );
+        assert!(
+            check_password_policy("aaaaaaaaaaaaaaaa", &[]).is_err(),
+            "repetitive"
+        );
         assert!(
             check_password_policy("jane.doe.example", &["jane.doe@example.org"]).is_err(),
             "built from the user's own details"
@@ -184,7 +201,9 @@ mod tests {
         let long = "a fine long passphrase ".repeat(6);
         check_password_policy(&long[..MAX_CHARS], &[]).expect("128 characters");
         let too_long = format!("{long}{long}");
-        let err = check_password_policy(&too_long, &[]).unwrap_err().to_string();
+        let err = check_password_policy(&too_long, &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("at most 128"), "{err}");
         assert!(!err.contains("passphrase"), "never echoes the password");
     }
@@ -193,14 +212,35 @@ mod tests {
     #[tokio::test]
     async fn hashes_are_argon2id_with_the_configured_cost() {
         let hasher = PasswordHasher::new(&AuthConfig::default()).expect("hasher");
-        let phc = hasher.hash("correct horse battery staple").await.expect("hash");
+        let phc = hasher
+            .hash("correct horse battery staple")
+            .await
+            .expect("hash");
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
-        assert!(hasher.verify("correct horse battery staple", Some(&phc)).await.expect("verify"));
-        assert!(!hasher.verify("correct horse battery stapl", Some(&phc)).await.expect("verify"));
+        assert!(
+            hasher
+                .verify("correct horse battery staple", Some(&phc))
+                .await
+                .expect("verify")
+        );
+        assert!(
+            !hasher
+                .verify("correct horse battery stapl", Some(&phc))
+                .await
+                .expect("verify")
+        );
         // A password longer than any truncation limit still counts to the last character.
         let long = "x".repeat(100) + "correct horse";
         let phc = hasher.hash(&long).await.expect("hash");
-        assert!(!hasher.verify(&("x".repeat(100) + "correct horsf"), Some(&phc)).await.expect("verify"));
-        assert!(!hasher.verify("anything", None).await.expect("decoy"), "no account, no match");
+        assert!(
+            !hasher
+                .verify(&("x".repeat(100) + "correct horsf"), Some(&phc))
+                .await
+                .expect("verify")
+        );
+        assert!(
+            !hasher.verify("anything", None).await.expect("decoy"),
+            "no account, no match"
+        );
     }
 }

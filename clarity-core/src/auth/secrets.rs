@@ -62,7 +62,10 @@ mod tests {
         assert_eq!(a.expose().len(), REFRESH_PREFIX.len() + 43, "256 bits");
         let code = new_setup_code().expect("rng");
         assert_eq!(code.expose().len(), 39, "128 bits in groups");
-        assert!(secrets_equal(&hash_secret(code.expose()), &hash_secret(code.expose())));
+        assert!(secrets_equal(
+            &hash_secret(code.expose()),
+            &hash_secret(code.expose())
+        ));
         assert!(!secrets_equal(&hash_secret("a"), &hash_secret("b")));
     }
 }

@@ -66,10 +66,9 @@ impl<K: Hash + Eq + Copy> Throttle<K> {
         if entries.len() >= MAX_ADDRESSES && !entries.contains_key(&addr) {
             let cutoff = now - chrono::Duration::hours(1);
             entries.retain(|_, e| e.last > cutoff);
-            if entries.len() >= MAX_ADDRESSES {
-                if let Some(oldest) = entries.iter().min_by_key(|(_, e)| e.last).map(|(k, _)| *k) {
-                    entries.remove(&oldest);
-                }
+            let oldest = entries.iter().min_by_key(|(_, e)| e.last).map(|(k, _)| *k);
+            if let Some(oldest) = oldest.filter(|_| entries.len() >= MAX_ADDRESSES) {
+                entries.remove(&oldest);
             }
         }
         let entry = entries.entry(addr).or_insert(Entry {

@@ -97,13 +97,15 @@ impl TokenKeys {
         let mut seed = Zeroizing::new([0u8; 32]);
         let (keys, id) = match config.token_purpose {
             TokenPurpose::Local => {
-                hkdf.expand(b"v4.local key 1", seed.as_mut_slice()).map_err(internal)?;
+                hkdf.expand(b"v4.local key 1", seed.as_mut_slice())
+                    .map_err(internal)?;
                 let key = SymmetricKey::<V4>::from(seed.as_slice()).map_err(internal)?;
                 let id = Id::from(&key);
                 (Keys::Local(key), id)
             }
             TokenPurpose::Public => {
-                hkdf.expand(b"v4.public seed 1", seed.as_mut_slice()).map_err(internal)?;
+                hkdf.expand(b"v4.public seed 1", seed.as_mut_slice())
+                    .map_err(internal)?;
                 let pair = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(*seed));
                 let secret = AsymmetricSecretKey::<V4>::from(pair.sk.as_ref()).map_err(internal)?;
                 let public = AsymmetricPublicKey::<V4>::from(pair.pk.as_ref()).map_err(internal)?;
@@ -163,7 +165,8 @@ impl TokenKeys {
             exp: (now + self.lifetime).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             jti: Uuid::new_v4().to_string(),
         };
-        let payload = serde_json::to_vec(&claims).map_err(|_| Error::internal("claims encoding"))?;
+        let payload =
+            serde_json::to_vec(&claims).map_err(|_| Error::internal("claims encoding"))?;
         let footer = Some(self.footer.as_bytes());
         match &self.keys {
             Keys::Local(key) => LocalToken::encrypt(key, &payload, footer, None).map_err(internal),
@@ -230,7 +233,11 @@ mod tests {
     }
 
     fn keys(purpose: TokenPurpose, root: u8) -> TokenKeys {
-        TokenKeys::new(&Key::from_slice(&[root; 32]).expect("key"), &config(purpose)).expect("keys")
+        TokenKeys::new(
+            &Key::from_slice(&[root; 32]).expect("key"),
+            &config(purpose),
+        )
+        .expect("keys")
     }
 
     fn roles() -> RoleSet {
@@ -244,40 +251,72 @@ mod tests {
             let keys = keys(purpose, 1);
             let (user, session) = (Uuid::now_v7(), Uuid::now_v7());
             let token = keys.issue(user, session, roles(), now()).expect("issue");
-            let prefix = if purpose == TokenPurpose::Local { "v4.local." } else { "v4.public." };
+            let prefix = if purpose == TokenPurpose::Local {
+                "v4.local."
+            } else {
+                "v4.public."
+            };
             assert!(token.starts_with(prefix));
             let claims = keys.verify(&token, now()).expect("verify");
-            assert_eq!((claims.sub, claims.sid, claims.roles), (user, session, roles()));
+            assert_eq!(
+                (claims.sub, claims.sid, claims.roles),
+                (user, session, roles())
+            );
         }
-        assert!(keys(TokenPurpose::Public, 1).public_key().expect("pk").starts_with("k4.public."));
+        assert!(
+            keys(TokenPurpose::Public, 1)
+                .public_key()
+                .expect("pk")
+                .starts_with("k4.public.")
+        );
     }
 
     // S-AUTH-3
     #[test]
     fn expired_tampered_foreign_and_wrong_purpose_tokens_are_rejected() {
         let keys = keys(TokenPurpose::Local, 1);
-        let token = keys.issue(Uuid::now_v7(), Uuid::now_v7(), roles(), now()).expect("issue");
+        let token = keys
+            .issue(Uuid::now_v7(), Uuid::now_v7(), roles(), now())
+            .expect("issue");
         let reject = |t: &str, at: DateTime<Utc>| {
-            assert!(matches!(keys.verify(t, at), Err(Error::Unauthenticated)), "{t}");
+            assert!(
+                matches!(keys.verify(t, at), Err(Error::Unauthenticated)),
+                "{t}"
+            );
         };
         // Expired: 15 minutes by default.
         reject(&token, now() + chrono::Duration::minutes(15));
-        keys.verify(&token, now() + chrono::Duration::minutes(14)).expect("still valid");
+        keys.verify(&token, now() + chrono::Duration::minutes(14))
+            .expect("still valid");
         // Issued in the future.
         reject(&token, now() - chrono::Duration::minutes(5));
         // Tampered: every position of the body.
         let body_start = "v4.local.".len();
-        for i in [body_start, body_start + 10, token.rfind('.').expect("footer") - 1] {
+        for i in [
+            body_start,
+            body_start + 10,
+            token.rfind('.').expect("footer") - 1,
+        ] {
             let mut bytes = token.clone().into_bytes();
             bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
             reject(&String::from_utf8(bytes).expect("ascii"), now());
         }
         // Another key (another installation).
         let other = keys_for(2);
-        reject(&other.issue(Uuid::nil(), Uuid::nil(), roles(), now()).expect("issue"), now());
+        reject(
+            &other
+                .issue(Uuid::nil(), Uuid::nil(), roles(), now())
+                .expect("issue"),
+            now(),
+        );
         // Wrong purpose and wrong version.
         let public = self::keys(TokenPurpose::Public, 1);
-        reject(&public.issue(Uuid::nil(), Uuid::nil(), roles(), now()).expect("issue"), now());
+        reject(
+            &public
+                .issue(Uuid::nil(), Uuid::nil(), roles(), now())
+                .expect("issue"),
+            now(),
+        );
         reject(&token.replacen("v4.", "v3.", 1), now());
         reject(&token.replacen("v4.", "v2.", 1), now());
         // A different footer (key id) or none.
@@ -285,7 +324,8 @@ mod tests {
         reject(without_footer, now());
         let forged_kid = format!(
             "{without_footer}.{}",
-            URL_SAFE_NO_PAD.encode(br#"{"kid":"k4.lid.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#)
+            URL_SAFE_NO_PAD
+                .encode(br#"{"kid":"k4.lid.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#)
         );
         reject(&forged_kid, now());
         // A refresh token, garbage, and an oversized token.
@@ -311,8 +351,13 @@ mod tests {
             },
         )
         .expect("keys");
-        let token = other_aud.issue(Uuid::nil(), Uuid::nil(), roles(), now()).expect("issue");
-        assert!(matches!(ours.verify(&token, now()), Err(Error::Unauthenticated)));
+        let token = other_aud
+            .issue(Uuid::nil(), Uuid::nil(), roles(), now())
+            .expect("issue");
+        assert!(matches!(
+            ours.verify(&token, now()),
+            Err(Error::Unauthenticated)
+        ));
         let other_iss = TokenKeys::new(
             &root,
             &AuthConfig {
@@ -321,7 +366,12 @@ mod tests {
             },
         )
         .expect("keys");
-        let token = other_iss.issue(Uuid::nil(), Uuid::nil(), roles(), now()).expect("issue");
-        assert!(matches!(ours.verify(&token, now()), Err(Error::Unauthenticated)));
+        let token = other_iss
+            .issue(Uuid::nil(), Uuid::nil(), roles(), now())
+            .expect("issue");
+        assert!(matches!(
+            ours.verify(&token, now()),
+            Err(Error::Unauthenticated)
+        ));
     }
 }

@@ -108,8 +108,14 @@ mod tests {
         let code = totp.code_at(now);
         let step = now.timestamp() / 30;
         assert_eq!(totp.matching_step(&code, now), Some(step));
-        assert_eq!(totp.matching_step(&code, now + chrono::Duration::seconds(30)), Some(step));
-        assert_eq!(totp.matching_step(&code, now + chrono::Duration::seconds(90)), None);
+        assert_eq!(
+            totp.matching_step(&code, now + chrono::Duration::seconds(30)),
+            Some(step)
+        );
+        assert_eq!(
+            totp.matching_step(&code, now + chrono::Duration::seconds(90)),
+            None
+        );
         assert_eq!(totp.matching_step("12345", now), None);
         assert_eq!(totp.matching_step("abcdef", now), None);
         assert!(totp.url().starts_with("otpauth://totp/"));

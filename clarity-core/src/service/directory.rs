@@ -74,9 +74,8 @@ impl Directory {
         version: i64,
         value: &T,
     ) -> Result<Vec<u8>> {
-        let plain = Zeroizing::new(
-            serde_json::to_vec(value).map_err(|_| Error::internal("encoding"))?,
-        );
+        let plain =
+            Zeroizing::new(serde_json::to_vec(value).map_err(|_| Error::internal("encoding"))?);
         seal_row(&self.key, &binding(table, id, version), &plain)
     }
 

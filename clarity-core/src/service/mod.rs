@@ -114,6 +114,12 @@ impl Clarity {
         &self.phi
     }
 
+    /// Password verifications run so far (login attempts that reached the
+    /// hash check, whether or not the account exists).
+    pub fn password_verifications(&self) -> u64 {
+        self.hasher.verifications()
+    }
+
     /// The configuration in effect.
     pub fn config(&self) -> &Config {
         &self.config
@@ -157,7 +163,8 @@ impl Clarity {
     async fn relation(&self, principal: &Principal, patient: uuid::Uuid) -> Result<Relation> {
         use crate::access::Role;
         let now = self.clock.now();
-        let clinical = principal.roles.contains(Role::Clinician) || principal.roles.contains(Role::Nurse);
+        let clinical =
+            principal.roles.contains(Role::Clinician) || principal.roles.contains(Role::Nurse);
         let care_team = if clinical {
             self.identity
                 .care_team_member(patient, principal.user_id)

@@ -81,7 +81,9 @@ pub struct GrantView {
 fn page_of<T>(mut items: Vec<T>, limit: usize, id: impl Fn(&T) -> Uuid) -> Page<T> {
     let more = items.len() > limit;
     items.truncate(limit);
-    let next_cursor = more.then(|| items.last().map(|i| id(i).to_string())).flatten();
+    let next_cursor = more
+        .then(|| items.last().map(|i| id(i).to_string()))
+        .flatten();
     Page { items, next_cursor }
 }
 
@@ -90,8 +92,13 @@ impl Clarity {
     ///
     /// # Errors
     /// [`Error::PermissionDenied`]; [`Error::InvalidInput`]; [`Error::AlreadyExists`].
-    pub async fn create_patient(&self, principal: &Principal, profile: PatientProfile) -> Result<Patient> {
-        self.authorize(principal, &Action::CreatePatient, None).await?;
+    pub async fn create_patient(
+        &self,
+        principal: &Principal,
+        profile: PatientProfile,
+    ) -> Result<Patient> {
+        self.authorize(principal, &Action::CreatePatient, None)
+            .await?;
         let patient = self.phi.create_patient(profile).await?;
         self.identity
             .upsert_care_team(&CareTeamRow {
@@ -110,7 +117,8 @@ impl Clarity {
     /// # Errors
     /// [`Error::NotFound`] for a patient that does not exist or that the caller may not read.
     pub async fn get_patient(&self, principal: &Principal, id: Uuid) -> Result<Patient> {
-        self.authorize(principal, &Action::ReadPatient, Some(id)).await?;
+        self.authorize(principal, &Action::ReadPatient, Some(id))
+            .await?;
         self.phi.get_patient(id).await
     }
 
@@ -126,7 +134,8 @@ impl Clarity {
         expected_version: i64,
         profile: PatientProfile,
     ) -> Result<Patient> {
-        self.authorize(principal, &Action::UpdatePatient, Some(id)).await?;
+        self.authorize(principal, &Action::UpdatePatient, Some(id))
+            .await?;
         self.phi.update_patient(id, expected_version, profile).await
     }
 
@@ -135,7 +144,8 @@ impl Clarity {
     /// # Errors
     /// [`Error::PermissionDenied`]; [`Error::NotFound`].
     pub async fn erase_patient(&self, principal: &Principal, id: Uuid) -> Result<()> {
-        self.authorize(principal, &Action::ErasePatient, None).await?;
+        self.authorize(principal, &Action::ErasePatient, None)
+            .await?;
         self.phi.erase_patient(id).await
     }
 
@@ -144,12 +154,19 @@ impl Clarity {
     ///
     /// # Errors
     /// [`Error::PermissionDenied`] for roles that read no patients.
-    pub async fn list_patients(&self, principal: &Principal, page: &PageRequest) -> Result<Page<Patient>> {
+    pub async fn list_patients(
+        &self,
+        principal: &Principal,
+        page: &PageRequest,
+    ) -> Result<Page<Patient>> {
         let limit = page.limit()?;
         let after = page.after()?;
         let visible = self.visible_patients(principal).await?;
         let mut items = Vec::new();
-        for id in visible.into_iter().filter(|id| after.is_none_or(|a| *id > a)) {
+        for id in visible
+            .into_iter()
+            .filter(|id| after.is_none_or(|a| *id > a))
+        {
             if items.len() > limit {
                 break;
             }
@@ -166,10 +183,17 @@ impl Clarity {
     ///
     /// # Errors
     /// [`Error::PermissionDenied`] for roles that read no patients.
-    pub async fn find_patients(&self, principal: &Principal, lookup: &PatientLookup) -> Result<Vec<Uuid>> {
+    pub async fn find_patients(
+        &self,
+        principal: &Principal,
+        lookup: &PatientLookup,
+    ) -> Result<Vec<Uuid>> {
         let visible = self.visible_patients(principal).await?;
         let found = self.phi.find_patients(lookup).await?;
-        Ok(found.into_iter().filter(|id| visible.contains(id)).collect())
+        Ok(found
+            .into_iter()
+            .filter(|id| visible.contains(id))
+            .collect())
     }
 
     async fn visible_patients(&self, principal: &Principal) -> Result<BTreeSet<Uuid>> {
@@ -213,8 +237,12 @@ impl Clarity {
         data: Json,
     ) -> Result<Record> {
         let kind = RecordKind::new(kind)?;
-        self.authorize(principal, &Action::CreateRecord(kind.clone()), Some(patient_id))
-            .await?;
+        self.authorize(
+            principal,
+            &Action::CreateRecord(kind.clone()),
+            Some(patient_id),
+        )
+        .await?;
         self.phi
             .create_record(patient_id, kind.as_str(), data, principal.user_id)
             .await
@@ -291,12 +319,16 @@ impl Clarity {
         patient_id: Uuid,
         assignment: CareTeamAssignment,
     ) -> Result<()> {
-        self.authorize(principal, &Action::ManageCareTeam, None).await?;
+        self.authorize(principal, &Action::ManageCareTeam, None)
+            .await?;
         let relationship = assignment.relationship.unwrap_or_else(|| "member".into());
         RecordKind::new(&relationship).map_err(|_| {
             Error::invalid("relationship must be 1-64 characters of a-z, 0-9, '-', '_' or '.'")
         })?;
-        if assignment.expires_at.is_some_and(|end| end <= self.clock.now()) {
+        if assignment
+            .expires_at
+            .is_some_and(|end| end <= self.clock.now())
+        {
             return Err(Error::invalid("expires_at must be in the future"));
         }
         self.user_row(assignment.user_id).await?;
@@ -321,7 +353,8 @@ impl Clarity {
         patient_id: Uuid,
         user_id: Uuid,
     ) -> Result<()> {
-        self.authorize(principal, &Action::ManageCareTeam, None).await?;
+        self.authorize(principal, &Action::ManageCareTeam, None)
+            .await?;
         self.identity.remove_care_team(patient_id, user_id).await
     }
 
@@ -351,7 +384,13 @@ impl Clarity {
             let code = request.totp.as_deref().ok_or(Error::MfaRequired)?;
             self.check_totp(&user, code).await?;
         }
-        if self.phi.store().get_patient(request.patient_id).await?.is_none() {
+        if self
+            .phi
+            .store()
+            .get_patient(request.patient_id)
+            .await?
+            .is_none()
+        {
             return Err(Error::NotFound { what: "patient" });
         }
         let now = self.clock.now();
@@ -389,7 +428,8 @@ impl Clarity {
         unreviewed_only: bool,
         page: &PageRequest,
     ) -> Result<Page<GrantView>> {
-        self.authorize(principal, &Action::ReviewGrants, None).await?;
+        self.authorize(principal, &Action::ReviewGrants, None)
+            .await?;
         let limit = page.limit()?;
         let rows = self
             .identity
@@ -418,7 +458,8 @@ impl Clarity {
     /// # Errors
     /// [`Error::PermissionDenied`]; [`Error::NotFound`].
     pub async fn review_grant(&self, principal: &Principal, grant_id: Uuid) -> Result<()> {
-        self.authorize(principal, &Action::ReviewGrants, None).await?;
+        self.authorize(principal, &Action::ReviewGrants, None)
+            .await?;
         self.identity
             .review_grant(grant_id, principal.user_id, self.clock.now())
             .await
@@ -434,7 +475,8 @@ impl Clarity {
         principal: &Principal,
         page: &PageRequest,
     ) -> Result<Page<DeidentifiedPatient>> {
-        self.authorize(principal, &Action::ReadResearch, None).await?;
+        self.authorize(principal, &Action::ReadResearch, None)
+            .await?;
         let limit = page.limit()?;
         let after = page
             .cursor
@@ -448,7 +490,12 @@ impl Clarity {
         let mut last = None;
         for id in ids.into_iter().take(limit) {
             match self.phi.get_patient(id).await {
-                Ok(p) => items.push(deidentify(&self.pseudonym_key, id, p.profile.expose(), today)),
+                Ok(p) => items.push(deidentify(
+                    &self.pseudonym_key,
+                    id,
+                    p.profile.expose(),
+                    today,
+                )),
                 Err(Error::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }

@@ -40,7 +40,10 @@ pub struct Tokens {
 }
 
 impl Serialize for Tokens {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let mut out = serializer.serialize_struct("Tokens", 5)?;
         out.serialize_field("access_token", self.access_token.expose())?;
@@ -72,14 +75,15 @@ impl Clarity {
     /// [`Error::RateLimited`] while throttled.
     pub async fn login(&self, request: LoginRequest, client: Option<IpAddr>) -> Result<Tokens> {
         let now = self.clock.now();
-        if let Some(addr) = client {
-            if let Some(wait) = self.addresses.wait(addr, now) {
-                return Err(Error::RateLimited {
-                    retry_after_secs: wait.as_secs().max(1),
-                });
-            }
+        if let Some(wait) = client.and_then(|addr| self.addresses.wait(addr, now)) {
+            return Err(Error::RateLimited {
+                retry_after_secs: wait.as_secs().max(1),
+            });
         }
-        let index = self.phi.indexer().index(IndexField::UserEmail, &request.email);
+        let index = self
+            .phi
+            .indexer()
+            .index(IndexField::UserEmail, &request.email);
         let user = self.identity.find_user(&index).await?;
         // Throttled accounts, known or not, answer alike.
         match &user {
@@ -121,7 +125,8 @@ impl Clarity {
             user_id: row.id,
             created_at: now,
             last_seen_at: now,
-            expires_at: now + chrono::Duration::seconds(secs(self.config.auth.session_absolute_secs)),
+            expires_at: now
+                + chrono::Duration::seconds(secs(self.config.auth.session_absolute_secs)),
             revoked_at: None,
             mfa: needs_mfa,
         };
@@ -177,7 +182,11 @@ impl Clarity {
             Some(row) => {
                 let failures = self
                     .identity
-                    .record_login_failure(row.id, now, chrono::Duration::hours(FAILURE_WINDOW_HOURS))
+                    .record_login_failure(
+                        row.id,
+                        now,
+                        chrono::Duration::hours(FAILURE_WINDOW_HOURS),
+                    )
                     .await?;
                 if failures.count == self.config.auth.max_failed_logins_per_hour {
                     self.alerts.alert(&Alert {
@@ -300,7 +309,9 @@ impl Clarity {
     }
 
     fn tokens_for(&self, user: &UserRow, session: Uuid, refresh: SecretString) -> Result<Tokens> {
-        let access = self.tokens.issue(user.id, session, user.roles, self.clock.now())?;
+        let access = self
+            .tokens
+            .issue(user.id, session, user.roles, self.clock.now())?;
         Ok(Tokens {
             access_token: SecretString::new(access),
             refresh_token: refresh,
@@ -309,4 +320,3 @@ impl Clarity {
         })
     }
 }
-

@@ -7,7 +7,9 @@ use zeroize::Zeroize;
 
 use super::Clarity;
 use crate::access::{Action, Principal, Role, RoleSet};
-use crate::auth::{Totp, check_password_policy, hash_secret, new_setup_code, new_totp_secret, secrets_equal};
+use crate::auth::{
+    Totp, check_password_policy, hash_secret, new_setup_code, new_totp_secret, secrets_equal,
+};
 use crate::crypto::{IndexField, SecretString};
 use crate::error::{Error, Result};
 use crate::store::{Page, PageRequest, UserRow};
@@ -97,7 +99,10 @@ pub struct MfaEnrollment {
 }
 
 impl Serialize for MfaEnrollment {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let mut out = serializer.serialize_struct("MfaEnrollment", 2)?;
         out.serialize_field("secret", self.secret.expose())?;
@@ -135,12 +140,13 @@ fn check_email(email: &str) -> Result<()> {
 }
 
 fn check_display_name(name: &Option<String>) -> Result<()> {
-    if let Some(name) = name {
-        if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-            return Err(Error::invalid(
-                "display_name must be 1-200 characters without control characters",
-            ));
-        }
+    let bad = |n: &String| {
+        n.trim().is_empty() || n.chars().count() > 200 || n.chars().any(char::is_control)
+    };
+    if name.as_ref().is_some_and(bad) {
+        return Err(Error::invalid(
+            "display_name must be 1-200 characters without control characters",
+        ));
     }
     Ok(())
 }
@@ -159,7 +165,8 @@ impl Clarity {
         let code = new_setup_code()?;
         let stored = SetupCode {
             hash: hex::encode(hash_secret(code.expose())),
-            expires_at: self.clock.now() + chrono::Duration::seconds(secs(self.config.auth.setup_code_secs)),
+            expires_at: self.clock.now()
+                + chrono::Duration::seconds(secs(self.config.auth.setup_code_secs)),
         };
         let json = serde_json::to_string(&stored).map_err(|_| Error::internal("encoding"))?;
         self.phi.store().put_meta(SETUP_META, &json).await?;
@@ -214,7 +221,8 @@ impl Clarity {
     /// [`Error::PermissionDenied`]; [`Error::InvalidInput`] (email, password
     /// policy, empty roles); [`Error::AlreadyExists`] for a taken email.
     pub async fn create_user(&self, principal: &Principal, user: NewUser) -> Result<User> {
-        self.authorize(principal, &Action::ManageUsers, None).await?;
+        self.authorize(principal, &Action::ManageUsers, None)
+            .await?;
         self.insert_user(user).await
     }
 
@@ -225,7 +233,9 @@ impl Clarity {
             return Err(Error::invalid("roles must name at least one role"));
         }
         if user.patient_id.is_some() && !user.roles.contains(Role::Patient) {
-            return Err(Error::invalid("patient_id is only for users with the patient role"));
+            return Err(Error::invalid(
+                "patient_id is only for users with the patient role",
+            ));
         }
         check_password_policy(user.password.expose(), &[&user.email])?;
         let password_hash = self.hasher.hash(user.password.expose()).await?;
@@ -237,7 +247,10 @@ impl Clarity {
         };
         let row = UserRow {
             id,
-            email_index: self.phi.indexer().index(IndexField::UserEmail, &profile.email),
+            email_index: self
+                .phi
+                .indexer()
+                .index(IndexField::UserEmail, &profile.email),
             profile: self.directory.seal(USERS, id, 1, &profile)?,
             password_hash,
             roles: user.roles,
@@ -258,7 +271,12 @@ impl Clarity {
     /// # Errors
     /// [`Error::NotFound`] (also for another user when not an admin).
     pub async fn get_user(&self, principal: &Principal, id: Uuid) -> Result<User> {
-        if id != principal.user_id && self.authorize(principal, &Action::ManageUsers, None).await.is_err() {
+        if id != principal.user_id
+            && self
+                .authorize(principal, &Action::ManageUsers, None)
+                .await
+                .is_err()
+        {
             return Err(Error::NotFound { what: "user" });
         }
         let row = self.user_row(id).await?;
@@ -269,14 +287,24 @@ impl Clarity {
     ///
     /// # Errors
     /// [`Error::PermissionDenied`]; [`Error::InvalidInput`] for a bad page.
-    pub async fn list_users(&self, principal: &Principal, page: &PageRequest) -> Result<Page<User>> {
-        self.authorize(principal, &Action::ManageUsers, None).await?;
+    pub async fn list_users(
+        &self,
+        principal: &Principal,
+        page: &PageRequest,
+    ) -> Result<Page<User>> {
+        self.authorize(principal, &Action::ManageUsers, None)
+            .await?;
         let limit = page.limit()?;
         let mut rows = self.identity.list_users(page.after()?, limit + 1).await?;
         let more = rows.len() > limit;
         rows.truncate(limit);
-        let items = rows.iter().map(|r| self.user_view(r)).collect::<Result<Vec<_>>>()?;
-        let next_cursor = more.then(|| items.last().map(|u| u.id.to_string())).flatten();
+        let items = rows
+            .iter()
+            .map(|r| self.user_view(r))
+            .collect::<Result<Vec<_>>>()?;
+        let next_cursor = more
+            .then(|| items.last().map(|u| u.id.to_string()))
+            .flatten();
         Ok(Page { items, next_cursor })
     }
 
@@ -292,7 +320,8 @@ impl Clarity {
         id: Uuid,
         update: UserUpdate,
     ) -> Result<User> {
-        self.authorize(principal, &Action::ManageUsers, None).await?;
+        self.authorize(principal, &Action::ManageUsers, None)
+            .await?;
         check_display_name(&update.display_name)?;
         let mut row = self.user_row(id).await?;
         let expected = row.version;
@@ -310,9 +339,13 @@ impl Clarity {
             row.patient_id = Some(patient);
         }
         if row.patient_id.is_some() && !row.roles.contains(Role::Patient) {
-            return Err(Error::invalid("patient_id is only for users with the patient role"));
+            return Err(Error::invalid(
+                "patient_id is only for users with the patient role",
+            ));
         }
-        let mut profile: Profile = self.directory.open_sealed(USERS, id, expected, &row.profile)?;
+        let mut profile: Profile = self
+            .directory
+            .open_sealed(USERS, id, expected, &row.profile)?;
         if update.display_name.is_some() {
             profile.display_name = update.display_name;
         }
@@ -322,7 +355,9 @@ impl Clarity {
         // Sessions end before the change is visible, so no request runs with
         // the old roles after this returns.
         if revoke {
-            self.identity.revoke_user_sessions(id, self.clock.now()).await?;
+            self.identity
+                .revoke_user_sessions(id, self.clock.now())
+                .await?;
         }
         self.identity.update_user(&row, expected).await?;
         self.user_view(&row)
@@ -341,10 +376,16 @@ impl Clarity {
         new: &SecretString,
     ) -> Result<()> {
         let mut row = self.user_row(principal.user_id).await?;
-        if !self.hasher.verify(current.expose(), Some(&row.password_hash)).await? {
+        if !self
+            .hasher
+            .verify(current.expose(), Some(&row.password_hash))
+            .await?
+        {
             return Err(Error::Unauthenticated);
         }
-        let profile: Profile = self.directory.open_sealed(USERS, row.id, row.version, &row.profile)?;
+        let profile: Profile =
+            self.directory
+                .open_sealed(USERS, row.id, row.version, &row.profile)?;
         check_password_policy(new.expose(), &[&profile.email])?;
         let expected = row.version;
         row.password_hash = self.hasher.hash(new.expose()).await?;
@@ -369,11 +410,16 @@ impl Clarity {
         if row.mfa_enabled {
             return Err(Error::invalid("a second factor is already enrolled"));
         }
-        let profile: Profile = self.directory.open_sealed(USERS, row.id, row.version, &row.profile)?;
+        let profile: Profile =
+            self.directory
+                .open_sealed(USERS, row.id, row.version, &row.profile)?;
         let secret = new_totp_secret()?;
         let totp = Totp::new(&secret, &self.config.auth.issuer, &profile.email)?;
         let expected = row.version;
-        row.mfa_secret = Some(self.directory.seal(MFA, row.id, 0, &hex::encode(&*secret))?);
+        row.mfa_secret = Some(
+            self.directory
+                .seal(MFA, row.id, 0, &hex::encode(&*secret))?,
+        );
         row.version = expected + 1;
         row.updated_at = self.clock.now();
         row.profile = self.directory.seal(USERS, row.id, row.version, &profile)?;
@@ -396,7 +442,9 @@ impl Clarity {
         }
         self.check_totp(&row, code).await?;
         let expected = row.version;
-        let profile: Profile = self.directory.open_sealed(USERS, row.id, expected, &row.profile)?;
+        let profile: Profile = self
+            .directory
+            .open_sealed(USERS, row.id, expected, &row.profile)?;
         row.mfa_enabled = true;
         row.version = expected + 1;
         row.updated_at = self.clock.now();
@@ -409,7 +457,8 @@ impl Clarity {
     pub(super) async fn check_totp(&self, row: &UserRow, code: &str) -> Result<()> {
         let sealed = row.mfa_secret.as_ref().ok_or(Error::MfaRequired)?;
         let secret_hex: String = self.directory.open_sealed(MFA, row.id, 0, sealed)?;
-        let secret = zeroize::Zeroizing::new(hex::decode(&secret_hex).map_err(|_| Error::Integrity)?);
+        let secret =
+            zeroize::Zeroizing::new(hex::decode(&secret_hex).map_err(|_| Error::Integrity)?);
         let totp = Totp::new(&secret, &self.config.auth.issuer, "user")?;
         let step = totp
             .matching_step(code, self.clock.now())
@@ -429,7 +478,9 @@ impl Clarity {
     }
 
     pub(super) fn user_view(&self, row: &UserRow) -> Result<User> {
-        let profile: Profile = self.directory.open_sealed(USERS, row.id, row.version, &row.profile)?;
+        let profile: Profile =
+            self.directory
+                .open_sealed(USERS, row.id, row.version, &row.profile)?;
         Ok(User {
             id: row.id,
             email: profile.email.clone(),

@@ -175,16 +175,23 @@ pub trait IdentityStore: Send + Sync + fmt::Debug {
     async fn get_refresh(&self, hash: &[u8; 32]) -> Result<Option<RefreshRow>>;
     /// Marks `used` as used at `at` and inserts `next`, atomically, only if
     /// `used` was unused; `false` when it was already used (reuse).
-    async fn rotate_refresh(&self, used: &[u8; 32], at: DateTime<Utc>, next: &RefreshRow)
-    -> Result<bool>;
+    async fn rotate_refresh(
+        &self,
+        used: &[u8; 32],
+        at: DateTime<Utc>,
+        next: &RefreshRow,
+    ) -> Result<bool>;
     /// Adds or replaces a care-team assignment. [`crate::Error::NotFound`]
     /// when the patient or user does not exist.
     async fn upsert_care_team(&self, member: &CareTeamRow) -> Result<()>;
     /// Removes an assignment. [`crate::Error::NotFound`] when there is none.
     async fn remove_care_team(&self, patient_id: Uuid, user_id: Uuid) -> Result<()>;
     /// The assignment of `user_id` to `patient_id`, expired or not.
-    async fn care_team_member(&self, patient_id: Uuid, user_id: Uuid)
-    -> Result<Option<CareTeamRow>>;
+    async fn care_team_member(
+        &self,
+        patient_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<CareTeamRow>>;
     /// Every assignment of a user, expired or not, in patient id order.
     async fn care_team_of_user(&self, user_id: Uuid) -> Result<Vec<CareTeamRow>>;
     /// Inserts a break-glass grant.

@@ -8,10 +8,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::migrations::migrations_for;
 use super::identity::{
     CareTeamRow, GrantRow, IdentityStore, LoginFailures, RefreshRow, SessionRow, UserRow,
 };
+use super::migrations::migrations_for;
 use super::{DataKeyRow, PatientRow, RecordRow, Store, patient_index_column};
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::{Error, Result};
@@ -267,10 +267,11 @@ impl IdentityStore for MemoryStore {
             if t.users.contains_key(&user.id) || email_taken(t, user) {
                 return Err(Error::AlreadyExists { what: "user" });
             }
-            if let Some(patient) = user.patient_id {
-                if !t.patients.contains_key(&patient) {
-                    return Err(Error::NotFound { what: "patient" });
-                }
+            if user
+                .patient_id
+                .is_some_and(|p| !t.patients.contains_key(&p))
+            {
+                return Err(Error::NotFound { what: "patient" });
             }
             t.users.insert(user.id, user.clone());
             Ok(())
@@ -282,7 +283,12 @@ impl IdentityStore for MemoryStore {
     }
 
     async fn find_user(&self, email_index: &BlindIndex) -> Result<Option<UserRow>> {
-        self.with(|t| Ok(t.users.values().find(|u| u.email_index == *email_index).cloned()))
+        self.with(|t| {
+            Ok(t.users
+                .values()
+                .find(|u| u.email_index == *email_index)
+                .cloned())
+        })
     }
 
     async fn list_users(&self, after: Option<Uuid>, limit: usize) -> Result<Vec<UserRow>> {
@@ -307,10 +313,11 @@ impl IdentityStore for MemoryStore {
             if email_taken(t, user) {
                 return Err(Error::AlreadyExists { what: "user" });
             }
-            if let Some(patient) = user.patient_id {
-                if !t.patients.contains_key(&patient) {
-                    return Err(Error::NotFound { what: "patient" });
-                }
+            if user
+                .patient_id
+                .is_some_and(|p| !t.patients.contains_key(&p))
+            {
+                return Err(Error::NotFound { what: "patient" });
             }
             t.users.insert(user.id, user.clone());
             Ok(())
@@ -509,7 +516,10 @@ impl IdentityStore for MemoryStore {
 
     async fn review_grant(&self, id: Uuid, by: Uuid, at: DateTime<Utc>) -> Result<()> {
         self.with(|t| {
-            let grant = t.grants.get_mut(&id).ok_or(Error::NotFound { what: "grant" })?;
+            let grant = t
+                .grants
+                .get_mut(&id)
+                .ok_or(Error::NotFound { what: "grant" })?;
             grant.reviewed_at = Some(at);
             grant.reviewed_by = Some(by);
             Ok(())

@@ -581,8 +581,15 @@ pub async fn metadata_is_set_once(h: &Harness) {
     h.store.ping().await.expect("ping");
     assert!(h.store.schema_version().await.expect("version") >= 1);
     h.store.put_meta(&key, "three").await.expect("put");
-    assert_eq!(h.store.take_meta(&key).await.expect("take").as_deref(), Some("three"));
-    assert_eq!(h.store.take_meta(&key).await.expect("take"), None, "taken once");
+    assert_eq!(
+        h.store.take_meta(&key).await.expect("take").as_deref(),
+        Some("three")
+    );
+    assert_eq!(
+        h.store.take_meta(&key).await.expect("take"),
+        None,
+        "taken once"
+    );
 }
 
 pub use super::identity_conformance::{

@@ -49,20 +49,35 @@ pub async fn users_are_unique_by_email_and_versioned(h: &Harness) {
     let a = stored_user(h, &[Role::Clinician]).await;
     let mut twin = user(&[Role::Nurse]);
     twin.email_index = a.email_index;
-    assert_eq!(err_kind(h.identity.insert_user(&twin).await), ErrorKind::AlreadyExists);
-    assert_eq!(h.identity.find_user(&a.email_index).await.expect("find"), Some(a.clone()));
+    assert_eq!(
+        err_kind(h.identity.insert_user(&twin).await),
+        ErrorKind::AlreadyExists
+    );
+    assert_eq!(
+        h.identity.find_user(&a.email_index).await.expect("find"),
+        Some(a.clone())
+    );
     assert!(h.identity.count_users().await.expect("count") >= 1);
 
     let mut changed = a.clone();
     changed.roles = RoleSet::from_roles([Role::Admin]);
     changed.version = 2;
     h.identity.update_user(&changed, 1).await.expect("update");
-    assert_eq!(err_kind(h.identity.update_user(&changed, 1).await), ErrorKind::Conflict);
-    assert_eq!(h.identity.get_user(a.id).await.expect("get"), Some(changed.clone()));
+    assert_eq!(
+        err_kind(h.identity.update_user(&changed, 1).await),
+        ErrorKind::Conflict
+    );
+    assert_eq!(
+        h.identity.get_user(a.id).await.expect("get"),
+        Some(changed.clone())
+    );
 
     let mut linked = user(&[Role::Patient]);
     linked.patient_id = Some(Uuid::now_v7());
-    assert_eq!(err_kind(h.identity.insert_user(&linked).await), ErrorKind::NotFound);
+    assert_eq!(
+        err_kind(h.identity.insert_user(&linked).await),
+        ErrorKind::NotFound
+    );
     let listed = h.identity.list_users(None, 1000).await.expect("list");
     assert!(listed.iter().any(|u| u.id == a.id));
     let after = h.identity.list_users(Some(a.id), 1000).await.expect("list");
@@ -73,7 +88,12 @@ pub async fn users_are_unique_by_email_and_versioned(h: &Harness) {
 pub async fn totp_steps_only_move_forward(h: &Harness) {
     let u = stored_user(h, &[Role::Clinician]).await;
     assert!(h.identity.advance_mfa_step(u.id, 100).await.expect("step"));
-    assert!(!h.identity.advance_mfa_step(u.id, 100).await.expect("replay"));
+    assert!(
+        !h.identity
+            .advance_mfa_step(u.id, 100)
+            .await
+            .expect("replay")
+    );
     assert!(!h.identity.advance_mfa_step(u.id, 99).await.expect("older"));
     assert!(h.identity.advance_mfa_step(u.id, 101).await.expect("newer"));
 }
@@ -93,7 +113,11 @@ pub async fn login_failures_count_within_a_window(h: &Harness) {
         assert_eq!(f.window_start, t0() + Duration::minutes(1));
     }
     let later = t0() + Duration::hours(2);
-    let f = h.identity.record_login_failure(u.id, later, hour).await.expect("record");
+    let f = h
+        .identity
+        .record_login_failure(u.id, later, hour)
+        .await
+        .expect("record");
     assert_eq!((f.count, f.window_start, f.last_at), (1, later, later));
     h.identity.clear_login_failures(u.id).await.expect("clear");
     assert_eq!(h.identity.login_failures(u.id).await.expect("read"), None);
@@ -119,25 +143,75 @@ pub async fn sessions_end_and_refresh_tokens_rotate_once(h: &Harness) {
     };
     let mut unique = first.clone();
     unique.hash[..16].copy_from_slice(session.id.as_bytes());
-    h.identity.insert_session(&session, &unique).await.expect("insert");
-    h.identity.touch_session(session.id, t0() + Duration::minutes(5)).await.expect("touch");
-    h.identity.touch_session(session.id, t0() + Duration::minutes(1)).await.expect("touch older");
-    let read = h.identity.get_session(session.id).await.expect("get").expect("session");
-    assert_eq!(read.last_seen_at, t0() + Duration::minutes(5), "never moves back");
+    h.identity
+        .insert_session(&session, &unique)
+        .await
+        .expect("insert");
+    h.identity
+        .touch_session(session.id, t0() + Duration::minutes(5))
+        .await
+        .expect("touch");
+    h.identity
+        .touch_session(session.id, t0() + Duration::minutes(1))
+        .await
+        .expect("touch older");
+    let read = h
+        .identity
+        .get_session(session.id)
+        .await
+        .expect("get")
+        .expect("session");
+    assert_eq!(
+        read.last_seen_at,
+        t0() + Duration::minutes(5),
+        "never moves back"
+    );
 
     let mut next = unique.clone();
     next.hash[31] = 2;
     let mut third = unique.clone();
     third.hash[31] = 3;
-    assert!(h.identity.rotate_refresh(&unique.hash, t0(), &next).await.expect("rotate"));
-    assert!(!h.identity.rotate_refresh(&unique.hash, t0(), &third).await.expect("reuse"));
-    assert!(h.identity.get_refresh(&third.hash).await.expect("get").is_none());
-    let used = h.identity.get_refresh(&unique.hash).await.expect("get").expect("row");
+    assert!(
+        h.identity
+            .rotate_refresh(&unique.hash, t0(), &next)
+            .await
+            .expect("rotate")
+    );
+    assert!(
+        !h.identity
+            .rotate_refresh(&unique.hash, t0(), &third)
+            .await
+            .expect("reuse")
+    );
+    assert!(
+        h.identity
+            .get_refresh(&third.hash)
+            .await
+            .expect("get")
+            .is_none()
+    );
+    let used = h
+        .identity
+        .get_refresh(&unique.hash)
+        .await
+        .expect("get")
+        .expect("row");
     assert_eq!(used.used_at, Some(t0()));
 
-    h.identity.revoke_session(session.id, t0()).await.expect("revoke");
-    h.identity.revoke_session(session.id, t0() + Duration::hours(1)).await.expect("again");
-    let read = h.identity.get_session(session.id).await.expect("get").expect("session");
+    h.identity
+        .revoke_session(session.id, t0())
+        .await
+        .expect("revoke");
+    h.identity
+        .revoke_session(session.id, t0() + Duration::hours(1))
+        .await
+        .expect("again");
+    let read = h
+        .identity
+        .get_session(session.id)
+        .await
+        .expect("get")
+        .expect("session");
     assert_eq!(read.revoked_at, Some(t0()), "first revocation time kept");
 
     let second = SessionRow {
@@ -147,8 +221,17 @@ pub async fn sessions_end_and_refresh_tokens_rotate_once(h: &Harness) {
     let mut second_refresh = unique.clone();
     second_refresh.hash[..16].copy_from_slice(second.id.as_bytes());
     second_refresh.session_id = second.id;
-    h.identity.insert_session(&second, &second_refresh).await.expect("insert");
-    assert_eq!(h.identity.revoke_user_sessions(u.id, t0()).await.expect("revoke all"), 1);
+    h.identity
+        .insert_session(&second, &second_refresh)
+        .await
+        .expect("insert");
+    assert_eq!(
+        h.identity
+            .revoke_user_sessions(u.id, t0())
+            .await
+            .expect("revoke all"),
+        1
+    );
 }
 
 /// Care teams: upsert, expiry kept, removal; grants: insert, list, review.
@@ -171,22 +254,48 @@ pub async fn care_teams_and_grants(h: &Harness) {
         expires_at: Some(t0() + Duration::days(1)),
         ..member.clone()
     };
-    h.identity.upsert_care_team(&expiring).await.expect("reassign");
-    let read = h.identity.care_team_member(patient.id, u.id).await.expect("get");
+    h.identity
+        .upsert_care_team(&expiring)
+        .await
+        .expect("reassign");
+    let read = h
+        .identity
+        .care_team_member(patient.id, u.id)
+        .await
+        .expect("get");
     assert_eq!(read.map(|m| m.expires_at), Some(expiring.expires_at));
-    assert_eq!(h.identity.care_team_of_user(u.id).await.expect("list").len(), 1);
+    assert_eq!(
+        h.identity
+            .care_team_of_user(u.id)
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
     let unknown_user = CareTeamRow {
         user_id: Uuid::now_v7(),
         ..member.clone()
     };
-    assert_eq!(err_kind(h.identity.upsert_care_team(&unknown_user).await), ErrorKind::NotFound);
+    assert_eq!(
+        err_kind(h.identity.upsert_care_team(&unknown_user).await),
+        ErrorKind::NotFound
+    );
     let unknown_patient = CareTeamRow {
         patient_id: Uuid::now_v7(),
         ..member.clone()
     };
-    assert_eq!(err_kind(h.identity.upsert_care_team(&unknown_patient).await), ErrorKind::NotFound);
-    h.identity.remove_care_team(patient.id, u.id).await.expect("remove");
-    assert_eq!(err_kind(h.identity.remove_care_team(patient.id, u.id).await), ErrorKind::NotFound);
+    assert_eq!(
+        err_kind(h.identity.upsert_care_team(&unknown_patient).await),
+        ErrorKind::NotFound
+    );
+    h.identity
+        .remove_care_team(patient.id, u.id)
+        .await
+        .expect("remove");
+    assert_eq!(
+        err_kind(h.identity.remove_care_team(patient.id, u.id).await),
+        ErrorKind::NotFound
+    );
 
     let grant = GrantRow {
         id: Uuid::now_v7(),
@@ -199,18 +308,47 @@ pub async fn care_teams_and_grants(h: &Harness) {
         reviewed_by: None,
     };
     h.identity.insert_grant(&grant).await.expect("grant");
-    assert_eq!(h.identity.grants_of_user(u.id).await.expect("grants"), vec![grant.clone()]);
-    let open = h.identity.list_grants(true, None, 1000).await.expect("list");
+    assert_eq!(
+        h.identity.grants_of_user(u.id).await.expect("grants"),
+        vec![grant.clone()]
+    );
+    let open = h
+        .identity
+        .list_grants(true, None, 1000)
+        .await
+        .expect("list");
     assert!(open.iter().any(|g| g.id == grant.id));
     let admin = stored_user(h, &[Role::Admin]).await;
-    h.identity.review_grant(grant.id, admin.id, t0()).await.expect("review");
-    let open = h.identity.list_grants(true, None, 1000).await.expect("list");
+    h.identity
+        .review_grant(grant.id, admin.id, t0())
+        .await
+        .expect("review");
+    let open = h
+        .identity
+        .list_grants(true, None, 1000)
+        .await
+        .expect("list");
     assert!(!open.iter().any(|g| g.id == grant.id));
-    let all = h.identity.list_grants(false, None, 1000).await.expect("list");
+    let all = h
+        .identity
+        .list_grants(false, None, 1000)
+        .await
+        .expect("list");
     let reviewed = all.iter().find(|g| g.id == grant.id).expect("listed");
     assert_eq!(reviewed.reviewed_by, Some(admin.id));
-    assert_eq!(err_kind(h.identity.review_grant(Uuid::now_v7(), admin.id, t0()).await), ErrorKind::NotFound);
-    let ids = h.identity.list_patient_ids(None, 100_000).await.expect("ids");
+    assert_eq!(
+        err_kind(
+            h.identity
+                .review_grant(Uuid::now_v7(), admin.id, t0())
+                .await
+        ),
+        ErrorKind::NotFound
+    );
+    let ids = h
+        .identity
+        .list_patient_ids(None, 100_000)
+        .await
+        .expect("ids");
     assert!(ids.contains(&patient.id));
 }
 
@@ -231,7 +369,22 @@ pub async fn erasure_removes_care_team_assignments(h: &Harness) {
     };
     h.identity.upsert_care_team(&member).await.expect("assign");
     h.phi.erase_patient(patient.id).await.expect("erase");
-    assert!(h.identity.care_team_member(patient.id, u.id).await.expect("get").is_none());
-    assert!(!h.identity.list_patient_ids(None, 100_000).await.expect("ids").contains(&patient.id));
-    assert_eq!(err_kind(h.identity.upsert_care_team(&member).await), ErrorKind::NotFound);
+    assert!(
+        h.identity
+            .care_team_member(patient.id, u.id)
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        !h.identity
+            .list_patient_ids(None, 100_000)
+            .await
+            .expect("ids")
+            .contains(&patient.id)
+    );
+    assert_eq!(
+        err_kind(h.identity.upsert_care_team(&member).await),
+        ErrorKind::NotFound
+    );
 }

@@ -12,7 +12,9 @@ use uuid::Uuid;
 use crate::access::{Principal, Role, RoleSet};
 use crate::crypto::{Json, SecretString};
 use crate::error::Error;
-use crate::service::{BreakGlassRequest, CareTeamAssignment, Clarity, LoginRequest, NewUser, UserUpdate};
+use crate::service::{
+    BreakGlassRequest, CareTeamAssignment, Clarity, LoginRequest, NewUser, UserUpdate,
+};
 use crate::store::{CareTeamRow, IdentityStore, PageRequest, PatientLookup, PatientProfile};
 
 /// The caller's relationship to the patient an operation concerns.
@@ -150,7 +152,9 @@ pub fn expected(role: Role, op: Operation, rel: Relationship) -> Outcome {
     match op {
         O::CreatePatient => only(Role::Clinician),
         O::ReadPatient | O::ReadRecord | O::ListRecords => on_patient(can_read),
-        O::UpdatePatient | O::DeleteRecord | O::CreatePrescription => on_patient(clinician_treating),
+        O::UpdatePatient | O::DeleteRecord | O::CreatePrescription => {
+            on_patient(clinician_treating)
+        }
         O::CreateNote | O::UpdateRecord => {
             on_patient(clinician_treating || (role == Role::Nurse && rel == R::Assigned))
         }
@@ -263,9 +267,15 @@ fn listing(result: crate::Result<bool>) -> Result<Outcome, String> {
 /// expired assignments, which the API refuses to make).
 pub async fn run(clarity: &Clarity, identity: &dyn IdentityStore) -> Vec<Mismatch> {
     let (_, admin_email) = user(clarity, Role::Admin).await;
-    let admin = clarity.authenticate(&login(clarity, &admin_email).await).await.expect("admin");
+    let admin = clarity
+        .authenticate(&login(clarity, &admin_email).await)
+        .await
+        .expect("admin");
     let (_, owner_email) = user(clarity, Role::Clinician).await;
-    let owner = clarity.authenticate(&login(clarity, &owner_email).await).await.expect("owner");
+    let owner = clarity
+        .authenticate(&login(clarity, &owner_email).await)
+        .await
+        .expect("owner");
     let mut callers = Vec::new();
     for role in Role::ALL {
         let (id, email) = user(clarity, role).await;
@@ -282,15 +292,39 @@ pub async fn run(clarity: &Clarity, identity: &dyn IdentityStore) -> Vec<Mismatc
                 .create_record(&owner, patient.id, "note", note())
                 .await
                 .expect("record");
-            establish(clarity, identity, &admin, *role, *user_id, patient.id, rel, token).await;
+            establish(
+                clarity, identity, &admin, *role, *user_id, patient.id, rel, token,
+            )
+            .await;
             let principal = clarity.authenticate(token).await.expect("authenticate");
             for op in Operation::ALL {
-                let actual = perform(clarity, &principal, &owner, op, patient.id, &patient.profile.expose().mrn, record.id).await;
+                let actual = perform(
+                    clarity,
+                    &principal,
+                    &owner,
+                    op,
+                    patient.id,
+                    &patient.profile.expose().mrn,
+                    record.id,
+                )
+                .await;
                 let want = expected(*role, op, rel);
                 match actual {
                     Ok(got) if got == want => {}
-                    Ok(got) => mismatches.push(Mismatch { role: *role, op, rel, expected: want, actual: format!("{got:?}") }),
-                    Err(e) => mismatches.push(Mismatch { role: *role, op, rel, expected: want, actual: e }),
+                    Ok(got) => mismatches.push(Mismatch {
+                        role: *role,
+                        op,
+                        rel,
+                        expected: want,
+                        actual: format!("{got:?}"),
+                    }),
+                    Err(e) => mismatches.push(Mismatch {
+                        role: *role,
+                        op,
+                        rel,
+                        expected: want,
+                        actual: e,
+                    }),
                 }
             }
         }
@@ -315,7 +349,10 @@ async fn establish(
                 patient_id: Some(patient),
                 ..UserUpdate::default()
             };
-            clarity.update_user(admin, user_id, update).await.expect("link patient");
+            clarity
+                .update_user(admin, user_id, update)
+                .await
+                .expect("link patient");
         }
         Relationship::Assigned => {
             let assignment = CareTeamAssignment {
@@ -348,7 +385,10 @@ async fn establish(
                 reason: "unconscious in the emergency room".into(),
                 totp: None,
             };
-            clarity.break_glass(&principal, request).await.expect("break glass");
+            clarity
+                .break_glass(&principal, request)
+                .await
+                .expect("break glass");
         }
         _ => {}
     }
@@ -381,18 +421,31 @@ async fn perform(
                 .map(|ids| ids.contains(&patient)),
         ),
         O::UpdatePatient => {
-            let current = clarity.get_patient(owner, patient).await.expect("owner reads");
+            let current = clarity
+                .get_patient(owner, patient)
+                .await
+                .expect("owner reads");
             let profile = current.profile.expose().clone();
-            outcome(clarity.update_patient(p, patient, current.version, profile).await)
+            outcome(
+                clarity
+                    .update_patient(p, patient, current.version, profile)
+                    .await,
+            )
         }
         O::ReadRecord => outcome(clarity.get_record(p, record).await),
         O::ListRecords => outcome(clarity.list_records(p, patient, &page).await),
         O::CreateNote => outcome(clarity.create_record(p, patient, "note", note()).await),
-        O::CreatePrescription => {
-            outcome(clarity.create_record(p, patient, "prescription", note()).await)
-        }
+        O::CreatePrescription => outcome(
+            clarity
+                .create_record(p, patient, "prescription", note())
+                .await,
+        ),
         O::UpdateRecord => {
-            let version = clarity.get_record(owner, record).await.expect("owner reads").version;
+            let version = clarity
+                .get_record(owner, record)
+                .await
+                .expect("owner reads")
+                .version;
             outcome(clarity.update_record(p, record, version, note()).await)
         }
         O::DeleteRecord => {
@@ -435,17 +488,33 @@ mod tests {
         // No role other than clinician, nurse and patient sees any patient.
         for role in [Role::Admin, Role::Researcher, Role::Auditor] {
             for rel in Relationship::ALL {
-                for op in [Operation::ReadPatient, Operation::ReadRecord, Operation::ListRecords] {
-                    assert_eq!(expected(role, op, rel), Outcome::Hidden, "{role} {op:?} {rel:?}");
+                for op in [
+                    Operation::ReadPatient,
+                    Operation::ReadRecord,
+                    Operation::ListRecords,
+                ] {
+                    assert_eq!(
+                        expected(role, op, rel),
+                        Outcome::Hidden,
+                        "{role} {op:?} {rel:?}"
+                    );
                 }
             }
         }
         assert_eq!(
-            expected(Role::Nurse, Operation::CreatePrescription, Relationship::Assigned),
+            expected(
+                Role::Nurse,
+                Operation::CreatePrescription,
+                Relationship::Assigned
+            ),
             Outcome::Denied
         );
         assert_eq!(
-            expected(Role::Clinician, Operation::ReadPatient, Relationship::ExpiredAssignment),
+            expected(
+                Role::Clinician,
+                Operation::ReadPatient,
+                Relationship::ExpiredAssignment
+            ),
             Outcome::Hidden
         );
     }

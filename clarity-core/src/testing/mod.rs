@@ -135,7 +135,8 @@ impl Harness {
 
     /// A [`Clarity`] with default settings and the system clock.
     pub async fn clarity(&self) -> Clarity {
-        self.clarity_with(Config::default(), Arc::new(SystemClock)).await
+        self.clarity_with(Config::default(), Arc::new(SystemClock))
+            .await
     }
 }
 

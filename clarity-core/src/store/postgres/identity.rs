@@ -268,7 +268,9 @@ impl IdentityStore for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         tx.execute(
-            &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
+            &format!(
+                "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            ),
             &[
                 &s.id,
                 &s.user_id,
@@ -293,7 +295,9 @@ impl IdentityStore for PostgresStore {
     async fn get_session(&self, id: Uuid) -> Result<Option<SessionRow>> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1"))
+            .prepare_cached(&format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1"
+            ))
             .await
             .map_err(pg_error)?;
         let row = client.query_opt(&stmt, &[&id]).await.map_err(pg_error)?;
@@ -303,7 +307,9 @@ impl IdentityStore for PostgresStore {
     async fn touch_session(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1")
+            .prepare_cached(
+                "UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1",
+            )
             .await
             .map_err(pg_error)?;
         client
@@ -405,7 +411,13 @@ impl IdentityStore for PostgresStore {
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (patient_id, user_id) DO UPDATE SET
                      relationship = excluded.relationship, expires_at = excluded.expires_at",
-                &[&m.patient_id, &m.user_id, &m.relationship, &m.expires_at, &m.created_at],
+                &[
+                    &m.patient_id,
+                    &m.user_id,
+                    &m.relationship,
+                    &m.expires_at,
+                    &m.created_at,
+                ],
             )
             .await
             .map(|_| ())

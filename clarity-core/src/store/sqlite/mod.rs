@@ -361,9 +361,11 @@ impl Store for SqliteStore {
         let key = key.to_string();
         self.writer
             .run(move |conn| {
-                conn.query_row("DELETE FROM meta WHERE key = ?1 RETURNING value", [key], |row| {
-                    row.get(0)
-                })
+                conn.query_row(
+                    "DELETE FROM meta WHERE key = ?1 RETURNING value",
+                    [key],
+                    |row| row.get(0),
+                )
                 .optional()
                 .map_err(sqlite_error)
             })
