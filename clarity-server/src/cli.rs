@@ -41,6 +41,27 @@ enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations, then exit.
     Migrate,
+    /// Manage users directly (an operator with access to the data directory and keys).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user. The password is read from the first line of standard input.
+    ///
+    /// Example: `printf '%s\n' "$PASSWORD" | clarity user create --email admin@example.org --role admin`
+    Create {
+        /// Login email.
+        #[arg(long)]
+        email: String,
+        /// A role: admin, clinician, nurse, patient, researcher or auditor. Repeat for several.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Display name.
+        #[arg(long)]
+        display_name: Option<String>,
+    },
 }
 
 #[derive(Debug, Args, Default)]
@@ -78,8 +99,45 @@ pub fn run(cli: Cli) -> clarity_core::Result<()> {
         match command {
             Command::Serve(_) => crate::serve::serve(config).await,
             Command::Migrate => migrate(&config).await,
+            Command::User(UserCommand::Create {
+                email,
+                roles,
+                display_name,
+            }) => create_user(config, email, &roles, display_name).await,
         }
     })
+}
+
+async fn create_user(
+    config: Config,
+    email: String,
+    roles: &[String],
+    display_name: Option<String>,
+) -> clarity_core::Result<()> {
+    use clarity_core::crypto::SecretString;
+    let roles = clarity_core::access::RoleSet::parse(roles)?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| {
+        clarity_core::Error::invalid(format!("cannot read the password from standard input: {e}"))
+    })?;
+    let password = SecretString::new(line.trim_end_matches(['\r', '\n']));
+    zeroize::Zeroize::zeroize(&mut line);
+    let clarity = clarity_core::Clarity::open(config).await?;
+    let user = clarity
+        .create_user_as_operator(clarity_core::service::NewUser {
+            email,
+            password,
+            roles,
+            display_name,
+            patient_id: None,
+        })
+        .await?;
+    println!(
+        "created user {} with roles {}",
+        user.id,
+        user.roles.to_csv()
+    );
+    Ok(())
 }
 
 async fn migrate(config: &Config) -> clarity_core::Result<()> {

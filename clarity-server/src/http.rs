@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use clarity_core::store::PhiStore;
+use clarity_core::{Clarity, ErrorKind};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -37,7 +37,7 @@ const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
 /// Dispatches requests to handlers. Cheap to clone per connection.
 #[derive(Debug, Clone)]
 pub(crate) struct Router {
-    phi: Arc<PhiStore>,
+    clarity: Arc<Clarity>,
 }
 
 /// The per-connection service.
@@ -48,8 +48,8 @@ pub(crate) struct ConnectionService {
 }
 
 impl Router {
-    pub(crate) fn new(phi: Arc<PhiStore>) -> Self {
-        Router { phi }
+    pub(crate) fn new(clarity: Arc<Clarity>) -> Self {
+        Router { clarity }
     }
 
     pub(crate) fn service(&self, peer: SocketAddr) -> ConnectionService {
@@ -59,9 +59,20 @@ impl Router {
         }
     }
 
-    async fn route(&self, req: &Request<Incoming>, rid: &str) -> (&'static str, Response<Body>) {
-        let method = req.method();
+    async fn route(&self, req: Request<Incoming>, rid: &str) -> (&'static str, Response<Body>) {
+        let method = req.method().clone();
+        let method = &method;
         match req.uri().path() {
+            "/v1/setup" if method == Method::POST => ("/v1/setup", self.setup(req, rid).await),
+            "/v1/setup" => (
+                "/v1/setup",
+                error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "this route accepts POST only",
+                    rid,
+                ),
+            ),
             "/health/live" => ("/health/live", only_get(method, rid).unwrap_or_else(live)),
             "/health/ready" => match only_get(method, rid) {
                 Some(resp) => ("/health/ready", resp),
@@ -76,7 +87,8 @@ impl Router {
     }
 
     async fn ready(&self) -> Response<Body> {
-        let (database, keys) = tokio::join!(self.phi.store().ping(), self.phi.keys().check());
+        let phi = self.clarity.phi();
+        let (database, keys) = tokio::join!(phi.store().ping(), phi.keys().check());
         let state = |r: &clarity_core::Result<()>| if r.is_ok() { "ok" } else { "unavailable" };
         if let Err(e) = &database {
             tracing::warn!(error = %e, "readiness: database unavailable");
@@ -112,11 +124,12 @@ impl Service<Request<Incoming>> for ConnectionService {
         Box::pin(async move {
             let started = Instant::now();
             let request_id = uuid::Uuid::new_v4().to_string();
-            let (route, mut response) = this.router.route(&req, &request_id).await;
+            let method = req.method().clone();
+            let (route, mut response) = this.router.route(req, &request_id).await;
             finish(&mut response, &request_id);
             tracing::info!(
                 request_id,
-                method = %req.method(),
+                method = %method,
                 route,
                 status = response.status().as_u16(),
                 latency_us = started.elapsed().as_micros() as u64,
@@ -126,6 +139,83 @@ impl Service<Request<Incoming>> for ConnectionService {
             Ok(response)
         })
     }
+}
+
+/// Largest request body accepted, in bytes.
+const MAX_BODY: usize = 64 * 1024;
+
+impl Router {
+    /// `POST /v1/setup`: the first admin, with the one-time setup code.
+    async fn setup(&self, req: Request<Incoming>, rid: &str) -> Response<Body> {
+        let body = match read_body(req, rid).await {
+            Ok(body) => body,
+            Err(resp) => return resp,
+        };
+        let request: clarity_core::service::SetupRequest = match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_input",
+                    "body must be {\"setup_code\", \"email\", \"password\"} as JSON",
+                    rid,
+                );
+            }
+        };
+        match self.clarity.setup(request).await {
+            Ok(user) => json_response(StatusCode::CREATED, &json!(user)),
+            Err(e) => core_error(&e, rid),
+        }
+    }
+}
+
+/// The body, at most [`MAX_BODY`] bytes, or the error response to send.
+async fn read_body(req: Request<Incoming>, rid: &str) -> Result<Bytes, Response<Body>> {
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(_) => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body is too large or was cut off",
+            rid,
+        )),
+    }
+}
+
+/// The response for a core error: a status by kind, and a message that
+/// carries no internal detail (S-ERR-1).
+fn core_error(err: &clarity_core::Error, rid: &str) -> Response<Body> {
+    let (status, message) = match err.kind() {
+        ErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, err.to_string()),
+        ErrorKind::NotFound => (StatusCode::NOT_FOUND, err.to_string()),
+        ErrorKind::AlreadyExists => (StatusCode::CONFLICT, err.to_string()),
+        ErrorKind::Conflict => (StatusCode::PRECONDITION_FAILED, err.to_string()),
+        ErrorKind::Unauthenticated => (StatusCode::UNAUTHORIZED, err.to_string()),
+        ErrorKind::MfaRequired => (StatusCode::UNAUTHORIZED, err.to_string()),
+        ErrorKind::PermissionDenied => (StatusCode::FORBIDDEN, err.to_string()),
+        ErrorKind::RateLimited => (StatusCode::TOO_MANY_REQUESTS, err.to_string()),
+        ErrorKind::Backend | ErrorKind::Unavailable | ErrorKind::Key => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a dependency is unavailable; retry later".to_string(),
+        ),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error".to_string(),
+        ),
+    };
+    if status.is_server_error() {
+        tracing::error!(request_id = rid, error = %err, "request failed");
+    }
+    let mut response = error(status, err.kind().as_str(), &message, rid);
+    if let clarity_core::Error::RateLimited { retry_after_secs } = err {
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            HeaderValue::from(*retry_after_secs),
+        );
+    }
+    response
 }
 
 /// `None` for GET/HEAD, a 405 otherwise.

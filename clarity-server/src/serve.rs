@@ -4,8 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clarity_core::config::{Backend, Config, KeyProviderKind};
-use clarity_core::store::PhiStore;
-use clarity_core::{Error, Result};
+use clarity_core::{Clarity, Error, Result};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -23,16 +22,23 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// # Errors
 /// When the store or keys cannot be opened or the address cannot be bound.
 pub async fn serve(config: Config) -> Result<()> {
-    let phi = PhiStore::open(&config).await?;
+    let clarity = Clarity::open(config.clone()).await?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::config("listen", format!("cannot listen on {}: {e}", config.listen)))?;
     let local = listener
         .local_addr()
         .map_err(|e| Error::internal(format!("listener has no address: {e}")))?;
-    announce(&config, &phi, local);
+    announce(&config, &clarity, local);
+    if let Some(code) = clarity.issue_setup_code().await? {
+        println!("setup code: {}", code.expose());
+        println!(
+            "(no users yet: create the first admin within {} minutes with POST /v1/setup, or run `clarity user create --role admin`)",
+            config.auth.setup_code_secs / 60
+        );
+    }
 
-    let router = Router::new(Arc::new(phi));
+    let router = Router::new(Arc::new(clarity));
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -79,8 +85,8 @@ pub async fn serve(config: Config) -> Result<()> {
 }
 
 /// The operator-facing lines on standard output.
-fn announce(config: &Config, phi: &PhiStore, local: std::net::SocketAddr) {
-    let backend = phi.store().backend();
+fn announce(config: &Config, clarity: &Clarity, local: std::net::SocketAddr) {
+    let backend = clarity.phi().store().backend();
     match config.store.backend {
         Backend::Sqlite => println!(
             "Clarity {} on {backend} at {}",

@@ -143,12 +143,26 @@ impl Drop for Server {
 
 /// Runs the binary to completion with `args`; returns (success, stdout, stderr).
 pub fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    run_with_input(args, env, "")
+}
+
+/// Like [`run`], writing `input` to its standard input.
+pub fn run_with_input(args: &[&str], env: &[(&str, &str)], input: &str) -> (bool, String, String) {
+    use std::io::Write;
     let mut command = Command::new(server_binary());
-    command.args(args).stdin(Stdio::null());
+    command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (key, value) in env {
         command.env(key, value);
     }
-    let output = command.output().expect("run clarity");
+    let mut child = command.spawn().expect("run clarity");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let output = child.wait_with_output().expect("wait for clarity");
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -2,7 +2,7 @@
 //! empty directory, answer the health probes, stop cleanly, restart on the
 //! same data, and refuse to run with a missing keyring.
 
-use clarity_tests::{Server, run};
+use clarity_tests::{Server, run, run_with_input};
 
 #[tokio::test]
 async fn first_start_creates_keys_and_answers_health_probes() {
@@ -85,8 +85,14 @@ async fn first_start_creates_keys_and_answers_health_probes() {
         );
     }
 
-    // A restart on the same directory reuses the keyring.
+    // A restart on the same directory reuses the keyring, and prints no code.
     let again = Server::start(&data, &[]);
+    assert!(
+        !again
+            .stdout_lines
+            .iter()
+            .any(|l| l.starts_with("setup code"))
+    );
     let ready = client
         .get(again.url("/health/ready"))
         .send()
@@ -140,13 +146,66 @@ async fn a_store_with_data_and_no_keyring_does_not_start() {
 }
 
 #[test]
+fn operators_create_users_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().expect("utf-8 path");
+    let args = [
+        "--data-dir",
+        data_arg,
+        "user",
+        "create",
+        "--email",
+        "ops@example.org",
+        "--role",
+        "admin",
+    ];
+    let (ok, stdout, stderr) = run_with_input(&args, &[], "an operator chose this passphrase\n");
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("created user") && stdout.contains("admin"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("passphrase") && !stderr.contains("passphrase"));
+    let (ok, _, stderr) = run_with_input(&args, &[], "an operator chose this passphrase\n");
+    assert!(!ok && stderr.contains("already exists"), "{stderr}");
+    let weak = [
+        "--data-dir",
+        data_arg,
+        "user",
+        "create",
+        "--email",
+        "w@example.org",
+        "--role",
+        "nurse",
+    ];
+    let (ok, _, stderr) = run_with_input(&weak, &[], "password1234\n");
+    assert!(!ok && stderr.contains("password"), "{stderr}");
+    let (ok, _, stderr) = run_with_input(
+        &[
+            "--data-dir",
+            data_arg,
+            "user",
+            "create",
+            "--email",
+            "x@example.org",
+            "--role",
+            "root",
+        ],
+        &[],
+        "x\n",
+    );
+    assert!(!ok && stderr.contains("unknown role"), "{stderr}");
+}
+
+#[test]
 fn migrate_reports_the_schema_version_and_bad_config_is_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let data_arg = data.to_str().expect("utf-8 path");
     let (ok, stdout, stderr) = run(&["--data-dir", data_arg, "migrate"], &[]);
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("sqlite schema is at version 1"), "{stdout}");
+    assert!(stdout.contains("sqlite schema is at version 2"), "{stdout}");
 
     let (ok, _, stderr) = run(
         &["--data-dir", data_arg, "migrate"],

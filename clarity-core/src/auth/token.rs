@@ -176,6 +176,16 @@ impl TokenKeys {
         }
     }
 
+    /// When a token's claims stop being valid.
+    ///
+    /// # Errors
+    /// [`Error::Unauthenticated`] for a malformed `exp`.
+    pub fn expiry(claims: &AccessClaims) -> Result<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(&claims.exp)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(unauthenticated)
+    }
+
     /// Verifies `token` at `now`: purpose, version, key id, authenticity,
     /// issuer, audience, expiry.
     ///

@@ -41,6 +41,12 @@ pub struct Clarity {
     pseudonym_key: Key,
     policy: Policy,
     clock: Arc<dyn Clock>,
+    /// Verified access tokens by SHA-256 of the token: skips the PASETO
+    /// check on the hot path. Sessions are still checked on every use.
+    verified: moka::sync::Cache<
+        [u8; 32],
+        Arc<(crate::auth::AccessClaims, chrono::DateTime<chrono::Utc>)>,
+    >,
     addresses: Throttle<std::net::IpAddr>,
     unknown_accounts: Throttle<[u8; 16]>,
     alerts: Arc<dyn AlertHook>,
@@ -87,6 +93,7 @@ impl Clarity {
         let hasher = PasswordHasher::new(&config.auth)?;
         let pseudonym_key = directory::derive(&root, b"research pseudonyms")?;
         let free = config.auth.backoff_after_failures;
+        let config_token_secs = config.auth.access_token_secs;
         Ok(Clarity {
             policy: Policy::from_kinds(&config.access.nurse_writable_kinds),
             config: Arc::new(config),
@@ -97,6 +104,10 @@ impl Clarity {
             hasher,
             pseudonym_key,
             clock,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs(config_token_secs))
+                .build(),
             addresses: Throttle::new(free),
             unknown_accounts: Throttle::new(free),
             alerts: Arc::new(LogAlerts),

@@ -1,6 +1,7 @@
 //! Login, refresh, logout and authentication of access tokens.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -8,7 +9,7 @@ use uuid::Uuid;
 use super::users::secs;
 use super::{Alert, AlertKind, Clarity, User};
 use crate::access::{Principal, Role};
-use crate::auth::{REFRESH_PREFIX, backoff_delay, hash_secret, new_refresh_token};
+use crate::auth::{AccessClaims, REFRESH_PREFIX, backoff_delay, hash_secret, new_refresh_token};
 use crate::crypto::{IndexField, SecretString};
 use crate::error::{Error, Result};
 use crate::store::{RefreshRow, SessionRow, UserRow};
@@ -265,7 +266,8 @@ impl Clarity {
     /// [`Error::Unauthenticated`] for any failure.
     pub async fn authenticate(&self, access_token: &str) -> Result<Principal> {
         let now = self.clock.now();
-        let claims = self.tokens.verify(access_token, now)?;
+        let verified = self.verified_claims(access_token, now)?;
+        let claims = &verified.0;
         let session = self.live_session(claims.sid).await?;
         if session.user_id != claims.sub {
             return Err(Error::Unauthenticated);
@@ -287,6 +289,27 @@ impl Clarity {
             patient_id: user.patient_id,
             mfa: session.mfa,
         })
+    }
+
+    /// The claims of a verified token, from the cache when this exact token
+    /// was verified before and has not expired since.
+    fn verified_claims(
+        &self,
+        token: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Arc<(AccessClaims, chrono::DateTime<chrono::Utc>)>> {
+        let key = hash_secret(token);
+        if let Some(hit) = self.verified.get(&key) {
+            if hit.1 > now {
+                return Ok(hit);
+            }
+            self.verified.invalidate(&key);
+        }
+        let claims = self.tokens.verify(token, now)?;
+        let expires = crate::auth::TokenKeys::expiry(&claims)?;
+        let entry = Arc::new((claims, expires));
+        self.verified.insert(key, Arc::clone(&entry));
+        Ok(entry)
     }
 
     /// A session that is neither revoked, idle too long, nor too old.
