@@ -37,6 +37,7 @@ fn decide_warm(c: &mut Criterion) {
         roles: RoleSet::from_roles([Role::Nurse]),
         patient_id: None,
         mfa: false,
+        context: Default::default(),
     };
     let action = Action::CreateRecord(RecordKind::new("note").expect("kind"));
     let relation = Some(Relation {

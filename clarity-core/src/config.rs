@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 pub const ENV_PREFIX: &str = "CLARITY_";
 
 /// The sections of [`Config`]; `CLARITY_<SECTION>_<KEY>` maps to `<section>.<key>`.
-const SECTIONS: &[&str] = &["store", "keys", "log", "auth", "access"];
+const SECTIONS: &[&str] = &["store", "keys", "log", "auth", "access", "audit"];
 
 /// The whole configuration of a Clarity instance.
 #[derive(Debug, Clone, Deserialize)]
@@ -46,6 +46,34 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Access-control policy settings.
     pub access: AccessConfig,
+    /// The audit trail.
+    pub audit: AuditConfig,
+}
+
+/// Audit settings (`[audit]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AuditConfig {
+    /// Events waiting to be written at most; more callers wait (default 65536).
+    pub queue: usize,
+    /// A signed checkpoint after this many events (default 1000)...
+    pub checkpoint_every: i64,
+    /// ... or after this many seconds with new events (default 60).
+    pub checkpoint_secs: u64,
+    /// Days events are kept before they may be purged (default 2196: six years).
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            queue: 65_536,
+            checkpoint_every: 1000,
+            checkpoint_secs: 60,
+            retention_days: crate::audit::DEFAULT_RETENTION_DAYS,
+        }
+    }
 }
 
 /// Which PASETO v4 purpose access tokens use.
@@ -260,6 +288,7 @@ impl Default for Config {
             log: LogConfig::default(),
             auth: AuthConfig::default(),
             access: AccessConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -418,6 +447,31 @@ impl Config {
             return Err(Error::config(
                 "auth.backoff_after_failures",
                 "must be below auth.max_failed_logins_per_hour",
+            ));
+        }
+        let audit = &self.audit;
+        if !(1..=1_000_000).contains(&audit.queue) {
+            return Err(Error::config(
+                "audit.queue",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&audit.checkpoint_every) {
+            return Err(Error::config(
+                "audit.checkpoint_every",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if !(1..=86_400).contains(&audit.checkpoint_secs) {
+            return Err(Error::config(
+                "audit.checkpoint_secs",
+                "must be between 1 and 86400",
+            ));
+        }
+        if audit.retention_days < crate::audit::DEFAULT_RETENTION_DAYS {
+            return Err(Error::config(
+                "audit.retention_days",
+                "must be at least 2196 (six years)",
             ));
         }
         for kind in &self.access.nurse_writable_kinds {

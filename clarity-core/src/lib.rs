@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod access;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;

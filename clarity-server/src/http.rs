@@ -96,7 +96,8 @@ impl Router {
         if let Err(e) = &keys {
             tracing::warn!(error = %e, "readiness: key provider unavailable");
         }
-        let ready = database.is_ok() && keys.is_ok();
+        let audit = self.clarity.audit_running();
+        let ready = database.is_ok() && keys.is_ok() && audit;
         let status = if ready {
             StatusCode::OK
         } else {
@@ -106,7 +107,11 @@ impl Router {
             status,
             &json!({
                 "status": if ready { "ready" } else { "not_ready" },
-                "checks": { "database": state(&database), "keys": state(&keys) },
+                "checks": {
+                    "database": state(&database),
+                    "keys": state(&keys),
+                    "audit": if audit { "ok" } else { "unavailable" },
+                },
             }),
         )
     }

@@ -38,7 +38,8 @@ pub async fn serve(config: Config) -> Result<()> {
         );
     }
 
-    let router = Router::new(Arc::new(clarity));
+    let clarity = Arc::new(clarity);
+    let router = Router::new(Arc::clone(&clarity));
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -80,6 +81,8 @@ pub async fn serve(config: Config) -> Result<()> {
     {
         tracing::warn!("drain deadline passed; closing remaining connections");
     }
+    // Every event of every finished request is written, then a final checkpoint.
+    clarity.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }

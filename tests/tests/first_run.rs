@@ -46,6 +46,7 @@ async fn first_start_creates_keys_and_answers_health_probes() {
     assert_eq!(body["status"], "ready");
     assert_eq!(body["checks"]["database"], "ok");
     assert_eq!(body["checks"]["keys"], "ok");
+    assert_eq!(body["checks"]["audit"], "ok");
 
     // S-ERR-1: errors have the API's shape and carry the request id.
     let missing = client
@@ -205,7 +206,7 @@ fn migrate_reports_the_schema_version_and_bad_config_is_named() {
     let data_arg = data.to_str().expect("utf-8 path");
     let (ok, stdout, stderr) = run(&["--data-dir", data_arg, "migrate"], &[]);
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("sqlite schema is at version 2"), "{stdout}");
+    assert!(stdout.contains("sqlite schema is at version 3"), "{stdout}");
 
     let (ok, _, stderr) = run(
         &["--data-dir", data_arg, "migrate"],

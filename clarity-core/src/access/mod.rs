@@ -31,6 +31,9 @@ pub struct Principal {
     pub patient_id: Option<Uuid>,
     /// Whether the session was established with a second factor.
     pub mfa: bool,
+    /// The request being served (purpose of use, client address, request
+    /// id), recorded in audit events. Set by the server per request.
+    pub context: crate::audit::RequestContext,
 }
 
 /// What the caller wants to do.
@@ -67,6 +70,8 @@ pub enum Action {
     ReadAudit,
     /// Rotate keys and see their status.
     ManageKeys,
+    /// Delete audit events past their retention.
+    PurgeAudit,
 }
 
 impl Action {
@@ -88,6 +93,7 @@ impl Action {
             Action::ReadResearch => "research.read",
             Action::ReadAudit => "audit.read",
             Action::ManageKeys => "keys.manage",
+            Action::PurgeAudit => "audit.purge",
         }
     }
 }
@@ -266,7 +272,8 @@ pub fn decide(
         | Action::ManageUsers
         | Action::ManageCareTeam
         | Action::ReviewGrants
-        | Action::ManageKeys => role_only(Role::Admin),
+        | Action::ManageKeys
+        | Action::PurgeAudit => role_only(Role::Admin),
         Action::BreakGlass => role_only(Role::Clinician),
         Action::ReadResearch => role_only(Role::Researcher),
         Action::ReadAudit => {
@@ -290,6 +297,7 @@ mod tests {
             roles: RoleSet::from_roles(roles.iter().copied()),
             patient_id: None,
             mfa: false,
+            context: Default::default(),
         }
     }
 

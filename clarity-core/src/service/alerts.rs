@@ -14,6 +14,8 @@ pub enum AlertKind {
     AccountLocked,
     /// A used refresh token was presented again; its session was ended.
     RefreshTokenReuse,
+    /// An audit chain failed verification.
+    AuditTampered,
 }
 
 /// An alert. Identifiers only: never PHI, never secrets.

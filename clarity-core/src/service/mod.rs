@@ -8,6 +8,8 @@
 //! read answers `PermissionDenied`.
 
 mod alerts;
+mod audit_log;
+mod auditing;
 mod directory;
 mod patients;
 mod sessions;
@@ -21,6 +23,7 @@ pub use sessions::{LoginRequest, Tokens};
 pub use users::{MfaEnrollment, NewUser, SetupRequest, User, UserUpdate};
 
 use crate::access::{Action, Policy, Principal, Reason, Relation, decide};
+use crate::audit::{AuditKeys, AuditWriter, WriterSettings};
 use crate::auth::{PasswordHasher, Throttle, TokenKeys};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -50,6 +53,9 @@ pub struct Clarity {
     addresses: Throttle<std::net::IpAddr>,
     unknown_accounts: Throttle<[u8; 16]>,
     alerts: Arc<dyn AlertHook>,
+    audit: AuditWriter,
+    audit_store: Arc<dyn crate::store::AuditStore>,
+    audit_keys: AuditKeys,
 }
 
 impl std::fmt::Debug for Clarity {
@@ -92,6 +98,17 @@ impl Clarity {
         let tokens = TokenKeys::new(&root, &config.auth)?;
         let hasher = PasswordHasher::new(&config.auth)?;
         let pseudonym_key = directory::derive(&root, b"research pseudonyms")?;
+        let audit_keys = AuditKeys::derive(&root)?;
+        let audit = AuditWriter::start(
+            Arc::clone(&backends.audit),
+            audit_keys.clone(),
+            Arc::clone(&clock),
+            WriterSettings {
+                queue: config.audit.queue,
+                checkpoint_every: config.audit.checkpoint_every,
+                checkpoint_interval: std::time::Duration::from_secs(config.audit.checkpoint_secs),
+            },
+        );
         let free = config.auth.backoff_after_failures;
         let config_token_secs = config.auth.access_token_secs;
         Ok(Clarity {
@@ -111,6 +128,9 @@ impl Clarity {
             addresses: Throttle::new(free),
             unknown_accounts: Throttle::new(free),
             alerts: Arc::new(LogAlerts),
+            audit,
+            audit_store: backends.audit,
+            audit_keys,
         })
     }
 
@@ -134,6 +154,27 @@ impl Clarity {
     /// The configuration in effect.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Writes queued audit events and a final checkpoint, then stops the
+    /// audit writer: call before the process exits. Later operations fail.
+    pub async fn shutdown(&self) {
+        self.audit.shutdown().await;
+    }
+
+    /// This instance's audit chain.
+    pub fn audit_chain(&self) -> uuid::Uuid {
+        self.audit.chain_id()
+    }
+
+    /// Audit events waiting to be written.
+    pub fn audit_queue_depth(&self) -> usize {
+        self.audit.queue_depth()
+    }
+
+    /// Whether the audit writer accepts events (readiness).
+    pub fn audit_running(&self) -> bool {
+        self.audit.is_running()
     }
 
     /// Readiness: the database answers and the key provider serves keys.

@@ -7,9 +7,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::auditing::Ev;
 use super::users::secs;
 use super::{Alert, AlertKind, Clarity};
-use crate::access::{Action, DeidentifiedPatient, Principal, Role, deidentify};
+use crate::access::{Action, DeidentifiedPatient, Principal, Reason, Role, deidentify};
+use crate::audit::AuditAction;
 use crate::crypto::Json;
 use crate::error::{Error, Result};
 use crate::store::{
@@ -97,19 +99,28 @@ impl Clarity {
         principal: &Principal,
         profile: PatientProfile,
     ) -> Result<Patient> {
-        self.authorize(principal, &Action::CreatePatient, None)
-            .await?;
-        let patient = self.phi.create_patient(profile).await?;
-        self.identity
-            .upsert_care_team(&CareTeamRow {
-                patient_id: patient.id,
-                user_id: principal.user_id,
-                relationship: "creator".into(),
-                expires_at: None,
-                created_at: self.clock.now(),
-            })
-            .await?;
-        Ok(patient)
+        let mut created = None;
+        let result = async {
+            let reason = self
+                .authorize(principal, &Action::CreatePatient, None)
+                .await?;
+            let patient = self.phi.create_patient(profile).await?;
+            created = Some(patient.id);
+            self.identity
+                .upsert_care_team(&CareTeamRow {
+                    patient_id: patient.id,
+                    user_id: principal.user_id,
+                    relationship: "creator".into(),
+                    expires_at: None,
+                    created_at: self.clock.now(),
+                })
+                .await?;
+            Ok((patient, reason))
+        }
+        .await;
+        let mut ev = Ev::rest("patient.create", AuditAction::Create);
+        ev.patient = created;
+        self.audited(principal, ev, result).await
     }
 
     /// Reads a patient.
@@ -117,9 +128,15 @@ impl Clarity {
     /// # Errors
     /// [`Error::NotFound`] for a patient that does not exist or that the caller may not read.
     pub async fn get_patient(&self, principal: &Principal, id: Uuid) -> Result<Patient> {
-        self.authorize(principal, &Action::ReadPatient, Some(id))
-            .await?;
-        self.phi.get_patient(id).await
+        let result = async {
+            let reason = self
+                .authorize(principal, &Action::ReadPatient, Some(id))
+                .await?;
+            Ok((self.phi.get_patient(id).await?, reason))
+        }
+        .await;
+        let ev = Ev::rest("patient.read", AuditAction::Read).patient(id);
+        self.audited(principal, ev, result).await
     }
 
     /// Replaces a patient's profile if its version is `expected_version`.
@@ -134,9 +151,20 @@ impl Clarity {
         expected_version: i64,
         profile: PatientProfile,
     ) -> Result<Patient> {
-        self.authorize(principal, &Action::UpdatePatient, Some(id))
-            .await?;
-        self.phi.update_patient(id, expected_version, profile).await
+        let result = async {
+            let reason = self
+                .authorize(principal, &Action::UpdatePatient, Some(id))
+                .await?;
+            Ok((
+                self.phi
+                    .update_patient(id, expected_version, profile)
+                    .await?,
+                reason,
+            ))
+        }
+        .await;
+        let ev = Ev::rest("patient.update", AuditAction::Update).patient(id);
+        self.audited(principal, ev, result).await
     }
 
     /// Erases a patient (admins): destroys its data key.
@@ -144,9 +172,16 @@ impl Clarity {
     /// # Errors
     /// [`Error::PermissionDenied`]; [`Error::NotFound`].
     pub async fn erase_patient(&self, principal: &Principal, id: Uuid) -> Result<()> {
-        self.authorize(principal, &Action::ErasePatient, None)
-            .await?;
-        self.phi.erase_patient(id).await
+        let result = async {
+            let reason = self
+                .authorize(principal, &Action::ErasePatient, None)
+                .await?;
+            self.phi.erase_patient(id).await?;
+            Ok(((), reason))
+        }
+        .await;
+        let ev = Ev::rest("patient.erase", AuditAction::Delete).patient(id);
+        self.audited(principal, ev, result).await
     }
 
     /// The patients the caller may read, in id order: its care-team and
@@ -159,6 +194,16 @@ impl Clarity {
         principal: &Principal,
         page: &PageRequest,
     ) -> Result<Page<Patient>> {
+        let result = self.list_visible(principal, page).await;
+        let ev = Ev::rest("patient.list", AuditAction::Read);
+        self.audited(principal, ev, result).await
+    }
+
+    async fn list_visible(
+        &self,
+        principal: &Principal,
+        page: &PageRequest,
+    ) -> Result<(Page<Patient>, Reason)> {
         let limit = page.limit()?;
         let after = page.after()?;
         let visible = self.visible_patients(principal).await?;
@@ -176,7 +221,7 @@ impl Clarity {
                 Err(e) => return Err(e),
             }
         }
-        Ok(page_of(items, limit, |p| p.id))
+        Ok((page_of(items, limit, |p| p.id), Reason::Role))
     }
 
     /// The ids of live patients matching `lookup` that the caller may read.
@@ -188,12 +233,19 @@ impl Clarity {
         principal: &Principal,
         lookup: &PatientLookup,
     ) -> Result<Vec<Uuid>> {
-        let visible = self.visible_patients(principal).await?;
-        let found = self.phi.find_patients(lookup).await?;
-        Ok(found
-            .into_iter()
-            .filter(|id| visible.contains(id))
-            .collect())
+        let result = async {
+            let visible = self.visible_patients(principal).await?;
+            let found = self.phi.find_patients(lookup).await?;
+            let ids: Vec<Uuid> = found
+                .into_iter()
+                .filter(|id| visible.contains(id))
+                .collect();
+            Ok((ids, Reason::Role))
+        }
+        .await;
+        let mut ev = Ev::rest("patient.lookup", AuditAction::Read);
+        ev.query_hash = Some(lookup_hash(lookup));
+        self.audited(principal, ev, result).await
     }
 
     async fn visible_patients(&self, principal: &Principal) -> Result<BTreeSet<Uuid>> {
@@ -236,16 +288,27 @@ impl Clarity {
         kind: &str,
         data: Json,
     ) -> Result<Record> {
-        let kind = RecordKind::new(kind)?;
-        self.authorize(
-            principal,
-            &Action::CreateRecord(kind.clone()),
-            Some(patient_id),
-        )
-        .await?;
-        self.phi
-            .create_record(patient_id, kind.as_str(), data, principal.user_id)
-            .await
+        let mut created = None;
+        let result = async {
+            let kind = RecordKind::new(kind)?;
+            let reason = self
+                .authorize(
+                    principal,
+                    &Action::CreateRecord(kind.clone()),
+                    Some(patient_id),
+                )
+                .await?;
+            let record = self
+                .phi
+                .create_record(patient_id, kind.as_str(), data, principal.user_id)
+                .await?;
+            created = Some(record.id);
+            Ok((record, reason))
+        }
+        .await;
+        let mut ev = Ev::rest("record.create", AuditAction::Create).patient(patient_id);
+        ev.entity = created;
+        self.audited(principal, ev, result).await
     }
 
     /// Reads a record.
@@ -254,11 +317,20 @@ impl Clarity {
     /// [`Error::NotFound`] for a record that does not exist or whose patient
     /// the caller may not read.
     pub async fn get_record(&self, principal: &Principal, id: Uuid) -> Result<Record> {
-        let row = self.phi.record_row(id).await?;
-        self.authorize(principal, &Action::ReadRecords, Some(row.patient_id))
-            .await
-            .map_err(record_not_found)?;
-        self.phi.decrypt_record(row).await
+        let mut patient = None;
+        let result = async {
+            let row = self.phi.record_row(id).await?;
+            patient = Some(row.patient_id);
+            let reason = self
+                .authorize(principal, &Action::ReadRecords, Some(row.patient_id))
+                .await
+                .map_err(record_not_found)?;
+            Ok((self.phi.decrypt_record(row).await?, reason))
+        }
+        .await;
+        let mut ev = Ev::rest("record.read", AuditAction::Read).entity(id);
+        ev.patient = patient;
+        self.audited(principal, ev, result).await
     }
 
     /// Replaces a record's body if its version is `expected_version`.
@@ -273,12 +345,24 @@ impl Clarity {
         expected_version: i64,
         data: Json,
     ) -> Result<Record> {
-        let row = self.phi.record_row(id).await?;
-        let kind = RecordKind::new(&row.kind).map_err(|_| Error::Integrity)?;
-        self.authorize(principal, &Action::UpdateRecord(kind), Some(row.patient_id))
-            .await
-            .map_err(record_not_found)?;
-        self.phi.update_record(id, expected_version, data).await
+        let mut patient = None;
+        let result = async {
+            let row = self.phi.record_row(id).await?;
+            patient = Some(row.patient_id);
+            let kind = RecordKind::new(&row.kind).map_err(|_| Error::Integrity)?;
+            let reason = self
+                .authorize(principal, &Action::UpdateRecord(kind), Some(row.patient_id))
+                .await
+                .map_err(record_not_found)?;
+            Ok((
+                self.phi.update_record(id, expected_version, data).await?,
+                reason,
+            ))
+        }
+        .await;
+        let mut ev = Ev::rest("record.update", AuditAction::Update).entity(id);
+        ev.patient = patient;
+        self.audited(principal, ev, result).await
     }
 
     /// Deletes a record (clinicians on the care team).
@@ -286,11 +370,21 @@ impl Clarity {
     /// # Errors
     /// [`Error::NotFound`]; [`Error::PermissionDenied`].
     pub async fn delete_record(&self, principal: &Principal, id: Uuid) -> Result<()> {
-        let row = self.phi.record_row(id).await?;
-        self.authorize(principal, &Action::DeleteRecord, Some(row.patient_id))
-            .await
-            .map_err(record_not_found)?;
-        self.phi.delete_record(id).await
+        let mut patient = None;
+        let result = async {
+            let row = self.phi.record_row(id).await?;
+            patient = Some(row.patient_id);
+            let reason = self
+                .authorize(principal, &Action::DeleteRecord, Some(row.patient_id))
+                .await
+                .map_err(record_not_found)?;
+            self.phi.delete_record(id).await?;
+            Ok(((), reason))
+        }
+        .await;
+        let mut ev = Ev::rest("record.delete", AuditAction::Delete).entity(id);
+        ev.patient = patient;
+        self.audited(principal, ev, result).await
     }
 
     /// One page of a patient's records.
@@ -303,9 +397,15 @@ impl Clarity {
         patient_id: Uuid,
         page: &PageRequest,
     ) -> Result<Page<Record>> {
-        self.authorize(principal, &Action::ReadRecords, Some(patient_id))
-            .await?;
-        self.phi.list_records(patient_id, page).await
+        let result = async {
+            let reason = self
+                .authorize(principal, &Action::ReadRecords, Some(patient_id))
+                .await?;
+            Ok((self.phi.list_records(patient_id, page).await?, reason))
+        }
+        .await;
+        let ev = Ev::rest("record.list", AuditAction::Read).patient(patient_id);
+        self.audited(principal, ev, result).await
     }
 
     /// Assigns a user to a patient's care team (admins).
@@ -319,7 +419,22 @@ impl Clarity {
         patient_id: Uuid,
         assignment: CareTeamAssignment,
     ) -> Result<()> {
-        self.authorize(principal, &Action::ManageCareTeam, None)
+        let user = assignment.user_id;
+        let result = self.assign(principal, patient_id, assignment).await;
+        let ev = Ev::of("admin", "care_team.add", AuditAction::Create)
+            .patient(patient_id)
+            .entity(user);
+        self.audited(principal, ev, result).await
+    }
+
+    async fn assign(
+        &self,
+        principal: &Principal,
+        patient_id: Uuid,
+        assignment: CareTeamAssignment,
+    ) -> Result<((), Reason)> {
+        let reason = self
+            .authorize(principal, &Action::ManageCareTeam, None)
             .await?;
         let relationship = assignment.relationship.unwrap_or_else(|| "member".into());
         RecordKind::new(&relationship).map_err(|_| {
@@ -340,7 +455,8 @@ impl Clarity {
                 expires_at: assignment.expires_at,
                 created_at: self.clock.now(),
             })
-            .await
+            .await?;
+        Ok(((), reason))
     }
 
     /// Removes a user from a patient's care team (admins).
@@ -353,9 +469,18 @@ impl Clarity {
         patient_id: Uuid,
         user_id: Uuid,
     ) -> Result<()> {
-        self.authorize(principal, &Action::ManageCareTeam, None)
-            .await?;
-        self.identity.remove_care_team(patient_id, user_id).await
+        let result = async {
+            let reason = self
+                .authorize(principal, &Action::ManageCareTeam, None)
+                .await?;
+            self.identity.remove_care_team(patient_id, user_id).await?;
+            Ok(((), reason))
+        }
+        .await;
+        let ev = Ev::of("admin", "care_team.remove", AuditAction::Delete)
+            .patient(patient_id)
+            .entity(user_id);
+        self.audited(principal, ev, result).await
     }
 
     /// Emergency access (clinicians): a grant on one patient that needs a
@@ -371,6 +496,18 @@ impl Clarity {
         principal: &Principal,
         request: BreakGlassRequest,
     ) -> Result<BreakGlassGrant> {
+        let patient_id = request.patient_id;
+        let result = self.grant_break_glass(principal, request).await;
+        let mut ev = Ev::of("security", "break_glass", AuditAction::Execute).patient(patient_id);
+        ev.entity = result.as_ref().ok().map(|(g, _)| g.grant_id);
+        self.audited(principal, ev, result).await
+    }
+
+    async fn grant_break_glass(
+        &self,
+        principal: &Principal,
+        request: BreakGlassRequest,
+    ) -> Result<(BreakGlassGrant, Reason)> {
         self.authorize(principal, &Action::BreakGlass, None).await?;
         let reason = request.reason.trim();
         let length = reason.chars().count();
@@ -411,11 +548,12 @@ impl Clarity {
             user_id: Some(principal.user_id),
             patient_id: Some(request.patient_id),
         });
-        Ok(BreakGlassGrant {
+        let granted = BreakGlassGrant {
             grant_id: id,
             patient_id: grant.patient_id,
             expires_at: grant.expires_at,
-        })
+        };
+        Ok((granted, Reason::BreakGlass))
     }
 
     /// Break-glass grants for review (admins), oldest first.
@@ -428,7 +566,19 @@ impl Clarity {
         unreviewed_only: bool,
         page: &PageRequest,
     ) -> Result<Page<GrantView>> {
-        self.authorize(principal, &Action::ReviewGrants, None)
+        let result = self.grants_page(principal, unreviewed_only, page).await;
+        let ev = Ev::of("admin", "grant.list", AuditAction::Read);
+        self.audited(principal, ev, result).await
+    }
+
+    async fn grants_page(
+        &self,
+        principal: &Principal,
+        unreviewed_only: bool,
+        page: &PageRequest,
+    ) -> Result<(Page<GrantView>, Reason)> {
+        let reason = self
+            .authorize(principal, &Action::ReviewGrants, None)
             .await?;
         let limit = page.limit()?;
         let rows = self
@@ -450,7 +600,7 @@ impl Clarity {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(page_of(items, limit, |g| g.grant_id))
+        Ok((page_of(items, limit, |g| g.grant_id), reason))
     }
 
     /// Marks a grant reviewed by the caller (admins).
@@ -458,11 +608,18 @@ impl Clarity {
     /// # Errors
     /// [`Error::PermissionDenied`]; [`Error::NotFound`].
     pub async fn review_grant(&self, principal: &Principal, grant_id: Uuid) -> Result<()> {
-        self.authorize(principal, &Action::ReviewGrants, None)
-            .await?;
-        self.identity
-            .review_grant(grant_id, principal.user_id, self.clock.now())
-            .await
+        let result = async {
+            let reason = self
+                .authorize(principal, &Action::ReviewGrants, None)
+                .await?;
+            self.identity
+                .review_grant(grant_id, principal.user_id, self.clock.now())
+                .await?;
+            Ok(((), reason))
+        }
+        .await;
+        let ev = Ev::of("admin", "grant.review", AuditAction::Update).entity(grant_id);
+        self.audited(principal, ev, result).await
     }
 
     /// De-identified patients (researchers): pseudonyms, birth year, age
@@ -475,7 +632,18 @@ impl Clarity {
         principal: &Principal,
         page: &PageRequest,
     ) -> Result<Page<DeidentifiedPatient>> {
-        self.authorize(principal, &Action::ReadResearch, None)
+        let result = self.research_page(principal, page).await;
+        let ev = Ev::rest("research.list", AuditAction::Read);
+        self.audited(principal, ev, result).await
+    }
+
+    async fn research_page(
+        &self,
+        principal: &Principal,
+        page: &PageRequest,
+    ) -> Result<(Page<DeidentifiedPatient>, Reason)> {
+        let reason = self
+            .authorize(principal, &Action::ReadResearch, None)
             .await?;
         let limit = page.limit()?;
         let after = page
@@ -506,8 +674,31 @@ impl Clarity {
             (true, Some(id)) => Some(self.directory.seal_cursor(id)?),
             _ => None,
         };
-        Ok(Page { items, next_cursor })
+        Ok((Page { items, next_cursor }, reason))
     }
+}
+
+/// A hash of a lookup for the audit trail: the field and a SHA-256 of the
+/// normalised value, so an auditor can match repeated lookups without seeing them.
+fn lookup_hash(lookup: &PatientLookup) -> String {
+    use sha2::{Digest, Sha256};
+    let (field, value) = match lookup {
+        PatientLookup::Mrn(v) => ("mrn", v.trim().to_lowercase()),
+        PatientLookup::Email(v) => ("email", v.trim().to_lowercase()),
+        PatientLookup::NameBirthDate {
+            family_name,
+            birth_date,
+        } => (
+            "name_birth_date",
+            format!(
+                "{}|{}",
+                family_name.trim().to_lowercase(),
+                birth_date.trim()
+            ),
+        ),
+    };
+    let value = zeroize::Zeroizing::new(value);
+    format!("{field}:{}", hex::encode(Sha256::digest(value.as_bytes())))
 }
 
 /// For records, "patient not found" reads as "record not found".

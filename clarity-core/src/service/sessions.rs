@@ -6,9 +6,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::auditing::Ev;
 use super::users::secs;
 use super::{Alert, AlertKind, Clarity, User};
 use crate::access::{Principal, Role};
+use crate::audit::{AuditAction, AuditOutcome, RequestContext};
 use crate::auth::{AccessClaims, REFRESH_PREFIX, backoff_delay, hash_secret, new_refresh_token};
 use crate::crypto::{IndexField, SecretString};
 use crate::error::{Error, Result};
@@ -75,6 +77,46 @@ impl Clarity {
     /// [`Error::MfaRequired`] when a TOTP code is needed;
     /// [`Error::RateLimited`] while throttled.
     pub async fn login(&self, request: LoginRequest, client: Option<IpAddr>) -> Result<Tokens> {
+        let index = self
+            .phi
+            .indexer()
+            .index(IndexField::UserEmail, &request.email);
+        let result = self.try_login(request, client).await;
+        let context = RequestContext {
+            client_address: client,
+            ..RequestContext::default()
+        };
+        let mut ev = Ev::of("login", "auth.login", AuditAction::Execute);
+        let (outcome, actor, reason) = match &result {
+            Ok(tokens) => (
+                AuditOutcome::Success,
+                Some(tokens.user.id),
+                "password".to_string(),
+            ),
+            Err(e) => {
+                // The attempt is correlated by the email's keyed index, never the email.
+                ev.query_hash = Some(format!("user_email_index:{}", hex::encode(index.0)));
+                let actor = self
+                    .identity
+                    .find_user(&index)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|u| u.id);
+                (
+                    AuditOutcome::MinorFailure,
+                    actor,
+                    e.kind().as_str().to_string(),
+                )
+            }
+        };
+        ev.entity = actor;
+        self.record_with_context(None, actor, ev, outcome, Some(reason), context)
+            .await?;
+        result
+    }
+
+    async fn try_login(&self, request: LoginRequest, client: Option<IpAddr>) -> Result<Tokens> {
         let now = self.clock.now();
         if let Some(wait) = client.and_then(|addr| self.addresses.wait(addr, now)) {
             return Err(Error::RateLimited {
@@ -195,6 +237,21 @@ impl Clarity {
                         user_id: Some(row.id),
                         patient_id: None,
                     });
+                    let context = RequestContext {
+                        client_address: client,
+                        ..RequestContext::default()
+                    };
+                    let ev =
+                        Ev::of("security", "auth.lockout", AuditAction::Execute).entity(row.id);
+                    self.record_with_context(
+                        None,
+                        Some(row.id),
+                        ev,
+                        AuditOutcome::MinorFailure,
+                        Some("too_many_failures".into()),
+                        context,
+                    )
+                    .await?;
                 }
             }
             None => self.unknown_accounts.failed(unknown_key, now),
@@ -230,6 +287,16 @@ impl Clarity {
         };
         if row.used_at.is_some() || !self.identity.rotate_refresh(&hash, now, &next_row).await? {
             self.identity.revoke_session(session.id, now).await?;
+            let ev =
+                Ev::of("security", "auth.refresh_reuse", AuditAction::Execute).entity(session.id);
+            self.record(
+                None,
+                Some(session.user_id),
+                ev,
+                AuditOutcome::SeriousFailure,
+                Some("refresh_token_reuse".into()),
+            )
+            .await?;
             tracing::warn!(session_id = %session.id, "refresh token reused; session ended");
             self.alerts.alert(&Alert {
                 kind: AlertKind::RefreshTokenReuse,
@@ -243,6 +310,9 @@ impl Clarity {
             return Err(Error::Unauthenticated);
         }
         self.identity.touch_session(session.id, now).await?;
+        let ev = Ev::of("login", "auth.refresh", AuditAction::Execute).entity(session.id);
+        self.record(None, Some(user.id), ev, AuditOutcome::Success, None)
+            .await?;
         self.tokens_for(&user, session.id, next)
     }
 
@@ -251,9 +321,13 @@ impl Clarity {
     /// # Errors
     /// Backend errors.
     pub async fn logout(&self, principal: &Principal) -> Result<()> {
-        self.identity
+        let result = self
+            .identity
             .revoke_session(principal.session_id, self.clock.now())
             .await
+            .map(|()| ((), crate::access::Reason::Role));
+        let ev = Ev::of("logout", "auth.logout", AuditAction::Execute).entity(principal.session_id);
+        self.audited(principal, ev, result).await
     }
 
     /// Checks an access token and its session, and returns who is calling.
@@ -265,6 +339,24 @@ impl Clarity {
     /// # Errors
     /// [`Error::Unauthenticated`] for any failure.
     pub async fn authenticate(&self, access_token: &str) -> Result<Principal> {
+        let result = self.check_token(access_token).await;
+        if let Err(e) = &result {
+            // Refused tokens are audited (who presented them is unknown);
+            // accepted ones are covered by the operation's own event.
+            let ev = Ev::of("login", "auth.token", AuditAction::Execute);
+            self.record(
+                None,
+                None,
+                ev,
+                AuditOutcome::MinorFailure,
+                Some(e.kind().as_str().into()),
+            )
+            .await?;
+        }
+        result
+    }
+
+    async fn check_token(&self, access_token: &str) -> Result<Principal> {
         let now = self.clock.now();
         let verified = self.verified_claims(access_token, now)?;
         let claims = &verified.0;
@@ -288,6 +380,7 @@ impl Clarity {
             roles: user.roles,
             patient_id: user.patient_id,
             mfa: session.mfa,
+            context: Default::default(),
         })
     }
 

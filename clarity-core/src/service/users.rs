@@ -6,7 +6,9 @@ use uuid::Uuid;
 use zeroize::Zeroize;
 
 use super::Clarity;
-use crate::access::{Action, Principal, Role, RoleSet};
+use super::auditing::Ev;
+use crate::access::{Action, Principal, Reason, Role, RoleSet};
+use crate::audit::{AuditAction, AuditOutcome};
 use crate::auth::{
     Totp, check_password_policy, hash_secret, new_setup_code, new_totp_secret, secrets_equal,
 };
@@ -203,7 +205,17 @@ impl Clarity {
             display_name: None,
             patient_id: None,
         };
-        self.insert_user(user).await
+        let created = self.insert_user(user).await?;
+        let ev = Ev::of("admin", "user.setup", AuditAction::Create).entity(created.id);
+        self.record(
+            None,
+            Some(created.id),
+            ev,
+            AuditOutcome::Success,
+            Some("setup_code".into()),
+        )
+        .await?;
+        Ok(created)
     }
 
     /// Creates a user without a caller: for operators with direct access to
@@ -212,7 +224,17 @@ impl Clarity {
     /// # Errors
     /// As [`Clarity::create_user`], without the permission check.
     pub async fn create_user_as_operator(&self, user: NewUser) -> Result<User> {
-        self.insert_user(user).await
+        let created = self.insert_user(user).await?;
+        let ev = Ev::of("admin", "user.create", AuditAction::Create).entity(created.id);
+        self.record(
+            None,
+            None,
+            ev,
+            AuditOutcome::Success,
+            Some("operator".into()),
+        )
+        .await?;
+        Ok(created)
     }
 
     /// Creates a user (admin only).
@@ -221,9 +243,16 @@ impl Clarity {
     /// [`Error::PermissionDenied`]; [`Error::InvalidInput`] (email, password
     /// policy, empty roles); [`Error::AlreadyExists`] for a taken email.
     pub async fn create_user(&self, principal: &Principal, user: NewUser) -> Result<User> {
-        self.authorize(principal, &Action::ManageUsers, None)
-            .await?;
-        self.insert_user(user).await
+        let result = async {
+            let reason = self
+                .authorize(principal, &Action::ManageUsers, None)
+                .await?;
+            Ok((self.insert_user(user).await?, reason))
+        }
+        .await;
+        let mut ev = Ev::of("admin", "user.create", AuditAction::Create);
+        ev.entity = result.as_ref().ok().map(|(u, _)| u.id);
+        self.audited(principal, ev, result).await
     }
 
     async fn insert_user(&self, user: NewUser) -> Result<User> {
@@ -271,6 +300,12 @@ impl Clarity {
     /// # Errors
     /// [`Error::NotFound`] (also for another user when not an admin).
     pub async fn get_user(&self, principal: &Principal, id: Uuid) -> Result<User> {
+        let result = self.read_user(principal, id).await;
+        let ev = Ev::of("admin", "user.read", AuditAction::Read).entity(id);
+        self.audited(principal, ev, result).await
+    }
+
+    async fn read_user(&self, principal: &Principal, id: Uuid) -> Result<(User, Reason)> {
         if id != principal.user_id
             && self
                 .authorize(principal, &Action::ManageUsers, None)
@@ -280,7 +315,7 @@ impl Clarity {
             return Err(Error::NotFound { what: "user" });
         }
         let row = self.user_row(id).await?;
-        self.user_view(&row)
+        Ok((self.user_view(&row)?, Reason::Role))
     }
 
     /// Lists users (admin only), in creation order.
@@ -292,7 +327,18 @@ impl Clarity {
         principal: &Principal,
         page: &PageRequest,
     ) -> Result<Page<User>> {
-        self.authorize(principal, &Action::ManageUsers, None)
+        let result = self.users_page(principal, page).await;
+        let ev = Ev::of("admin", "user.list", AuditAction::Read);
+        self.audited(principal, ev, result).await
+    }
+
+    async fn users_page(
+        &self,
+        principal: &Principal,
+        page: &PageRequest,
+    ) -> Result<(Page<User>, Reason)> {
+        let reason = self
+            .authorize(principal, &Action::ManageUsers, None)
             .await?;
         let limit = page.limit()?;
         let mut rows = self.identity.list_users(page.after()?, limit + 1).await?;
@@ -305,7 +351,7 @@ impl Clarity {
         let next_cursor = more
             .then(|| items.last().map(|u| u.id.to_string()))
             .flatten();
-        Ok(Page { items, next_cursor })
+        Ok((Page { items, next_cursor }, reason))
     }
 
     /// Changes a user (admin only). Changing roles or disabling ends every
@@ -320,7 +366,19 @@ impl Clarity {
         id: Uuid,
         update: UserUpdate,
     ) -> Result<User> {
-        self.authorize(principal, &Action::ManageUsers, None)
+        let result = self.change_user(principal, id, update).await;
+        let ev = Ev::of("admin", "user.update", AuditAction::Update).entity(id);
+        self.audited(principal, ev, result).await
+    }
+
+    async fn change_user(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        update: UserUpdate,
+    ) -> Result<(User, Reason)> {
+        let reason = self
+            .authorize(principal, &Action::ManageUsers, None)
             .await?;
         check_display_name(&update.display_name)?;
         let mut row = self.user_row(id).await?;
@@ -360,7 +418,7 @@ impl Clarity {
                 .await?;
         }
         self.identity.update_user(&row, expected).await?;
-        self.user_view(&row)
+        Ok((self.user_view(&row)?, reason))
     }
 
     /// Changes the caller's own password; the current one is required.
@@ -375,6 +433,17 @@ impl Clarity {
         current: &SecretString,
         new: &SecretString,
     ) -> Result<()> {
+        let result = self.replace_password(principal, current, new).await;
+        let ev = Ev::of("security", "user.password", AuditAction::Update).entity(principal.user_id);
+        self.audited(principal, ev, result).await
+    }
+
+    async fn replace_password(
+        &self,
+        principal: &Principal,
+        current: &SecretString,
+        new: &SecretString,
+    ) -> Result<((), Reason)> {
         let mut row = self.user_row(principal.user_id).await?;
         if !self
             .hasher
@@ -397,7 +466,7 @@ impl Clarity {
         let now = self.clock.now();
         let sessions_to_end = self.identity.revoke_user_sessions(row.id, now).await?;
         tracing::info!(user_id = %row.id, sessions_to_end, "password changed");
-        Ok(())
+        Ok(((), Reason::Role))
     }
 
     /// Starts TOTP enrolment for the caller: a new secret, not yet required
@@ -406,6 +475,12 @@ impl Clarity {
     /// # Errors
     /// Backend errors.
     pub async fn mfa_enroll(&self, principal: &Principal) -> Result<MfaEnrollment> {
+        let result = self.start_mfa(principal).await.map(|e| (e, Reason::Role));
+        let ev = Ev::of("security", "mfa.enroll", AuditAction::Update).entity(principal.user_id);
+        self.audited(principal, ev, result).await
+    }
+
+    async fn start_mfa(&self, principal: &Principal) -> Result<MfaEnrollment> {
         let mut row = self.user_row(principal.user_id).await?;
         if row.mfa_enabled {
             return Err(Error::invalid("a second factor is already enrolled"));
@@ -436,6 +511,15 @@ impl Clarity {
     /// [`Error::Unauthenticated`] for a wrong or replayed code;
     /// [`Error::InvalidInput`] when no enrolment was started.
     pub async fn mfa_confirm(&self, principal: &Principal, code: &str) -> Result<User> {
+        let result = self
+            .finish_mfa(principal, code)
+            .await
+            .map(|u| (u, Reason::Role));
+        let ev = Ev::of("security", "mfa.confirm", AuditAction::Update).entity(principal.user_id);
+        self.audited(principal, ev, result).await
+    }
+
+    async fn finish_mfa(&self, principal: &Principal, code: &str) -> Result<User> {
         let mut row = self.user_row(principal.user_id).await?;
         if row.mfa_secret.is_none() {
             return Err(Error::invalid("start TOTP enrolment first"));

@@ -39,6 +39,11 @@ const SQLITE: &[Migration] = &[
         name: "identity_access",
         sql: include_str!("../../migrations/sqlite/0002_identity_access.sql"),
     },
+    Migration {
+        version: 3,
+        name: "audit",
+        sql: include_str!("../../migrations/sqlite/0003_audit.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -51,6 +56,11 @@ const POSTGRES: &[Migration] = &[
         version: 2,
         name: "identity_access",
         sql: include_str!("../../migrations/postgres/0002_identity_access.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "audit",
+        sql: include_str!("../../migrations/postgres/0003_audit.sql"),
     },
 ];
 

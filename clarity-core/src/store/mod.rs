@@ -21,6 +21,7 @@ use crate::config::{Backend, Config};
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::Result;
 
+mod audit;
 mod identity;
 mod memory;
 mod migrations;
@@ -31,6 +32,7 @@ mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+pub use audit::AuditStore;
 pub use identity::{
     CareTeamRow, GrantRow, IdentityStore, LoginFailures, RefreshRow, SessionRow, UserRow,
 };
@@ -212,14 +214,17 @@ pub struct Backends {
     pub rows: Arc<dyn Store>,
     /// Users, sessions, care teams, grants.
     pub identity: Arc<dyn IdentityStore>,
+    /// The audit trail.
+    pub audit: Arc<dyn AuditStore>,
 }
 
 impl Backends {
     /// Both views of one backend object.
-    pub fn of<T: Store + IdentityStore + 'static>(backend: Arc<T>) -> Self {
+    pub fn of<T: Store + IdentityStore + AuditStore + 'static>(backend: Arc<T>) -> Self {
         Backends {
             rows: Arc::clone(&backend) as Arc<dyn Store>,
-            identity: backend,
+            identity: Arc::clone(&backend) as Arc<dyn IdentityStore>,
+            audit: backend,
         }
     }
 }

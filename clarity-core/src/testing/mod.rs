@@ -19,7 +19,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::crypto::{KeyProvider, LocalKeyring};
 use crate::service::Clarity;
-use crate::store::{Backends, IdentityStore, MemoryStore, PhiStore, Store};
+use crate::store::{AuditStore, Backends, IdentityStore, MemoryStore, PhiStore, Store};
 
 /// Environment variable naming the PostgreSQL server for tests.
 pub const POSTGRES_URL_VAR: &str = "CLARITY_TEST_POSTGRES_URL";
@@ -53,6 +53,8 @@ pub struct Harness {
     pub store: Arc<dyn Store>,
     /// The same backend's identity tables.
     pub identity: Arc<dyn IdentityStore>,
+    /// The same backend's audit tables.
+    pub audit: Arc<dyn AuditStore>,
     /// The keyring in use.
     pub keys: Arc<dyn KeyProvider>,
     /// Direct access to stored rows, bypassing the store.
@@ -110,6 +112,7 @@ async fn harness(
         phi,
         store,
         identity: backends.identity,
+        audit: backends.audit,
         keys,
         raw,
         dir,
@@ -127,6 +130,7 @@ impl Harness {
         let backends = Backends {
             rows: Arc::clone(&self.store),
             identity: Arc::clone(&self.identity),
+            audit: Arc::clone(&self.audit),
         };
         Clarity::with_parts(config, backends, Arc::clone(&self.keys), clock)
             .await

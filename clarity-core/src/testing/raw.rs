@@ -24,6 +24,17 @@ pub trait RawAccess: Send + Sync {
     async fn set_patient_profile(&self, id: Uuid, profile: Vec<u8>);
     /// Puts a record row back as it was (a row that survived somewhere).
     async fn insert_record_row(&self, row: &RecordRow);
+    /// Runs literal SQL (tamper tests), returning the rows changed.
+    ///
+    /// # Panics
+    /// On backends without SQL (memory), and when the SQL fails.
+    async fn execute_sql(&self, sql: &str) -> u64 {
+        panic!("this backend has no SQL to run {sql:?} on")
+    }
+    /// `sqlite` or `postgres`: which SQL dialect [`RawAccess::execute_sql`] speaks.
+    fn dialect(&self) -> &'static str {
+        "none"
+    }
 }
 
 pub(super) struct MemoryRaw(pub(super) Arc<MemoryStore>);
@@ -89,6 +100,15 @@ impl SqliteRaw {
 #[cfg(feature = "sqlite")]
 #[async_trait]
 impl RawAccess for SqliteRaw {
+    async fn execute_sql(&self, sql: &str) -> u64 {
+        let conn = rusqlite::Connection::open(&self.0).expect("open sqlite");
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .expect("busy timeout");
+        conn.execute(sql, []).expect("raw sql") as u64
+    }
+    fn dialect(&self) -> &'static str {
+        "sqlite"
+    }
     async fn record_body(&self, id: Uuid) -> Vec<u8> {
         self.blob("SELECT body FROM records WHERE id = ?1", id)
     }
@@ -175,6 +195,13 @@ impl PostgresRaw {
 #[cfg(feature = "postgres")]
 #[async_trait]
 impl RawAccess for PostgresRaw {
+    async fn execute_sql(&self, sql: &str) -> u64 {
+        let client = pg_connect(&self.url, Some(&self.schema)).await;
+        client.execute(sql, &[]).await.expect("raw sql")
+    }
+    fn dialect(&self) -> &'static str {
+        "postgres"
+    }
     async fn record_body(&self, id: Uuid) -> Vec<u8> {
         self.blob("SELECT body FROM records WHERE id = $1", id)
             .await

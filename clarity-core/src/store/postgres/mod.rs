@@ -1,6 +1,7 @@
 //! [`PostgresStore`]: the PostgreSQL backend for several instances
 //! (deadpool-postgres, prepared statements cached per connection).
 
+mod audit;
 mod identity;
 
 use async_trait::async_trait;

@@ -4,6 +4,7 @@
 //! here avoids busy-waiting inside SQLite) and a pool of read-only readers,
 //! which WAL lets run beside the writer. All SQL runs on Tokio's blocking pool.
 
+mod audit;
 mod identity;
 mod pool;
 

@@ -1,0 +1,156 @@
+//! Audit benchmarks: durable appends through the group-commit writer on
+//! SQLite (`synchronous = FULL`) with many concurrent callers, and chain
+//! verification.
+//!
+//! `cargo bench -p clarity-benches --bench audit`
+
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clarity_core::audit::{
+    AuditAction, AuditKeys, AuditOutcome, AuditWriter, EventDraft, RequestContext, WriterSettings,
+    verify,
+};
+use clarity_core::clock::SystemClock;
+use clarity_core::config::SqliteSynchronous;
+use clarity_core::crypto::Key;
+use clarity_core::store::{AuditStore, SqliteStore};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use uuid::Uuid;
+
+const CALLERS: u64 = 256;
+const VERIFY_EVENTS: u64 = 100_000;
+
+fn draft() -> EventDraft {
+    EventDraft {
+        event_type: "rest",
+        subtype: "patient.read",
+        action: AuditAction::Read,
+        outcome: AuditOutcome::Success,
+        actor_id: Some(Uuid::now_v7()),
+        actor_roles: Some("clinician".into()),
+        patient_id: Some(Uuid::now_v7()),
+        entity_id: None,
+        query_hash: None,
+        reason: Some("care_team".into()),
+        context: RequestContext {
+            purpose: Some("TREAT".into()),
+            client_address: Some("10.1.2.3".parse().expect("ip")),
+            request_id: Some(Uuid::new_v4().to_string()),
+        },
+    }
+}
+
+fn audit(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = AuditKeys::derive(&Key::generate().expect("rng")).expect("keys");
+    let store: Arc<SqliteStore> = Arc::new(
+        rt.block_on(SqliteStore::open_path(
+            &dir.path().join("audit.db"),
+            2,
+            SqliteSynchronous::Full,
+        ))
+        .expect("sqlite"),
+    );
+    let writer = Arc::new(rt.block_on(async {
+        AuditWriter::start(
+            store.clone(),
+            keys.clone(),
+            Arc::new(SystemClock),
+            WriterSettings::default(),
+        )
+    }));
+
+    let mut group = c.benchmark_group("audit");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("append_durable_group_commit/sqlite", |b| {
+        b.iter_custom(|iters| {
+            let writer = Arc::clone(&writer);
+            rt.block_on(async move {
+                let per_caller = iters.div_ceil(CALLERS);
+                let start = Instant::now();
+                let tasks: Vec<_> = (0..CALLERS)
+                    .map(|_| {
+                        let writer = Arc::clone(&writer);
+                        tokio::spawn(async move {
+                            for _ in 0..per_caller {
+                                writer.append(draft()).await.expect("durable append");
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.expect("task");
+                }
+                // Scale to the requested count (callers may have done a little more).
+                let elapsed = start.elapsed();
+                elapsed.mul_f64(iters as f64 / (per_caller * CALLERS) as f64)
+            })
+        })
+    });
+
+    // A chain of VERIFY_EVENTS events to verify.
+    let verify_dir = tempfile::tempdir().expect("tempdir");
+    let verify_store: Arc<SqliteStore> = Arc::new(
+        rt.block_on(SqliteStore::open_path(
+            &verify_dir.path().join("v.db"),
+            2,
+            SqliteSynchronous::Normal,
+        ))
+        .expect("sqlite"),
+    );
+    rt.block_on(async {
+        let writer = AuditWriter::start(
+            verify_store.clone(),
+            keys.clone(),
+            Arc::new(SystemClock),
+            WriterSettings::default(),
+        );
+        let writer = Arc::new(writer);
+        let tasks: Vec<_> = (0..CALLERS)
+            .map(|_| {
+                let writer = Arc::clone(&writer);
+                tokio::spawn(async move {
+                    for _ in 0..VERIFY_EVENTS / CALLERS {
+                        writer.append(draft()).await.expect("append");
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("task");
+        }
+        writer.shutdown().await;
+    });
+    let events = (VERIFY_EVENTS / CALLERS) * CALLERS;
+    group.throughput(Throughput::Elements(events));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function(format!("verify_{events}_events/sqlite"), |b| {
+        b.iter(|| {
+            let reports = rt
+                .block_on(verify(verify_store.as_ref() as &dyn AuditStore, &keys))
+                .expect("verify");
+            assert!(reports.iter().all(|r| r.ok));
+        })
+    });
+    group.finish();
+    rt.block_on(writer.shutdown());
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    targets = audit
+}
+criterion_main!(benches);

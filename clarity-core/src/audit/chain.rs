@@ -1,0 +1,292 @@
+//! The integrity of the audit trail: each event's MAC covers the previous
+//! one's (`mac_n = HMAC-SHA-256(k_audit, mac_{n-1} | canonical(event_n))`),
+//! and Ed25519-signed checkpoints pin a chain's progress, so that editing,
+//! deleting, inserting, reordering or truncating events is detected and
+//! located, and nobody without the audit key can forge a chain (S-AUD-3).
+
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use sha2::Sha256;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::{AuditEvent, Checkpoint};
+use crate::crypto::Key;
+use crate::error::{Error, Result};
+use crate::store::AuditStore;
+
+/// Length of a MAC.
+pub(crate) const MAC_LEN: usize = 32;
+
+/// The audit MAC key and checkpoint signing key, derived from the root secret.
+#[derive(Clone)]
+pub struct AuditKeys {
+    mac: Key,
+    signing: ed25519_compact::KeyPair,
+}
+
+impl std::fmt::Debug for AuditKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKeys([REDACTED])")
+    }
+}
+
+impl AuditKeys {
+    /// Derives the keys (version 1) from the key provider's root secret.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] if derivation fails.
+    pub fn derive(root: &Key) -> Result<Self> {
+        let hkdf = Hkdf::<Sha256>::new(Some(b"clarity/v1 audit"), root.expose());
+        let mut mac = Zeroizing::new([0u8; 32]);
+        let mut seed = Zeroizing::new([0u8; 32]);
+        let fail = |_| Error::internal("audit key derivation failed");
+        hkdf.expand(b"chain mac 1", mac.as_mut_slice())
+            .map_err(fail)?;
+        hkdf.expand(b"checkpoint signing 1", seed.as_mut_slice())
+            .map_err(fail)?;
+        Ok(AuditKeys {
+            mac: Key::from_slice(mac.as_slice())?,
+            signing: ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(*seed)),
+        })
+    }
+
+    /// The checkpoint verification key (public), hex.
+    pub fn public_key_hex(&self) -> String {
+        hex::encode(self.signing.pk.as_ref())
+    }
+
+    /// The MAC of `event` after `prev_mac`.
+    pub fn mac(&self, prev_mac: &[u8], event: &AuditEvent) -> Vec<u8> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.mac.expose())
+            .expect("HMAC-SHA-256 accepts a 32-byte key");
+        mac.update(prev_mac);
+        mac.update(&canonical(event));
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    /// Signs a checkpoint of `chain` at `seq` with `mac`.
+    pub fn sign(&self, chain: Uuid, seq: i64, mac: &[u8]) -> Vec<u8> {
+        self.signing
+            .sk
+            .sign(checkpoint_message(chain, seq, mac), None)
+            .to_vec()
+    }
+
+    /// Whether `checkpoint` carries a valid signature.
+    pub fn verify_checkpoint(&self, checkpoint: &Checkpoint) -> bool {
+        let Ok(signature) = ed25519_compact::Signature::from_slice(&checkpoint.signature) else {
+            return false;
+        };
+        self.signing
+            .pk
+            .verify(
+                checkpoint_message(checkpoint.chain_id, checkpoint.seq, &checkpoint.mac),
+                &signature,
+            )
+            .is_ok()
+    }
+}
+
+fn checkpoint_message(chain: Uuid, seq: i64, mac: &[u8]) -> Vec<u8> {
+    let mut message = b"clarity/v1 checkpoint|".to_vec();
+    message.extend_from_slice(chain.as_bytes());
+    message.extend_from_slice(&seq.to_be_bytes());
+    message.extend_from_slice(mac);
+    message
+}
+
+/// The bytes an event's MAC covers: every field but the MACs, in a fixed
+/// order, as JSON (times in microseconds).
+fn canonical(e: &AuditEvent) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Canonical<'a> {
+        v: u8,
+        id: Uuid,
+        chain: Uuid,
+        seq: i64,
+        recorded: i64,
+        event_type: &'a str,
+        subtype: &'a str,
+        action: &'a str,
+        outcome: &'a str,
+        purpose: Option<&'a str>,
+        actor_id: Option<Uuid>,
+        actor_roles: Option<&'a str>,
+        client_address: Option<&'a str>,
+        patient_id: Option<Uuid>,
+        entity_id: Option<Uuid>,
+        query_hash: Option<&'a str>,
+        reason: Option<&'a str>,
+        request_id: Option<&'a str>,
+    }
+    serde_json::to_vec(&Canonical {
+        v: 1,
+        id: e.id,
+        chain: e.chain_id,
+        seq: e.seq,
+        recorded: e.recorded.timestamp_micros(),
+        event_type: &e.event_type,
+        subtype: &e.subtype,
+        action: &e.action,
+        outcome: &e.outcome,
+        purpose: e.purpose.as_deref(),
+        actor_id: e.actor_id,
+        actor_roles: e.actor_roles.as_deref(),
+        client_address: e.client_address.as_deref(),
+        patient_id: e.patient_id,
+        entity_id: e.entity_id,
+        query_hash: e.query_hash.as_deref(),
+        reason: e.reason.as_deref(),
+        request_id: e.request_id.as_deref(),
+    })
+    .unwrap_or_default()
+}
+
+/// The verdict on one chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainReport {
+    /// The chain (one per writer: server instance or embedded handle).
+    pub chain_id: Uuid,
+    /// Events read.
+    pub events: u64,
+    /// Checkpoints read.
+    pub checkpoints: u64,
+    /// The last sequence number present.
+    pub last_seq: i64,
+    /// Whether the chain verified.
+    pub ok: bool,
+    /// The first sequence number where it failed.
+    pub first_bad_seq: Option<i64>,
+    /// What was wrong there.
+    pub problem: Option<String>,
+}
+
+/// Verifies every chain in `store` (S-AUD-3).
+///
+/// # Errors
+/// Backend errors while reading; a broken chain is a report, not an error.
+pub async fn verify(store: &dyn AuditStore, keys: &AuditKeys) -> Result<Vec<ChainReport>> {
+    let mut reports = Vec::new();
+    for chain in store.audit_chains().await? {
+        reports.push(verify_chain(store, keys, chain).await?);
+    }
+    Ok(reports)
+}
+
+/// Records the first failure of a chain; later ones add nothing.
+fn fail(report: &mut ChainReport, seq: i64, problem: String) {
+    if report.ok {
+        report.ok = false;
+        report.first_bad_seq = Some(seq);
+        report.problem = Some(problem);
+    }
+}
+
+async fn verify_chain(
+    store: &dyn AuditStore,
+    keys: &AuditKeys,
+    chain: Uuid,
+) -> Result<ChainReport> {
+    const PAGE: usize = 10_000;
+    let checkpoints = store.audit_checkpoints(chain).await?;
+    let mut report = ChainReport {
+        chain_id: chain,
+        events: 0,
+        checkpoints: checkpoints.len() as u64,
+        last_seq: 0,
+        ok: true,
+        first_bad_seq: None,
+        problem: None,
+    };
+    for cp in &checkpoints {
+        if !keys.verify_checkpoint(cp) {
+            fail(
+                &mut report,
+                cp.seq,
+                format!("checkpoint at {} has an invalid signature", cp.seq),
+            );
+        }
+    }
+    let mut prev: Option<Vec<u8>> = None;
+    let mut expected_seq = 0i64;
+    let mut macs_at_checkpoints = Vec::new();
+    let mut after = 0i64;
+    loop {
+        let page = store.audit_chain_events(chain, after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for event in &page {
+            report.events += 1;
+            if prev.is_none() {
+                // The chain starts at 1, or right after a checkpoint (retention purge).
+                if event.seq == 1 {
+                    prev = Some(vec![0u8; MAC_LEN]);
+                } else if let Some(cp) = checkpoints.iter().find(|c| c.seq == event.seq - 1) {
+                    prev = Some(cp.mac.clone());
+                } else {
+                    fail(
+                        &mut report,
+                        1,
+                        format!("events before {} are missing", event.seq),
+                    );
+                    prev = Some(event.prev_mac.clone());
+                }
+                expected_seq = event.seq;
+            }
+            let prev_mac = prev.clone().unwrap_or_default();
+            if event.seq != expected_seq {
+                fail(
+                    &mut report,
+                    expected_seq,
+                    format!("event {expected_seq} is missing or out of order"),
+                );
+            } else if event.prev_mac != prev_mac {
+                fail(
+                    &mut report,
+                    event.seq,
+                    "the link to the previous event is broken".into(),
+                );
+            } else if keys.mac(&prev_mac, event) != event.mac {
+                fail(
+                    &mut report,
+                    event.seq,
+                    "the event was altered or forged (MAC mismatch)".into(),
+                );
+            }
+            if checkpoints.iter().any(|c| c.seq == event.seq) {
+                macs_at_checkpoints.push((event.seq, event.mac.clone()));
+            }
+            prev = Some(event.mac.clone());
+            expected_seq = event.seq + 1;
+            report.last_seq = event.seq;
+        }
+        if page.len() < PAGE {
+            break;
+        }
+    }
+    for cp in &checkpoints {
+        let last = report.last_seq;
+        if cp.seq > last {
+            fail(
+                &mut report,
+                last + 1,
+                format!(
+                    "events after {last} are missing: a checkpoint covers up to {}",
+                    cp.seq
+                ),
+            );
+        } else if macs_at_checkpoints
+            .iter()
+            .any(|(s, mac)| *s == cp.seq && *mac != cp.mac)
+        {
+            fail(
+                &mut report,
+                cp.seq,
+                format!("event {} differs from its checkpoint", cp.seq),
+            );
+        }
+    }
+    Ok(report)
+}

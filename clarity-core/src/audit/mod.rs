@@ -1,0 +1,48 @@
+//! The audit trail: every PHI access, authentication, administrative,
+//! care-team, break-glass and key event, as FHIR-compatible events (S-AUD-1),
+//! chained with HMAC-SHA-256 per writer and pinned by Ed25519-signed
+//! checkpoints (S-AUD-3), written by a group-commit writer, queried, exported
+//! as FHIR R4 AuditEvent NDJSON (S-AUD-5) and purged only past retention
+//! (S-AUD-6).
+
+mod chain;
+mod event;
+mod fhir;
+mod writer;
+
+pub use chain::{AuditKeys, ChainReport, verify};
+pub use event::{
+    AuditAction, AuditEvent, AuditFilter, AuditOutcome, Checkpoint, EventDraft, RequestContext,
+};
+pub use fhir::to_fhir;
+pub use writer::{AuditWriter, WriterSettings};
+
+use chrono::{DateTime, Utc};
+
+use crate::error::{Error, Result};
+use crate::store::AuditStore;
+
+/// Default retention: six years (HIPAA documentation retention).
+pub const DEFAULT_RETENTION_DAYS: u32 = 6 * 366;
+
+/// Deletes events recorded before `before`, cutting each chain at a signed
+/// checkpoint so that what remains still verifies. Refuses to touch events
+/// younger than the retention period (S-AUD-6).
+///
+/// # Errors
+/// [`Error::InvalidInput`] when `before` is inside the retention period.
+pub async fn purge(
+    store: &dyn AuditStore,
+    before: DateTime<Utc>,
+    now: DateTime<Utc>,
+    retention_days: u32,
+) -> Result<u64> {
+    let oldest_allowed = now - chrono::Duration::days(i64::from(retention_days));
+    if before > oldest_allowed {
+        return Err(Error::invalid(format!(
+            "audit events are kept for {retention_days} days; only events recorded before {} may be purged",
+            oldest_allowed.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )));
+    }
+    store.purge_audit_before(before).await
+}

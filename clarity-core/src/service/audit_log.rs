@@ -1,0 +1,127 @@
+//! The audit log as callers see it: query, verify, export, purge — each
+//! itself audited.
+
+use chrono::{DateTime, Utc};
+
+use super::Clarity;
+use super::auditing::Ev;
+use crate::access::{Action, Principal};
+use crate::audit::{AuditAction, AuditEvent, AuditFilter, ChainReport, purge, to_fhir, verify};
+use crate::error::Result;
+use crate::store::{Page, PageRequest};
+
+use super::{Alert, AlertKind};
+
+impl Clarity {
+    /// Audit events matching `filter`, oldest first (auditors, admins).
+    ///
+    /// # Errors
+    /// [`crate::Error::PermissionDenied`]; [`crate::Error::InvalidInput`] for a bad page.
+    pub async fn audit_events(
+        &self,
+        principal: &Principal,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEvent>> {
+        let result = async {
+            let reason = self.authorize(principal, &Action::ReadAudit, None).await?;
+            let limit = page.limit()?;
+            let mut items = self
+                .audit_store
+                .query_audit(filter, page.after()?, limit + 1)
+                .await?;
+            let more = items.len() > limit;
+            items.truncate(limit);
+            let next_cursor = more
+                .then(|| items.last().map(|e| e.id.to_string()))
+                .flatten();
+            Ok((Page { items, next_cursor }, reason))
+        }
+        .await;
+        let ev = Ev::of("admin", "audit.query", AuditAction::Read);
+        self.audited(principal, ev, result).await
+    }
+
+    /// Verifies every audit chain (auditors, admins). A broken chain raises
+    /// an `AuditTampered` alert.
+    ///
+    /// # Errors
+    /// [`crate::Error::PermissionDenied`]; backend errors.
+    pub async fn verify_audit(&self, principal: &Principal) -> Result<Vec<ChainReport>> {
+        let result = async {
+            let reason = self.authorize(principal, &Action::ReadAudit, None).await?;
+            let reports = verify(self.audit_store.as_ref(), &self.audit_keys).await?;
+            for report in reports.iter().filter(|r| !r.ok) {
+                tracing::error!(chain = %report.chain_id, seq = ?report.first_bad_seq, problem = ?report.problem, "audit chain failed verification");
+                self.alerts.alert(&Alert {
+                    kind: AlertKind::AuditTampered,
+                    user_id: None,
+                    patient_id: None,
+                });
+            }
+            Ok((reports, reason))
+        }
+        .await;
+        let ev = Ev::of("security", "audit.verify", AuditAction::Execute);
+        self.audited(principal, ev, result).await
+    }
+
+    /// The events matching `filter` as FHIR R4 AuditEvent NDJSON (one
+    /// resource per line), at most `limit` events (auditors, admins).
+    ///
+    /// # Errors
+    /// [`crate::Error::PermissionDenied`]; backend errors.
+    pub async fn export_audit_fhir(
+        &self,
+        principal: &Principal,
+        filter: &AuditFilter,
+        limit: usize,
+    ) -> Result<String> {
+        let result = async {
+            let reason = self.authorize(principal, &Action::ReadAudit, None).await?;
+            let mut out = String::new();
+            let mut after = None;
+            let mut written = 0;
+            while written < limit {
+                let batch = self
+                    .audit_store
+                    .query_audit(filter, after, (limit - written).min(1000))
+                    .await?;
+                let Some(last) = batch.last() else { break };
+                after = Some(last.id);
+                for event in &batch {
+                    out.push_str(&to_fhir(event).to_string());
+                    out.push('\n');
+                }
+                written += batch.len();
+            }
+            Ok((out, reason))
+        }
+        .await;
+        let ev = Ev::of("admin", "audit.export", AuditAction::Read);
+        self.audited(principal, ev, result).await
+    }
+
+    /// Deletes audit events recorded before `before` (admins); refuses
+    /// events younger than `audit.retention_days` (S-AUD-6).
+    ///
+    /// # Errors
+    /// [`crate::Error::PermissionDenied`]; [`crate::Error::InvalidInput`].
+    pub async fn purge_audit(&self, principal: &Principal, before: DateTime<Utc>) -> Result<u64> {
+        let result = async {
+            let reason = self.authorize(principal, &Action::PurgeAudit, None).await?;
+            let now = self.clock.now();
+            let purged = purge(
+                self.audit_store.as_ref(),
+                before,
+                now,
+                self.config.audit.retention_days,
+            )
+            .await?;
+            Ok((purged, reason))
+        }
+        .await;
+        let ev = Ev::of("admin", "audit.purge", AuditAction::Delete);
+        self.audited(principal, ev, result).await
+    }
+}

@@ -1,0 +1,127 @@
+//! How the service writes its audit events: after the operation, before the
+//! result is returned; if the event cannot be stored, the caller gets an
+//! error and no data (S-AUD-2).
+
+use uuid::Uuid;
+
+use super::Clarity;
+use crate::access::{Principal, Reason};
+use crate::audit::{AuditAction, AuditOutcome, EventDraft, RequestContext};
+use crate::error::{ErrorKind, Result};
+
+/// What an operation is, for its audit event.
+#[derive(Debug, Clone)]
+pub(super) struct Ev {
+    pub(super) event_type: &'static str,
+    pub(super) subtype: &'static str,
+    pub(super) action: AuditAction,
+    pub(super) patient: Option<Uuid>,
+    pub(super) entity: Option<Uuid>,
+    pub(super) query_hash: Option<String>,
+}
+
+impl Ev {
+    /// A data-access event.
+    pub(super) fn rest(subtype: &'static str, action: AuditAction) -> Self {
+        Ev {
+            event_type: "rest",
+            subtype,
+            action,
+            patient: None,
+            entity: None,
+            query_hash: None,
+        }
+    }
+
+    /// An event of another type (`login`, `logout`, `security`, `admin`).
+    pub(super) fn of(event_type: &'static str, subtype: &'static str, action: AuditAction) -> Self {
+        Ev {
+            event_type,
+            ..Ev::rest(subtype, action)
+        }
+    }
+
+    pub(super) fn patient(mut self, id: Uuid) -> Self {
+        self.patient = Some(id);
+        self
+    }
+
+    pub(super) fn entity(mut self, id: Uuid) -> Self {
+        self.entity = Some(id);
+        self
+    }
+}
+
+/// Denials, absences and bad input are minor failures; the rest serious.
+fn outcome_of(kind: ErrorKind) -> AuditOutcome {
+    match kind {
+        ErrorKind::NotFound
+        | ErrorKind::PermissionDenied
+        | ErrorKind::InvalidInput
+        | ErrorKind::Conflict
+        | ErrorKind::AlreadyExists
+        | ErrorKind::Unauthenticated
+        | ErrorKind::MfaRequired
+        | ErrorKind::RateLimited => AuditOutcome::MinorFailure,
+        _ => AuditOutcome::SeriousFailure,
+    }
+}
+
+impl Clarity {
+    /// Records the event of an operation by `principal` and passes its
+    /// result on only once the event is durable.
+    pub(super) async fn audited<T>(
+        &self,
+        principal: &Principal,
+        ev: Ev,
+        result: Result<(T, Reason)>,
+    ) -> Result<T> {
+        let (outcome, reason) = match &result {
+            Ok((_, reason)) => (AuditOutcome::Success, reason.as_str().to_string()),
+            Err(e) => (outcome_of(e.kind()), e.kind().as_str().to_string()),
+        };
+        self.record(Some(principal), None, ev, outcome, Some(reason))
+            .await?;
+        result.map(|(value, _)| value)
+    }
+
+    /// Appends one event; returns once it is durable.
+    pub(super) async fn record(
+        &self,
+        principal: Option<&Principal>,
+        actor: Option<Uuid>,
+        ev: Ev,
+        outcome: AuditOutcome,
+        reason: Option<String>,
+    ) -> Result<()> {
+        let context = principal.map(|p| p.context.clone()).unwrap_or_default();
+        self.record_with_context(principal, actor, ev, outcome, reason, context)
+            .await
+    }
+
+    /// [`Clarity::record`] for callers without a principal (login, setup).
+    pub(super) async fn record_with_context(
+        &self,
+        principal: Option<&Principal>,
+        actor: Option<Uuid>,
+        ev: Ev,
+        outcome: AuditOutcome,
+        reason: Option<String>,
+        context: RequestContext,
+    ) -> Result<()> {
+        let draft = EventDraft {
+            event_type: ev.event_type,
+            subtype: ev.subtype,
+            action: ev.action,
+            outcome,
+            actor_id: principal.map(|p| p.user_id).or(actor),
+            actor_roles: principal.map(|p| p.roles.to_csv()),
+            patient_id: ev.patient,
+            entity_id: ev.entity,
+            query_hash: ev.query_hash,
+            reason,
+            context,
+        };
+        self.audit.append(draft).await
+    }
+}

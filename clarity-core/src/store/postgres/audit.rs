@@ -1,0 +1,199 @@
+//! [`AuditStore`] on PostgreSQL.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::{PostgresStore, pg_error};
+use crate::audit::{AuditEvent, AuditFilter, Checkpoint};
+use crate::error::Result;
+use crate::store::AuditStore;
+
+const COLUMNS: &str = "id, chain_id, seq, recorded, event_type, subtype, action, outcome, purpose, \
+     actor_id, actor_roles, client_address, patient_id, entity_id, query_hash, reason, request_id, \
+     prev_mac, mac";
+
+fn event_row(row: &Row) -> AuditEvent {
+    AuditEvent {
+        id: row.get(0),
+        chain_id: row.get(1),
+        seq: row.get(2),
+        recorded: row.get(3),
+        event_type: row.get(4),
+        subtype: row.get(5),
+        action: row.get(6),
+        outcome: row.get(7),
+        purpose: row.get(8),
+        actor_id: row.get(9),
+        actor_roles: row.get(10),
+        client_address: row.get(11),
+        patient_id: row.get(12),
+        entity_id: row.get(13),
+        query_hash: row.get(14),
+        reason: row.get(15),
+        request_id: row.get(16),
+        prev_mac: row.get(17),
+        mac: row.get(18),
+    }
+}
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl AuditStore for PostgresStore {
+    async fn append_audit(
+        &self,
+        events: &[AuditEvent],
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let insert = tx
+            .prepare_cached(&format!(
+                "INSERT INTO audit_events ({COLUMNS}) VALUES
+                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+            ))
+            .await
+            .map_err(pg_error)?;
+        for e in events {
+            tx.execute(
+                &insert,
+                &[
+                    &e.id,
+                    &e.chain_id,
+                    &e.seq,
+                    &e.recorded,
+                    &e.event_type,
+                    &e.subtype,
+                    &e.action,
+                    &e.outcome,
+                    &e.purpose,
+                    &e.actor_id,
+                    &e.actor_roles,
+                    &e.client_address,
+                    &e.patient_id,
+                    &e.entity_id,
+                    &e.query_hash,
+                    &e.reason,
+                    &e.request_id,
+                    &e.prev_mac,
+                    &e.mac,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        }
+        if let Some(cp) = checkpoint {
+            tx.execute(
+                "INSERT INTO audit_checkpoints (chain_id, seq, mac, signed_at, signature) VALUES ($1, $2, $3, $4, $5)",
+                &[&cp.chain_id, &cp.seq, &cp.mac, &cp.signed_at, &cp.signature],
+            )
+            .await
+            .map_err(pg_error)?;
+        }
+        tx.commit().await.map_err(pg_error)
+    }
+
+    async fn audit_chains(&self) -> Result<Vec<Uuid>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT chain_id FROM audit_events UNION SELECT chain_id FROM audit_checkpoints ORDER BY 1",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn audit_chain_events(
+        &self,
+        chain: Uuid,
+        after_seq: i64,
+        n: usize,
+    ) -> Result<Vec<AuditEvent>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {COLUMNS} FROM audit_events WHERE chain_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"),
+                &[&chain, &after_seq, &limit(n)],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows.iter().map(event_row).collect())
+    }
+
+    async fn audit_checkpoints(&self, chain: Uuid) -> Result<Vec<Checkpoint>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT chain_id, seq, mac, signed_at, signature FROM audit_checkpoints WHERE chain_id = $1 ORDER BY seq",
+                &[&chain],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| Checkpoint {
+                chain_id: r.get(0),
+                seq: r.get(1),
+                mac: r.get(2),
+                signed_at: r.get(3),
+                signature: r.get(4),
+            })
+            .collect())
+    }
+
+    async fn query_audit(
+        &self,
+        f: &AuditFilter,
+        after: Option<Uuid>,
+        n: usize,
+    ) -> Result<Vec<AuditEvent>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM audit_events
+                     WHERE id > $1
+                       AND ($2::uuid IS NULL OR patient_id = $2)
+                       AND ($3::uuid IS NULL OR actor_id = $3)
+                       AND ($4::text IS NULL OR subtype = $4)
+                       AND ($5::text IS NULL OR outcome = $5)
+                       AND ($6::timestamptz IS NULL OR recorded >= $6)
+                       AND ($7::timestamptz IS NULL OR recorded < $7)
+                     ORDER BY id LIMIT $8"
+                ),
+                &[
+                    &after.unwrap_or(Uuid::nil()),
+                    &f.patient_id,
+                    &f.actor_id,
+                    &f.subtype,
+                    &f.outcome,
+                    &f.from,
+                    &f.to,
+                    &limit(n),
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows.iter().map(event_row).collect())
+    }
+
+    async fn purge_audit_before(&self, before: DateTime<Utc>) -> Result<u64> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM audit_events e WHERE e.seq <= (
+                     SELECT max(c.seq) FROM audit_checkpoints c
+                     JOIN audit_events x ON x.chain_id = c.chain_id AND x.seq = c.seq
+                     WHERE c.chain_id = e.chain_id AND x.recorded < $1)",
+                &[&before],
+            )
+            .await
+            .map_err(pg_error)
+    }
+}

@@ -1,0 +1,227 @@
+//! [`AuditStore`] on SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Row, TransactionBehavior, params};
+use uuid::Uuid;
+
+use super::{SqliteStore, from_micros, micros, sqlite_error};
+use crate::audit::{AuditEvent, AuditFilter, Checkpoint};
+use crate::error::Result;
+use crate::store::AuditStore;
+
+const COLUMNS: &str = "id, chain_id, seq, recorded, event_type, subtype, action, outcome, purpose, \
+     actor_id, actor_roles, client_address, patient_id, entity_id, query_hash, reason, request_id, \
+     prev_mac, mac";
+
+fn event_row(row: &Row<'_>) -> rusqlite::Result<AuditEvent> {
+    Ok(AuditEvent {
+        id: row.get(0)?,
+        chain_id: row.get(1)?,
+        seq: row.get(2)?,
+        recorded: from_micros(row.get(3)?)?,
+        event_type: row.get(4)?,
+        subtype: row.get(5)?,
+        action: row.get(6)?,
+        outcome: row.get(7)?,
+        purpose: row.get(8)?,
+        actor_id: row.get(9)?,
+        actor_roles: row.get(10)?,
+        client_address: row.get(11)?,
+        patient_id: row.get(12)?,
+        entity_id: row.get(13)?,
+        query_hash: row.get(14)?,
+        reason: row.get(15)?,
+        request_id: row.get(16)?,
+        prev_mac: row.get(17)?,
+        mac: row.get(18)?,
+    })
+}
+
+fn checkpoint_row(row: &Row<'_>) -> rusqlite::Result<Checkpoint> {
+    Ok(Checkpoint {
+        chain_id: row.get(0)?,
+        seq: row.get(1)?,
+        mac: row.get(2)?,
+        signed_at: from_micros(row.get(3)?)?,
+        signature: row.get(4)?,
+    })
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn append_audit(
+        &self,
+        events: &[AuditEvent],
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<()> {
+        let (events, checkpoint) = (events.to_vec(), checkpoint.cloned());
+        self.writer
+            .run(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sqlite_error)?;
+                {
+                    let mut insert = tx
+                        .prepare_cached(&format!(
+                            "INSERT INTO audit_events ({COLUMNS}) VALUES
+                             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+                        ))
+                        .map_err(sqlite_error)?;
+                    for e in &events {
+                        insert
+                            .execute(params![
+                                e.id,
+                                e.chain_id,
+                                e.seq,
+                                micros(e.recorded),
+                                e.event_type,
+                                e.subtype,
+                                e.action,
+                                e.outcome,
+                                e.purpose,
+                                e.actor_id,
+                                e.actor_roles,
+                                e.client_address,
+                                e.patient_id,
+                                e.entity_id,
+                                e.query_hash,
+                                e.reason,
+                                e.request_id,
+                                e.prev_mac,
+                                e.mac
+                            ])
+                            .map_err(sqlite_error)?;
+                    }
+                }
+                if let Some(cp) = checkpoint {
+                    tx.execute(
+                        "INSERT INTO audit_checkpoints (chain_id, seq, mac, signed_at, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![cp.chain_id, cp.seq, cp.mac, micros(cp.signed_at), cp.signature],
+                    )
+                    .map_err(sqlite_error)?;
+                }
+                tx.commit().map_err(sqlite_error)
+            })
+            .await
+    }
+
+    async fn audit_chains(&self) -> Result<Vec<Uuid>> {
+        self.readers
+            .run(|conn| {
+                let mut stmt = conn
+                    .prepare(
+                        "SELECT chain_id FROM audit_events UNION SELECT chain_id FROM audit_checkpoints ORDER BY 1",
+                    )
+                    .map_err(sqlite_error)?;
+                stmt.query_map([], |r| r.get(0))
+                    .map_err(sqlite_error)?
+                    .collect::<rusqlite::Result<Vec<Uuid>>>()
+                    .map_err(sqlite_error)
+            })
+            .await
+    }
+
+    async fn audit_chain_events(
+        &self,
+        chain: Uuid,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.readers
+            .run(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM audit_events WHERE chain_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+                    ))
+                    .map_err(sqlite_error)?;
+                stmt.query_map(params![chain, after_seq, limit], event_row)
+                    .map_err(sqlite_error)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(sqlite_error)
+            })
+            .await
+    }
+
+    async fn audit_checkpoints(&self, chain: Uuid) -> Result<Vec<Checkpoint>> {
+        self.readers
+            .run(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT chain_id, seq, mac, signed_at, signature FROM audit_checkpoints
+                         WHERE chain_id = ?1 ORDER BY seq",
+                    )
+                    .map_err(sqlite_error)?;
+                stmt.query_map([chain], checkpoint_row)
+                    .map_err(sqlite_error)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(sqlite_error)
+            })
+            .await
+    }
+
+    async fn query_audit(
+        &self,
+        filter: &AuditFilter,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>> {
+        let f = filter.clone();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.readers
+            .run(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM audit_events
+                         WHERE id > ?1
+                           AND (?2 IS NULL OR patient_id = ?2)
+                           AND (?3 IS NULL OR actor_id = ?3)
+                           AND (?4 IS NULL OR subtype = ?4)
+                           AND (?5 IS NULL OR outcome = ?5)
+                           AND (?6 IS NULL OR recorded >= ?6)
+                           AND (?7 IS NULL OR recorded < ?7)
+                         ORDER BY id LIMIT ?8"
+                    ))
+                    .map_err(sqlite_error)?;
+                stmt.query_map(
+                    params![
+                        after.unwrap_or(Uuid::nil()),
+                        f.patient_id,
+                        f.actor_id,
+                        f.subtype,
+                        f.outcome,
+                        f.from.map(micros),
+                        f.to.map(micros),
+                        limit
+                    ],
+                    event_row,
+                )
+                .map_err(sqlite_error)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(sqlite_error)
+            })
+            .await
+    }
+
+    async fn purge_audit_before(&self, before: DateTime<Utc>) -> Result<u64> {
+        self.writer
+            .run(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sqlite_error)?;
+                let deleted = tx
+                    .execute(
+                        "DELETE FROM audit_events AS e WHERE e.seq <= (
+                             SELECT max(c.seq) FROM audit_checkpoints c
+                             JOIN audit_events x ON x.chain_id = c.chain_id AND x.seq = c.seq
+                             WHERE c.chain_id = e.chain_id AND x.recorded < ?1)",
+                        [micros(before)],
+                    )
+                    .map_err(sqlite_error)?;
+                tx.commit().map_err(sqlite_error)?;
+                Ok(deleted as u64)
+            })
+            .await
+    }
+}

@@ -1,0 +1,714 @@
+//! The audit trail: tamper evidence on SQLite and PostgreSQL with direct SQL
+//! (S-AUD-3), fail-closed writes (S-AUD-2), one event per operation (S-AUD-1),
+//! identifiers only (S-AUD-4), query and FHIR export (S-AUD-5), retention (S-AUD-6).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use clarity_core::access::{Principal, Role, RoleSet};
+use clarity_core::audit::{AuditEvent, AuditFilter, AuditKeys, ChainReport, Checkpoint, verify};
+use clarity_core::clock::{Clock, ManualClock, SystemClock};
+use clarity_core::crypto::{Json, Key, SecretString};
+use clarity_core::service::{LoginRequest, NewUser};
+use clarity_core::store::{AuditStore, Backends, PageRequest, PatientLookup, PatientProfile};
+use clarity_core::testing::{self, Harness};
+use clarity_core::{Clarity, Config, ErrorKind};
+use uuid::Uuid;
+
+const PASSWORD: &str = "auditors read everything twice";
+
+async fn principal(clarity: &Clarity, role: Role) -> Principal {
+    let email = format!("{role}-{}@audit.example", Uuid::new_v4().simple());
+    clarity
+        .create_user_as_operator(NewUser {
+            email: email.clone(),
+            password: SecretString::new(PASSWORD),
+            roles: RoleSet::from_roles([role]),
+            display_name: None,
+            patient_id: None,
+        })
+        .await
+        .expect("user");
+    let request = LoginRequest {
+        email,
+        password: SecretString::new(PASSWORD),
+        totp: None,
+    };
+    let tokens = clarity.login(request, None).await.expect("login");
+    clarity
+        .authenticate(tokens.access_token.expose())
+        .await
+        .expect("principal")
+}
+
+fn profile(given: &str) -> PatientProfile {
+    PatientProfile {
+        mrn: format!("AU-{}", Uuid::new_v4().simple()),
+        given_name: given.into(),
+        family_name: "Auditee".into(),
+        birth_date: "1975-03-04".into(),
+        sex: "male".into(),
+        email: None,
+        phone: None,
+        address: None,
+        data: None,
+    }
+}
+
+fn config(checkpoint_every: i64) -> Config {
+    let mut config = Config::default();
+    config.audit.checkpoint_every = checkpoint_every;
+    config
+}
+
+async fn keys(h: &Harness) -> AuditKeys {
+    AuditKeys::derive(&h.keys.root_key().await.expect("root")).expect("audit keys")
+}
+
+fn report_for(reports: &[ChainReport], chain: Uuid) -> ChainReport {
+    reports
+        .iter()
+        .find(|r| r.chain_id == chain)
+        .cloned()
+        .expect("the chain is reported")
+}
+
+/// A finished chain of at least 30 events with checkpoints every 10.
+async fn finished_chain(h: &Harness) -> (Uuid, i64) {
+    let clarity = h.clarity_with(config(10), Arc::new(SystemClock)).await;
+    let clinician = principal(&clarity, Role::Clinician).await;
+    let patient = clarity
+        .create_patient(&clinician, profile("Chain"))
+        .await
+        .expect("patient");
+    for _ in 0..27 {
+        clarity
+            .get_patient(&clinician, patient.id)
+            .await
+            .expect("read");
+    }
+    let chain = clarity.audit_chain();
+    clarity.shutdown().await;
+    let report = report_for(
+        &verify(h.audit.as_ref(), &keys(h).await)
+            .await
+            .expect("verify"),
+        chain,
+    );
+    assert!(report.ok, "untouched chain verifies: {report:?}");
+    assert!(
+        report.last_seq >= 30 && report.checkpoints >= 3,
+        "{report:?}"
+    );
+    (chain, report.last_seq)
+}
+
+fn uuid_lit(dialect: &str, id: Uuid) -> String {
+    match dialect {
+        "sqlite" => format!("X'{}'", hex::encode(id.as_bytes())),
+        _ => format!("'{id}'::uuid"),
+    }
+}
+
+fn bytes_lit(dialect: &str, bytes: &[u8]) -> String {
+    match dialect {
+        "sqlite" => format!("X'{}'", hex::encode(bytes)),
+        _ => format!("'\\x{}'::bytea", hex::encode(bytes)),
+    }
+}
+
+const COLUMNS: &str = "event_type, subtype, action, outcome, purpose, actor_id, actor_roles, \
+     client_address, patient_id, entity_id, query_hash, reason, request_id";
+
+#[derive(Debug, Clone, Copy)]
+enum Tamper {
+    EditField,
+    DeleteEvent,
+    InsertForged,
+    Reorder,
+    TruncateTail,
+    ReplaceChainWithoutKey,
+}
+
+async fn tamper_and_verify(h: Harness, tamper: Tamper) {
+    let (chain, last) = finished_chain(&h).await;
+    let d = h.raw.dialect();
+    let c = uuid_lit(d, chain);
+    let expected_bad = match tamper {
+        Tamper::EditField => {
+            let n = h
+                .raw
+                .execute_sql(&format!(
+                    "UPDATE audit_events SET outcome = '8' WHERE chain_id = {c} AND seq = 5"
+                ))
+                .await;
+            assert_eq!(n, 1);
+            5
+        }
+        Tamper::DeleteEvent => {
+            h.raw
+                .execute_sql(&format!(
+                    "DELETE FROM audit_events WHERE chain_id = {c} AND seq = 7"
+                ))
+                .await;
+            7
+        }
+        Tamper::InsertForged => {
+            // Make room at 10, then put a forged copy of event 9 there, correctly linked.
+            h.raw
+                .execute_sql(&format!(
+                    "UPDATE audit_events SET seq = seq + 1000000 WHERE chain_id = {c} AND seq >= 10"
+                ))
+                .await;
+            h.raw
+                .execute_sql(&format!("UPDATE audit_events SET seq = seq - 999999 WHERE chain_id = {c} AND seq >= 1000000"))
+                .await;
+            let forged = uuid_lit(d, Uuid::now_v7());
+            h.raw
+                .execute_sql(&format!(
+                    "INSERT INTO audit_events (id, chain_id, seq, recorded, {COLUMNS}, prev_mac, mac)
+                     SELECT {forged}, chain_id, 10, recorded, {COLUMNS}, mac, mac
+                     FROM audit_events WHERE chain_id = {c} AND seq = 9"
+                ))
+                .await;
+            10
+        }
+        Tamper::Reorder => {
+            h.raw
+                .execute_sql(&format!(
+                    "UPDATE audit_events SET seq = -1 WHERE chain_id = {c} AND seq = 12"
+                ))
+                .await;
+            h.raw
+                .execute_sql(&format!(
+                    "UPDATE audit_events SET seq = 12 WHERE chain_id = {c} AND seq = 13"
+                ))
+                .await;
+            h.raw
+                .execute_sql(&format!(
+                    "UPDATE audit_events SET seq = 13 WHERE chain_id = {c} AND seq = -1"
+                ))
+                .await;
+            12
+        }
+        Tamper::TruncateTail => {
+            let cut = last - 3;
+            h.raw
+                .execute_sql(&format!(
+                    "DELETE FROM audit_events WHERE chain_id = {c} AND seq > {cut}"
+                ))
+                .await;
+            cut + 1
+        }
+        Tamper::ReplaceChainWithoutKey => {
+            // A database administrator rewrites the whole chain with a key of
+            // their own and drops the checkpoints they cannot sign.
+            let forger = AuditKeys::derive(&Key::generate().expect("rng")).expect("keys");
+            let events = h
+                .audit
+                .audit_chain_events(chain, 0, 100_000)
+                .await
+                .expect("events");
+            let mut prev = vec![0u8; 32];
+            for mut event in events {
+                event.reason = Some("rewritten".into());
+                event.prev_mac = prev.clone();
+                event.mac = forger.mac(&prev, &event);
+                h.raw
+                    .execute_sql(&format!(
+                        "UPDATE audit_events SET reason = 'rewritten', prev_mac = {}, mac = {} WHERE chain_id = {c} AND seq = {}",
+                        bytes_lit(d, &event.prev_mac),
+                        bytes_lit(d, &event.mac),
+                        event.seq
+                    ))
+                    .await;
+                prev = event.mac;
+            }
+            h.raw
+                .execute_sql(&format!(
+                    "DELETE FROM audit_checkpoints WHERE chain_id = {c}"
+                ))
+                .await;
+            1
+        }
+    };
+    let report = report_for(
+        &verify(h.audit.as_ref(), &keys(&h).await)
+            .await
+            .expect("verify"),
+        chain,
+    );
+    assert!(!report.ok, "{tamper:?} must be detected: {report:?}");
+    assert_eq!(
+        report.first_bad_seq,
+        Some(expected_bad),
+        "{tamper:?} located: {report:?}"
+    );
+    assert!(report.problem.is_some());
+}
+
+macro_rules! tamper_tests {
+    ($($name:ident: $tamper:expr,)*) => {
+        mod sqlite_tampering {
+            use super::*;
+            $(
+                // S-AUD-3
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    tamper_and_verify(testing::sqlite().await.expect("sqlite"), $tamper).await;
+                }
+            )*
+        }
+        mod postgres_tampering {
+            use super::*;
+            $(
+                // S-AUD-3
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(h) = testing::postgres().await else { return };
+                    tamper_and_verify(h, $tamper).await;
+                }
+            )*
+        }
+    };
+}
+
+tamper_tests! {
+    editing_a_field_is_detected: Tamper::EditField,
+    deleting_an_event_is_detected: Tamper::DeleteEvent,
+    inserting_a_forged_event_is_detected: Tamper::InsertForged,
+    reordering_events_is_detected: Tamper::Reorder,
+    truncating_the_tail_is_caught_by_the_checkpoint: Tamper::TruncateTail,
+    replacing_the_chain_without_the_key_is_detected: Tamper::ReplaceChainWithoutKey,
+}
+
+/// An audit store that can be made to fail, for fault injection.
+#[derive(Debug)]
+struct FailingAudit {
+    inner: Arc<dyn AuditStore>,
+    failing: AtomicBool,
+}
+
+impl FailingAudit {
+    fn check(&self) -> clarity_core::Result<()> {
+        if self.failing.load(Ordering::SeqCst) {
+            Err(clarity_core::Error::Unavailable {
+                message: "injected audit failure".into(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl AuditStore for FailingAudit {
+    async fn append_audit(
+        &self,
+        events: &[AuditEvent],
+        cp: Option<&Checkpoint>,
+    ) -> clarity_core::Result<()> {
+        self.check()?;
+        self.inner.append_audit(events, cp).await
+    }
+    async fn audit_chains(&self) -> clarity_core::Result<Vec<Uuid>> {
+        self.inner.audit_chains().await
+    }
+    async fn audit_chain_events(
+        &self,
+        chain: Uuid,
+        after: i64,
+        limit: usize,
+    ) -> clarity_core::Result<Vec<AuditEvent>> {
+        self.inner.audit_chain_events(chain, after, limit).await
+    }
+    async fn audit_checkpoints(&self, chain: Uuid) -> clarity_core::Result<Vec<Checkpoint>> {
+        self.inner.audit_checkpoints(chain).await
+    }
+    async fn query_audit(
+        &self,
+        f: &AuditFilter,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> clarity_core::Result<Vec<AuditEvent>> {
+        self.inner.query_audit(f, after, limit).await
+    }
+    async fn purge_audit_before(&self, before: DateTime<Utc>) -> clarity_core::Result<u64> {
+        self.inner.purge_audit_before(before).await
+    }
+}
+
+// S-AUD-2: if the audit write fails, the operation fails and returns no PHI.
+#[tokio::test]
+async fn a_failed_audit_write_fails_the_operation() {
+    let h = testing::memory().await.expect("memory");
+    let failing = Arc::new(FailingAudit {
+        inner: Arc::clone(&h.audit),
+        failing: AtomicBool::new(false),
+    });
+    let backends = Backends {
+        rows: Arc::clone(&h.store),
+        identity: Arc::clone(&h.identity),
+        audit: failing.clone(),
+    };
+    let clarity = Clarity::with_parts(
+        Config::default(),
+        backends,
+        Arc::clone(&h.keys),
+        Arc::new(SystemClock),
+    )
+    .await
+    .expect("clarity");
+    let clinician = principal(&clarity, Role::Clinician).await;
+    let patient = clarity
+        .create_patient(&clinician, profile("Faulty"))
+        .await
+        .expect("patient");
+    let record = clarity
+        .create_record(
+            &clinician,
+            patient.id,
+            "note",
+            Json(serde_json::json!({"text": "private"})),
+        )
+        .await
+        .expect("record");
+
+    failing.failing.store(true, Ordering::SeqCst);
+    let read = clarity.get_patient(&clinician, patient.id).await;
+    assert_eq!(
+        read.expect_err("no PHI without a durable event").kind(),
+        ErrorKind::Unavailable
+    );
+    let record_read = clarity.get_record(&clinician, record.id).await;
+    assert_eq!(
+        record_read.expect_err("no PHI").kind(),
+        ErrorKind::Unavailable
+    );
+    assert!(
+        clarity
+            .list_records(&clinician, patient.id, &PageRequest::default())
+            .await
+            .is_err()
+    );
+
+    failing.failing.store(false, Ordering::SeqCst);
+    clarity
+        .get_patient(&clinician, patient.id)
+        .await
+        .expect("recovers by itself");
+}
+
+// S-AUD-1: N operations of each kind give exactly N matching events.
+#[tokio::test]
+async fn every_operation_writes_exactly_one_event() {
+    const N: usize = 3;
+    let h = testing::memory().await.expect("memory");
+    let clarity = h.clarity().await;
+    let clinician = principal(&clarity, Role::Clinician).await;
+    let outsider = principal(&clarity, Role::Nurse).await;
+    let mut patients = Vec::new();
+    let mut records = Vec::new();
+    for n in 0..N {
+        let p = clarity
+            .create_patient(&clinician, profile(&format!("Count{n}")))
+            .await
+            .expect("patient");
+        let r = clarity
+            .create_record(&clinician, p.id, "note", Json(serde_json::json!({"n": n})))
+            .await
+            .expect("record");
+        patients.push(p);
+        records.push(r);
+    }
+    for (p, r) in patients.iter().zip(&records) {
+        let current = clarity.get_patient(&clinician, p.id).await.expect("read");
+        clarity
+            .update_patient(
+                &clinician,
+                p.id,
+                current.version,
+                current.profile.expose().clone(),
+            )
+            .await
+            .expect("update");
+        clarity
+            .get_record(&clinician, r.id)
+            .await
+            .expect("read record");
+        clarity
+            .update_record(
+                &clinician,
+                r.id,
+                1,
+                Json(serde_json::json!({"updated": true})),
+            )
+            .await
+            .expect("update record");
+        clarity
+            .list_records(&clinician, p.id, &PageRequest::default())
+            .await
+            .expect("list");
+        clarity
+            .find_patients(
+                &clinician,
+                &PatientLookup::Mrn(p.profile.expose().mrn.clone()),
+            )
+            .await
+            .expect("lookup");
+        clarity
+            .list_patients(&clinician, &PageRequest::default())
+            .await
+            .expect("list patients");
+        clarity
+            .delete_record(&clinician, r.id)
+            .await
+            .expect("delete");
+        let denied = clarity.get_patient(&outsider, p.id).await;
+        assert_eq!(denied.expect_err("denied").kind(), ErrorKind::NotFound);
+    }
+    let count = |subtype: &str, actor: Uuid, outcome: &str| {
+        let filter = AuditFilter {
+            actor_id: Some(actor),
+            subtype: Some(subtype.into()),
+            outcome: Some(outcome.into()),
+            ..AuditFilter::default()
+        };
+        let audit = Arc::clone(&h.audit);
+        async move {
+            audit
+                .query_audit(&filter, None, 10_000)
+                .await
+                .expect("query")
+                .len()
+        }
+    };
+    for subtype in [
+        "patient.create",
+        "patient.update",
+        "record.create",
+        "record.read",
+        "record.update",
+        "record.list",
+        "patient.lookup",
+        "patient.list",
+        "record.delete",
+    ] {
+        assert_eq!(count(subtype, clinician.user_id, "0").await, N, "{subtype}");
+    }
+    // Each update read the patient first: N reads from the loop.
+    assert_eq!(count("patient.read", clinician.user_id, "0").await, N);
+    assert_eq!(
+        count("patient.read", outsider.user_id, "4").await,
+        N,
+        "denials are audited too"
+    );
+    assert_eq!(count("auth.login", clinician.user_id, "0").await, 1);
+}
+
+// S-AUD-4: events carry identifiers only; S-AUD-5: query and FHIR export.
+#[tokio::test]
+async fn events_hold_identifiers_only_and_export_as_fhir() {
+    let h = testing::sqlite().await.expect("sqlite");
+    let clarity = h.clarity().await;
+    let clinician = principal(&clarity, Role::Clinician).await;
+    let auditor = principal(&clarity, Role::Auditor).await;
+    let canary = format!("CANARY{}", Uuid::new_v4().simple());
+    let mut p = profile(&canary);
+    p.mrn = format!("{canary}-MRN");
+    let patient = clarity
+        .create_patient(&clinician, p)
+        .await
+        .expect("patient");
+    clarity
+        .find_patients(&clinician, &PatientLookup::Mrn(format!("{canary}-MRN")))
+        .await
+        .expect("lookup");
+    clarity
+        .get_patient(&clinician, patient.id)
+        .await
+        .expect("read");
+
+    let by_patient = AuditFilter {
+        patient_id: Some(patient.id),
+        ..AuditFilter::default()
+    };
+    let events = clarity
+        .audit_events(&auditor, &by_patient, &PageRequest::default())
+        .await
+        .expect("query");
+    assert_eq!(events.items.len(), 2, "create and read name the patient");
+    assert!(
+        events
+            .items
+            .iter()
+            .all(|e| e.actor_id == Some(clinician.user_id))
+    );
+    assert_eq!(
+        clarity
+            .audit_events(&clinician, &by_patient, &PageRequest::default())
+            .await
+            .expect_err("clinicians do not read the audit log")
+            .kind(),
+        ErrorKind::PermissionDenied
+    );
+
+    let ndjson = clarity
+        .export_audit_fhir(&auditor, &AuditFilter::default(), 10_000)
+        .await
+        .expect("export");
+    let everything = serde_json::to_string(
+        &clarity
+            .audit_events(&auditor, &AuditFilter::default(), &PageRequest::first(1000))
+            .await
+            .expect("all events")
+            .items,
+    )
+    .expect("json");
+    for text in [&ndjson, &everything] {
+        assert!(!text.contains(&canary), "PHI found in the audit trail");
+        assert!(!text.contains(PASSWORD));
+    }
+    let lines: Vec<serde_json::Value> = ndjson
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert!(lines.len() >= 5);
+    assert!(
+        lines
+            .iter()
+            .all(|r| r["resourceType"] == "AuditEvent" && r["agent"][0]["requestor"] == true)
+    );
+    let lookup = lines
+        .iter()
+        .find(|r| r["subtype"][0]["code"] == "patient.lookup")
+        .expect("lookup event");
+    assert!(lookup["entity"].to_string().contains("query-sha256"));
+
+    // Validated by an independent FHIR implementation when one is configured.
+    if let Some(python) = testing::service_var(
+        "CLARITY_TEST_FHIR_PYTHON",
+        "FHIR validator (fhir.resources)",
+    ) {
+        let file = h.dir.path().join("audit.ndjson");
+        std::fs::write(&file, &ndjson).expect("write export");
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scripts/validate_fhir_auditevents.py"
+        );
+        let output = std::process::Command::new(python)
+            .arg(script)
+            .arg(&file)
+            .output()
+            .expect("run validator");
+        assert!(
+            output.status.success(),
+            "FHIR validation failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+// S-AUD-6: retention; purge refuses younger events and leaves chains verifiable.
+#[tokio::test]
+async fn purge_respects_retention_and_keeps_chains_verifiable() {
+    let h = testing::memory().await.expect("memory");
+    let clock = Arc::new(ManualClock::new(
+        DateTime::from_timestamp(1_700_000_000, 0).expect("time"),
+    ));
+    let clarity = h.clarity_with(config(5), clock.clone()).await;
+    let clinician = principal(&clarity, Role::Clinician).await;
+    let patient = clarity
+        .create_patient(&clinician, profile("Old"))
+        .await
+        .expect("patient");
+    for _ in 0..12 {
+        clarity
+            .get_patient(&clinician, patient.id)
+            .await
+            .expect("read");
+    }
+    let admin = principal(&clarity, Role::Admin).await;
+    let refused = clarity.purge_audit(&admin, clock.now()).await;
+    assert_eq!(
+        refused.expect_err("too young").kind(),
+        ErrorKind::InvalidInput
+    );
+
+    clock.advance(Duration::days(6 * 366 + 1));
+    let cutoff = clock.now() - Duration::days(6 * 366);
+    let clinician_now = clinician.clone();
+    let purged = clarity.purge_audit(&admin, cutoff).await.expect("purge");
+    assert!(
+        purged >= 10,
+        "old events purged up to a checkpoint: {purged}"
+    );
+    assert_eq!(
+        clarity
+            .purge_audit(&clinician_now, cutoff)
+            .await
+            .expect_err("admins only")
+            .kind(),
+        ErrorKind::PermissionDenied
+    );
+    clarity.shutdown().await;
+    let reports = verify(h.audit.as_ref(), &keys(&h).await)
+        .await
+        .expect("verify");
+    assert!(
+        reports.iter().all(|r| r.ok),
+        "chains still verify after a purge: {reports:?}"
+    );
+}
+
+// Group commit: many concurrent operations, each released only once durable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_events_are_all_durable_and_chained() {
+    let h = testing::sqlite().await.expect("sqlite");
+    let clarity = Arc::new(h.clarity().await);
+    let clinician = principal(&clarity, Role::Clinician).await;
+    let patient = clarity
+        .create_patient(&clinician, profile("Busy"))
+        .await
+        .expect("patient");
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let clarity = Arc::clone(&clarity);
+            let clinician = clinician.clone();
+            tokio::spawn(async move {
+                clarity
+                    .get_patient(&clinician, patient.id)
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task").expect("read");
+    }
+    let filter = AuditFilter {
+        patient_id: Some(patient.id),
+        subtype: Some("patient.read".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        h.audit
+            .query_audit(&filter, None, 10_000)
+            .await
+            .expect("query")
+            .len(),
+        200
+    );
+    clarity.shutdown().await;
+    let report = report_for(
+        &verify(h.audit.as_ref(), &keys(&h).await)
+            .await
+            .expect("verify"),
+        clarity.audit_chain(),
+    );
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.checkpoints, 1, "the final checkpoint on shutdown");
+}
