@@ -7,41 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use clarity_core::access::{Principal, Role, RoleSet};
+use clarity_core::access::Role;
 use clarity_core::audit::{AuditEvent, AuditFilter, AuditKeys, ChainReport, Checkpoint, verify};
 use clarity_core::clock::{Clock, ManualClock, SystemClock};
-use clarity_core::crypto::{Json, Key, SecretString};
-use clarity_core::service::{LoginRequest, NewUser};
+use clarity_core::crypto::{Json, Key};
 use clarity_core::store::{AuditStore, Backends, PageRequest, PatientLookup, PatientProfile};
-use clarity_core::testing::{self, Harness};
+use clarity_core::testing::{self, Harness, principal};
 use clarity_core::{Clarity, Config, ErrorKind};
 use uuid::Uuid;
-
-const PASSWORD: &str = "auditors read everything twice";
-
-async fn principal(clarity: &Clarity, role: Role) -> Principal {
-    let email = format!("{role}-{}@audit.example", Uuid::new_v4().simple());
-    clarity
-        .create_user_as_operator(NewUser {
-            email: email.clone(),
-            password: SecretString::new(PASSWORD),
-            roles: RoleSet::from_roles([role]),
-            display_name: None,
-            patient_id: None,
-        })
-        .await
-        .expect("user");
-    let request = LoginRequest {
-        email,
-        password: SecretString::new(PASSWORD),
-        totp: None,
-    };
-    let tokens = clarity.login(request, None).await.expect("login");
-    clarity
-        .authenticate(tokens.access_token.expose())
-        .await
-        .expect("principal")
-}
 
 fn profile(given: &str) -> PatientProfile {
     PatientProfile {
@@ -569,7 +542,7 @@ async fn events_hold_identifiers_only_and_export_as_fhir() {
     .expect("json");
     for text in [&ndjson, &everything] {
         assert!(!text.contains(&canary), "PHI found in the audit trail");
-        assert!(!text.contains(PASSWORD));
+        assert!(!text.contains(testing::TEST_PASSWORD));
     }
     let lines: Vec<serde_json::Value> = ndjson
         .lines()

@@ -4,17 +4,13 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
-use clarity_core::access::{Principal, Role, RoleSet};
+use clarity_core::access::Role;
 use clarity_core::clock::ManualClock;
-use clarity_core::crypto::{Json, SecretString};
-use clarity_core::service::{
-    Alert, AlertHook, AlertKind, BreakGlassRequest, CareTeamAssignment, LoginRequest, NewUser,
-};
+use clarity_core::crypto::Json;
+use clarity_core::service::{Alert, AlertHook, AlertKind, BreakGlassRequest, CareTeamAssignment};
 use clarity_core::store::{PageRequest, PatientProfile};
-use clarity_core::testing::{self, Harness};
+use clarity_core::testing::{self, Harness, principal};
 use clarity_core::{Clarity, Config, ErrorKind};
-
-const PASSWORD: &str = "a long and unusual passphrase";
 
 #[derive(Debug, Default)]
 struct Alerts(Mutex<Vec<Alert>>);
@@ -27,35 +23,6 @@ impl AlertHook for Alerts {
 
 fn start() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).expect("time")
-}
-
-async fn principal(clarity: &Clarity, role: Role) -> Principal {
-    let email = format!("{role}-{}@x.org", uuid::Uuid::new_v4().simple());
-    clarity
-        .create_user_as_operator(NewUser {
-            email: email.clone(),
-            password: SecretString::new(PASSWORD),
-            roles: RoleSet::from_roles([role]),
-            display_name: None,
-            patient_id: None,
-        })
-        .await
-        .expect("user");
-    let tokens = clarity
-        .login(
-            LoginRequest {
-                email,
-                password: SecretString::new(PASSWORD),
-                totp: None,
-            },
-            None,
-        )
-        .await
-        .expect("login");
-    clarity
-        .authenticate(tokens.access_token.expose())
-        .await
-        .expect("principal")
 }
 
 fn profile(birth_date: &str) -> PatientProfile {

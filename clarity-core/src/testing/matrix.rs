@@ -9,12 +9,11 @@ use std::fmt;
 
 use uuid::Uuid;
 
-use crate::access::{Principal, Role, RoleSet};
-use crate::crypto::{Json, SecretString};
+use super::{access_token, user_with_role};
+use crate::access::{Principal, Role};
+use crate::crypto::Json;
 use crate::error::Error;
-use crate::service::{
-    BreakGlassRequest, CareTeamAssignment, Clarity, LoginRequest, NewUser, UserUpdate,
-};
+use crate::service::{BreakGlassRequest, CareTeamAssignment, Clarity, UserUpdate};
 use crate::store::{CareTeamRow, IdentityStore, PageRequest, PatientLookup, PatientProfile};
 
 /// The caller's relationship to the patient an operation concerns.
@@ -194,8 +193,6 @@ impl fmt::Display for Mismatch {
     }
 }
 
-const PASSWORD: &str = "matrix cells are tested one by one";
-
 fn patient_profile() -> PatientProfile {
     PatientProfile {
         mrn: format!("MX-{}", Uuid::new_v4().simple()),
@@ -212,36 +209,6 @@ fn patient_profile() -> PatientProfile {
 
 fn note() -> Json {
     Json(serde_json::json!({ "text": "seen today" }))
-}
-
-async fn user(clarity: &Clarity, role: Role) -> (Uuid, String) {
-    let email = format!("{}-{}@matrix.example", role, Uuid::new_v4().simple());
-    let user = clarity
-        .create_user_as_operator(NewUser {
-            email: email.clone(),
-            password: SecretString::new(PASSWORD),
-            roles: RoleSet::from_roles([role]),
-            display_name: None,
-            patient_id: None,
-        })
-        .await
-        .expect("create user");
-    (user.id, email)
-}
-
-async fn login(clarity: &Clarity, email: &str) -> String {
-    let tokens = clarity
-        .login(
-            LoginRequest {
-                email: email.into(),
-                password: SecretString::new(PASSWORD),
-                totp: None,
-            },
-            None,
-        )
-        .await
-        .expect("login");
-    tokens.access_token.expose().to_string()
 }
 
 fn outcome<T>(result: crate::Result<T>) -> Result<Outcome, String> {
@@ -266,20 +233,20 @@ fn listing(result: crate::Result<bool>) -> Result<Outcome, String> {
 /// from [`expected`]. `identity` must be the store under `clarity` (it plants
 /// expired assignments, which the API refuses to make).
 pub async fn run(clarity: &Clarity, identity: &dyn IdentityStore) -> Vec<Mismatch> {
-    let (_, admin_email) = user(clarity, Role::Admin).await;
+    let (_, admin_email) = user_with_role(clarity, Role::Admin).await;
     let admin = clarity
-        .authenticate(&login(clarity, &admin_email).await)
+        .authenticate(&access_token(clarity, &admin_email).await)
         .await
         .expect("admin");
-    let (_, owner_email) = user(clarity, Role::Clinician).await;
+    let (_, owner_email) = user_with_role(clarity, Role::Clinician).await;
     let owner = clarity
-        .authenticate(&login(clarity, &owner_email).await)
+        .authenticate(&access_token(clarity, &owner_email).await)
         .await
         .expect("owner");
     let mut callers = Vec::new();
     for role in Role::ALL {
-        let (id, email) = user(clarity, role).await;
-        callers.push((role, id, login(clarity, &email).await));
+        let (id, email) = user_with_role(clarity, role).await;
+        callers.push((role, id, access_token(clarity, &email).await));
     }
     let mut mismatches = Vec::new();
     for rel in Relationship::ALL {

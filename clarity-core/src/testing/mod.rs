@@ -144,6 +144,52 @@ impl Harness {
     }
 }
 
+/// The password of users made by [`user_with_role`].
+pub const TEST_PASSWORD: &str = "a test passphrase nobody would guess";
+
+/// Creates a user holding `role` (operator path); returns its id and email.
+///
+/// # Panics
+/// When the user cannot be created.
+pub async fn user_with_role(clarity: &Clarity, role: crate::access::Role) -> (uuid::Uuid, String) {
+    let email = format!("{role}-{}@test.example", uuid::Uuid::new_v4().simple());
+    let user = clarity
+        .create_user_as_operator(crate::service::NewUser {
+            email: email.clone(),
+            password: crate::crypto::SecretString::new(TEST_PASSWORD),
+            roles: crate::access::RoleSet::from_roles([role]),
+            display_name: None,
+            patient_id: None,
+        })
+        .await
+        .expect("create user");
+    (user.id, email)
+}
+
+/// Logs `email` in with [`TEST_PASSWORD`]; returns the access token.
+///
+/// # Panics
+/// When the login fails.
+pub async fn access_token(clarity: &Clarity, email: &str) -> String {
+    let request = crate::service::LoginRequest {
+        email: email.into(),
+        password: crate::crypto::SecretString::new(TEST_PASSWORD),
+        totp: None,
+    };
+    let tokens = clarity.login(request, None).await.expect("login");
+    tokens.access_token.expose().to_string()
+}
+
+/// A new user holding `role`, logged in and authenticated.
+///
+/// # Panics
+/// When any step fails.
+pub async fn principal(clarity: &Clarity, role: crate::access::Role) -> crate::access::Principal {
+    let (_, email) = user_with_role(clarity, role).await;
+    let token = access_token(clarity, &email).await;
+    clarity.authenticate(&token).await.expect("authenticate")
+}
+
 /// A harness over [`MemoryStore`].
 pub async fn memory() -> Option<Harness> {
     let (dir, keys) = temp_keyring();
