@@ -35,17 +35,58 @@ pub trait AlertHook: Send + Sync + std::fmt::Debug {
     fn alert(&self, alert: &Alert);
 }
 
-/// The default hook: an error-level log line per alert.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LogAlerts;
+/// The default hook: an error-level log line per alert, and a count per
+/// kind (for metrics).
+#[derive(Debug, Default)]
+pub struct LogAlerts {
+    counts: [std::sync::atomic::AtomicU64; 4],
+}
+
+impl LogAlerts {
+    fn slot(kind: AlertKind) -> usize {
+        match kind {
+            AlertKind::BreakGlass => 0,
+            AlertKind::AccountLocked => 1,
+            AlertKind::RefreshTokenReuse => 2,
+            AlertKind::AuditTampered => 3,
+        }
+    }
+
+    /// Alerts of `kind` raised so far.
+    pub fn count(&self, kind: AlertKind) -> u64 {
+        self.counts[Self::slot(kind)].load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
 
 impl AlertHook for LogAlerts {
     fn alert(&self, alert: &Alert) {
+        self.counts[Self::slot(alert.kind)].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::error!(
             alert = ?alert.kind,
             user_id = ?alert.user_id,
             patient_id = ?alert.patient_id,
             "security alert"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_hook_counts_each_kind() {
+        let hook = LogAlerts::default();
+        let alert = |kind| Alert {
+            kind,
+            user_id: None,
+            patient_id: None,
+        };
+        hook.alert(&alert(AlertKind::BreakGlass));
+        hook.alert(&alert(AlertKind::BreakGlass));
+        hook.alert(&alert(AlertKind::AuditTampered));
+        assert_eq!(hook.count(AlertKind::BreakGlass), 2);
+        assert_eq!(hook.count(AlertKind::AuditTampered), 1);
+        assert_eq!(hook.count(AlertKind::AccountLocked), 0);
     }
 }

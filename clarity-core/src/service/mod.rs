@@ -127,7 +127,7 @@ impl Clarity {
                 .build(),
             addresses: Throttle::new(free),
             unknown_accounts: Throttle::new(free),
-            alerts: Arc::new(LogAlerts),
+            alerts: Arc::new(LogAlerts::default()),
             audit,
             audit_store: backends.audit,
             audit_keys,
