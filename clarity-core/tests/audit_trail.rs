@@ -685,3 +685,56 @@ async fn concurrent_events_are_all_durable_and_chained() {
     assert!(report.ok, "{report:?}");
     assert_eq!(report.checkpoints, 1, "the final checkpoint on shutdown");
 }
+
+// S-INT-1: an altered ciphertext gives the uniform error, a serious-failure
+// audit event and an integrity alert.
+#[tokio::test]
+async fn an_altered_ciphertext_is_a_security_event() {
+    #[derive(Debug, Default)]
+    struct Alerts(std::sync::Mutex<Vec<clarity_core::service::Alert>>);
+    impl clarity_core::service::AlertHook for Alerts {
+        fn alert(&self, alert: &clarity_core::service::Alert) {
+            self.0.lock().expect("lock").push(alert.clone());
+        }
+    }
+    let h = testing::sqlite().await.expect("sqlite");
+    let alerts = Arc::new(Alerts::default());
+    let clarity = h.clarity().await.with_alert_hook(alerts.clone());
+    let clinician = principal(&clarity, Role::Clinician).await;
+    let patient = clarity
+        .create_patient(&clinician, profile("Altered"))
+        .await
+        .expect("patient");
+    let record = clarity
+        .create_record(
+            &clinician,
+            patient.id,
+            "note",
+            Json(serde_json::json!({"text": "x"})),
+        )
+        .await
+        .expect("record");
+    let mut body = h.raw.record_body(record.id).await;
+    let last = body.len() - 1;
+    body[last] ^= 1;
+    h.raw.set_record_body(record.id, body).await;
+    let err = clarity
+        .get_record(&clinician, record.id)
+        .await
+        .expect_err("integrity");
+    assert_eq!(err.kind(), ErrorKind::Integrity);
+    let filter = AuditFilter {
+        patient_id: Some(patient.id),
+        subtype: Some("record.read".into()),
+        outcome: Some("8".into()),
+        ..AuditFilter::default()
+    };
+    let events = h.audit.query_audit(&filter, None, 10).await.expect("query");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].reason.as_deref(), Some("integrity"));
+    let raised = alerts.0.lock().expect("lock").clone();
+    assert!(raised.iter().any(
+        |a| a.kind == clarity_core::service::AlertKind::IntegrityFailure
+            && a.patient_id == Some(patient.id)
+    ));
+}

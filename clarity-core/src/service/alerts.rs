@@ -16,6 +16,8 @@ pub enum AlertKind {
     RefreshTokenReuse,
     /// An audit chain failed verification.
     AuditTampered,
+    /// Stored data failed its integrity check (a ciphertext moved or altered).
+    IntegrityFailure,
 }
 
 /// An alert. Identifiers only: never PHI, never secrets.
@@ -39,7 +41,7 @@ pub trait AlertHook: Send + Sync + std::fmt::Debug {
 /// kind (for metrics).
 #[derive(Debug, Default)]
 pub struct LogAlerts {
-    counts: [std::sync::atomic::AtomicU64; 4],
+    counts: [std::sync::atomic::AtomicU64; 5],
 }
 
 impl LogAlerts {
@@ -49,6 +51,7 @@ impl LogAlerts {
             AlertKind::AccountLocked => 1,
             AlertKind::RefreshTokenReuse => 2,
             AlertKind::AuditTampered => 3,
+            AlertKind::IntegrityFailure => 4,
         }
     }
 

@@ -80,6 +80,14 @@ impl Clarity {
             Ok((_, reason)) => (AuditOutcome::Success, reason.as_str().to_string()),
             Err(e) => (outcome_of(e.kind()), e.kind().as_str().to_string()),
         };
+        if matches!(&result, Err(e) if e.kind() == ErrorKind::Integrity) {
+            // S-INT-1: a moved or altered ciphertext is a security event.
+            self.alerts.alert(&super::Alert {
+                kind: super::AlertKind::IntegrityFailure,
+                user_id: Some(principal.user_id),
+                patient_id: ev.patient,
+            });
+        }
         self.record(Some(principal), None, ev, outcome, Some(reason))
             .await?;
         result.map(|(value, _)| value)
