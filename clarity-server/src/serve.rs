@@ -29,7 +29,7 @@ pub async fn serve(config: Config) -> Result<()> {
     let local = listener
         .local_addr()
         .map_err(|e| Error::internal(format!("listener has no address: {e}")))?;
-    announce(&config, &clarity, local);
+    announce(&config, &clarity);
     if let Some(code) = clarity.issue_setup_code().await? {
         println!("setup code: {}", code.expose());
         println!(
@@ -37,6 +37,9 @@ pub async fn serve(config: Config) -> Result<()> {
             config.auth.setup_code_secs / 60
         );
     }
+    // Last, so that whoever waits for this line has seen the ones above.
+    println!("Listening on http://{local}");
+    tracing::info!(%local, backend = clarity.phi().store().backend(), "listening");
 
     let clarity = Arc::new(clarity);
     let router = Router::new(Arc::clone(&clarity));
@@ -88,7 +91,7 @@ pub async fn serve(config: Config) -> Result<()> {
 }
 
 /// The operator-facing lines on standard output.
-fn announce(config: &Config, clarity: &Clarity, local: std::net::SocketAddr) {
+fn announce(config: &Config, clarity: &Clarity) {
     let backend = clarity.phi().store().backend();
     match config.store.backend {
         Backend::Sqlite => println!(
@@ -104,8 +107,6 @@ fn announce(config: &Config, clarity: &Clarity, local: std::net::SocketAddr) {
             config.keyring_path().display()
         );
     }
-    println!("Listening on http://{local}");
-    tracing::info!(%local, backend, "listening");
 }
 
 async fn shutdown_signal() {

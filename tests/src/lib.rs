@@ -113,6 +113,11 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Log lines written so far (drained: each line is returned once).
+    pub fn logs(&self) -> Vec<String> {
+        self.stderr.try_iter().collect()
+    }
+
     /// Sends SIGTERM and waits (at most 15 s) for the exit; returns whether it
     /// exited successfully, and everything it logged.
     pub fn terminate(mut self) -> (bool, Vec<String>) {

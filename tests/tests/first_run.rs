@@ -14,6 +14,13 @@ async fn first_start_creates_keys_and_answers_health_probes() {
         banner.contains("for development or single-node use"),
         "{banner}"
     );
+    // S-AC-2: no default account; a one-time setup code instead.
+    let code = server
+        .stdout_lines
+        .iter()
+        .find_map(|l| l.strip_prefix("setup code: "))
+        .expect("the first start prints a setup code")
+        .to_string();
     assert!(data.join("keyring.json").exists());
     assert!(data.join("clarity.db").exists());
 
@@ -68,6 +75,20 @@ async fn first_start_creates_keys_and_answers_health_probes() {
         .await
         .expect("405");
     assert_eq!(wrong.status(), 405);
+
+    // S-AC-2: the one-time code creates the first admin, once.
+    let setup = |code: &str| serde_json::json!({"setup_code": code, "email": "first.admin@example.org", "password": "our very first operator passphrase"});
+    let post = |body: serde_json::Value| client.post(server.url("/v1/setup")).json(&body).send();
+    assert_eq!(post(setup("0000")).await.expect("setup").status(), 401);
+    let created = post(setup(&code)).await.expect("setup");
+    assert_eq!(created.status(), 201);
+    let admin: serde_json::Value = created.json().await.expect("json");
+    assert_eq!(admin["roles"], serde_json::json!(["admin"]));
+    assert_eq!(
+        post(setup(&code)).await.expect("setup").status(),
+        401,
+        "the code works once"
+    );
 
     let (clean, logs) = server.terminate();
     assert!(clean, "SIGTERM ends the server cleanly; logs: {logs:?}");

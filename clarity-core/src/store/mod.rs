@@ -40,7 +40,7 @@ pub use memory::MemoryStore;
 pub use migrations::{Migration, migrations_for};
 pub use model::{
     Address, DEFAULT_PAGE, MAX_PAGE, Page, PageRequest, Patient, PatientLookup, PatientProfile,
-    Record, RecordKind,
+    Record, RecordKind, parse_json,
 };
 pub use phi::{PhiStore, open_key_provider};
 #[cfg(feature = "postgres")]

@@ -315,8 +315,13 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-/// Parses JSON text into `T`, with an error that never quotes the input.
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+/// Parses JSON text into `T`, with an error that never quotes the input
+/// (values may be PHI): it names the position and, for unknown or missing
+/// fields, the field.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for malformed JSON or a wrong shape.
+pub fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| {
         use serde_json::error::Category;
         let what = match e.classify() {

@@ -1,0 +1,527 @@
+//! The `/v1` API: routing on (method, path) and one small handler per
+//! operation. Handlers translate; the core decides.
+
+use clarity_core::access::Principal;
+use clarity_core::audit::{AuditFilter, RequestContext};
+use clarity_core::crypto::{Json, SecretString};
+use clarity_core::service::{
+    BreakGlassRequest, CareTeamAssignment, LoginRequest, NewUser, SetupRequest, UserUpdate,
+};
+use clarity_core::store::{PatientLookup, PatientProfile};
+use http::{Method, Request, StatusCode};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::input::{bearer, id, if_match, json_body, page, param, purpose, query};
+use super::reply::{ApiError, Reply, json, no_content, versioned};
+use super::{Ctx, Routed, method_not_allowed};
+
+/// `POST /v1/patients/{id}/records`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRecord {
+    kind: String,
+    data: Json,
+}
+
+/// `PUT /v1/records/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordUpdate {
+    data: Json,
+}
+
+/// `POST /v1/auth/refresh`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshRequest {
+    refresh_token: SecretString,
+}
+
+/// `POST /v1/auth/mfa/confirm`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MfaCode {
+    code: SecretString,
+}
+
+/// Routes a `/v1` request.
+pub(crate) async fn dispatch(ctx: &Ctx<'_>, req: Request<Incoming>) -> Routed {
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let method = req.method().clone();
+    use Method as M;
+    match (&method, segments.as_slice()) {
+        (&M::POST, ["v1", "setup"]) => ("/v1/setup", setup(ctx, req).await),
+        (&M::POST, ["v1", "auth", "login"]) => ("/v1/auth/login", login(ctx, req).await),
+        (&M::POST, ["v1", "auth", "refresh"]) => ("/v1/auth/refresh", refresh(ctx, req).await),
+        (&M::POST, ["v1", "auth", "logout"]) => ("/v1/auth/logout", logout(ctx, req).await),
+        (&M::POST, ["v1", "auth", "mfa", "enroll"]) => {
+            ("/v1/auth/mfa/enroll", mfa_enroll(ctx, req).await)
+        }
+        (&M::POST, ["v1", "auth", "mfa", "confirm"]) => {
+            ("/v1/auth/mfa/confirm", mfa_confirm(ctx, req).await)
+        }
+        (&M::GET, ["v1", "me"]) => ("/v1/me", me(ctx, req).await),
+        (&M::POST, ["v1", "users"]) => ("/v1/users", create_user(ctx, req).await),
+        (&M::GET, ["v1", "users"]) => ("/v1/users", list_users(ctx, req).await),
+        (&M::GET, ["v1", "users", user]) => ("/v1/users/{id}", get_user(ctx, req, user).await),
+        (&M::PATCH, ["v1", "users", user]) => ("/v1/users/{id}", update_user(ctx, req, user).await),
+        (&M::POST, ["v1", "patients"]) => ("/v1/patients", create_patient(ctx, req).await),
+        (&M::GET, ["v1", "patients"]) => ("/v1/patients", list_patients(ctx, req).await),
+        (&M::GET, ["v1", "patients", patient]) => {
+            ("/v1/patients/{id}", get_patient(ctx, req, patient).await)
+        }
+        (&M::PUT, ["v1", "patients", patient]) => {
+            ("/v1/patients/{id}", update_patient(ctx, req, patient).await)
+        }
+        (&M::DELETE, ["v1", "patients", patient]) => {
+            ("/v1/patients/{id}", erase_patient(ctx, req, patient).await)
+        }
+        (&M::POST, ["v1", "patients", patient, "care-team"]) => (
+            "/v1/patients/{id}/care-team",
+            add_care_team(ctx, req, patient).await,
+        ),
+        (&M::DELETE, ["v1", "patients", patient, "care-team", user]) => (
+            "/v1/patients/{id}/care-team/{user_id}",
+            remove_care_team(ctx, req, patient, user).await,
+        ),
+        (&M::POST, ["v1", "patients", patient, "records"]) => (
+            "/v1/patients/{id}/records",
+            create_record(ctx, req, patient).await,
+        ),
+        (&M::GET, ["v1", "patients", patient, "records"]) => (
+            "/v1/patients/{id}/records",
+            list_records(ctx, req, patient).await,
+        ),
+        (&M::GET, ["v1", "records", record]) => {
+            ("/v1/records/{id}", get_record(ctx, req, record).await)
+        }
+        (&M::PUT, ["v1", "records", record]) => {
+            ("/v1/records/{id}", update_record(ctx, req, record).await)
+        }
+        (&M::DELETE, ["v1", "records", record]) => {
+            ("/v1/records/{id}", delete_record(ctx, req, record).await)
+        }
+        (&M::POST, ["v1", "break-glass"]) => ("/v1/break-glass", break_glass(ctx, req).await),
+        (&M::GET, ["v1", "break-glass", "grants"]) => {
+            ("/v1/break-glass/grants", list_grants(ctx, req).await)
+        }
+        (&M::POST, ["v1", "break-glass", "grants", grant, "review"]) => (
+            "/v1/break-glass/grants/{id}/review",
+            review_grant(ctx, req, grant).await,
+        ),
+        (&M::GET, ["v1", "research", "patients"]) => {
+            ("/v1/research/patients", research(ctx, req).await)
+        }
+        (&M::GET, ["v1", "audit", "events"]) => ("/v1/audit/events", audit_events(ctx, req).await),
+        (&M::GET, ["v1", "audit", "verify"]) => ("/v1/audit/verify", audit_verify(ctx, req).await),
+        (&M::GET, ["v1", "audit", "export"]) => ("/v1/audit/export", audit_export(ctx, req).await),
+        (_, shape) => match allowed(shape) {
+            Some(allow) => (
+                "method_not_allowed",
+                Ok(method_not_allowed(ctx.request_id, allow)),
+            ),
+            None => (
+                "unknown",
+                Err(ApiError::Http {
+                    status: StatusCode::NOT_FOUND,
+                    code: "not_found",
+                    message: "no such route".into(),
+                }),
+            ),
+        },
+    }
+}
+
+/// The methods a known path accepts, for `405`.
+fn allowed(segments: &[&str]) -> Option<&'static str> {
+    Some(match segments {
+        ["v1", "setup"] | ["v1", "auth", "login" | "refresh" | "logout"] => "POST",
+        ["v1", "auth", "mfa", "enroll" | "confirm"] => "POST",
+        ["v1", "me"] | ["v1", "research", "patients"] | ["v1", "break-glass", "grants"] => "GET",
+        ["v1", "audit", "events" | "verify" | "export"] => "GET",
+        ["v1", "users"] | ["v1", "patients"] => "GET, POST",
+        ["v1", "users", _] => "GET, PATCH",
+        ["v1", "patients", _] | ["v1", "records", _] => "GET, PUT, DELETE",
+        ["v1", "patients", _, "records"] => "GET, POST",
+        ["v1", "patients", _, "care-team"] | ["v1", "break-glass"] => "POST",
+        ["v1", "break-glass", "grants", _, "review"] => "POST",
+        ["v1", "patients", _, "care-team", _] => "DELETE",
+        _ => return None,
+    })
+}
+
+/// The authenticated caller, with this request's context for the audit trail.
+async fn principal(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Result<Principal, ApiError> {
+    let purpose = purpose(req)?;
+    let mut principal = ctx.clarity.authenticate(bearer(req)?).await?;
+    principal.context = RequestContext {
+        purpose: Some(purpose),
+        client_address: Some(ctx.peer.ip()),
+        request_id: Some(ctx.request_id.to_string()),
+    };
+    Ok(principal)
+}
+
+async fn setup(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+    let request: SetupRequest = json_body(req).await?;
+    let user = ctx.clarity.setup(request).await?;
+    Ok(json(StatusCode::CREATED, &user))
+}
+
+async fn login(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+    let request: LoginRequest = json_body(req).await?;
+    let tokens = ctx.clarity.login(request, Some(ctx.peer.ip())).await?;
+    Ok(json(StatusCode::OK, &tokens))
+}
+
+async fn refresh(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+    let request: RefreshRequest = json_body(req).await?;
+    let tokens = ctx.clarity.refresh(&request.refresh_token).await?;
+    Ok(json(StatusCode::OK, &tokens))
+}
+
+async fn logout(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+    let p = principal(ctx, &req).await?;
+    ctx.clarity.logout(&p).await?;
+    Ok(no_content())
+}
+
+async fn mfa_enroll(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+    let p = principal(ctx, &req).await?;
+    Ok(json(StatusCode::OK, &ctx.clarity.mfa_enroll(&p).await?))
+}
+
+async fn mfa_confirm(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+    let p = principal(ctx, &req).await?;
+    let body: MfaCode = json_body(req).await?;
+    Ok(json(
+        StatusCode::OK,
+        &ctx.clarity.mfa_confirm(&p, body.code.expose()).await?,
+    ))
+}
+
+async fn me(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+    let p = principal(ctx, &req).await?;
+    let user = ctx.clarity.get_user(&p, p.user_id).await?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "user": user, "session_id": p.session_id, "mfa": p.mfa }),
+    ))
+}
+
+async fn create_user(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+    let p = principal(ctx, &req).await?;
+    let user: NewUser = json_body(req).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &ctx.clarity.create_user(&p, user).await?,
+    ))
+}
+
+async fn list_users(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+    let p = principal(ctx, &req).await?;
+    let q = query(&req, &["limit", "cursor"])?;
+    Ok(json(
+        StatusCode::OK,
+        &ctx.clarity.list_users(&p, &page(&q)?).await?,
+    ))
+}
+
+async fn get_user(ctx: &Ctx<'_>, req: Request<Incoming>, user: &str) -> Reply {
+    let p = principal(ctx, &req).await?;
+    Ok(json(
+        StatusCode::OK,
+        &ctx.clarity.get_user(&p, id(user)?).await?,
+    ))
+}
+
+async fn update_user(ctx: &Ctx<'_>, req: Request<Incoming>, user: &str) -> Reply {
+    let p = principal(ctx, &req).await?;
+    let user = id(user)?;
+    let update: UserUpdate = json_body(req).await?;
+    Ok(json(
+        StatusCode::OK,
+        &ctx.clarity.update_user(&p, user, update).await?,
+    ))
+}
+
+async fn create_patient(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+    let p = principal(ctx, &req).await?;
+    let profile: PatientProfile = json_body(req).await?;
+    let patient = ctx.clarity.create_patient(&p, profile).await?;
+    Ok(versioned(StatusCode::CREATED, &patient, patient.version))
+}
+
+async fn list_patients(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+    let p = principal(ctx, &req).await?;
+    let q = query(
+        &req,
+        &[
+            "limit",
+            "cursor",
+            "mrn",
+            "email",
+            "family_name",
+            "birth_date",
+        ],
+    )?;
+    let lookup = match (
+        param(&q, "mrn"),
+        param(&q, "email"),
+        param(&q, "family_name"),
+        param(&q, "birth_date"),
+    ) {
+        (None, None, None, None) => None,
+        (Some(mrn), None, None, None) => Some(PatientLookup::Mrn(mrn.into())),
+        (None, Some(email), None, None) => Some(PatientLookup::Email(email.into())),
+        (None, None, Some(family), Some(birth)) => Some(PatientLookup::NameBirthDate {
+            family_name: family.into(),
+            birth_date: birth.into(),
+        }),
+        _ => {
+            return Err(ApiError::bad_request(
+                "look up by one of: mrn, email, or family_name with birth_date",
+            ));
+        }
+    };
+    let Some(lookup) = lookup else {
+        return Ok(json(
+            StatusCode::OK,
+            &ctx.clarity.list_patients(&p, &page(&q)?).await?,
+        ));
+    };
+    let ids = ctx.clarity.find_patients(&p, &lookup).await?;
+    let mut items = Vec::with_capacity(ids.len());
+    for patient in ids {
+        items.push(ctx.clarity.get_patient(&p, patient).await?);
+    }
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "items": items, "next_cursor": null }),
+    ))
+}
+
+async fn get_patient(ctx: &Ctx<'_>, req: Request<Incoming>, patient: &str) -> Reply {
+    let p = principal(ctx, &req).await?;
+    let patient = ctx.clarity.get_patient(&p, id(patient)?).await?;
+    Ok(versioned(StatusCode::OK, &patient, patient.version))
+}
+
+async fn update_patient(ctx: &Ctx<'_>, req: Request<Incoming>, patient: &str) -> Reply {
+    let p = principal(ctx, &req).await?;
+    let patient = id(patient)?;
+    let version = if_match(&req)?;
+    let profile: PatientProfile = json_body(req).await?;
+    let updated = ctx
+        .clarity
+        .update_patient(&p, patient, version, profile)
+        .await?;
+    Ok(versioned(StatusCode::OK, &updated, updated.version))
+}
+
+async fn erase_patient(ctx: &Ctx<'_>, req: Request<Incoming>, patient: &str) -> Reply {
+    let p = principal(ctx, &req).await?;
+    ctx.clarity.erase_patient(&p, id(patient)?).await?;
+    Ok(no_content())
+}
+
+async fn add_care_team(ctx: &Ctx<'_>, req: Request<Incoming>, patient: &str) -> Reply {
+    let p = principal(ctx, &req).await?;
+    let patient = id(patient)?;
+    let assignment: CareTeamAssignment = json_body(req).await?;
+    ctx.clarity
+        .add_care_team_member(&p, patient, assignment)
+        .await?;
+    Ok(no_content())
+}
+
+async fn remove_care_team(
+    ctx: &Ctx<'_>,
+    req: Request<Incoming>,
+    patient: &str,
+    user: &str,
+) -> Reply {
+    let p = principal(ctx, &req).await?;
+    ctx.clarity
+        .remove_care_team_member(&p, id(patient)?, id(user)?)
+        .await?;
+    Ok(no_content())
+}
+
+async fn create_record(ctx: &Ctx<'_>, req: Request<Incoming>, patient: &str) -> Reply {
+    let p = principal(ctx, &req).await?;
+    let patient = id(patient)?;
+    let body: NewRecord = json_body(req).await?;
+    let record = ctx
+        .clarity
+        .create_record(&p, patient, &body.kind, body.data)
+        .await?;
+    Ok(versioned(StatusCode::CREATED, &record, record.version))
+}
+
+async fn list_records(ctx: &Ctx<'_>, req: Request<Incoming>, patient: &str) -> Reply {
+    let p = principal(ctx, &req).await?;
+    let q = query(&req, &["limit", "cursor"])?;
+    let records = ctx
+        .clarity
+        .list_records(&p, id(patient)?, &page(&q)?)
+        .await?;
+    Ok(json(StatusCode::OK, &records))
+}
+
+async fn get_record(ctx: &Ctx<'_>, req: Request<Incoming>, record: &str) -> Reply {
+    let p = principal(ctx, &req).await?;
+    let record = ctx.clarity.get_record(&p, id(record)?).await?;
+    Ok(versioned(StatusCode::OK, &record, record.version))
+}
+
+async fn update_record(ctx: &Ctx<'_>, req: Request<Incoming>, record: &str) -> Reply {
+    let p = principal(ctx, &req).await?;
+    let record = id(record)?;
+    let version = if_match(&req)?;
+    let body: RecordUpdate = json_body(req).await?;
+    let updated = ctx
+        .clarity
+        .update_record(&p, record, version, body.data)
+        .await?;
+    Ok(versioned(StatusCode::OK, &updated, updated.version))
+}
+
+async fn delete_record(ctx: &Ctx<'_>, req: Request<Incoming>, record: &str) -> Reply {
+    let p = principal(ctx, &req).await?;
+    ctx.clarity.delete_record(&p, id(record)?).await?;
+    Ok(no_content())
+}
+
+async fn break_glass(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+    let p = principal(ctx, &req).await?;
+    let request: BreakGlassRequest = json_body(req).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &ctx.clarity.break_glass(&p, request).await?,
+    ))
+}
+
+async fn list_grants(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+    let p = principal(ctx, &req).await?;
+    let q = query(&req, &["limit", "cursor", "unreviewed"])?;
+    let unreviewed = match param(&q, "unreviewed") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::bad_request("unreviewed must be true or false")),
+    };
+    Ok(json(
+        StatusCode::OK,
+        &ctx.clarity.list_grants(&p, unreviewed, &page(&q)?).await?,
+    ))
+}
+
+async fn review_grant(ctx: &Ctx<'_>, req: Request<Incoming>, grant: &str) -> Reply {
+    let p = principal(ctx, &req).await?;
+    ctx.clarity.review_grant(&p, id(grant)?).await?;
+    Ok(no_content())
+}
+
+async fn research(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+    let p = principal(ctx, &req).await?;
+    let q = query(&req, &["limit", "cursor"])?;
+    Ok(json(
+        StatusCode::OK,
+        &ctx.clarity.research_patients(&p, &page(&q)?).await?,
+    ))
+}
+
+fn audit_filter(q: &[(String, String)]) -> Result<AuditFilter, ApiError> {
+    let uuid = |name: &str| {
+        param(q, name)
+            .map(|v| {
+                Uuid::try_parse(v)
+                    .map_err(|_| ApiError::bad_request(format!("{name} must be a UUID")))
+            })
+            .transpose()
+    };
+    let time = |name: &str| {
+        param(q, name)
+            .map(|v| {
+                chrono::DateTime::parse_from_rfc3339(v)
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .map_err(|_| ApiError::bad_request(format!("{name} must be an RFC 3339 time")))
+            })
+            .transpose()
+    };
+    let outcome = param(q, "outcome").map(str::to_string);
+    if outcome
+        .as_deref()
+        .is_some_and(|o| !matches!(o, "0" | "4" | "8"))
+    {
+        return Err(ApiError::bad_request("outcome must be 0, 4 or 8"));
+    }
+    Ok(AuditFilter {
+        patient_id: uuid("patient_id")?,
+        actor_id: uuid("actor_id")?,
+        subtype: param(q, "action").map(str::to_string),
+        outcome,
+        from: time("from")?,
+        to: time("to")?,
+    })
+}
+
+const AUDIT_QUERY: &[&str] = &[
+    "limit",
+    "cursor",
+    "patient_id",
+    "actor_id",
+    "action",
+    "outcome",
+    "from",
+    "to",
+];
+
+async fn audit_events(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+    let p = principal(ctx, &req).await?;
+    let q = query(&req, AUDIT_QUERY)?;
+    let events = ctx
+        .clarity
+        .audit_events(&p, &audit_filter(&q)?, &page(&q)?)
+        .await?;
+    Ok(json(StatusCode::OK, &events))
+}
+
+async fn audit_verify(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+    let p = principal(ctx, &req).await?;
+    let chains = ctx.clarity.verify_audit(&p).await?;
+    let ok = chains.iter().all(|c| c.ok);
+    Ok(json(StatusCode::OK, &json!({ "ok": ok, "chains": chains })))
+}
+
+async fn audit_export(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+    let p = principal(ctx, &req).await?;
+    let mut q = query(&req, &[AUDIT_QUERY, &["format"]].concat())?;
+    match param(&q, "format") {
+        Some("fhir") | None => {}
+        Some(_) => return Err(ApiError::bad_request("format must be fhir")),
+    }
+    q.retain(|(n, _)| n != "format");
+    let limit = param(&q, "limit")
+        .map(|l| {
+            l.parse::<usize>()
+                .map_err(|_| ApiError::bad_request("limit must be a whole number"))
+        })
+        .transpose()?
+        .unwrap_or(100_000)
+        .min(1_000_000);
+    let ndjson = ctx
+        .clarity
+        .export_audit_fhir(&p, &audit_filter(&q)?, limit)
+        .await?;
+    let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(ndjson)));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/fhir+ndjson"),
+    );
+    Ok(response)
+}

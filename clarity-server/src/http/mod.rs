@@ -1,0 +1,152 @@
+//! The HTTP layer: thin. It reads requests, asks the core, and writes
+//! responses; every decision is the core's.
+
+mod api;
+mod input;
+mod reply;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clarity_core::Clarity;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::Service;
+use serde_json::json;
+
+use self::reply::{Body, Reply, error, finish, json};
+
+/// Dispatches requests to handlers. Cheap to clone per connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Router {
+    clarity: Arc<Clarity>,
+}
+
+/// The per-connection service.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionService {
+    router: Router,
+    peer: SocketAddr,
+}
+
+/// What a handler knows about its request besides the request itself.
+#[derive(Debug)]
+pub(crate) struct Ctx<'a> {
+    pub(crate) clarity: &'a Clarity,
+    pub(crate) request_id: &'a str,
+    pub(crate) peer: SocketAddr,
+}
+
+impl Router {
+    pub(crate) fn new(clarity: Arc<Clarity>) -> Self {
+        Router { clarity }
+    }
+
+    pub(crate) fn service(&self, peer: SocketAddr) -> ConnectionService {
+        ConnectionService {
+            router: self.clone(),
+            peer,
+        }
+    }
+
+    async fn ready(&self) -> Response<Body> {
+        let phi = self.clarity.phi();
+        let (database, keys) = tokio::join!(phi.store().ping(), phi.keys().check());
+        let state = |r: &clarity_core::Result<()>| if r.is_ok() { "ok" } else { "unavailable" };
+        if let Err(e) = &database {
+            tracing::warn!(error = %e, "readiness: database unavailable");
+        }
+        if let Err(e) = &keys {
+            tracing::warn!(error = %e, "readiness: key provider unavailable");
+        }
+        let audit = self.clarity.audit_running();
+        let ready = database.is_ok() && keys.is_ok() && audit;
+        let status = if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        json(
+            status,
+            &json!({
+                "status": if ready { "ready" } else { "not_ready" },
+                "checks": {
+                    "database": state(&database),
+                    "keys": state(&keys),
+                    "audit": if audit { "ok" } else { "unavailable" },
+                },
+            }),
+        )
+    }
+}
+
+impl Service<Request<Incoming>> for ConnectionService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            let request_id = uuid::Uuid::new_v4().to_string();
+            let method = req.method().clone();
+            let ctx = Ctx {
+                clarity: &this.router.clarity,
+                request_id: &request_id,
+                peer: this.peer,
+            };
+            let (route, result) = match (req.method(), req.uri().path()) {
+                (&Method::GET | &Method::HEAD, "/health/live") => (
+                    "/health/live",
+                    Ok(json(StatusCode::OK, &json!({"status": "live"}))),
+                ),
+                (&Method::GET | &Method::HEAD, "/health/ready") => {
+                    ("/health/ready", Ok(this.router.ready().await))
+                }
+                (_, "/health/live" | "/health/ready") => {
+                    ("/health", Ok(method_not_allowed(&request_id, "GET, HEAD")))
+                }
+                _ => api::dispatch(&ctx, req).await,
+            };
+            let mut response = match result {
+                Ok(response) => response,
+                Err(e) => e.response(&request_id),
+            };
+            if method == Method::HEAD {
+                *response.body_mut() = http_body_util::Full::new(bytes::Bytes::new());
+            }
+            finish(&mut response, &request_id);
+            tracing::info!(
+                request_id,
+                method = %method,
+                route,
+                status = response.status().as_u16(),
+                latency_us = started.elapsed().as_micros() as u64,
+                client = %this.peer.ip(),
+                "request"
+            );
+            Ok(response)
+        })
+    }
+}
+
+/// `405` with the methods the route accepts.
+fn method_not_allowed(request_id: &str, allow: &'static str) -> Response<Body> {
+    let mut resp = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept this method",
+        request_id,
+    );
+    resp.headers_mut()
+        .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+    resp
+}
+
+/// A handler result with its route template (for logs; never the raw path).
+pub(crate) type Routed = (&'static str, Reply);

@@ -1,0 +1,172 @@
+//! Responses: JSON bodies, the one error shape, and the headers every
+//! response carries (S-HDR-1, S-ERR-1).
+
+use bytes::Bytes;
+use clarity_core::ErrorKind;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use serde::Serialize;
+use serde_json::json;
+
+/// The body type of every response.
+pub(crate) type Body = Full<Bytes>;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Headers on every response: no sniffing, nothing may be framed or loaded,
+/// no referrer, nothing cached (every API response may carry PHI).
+const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
+    (HeaderName::from_static("x-content-type-options"), "nosniff"),
+    (
+        HeaderName::from_static("content-security-policy"),
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+    (HeaderName::from_static("referrer-policy"), "no-referrer"),
+    (CACHE_CONTROL, "no-store"),
+];
+
+/// What a handler fails with: a core error, or an HTTP-level one.
+#[derive(Debug)]
+pub(crate) enum ApiError {
+    /// From the core; mapped by kind.
+    Core(clarity_core::Error),
+    /// Decided at the HTTP layer (bad request shape, missing header, ...).
+    Http {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
+}
+
+impl From<clarity_core::Error> for ApiError {
+    fn from(err: clarity_core::Error) -> Self {
+        ApiError::Core(err)
+    }
+}
+
+impl ApiError {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::Http {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_input",
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn unauthenticated() -> Self {
+        ApiError::Core(clarity_core::Error::Unauthenticated)
+    }
+
+    /// The response for this error, carrying the request id.
+    pub(crate) fn response(&self, request_id: &str) -> Response<Body> {
+        match self {
+            ApiError::Http {
+                status,
+                code,
+                message,
+            } => error(*status, code, message, request_id),
+            ApiError::Core(err) => core_error(err, request_id),
+        }
+    }
+}
+
+/// A handler's result.
+pub(crate) type Reply = Result<Response<Body>, ApiError>;
+
+/// A JSON response.
+pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// `204 No Content`.
+pub(crate) fn no_content() -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp
+}
+
+/// A JSON response with an `ETag` of `version`.
+pub(crate) fn versioned<T: Serialize>(
+    status: StatusCode,
+    value: &T,
+    version: i64,
+) -> Response<Body> {
+    let mut resp = json(status, value);
+    if let Ok(tag) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        resp.headers_mut().insert(http::header::ETAG, tag);
+    }
+    resp
+}
+
+/// An error response in the API's error shape.
+pub(crate) fn error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    request_id: &str,
+) -> Response<Body> {
+    json(
+        status,
+        &json!({ "error": { "code": code, "message": message, "request_id": request_id } }),
+    )
+}
+
+/// The response for a core error: a status by kind, and a message that
+/// carries no internal detail (S-ERR-1).
+pub(crate) fn core_error(err: &clarity_core::Error, rid: &str) -> Response<Body> {
+    let (status, message) = match err.kind() {
+        ErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, err.to_string()),
+        ErrorKind::NotFound => (StatusCode::NOT_FOUND, err.to_string()),
+        ErrorKind::AlreadyExists => (StatusCode::CONFLICT, err.to_string()),
+        ErrorKind::Conflict => (StatusCode::PRECONDITION_FAILED, err.to_string()),
+        ErrorKind::Unauthenticated => (StatusCode::UNAUTHORIZED, err.to_string()),
+        ErrorKind::MfaRequired => (StatusCode::UNAUTHORIZED, err.to_string()),
+        ErrorKind::PermissionDenied => (StatusCode::FORBIDDEN, err.to_string()),
+        ErrorKind::RateLimited => (StatusCode::TOO_MANY_REQUESTS, err.to_string()),
+        ErrorKind::Backend | ErrorKind::Unavailable | ErrorKind::Key => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a dependency is unavailable; retry later".to_string(),
+        ),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error".to_string(),
+        ),
+    };
+    if status.is_server_error() {
+        tracing::error!(request_id = rid, error = %err, "request failed");
+    }
+    let mut response = error(status, err.kind().as_str(), &message, rid);
+    match err {
+        clarity_core::Error::RateLimited { retry_after_secs } => {
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                HeaderValue::from(*retry_after_secs),
+            );
+        }
+        clarity_core::Error::Unauthenticated | clarity_core::Error::MfaRequired => {
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer"),
+            );
+        }
+        _ => {}
+    }
+    response
+}
+
+/// Adds the request id header and the security headers.
+pub(crate) fn finish(response: &mut Response<Body>, request_id: &str) {
+    let headers = response.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert(REQUEST_ID, value);
+    }
+}
