@@ -40,6 +40,11 @@ async fn keys(h: &Harness) -> AuditKeys {
     AuditKeys::derive(&h.keys.root_key().await.expect("root")).expect("audit keys")
 }
 
+/// The purge cutoff when nothing may have been purged yet (six years ago).
+fn young() -> DateTime<Utc> {
+    Utc::now() - Duration::days(2196)
+}
+
 fn report_for(reports: &[ChainReport], chain: Uuid) -> ChainReport {
     reports
         .iter()
@@ -65,7 +70,7 @@ async fn finished_chain(h: &Harness) -> (Uuid, i64) {
     let chain = clarity.audit_chain();
     clarity.shutdown().await;
     let report = report_for(
-        &verify(h.audit.as_ref(), &keys(h).await)
+        &verify(h.audit.as_ref(), &keys(h).await, young())
             .await
             .expect("verify"),
         chain,
@@ -103,6 +108,7 @@ enum Tamper {
     Reorder,
     TruncateTail,
     ReplaceChainWithoutKey,
+    DeletePrefix,
 }
 
 async fn tamper_and_verify(h: Harness, tamper: Tamper) {
@@ -175,6 +181,15 @@ async fn tamper_and_verify(h: Harness, tamper: Tamper) {
                 .await;
             cut + 1
         }
+        Tamper::DeletePrefix => {
+            // Looks like a retention purge up to a checkpoint, but the events are young.
+            h.raw
+                .execute_sql(&format!(
+                    "DELETE FROM audit_events WHERE chain_id = {c} AND seq <= 10"
+                ))
+                .await;
+            1
+        }
         Tamper::ReplaceChainWithoutKey => {
             // A database administrator rewrites the whole chain with a key of
             // their own and drops the checkpoints they cannot sign.
@@ -208,7 +223,7 @@ async fn tamper_and_verify(h: Harness, tamper: Tamper) {
         }
     };
     let report = report_for(
-        &verify(h.audit.as_ref(), &keys(&h).await)
+        &verify(h.audit.as_ref(), &keys(&h).await, young())
             .await
             .expect("verify"),
         chain,
@@ -255,6 +270,7 @@ tamper_tests! {
     reordering_events_is_detected: Tamper::Reorder,
     truncating_the_tail_is_caught_by_the_checkpoint: Tamper::TruncateTail,
     replacing_the_chain_without_the_key_is_detected: Tamper::ReplaceChainWithoutKey,
+    deleting_young_events_from_the_start_is_detected: Tamper::DeletePrefix,
 }
 
 /// An audit store that can be made to fail, for fault injection.
@@ -558,7 +574,7 @@ async fn events_hold_identifiers_only_and_export_as_fhir() {
         .iter()
         .find(|r| r["subtype"][0]["code"] == "patient.lookup")
         .expect("lookup event");
-    assert!(lookup["entity"].to_string().contains("query-sha256"));
+    assert!(lookup["entity"].to_string().contains("query-hmac-sha256"));
 
     // Validated by an independent FHIR implementation when one is configured.
     if let Some(python) = testing::service_var(
@@ -628,7 +644,7 @@ async fn purge_respects_retention_and_keeps_chains_verifiable() {
         ErrorKind::PermissionDenied
     );
     clarity.shutdown().await;
-    let reports = verify(h.audit.as_ref(), &keys(&h).await)
+    let reports = verify(h.audit.as_ref(), &keys(&h).await, cutoff)
         .await
         .expect("verify");
     assert!(
@@ -677,7 +693,7 @@ async fn concurrent_events_are_all_durable_and_chained() {
     );
     clarity.shutdown().await;
     let report = report_for(
-        &verify(h.audit.as_ref(), &keys(&h).await)
+        &verify(h.audit.as_ref(), &keys(&h).await, young())
             .await
             .expect("verify"),
         clarity.audit_chain(),

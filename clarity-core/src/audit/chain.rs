@@ -4,6 +4,7 @@
 //! deleting, inserting, reordering or truncating events is detected and
 //! located, and nobody without the audit key can forge a chain (S-AUD-3).
 
+use chrono::{DateTime, Utc};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use serde::Serialize;
@@ -66,11 +67,11 @@ impl AuditKeys {
         mac.finalize().into_bytes().to_vec()
     }
 
-    /// Signs a checkpoint of `chain` at `seq` with `mac`.
-    pub fn sign(&self, chain: Uuid, seq: i64, mac: &[u8]) -> Vec<u8> {
+    /// Signs a checkpoint of `chain` at `seq` with `mac`, made at `signed_at`.
+    pub fn sign(&self, chain: Uuid, seq: i64, mac: &[u8], signed_at: DateTime<Utc>) -> Vec<u8> {
         self.signing
             .sk
-            .sign(checkpoint_message(chain, seq, mac), None)
+            .sign(checkpoint_message(chain, seq, mac, signed_at), None)
             .to_vec()
     }
 
@@ -82,17 +83,23 @@ impl AuditKeys {
         self.signing
             .pk
             .verify(
-                checkpoint_message(checkpoint.chain_id, checkpoint.seq, &checkpoint.mac),
+                checkpoint_message(
+                    checkpoint.chain_id,
+                    checkpoint.seq,
+                    &checkpoint.mac,
+                    checkpoint.signed_at,
+                ),
                 &signature,
             )
             .is_ok()
     }
 }
 
-fn checkpoint_message(chain: Uuid, seq: i64, mac: &[u8]) -> Vec<u8> {
+fn checkpoint_message(chain: Uuid, seq: i64, mac: &[u8], signed_at: DateTime<Utc>) -> Vec<u8> {
     let mut message = b"clarity/v1 checkpoint|".to_vec();
     message.extend_from_slice(chain.as_bytes());
     message.extend_from_slice(&seq.to_be_bytes());
+    message.extend_from_slice(&signed_at.timestamp_micros().to_be_bytes());
     message.extend_from_slice(mac);
     message
 }
@@ -163,14 +170,20 @@ pub struct ChainReport {
     pub problem: Option<String>,
 }
 
-/// Verifies every chain in `store` (S-AUD-3).
+/// Verifies every chain in `store` (S-AUD-3). Events may be missing from the
+/// start of a chain only where a retention purge could have removed them:
+/// up to a checkpoint signed before `purge_cutoff` (now minus the retention).
 ///
 /// # Errors
 /// Backend errors while reading; a broken chain is a report, not an error.
-pub async fn verify(store: &dyn AuditStore, keys: &AuditKeys) -> Result<Vec<ChainReport>> {
+pub async fn verify(
+    store: &dyn AuditStore,
+    keys: &AuditKeys,
+    purge_cutoff: DateTime<Utc>,
+) -> Result<Vec<ChainReport>> {
     let mut reports = Vec::new();
     for chain in store.audit_chains().await? {
-        reports.push(verify_chain(store, keys, chain).await?);
+        reports.push(verify_chain(store, keys, chain, purge_cutoff).await?);
     }
     Ok(reports)
 }
@@ -188,6 +201,7 @@ async fn verify_chain(
     store: &dyn AuditStore,
     keys: &AuditKeys,
     chain: Uuid,
+    purge_cutoff: DateTime<Utc>,
 ) -> Result<ChainReport> {
     const PAGE: usize = 10_000;
     let checkpoints = store.audit_checkpoints(chain).await?;
@@ -223,7 +237,10 @@ async fn verify_chain(
                 // The chain starts at 1, or right after a checkpoint (retention purge).
                 if event.seq == 1 {
                     prev = Some(vec![0u8; MAC_LEN]);
-                } else if let Some(cp) = checkpoints.iter().find(|c| c.seq == event.seq - 1) {
+                } else if let Some(cp) = checkpoints
+                    .iter()
+                    .find(|c| c.seq == event.seq - 1 && c.signed_at < purge_cutoff)
+                {
                     prev = Some(cp.mac.clone());
                 } else {
                     fail(
@@ -266,7 +283,9 @@ async fn verify_chain(
             break;
         }
     }
-    for cp in &checkpoints {
+    // A chain whose events were all purged keeps only old checkpoints.
+    let fully_purged = report.events == 0 && checkpoints.iter().all(|c| c.signed_at < purge_cutoff);
+    for cp in checkpoints.iter().filter(|_| !fully_purged) {
         let last = report.last_seq;
         if cp.seq > last {
             fail(

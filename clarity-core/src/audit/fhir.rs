@@ -55,8 +55,8 @@ pub fn to_fhir(event: &AuditEvent) -> Value {
     if let Some(hash) = &event.query_hash {
         entities.push(json!({
             "type": { "system": ENTITY_TYPE, "code": "2", "display": "System Object" },
-            "description": "query (SHA-256 of its normalised form)",
-            "detail": [{ "type": "query-sha256", "valueString": hash }]
+            "description": "query (keyed HMAC-SHA-256 of its normalised form)",
+            "detail": [{ "type": "query-hmac-sha256", "valueString": hash }]
         }));
     }
     if let Some(request) = &event.request_id {

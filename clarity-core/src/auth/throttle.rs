@@ -96,6 +96,59 @@ impl<K: Hash + Eq + Copy> Throttle<K> {
     }
 }
 
+/// One lock per key: login attempts for the same account (or from the same
+/// address) run one after another, so each sees the failures of the one
+/// before and concurrent requests cannot slip past the throttle together.
+#[derive(Debug)]
+pub struct KeyedLocks<K> {
+    locks: Mutex<HashMap<K, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl<K> Default for KeyedLocks<K> {
+    fn default() -> Self {
+        KeyedLocks {
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Copy> KeyedLocks<K> {
+    /// Waits for the lock of `key` and holds it until the guard is dropped.
+    pub async fn lock(&self, key: K) -> KeyedGuard<'_, K> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            std::sync::Arc::clone(locks.entry(key).or_default())
+        };
+        let guard = std::sync::Arc::clone(&lock).lock_owned().await;
+        KeyedGuard {
+            owner: self,
+            key,
+            lock,
+            _guard: guard,
+        }
+    }
+}
+
+/// Holds one key's lock; forgets the key when nobody else waits for it.
+#[derive(Debug)]
+pub struct KeyedGuard<'a, K: Hash + Eq + Copy> {
+    owner: &'a KeyedLocks<K>,
+    key: K,
+    lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl<K: Hash + Eq + Copy> Drop for KeyedGuard<'_, K> {
+    fn drop(&mut self) {
+        let mut locks = self.owner.locks.lock().unwrap_or_else(|p| p.into_inner());
+        // The map, this guard's handle and the owned guard hold the Arc; more
+        // means someone else waits for it.
+        if std::sync::Arc::strong_count(&self.lock) <= 3 {
+            locks.remove(&self.key);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,7 +50,9 @@ impl Clarity {
     pub async fn verify_audit(&self, principal: &Principal) -> Result<Vec<ChainReport>> {
         let result = async {
             let reason = self.authorize(principal, &Action::ReadAudit, None).await?;
-            let reports = verify(self.audit_store.as_ref(), &self.audit_keys).await?;
+            let retention = chrono::Duration::days(i64::from(self.config.audit.retention_days));
+            let cutoff = self.clock.now() - retention;
+            let reports = verify(self.audit_store.as_ref(), &self.audit_keys, cutoff).await?;
             for report in reports.iter().filter(|r| !r.ok) {
                 tracing::error!(chain = %report.chain_id, seq = ?report.first_bad_seq, problem = ?report.problem, "audit chain failed verification");
                 self.alerts.alert(&Alert {

@@ -42,6 +42,8 @@ pub struct Clarity {
     tokens: TokenKeys,
     hasher: PasswordHasher,
     pseudonym_key: Key,
+    /// Keys the hashes of lookups recorded in the audit trail.
+    query_key: Key,
     policy: Policy,
     clock: Arc<dyn Clock>,
     /// Verified access tokens by SHA-256 of the token: skips the PASETO
@@ -52,6 +54,8 @@ pub struct Clarity {
     >,
     addresses: Throttle<std::net::IpAddr>,
     unknown_accounts: Throttle<[u8; 16]>,
+    account_locks: crate::auth::KeyedLocks<[u8; 16]>,
+    address_locks: crate::auth::KeyedLocks<std::net::IpAddr>,
     alerts: Arc<dyn AlertHook>,
     audit: AuditWriter,
     audit_store: Arc<dyn crate::store::AuditStore>,
@@ -98,6 +102,7 @@ impl Clarity {
         let tokens = TokenKeys::new(&root, &config.auth)?;
         let hasher = PasswordHasher::new(&config.auth)?;
         let pseudonym_key = directory::derive(&root, b"research pseudonyms")?;
+        let query_key = directory::derive(&root, b"audit query hashes")?;
         let audit_keys = AuditKeys::derive(&root)?;
         let audit = AuditWriter::start(
             Arc::clone(&backends.audit),
@@ -120,6 +125,7 @@ impl Clarity {
             tokens,
             hasher,
             pseudonym_key,
+            query_key,
             clock,
             verified: moka::sync::Cache::builder()
                 .max_capacity(100_000)
@@ -127,6 +133,8 @@ impl Clarity {
                 .build(),
             addresses: Throttle::new(free),
             unknown_accounts: Throttle::new(free),
+            account_locks: Default::default(),
+            address_locks: Default::default(),
             alerts: Arc::new(LogAlerts::default()),
             audit,
             audit_store: backends.audit,

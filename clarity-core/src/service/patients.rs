@@ -36,7 +36,7 @@ pub struct CareTeamAssignment {
 }
 
 /// `POST /v1/break-glass`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BreakGlassRequest {
     /// The patient.
@@ -60,7 +60,7 @@ pub struct BreakGlassGrant {
 }
 
 /// A grant as listed for review.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct GrantView {
     /// Grant id.
     pub grant_id: Uuid,
@@ -244,7 +244,7 @@ impl Clarity {
         }
         .await;
         let mut ev = Ev::rest("patient.lookup", AuditAction::Read);
-        ev.query_hash = Some(lookup_hash(lookup));
+        ev.query_hash = Some(lookup_hash(&self.query_key, lookup));
         self.audited(principal, ev, result).await
     }
 
@@ -519,7 +519,13 @@ impl Clarity {
         if self.config.access.require_mfa_for_break_glass {
             let user = self.user_row(principal.user_id).await?;
             let code = request.totp.as_deref().ok_or(Error::MfaRequired)?;
-            self.check_totp(&user, code).await?;
+            // Guessing codes here counts against the account like failed logins.
+            self.check_account_throttle(&user).await?;
+            if let Err(e) = self.check_totp(&user, code).await {
+                self.record_account_failure(&user, principal.context.client_address)
+                    .await?;
+                return Err(e);
+            }
         }
         if self
             .phi
@@ -678,10 +684,12 @@ impl Clarity {
     }
 }
 
-/// A hash of a lookup for the audit trail: the field and a SHA-256 of the
-/// normalised value, so an auditor can match repeated lookups without seeing them.
-fn lookup_hash(lookup: &PatientLookup) -> String {
-    use sha2::{Digest, Sha256};
+/// A keyed hash of a lookup for the audit trail: the field and an
+/// HMAC-SHA-256 of the normalised value under a key derived from the root
+/// secret, so an auditor can match repeated lookups without seeing them, and
+/// nobody can recover a short value (an MRN) by trying them all.
+fn lookup_hash(key: &crate::crypto::Key, lookup: &PatientLookup) -> String {
+    use hmac::{Hmac, Mac};
     let (field, value) = match lookup {
         PatientLookup::Mrn(v) => ("mrn", v.trim().to_lowercase()),
         PatientLookup::Email(v) => ("email", v.trim().to_lowercase()),
@@ -698,7 +706,13 @@ fn lookup_hash(lookup: &PatientLookup) -> String {
         ),
     };
     let value = zeroize::Zeroizing::new(value);
-    format!("{field}:{}", hex::encode(Sha256::digest(value.as_bytes())))
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key.expose())
+        .expect("HMAC-SHA-256 accepts a 32-byte key");
+    mac.update(value.as_bytes());
+    format!(
+        "{field}:{}",
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    )
 }
 
 /// For records, "patient not found" reads as "record not found".
@@ -706,5 +720,26 @@ fn record_not_found(err: Error) -> Error {
     match err {
         Error::NotFound { .. } => Error::NotFound { what: "record" },
         other => other,
+    }
+}
+
+impl std::fmt::Debug for BreakGlassRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Personal data and secrets stay out of Debug output.
+        f.debug_struct("BreakGlassRequest")
+            .field("patient_id", &self.patient_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for GrantView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Personal data and secrets stay out of Debug output.
+        f.debug_struct("GrantView")
+            .field("grant_id", &self.grant_id)
+            .field("user_id", &self.user_id)
+            .field("patient_id", &self.patient_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
     }
 }

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::store::{RefreshRow, SessionRow, UserRow};
 
 /// `POST /v1/auth/login`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// Login email.
@@ -81,6 +81,13 @@ impl Clarity {
             .phi
             .indexer()
             .index(IndexField::UserEmail, &request.email);
+        // One attempt at a time per address and per account (in this order,
+        // always), so concurrent guesses cannot all pass the throttle first.
+        let _address = match client {
+            Some(addr) => Some(self.address_locks.lock(addr).await),
+            None => None,
+        };
+        let _account = self.account_locks.lock(index.0).await;
         let result = self.try_login(request, client).await;
         let context = RequestContext {
             client_address: client,
@@ -159,10 +166,9 @@ impl Clarity {
                 return Err(e);
             }
         }
+        // The address keeps its failures: one good login must not wipe out
+        // the record of guesses against other accounts.
         self.identity.clear_login_failures(row.id).await?;
-        if let Some(addr) = client {
-            self.addresses.succeeded(addr);
-        }
         let session = SessionRow {
             id: Uuid::now_v7(),
             user_id: row.id,
@@ -185,7 +191,9 @@ impl Clarity {
         self.tokens_for(&row, session.id, refresh)
     }
 
-    async fn check_account_throttle(&self, row: &UserRow) -> Result<()> {
+    /// Refuses while the account is backing off or locked (logins, and the
+    /// other places a secret of the account is checked).
+    pub(super) async fn check_account_throttle(&self, row: &UserRow) -> Result<()> {
         let Some(failures) = self.identity.login_failures(row.id).await? else {
             return Ok(());
         };
@@ -222,7 +230,22 @@ impl Clarity {
             self.addresses.failed(addr, now);
         }
         match user {
-            Some(row) => {
+            Some(row) => self.record_account_failure(row, client).await?,
+            None => self.unknown_accounts.failed(unknown_key, now),
+        }
+        Ok(())
+    }
+
+    /// Counts a failed check of one of the account's secrets (password,
+    /// TOTP code); raises the lockout alert when it reaches the limit.
+    pub(super) async fn record_account_failure(
+        &self,
+        row: &UserRow,
+        client: Option<IpAddr>,
+    ) -> Result<()> {
+        let now = self.clock.now();
+        {
+            {
                 let failures = self
                     .identity
                     .record_login_failure(
@@ -254,7 +277,6 @@ impl Clarity {
                     .await?;
                 }
             }
-            None => self.unknown_accounts.failed(unknown_key, now),
         }
         Ok(())
     }
@@ -434,5 +456,12 @@ impl Clarity {
             expires_in: self.tokens.lifetime().num_seconds(),
             user: self.user_view(user)?,
         })
+    }
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Personal data and secrets stay out of Debug output.
+        f.debug_struct("LoginRequest").finish_non_exhaustive()
     }
 }

@@ -21,7 +21,7 @@ const MFA: &str = "users.mfa";
 const SETUP_META: &str = "setup_code";
 
 /// A user as returned by the API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct User {
     /// User id.
     pub id: Uuid,
@@ -44,7 +44,7 @@ pub struct User {
 }
 
 /// A new user (`POST /v1/users`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     /// Login email.
@@ -80,7 +80,7 @@ pub struct UserUpdate {
 }
 
 /// The first admin, with the one-time setup code (`POST /v1/setup`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SetupRequest {
     /// The code printed at first start.
@@ -445,11 +445,15 @@ impl Clarity {
         new: &SecretString,
     ) -> Result<((), Reason)> {
         let mut row = self.user_row(principal.user_id).await?;
+        // Guessing the current password here counts like failed logins.
+        self.check_account_throttle(&row).await?;
         if !self
             .hasher
             .verify(current.expose(), Some(&row.password_hash))
             .await?
         {
+            self.record_account_failure(&row, principal.context.client_address)
+                .await?;
             return Err(Error::Unauthenticated);
         }
         let profile: Profile =
@@ -491,10 +495,8 @@ impl Clarity {
         let secret = new_totp_secret()?;
         let totp = Totp::new(&secret, &self.config.auth.issuer, &profile.email)?;
         let expected = row.version;
-        row.mfa_secret = Some(
-            self.directory
-                .seal(MFA, row.id, 0, &hex::encode(&*secret))?,
-        );
+        let secret_hex = zeroize::Zeroizing::new(hex::encode(&*secret));
+        row.mfa_secret = Some(self.directory.seal(MFA, row.id, 0, &*secret_hex)?);
         row.version = expected + 1;
         row.updated_at = self.clock.now();
         row.profile = self.directory.seal(USERS, row.id, row.version, &profile)?;
@@ -540,9 +542,11 @@ impl Clarity {
     /// Checks a TOTP code for `row`, refusing replays (S-AUTH-5).
     pub(super) async fn check_totp(&self, row: &UserRow, code: &str) -> Result<()> {
         let sealed = row.mfa_secret.as_ref().ok_or(Error::MfaRequired)?;
-        let secret_hex: String = self.directory.open_sealed(MFA, row.id, 0, sealed)?;
-        let secret =
-            zeroize::Zeroizing::new(hex::decode(&secret_hex).map_err(|_| Error::Integrity)?);
+        let secret_hex: zeroize::Zeroizing<String> =
+            zeroize::Zeroizing::new(self.directory.open_sealed(MFA, row.id, 0, sealed)?);
+        let secret = zeroize::Zeroizing::new(
+            hex::decode(secret_hex.as_str()).map_err(|_| Error::Integrity)?,
+        );
         let totp = Totp::new(&secret, &self.config.auth.issuer, "user")?;
         let step = totp
             .matching_step(code, self.clock.now())
@@ -582,4 +586,33 @@ impl Clarity {
 /// Seconds as a chrono duration (configuration is validated to fit).
 pub(super) fn secs(seconds: u64) -> i64 {
     i64::try_from(seconds).unwrap_or(i64::MAX / 1000)
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Personal data and secrets stay out of Debug output.
+        f.debug_struct("NewUser")
+            .field("roles", &self.roles)
+            .field("patient_id", &self.patient_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for SetupRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Personal data and secrets stay out of Debug output.
+        f.debug_struct("SetupRequest").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Personal data and secrets stay out of Debug output.
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("roles", &self.roles)
+            .field("disabled", &self.disabled)
+            .field("mfa_enabled", &self.mfa_enabled)
+            .finish_non_exhaustive()
+    }
 }

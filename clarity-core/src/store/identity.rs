@@ -13,7 +13,7 @@ use crate::crypto::BlindIndex;
 use crate::error::Result;
 
 /// A user row. `profile` is the sealed `{email, display_name}` document.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct UserRow {
     /// User id (UUIDv7), never reused.
     pub id: Uuid,
@@ -209,4 +209,18 @@ pub trait IdentityStore: Send + Sync + fmt::Debug {
     async fn review_grant(&self, id: Uuid, by: Uuid, at: DateTime<Utc>) -> Result<()>;
     /// Ids of live patients after `after`, in id order.
     async fn list_patient_ids(&self, after: Option<Uuid>, limit: usize) -> Result<Vec<Uuid>>;
+}
+
+impl std::fmt::Debug for UserRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Personal data and secrets stay out of Debug output.
+        f.debug_struct("UserRow")
+            .field("id", &self.id)
+            .field("roles", &self.roles)
+            .field("disabled", &self.disabled)
+            .field("patient_id", &self.patient_id)
+            .field("mfa_enabled", &self.mfa_enabled)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
 }

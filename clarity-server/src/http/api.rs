@@ -47,111 +47,140 @@ struct MfaCode {
     code: SecretString,
 }
 
+/// Every `/v1` route: (method, path template). `{...}` segments are ids.
+/// The OpenAPI document lists exactly these (a test holds them together).
+pub(crate) const ROUTES: &[(Method, &str)] = &[
+    (Method::POST, "/v1/setup"),
+    (Method::POST, "/v1/auth/login"),
+    (Method::POST, "/v1/auth/refresh"),
+    (Method::POST, "/v1/auth/logout"),
+    (Method::POST, "/v1/auth/mfa/enroll"),
+    (Method::POST, "/v1/auth/mfa/confirm"),
+    (Method::GET, "/v1/me"),
+    (Method::POST, "/v1/users"),
+    (Method::GET, "/v1/users"),
+    (Method::GET, "/v1/users/{id}"),
+    (Method::PATCH, "/v1/users/{id}"),
+    (Method::POST, "/v1/patients"),
+    (Method::GET, "/v1/patients"),
+    (Method::GET, "/v1/patients/{id}"),
+    (Method::PUT, "/v1/patients/{id}"),
+    (Method::DELETE, "/v1/patients/{id}"),
+    (Method::POST, "/v1/patients/{id}/care-team"),
+    (Method::DELETE, "/v1/patients/{id}/care-team/{user_id}"),
+    (Method::POST, "/v1/patients/{id}/records"),
+    (Method::GET, "/v1/patients/{id}/records"),
+    (Method::GET, "/v1/records/{id}"),
+    (Method::PUT, "/v1/records/{id}"),
+    (Method::DELETE, "/v1/records/{id}"),
+    (Method::POST, "/v1/break-glass"),
+    (Method::GET, "/v1/break-glass/grants"),
+    (Method::POST, "/v1/break-glass/grants/{id}/review"),
+    (Method::GET, "/v1/research/patients"),
+    (Method::GET, "/v1/audit/events"),
+    (Method::GET, "/v1/audit/verify"),
+    (Method::GET, "/v1/audit/export"),
+];
+
+/// The template matching `path`, with the path's `{...}` values.
+fn matches<'p>(template: &str, path: &'p str) -> Option<Vec<&'p str>> {
+    let mut params = Vec::new();
+    let mut path_parts = path.split('/');
+    for part in template.split('/') {
+        let actual = path_parts.next()?;
+        if part.starts_with('{') {
+            if actual.is_empty() {
+                return None;
+            }
+            params.push(actual);
+        } else if part != actual {
+            return None;
+        }
+    }
+    path_parts.next().is_none().then_some(params)
+}
+
+/// The route for `method` and `path`: `Ok` with the template and parameters,
+/// or `Err` with the methods the path accepts (`None`: no such path).
+pub(crate) fn resolve<'p>(
+    method: &Method,
+    path: &'p str,
+) -> Result<(&'static str, Vec<&'p str>), Option<String>> {
+    let mut allowed = Vec::new();
+    for (route_method, template) in ROUTES {
+        if let Some(params) = matches(template, path) {
+            if route_method == method {
+                return Ok((template, params));
+            }
+            allowed.push(route_method.as_str());
+        }
+    }
+    Err((!allowed.is_empty()).then(|| allowed.join(", ")))
+}
+
 /// Routes a `/v1` request.
 pub(crate) async fn dispatch(ctx: &Ctx<'_>, req: Request<Incoming>) -> Routed {
     let path = req.uri().path().to_string();
-    let segments: Vec<&str> = path.split('/').skip(1).collect();
     let method = req.method().clone();
-    use Method as M;
-    match (&method, segments.as_slice()) {
-        (&M::POST, ["v1", "setup"]) => ("/v1/setup", setup(ctx, req).await),
-        (&M::POST, ["v1", "auth", "login"]) => ("/v1/auth/login", login(ctx, req).await),
-        (&M::POST, ["v1", "auth", "refresh"]) => ("/v1/auth/refresh", refresh(ctx, req).await),
-        (&M::POST, ["v1", "auth", "logout"]) => ("/v1/auth/logout", logout(ctx, req).await),
-        (&M::POST, ["v1", "auth", "mfa", "enroll"]) => {
-            ("/v1/auth/mfa/enroll", mfa_enroll(ctx, req).await)
-        }
-        (&M::POST, ["v1", "auth", "mfa", "confirm"]) => {
-            ("/v1/auth/mfa/confirm", mfa_confirm(ctx, req).await)
-        }
-        (&M::GET, ["v1", "me"]) => ("/v1/me", me(ctx, req).await),
-        (&M::POST, ["v1", "users"]) => ("/v1/users", create_user(ctx, req).await),
-        (&M::GET, ["v1", "users"]) => ("/v1/users", list_users(ctx, req).await),
-        (&M::GET, ["v1", "users", user]) => ("/v1/users/{id}", get_user(ctx, req, user).await),
-        (&M::PATCH, ["v1", "users", user]) => ("/v1/users/{id}", update_user(ctx, req, user).await),
-        (&M::POST, ["v1", "patients"]) => ("/v1/patients", create_patient(ctx, req).await),
-        (&M::GET, ["v1", "patients"]) => ("/v1/patients", list_patients(ctx, req).await),
-        (&M::GET, ["v1", "patients", patient]) => {
-            ("/v1/patients/{id}", get_patient(ctx, req, patient).await)
-        }
-        (&M::PUT, ["v1", "patients", patient]) => {
-            ("/v1/patients/{id}", update_patient(ctx, req, patient).await)
-        }
-        (&M::DELETE, ["v1", "patients", patient]) => {
-            ("/v1/patients/{id}", erase_patient(ctx, req, patient).await)
-        }
-        (&M::POST, ["v1", "patients", patient, "care-team"]) => (
-            "/v1/patients/{id}/care-team",
-            add_care_team(ctx, req, patient).await,
-        ),
-        (&M::DELETE, ["v1", "patients", patient, "care-team", user]) => (
-            "/v1/patients/{id}/care-team/{user_id}",
-            remove_care_team(ctx, req, patient, user).await,
-        ),
-        (&M::POST, ["v1", "patients", patient, "records"]) => (
-            "/v1/patients/{id}/records",
-            create_record(ctx, req, patient).await,
-        ),
-        (&M::GET, ["v1", "patients", patient, "records"]) => (
-            "/v1/patients/{id}/records",
-            list_records(ctx, req, patient).await,
-        ),
-        (&M::GET, ["v1", "records", record]) => {
-            ("/v1/records/{id}", get_record(ctx, req, record).await)
-        }
-        (&M::PUT, ["v1", "records", record]) => {
-            ("/v1/records/{id}", update_record(ctx, req, record).await)
-        }
-        (&M::DELETE, ["v1", "records", record]) => {
-            ("/v1/records/{id}", delete_record(ctx, req, record).await)
-        }
-        (&M::POST, ["v1", "break-glass"]) => ("/v1/break-glass", break_glass(ctx, req).await),
-        (&M::GET, ["v1", "break-glass", "grants"]) => {
-            ("/v1/break-glass/grants", list_grants(ctx, req).await)
-        }
-        (&M::POST, ["v1", "break-glass", "grants", grant, "review"]) => (
-            "/v1/break-glass/grants/{id}/review",
-            review_grant(ctx, req, grant).await,
-        ),
-        (&M::GET, ["v1", "research", "patients"]) => {
-            ("/v1/research/patients", research(ctx, req).await)
-        }
-        (&M::GET, ["v1", "audit", "events"]) => ("/v1/audit/events", audit_events(ctx, req).await),
-        (&M::GET, ["v1", "audit", "verify"]) => ("/v1/audit/verify", audit_verify(ctx, req).await),
-        (&M::GET, ["v1", "audit", "export"]) => ("/v1/audit/export", audit_export(ctx, req).await),
-        (_, shape) => match allowed(shape) {
-            Some(allow) => (
+    let (template, params) = match resolve(&method, &path) {
+        Ok(found) => found,
+        Err(Some(allow)) => {
+            return (
                 "method_not_allowed",
-                Ok(method_not_allowed(ctx.request_id, allow)),
-            ),
-            None => (
+                Ok(method_not_allowed(ctx.request_id, &allow)),
+            );
+        }
+        Err(None) => {
+            return (
                 "unknown",
                 Err(ApiError::Http {
                     status: StatusCode::NOT_FOUND,
                     code: "not_found",
                     message: "no such route".into(),
                 }),
-            ),
-        },
-    }
-}
-
-/// The methods a known path accepts, for `405`.
-fn allowed(segments: &[&str]) -> Option<&'static str> {
-    Some(match segments {
-        ["v1", "setup"] | ["v1", "auth", "login" | "refresh" | "logout"] => "POST",
-        ["v1", "auth", "mfa", "enroll" | "confirm"] => "POST",
-        ["v1", "me"] | ["v1", "research", "patients"] | ["v1", "break-glass", "grants"] => "GET",
-        ["v1", "audit", "events" | "verify" | "export"] => "GET",
-        ["v1", "users"] | ["v1", "patients"] => "GET, POST",
-        ["v1", "users", _] => "GET, PATCH",
-        ["v1", "patients", _] | ["v1", "records", _] => "GET, PUT, DELETE",
-        ["v1", "patients", _, "records"] => "GET, POST",
-        ["v1", "patients", _, "care-team"] | ["v1", "break-glass"] => "POST",
-        ["v1", "break-glass", "grants", _, "review"] => "POST",
-        ["v1", "patients", _, "care-team", _] => "DELETE",
-        _ => return None,
-    })
+            );
+        }
+    };
+    let p = |i: usize| params.get(i).copied().unwrap_or_default();
+    use Method as M;
+    let reply = match (&method, template) {
+        (&M::POST, "/v1/setup") => setup(ctx, req).await,
+        (&M::POST, "/v1/auth/login") => login(ctx, req).await,
+        (&M::POST, "/v1/auth/refresh") => refresh(ctx, req).await,
+        (&M::POST, "/v1/auth/logout") => logout(ctx, req).await,
+        (&M::POST, "/v1/auth/mfa/enroll") => mfa_enroll(ctx, req).await,
+        (&M::POST, "/v1/auth/mfa/confirm") => mfa_confirm(ctx, req).await,
+        (&M::GET, "/v1/me") => me(ctx, req).await,
+        (&M::POST, "/v1/users") => create_user(ctx, req).await,
+        (&M::GET, "/v1/users") => list_users(ctx, req).await,
+        (&M::GET, "/v1/users/{id}") => get_user(ctx, req, p(0)).await,
+        (&M::PATCH, "/v1/users/{id}") => update_user(ctx, req, p(0)).await,
+        (&M::POST, "/v1/patients") => create_patient(ctx, req).await,
+        (&M::GET, "/v1/patients") => list_patients(ctx, req).await,
+        (&M::GET, "/v1/patients/{id}") => get_patient(ctx, req, p(0)).await,
+        (&M::PUT, "/v1/patients/{id}") => update_patient(ctx, req, p(0)).await,
+        (&M::DELETE, "/v1/patients/{id}") => erase_patient(ctx, req, p(0)).await,
+        (&M::POST, "/v1/patients/{id}/care-team") => add_care_team(ctx, req, p(0)).await,
+        (&M::DELETE, "/v1/patients/{id}/care-team/{user_id}") => {
+            remove_care_team(ctx, req, p(0), p(1)).await
+        }
+        (&M::POST, "/v1/patients/{id}/records") => create_record(ctx, req, p(0)).await,
+        (&M::GET, "/v1/patients/{id}/records") => list_records(ctx, req, p(0)).await,
+        (&M::GET, "/v1/records/{id}") => get_record(ctx, req, p(0)).await,
+        (&M::PUT, "/v1/records/{id}") => update_record(ctx, req, p(0)).await,
+        (&M::DELETE, "/v1/records/{id}") => delete_record(ctx, req, p(0)).await,
+        (&M::POST, "/v1/break-glass") => break_glass(ctx, req).await,
+        (&M::GET, "/v1/break-glass/grants") => list_grants(ctx, req).await,
+        (&M::POST, "/v1/break-glass/grants/{id}/review") => review_grant(ctx, req, p(0)).await,
+        (&M::GET, "/v1/research/patients") => research(ctx, req).await,
+        (&M::GET, "/v1/audit/events") => audit_events(ctx, req).await,
+        (&M::GET, "/v1/audit/verify") => audit_verify(ctx, req).await,
+        (&M::GET, "/v1/audit/export") => audit_export(ctx, req).await,
+        _ => Err(ApiError::Core(clarity_core::Error::internal(
+            "route without a handler",
+        ))),
+    };
+    (template, reply)
 }
 
 /// The authenticated caller, with this request's context for the audit trail.
@@ -524,4 +553,70 @@ async fn audit_export(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
         http::HeaderValue::from_static("application/fhir+ndjson"),
     );
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The OpenAPI document in the repository (also served at `/openapi.json`).
+    fn openapi() -> serde_json::Value {
+        serde_json::from_str(super::super::OPENAPI).expect("openapi.json is JSON")
+    }
+
+    #[test]
+    fn every_route_is_documented_and_every_documented_route_exists() {
+        let doc = openapi();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().expect("paths");
+        let mut documented = Vec::new();
+        for (path, item) in paths {
+            for method in ["get", "head", "post", "put", "patch", "delete"] {
+                if item.get(method).is_some() {
+                    documented.push((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        for (method, template) in ROUTES {
+            assert!(
+                documented.contains(&(method.as_str().to_string(), template.to_string())),
+                "{method} {template} is routed but not in openapi.json"
+            );
+        }
+        for (method, path) in &documented {
+            if path.starts_with("/health") || path == "/openapi.json" {
+                continue;
+            }
+            let concrete = path
+                .replace("{id}", "0198f0c4-0000-7000-8000-000000000000")
+                .replace("{user_id}", "0198f0c4-0000-7000-8000-000000000001");
+            let method = Method::from_bytes(method.as_bytes()).expect("method");
+            let (template, _) = resolve(&method, &concrete)
+                .unwrap_or_else(|_| panic!("{method} {path} is documented but not routed"));
+            assert_eq!(template, path);
+        }
+    }
+
+    #[test]
+    fn resolution_extracts_ids_and_names_allowed_methods() {
+        let (template, params) =
+            resolve(&Method::DELETE, "/v1/patients/a/care-team/b").expect("route");
+        assert_eq!(
+            (template, params),
+            ("/v1/patients/{id}/care-team/{user_id}", vec!["a", "b"])
+        );
+        assert_eq!(
+            resolve(&Method::PATCH, "/v1/patients")
+                .unwrap_err()
+                .as_deref(),
+            Some("POST, GET")
+        );
+        assert_eq!(resolve(&Method::GET, "/v1/nowhere").unwrap_err(), None);
+        assert_eq!(
+            resolve(&Method::GET, "/v1/patients/").unwrap_err(),
+            None,
+            "an empty id is no route"
+        );
+        assert!(resolve(&Method::GET, "/v1/patients/x/records/extra").is_err());
+    }
 }

@@ -108,7 +108,17 @@ impl Service<Request<Incoming>> for ConnectionService {
                 (&Method::GET | &Method::HEAD, "/health/ready") => {
                     ("/health/ready", Ok(this.router.ready().await))
                 }
-                (_, "/health/live" | "/health/ready") => {
+                (&Method::GET | &Method::HEAD, "/openapi.json") => {
+                    let mut response = http::Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from_static(OPENAPI.as_bytes()),
+                    ));
+                    response.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/json"),
+                    );
+                    ("/openapi.json", Ok(response))
+                }
+                (_, "/health/live" | "/health/ready" | "/openapi.json") => {
                     ("/health", Ok(method_not_allowed(&request_id, "GET, HEAD")))
                 }
                 _ => api::dispatch(&ctx, req).await,
@@ -136,17 +146,21 @@ impl Service<Request<Incoming>> for ConnectionService {
 }
 
 /// `405` with the methods the route accepts.
-fn method_not_allowed(request_id: &str, allow: &'static str) -> Response<Body> {
+fn method_not_allowed(request_id: &str, allow: &str) -> Response<Body> {
     let mut resp = error(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         "this route does not accept this method",
         request_id,
     );
-    resp.headers_mut()
-        .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+    if let Ok(allow) = http::HeaderValue::from_str(allow) {
+        resp.headers_mut().insert(http::header::ALLOW, allow);
+    }
     resp
 }
+
+/// The OpenAPI 3.1 document of this API, served at `/openapi.json`.
+pub(crate) const OPENAPI: &str = include_str!("../../openapi.json");
 
 /// A handler result with its route template (for logs; never the raw path).
 pub(crate) type Routed = (&'static str, Reply);
