@@ -361,21 +361,44 @@ impl Clarity {
     /// # Errors
     /// [`Error::Unauthenticated`] for any failure.
     pub async fn authenticate(&self, access_token: &str) -> Result<Principal> {
+        self.authenticate_with(access_token, RequestContext::default())
+            .await
+    }
+
+    /// [`Clarity::authenticate`] for a request whose context (client
+    /// address, purpose of use, request id) is known: the principal carries
+    /// it, and a refused token is audited with it.
+    ///
+    /// # Errors
+    /// [`Error::Unauthenticated`] for any failure.
+    pub async fn authenticate_with(
+        &self,
+        access_token: &str,
+        context: RequestContext,
+    ) -> Result<Principal> {
         let result = self.check_token(access_token).await;
-        if let Err(e) = &result {
-            // Refused tokens are audited (who presented them is unknown);
-            // accepted ones are covered by the operation's own event.
-            let ev = Ev::of("login", "auth.token", AuditAction::Execute);
-            self.record(
-                None,
-                None,
-                ev,
-                AuditOutcome::MinorFailure,
-                Some(e.kind().as_str().into()),
-            )
-            .await?;
+        match result {
+            Ok(mut principal) => {
+                principal.context = context;
+                Ok(principal)
+            }
+            Err(e) => {
+                // Refused tokens are audited (who presented them is unknown);
+                // accepted ones are covered by the operation's own event.
+                let ev = Ev::of("login", "auth.token", AuditAction::Execute);
+                let reason = Some(e.kind().as_str().to_string());
+                self.record_with_context(
+                    None,
+                    None,
+                    ev,
+                    AuditOutcome::MinorFailure,
+                    reason,
+                    context,
+                )
+                .await?;
+                Err(e)
+            }
         }
-        result
     }
 
     async fn check_token(&self, access_token: &str) -> Result<Principal> {

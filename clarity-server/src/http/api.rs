@@ -119,7 +119,7 @@ pub(crate) fn resolve<'p>(
 }
 
 /// Routes a `/v1` request.
-pub(crate) async fn dispatch(ctx: &Ctx<'_>, req: Request<Incoming>) -> Routed {
+pub(crate) async fn dispatch(ctx: &Ctx, req: Request<Incoming>) -> Routed {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let (template, params) = match resolve(&method, &path) {
@@ -127,7 +127,7 @@ pub(crate) async fn dispatch(ctx: &Ctx<'_>, req: Request<Incoming>) -> Routed {
         Err(Some(allow)) => {
             return (
                 "method_not_allowed",
-                Ok(method_not_allowed(ctx.request_id, &allow)),
+                Ok(method_not_allowed(&ctx.request_id, &allow)),
             );
         }
         Err(None) => {
@@ -184,47 +184,45 @@ pub(crate) async fn dispatch(ctx: &Ctx<'_>, req: Request<Incoming>) -> Routed {
 }
 
 /// The authenticated caller, with this request's context for the audit trail.
-async fn principal(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Result<Principal, ApiError> {
-    let purpose = purpose(req)?;
-    let mut principal = ctx.clarity.authenticate(bearer(req)?).await?;
-    principal.context = RequestContext {
-        purpose: Some(purpose),
+async fn principal(ctx: &Ctx, req: &Request<Incoming>) -> Result<Principal, ApiError> {
+    let context = RequestContext {
+        purpose: Some(purpose(req)?),
         client_address: Some(ctx.peer.ip()),
-        request_id: Some(ctx.request_id.to_string()),
+        request_id: Some(ctx.request_id.clone()),
     };
-    Ok(principal)
+    Ok(ctx.clarity.authenticate_with(bearer(req)?, context).await?)
 }
 
-async fn setup(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+async fn setup(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let request: SetupRequest = json_body(req).await?;
     let user = ctx.clarity.setup(request).await?;
     Ok(json(StatusCode::CREATED, &user))
 }
 
-async fn login(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+async fn login(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let request: LoginRequest = json_body(req).await?;
     let tokens = ctx.clarity.login(request, Some(ctx.peer.ip())).await?;
     Ok(json(StatusCode::OK, &tokens))
 }
 
-async fn refresh(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+async fn refresh(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let request: RefreshRequest = json_body(req).await?;
     let tokens = ctx.clarity.refresh(&request.refresh_token).await?;
     Ok(json(StatusCode::OK, &tokens))
 }
 
-async fn logout(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+async fn logout(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let p = principal(ctx, &req).await?;
     ctx.clarity.logout(&p).await?;
     Ok(no_content())
 }
 
-async fn mfa_enroll(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+async fn mfa_enroll(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let p = principal(ctx, &req).await?;
     Ok(json(StatusCode::OK, &ctx.clarity.mfa_enroll(&p).await?))
 }
 
-async fn mfa_confirm(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+async fn mfa_confirm(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let p = principal(ctx, &req).await?;
     let body: MfaCode = json_body(req).await?;
     Ok(json(
@@ -233,7 +231,7 @@ async fn mfa_confirm(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
     ))
 }
 
-async fn me(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+async fn me(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let p = principal(ctx, &req).await?;
     let user = ctx.clarity.get_user(&p, p.user_id).await?;
     Ok(json(
@@ -242,7 +240,7 @@ async fn me(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
     ))
 }
 
-async fn create_user(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+async fn create_user(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let p = principal(ctx, &req).await?;
     let user: NewUser = json_body(req).await?;
     Ok(json(
@@ -251,7 +249,7 @@ async fn create_user(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
     ))
 }
 
-async fn list_users(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+async fn list_users(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let p = principal(ctx, &req).await?;
     let q = query(&req, &["limit", "cursor"])?;
     Ok(json(
@@ -260,7 +258,7 @@ async fn list_users(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
     ))
 }
 
-async fn get_user(ctx: &Ctx<'_>, req: Request<Incoming>, user: &str) -> Reply {
+async fn get_user(ctx: &Ctx, req: Request<Incoming>, user: &str) -> Reply {
     let p = principal(ctx, &req).await?;
     Ok(json(
         StatusCode::OK,
@@ -268,7 +266,7 @@ async fn get_user(ctx: &Ctx<'_>, req: Request<Incoming>, user: &str) -> Reply {
     ))
 }
 
-async fn update_user(ctx: &Ctx<'_>, req: Request<Incoming>, user: &str) -> Reply {
+async fn update_user(ctx: &Ctx, req: Request<Incoming>, user: &str) -> Reply {
     let p = principal(ctx, &req).await?;
     let user = id(user)?;
     let update: UserUpdate = json_body(req).await?;
@@ -278,14 +276,14 @@ async fn update_user(ctx: &Ctx<'_>, req: Request<Incoming>, user: &str) -> Reply
     ))
 }
 
-async fn create_patient(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+async fn create_patient(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let p = principal(ctx, &req).await?;
     let profile: PatientProfile = json_body(req).await?;
     let patient = ctx.clarity.create_patient(&p, profile).await?;
     Ok(versioned(StatusCode::CREATED, &patient, patient.version))
 }
 
-async fn list_patients(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+async fn list_patients(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let p = principal(ctx, &req).await?;
     let q = query(
         &req,
@@ -334,13 +332,13 @@ async fn list_patients(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
     ))
 }
 
-async fn get_patient(ctx: &Ctx<'_>, req: Request<Incoming>, patient: &str) -> Reply {
+async fn get_patient(ctx: &Ctx, req: Request<Incoming>, patient: &str) -> Reply {
     let p = principal(ctx, &req).await?;
     let patient = ctx.clarity.get_patient(&p, id(patient)?).await?;
     Ok(versioned(StatusCode::OK, &patient, patient.version))
 }
 
-async fn update_patient(ctx: &Ctx<'_>, req: Request<Incoming>, patient: &str) -> Reply {
+async fn update_patient(ctx: &Ctx, req: Request<Incoming>, patient: &str) -> Reply {
     let p = principal(ctx, &req).await?;
     let patient = id(patient)?;
     let version = if_match(&req)?;
@@ -352,13 +350,13 @@ async fn update_patient(ctx: &Ctx<'_>, req: Request<Incoming>, patient: &str) ->
     Ok(versioned(StatusCode::OK, &updated, updated.version))
 }
 
-async fn erase_patient(ctx: &Ctx<'_>, req: Request<Incoming>, patient: &str) -> Reply {
+async fn erase_patient(ctx: &Ctx, req: Request<Incoming>, patient: &str) -> Reply {
     let p = principal(ctx, &req).await?;
     ctx.clarity.erase_patient(&p, id(patient)?).await?;
     Ok(no_content())
 }
 
-async fn add_care_team(ctx: &Ctx<'_>, req: Request<Incoming>, patient: &str) -> Reply {
+async fn add_care_team(ctx: &Ctx, req: Request<Incoming>, patient: &str) -> Reply {
     let p = principal(ctx, &req).await?;
     let patient = id(patient)?;
     let assignment: CareTeamAssignment = json_body(req).await?;
@@ -368,12 +366,7 @@ async fn add_care_team(ctx: &Ctx<'_>, req: Request<Incoming>, patient: &str) -> 
     Ok(no_content())
 }
 
-async fn remove_care_team(
-    ctx: &Ctx<'_>,
-    req: Request<Incoming>,
-    patient: &str,
-    user: &str,
-) -> Reply {
+async fn remove_care_team(ctx: &Ctx, req: Request<Incoming>, patient: &str, user: &str) -> Reply {
     let p = principal(ctx, &req).await?;
     ctx.clarity
         .remove_care_team_member(&p, id(patient)?, id(user)?)
@@ -381,7 +374,7 @@ async fn remove_care_team(
     Ok(no_content())
 }
 
-async fn create_record(ctx: &Ctx<'_>, req: Request<Incoming>, patient: &str) -> Reply {
+async fn create_record(ctx: &Ctx, req: Request<Incoming>, patient: &str) -> Reply {
     let p = principal(ctx, &req).await?;
     let patient = id(patient)?;
     let body: NewRecord = json_body(req).await?;
@@ -392,7 +385,7 @@ async fn create_record(ctx: &Ctx<'_>, req: Request<Incoming>, patient: &str) -> 
     Ok(versioned(StatusCode::CREATED, &record, record.version))
 }
 
-async fn list_records(ctx: &Ctx<'_>, req: Request<Incoming>, patient: &str) -> Reply {
+async fn list_records(ctx: &Ctx, req: Request<Incoming>, patient: &str) -> Reply {
     let p = principal(ctx, &req).await?;
     let q = query(&req, &["limit", "cursor"])?;
     let records = ctx
@@ -402,13 +395,13 @@ async fn list_records(ctx: &Ctx<'_>, req: Request<Incoming>, patient: &str) -> R
     Ok(json(StatusCode::OK, &records))
 }
 
-async fn get_record(ctx: &Ctx<'_>, req: Request<Incoming>, record: &str) -> Reply {
+async fn get_record(ctx: &Ctx, req: Request<Incoming>, record: &str) -> Reply {
     let p = principal(ctx, &req).await?;
     let record = ctx.clarity.get_record(&p, id(record)?).await?;
     Ok(versioned(StatusCode::OK, &record, record.version))
 }
 
-async fn update_record(ctx: &Ctx<'_>, req: Request<Incoming>, record: &str) -> Reply {
+async fn update_record(ctx: &Ctx, req: Request<Incoming>, record: &str) -> Reply {
     let p = principal(ctx, &req).await?;
     let record = id(record)?;
     let version = if_match(&req)?;
@@ -420,13 +413,13 @@ async fn update_record(ctx: &Ctx<'_>, req: Request<Incoming>, record: &str) -> R
     Ok(versioned(StatusCode::OK, &updated, updated.version))
 }
 
-async fn delete_record(ctx: &Ctx<'_>, req: Request<Incoming>, record: &str) -> Reply {
+async fn delete_record(ctx: &Ctx, req: Request<Incoming>, record: &str) -> Reply {
     let p = principal(ctx, &req).await?;
     ctx.clarity.delete_record(&p, id(record)?).await?;
     Ok(no_content())
 }
 
-async fn break_glass(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+async fn break_glass(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let p = principal(ctx, &req).await?;
     let request: BreakGlassRequest = json_body(req).await?;
     Ok(json(
@@ -435,7 +428,7 @@ async fn break_glass(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
     ))
 }
 
-async fn list_grants(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+async fn list_grants(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let p = principal(ctx, &req).await?;
     let q = query(&req, &["limit", "cursor", "unreviewed"])?;
     let unreviewed = match param(&q, "unreviewed") {
@@ -449,13 +442,13 @@ async fn list_grants(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
     ))
 }
 
-async fn review_grant(ctx: &Ctx<'_>, req: Request<Incoming>, grant: &str) -> Reply {
+async fn review_grant(ctx: &Ctx, req: Request<Incoming>, grant: &str) -> Reply {
     let p = principal(ctx, &req).await?;
     ctx.clarity.review_grant(&p, id(grant)?).await?;
     Ok(no_content())
 }
 
-async fn research(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+async fn research(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let p = principal(ctx, &req).await?;
     let q = query(&req, &["limit", "cursor"])?;
     Ok(json(
@@ -510,7 +503,7 @@ const AUDIT_QUERY: &[&str] = &[
     "to",
 ];
 
-async fn audit_events(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+async fn audit_events(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let p = principal(ctx, &req).await?;
     let q = query(&req, AUDIT_QUERY)?;
     let events = ctx
@@ -520,14 +513,14 @@ async fn audit_events(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
     Ok(json(StatusCode::OK, &events))
 }
 
-async fn audit_verify(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+async fn audit_verify(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let p = principal(ctx, &req).await?;
     let chains = ctx.clarity.verify_audit(&p).await?;
     let ok = chains.iter().all(|c| c.ok);
     Ok(json(StatusCode::OK, &json!({ "ok": ok, "chains": chains })))
 }
 
-async fn audit_export(ctx: &Ctx<'_>, req: Request<Incoming>) -> Reply {
+async fn audit_export(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let p = principal(ctx, &req).await?;
     let mut q = query(&req, &[AUDIT_QUERY, &["format"]].concat())?;
     match param(&q, "format") {

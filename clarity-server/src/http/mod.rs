@@ -33,9 +33,9 @@ pub(crate) struct ConnectionService {
 
 /// What a handler knows about its request besides the request itself.
 #[derive(Debug)]
-pub(crate) struct Ctx<'a> {
-    pub(crate) clarity: &'a Clarity,
-    pub(crate) request_id: &'a str,
+pub(crate) struct Ctx {
+    pub(crate) clarity: Arc<Clarity>,
+    pub(crate) request_id: String,
     pub(crate) peer: SocketAddr,
 }
 
@@ -96,33 +96,48 @@ impl Service<Request<Incoming>> for ConnectionService {
             let request_id = uuid::Uuid::new_v4().to_string();
             let method = req.method().clone();
             let ctx = Ctx {
-                clarity: &this.router.clarity,
-                request_id: &request_id,
+                clarity: Arc::clone(&this.router.clarity),
+                request_id: request_id.clone(),
                 peer: this.peer,
             };
-            let (route, result) = match (req.method(), req.uri().path()) {
-                (&Method::GET | &Method::HEAD, "/health/live") => (
-                    "/health/live",
-                    Ok(json(StatusCode::OK, &json!({"status": "live"}))),
-                ),
-                (&Method::GET | &Method::HEAD, "/health/ready") => {
-                    ("/health/ready", Ok(this.router.ready().await))
+            let router = this.router.clone();
+            // The handler runs in its own task: if the client goes away, the
+            // operation still finishes, audit event included, instead of
+            // stopping between a commit and its event.
+            let handler = tokio::spawn(async move {
+                match (req.method(), req.uri().path()) {
+                    (&Method::GET | &Method::HEAD, "/health/live") => (
+                        "/health/live",
+                        Ok(json(StatusCode::OK, &json!({"status": "live"}))),
+                    ),
+                    (&Method::GET | &Method::HEAD, "/health/ready") => {
+                        ("/health/ready", Ok(router.ready().await))
+                    }
+                    (&Method::GET | &Method::HEAD, "/openapi.json") => {
+                        let mut response = http::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from_static(OPENAPI.as_bytes()),
+                        ));
+                        response.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static("application/json"),
+                        );
+                        ("/openapi.json", Ok(response))
+                    }
+                    (_, "/health/live" | "/health/ready" | "/openapi.json") => (
+                        "/health",
+                        Ok(method_not_allowed(&ctx.request_id, "GET, HEAD")),
+                    ),
+                    _ => api::dispatch(&ctx, req).await,
                 }
-                (&Method::GET | &Method::HEAD, "/openapi.json") => {
-                    let mut response = http::Response::new(http_body_util::Full::new(
-                        bytes::Bytes::from_static(OPENAPI.as_bytes()),
-                    ));
-                    response.headers_mut().insert(
-                        http::header::CONTENT_TYPE,
-                        http::HeaderValue::from_static("application/json"),
-                    );
-                    ("/openapi.json", Ok(response))
-                }
-                (_, "/health/live" | "/health/ready" | "/openapi.json") => {
-                    ("/health", Ok(method_not_allowed(&request_id, "GET, HEAD")))
-                }
-                _ => api::dispatch(&ctx, req).await,
-            };
+            });
+            let (route, result): Routed = handler.await.unwrap_or_else(|_| {
+                (
+                    "panic",
+                    Err(reply::ApiError::Core(clarity_core::Error::internal(
+                        "request handler failed",
+                    ))),
+                )
+            });
             let mut response = match result {
                 Ok(response) => response,
                 Err(e) => e.response(&request_id),

@@ -394,10 +394,12 @@ impl IdentityStore for PostgresStore {
     }
 
     async fn upsert_care_team(&self, m: &CareTeamRow) -> Result<()> {
-        let client = self.client().await?;
-        let live = client
+        let mut client = self.client().await?;
+        // FOR SHARE: an erasure (FOR UPDATE) cannot commit in between.
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let live = tx
             .query_opt(
-                "SELECT 1 FROM patients WHERE id = $1 AND erased_at IS NULL",
+                "SELECT 1 FROM patients WHERE id = $1 AND erased_at IS NULL FOR SHARE",
                 &[&m.patient_id],
             )
             .await
@@ -405,23 +407,22 @@ impl IdentityStore for PostgresStore {
         if live.is_none() {
             return Err(Error::NotFound { what: "patient" });
         }
-        client
-            .execute(
-                "INSERT INTO care_team (patient_id, user_id, relationship, expires_at, created_at)
+        tx.execute(
+            "INSERT INTO care_team (patient_id, user_id, relationship, expires_at, created_at)
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (patient_id, user_id) DO UPDATE SET
                      relationship = excluded.relationship, expires_at = excluded.expires_at",
-                &[
-                    &m.patient_id,
-                    &m.user_id,
-                    &m.relationship,
-                    &m.expires_at,
-                    &m.created_at,
-                ],
-            )
-            .await
-            .map(|_| ())
-            .map_err(missing_or("user"))
+            &[
+                &m.patient_id,
+                &m.user_id,
+                &m.relationship,
+                &m.expires_at,
+                &m.created_at,
+            ],
+        )
+        .await
+        .map_err(missing_or("user"))?;
+        tx.commit().await.map_err(pg_error)
     }
 
     async fn remove_care_team(&self, patient_id: Uuid, user_id: Uuid) -> Result<()> {

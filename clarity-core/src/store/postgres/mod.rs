@@ -462,8 +462,21 @@ impl Store for PostgresStore {
     }
 
     async fn insert_record(&self, record: &RecordRow) -> Result<()> {
-        let client = self.client().await?;
-        let stmt = client
+        let mut client = self.client().await?;
+        // Lock the live patient row, so an erasure cannot commit in between
+        // and leave this record behind (the erasure takes FOR UPDATE).
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let live = tx
+            .query_opt(
+                "SELECT 1 FROM patients WHERE id = $1 AND erased_at IS NULL FOR SHARE",
+                &[&record.patient_id],
+            )
+            .await
+            .map_err(pg_error)?;
+        if live.is_none() {
+            return Err(Error::NotFound { what: "patient" });
+        }
+        let stmt = tx
             .prepare_cached(
                 "INSERT INTO records (id, patient_id, kind, body, version, created_by, created_at, updated_at)
                  SELECT $1, $2, $3, $4, $5, $6, $7, $8
@@ -471,7 +484,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(pg_error)?;
-        let inserted = client
+        let inserted = tx
             .execute(
                 &stmt,
                 &[
@@ -490,7 +503,7 @@ impl Store for PostgresStore {
         if inserted == 0 {
             return Err(Error::NotFound { what: "patient" });
         }
-        Ok(())
+        tx.commit().await.map_err(pg_error)
     }
 
     async fn get_record(&self, id: Uuid) -> Result<Option<RecordRow>> {
