@@ -36,6 +36,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Address the HTTP server listens on (default `127.0.0.1:8080`).
     pub listen: SocketAddr,
+    /// PEM certificate chain: with `tls_key`, the server speaks only TLS 1.2/1.3 (HTTP/2 by ALPN).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`. A secret: keep the file readable by the server only.
+    pub tls_key: Option<PathBuf>,
     /// Where and how data is stored.
     pub store: StoreConfig,
     /// Where the key-encryption keys come from.
@@ -283,6 +287,8 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./clarity-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls_cert: None,
+            tls_key: None,
             store: StoreConfig::default(),
             keys: KeysConfig::default(),
             log: LogConfig::default(),
@@ -358,6 +364,16 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         if self.data_dir.as_os_str().is_empty() {
             return Err(Error::config("data_dir", "must not be empty"));
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return Err(Error::config("tls_key", "required with tls_cert")),
+            (None, Some(_)) => return Err(Error::config("tls_cert", "required with tls_key")),
+            _ => {}
+        }
+        for (key, path) in [("tls_cert", &self.tls_cert), ("tls_key", &self.tls_key)] {
+            if path.as_ref().is_some_and(|p| !p.is_file()) {
+                return Err(Error::config(key, "is not a readable file"));
+            }
         }
         let store = &self.store;
         if store.backend == Backend::Postgres && store.postgres_url.is_none() {

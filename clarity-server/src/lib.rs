@@ -6,3 +6,4 @@ pub mod cli;
 mod http;
 mod logging;
 pub mod serve;
+mod tls;

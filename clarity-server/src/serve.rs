@@ -22,6 +22,10 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// # Errors
 /// When the store or keys cannot be opened or the address cannot be bound.
 pub async fn serve(config: Config) -> Result<()> {
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let clarity = Clarity::open(config.clone()).await?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -38,11 +42,12 @@ pub async fn serve(config: Config) -> Result<()> {
         );
     }
     // Last, so that whoever waits for this line has seen the ones above.
-    println!("Listening on http://{local}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("Listening on {scheme}://{local}");
     tracing::info!(%local, backend = clarity.phi().store().backend(), "listening");
 
     let clarity = Arc::new(clarity);
-    let router = Router::new(Arc::clone(&clarity));
+    let router = Router::new(Arc::clone(&clarity), tls.is_some());
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -63,12 +68,28 @@ pub async fn serve(config: Config) -> Result<()> {
                         continue;
                     }
                 };
-                let _ = stream.set_nodelay(true);
+                                let _ = stream.set_nodelay(true);
                 let service = router.service(peer);
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    let result = match tls {
+                        Some(acceptor) => {
+                            let handshake = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await;
+                            let Ok(Ok(stream)) = handshake else {
+                                tracing::debug!(client = %peer.ip(), "TLS handshake failed");
+                                return;
+                            };
+                            let conn = builder.serve_connection(TokioIo::new(stream), service);
+                            watcher.watch(conn.into_owned()).await
+                        }
+                        None => {
+                            let conn = builder.serve_connection(TokioIo::new(stream), service);
+                            watcher.watch(conn.into_owned()).await
+                        }
+                    };
+                    if let Err(e) = result {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 });

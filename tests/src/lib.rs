@@ -97,6 +97,7 @@ impl Server {
             };
             let addr = line
                 .strip_prefix("Listening on http://")
+                .or_else(|| line.strip_prefix("Listening on https://"))
                 .and_then(|a| a.trim().parse().ok());
             server.stdout_lines.push(line);
             if let Some(addr) = addr {

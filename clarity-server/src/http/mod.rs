@@ -22,6 +22,8 @@ use self::reply::{Body, Reply, error, finish, json};
 #[derive(Debug, Clone)]
 pub(crate) struct Router {
     clarity: Arc<Clarity>,
+    /// Whether connections are TLS (then responses carry HSTS).
+    tls: bool,
 }
 
 /// The per-connection service.
@@ -40,8 +42,8 @@ pub(crate) struct Ctx {
 }
 
 impl Router {
-    pub(crate) fn new(clarity: Arc<Clarity>) -> Self {
-        Router { clarity }
+    pub(crate) fn new(clarity: Arc<Clarity>, tls: bool) -> Self {
+        Router { clarity, tls }
     }
 
     pub(crate) fn service(&self, peer: SocketAddr) -> ConnectionService {
@@ -145,7 +147,7 @@ impl Service<Request<Incoming>> for ConnectionService {
             if method == Method::HEAD {
                 *response.body_mut() = http_body_util::Full::new(bytes::Bytes::new());
             }
-            finish(&mut response, &request_id);
+            finish(&mut response, &request_id, this.router.tls);
             tracing::info!(
                 request_id,
                 method = %method,

@@ -160,9 +160,15 @@ pub(crate) fn core_error(err: &clarity_core::Error, rid: &str) -> Response<Body>
     response
 }
 
-/// Adds the request id header and the security headers.
-pub(crate) fn finish(response: &mut Response<Body>, request_id: &str) {
+/// Adds the request id header and the security headers; HSTS over TLS.
+pub(crate) fn finish(response: &mut Response<Body>, request_id: &str, tls: bool) {
     let headers = response.headers_mut();
+    if tls {
+        headers.insert(
+            http::header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        );
+    }
     for (name, value) in SECURITY_HEADERS {
         headers.insert(name, HeaderValue::from_static(value));
     }
