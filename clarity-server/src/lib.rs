@@ -5,5 +5,6 @@
 pub mod cli;
 mod http;
 mod logging;
+mod metrics;
 pub mod serve;
 mod tls;

@@ -601,6 +601,31 @@ async fn phi_and_secrets_stay_out_of_logs() {
             Some(json!({"email": evil, "password": canary})),
         )
         .await;
+    // The metrics carry route templates and counts, never request values.
+    let metrics = api
+        .client
+        .get(api.server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let metrics = metrics.text().await.expect("text");
+    assert!(
+        metrics.contains("clarity_http_requests_total{"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("route=\"/v1/patients/{id}/records\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("clarity_audit_events_written"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains(&canary) && !metrics.contains(pid),
+        "no request values in metrics"
+    );
     let (clean, logs) = api.server.terminate();
     assert!(clean);
     assert!(!logs.is_empty());

@@ -51,7 +51,16 @@ pub struct AuditWriter {
     chain_id: Uuid,
     jobs: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
     task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    queued: Arc<AtomicUsize>,
+    stats: Arc<WriterStats>,
+}
+
+/// What a writer holds and has done, for back-pressure and metrics.
+#[derive(Debug, Default)]
+struct WriterStats {
+    queued: AtomicUsize,
+    events: std::sync::atomic::AtomicU64,
+    batches: std::sync::atomic::AtomicU64,
+    commit_micros: std::sync::atomic::AtomicU64,
 }
 
 struct Chain {
@@ -71,13 +80,13 @@ impl AuditWriter {
     ) -> AuditWriter {
         let chain_id = Uuid::now_v7();
         let (tx, rx) = mpsc::channel(settings.queue.max(1));
-        let queued = Arc::new(AtomicUsize::new(0));
         let chain = Chain {
             id: chain_id,
             seq: 0,
             mac: vec![0u8; MAC_LEN],
             checkpointed: 0,
         };
+        let stats = Arc::new(WriterStats::default());
         let task = tokio::spawn(run(
             store,
             keys,
@@ -85,19 +94,28 @@ impl AuditWriter {
             settings,
             chain,
             rx,
-            Arc::clone(&queued),
+            Arc::clone(&stats),
         ));
         AuditWriter {
             chain_id,
             jobs: std::sync::Mutex::new(Some(tx)),
             task: tokio::sync::Mutex::new(Some(task)),
-            queued,
+            stats,
         }
     }
 
     /// This writer's chain.
     pub fn chain_id(&self) -> Uuid {
         self.chain_id
+    }
+
+    /// Events written, batches committed and microseconds spent committing.
+    pub fn stats(&self) -> (u64, u64, u64) {
+        (
+            self.stats.events.load(Ordering::Relaxed),
+            self.stats.batches.load(Ordering::Relaxed),
+            self.stats.commit_micros.load(Ordering::Relaxed),
+        )
     }
 
     /// Whether the writer still accepts events.
@@ -111,7 +129,7 @@ impl AuditWriter {
 
     /// Events waiting to be written.
     pub fn queue_depth(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
+        self.stats.queued.load(Ordering::Relaxed)
     }
 
     /// Appends an event and returns once it is durable.
@@ -127,9 +145,9 @@ impl AuditWriter {
             .clone()
             .ok_or_else(stopped)?;
         let (done, wait) = oneshot::channel();
-        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
         if sender.send(Job { draft, done }).await.is_err() {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
             return Err(stopped());
         }
         wait.await.map_err(|_| stopped())?
@@ -157,7 +175,7 @@ async fn run(
     settings: WriterSettings,
     mut chain: Chain,
     mut rx: mpsc::Receiver<Job>,
-    queued: Arc<AtomicUsize>,
+    stats: Arc<WriterStats>,
 ) {
     let mut tick = tokio::time::interval(settings.checkpoint_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -177,8 +195,10 @@ async fn run(
                 Err(_) => break,
             }
         }
-        queued.fetch_sub(jobs.len(), Ordering::Relaxed);
-        write_batch(
+        stats.queued.fetch_sub(jobs.len(), Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let count = jobs.len() as u64;
+        if write_batch(
             store.as_ref(),
             &keys,
             clock.as_ref(),
@@ -186,7 +206,13 @@ async fn run(
             &mut chain,
             jobs,
         )
-        .await;
+        .await
+        {
+            stats.events.fetch_add(count, Ordering::Relaxed);
+            stats.batches.fetch_add(1, Ordering::Relaxed);
+            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
+        }
     }
     checkpoint_if_due(store.as_ref(), &keys, clock.as_ref(), &mut chain).await;
 }
@@ -198,7 +224,7 @@ async fn write_batch(
     settings: &WriterSettings,
     chain: &mut Chain,
     jobs: Vec<Job>,
-) {
+) -> bool {
     let now = clock.now();
     let mut seq = chain.seq;
     let mut mac = chain.mac.clone();
@@ -251,6 +277,7 @@ async fn write_batch(
             for waiter in waiters {
                 let _ = waiter.send(Ok(()));
             }
+            true
         }
         Err(e) => {
             // A lost connection can hide a commit that landed: this writer is
@@ -270,7 +297,7 @@ async fn write_batch(
                     for waiter in waiters {
                         let _ = waiter.send(Ok(()));
                     }
-                    return;
+                    return true;
                 }
             }
             tracing::error!(error = %e, events = waiters.len(), "audit batch could not be stored");
@@ -279,6 +306,7 @@ async fn write_batch(
                     message: "the audit log could not record the event".into(),
                 }));
             }
+            false
         }
     }
 }

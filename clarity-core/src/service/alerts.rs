@@ -55,6 +55,11 @@ impl LogAlerts {
         }
     }
 
+    /// Counts an alert without logging it.
+    pub(crate) fn count_only(&self, kind: AlertKind) {
+        self.counts[Self::slot(kind)].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Alerts of `kind` raised so far.
     pub fn count(&self, kind: AlertKind) -> u64 {
         self.counts[Self::slot(kind)].load(std::sync::atomic::Ordering::Relaxed)

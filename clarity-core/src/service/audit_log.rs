@@ -55,7 +55,7 @@ impl Clarity {
             let reports = verify(self.audit_store.as_ref(), &self.audit_keys, cutoff).await?;
             for report in reports.iter().filter(|r| !r.ok) {
                 tracing::error!(chain = %report.chain_id, seq = ?report.first_bad_seq, problem = ?report.problem, "audit chain failed verification");
-                self.alerts.alert(&Alert {
+                self.raise(&Alert {
                     kind: AlertKind::AuditTampered,
                     user_id: None,
                     patient_id: None,

@@ -82,7 +82,7 @@ impl Clarity {
         };
         if matches!(&result, Err(e) if e.kind() == ErrorKind::Integrity) {
             // S-INT-1: a moved or altered ciphertext is a security event.
-            self.alerts.alert(&super::Alert {
+            self.raise(&super::Alert {
                 kind: super::AlertKind::IntegrityFailure,
                 user_id: Some(principal.user_id),
                 patient_id: ev.patient,

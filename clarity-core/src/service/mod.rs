@@ -60,6 +60,39 @@ pub struct Clarity {
     audit: AuditWriter,
     audit_store: Arc<dyn crate::store::AuditStore>,
     audit_keys: AuditKeys,
+    counters: Counters,
+}
+
+/// Operation counters, for metrics.
+#[derive(Debug, Default)]
+struct Counters {
+    token_cache_hits: std::sync::atomic::AtomicU64,
+    token_cache_misses: std::sync::atomic::AtomicU64,
+    alerts: LogAlerts,
+}
+
+/// A snapshot of counters and gauges for metrics. Numbers only: no PHI.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Password verifications (logins and password changes).
+    pub password_verifications: u64,
+    /// Access tokens found already verified in the cache.
+    pub token_cache_hits: u64,
+    /// Access tokens verified cryptographically.
+    pub token_cache_misses: u64,
+    /// Verified tokens cached now.
+    pub token_cache_entries: u64,
+    /// Audit events waiting to be written.
+    pub audit_queue_depth: u64,
+    /// Audit events written by this instance.
+    pub audit_events_written: u64,
+    /// Audit transactions committed by this instance.
+    pub audit_batches: u64,
+    /// Time spent in audit commits, in microseconds.
+    pub audit_commit_micros: u64,
+    /// Security alerts raised, per kind.
+    pub alerts: Vec<(AlertKind, u64)>,
 }
 
 impl std::fmt::Debug for Clarity {
@@ -139,6 +172,7 @@ impl Clarity {
             audit,
             audit_store: backends.audit,
             audit_keys,
+            counters: Counters::default(),
         })
     }
 
@@ -151,6 +185,38 @@ impl Clarity {
     /// The encrypted store underneath.
     pub fn phi(&self) -> &PhiStore {
         &self.phi
+    }
+
+    /// Counters and gauges for metrics.
+    pub fn stats(&self) -> Stats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let audit = self.audit.stats();
+        Stats {
+            password_verifications: self.hasher.verifications(),
+            token_cache_hits: self.counters.token_cache_hits.load(Relaxed),
+            token_cache_misses: self.counters.token_cache_misses.load(Relaxed),
+            token_cache_entries: self.verified.entry_count(),
+            audit_queue_depth: self.audit.queue_depth() as u64,
+            audit_events_written: audit.0,
+            audit_batches: audit.1,
+            audit_commit_micros: audit.2,
+            alerts: [
+                AlertKind::BreakGlass,
+                AlertKind::AccountLocked,
+                AlertKind::RefreshTokenReuse,
+                AlertKind::AuditTampered,
+                AlertKind::IntegrityFailure,
+            ]
+            .into_iter()
+            .map(|kind| (kind, self.counters.alerts.count(kind)))
+            .collect(),
+        }
+    }
+
+    /// Counts an alert and hands it to the hook.
+    fn raise(&self, alert: &Alert) {
+        self.counters.alerts.count_only(alert.kind);
+        self.alerts.alert(alert);
     }
 
     /// Password verifications run so far (login attempts that reached the

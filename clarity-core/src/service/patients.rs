@@ -549,7 +549,7 @@ impl Clarity {
             reviewed_by: None,
         };
         self.identity.insert_grant(&grant).await?;
-        self.alerts.alert(&Alert {
+        self.raise(&Alert {
             kind: AlertKind::BreakGlass,
             user_id: Some(principal.user_id),
             patient_id: Some(request.patient_id),

@@ -255,7 +255,7 @@ impl Clarity {
                     )
                     .await?;
                 if failures.count == self.config.auth.max_failed_logins_per_hour {
-                    self.alerts.alert(&Alert {
+                    self.raise(&Alert {
                         kind: AlertKind::AccountLocked,
                         user_id: Some(row.id),
                         patient_id: None,
@@ -320,7 +320,7 @@ impl Clarity {
             )
             .await?;
             tracing::warn!(session_id = %session.id, "refresh token reused; session ended");
-            self.alerts.alert(&Alert {
+            self.raise(&Alert {
                 kind: AlertKind::RefreshTokenReuse,
                 user_id: Some(session.user_id),
                 patient_id: None,
@@ -439,10 +439,16 @@ impl Clarity {
         let key = hash_secret(token);
         if let Some(hit) = self.verified.get(&key) {
             if hit.1 > now {
+                self.counters
+                    .token_cache_hits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Ok(hit);
             }
             self.verified.invalidate(&key);
         }
+        self.counters
+            .token_cache_misses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let claims = self.tokens.verify(token, now)?;
         let expires = crate::auth::TokenKeys::expiry(&claims)?;
         let entry = Arc::new((claims, expires));

@@ -22,6 +22,7 @@ use self::reply::{Body, Reply, error, finish, json};
 #[derive(Debug, Clone)]
 pub(crate) struct Router {
     clarity: Arc<Clarity>,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Whether connections are TLS (then responses carry HSTS).
     tls: bool,
 }
@@ -43,7 +44,11 @@ pub(crate) struct Ctx {
 
 impl Router {
     pub(crate) fn new(clarity: Arc<Clarity>, tls: bool) -> Self {
-        Router { clarity, tls }
+        Router {
+            clarity,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            tls,
+        }
     }
 
     pub(crate) fn service(&self, peer: SocketAddr) -> ConnectionService {
@@ -115,6 +120,19 @@ impl Service<Request<Incoming>> for ConnectionService {
                     (&Method::GET | &Method::HEAD, "/health/ready") => {
                         ("/health/ready", Ok(router.ready().await))
                     }
+                    (&Method::GET | &Method::HEAD, "/metrics") => {
+                        let text = router.metrics.render(&router.clarity);
+                        let mut response = http::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from(text),
+                        ));
+                        response.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static(
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            ),
+                        );
+                        ("/metrics", Ok(response))
+                    }
                     (&Method::GET | &Method::HEAD, "/openapi.json") => {
                         let mut response = http::Response::new(http_body_util::Full::new(
                             bytes::Bytes::from_static(OPENAPI.as_bytes()),
@@ -125,7 +143,7 @@ impl Service<Request<Incoming>> for ConnectionService {
                         );
                         ("/openapi.json", Ok(response))
                     }
-                    (_, "/health/live" | "/health/ready" | "/openapi.json") => (
+                    (_, "/health/live" | "/health/ready" | "/openapi.json" | "/metrics") => (
                         "/health",
                         Ok(method_not_allowed(&ctx.request_id, "GET, HEAD")),
                     ),
@@ -148,6 +166,12 @@ impl Service<Request<Incoming>> for ConnectionService {
                 *response.body_mut() = http_body_util::Full::new(bytes::Bytes::new());
             }
             finish(&mut response, &request_id, this.router.tls);
+            this.router.metrics.request(
+                route,
+                &method,
+                response.status().as_u16(),
+                started.elapsed(),
+            );
             tracing::info!(
                 request_id,
                 method = %method,

@@ -1,0 +1,209 @@
+//! Prometheus metrics (`GET /metrics`, text exposition via prometheus-client).
+//! Labels are route templates, methods, status codes and alert kinds only:
+//! never a path, an id or any value from a request.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use clarity_core::Clarity;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+/// The server's metrics.
+pub(crate) struct Metrics {
+    registry: Mutex<Registry>,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram>,
+    auth_failures: Counter,
+    throttled: Counter,
+    password_verifications: Gauge,
+    token_cache_hits: Gauge,
+    token_cache_misses: Gauge,
+    token_cache_entries: Gauge,
+    audit_queue_depth: Gauge,
+    audit_events: Gauge,
+    audit_batches: Gauge,
+    audit_commit_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    alerts: Family<KindLabels, Gauge>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::with_prefix("clarity");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        let auth_failures = Counter::default();
+        registry.register(
+            "http_auth_failures",
+            "Requests answered 401",
+            auth_failures.clone(),
+        );
+        let throttled = Counter::default();
+        registry.register("http_throttled", "Requests answered 429", throttled.clone());
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let g = Gauge::default();
+            registry.register(name, help, g.clone());
+            g
+        };
+        let password_verifications = gauge(
+            &mut registry,
+            "password_verifications",
+            "Password verifications (argon2id) so far",
+        );
+        let token_cache_hits = gauge(
+            &mut registry,
+            "token_cache_hits",
+            "Access tokens found in the verified-token cache",
+        );
+        let token_cache_misses = gauge(
+            &mut registry,
+            "token_cache_misses",
+            "Access tokens verified cryptographically",
+        );
+        let token_cache_entries = gauge(
+            &mut registry,
+            "token_cache_entries",
+            "Verified tokens cached now",
+        );
+        let audit_queue_depth = gauge(
+            &mut registry,
+            "audit_queue_depth",
+            "Audit events waiting to be written",
+        );
+        let audit_events = gauge(
+            &mut registry,
+            "audit_events_written",
+            "Audit events written by this instance",
+        );
+        let audit_batches = gauge(
+            &mut registry,
+            "audit_batches_committed",
+            "Audit transactions committed by this instance",
+        );
+        let audit_commit_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "audit_commit_seconds_total",
+            "Time spent committing audit batches",
+            audit_commit_seconds.clone(),
+        );
+        let alerts = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "security_alerts",
+            "Security alerts raised, by kind",
+            alerts.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            requests,
+            latency,
+            auth_failures,
+            throttled,
+            password_verifications,
+            token_cache_hits,
+            token_cache_misses,
+            token_cache_entries,
+            audit_queue_depth,
+            audit_events,
+            audit_batches,
+            audit_commit_seconds,
+            alerts,
+        }
+    }
+
+    /// Counts one answered request.
+    pub(crate) fn request(
+        &self,
+        route: &'static str,
+        method: &http::Method,
+        status: u16,
+        took: Duration,
+    ) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route,
+                method: method.as_str().to_string(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels { route })
+            .observe(took.as_secs_f64());
+        match status {
+            401 => {
+                self.auth_failures.inc();
+            }
+            429 => {
+                self.throttled.inc();
+            }
+            _ => {}
+        }
+    }
+
+    /// The exposition text, with the core's counters read now.
+    pub(crate) fn render(&self, clarity: &Clarity) -> String {
+        let stats = clarity.stats();
+        let set = |g: &Gauge, v: u64| {
+            g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        };
+        set(&self.password_verifications, stats.password_verifications);
+        set(&self.token_cache_hits, stats.token_cache_hits);
+        set(&self.token_cache_misses, stats.token_cache_misses);
+        set(&self.token_cache_entries, stats.token_cache_entries);
+        set(&self.audit_queue_depth, stats.audit_queue_depth);
+        set(&self.audit_events, stats.audit_events_written);
+        set(&self.audit_batches, stats.audit_batches);
+        self.audit_commit_seconds
+            .set(stats.audit_commit_micros as f64 / 1_000_000.0);
+        for (kind, count) in stats.alerts {
+            let labels = KindLabels {
+                kind: format!("{kind:?}"),
+            };
+            set(&self.alerts.get_or_create(&labels), count);
+        }
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
