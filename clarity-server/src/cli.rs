@@ -44,6 +44,72 @@ enum Command {
     /// Manage users directly (an operator with access to the data directory and keys).
     #[command(subcommand)]
     User(UserCommand),
+    /// Query, verify and export the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Print a new one-time setup code for the first admin (only while there are no users).
+    Setup,
+    /// Fill the store with synthetic users of every role, patients, care teams and records.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify every audit chain; exits non-zero if any chain fails.
+    Verify,
+    /// Export events as FHIR R4 AuditEvent NDJSON.
+    Export {
+        #[command(flatten)]
+        filter: AuditFilterArgs,
+        /// Write to this file (mode 0600) instead of standard output.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+        /// Export at most this many events.
+        #[arg(long, default_value_t = 1_000_000)]
+        limit: usize,
+    },
+    /// Print matching events, one JSON object per line, oldest first.
+    Query {
+        #[command(flatten)]
+        filter: AuditFilterArgs,
+        /// Print at most this many events.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+}
+
+/// Which audit events.
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct AuditFilterArgs {
+    /// Events about this patient.
+    #[arg(long)]
+    pub(crate) patient: Option<uuid::Uuid>,
+    /// Events by this user.
+    #[arg(long)]
+    pub(crate) actor: Option<uuid::Uuid>,
+    /// Events of this kind, e.g. `patient.read`.
+    #[arg(long)]
+    pub(crate) action: Option<String>,
+    /// Outcome: 0 (success), 4 (minor failure) or 8 (serious failure).
+    #[arg(long, value_parser = ["0", "4", "8"])]
+    pub(crate) outcome: Option<String>,
+    /// Recorded at or after (RFC 3339).
+    #[arg(long)]
+    pub(crate) from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Recorded before (RFC 3339).
+    #[arg(long)]
+    pub(crate) to: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `clarity demo` settings.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct DemoArgs {
+    /// Synthetic patients to create.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) patients: usize,
+    /// Records per patient.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) records_per_patient: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,6 +127,23 @@ enum UserCommand {
         /// Display name.
         #[arg(long)]
         display_name: Option<String>,
+    },
+    /// List users.
+    List,
+    /// Disable a user: ends its sessions; it cannot log in.
+    Disable {
+        /// The user's id.
+        #[arg(long)]
+        id: uuid::Uuid,
+    },
+    /// Replace a user's roles: ends its sessions.
+    SetRoles {
+        /// The user's id.
+        #[arg(long)]
+        id: uuid::Uuid,
+        /// A role; repeat for several.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
     },
 }
 
@@ -104,6 +187,24 @@ pub fn run(cli: Cli) -> clarity_core::Result<()> {
                 roles,
                 display_name,
             }) => create_user(config, email, &roles, display_name).await,
+            Command::User(UserCommand::List) => crate::ops::list_users(config).await,
+            Command::User(UserCommand::Disable { id }) => {
+                crate::ops::disable_user(config, id).await
+            }
+            Command::User(UserCommand::SetRoles { id, roles }) => {
+                crate::ops::set_roles(config, id, &roles).await
+            }
+            Command::Audit(AuditCommand::Verify) => crate::ops::audit_verify(config).await,
+            Command::Audit(AuditCommand::Export {
+                filter,
+                output,
+                limit,
+            }) => crate::ops::audit_export(config, filter, output, limit).await,
+            Command::Audit(AuditCommand::Query { filter, limit }) => {
+                crate::ops::audit_query(config, filter, limit).await
+            }
+            Command::Setup => crate::ops::setup(config).await,
+            Command::Demo(args) => crate::ops::demo(config, args).await,
         }
     })
 }

@@ -6,5 +6,6 @@ pub mod cli;
 mod http;
 mod logging;
 mod metrics;
+mod ops;
 pub mod serve;
 mod tls;

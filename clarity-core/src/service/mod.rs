@@ -33,6 +33,11 @@ use crate::store::{Backends, IdentityStore, PhiStore, open_key_provider};
 
 use self::directory::Directory;
 
+/// The actor id of local operator actions (see [`Clarity::operator`]); no
+/// user ever has it (user ids are UUIDv7).
+pub const OPERATOR_ID: uuid::Uuid =
+    uuid::Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0001);
+
 /// A Clarity instance: open one per process (or per embedding handle).
 pub struct Clarity {
     config: Arc<Config>,
@@ -185,6 +190,29 @@ impl Clarity {
     /// The encrypted store underneath.
     pub fn phi(&self) -> &PhiStore {
         &self.phi
+    }
+
+    /// The principal of a local operator: someone running the `clarity`
+    /// command on the server with the data directory and keys at hand, who
+    /// could read the store directly anyway. Holds the admin and auditor
+    /// roles (never a PHI-reading role); its actions are audited under the
+    /// reserved id [`OPERATOR_ID`] with purpose `HSYSADMIN`.
+    pub fn operator(&self) -> Principal {
+        Principal {
+            user_id: OPERATOR_ID,
+            session_id: uuid::Uuid::nil(),
+            roles: crate::access::RoleSet::from_roles([
+                crate::access::Role::Admin,
+                crate::access::Role::Auditor,
+            ]),
+            patient_id: None,
+            mfa: false,
+            context: crate::audit::RequestContext {
+                purpose: Some("HSYSADMIN".into()),
+                client_address: None,
+                request_id: None,
+            },
+        }
     }
 
     /// Counters and gauges for metrics.

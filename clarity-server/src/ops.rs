@@ -1,0 +1,307 @@
+//! Operator commands of the `clarity` CLI: users, the audit trail, setup and
+//! demo data. They act as the local operator (`Clarity::operator`), so every
+//! action is decided by the core and audited like any other.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+
+use clarity_core::access::RoleSet;
+use clarity_core::audit::AuditFilter;
+use clarity_core::crypto::{Json, SecretString};
+use clarity_core::service::{CareTeamAssignment, LoginRequest, NewUser, UserUpdate};
+use clarity_core::store::{PageRequest, PatientProfile};
+use clarity_core::{Clarity, Config, Error, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::{AuditFilterArgs, DemoArgs};
+
+fn filter(args: AuditFilterArgs) -> AuditFilter {
+    AuditFilter {
+        patient_id: args.patient,
+        actor_id: args.actor,
+        subtype: args.action,
+        outcome: args.outcome,
+        from: args.from,
+        to: args.to,
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    let line = serde_json::to_string(value).map_err(|_| Error::internal("encoding"))?;
+    println!("{line}");
+    Ok(())
+}
+
+/// Opens Clarity, runs `work`, and writes out the audit trail before returning.
+async fn with_clarity<T>(
+    config: Config,
+    work: impl AsyncFnOnce(&Clarity) -> Result<T>,
+) -> Result<T> {
+    let clarity = Clarity::open(config).await?;
+    let result = work(&clarity).await;
+    clarity.shutdown().await;
+    result
+}
+
+pub(crate) async fn list_users(config: Config) -> Result<()> {
+    with_clarity(config, async |clarity| {
+        let operator = clarity.operator();
+        let mut page = PageRequest::first(1000);
+        loop {
+            let users = clarity.list_users(&operator, &page).await?;
+            for user in &users.items {
+                print_json(user)?;
+            }
+            match users.next_cursor {
+                Some(cursor) => page.cursor = Some(cursor),
+                None => return Ok(()),
+            }
+        }
+    })
+    .await
+}
+
+pub(crate) async fn disable_user(config: Config, id: uuid::Uuid) -> Result<()> {
+    with_clarity(config, async |clarity| {
+        let update = UserUpdate {
+            disabled: Some(true),
+            ..UserUpdate::default()
+        };
+        let user = clarity.update_user(&clarity.operator(), id, update).await?;
+        println!("disabled user {} (its sessions are ended)", user.id);
+        Ok(())
+    })
+    .await
+}
+
+pub(crate) async fn set_roles(config: Config, id: uuid::Uuid, roles: &[String]) -> Result<()> {
+    let roles = RoleSet::parse(roles)?;
+    with_clarity(config, async |clarity| {
+        let update = UserUpdate {
+            roles: Some(roles),
+            ..UserUpdate::default()
+        };
+        let user = clarity.update_user(&clarity.operator(), id, update).await?;
+        println!(
+            "user {} now has roles {} (its sessions are ended)",
+            user.id,
+            user.roles.to_csv()
+        );
+        Ok(())
+    })
+    .await
+}
+
+pub(crate) async fn audit_verify(config: Config) -> Result<()> {
+    with_clarity(config, async |clarity| {
+        let reports = clarity.verify_audit(&clarity.operator()).await?;
+        let mut bad = 0;
+        for report in &reports {
+            if report.ok {
+                println!(
+                    "chain {}: ok ({} events, {} checkpoints, last seq {})",
+                    report.chain_id, report.events, report.checkpoints, report.last_seq
+                );
+            } else {
+                bad += 1;
+                println!(
+                    "chain {}: FAILED at seq {}: {}",
+                    report.chain_id,
+                    report.first_bad_seq.unwrap_or_default(),
+                    report.problem.as_deref().unwrap_or("unknown")
+                );
+            }
+        }
+        if bad > 0 {
+            return Err(Error::Integrity);
+        }
+        println!("{} chains verified", reports.len());
+        Ok(())
+    })
+    .await
+}
+
+pub(crate) async fn audit_export(
+    config: Config,
+    args: AuditFilterArgs,
+    output: Option<std::path::PathBuf>,
+    limit: usize,
+) -> Result<()> {
+    with_clarity(config, async |clarity| {
+        let ndjson = clarity
+            .export_audit_fhir(&clarity.operator(), &filter(args), limit)
+            .await?;
+        match output {
+            Some(path) => {
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(|e| {
+                        Error::invalid(format!("cannot create {}: {e}", path.display()))
+                    })?;
+                file.write_all(ndjson.as_bytes())
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| Error::invalid(format!("cannot write {}: {e}", path.display())))?;
+                eprintln!(
+                    "wrote {} events to {}",
+                    ndjson.lines().count(),
+                    path.display()
+                );
+            }
+            None => print!("{ndjson}"),
+        }
+        Ok(())
+    })
+    .await
+}
+
+pub(crate) async fn audit_query(config: Config, args: AuditFilterArgs, limit: usize) -> Result<()> {
+    with_clarity(config, async |clarity| {
+        let operator = clarity.operator();
+        let filter = filter(args);
+        let mut page = PageRequest::first(limit.clamp(1, 1000));
+        let mut printed = 0;
+        while printed < limit {
+            let events = clarity.audit_events(&operator, &filter, &page).await?;
+            for event in events.items.iter().take(limit - printed) {
+                print_json(event)?;
+                printed += 1;
+            }
+            match events.next_cursor {
+                Some(cursor) => page.cursor = Some(cursor),
+                None => break,
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
+pub(crate) async fn setup(config: Config) -> Result<()> {
+    with_clarity(config, async |clarity| match clarity.issue_setup_code().await? {
+        Some(code) => {
+            println!("setup code: {}", code.expose());
+            println!(
+                "(valid for {} minutes: POST it to /v1/setup with the first admin's email and password)",
+                clarity.config().auth.setup_code_secs / 60
+            );
+            Ok(())
+        }
+        None => Err(Error::invalid(
+            "users exist already; setup codes are only for a store without users",
+        )),
+    })
+    .await
+}
+
+/// The demo's password for every user it creates; printed, so never for real data.
+const DEMO_PASSWORD: &str = "clarity demo passphrase";
+const GIVEN: &[&str] = &[
+    "Ada",
+    "Grace",
+    "Alan",
+    "Katherine",
+    "Tim",
+    "Barbara",
+    "Edsger",
+    "Frances",
+];
+const FAMILY: &[&str] = &[
+    "Lovelace", "Hopper", "Turing", "Johnson", "Berners", "Liskov", "Dijkstra", "Allen",
+];
+
+pub(crate) async fn demo(config: Config, args: DemoArgs) -> Result<()> {
+    with_clarity(config, async |clarity| {
+        let operator = clarity.operator();
+        let run = uuid::Uuid::now_v7().simple().to_string();
+        let tag = &run[run.len() - 6..];
+        let mut logins = Vec::new();
+        for role in clarity_core::access::Role::ALL {
+            let email = format!("demo-{role}-{tag}@example.org");
+            let user = clarity
+                .create_user_as_operator(NewUser {
+                    email: email.clone(),
+                    password: SecretString::new(DEMO_PASSWORD),
+                    roles: RoleSet::from_roles([role]),
+                    display_name: Some(format!("Demo {role}")),
+                    patient_id: None,
+                })
+                .await?;
+            logins.push((role, email, user.id));
+        }
+        let clinician_email = logins
+            .iter()
+            .find(|(r, ..)| *r == clarity_core::access::Role::Clinician)
+            .map(|(_, e, _)| e.clone())
+            .unwrap_or_default();
+        let nurse = logins
+            .iter()
+            .find(|(r, ..)| *r == clarity_core::access::Role::Nurse)
+            .map(|(_, _, id)| *id);
+        let tokens = clarity
+            .login(
+                LoginRequest {
+                    email: clinician_email,
+                    password: SecretString::new(DEMO_PASSWORD),
+                    totp: None,
+                },
+                None,
+            )
+            .await?;
+        let clinician = clarity.authenticate(tokens.access_token.expose()).await?;
+        let bar = ProgressBar::new(args.patients as u64).with_style(
+            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta} left)")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_message("patients");
+        for n in 0..args.patients {
+            let profile = PatientProfile {
+                mrn: format!("DEMO-{tag}-{n:06}"),
+                given_name: GIVEN[n % GIVEN.len()].into(),
+                family_name: FAMILY[(n / GIVEN.len()) % FAMILY.len()].into(),
+                birth_date: format!("{}-{:02}-{:02}", 1930 + n % 90, 1 + n % 12, 1 + n % 28),
+                sex: ["female", "male", "other", "unknown"][n % 4].into(),
+                email: None,
+                phone: None,
+                address: None,
+                data: None,
+            };
+            let patient = clarity.create_patient(&clinician, profile).await?;
+            if let Some(nurse) = nurse.filter(|_| n % 2 == 0) {
+                let assignment = CareTeamAssignment {
+                    user_id: nurse,
+                    relationship: Some("primary-nurse".into()),
+                    expires_at: None,
+                };
+                clarity
+                    .add_care_team_member(&operator, patient.id, assignment)
+                    .await?;
+            }
+            for r in 0..args.records_per_patient {
+                let data = Json(serde_json::json!({
+                    "code": "8867-4", "display": "Heart rate", "value": 60 + (n + r) % 40, "unit": "/min"
+                }));
+                clarity
+                    .create_record(&clinician, patient.id, "observation", data)
+                    .await?;
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        println!(
+            "demo data: {} patients with {} records each; users (password \"{DEMO_PASSWORD}\"):",
+            args.patients, args.records_per_patient
+        );
+        for (role, email, _) in &logins {
+            println!("  {role:<10} {email}");
+        }
+        println!(
+            "log in with: curl -X POST http://{}/v1/auth/login -H 'content-type: application/json' -d '{{\"email\":\"<email>\",\"password\":\"{DEMO_PASSWORD}\"}}'",
+            clarity.config().listen
+        );
+        Ok(())
+    })
+    .await
+}
