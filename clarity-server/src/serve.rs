@@ -16,6 +16,8 @@ use crate::http::Router;
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// How long a client may take to send its request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Open connections at most; further ones are closed at once.
+const MAX_CONNECTIONS: usize = 10_000;
 
 /// Runs the server until SIGINT or SIGTERM, then drains in-flight requests.
 ///
@@ -55,6 +57,7 @@ pub async fn serve(config: Config) -> Result<()> {
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT);
 
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
@@ -68,12 +71,18 @@ pub async fn serve(config: Config) -> Result<()> {
                         continue;
                     }
                 };
-                                let _ = stream.set_nodelay(true);
+                                                let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+                    tracing::warn!(client = %peer.ip(), "connection limit reached; closing");
+                    drop(stream);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
                 let service = router.service(peer);
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 let tls = tls.clone();
-                tokio::spawn(async move {
+                                tokio::spawn(async move {
+                    let _permit = permit;
                     let result = match tls {
                         Some(acceptor) => {
                             let handshake = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await;

@@ -190,7 +190,9 @@ async fn principal(ctx: &Ctx, req: &Request<Incoming>) -> Result<Principal, ApiE
         client_address: Some(ctx.peer.ip()),
         request_id: Some(ctx.request_id.clone()),
     };
-    Ok(ctx.clarity.authenticate_with(bearer(req)?, context).await?)
+    let principal = ctx.clarity.authenticate_with(bearer(req)?, context).await?;
+    *ctx.actor.lock().unwrap_or_else(|p| p.into_inner()) = Some(principal.user_id);
+    Ok(principal)
 }
 
 async fn setup(ctx: &Ctx, req: Request<Incoming>) -> Reply {

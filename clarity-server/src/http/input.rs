@@ -12,6 +12,8 @@ use super::reply::ApiError;
 
 /// Largest request body accepted, in bytes.
 pub(crate) const MAX_BODY: usize = 2 * 1024 * 1024;
+/// How long a client may take to send a request body.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Purposes of use accepted in `X-Purpose-Of-Use` (HL7 v3 ActReason).
 const PURPOSES: &[&str] = &[
@@ -31,12 +33,17 @@ const PURPOSES: &[&str] = &[
 /// The body, at most [`MAX_BODY`] bytes.
 pub(crate) async fn body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
     let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
-    match limited.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(_) => Err(ApiError::Http {
+    match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(_)) => Err(ApiError::Http {
             status: http::StatusCode::PAYLOAD_TOO_LARGE,
             code: "payload_too_large",
             message: format!("request body must be at most {MAX_BODY} bytes"),
+        }),
+        Err(_) => Err(ApiError::Http {
+            status: http::StatusCode::REQUEST_TIMEOUT,
+            code: "request_timeout",
+            message: "the request body did not arrive in time".into(),
         }),
     }
 }

@@ -40,6 +40,8 @@ pub(crate) struct Ctx {
     pub(crate) clarity: Arc<Clarity>,
     pub(crate) request_id: String,
     pub(crate) peer: SocketAddr,
+    /// The authenticated caller, once known (for the request log line).
+    pub(crate) actor: std::sync::Mutex<Option<uuid::Uuid>>,
 }
 
 impl Router {
@@ -102,16 +104,19 @@ impl Service<Request<Incoming>> for ConnectionService {
             let started = Instant::now();
             let request_id = uuid::Uuid::new_v4().to_string();
             let method = req.method().clone();
-            let ctx = Ctx {
+            let ctx = Arc::new(Ctx {
                 clarity: Arc::clone(&this.router.clarity),
                 request_id: request_id.clone(),
                 peer: this.peer,
-            };
+                actor: std::sync::Mutex::new(None),
+            });
+            let handler_ctx = Arc::clone(&ctx);
             let router = this.router.clone();
             // The handler runs in its own task: if the client goes away, the
             // operation still finishes, audit event included, instead of
             // stopping between a commit and its event.
             let handler = tokio::spawn(async move {
+                let ctx = handler_ctx;
                 match (req.method(), req.uri().path()) {
                     (&Method::GET | &Method::HEAD, "/health/live") => (
                         "/health/live",
@@ -172,10 +177,12 @@ impl Service<Request<Incoming>> for ConnectionService {
                 response.status().as_u16(),
                 started.elapsed(),
             );
+            let actor = *ctx.actor.lock().unwrap_or_else(|p| p.into_inner());
             tracing::info!(
                 request_id,
                 method = %method,
                 route,
+                actor = actor.map(|a| a.to_string()),
                 status = response.status().as_u16(),
                 latency_us = started.elapsed().as_micros() as u64,
                 client = %this.peer.ip(),
