@@ -626,11 +626,12 @@ async fn phi_and_secrets_stay_out_of_logs() {
         !metrics.contains(&canary) && !metrics.contains(pid),
         "no request values in metrics"
     );
-        let (clean, logs) = api.server.terminate();
+    let (clean, logs) = api.server.terminate();
     assert!(clean);
     assert!(!logs.is_empty());
     assert!(
-        logs.iter().any(|l| l.contains("\"route\":\"/v1/patients\"") && l.contains("\"actor\":\"")),
+        logs.iter()
+            .any(|l| l.contains("\"route\":\"/v1/patients\"") && l.contains("\"actor\":\"")),
         "request lines name the actor"
     );
     for line in &logs {
