@@ -47,10 +47,21 @@ enum Command {
     /// Query, verify and export the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Key-encryption keys: status and rotation.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Print a new one-time setup code for the first admin (only while there are no users).
     Setup,
     /// Fill the store with synthetic users of every role, patients, care teams and records.
     Demo(DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Show KEK versions and how many data keys each wraps.
+    Status,
+    /// Make a new KEK version current and re-wrap every data key (resumes an interrupted rotation).
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -204,6 +215,8 @@ pub fn run(cli: Cli) -> clarity_core::Result<()> {
                 crate::ops::audit_query(config, filter, limit).await
             }
             Command::Setup => crate::ops::setup(config).await,
+            Command::Keys(KeysCommand::Status) => crate::ops::key_status(config).await,
+            Command::Keys(KeysCommand::Rotate) => crate::ops::rotate_keys(config).await,
             Command::Demo(args) => crate::ops::demo(config, args).await,
         }
     })

@@ -179,6 +179,52 @@ pub(crate) async fn audit_query(config: Config, args: AuditFilterArgs, limit: us
     .await
 }
 
+pub(crate) async fn key_status(config: Config) -> Result<()> {
+    with_clarity(config, async |clarity| {
+        let status = clarity.key_status(&clarity.operator()).await?;
+        println!(
+            "provider {}: current KEK version {} (versions held: {:?})",
+            status.provider, status.current_kek_version, status.kek_versions
+        );
+        for usage in &status.usage {
+            println!(
+                "  KEK version {}: {} data keys",
+                usage.kek_version, usage.data_keys
+            );
+        }
+        Ok(())
+    })
+    .await
+}
+
+pub(crate) async fn rotate_keys(config: Config) -> Result<()> {
+    with_clarity(config, async |clarity| {
+        let operator = clarity.operator();
+        let status = clarity.key_status(&operator).await?;
+        let total: u64 = status.usage.iter().map(|u| u.data_keys).sum();
+        let bar = ProgressBar::new(total).with_style(
+            ProgressStyle::with_template("re-wrapping data keys [{bar:40}] {pos}/{len}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let report = clarity
+            .rotate_keys(&operator, &|n| bar.set_position(n))
+            .await?;
+        bar.finish_and_clear();
+        println!(
+            "{} KEK version {}: {} data keys re-wrapped",
+            if report.new_version {
+                "rotated to"
+            } else {
+                "finished rotating to"
+            },
+            report.kek_version,
+            report.rewrapped
+        );
+        Ok(())
+    })
+    .await
+}
+
 pub(crate) async fn setup(config: Config) -> Result<()> {
     with_clarity(config, async |clarity| match clarity.issue_setup_code().await? {
         Some(code) => {

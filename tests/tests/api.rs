@@ -324,6 +324,23 @@ async fn the_main_flows_work_over_http() {
         StatusCode::FORBIDDEN
     );
 
+    // Key listing and rotation (admins only); data still reads afterwards.
+    let status = api.ok("GET", "/v1/admin/keys", Some(&admin), None).await;
+    assert_eq!(status["current_kek_version"], 1);
+    let rotated = api
+        .ok("POST", "/v1/admin/keys/rotate", Some(&admin), None)
+        .await;
+    assert_eq!(rotated["kek_version"], 2);
+    assert_eq!(rotated["new_version"], true);
+    assert_eq!(
+        api.call("POST", "/v1/admin/keys/rotate", Some(&clinician), None)
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    api.ok("GET", &format!("/v1/records/{rid}"), Some(&nurse), None)
+        .await;
+
     // Refresh rotation and logout.
     let session = api.login("c@example.org", PASSWORD).await;
     let refresh = session["refresh_token"].as_str().expect("refresh");

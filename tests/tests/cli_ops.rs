@@ -84,6 +84,16 @@ fn users_demo_and_audit_from_the_command_line() {
         "{stdout}"
     );
 
+    let (ok, stdout, stderr) = run(&args(data, &["keys", "rotate"]), &[]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("rotated to KEK version 2"), "{stdout}");
+    let (ok, stdout, stderr) = run(&args(data, &["keys", "status"]), &[]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("current KEK version 2") && stdout.contains("KEK version 2: 4 data keys"),
+        "{stdout}"
+    );
+
     let (ok, stdout, stderr) = run(&args(data, &["audit", "verify"]), &[]);
     assert!(ok, "{stderr}");
     assert!(

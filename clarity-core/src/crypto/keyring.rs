@@ -43,17 +43,23 @@ impl Drop for KeyringFile {
 /// KEKs and a root secret held in a local file (mode 0600).
 pub struct LocalKeyring {
     path: PathBuf,
-    current: i32,
-    keks: BTreeMap<i32, Key>,
+    keks: std::sync::RwLock<Keks>,
     root: Key,
+}
+
+/// The versioned KEKs; the current one wraps, all of them unwrap.
+struct Keks {
+    current: i32,
+    keys: BTreeMap<i32, Key>,
 }
 
 impl std::fmt::Debug for LocalKeyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keks = self.keks.read().unwrap_or_else(|p| p.into_inner());
         f.debug_struct("LocalKeyring")
             .field("path", &self.path)
-            .field("current_kek", &self.current)
-            .field("kek_versions", &self.keks.keys().collect::<Vec<_>>())
+            .field("current_kek", &keks.current)
+            .field("kek_versions", &keks.keys.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -112,25 +118,55 @@ impl LocalKeyring {
                     Error::key(format!("cannot create directory {}: {e}", parent.display()))
                 })?;
         }
-        let json = Zeroizing::new(
-            serde_json::to_vec_pretty(&file).map_err(|_| Error::internal("keyring encoding"))?,
-        );
-        let write = || -> std::io::Result<()> {
-            let mut out = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)?;
-            out.write_all(&json)?;
-            out.sync_all()
-        };
-        write().map_err(|e| {
+        write_file(path, &file).map_err(|e| {
             Error::key(format!(
                 "cannot create keyring file {}: {e}",
                 path.display()
             ))
         })?;
         Self::from_file(path, &file)
+    }
+
+    /// Adds a new KEK version and makes it current: new data keys are wrapped
+    /// with it, older versions still unwrap. The file is replaced atomically
+    /// (written beside it with mode 0600, synced, renamed over it).
+    ///
+    /// # Errors
+    /// [`Error::Key`] when the file cannot be written; nothing changes then.
+    pub fn add_kek(&self) -> Result<i32> {
+        let mut keks = self.keks.write().unwrap_or_else(|p| p.into_inner());
+        let version = keks.keys.keys().max().copied().unwrap_or(0) + 1;
+        let key = Key::generate()?;
+        let mut file = KeyringFile {
+            format: FILE_FORMAT,
+            current_kek: version,
+            keks: keks
+                .keys
+                .iter()
+                .map(|(v, k)| (*v, B64.encode(k.expose())))
+                .collect(),
+            root: B64.encode(self.root.expose()),
+        };
+        file.keks.insert(version, B64.encode(key.expose()));
+        let staged = self.path.with_extension("json.new");
+        let _ = fs::remove_file(&staged);
+        write_file(&staged, &file)
+            .and_then(|()| fs::rename(&staged, &self.path))
+            .and_then(
+                |()| match self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    Some(dir) => fs::File::open(dir)?.sync_all(),
+                    None => Ok(()),
+                },
+            )
+            .map_err(|e| {
+                Error::key(format!(
+                    "cannot write keyring file {}: {e}",
+                    self.path.display()
+                ))
+            })?;
+        keks.keys.insert(version, key);
+        keks.current = version;
+        Ok(version)
     }
 
     fn from_file(path: &Path, file: &KeyringFile) -> Result<LocalKeyring> {
@@ -157,8 +193,10 @@ impl LocalKeyring {
         }
         Ok(LocalKeyring {
             path: path.to_path_buf(),
-            current: file.current_kek,
-            keks,
+            keks: std::sync::RwLock::new(Keks {
+                current: file.current_kek,
+                keys: keks,
+            }),
             root: decode(&file.root)?,
         })
     }
@@ -182,22 +220,33 @@ impl KeyProvider for LocalKeyring {
     }
 
     async fn current_kek_version(&self) -> Result<i32> {
-        Ok(self.current)
+        Ok(self.keks.read().unwrap_or_else(|p| p.into_inner()).current)
+    }
+
+    async fn kek_versions(&self) -> Result<Vec<i32>> {
+        let keks = self.keks.read().unwrap_or_else(|p| p.into_inner());
+        Ok(keks.keys.keys().copied().collect())
+    }
+
+    async fn rotate(&self) -> Result<i32> {
+        self.add_kek()
     }
 
     async fn wrap(&self, key: &Key, context: &[u8]) -> Result<WrappedKey> {
-        let kek = self
-            .keks
-            .get(&self.current)
+        let keks = self.keks.read().unwrap_or_else(|p| p.into_inner());
+        let kek = keks
+            .keys
+            .get(&keks.current)
             .ok_or_else(|| Error::internal("current KEK missing"))?;
         Ok(WrappedKey {
-            kek_version: self.current,
+            kek_version: keks.current,
             ciphertext: envelope::seal(kek, &Self::wrap_aad(context), key.expose())?,
         })
     }
 
     async fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<Key> {
-        let kek = self.keks.get(&wrapped.kek_version).ok_or_else(|| {
+        let keks = self.keks.read().unwrap_or_else(|p| p.into_inner());
+        let kek = keks.keys.get(&wrapped.kek_version).ok_or_else(|| {
             Error::key(format!(
                 "KEK version {} is not in the keyring",
                 wrapped.kek_version
@@ -214,6 +263,18 @@ impl KeyProvider for LocalKeyring {
     async fn check(&self) -> Result<()> {
         Ok(())
     }
+}
+
+/// Writes a new keyring file with mode 0600 (never over an existing file).
+fn write_file(path: &Path, file: &KeyringFile) -> std::io::Result<()> {
+    let json = Zeroizing::new(serde_json::to_vec_pretty(file).map_err(std::io::Error::other)?);
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    out.write_all(&json)?;
+    out.sync_all()
 }
 
 #[cfg(test)]
@@ -238,6 +299,28 @@ mod tests {
             Err(Error::Integrity)
         ));
         assert!(LocalKeyring::create(&path).is_err(), "never overwrites");
+
+        // S-KEY-2: a new version wraps; the old one still unwraps.
+        assert_eq!(opened.add_kek().expect("rotate"), 2);
+        let rewrapped = opened.wrap(&dek, b"patient-1").await.expect("wrap");
+        assert_eq!(rewrapped.kek_version, 2);
+        let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the rewritten file stays private");
+        let reopened = LocalKeyring::open(&path).expect("open");
+        assert_eq!(reopened.kek_versions().await.expect("versions"), vec![1, 2]);
+        assert_eq!(reopened.current_kek_version().await.expect("current"), 2);
+        for wrapped in [&wrapped, &rewrapped] {
+            let key = reopened
+                .unwrap(wrapped, b"patient-1")
+                .await
+                .expect("unwrap");
+            assert_eq!(key.expose(), dek.expose());
+        }
+        assert_eq!(
+            reopened.root_key().await.expect("root").expose(),
+            created.root_key().await.expect("root").expose(),
+            "rotation keeps the root secret"
+        );
     }
 
     // S-KEY-1: a keyring readable by others is refused.

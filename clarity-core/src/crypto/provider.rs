@@ -40,6 +40,16 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
     /// The KEK version that [`KeyProvider::wrap`] uses now.
     async fn current_kek_version(&self) -> Result<i32>;
 
+    /// Every KEK version the provider can unwrap with.
+    async fn kek_versions(&self) -> Result<Vec<i32>>;
+
+    /// Creates a new KEK version and makes it current (S-KEY-2); returns it.
+    /// Older versions stay available for unwrapping.
+    ///
+    /// # Errors
+    /// [`crate::Error::Key`] when the provider cannot rotate; nothing changes then.
+    async fn rotate(&self) -> Result<i32>;
+
     /// Wraps `key` with the current KEK, bound to `context` (e.g. the patient id).
     ///
     /// # Errors

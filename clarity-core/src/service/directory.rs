@@ -93,6 +93,30 @@ impl Directory {
 }
 
 impl Directory {
+    /// The KEK version the stored directory key is wrapped with.
+    pub(super) async fn kek_version(&self, store: &dyn Store) -> Result<i32> {
+        let json = store
+            .get_meta(META_KEY)
+            .await?
+            .ok_or_else(|| Error::internal("directory key vanished"))?;
+        let stored: StoredKey = serde_json::from_str(&json).map_err(|_| Error::Integrity)?;
+        Ok(stored.kek_version)
+    }
+
+    /// Re-wraps the stored directory key with the current KEK (rotation).
+    pub(super) async fn rewrap(&self, store: &dyn Store, keys: &dyn KeyProvider) -> Result<()> {
+        if self.kek_version(store).await? >= keys.current_kek_version().await? {
+            return Ok(());
+        }
+        let wrapped = keys.wrap(&self.key, CONTEXT).await?;
+        let stored = StoredKey {
+            kek_version: wrapped.kek_version,
+            wrapped: B64.encode(&wrapped.ciphertext),
+        };
+        let json = serde_json::to_string(&stored).map_err(|_| Error::internal("encoding"))?;
+        store.put_meta(META_KEY, &json).await
+    }
+
     /// An opaque pagination cursor for `id`, for callers who may not see ids.
     pub(super) fn seal_cursor(&self, id: Uuid) -> Result<String> {
         let sealed = seal_row(&self.key, &binding("cursor", Uuid::nil(), 0), id.as_bytes())?;

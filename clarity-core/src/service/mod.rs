@@ -11,6 +11,7 @@ mod alerts;
 mod audit_log;
 mod auditing;
 mod directory;
+mod keys;
 mod patients;
 mod sessions;
 mod users;
@@ -18,6 +19,7 @@ mod users;
 use std::sync::Arc;
 
 pub use alerts::{Alert, AlertHook, AlertKind, LogAlerts};
+pub use keys::{KekUsage, KeyStatus, RotationReport};
 pub use patients::{BreakGlassGrant, BreakGlassRequest, CareTeamAssignment, GrantView};
 pub use sessions::{LoginRequest, Tokens};
 pub use users::{MfaEnrollment, NewUser, SetupRequest, User, UserUpdate};

@@ -120,6 +120,37 @@ impl Store for MemoryStore {
         self.with(|t| Ok(t.meta.remove(key)))
     }
 
+    async fn data_keys_by_kek(&self) -> Result<Vec<(i32, u64)>> {
+        self.with(|t| {
+            let mut counts: BTreeMap<i32, u64> = BTreeMap::new();
+            for key in t.data_keys.values() {
+                *counts.entry(key.kek_version).or_default() += 1;
+            }
+            Ok(counts.into_iter().collect())
+        })
+    }
+
+    async fn data_keys_below(&self, kek_version: i32, limit: usize) -> Result<Vec<DataKeyRow>> {
+        self.with(|t| {
+            Ok(t.data_keys
+                .values()
+                .filter(|k| k.kek_version < kek_version)
+                .take(limit)
+                .cloned()
+                .collect())
+        })
+    }
+
+    async fn rewrap_data_key(&self, key: &DataKeyRow, old_kek_version: i32) -> Result<bool> {
+        self.with(|t| match t.data_keys.get_mut(&key.patient_id) {
+            Some(stored) if stored.kek_version == old_kek_version => {
+                *stored = key.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        })
+    }
+
     async fn count_data_keys(&self) -> Result<u64> {
         self.with(|t| Ok(t.data_keys.len() as u64))
     }

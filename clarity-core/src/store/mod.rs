@@ -131,6 +131,16 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// at most one gets the value.
     async fn take_meta(&self, key: &str) -> Result<Option<String>>;
 
+    /// Number of data keys per KEK version, in version order.
+    async fn data_keys_by_kek(&self) -> Result<Vec<(i32, u64)>>;
+
+    /// Up to `limit` data keys wrapped by a KEK version below `kek_version`.
+    async fn data_keys_below(&self, kek_version: i32, limit: usize) -> Result<Vec<DataKeyRow>>;
+
+    /// Replaces a data key's wrapping if it is still wrapped by
+    /// `old_kek_version`; `false` when it changed meanwhile (or is gone).
+    async fn rewrap_data_key(&self, key: &DataKeyRow, old_kek_version: i32) -> Result<bool>;
+
     /// Number of data keys stored (zero means the store holds no encrypted data).
     async fn count_data_keys(&self) -> Result<u64>;
 

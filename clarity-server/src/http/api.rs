@@ -80,6 +80,8 @@ pub(crate) const ROUTES: &[(Method, &str)] = &[
     (Method::GET, "/v1/audit/events"),
     (Method::GET, "/v1/audit/verify"),
     (Method::GET, "/v1/audit/export"),
+    (Method::GET, "/v1/admin/keys"),
+    (Method::POST, "/v1/admin/keys/rotate"),
 ];
 
 /// The template matching `path`, with the path's `{...}` values.
@@ -176,6 +178,8 @@ pub(crate) async fn dispatch(ctx: &Ctx, req: Request<Incoming>) -> Routed {
         (&M::GET, "/v1/audit/events") => audit_events(ctx, req).await,
         (&M::GET, "/v1/audit/verify") => audit_verify(ctx, req).await,
         (&M::GET, "/v1/audit/export") => audit_export(ctx, req).await,
+        (&M::GET, "/v1/admin/keys") => key_status(ctx, req).await,
+        (&M::POST, "/v1/admin/keys/rotate") => rotate_keys(ctx, req).await,
         _ => Err(ApiError::Core(clarity_core::Error::internal(
             "route without a handler",
         ))),
@@ -456,6 +460,19 @@ async fn research(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     Ok(json(
         StatusCode::OK,
         &ctx.clarity.research_patients(&p, &page(&q)?).await?,
+    ))
+}
+
+async fn key_status(ctx: &Ctx, req: Request<Incoming>) -> Reply {
+    let p = principal(ctx, &req).await?;
+    Ok(json(StatusCode::OK, &ctx.clarity.key_status(&p).await?))
+}
+
+async fn rotate_keys(ctx: &Ctx, req: Request<Incoming>) -> Reply {
+    let p = principal(ctx, &req).await?;
+    Ok(json(
+        StatusCode::OK,
+        &ctx.clarity.rotate_keys(&p, &|_| {}).await?,
     ))
 }
 

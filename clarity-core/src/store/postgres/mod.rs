@@ -301,6 +301,55 @@ impl Store for PostgresStore {
         Ok(row.map(|r| r.get(0)))
     }
 
+    async fn data_keys_by_kek(&self) -> Result<Vec<(i32, u64)>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT kek_version, count(*) FROM data_keys GROUP BY kek_version ORDER BY kek_version",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), u64::try_from(r.get::<_, i64>(1)).unwrap_or(0)))
+            .collect())
+    }
+
+    async fn data_keys_below(&self, kek_version: i32, limit: usize) -> Result<Vec<DataKeyRow>> {
+        let client = self.client().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                "SELECT patient_id, dek_version, kek_version, wrapped FROM data_keys
+                 WHERE kek_version < $1 ORDER BY patient_id LIMIT $2",
+                &[&kek_version, &limit],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows
+            .iter()
+            .map(|row| DataKeyRow {
+                patient_id: row.get(0),
+                dek_version: row.get(1),
+                kek_version: row.get(2),
+                wrapped: row.get(3),
+            })
+            .collect())
+    }
+
+    async fn rewrap_data_key(&self, key: &DataKeyRow, old_kek_version: i32) -> Result<bool> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "UPDATE data_keys SET kek_version = $1, wrapped = $2 WHERE patient_id = $3 AND kek_version = $4",
+                &[&key.kek_version, &key.wrapped, &key.patient_id, &old_kek_version],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(n == 1)
+    }
+
     async fn count_data_keys(&self) -> Result<u64> {
         let client = self.client().await?;
         let row = client

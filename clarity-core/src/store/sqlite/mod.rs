@@ -373,6 +373,60 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn data_keys_by_kek(&self) -> Result<Vec<(i32, u64)>> {
+        self.readers
+            .run(|conn| {
+                let mut stmt = conn
+                    .prepare("SELECT kek_version, count(*) FROM data_keys GROUP BY kek_version ORDER BY kek_version")
+                    .map_err(sqlite_error)?;
+                stmt.query_map([], |row| Ok((row.get::<_, i32>(0)?, row.get::<_, i64>(1)?)))
+                    .map_err(sqlite_error)?
+                    .map(|r| r.map(|(v, n)| (v, u64::try_from(n).unwrap_or(0))))
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(sqlite_error)
+            })
+            .await
+    }
+
+    async fn data_keys_below(&self, kek_version: i32, limit: usize) -> Result<Vec<DataKeyRow>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.readers
+            .run(move |conn| {
+                let mut stmt = conn
+                    .prepare(
+                        "SELECT patient_id, dek_version, kek_version, wrapped FROM data_keys
+                         WHERE kek_version < ?1 ORDER BY patient_id LIMIT ?2",
+                    )
+                    .map_err(sqlite_error)?;
+                stmt.query_map(params![kek_version, limit], |row| {
+                    Ok(DataKeyRow {
+                        patient_id: row.get(0)?,
+                        dek_version: row.get(1)?,
+                        kek_version: row.get(2)?,
+                        wrapped: row.get(3)?,
+                    })
+                })
+                .map_err(sqlite_error)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(sqlite_error)
+            })
+            .await
+    }
+
+    async fn rewrap_data_key(&self, key: &DataKeyRow, old_kek_version: i32) -> Result<bool> {
+        let key = key.clone();
+        self.writer
+            .run(move |conn| {
+                conn.execute(
+                    "UPDATE data_keys SET kek_version = ?1, wrapped = ?2 WHERE patient_id = ?3 AND kek_version = ?4",
+                    params![key.kek_version, key.wrapped, key.patient_id, old_kek_version],
+                )
+                .map(|n| n == 1)
+                .map_err(sqlite_error)
+            })
+            .await
+    }
+
     async fn count_data_keys(&self) -> Result<u64> {
         self.readers
             .run(|conn| {

@@ -1,0 +1,163 @@
+//! Key management: the status of the key-encryption keys, and rotation
+//! (S-KEY-2): a new KEK version, every data key re-wrapped under it in
+//! batches, records untouched (their associated data names the DEK version,
+//! not the KEK's). Old KEK versions stay available for unwrapping.
+
+use serde::Serialize;
+
+use super::Clarity;
+use super::auditing::Ev;
+use crate::access::{Action, Principal};
+use crate::audit::AuditAction;
+use crate::crypto::WrappedKey;
+use crate::error::Result;
+use crate::store::DataKeyRow;
+
+/// Data keys re-wrapped per batch.
+const BATCH: usize = 500;
+
+/// How many data keys one KEK version wraps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KekUsage {
+    /// The KEK version.
+    pub kek_version: i32,
+    /// Data keys it wraps.
+    pub data_keys: u64,
+}
+
+/// `GET /v1/admin/keys`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyStatus {
+    /// The key provider (`local`, ...).
+    pub provider: &'static str,
+    /// The KEK version new data keys are wrapped with.
+    pub current_kek_version: i32,
+    /// Every KEK version the provider holds.
+    pub kek_versions: Vec<i32>,
+    /// Data keys per KEK version.
+    pub usage: Vec<KekUsage>,
+}
+
+/// What a rotation did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RotationReport {
+    /// The KEK version every data key is wrapped with now.
+    pub kek_version: i32,
+    /// `true` when a new version was made; `false` when an interrupted
+    /// rotation was finished instead.
+    pub new_version: bool,
+    /// Data keys re-wrapped by this call.
+    pub rewrapped: u64,
+}
+
+impl Clarity {
+    /// The KEK versions and how many data keys each wraps (admins).
+    ///
+    /// # Errors
+    /// [`crate::Error::PermissionDenied`]; provider and backend errors.
+    pub async fn key_status(&self, principal: &Principal) -> Result<KeyStatus> {
+        let result = async {
+            let reason = self.authorize(principal, &Action::ManageKeys, None).await?;
+            let keys = self.phi.keys();
+            let status = KeyStatus {
+                provider: keys.name(),
+                current_kek_version: keys.current_kek_version().await?,
+                kek_versions: keys.kek_versions().await?,
+                usage: self
+                    .phi
+                    .store()
+                    .data_keys_by_kek()
+                    .await?
+                    .into_iter()
+                    .map(|(kek_version, data_keys)| KekUsage {
+                        kek_version,
+                        data_keys,
+                    })
+                    .collect(),
+            };
+            Ok((status, reason))
+        }
+        .await;
+        let ev = Ev::of("security", "keys.status", AuditAction::Read);
+        self.audited(principal, ev, result).await
+    }
+
+    /// Rotates the KEK (admins): makes a new version current and re-wraps
+    /// every data key under it, calling `progress` with the running count
+    /// after each batch. If data keys are still wrapped by an older version
+    /// (an earlier rotation was interrupted), it finishes that one instead of
+    /// making another version: rotation is resumable.
+    ///
+    /// # Errors
+    /// [`crate::Error::PermissionDenied`]; provider and backend errors (what
+    /// was re-wrapped stays re-wrapped; run it again to finish).
+    pub async fn rotate_keys(
+        &self,
+        principal: &Principal,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<RotationReport> {
+        let result = async {
+            let reason = self.authorize(principal, &Action::ManageKeys, None).await?;
+            Ok((self.rotate_and_rewrap(progress).await?, reason))
+        }
+        .await;
+        if let Ok((report, _)) = &result {
+            tracing::info!(
+                kek_version = report.kek_version,
+                new_version = report.new_version,
+                rewrapped = report.rewrapped,
+                "key rotation"
+            );
+        }
+        let ev = Ev::of("security", "keys.rotate", AuditAction::Execute);
+        self.audited(principal, ev, result).await
+    }
+
+    async fn rotate_and_rewrap(
+        &self,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<RotationReport> {
+        let keys = self.phi.keys();
+        let store = self.phi.store();
+        let current = keys.current_kek_version().await?;
+        let unfinished = !store.data_keys_below(current, 1).await?.is_empty()
+            || self.directory.kek_version(store.as_ref()).await? < current;
+        let (version, new_version) = if unfinished {
+            (current, false)
+        } else {
+            (keys.rotate().await?, true)
+        };
+        let mut rewrapped = 0;
+        loop {
+            let batch = store.data_keys_below(version, BATCH).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for row in batch {
+                let context = row.patient_id.as_bytes();
+                let old = WrappedKey {
+                    kek_version: row.kek_version,
+                    ciphertext: row.wrapped.clone(),
+                };
+                let dek = keys.unwrap(&old, context).await?;
+                let new = keys.wrap(&dek, context).await?;
+                let updated = DataKeyRow {
+                    kek_version: new.kek_version,
+                    wrapped: new.ciphertext,
+                    ..row.clone()
+                };
+                // `false`: erased or re-wrapped meanwhile; nothing to do.
+                if store.rewrap_data_key(&updated, row.kek_version).await? {
+                    rewrapped += 1;
+                }
+            }
+            progress(rewrapped);
+        }
+        self.directory.rewrap(store.as_ref(), keys.as_ref()).await?;
+        Ok(RotationReport {
+            kek_version: version,
+            new_version,
+            rewrapped,
+        })
+    }
+}
