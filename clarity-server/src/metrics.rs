@@ -46,6 +46,8 @@ pub(crate) struct Metrics {
     audit_batches: Gauge,
     audit_commit_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     alerts: Family<KindLabels, Gauge>,
+    pool_in_use: Gauge,
+    pool_size: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -125,6 +127,16 @@ impl Metrics {
             "Time spent committing audit batches",
             audit_commit_seconds.clone(),
         );
+        let pool_in_use = gauge(
+            &mut registry,
+            "db_pool_connections_in_use",
+            "Database connections in use",
+        );
+        let pool_size = gauge(
+            &mut registry,
+            "db_pool_connections_max",
+            "Database pool size",
+        );
         let alerts = Family::<KindLabels, Gauge>::default();
         registry.register(
             "security_alerts",
@@ -146,6 +158,8 @@ impl Metrics {
             audit_batches,
             audit_commit_seconds,
             alerts,
+            pool_in_use,
+            pool_size,
         }
     }
 
@@ -191,6 +205,8 @@ impl Metrics {
         set(&self.audit_queue_depth, stats.audit_queue_depth);
         set(&self.audit_events, stats.audit_events_written);
         set(&self.audit_batches, stats.audit_batches);
+        set(&self.pool_in_use, stats.pool_in_use);
+        set(&self.pool_size, stats.pool_size);
         self.audit_commit_seconds
             .set(stats.audit_commit_micros as f64 / 1_000_000.0);
         for (kind, count) in stats.alerts {

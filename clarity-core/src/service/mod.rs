@@ -100,6 +100,10 @@ pub struct Stats {
     pub audit_commit_micros: u64,
     /// Security alerts raised, per kind.
     pub alerts: Vec<(AlertKind, u64)>,
+    /// Database connections in use.
+    pub pool_in_use: u64,
+    /// Database pool size.
+    pub pool_size: u64,
 }
 
 impl std::fmt::Debug for Clarity {
@@ -230,6 +234,8 @@ impl Clarity {
             audit_events_written: audit.0,
             audit_batches: audit.1,
             audit_commit_micros: audit.2,
+            pool_in_use: self.phi.store().pool_usage().0 as u64,
+            pool_size: self.phi.store().pool_usage().1 as u64,
             alerts: [
                 AlertKind::BreakGlass,
                 AlertKind::AccountLocked,

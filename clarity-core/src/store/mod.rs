@@ -115,6 +115,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Checks that the database answers (readiness).
     async fn ping(&self) -> Result<()>;
 
+    /// Connections in use and the pool's size, for metrics (`(0, 0)` without a pool).
+    fn pool_usage(&self) -> (usize, usize) {
+        (0, 0)
+    }
+
     /// The highest schema migration applied.
     async fn schema_version(&self) -> Result<i64>;
 

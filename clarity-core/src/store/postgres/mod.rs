@@ -233,6 +233,14 @@ impl Store for PostgresStore {
         BACKEND
     }
 
+    fn pool_usage(&self) -> (usize, usize) {
+        let status = self.pool.status();
+        (
+            status.size.saturating_sub(status.available),
+            status.max_size,
+        )
+    }
+
     async fn ping(&self) -> Result<()> {
         let client = self.client().await?;
         client

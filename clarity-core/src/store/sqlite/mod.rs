@@ -285,6 +285,12 @@ impl Store for SqliteStore {
         BACKEND
     }
 
+    fn pool_usage(&self) -> (usize, usize) {
+        let (readers_used, readers) = self.readers.usage();
+        let (writer_used, writer) = self.writer.usage();
+        (readers_used + writer_used, readers + writer)
+    }
+
     async fn ping(&self) -> Result<()> {
         self.readers
             .run(|conn| {

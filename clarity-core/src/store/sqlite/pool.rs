@@ -40,6 +40,7 @@ impl Opener {
 /// At most `size` connections, opened lazily.
 #[derive(Debug)]
 pub(super) struct Pool {
+    size: usize,
     idle: Mutex<Vec<Connection>>,
     permits: Semaphore,
     opener: Arc<Opener>,
@@ -48,10 +49,16 @@ pub(super) struct Pool {
 impl Pool {
     pub(super) fn new(opener: Opener, size: usize) -> Self {
         Pool {
+            size,
             idle: Mutex::new(Vec::with_capacity(size)),
             permits: Semaphore::new(size),
             opener: Arc::new(opener),
         }
+    }
+
+    /// Connections in use and the pool's size.
+    pub(super) fn usage(&self) -> (usize, usize) {
+        (self.size - self.permits.available_permits(), self.size)
     }
 
     /// Runs `work` with a connection on the blocking pool.
