@@ -482,10 +482,27 @@ async fn every_operation_writes_exactly_one_event() {
         "record.update",
         "record.list",
         "patient.lookup",
-        "patient.list",
         "record.delete",
     ] {
         assert_eq!(count(subtype, clinician.user_id, "0").await, N, "{subtype}");
+    }
+    // Each of the N list calls returned all N patients: one event per patient
+    // listed, so each patient's accounting of disclosures finds every list.
+    assert_eq!(count("patient.list", clinician.user_id, "0").await, N * N);
+    for p in &patients {
+        let filter = AuditFilter {
+            patient_id: Some(p.id),
+            subtype: Some("patient.list".into()),
+            ..AuditFilter::default()
+        };
+        assert_eq!(
+            h.audit
+                .query_audit(&filter, None, 100)
+                .await
+                .expect("query")
+                .len(),
+            N
+        );
     }
     // Each update read the patient first: N reads from the loop.
     assert_eq!(count("patient.read", clinician.user_id, "0").await, N);

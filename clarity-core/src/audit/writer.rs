@@ -153,6 +153,38 @@ impl AuditWriter {
         wait.await.map_err(|_| stopped())?
     }
 
+    /// Appends several events and returns once all are durable; they queue
+    /// together, so group commit usually stores them in one transaction.
+    ///
+    /// # Errors
+    /// As [`AuditWriter::append`], if any of them could not be stored.
+    pub async fn append_all(&self, drafts: Vec<EventDraft>) -> Result<()> {
+        let sender = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(stopped)?;
+        let mut waits = Vec::with_capacity(drafts.len());
+        for draft in drafts {
+            let (done, wait) = oneshot::channel();
+            self.stats.queued.fetch_add(1, Ordering::Relaxed);
+            if sender.send(Job { draft, done }).await.is_err() {
+                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                return Err(stopped());
+            }
+            waits.push(wait);
+        }
+        let mut outcome = Ok(());
+        for wait in waits {
+            let result = wait.await.map_err(|_| stopped()).and_then(|r| r);
+            if outcome.is_ok() {
+                outcome = result;
+            }
+        }
+        outcome
+    }
+
     /// Writes what is queued, a final checkpoint, and stops. Later appends fail.
     pub async fn shutdown(&self) {
         drop(self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take());

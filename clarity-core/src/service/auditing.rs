@@ -52,6 +52,30 @@ impl Ev {
     }
 }
 
+/// The event for `ev`, by `principal` (or `actor` when there is none).
+fn draft(
+    principal: Option<&Principal>,
+    actor: Option<Uuid>,
+    ev: Ev,
+    outcome: AuditOutcome,
+    reason: Option<String>,
+    context: RequestContext,
+) -> EventDraft {
+    EventDraft {
+        event_type: ev.event_type,
+        subtype: ev.subtype,
+        action: ev.action,
+        outcome,
+        actor_id: principal.map(|p| p.user_id).or(actor),
+        actor_roles: principal.map(|p| p.roles.to_csv()),
+        patient_id: ev.patient,
+        entity_id: ev.entity,
+        query_hash: ev.query_hash,
+        reason,
+        context,
+    }
+}
+
 /// Denials, absences and bad input are minor failures; the rest serious.
 fn outcome_of(kind: ErrorKind) -> AuditOutcome {
     match kind {
@@ -93,6 +117,31 @@ impl Clarity {
         result.map(|(value, _)| value)
     }
 
+    /// Appends one successful event per `ev` for `principal`, together;
+    /// returns once all are durable.
+    pub(super) async fn record_all(
+        &self,
+        principal: &Principal,
+        events: Vec<Ev>,
+        reason: Option<String>,
+    ) -> Result<()> {
+        let drafts = events
+            .into_iter()
+            .map(|ev| {
+                let context = principal.context.clone();
+                draft(
+                    Some(principal),
+                    None,
+                    ev,
+                    AuditOutcome::Success,
+                    reason.clone(),
+                    context,
+                )
+            })
+            .collect();
+        self.audit.append_all(drafts).await
+    }
+
     /// Appends one event; returns once it is durable.
     pub(super) async fn record(
         &self,
@@ -117,19 +166,8 @@ impl Clarity {
         reason: Option<String>,
         context: RequestContext,
     ) -> Result<()> {
-        let draft = EventDraft {
-            event_type: ev.event_type,
-            subtype: ev.subtype,
-            action: ev.action,
-            outcome,
-            actor_id: principal.map(|p| p.user_id).or(actor),
-            actor_roles: principal.map(|p| p.roles.to_csv()),
-            patient_id: ev.patient,
-            entity_id: ev.entity,
-            query_hash: ev.query_hash,
-            reason,
-            context,
-        };
-        self.audit.append(draft).await
+        self.audit
+            .append(draft(principal, actor, ev, outcome, reason, context))
+            .await
     }
 }

@@ -195,8 +195,23 @@ impl Clarity {
         page: &PageRequest,
     ) -> Result<Page<Patient>> {
         let result = self.list_visible(principal, page).await;
-        let ev = Ev::rest("patient.list", AuditAction::Read);
-        self.audited(principal, ev, result).await
+        // One event per patient disclosed, so that a patient's accounting of
+        // disclosures finds every list that returned them.
+        let listed: Vec<Uuid> = match &result {
+            Ok((page, _)) => page.items.iter().map(|p| p.id).collect(),
+            Err(_) => Vec::new(),
+        };
+        if listed.is_empty() {
+            let ev = Ev::rest("patient.list", AuditAction::Read);
+            return self.audited(principal, ev, result).await;
+        }
+        let reason = result.as_ref().map(|(_, r)| r.as_str().to_string()).ok();
+        let events = listed
+            .into_iter()
+            .map(|id| Ev::rest("patient.list", AuditAction::Read).patient(id))
+            .collect();
+        self.record_all(principal, events, reason).await?;
+        result.map(|(page, _)| page)
     }
 
     async fn list_visible(
