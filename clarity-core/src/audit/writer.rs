@@ -138,19 +138,7 @@ impl AuditWriter {
     /// [`Error::Unavailable`] when the event could not be stored (the caller
     /// must then fail its operation, S-AUD-2) or the writer has stopped.
     pub async fn append(&self, draft: EventDraft) -> Result<()> {
-        let sender = self
-            .jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(stopped)?;
-        let (done, wait) = oneshot::channel();
-        self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        if sender.send(Job { draft, done }).await.is_err() {
-            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-            return Err(stopped());
-        }
-        wait.await.map_err(|_| stopped())?
+        self.append_all(vec![draft]).await
     }
 
     /// Appends several events and returns once all are durable; they queue
