@@ -134,22 +134,52 @@ impl LocalKeyring {
     /// # Errors
     /// [`Error::Key`] when the file cannot be written; nothing changes then.
     pub fn add_kek(&self) -> Result<i32> {
-        let mut keks = self.keks.write().unwrap_or_else(|p| p.into_inner());
-        let version = keks.keys.keys().max().copied().unwrap_or(0) + 1;
+        let io = |e: std::io::Error| {
+            Error::key(format!(
+                "cannot write keyring file {}: {e}",
+                self.path.display()
+            ))
+        };
+        // One rotation at a time, across processes (a server and the CLI):
+        // an exclusive lock on a file beside the keyring, held to the end.
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(self.path.with_extension("json.lock"))
+            .map_err(io)?;
+        lock.lock().map_err(io)?;
+        // What is on disk wins: another process may have rotated already.
+        let disk = Self::open(&self.path)?;
+        if disk.root.expose() != self.root.expose() {
+            return Err(Error::key(format!(
+                "keyring file {} now holds another keyring; refusing to rotate",
+                self.path.display()
+            )));
+        }
+        let mut keys = disk
+            .keks
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys;
+        let version = keys.keys().max().copied().unwrap_or(0) + 1;
         let key = Key::generate()?;
         let mut file = KeyringFile {
             format: FILE_FORMAT,
             current_kek: version,
-            keks: keks
-                .keys
+            keks: keys
                 .iter()
                 .map(|(v, k)| (*v, B64.encode(k.expose())))
                 .collect(),
             root: B64.encode(self.root.expose()),
         };
         file.keks.insert(version, B64.encode(key.expose()));
-        let staged = self.path.with_extension("json.new");
-        let _ = fs::remove_file(&staged);
+        let mut suffix = [0u8; 8];
+        super::fill_random(&mut suffix)?;
+        let staged = self
+            .path
+            .with_extension(format!("json.{}.new", hex::encode(suffix)));
         write_file(&staged, &file)
             .and_then(|()| fs::rename(&staged, &self.path))
             .and_then(
@@ -159,14 +189,31 @@ impl LocalKeyring {
                 },
             )
             .map_err(|e| {
-                Error::key(format!(
-                    "cannot write keyring file {}: {e}",
-                    self.path.display()
-                ))
+                let _ = fs::remove_file(&staged);
+                io(e)
             })?;
-        keks.keys.insert(version, key);
-        keks.current = version;
+        keys.insert(version, key);
+        let mut keks = self.keks.write().unwrap_or_else(|p| p.into_inner());
+        *keks = Keks {
+            current: version,
+            keys,
+        };
         Ok(version)
+    }
+
+    /// Reads the KEKs from the file again (another process may have rotated),
+    /// if it still holds this keyring.
+    fn reload(&self) -> Result<()> {
+        let disk = Self::open(&self.path)?;
+        if disk.root.expose() != self.root.expose() {
+            return Err(Error::key(format!(
+                "keyring file {} now holds another keyring",
+                self.path.display()
+            )));
+        }
+        let fresh = disk.keks.into_inner().unwrap_or_else(|p| p.into_inner());
+        *self.keks.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
     }
 
     fn from_file(path: &Path, file: &KeyringFile) -> Result<LocalKeyring> {
@@ -245,6 +292,16 @@ impl KeyProvider for LocalKeyring {
     }
 
     async fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<Key> {
+        let known = self
+            .keks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys
+            .contains_key(&wrapped.kek_version);
+        if !known {
+            // A newer version made by another process (e.g. `clarity keys rotate`).
+            self.reload()?;
+        }
         let keks = self.keks.read().unwrap_or_else(|p| p.into_inner());
         let kek = keks.keys.get(&wrapped.kek_version).ok_or_else(|| {
             Error::key(format!(
@@ -320,6 +377,32 @@ mod tests {
             reopened.root_key().await.expect("root").expose(),
             created.root_key().await.expect("root").expose(),
             "rotation keeps the root secret"
+        );
+
+        // Two processes rotating one after the other never reuse a version,
+        // and each can unwrap what the other wrapped.
+        let other = LocalKeyring::open(&path).expect("a second process");
+        assert_eq!(reopened.add_kek().expect("rotate"), 3);
+        assert_eq!(
+            other.add_kek().expect("rotate"),
+            4,
+            "reads the file, not its stale copy"
+        );
+        let by_three = reopened.wrap(&dek, b"patient-1").await.expect("wrap");
+        assert_eq!(by_three.kek_version, 3);
+        let by_four = other.wrap(&dek, b"patient-1").await.expect("wrap");
+        let key = reopened
+            .unwrap(&by_four, b"patient-1")
+            .await
+            .expect("reloads to unwrap v4");
+        assert_eq!(key.expose(), dek.expose());
+        assert_eq!(
+            other
+                .unwrap(&by_three, b"patient-1")
+                .await
+                .expect("v3")
+                .expose(),
+            dek.expose()
         );
     }
 
