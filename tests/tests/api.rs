@@ -166,7 +166,12 @@ async fn the_main_flows_work_over_http() {
     assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
 
     let found = api
-        .ok("GET", "/v1/patients?mrn=mrn-1", Some(&clinician), None)
+        .ok(
+            "POST",
+            "/v1/patients/search",
+            Some(&clinician),
+            Some(json!({"mrn": "mrn-1"})),
+        )
         .await;
     assert_eq!(found["items"][0]["id"], pid.as_str());
     let listed = api
@@ -483,7 +488,13 @@ async fn bad_input_is_refused_with_4xx() {
             "/v1/patients?limit=99999999999999999999".into(),
             Vec::new(),
         ),
-        ("GET", "/v1/patients?mrn=a&mrn=b".into(), Vec::new()),
+        ("GET", "/v1/patients?limit=1&limit=2".into(), Vec::new()),
+        ("GET", "/v1/patients?mrn=MRN-1".into(), Vec::new()),
+        (
+            "POST",
+            "/v1/patients/search".into(),
+            br#"{"mrn":"a","email":"b@c.d"}"#.to_vec(),
+        ),
         ("GET", "/v1/patients?drop=table".into(), Vec::new()),
         (
             "GET",
@@ -530,18 +541,14 @@ async fn bad_input_is_refused_with_4xx() {
     }
     // S-IN-2: injection strings are inert data: nothing matches, nothing breaks.
     for probe in [
-        "%27%20OR%201%3D1%20--",
-        "x%27%3B%20DROP%20TABLE%20patients%3B%20--",
-        "..%2F..%2Fetc%2Fpasswd",
+        "' OR 1=1 --",
+        "x'; DROP TABLE patients; --",
+        "../../etc/passwd",
     ] {
-        let response = raw(
-            "GET",
-            &format!("/v1/patients?mrn={probe}"),
-            Vec::new(),
-            Some(&clinician),
-        )
-        .await
-        .expect("response");
+        let body = serde_json::to_vec(&json!({ "mrn": probe })).expect("json");
+        let response = raw("POST", "/v1/patients/search", body, Some(&clinician))
+            .await
+            .expect("response");
         assert_eq!(response.status(), StatusCode::OK);
         let body: Value = response.json().await.expect("json");
         assert_eq!(body["items"], json!([]), "{probe}");
@@ -596,10 +603,10 @@ async fn phi_and_secrets_stay_out_of_logs() {
         .await;
     let pid = patient["id"].as_str().expect("id");
     api.ok(
-        "GET",
-        &format!("/v1/patients?mrn={canary}MRN"),
+        "POST",
+        "/v1/patients/search",
         Some(&clinician),
-        None,
+        Some(json!({ "mrn": format!("{canary}MRN") })),
     )
     .await;
     api.ok(

@@ -154,17 +154,14 @@ async fn perform(
                 .await,
             p,
         ),
-        O::LookupPatient => listing(
-            &h.call(
-                "GET",
-                &format!("/v1/patients?mrn={}", cell.mrn),
-                token,
-                None,
-                None,
+        O::LookupPatient => {
+            let body = json!({ "mrn": cell.mrn });
+            listing(
+                &h.call("POST", "/v1/patients/search", token, Some(body), None)
+                    .await,
+                p,
             )
-            .await,
-            p,
-        ),
+        }
         O::UpdatePatient => {
             let current = h.ok("GET", &format!("/v1/patients/{p}"), owner, None).await;
             let version = current["version"].as_i64().expect("version");

@@ -63,6 +63,7 @@ pub(crate) const ROUTES: &[(Method, &str)] = &[
     (Method::PATCH, "/v1/users/{id}"),
     (Method::POST, "/v1/patients"),
     (Method::GET, "/v1/patients"),
+    (Method::POST, "/v1/patients/search"),
     (Method::GET, "/v1/patients/{id}"),
     (Method::PUT, "/v1/patients/{id}"),
     (Method::DELETE, "/v1/patients/{id}"),
@@ -159,6 +160,7 @@ pub(crate) async fn dispatch(ctx: &Ctx, req: Request<Incoming>) -> Routed {
         (&M::PATCH, "/v1/users/{id}") => update_user(ctx, req, p(0)).await,
         (&M::POST, "/v1/patients") => create_patient(ctx, req).await,
         (&M::GET, "/v1/patients") => list_patients(ctx, req).await,
+        (&M::POST, "/v1/patients/search") => search_patients(ctx, req).await,
         (&M::GET, "/v1/patients/{id}") => get_patient(ctx, req, p(0)).await,
         (&M::PUT, "/v1/patients/{id}") => update_patient(ctx, req, p(0)).await,
         (&M::DELETE, "/v1/patients/{id}") => erase_patient(ctx, req, p(0)).await,
@@ -291,41 +293,58 @@ async fn create_patient(ctx: &Ctx, req: Request<Incoming>) -> Reply {
 
 async fn list_patients(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let p = principal(ctx, &req).await?;
-    let q = query(
-        &req,
-        &[
-            "limit",
-            "cursor",
-            "mrn",
-            "email",
-            "family_name",
-            "birth_date",
-        ],
-    )?;
-    let lookup = match (
-        param(&q, "mrn"),
-        param(&q, "email"),
-        param(&q, "family_name"),
-        param(&q, "birth_date"),
-    ) {
-        (None, None, None, None) => None,
-        (Some(mrn), None, None, None) => Some(PatientLookup::Mrn(mrn.into())),
-        (None, Some(email), None, None) => Some(PatientLookup::Email(email.into())),
-        (None, None, Some(family), Some(birth)) => Some(PatientLookup::NameBirthDate {
-            family_name: family.into(),
-            birth_date: birth.into(),
-        }),
+    let q = query(&req, &["limit", "cursor"])?;
+    Ok(json(
+        StatusCode::OK,
+        &ctx.clarity.list_patients(&p, &page(&q)?).await?,
+    ))
+}
+
+/// `POST /v1/patients/search`: lookups carry PHI (an MRN, an email, a name
+/// and birth date), so they travel in the body, never in the URL (S-HDR-1).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Search {
+    #[serde(default)]
+    mrn: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    family_name: Option<String>,
+    #[serde(default)]
+    birth_date: Option<String>,
+}
+
+async fn search_patients(ctx: &Ctx, req: Request<Incoming>) -> Reply {
+    let p = principal(ctx, &req).await?;
+    let search: Search = json_body(req).await?;
+    let lookup = match search {
+        Search {
+            mrn: Some(mrn),
+            email: None,
+            family_name: None,
+            birth_date: None,
+        } => PatientLookup::Mrn(mrn),
+        Search {
+            mrn: None,
+            email: Some(email),
+            family_name: None,
+            birth_date: None,
+        } => PatientLookup::Email(email),
+        Search {
+            mrn: None,
+            email: None,
+            family_name: Some(family_name),
+            birth_date: Some(birth_date),
+        } => PatientLookup::NameBirthDate {
+            family_name,
+            birth_date,
+        },
         _ => {
             return Err(ApiError::bad_request(
-                "look up by one of: mrn, email, or family_name with birth_date",
+                "search by one of: mrn, email, or family_name with birth_date",
             ));
         }
-    };
-    let Some(lookup) = lookup else {
-        return Ok(json(
-            StatusCode::OK,
-            &ctx.clarity.list_patients(&p, &page(&q)?).await?,
-        ));
     };
     let ids = ctx.clarity.find_patients(&p, &lookup).await?;
     let mut items = Vec::with_capacity(ids.len());
