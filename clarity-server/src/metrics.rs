@@ -16,7 +16,7 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: &'static str,
-    method: String,
+    method: &'static str,
     status: u16,
 }
 
@@ -28,6 +28,21 @@ struct RouteLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: String,
+}
+
+/// A fixed label per method: clients choose methods, and each new label
+/// value would be a new series kept forever.
+fn method_label(method: &http::Method) -> &'static str {
+    use http::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::HEAD => "HEAD",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::PATCH => "PATCH",
+        M::DELETE => "DELETE",
+        _ => "OTHER",
+    }
 }
 
 /// The server's metrics.
@@ -174,7 +189,7 @@ impl Metrics {
         self.requests
             .get_or_create(&RequestLabels {
                 route,
-                method: method.as_str().to_string(),
+                method: method_label(method),
                 status,
             })
             .inc();

@@ -260,7 +260,18 @@ const FAMILY: &[&str] = &[
 
 pub(crate) async fn demo(config: Config, args: DemoArgs) -> Result<()> {
     with_clarity(config, async |clarity| {
-        let operator = clarity.operator();
+                let operator = clarity.operator();
+        // Demo users share a printed password: never beside real accounts.
+        if !clarity
+            .list_users(&operator, &PageRequest::first(1))
+            .await?
+            .items
+            .is_empty()
+        {
+            return Err(Error::invalid(
+                "demo data goes into a store without users; this one has users",
+            ));
+        }
         let run = uuid::Uuid::now_v7().simple().to_string();
         let tag = &run[run.len() - 6..];
         let mut logins = Vec::new();

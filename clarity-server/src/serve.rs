@@ -56,6 +56,14 @@ pub async fn serve(config: Config) -> Result<()> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT);
+    // HTTP/2: ping idle connections and drop dead ones; bound the streams
+    // (and so the bodies) one connection can have in flight.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .max_concurrent_streams(64);
 
     let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let shutdown = shutdown_signal();

@@ -71,6 +71,13 @@ fn users_demo_and_audit_from_the_command_line() {
     let (ok, stdout, stderr) = run(&args(data, &["user", "disable", "--id", &id]), &[]);
     assert!(ok && stdout.contains("disabled"), "{stderr}");
 
+    // Demo users share a printed password: never beside real accounts.
+    let (ok, _, stderr) = run(&args(data, &["demo", "--patients", "1"]), &[]);
+    assert!(!ok && stderr.contains("without users"), "{stderr}");
+
+    // The rest runs on a store filled by the demo.
+    let demo_dir = dir.path().join("demo");
+    let data = demo_dir.to_str().expect("utf-8");
     let (ok, stdout, stderr) = run(
         &args(
             data,

@@ -14,7 +14,9 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::input::{bearer, id, if_match, json_body, page, param, purpose, query};
+use super::input::{
+    bearer, id, if_match, json_body, page, param, public_json_body, purpose, query,
+};
 use super::reply::{ApiError, Reply, json, no_content, versioned};
 use super::{Ctx, Routed, method_not_allowed};
 
@@ -202,19 +204,19 @@ async fn principal(ctx: &Ctx, req: &Request<Incoming>) -> Result<Principal, ApiE
 }
 
 async fn setup(ctx: &Ctx, req: Request<Incoming>) -> Reply {
-    let request: SetupRequest = json_body(req).await?;
+    let request: SetupRequest = public_json_body(req).await?;
     let user = ctx.clarity.setup(request).await?;
     Ok(json(StatusCode::CREATED, &user))
 }
 
 async fn login(ctx: &Ctx, req: Request<Incoming>) -> Reply {
-    let request: LoginRequest = json_body(req).await?;
+    let request: LoginRequest = public_json_body(req).await?;
     let tokens = ctx.clarity.login(request, Some(ctx.peer.ip())).await?;
     Ok(json(StatusCode::OK, &tokens))
 }
 
 async fn refresh(ctx: &Ctx, req: Request<Incoming>) -> Reply {
-    let request: RefreshRequest = json_body(req).await?;
+    let request: RefreshRequest = public_json_body(req).await?;
     let tokens = ctx.clarity.refresh(&request.refresh_token).await?;
     Ok(json(StatusCode::OK, &tokens))
 }
@@ -572,8 +574,8 @@ async fn audit_export(ctx: &Ctx, req: Request<Incoming>) -> Reply {
                 .map_err(|_| ApiError::bad_request("limit must be a whole number"))
         })
         .transpose()?
-        .unwrap_or(100_000)
-        .min(1_000_000);
+        .unwrap_or(10_000)
+        .min(100_000);
     let ndjson = ctx
         .clarity
         .export_audit_fhir(&p, &audit_filter(&q)?, limit)

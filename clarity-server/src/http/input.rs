@@ -30,15 +30,18 @@ const PURPOSES: &[&str] = &[
     "HLEGAL",
 ];
 
-/// The body, at most [`MAX_BODY`] bytes.
-pub(crate) async fn body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
-    let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
+/// Largest body of the routes anyone may call (setup, login, refresh).
+pub(crate) const MAX_PUBLIC_BODY: usize = 16 * 1024;
+
+/// The body, at most `max` bytes.
+pub(crate) async fn body_up_to(req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError> {
+    let limited = http_body_util::Limited::new(req.into_body(), max);
     match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(_)) => Err(ApiError::Http {
             status: http::StatusCode::PAYLOAD_TOO_LARGE,
             code: "payload_too_large",
-            message: format!("request body must be at most {MAX_BODY} bytes"),
+            message: format!("request body must be at most {max} bytes"),
         }),
         Err(_) => Err(ApiError::Http {
             status: http::StatusCode::REQUEST_TIMEOUT,
@@ -51,6 +54,20 @@ pub(crate) async fn body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
 /// The body as `T`: JSON, UTF-8, known fields only. Errors name positions
 /// and field names, never values.
 pub(crate) async fn json_body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+    json_body_up_to(req, MAX_BODY).await
+}
+
+/// [`json_body`] for routes anyone may call: at most [`MAX_PUBLIC_BODY`].
+pub(crate) async fn public_json_body<T: DeserializeOwned>(
+    req: Request<Incoming>,
+) -> Result<T, ApiError> {
+    json_body_up_to(req, MAX_PUBLIC_BODY).await
+}
+
+async fn json_body_up_to<T: DeserializeOwned>(
+    req: Request<Incoming>,
+    max: usize,
+) -> Result<T, ApiError> {
     let is_json = req
         .headers()
         .get(CONTENT_TYPE)
@@ -63,7 +80,7 @@ pub(crate) async fn json_body<T: DeserializeOwned>(req: Request<Incoming>) -> Re
             message: "request bodies are application/json".into(),
         });
     }
-    let bytes = body(req).await?;
+    let bytes = body_up_to(req, max).await?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::bad_request("request body is not valid UTF-8"))?;
     Ok(clarity_core::store::parse_json(text)?)
