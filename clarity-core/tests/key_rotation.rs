@@ -145,6 +145,21 @@ async fn rotation(h: Harness) {
         2,
         "rotations are audited"
     );
+    let created = AuditFilter {
+        subtype: Some("keys.kek_created".into()),
+        ..AuditFilter::default()
+    };
+    let created = h
+        .audit
+        .query_audit(&created, None, 10)
+        .await
+        .expect("query");
+    assert_eq!(
+        created.len(),
+        1,
+        "the new version is on record before re-wrapping"
+    );
+    assert_eq!(created[0].reason.as_deref(), Some("kek_version=2"));
 }
 
 // S-KEY-2

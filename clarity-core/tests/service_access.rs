@@ -333,3 +333,37 @@ async fn storage_errors_during_a_decision_deny() {
     );
     assert!(!err.to_string().contains("Rosalind"));
 }
+
+// S-AC-4, S-AUD-1: a patient reached through break-glass and returned by a
+// list is recorded as a break-glass disclosure, not a routine one.
+#[tokio::test]
+async fn listing_break_glass_patients_is_recorded_as_break_glass() {
+    let h = testing::memory().await.expect("memory");
+    let clarity = h.clarity().await;
+    let owner = principal(&clarity, Role::Clinician).await;
+    let er = principal(&clarity, Role::Clinician).await;
+    let patient = clarity
+        .create_patient(&owner, profile("1960-04-01"))
+        .await
+        .expect("patient");
+    let request = BreakGlassRequest {
+        patient_id: patient.id,
+        reason: "unconscious on arrival, allergies unknown".into(),
+        totp: None,
+    };
+    clarity.break_glass(&er, request).await.expect("grant");
+    let listed = clarity
+        .list_patients(&er, &PageRequest::default())
+        .await
+        .expect("list");
+    assert_eq!(listed.items.len(), 1);
+    let filter = clarity_core::audit::AuditFilter {
+        actor_id: Some(er.user_id),
+        patient_id: Some(patient.id),
+        subtype: Some("patient.list".into()),
+        ..Default::default()
+    };
+    let events = h.audit.query_audit(&filter, None, 10).await.expect("query");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].reason.as_deref(), Some("break_glass"));
+}

@@ -117,24 +117,23 @@ impl Clarity {
         result.map(|(value, _)| value)
     }
 
-    /// Appends one successful event per `ev` for `principal`, together;
-    /// returns once all are durable.
+    /// Appends one successful event per `(ev, reason)` for `principal`,
+    /// together; returns once all are durable.
     pub(super) async fn record_all(
         &self,
         principal: &Principal,
-        events: Vec<Ev>,
-        reason: Option<String>,
+        events: Vec<(Ev, String)>,
     ) -> Result<()> {
         let drafts = events
             .into_iter()
-            .map(|ev| {
+            .map(|(ev, reason)| {
                 let context = principal.context.clone();
                 draft(
                     Some(principal),
                     None,
                     ev,
                     AuditOutcome::Success,
-                    reason.clone(),
+                    Some(reason),
                     context,
                 )
             })

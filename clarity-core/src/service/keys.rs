@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::Clarity;
 use super::auditing::Ev;
 use crate::access::{Action, Principal};
-use crate::audit::AuditAction;
+use crate::audit::{AuditAction, AuditOutcome};
 use crate::crypto::WrappedKey;
 use crate::error::Result;
 use crate::store::DataKeyRow;
@@ -98,7 +98,7 @@ impl Clarity {
     ) -> Result<RotationReport> {
         let result = async {
             let reason = self.authorize(principal, &Action::ManageKeys, None).await?;
-            Ok((self.rotate_and_rewrap(progress).await?, reason))
+            Ok((self.rotate_and_rewrap(principal, progress).await?, reason))
         }
         .await;
         if let Ok((report, _)) = &result {
@@ -115,6 +115,7 @@ impl Clarity {
 
     async fn rotate_and_rewrap(
         &self,
+        principal: &Principal,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<RotationReport> {
         let keys = self.phi.keys();
@@ -125,7 +126,14 @@ impl Clarity {
         let (version, new_version) = if unfinished {
             (current, false)
         } else {
-            (keys.rotate().await?, true)
+            let version = keys.rotate().await?;
+            // Durable before any re-wrapping, so even an interrupted rotation
+            // leaves the new version on record.
+            let ev = Ev::of("security", "keys.kek_created", AuditAction::Create);
+            let reason = Some(format!("kek_version={version}"));
+            self.record(Some(principal), None, ev, AuditOutcome::Success, reason)
+                .await?;
+            (version, true)
         };
         let mut rewrapped = 0;
         loop {

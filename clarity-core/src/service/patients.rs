@@ -1,7 +1,7 @@
 //! Patients, records, care teams, break-glass and the research view, each
 //! decided by the policy point before anything is decrypted.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -194,37 +194,45 @@ impl Clarity {
         principal: &Principal,
         page: &PageRequest,
     ) -> Result<Page<Patient>> {
-        let result = self.list_visible(principal, page).await;
-        // One event per patient disclosed, so that a patient's accounting of
-        // disclosures finds every list that returned them.
-        let listed: Vec<Uuid> = match &result {
-            Ok((page, _)) => page.items.iter().map(|p| p.id).collect(),
-            Err(_) => Vec::new(),
+        let (page, reasons) = match self.list_visible(principal, page).await {
+            Ok(found) => found,
+            Err(e) => {
+                let ev = Ev::rest("patient.list", AuditAction::Read);
+                return self.audited(principal, ev, Err(e)).await;
+            }
         };
-        if listed.is_empty() {
+        if page.items.is_empty() {
             let ev = Ev::rest("patient.list", AuditAction::Read);
-            return self.audited(principal, ev, result).await;
+            return self.audited(principal, ev, Ok((page, Reason::Role))).await;
         }
-        let reason = result.as_ref().map(|(_, r)| r.as_str().to_string()).ok();
-        let events = listed
-            .into_iter()
-            .map(|id| Ev::rest("patient.list", AuditAction::Read).patient(id))
+        // One event per patient disclosed, with the reason the caller could
+        // see that patient, so that a patient's accounting of disclosures
+        // (and break-glass review) finds every list that returned them.
+        let events = page
+            .items
+            .iter()
+            .map(|p| {
+                let reason = reasons.get(&p.id).copied().unwrap_or(Reason::Role);
+                let ev = Ev::rest("patient.list", AuditAction::Read).patient(p.id);
+                (ev, reason.as_str().to_string())
+            })
             .collect();
-        self.record_all(principal, events, reason).await?;
-        result.map(|(page, _)| page)
+        self.record_all(principal, events).await?;
+        Ok(page)
     }
 
     async fn list_visible(
         &self,
         principal: &Principal,
         page: &PageRequest,
-    ) -> Result<(Page<Patient>, Reason)> {
+    ) -> Result<(Page<Patient>, BTreeMap<Uuid, Reason>)> {
         let limit = page.limit()?;
         let after = page.after()?;
         let visible = self.visible_patients(principal).await?;
         let mut items = Vec::new();
         for id in visible
-            .into_iter()
+            .keys()
+            .copied()
             .filter(|id| after.is_none_or(|a| *id > a))
         {
             if items.len() > limit {
@@ -236,7 +244,7 @@ impl Clarity {
                 Err(e) => return Err(e),
             }
         }
-        Ok((page_of(items, limit, |p| p.id), Reason::Role))
+        Ok((page_of(items, limit, |p| p.id), visible))
     }
 
     /// The ids of live patients matching `lookup` that the caller may read.
@@ -253,7 +261,7 @@ impl Clarity {
             let found = self.phi.find_patients(lookup).await?;
             let ids: Vec<Uuid> = found
                 .into_iter()
-                .filter(|id| visible.contains(id))
+                .filter(|id| visible.contains_key(id))
                 .collect();
             Ok((ids, Reason::Role))
         }
@@ -263,30 +271,34 @@ impl Clarity {
         self.audited(principal, ev, result).await
     }
 
-    async fn visible_patients(&self, principal: &Principal) -> Result<BTreeSet<Uuid>> {
+    /// The patients the caller may read, each with the reason why.
+    async fn visible_patients(&self, principal: &Principal) -> Result<BTreeMap<Uuid, Reason>> {
         let roles = principal.roles;
         let clinical = roles.contains(Role::Clinician) || roles.contains(Role::Nurse);
         if !clinical && !roles.contains(Role::Patient) {
             return Err(Error::PermissionDenied);
         }
         let now = self.clock.now();
-        let mut ids = BTreeSet::new();
+        let mut ids = BTreeMap::new();
         if clinical {
             for member in self.identity.care_team_of_user(principal.user_id).await? {
                 if member.expires_at.is_none_or(|end| end > now) {
-                    ids.insert(member.patient_id);
+                    ids.insert(member.patient_id, Reason::CareTeam);
                 }
             }
         }
         if roles.contains(Role::Clinician) {
             for grant in self.identity.grants_of_user(principal.user_id).await? {
                 if grant.expires_at > now {
-                    ids.insert(grant.patient_id);
+                    ids.entry(grant.patient_id).or_insert(Reason::BreakGlass);
                 }
             }
         }
-        if roles.contains(Role::Patient) {
-            ids.extend(principal.patient_id);
+        if let Some(own) = principal
+            .patient_id
+            .filter(|_| roles.contains(Role::Patient))
+        {
+            ids.entry(own).or_insert(Reason::OwnRecord);
         }
         Ok(ids)
     }
