@@ -182,3 +182,60 @@ async fn rotation_on_postgres() {
     };
     rotation(h).await;
 }
+
+// S-KEY-2, S-INT-1: one damaged data key does not stop the rotation of the others.
+#[tokio::test]
+async fn a_damaged_data_key_is_reported_and_the_rest_rotate() {
+    let h = testing::sqlite().await.expect("sqlite");
+    let clarity = h.clarity().await;
+    let clinician = principal(&clarity, Role::Clinician).await;
+    let admin = principal(&clarity, Role::Admin).await;
+    let mut patients = Vec::new();
+    for n in 0..4 {
+        patients.push(
+            clarity
+                .create_patient(&clinician, profile(n))
+                .await
+                .expect("patient")
+                .id,
+        );
+    }
+    let victim = h
+        .store
+        .get_data_key(patients[1])
+        .await
+        .expect("read")
+        .expect("key");
+    let mut damaged = victim.clone();
+    damaged.wrapped[5] ^= 0xff;
+    assert!(
+        h.store
+            .rewrap_data_key(&damaged, victim.kek_version)
+            .await
+            .expect("tamper")
+    );
+
+    let report = clarity
+        .rotate_keys(&admin, &|_| {})
+        .await
+        .expect("rotation completes");
+    assert_eq!((report.rewrapped, report.failed), (3, 1));
+    for (i, id) in patients.iter().enumerate() {
+        let read = clarity.get_patient(&clinician, *id).await;
+        assert_eq!(read.is_ok(), i != 1, "patient {i}");
+    }
+    let status = clarity.key_status(&admin).await.expect("status");
+    assert_eq!(
+        status.usage,
+        vec![
+            KekUsage {
+                kek_version: 1,
+                data_keys: 1
+            },
+            KekUsage {
+                kek_version: 2,
+                data_keys: 3
+            }
+        ]
+    );
+}

@@ -48,6 +48,10 @@ pub struct RotationReport {
     pub new_version: bool,
     /// Data keys re-wrapped by this call.
     pub rewrapped: u64,
+    /// Data keys that failed to unwrap (altered or foreign rows); they stay
+    /// on their old version and raise an integrity alert each. Repair or
+    /// erase them, then run the rotation again to finish.
+    pub failed: u64,
 }
 
 impl Clarity {
@@ -121,7 +125,7 @@ impl Clarity {
         let keys = self.phi.keys();
         let store = self.phi.store();
         let current = keys.current_kek_version().await?;
-        let unfinished = !store.data_keys_below(current, 1).await?.is_empty()
+        let unfinished = !store.data_keys_below(current, None, 1).await?.is_empty()
             || self.directory.kek_version(store.as_ref()).await? < current;
         let (version, new_version) = if unfinished {
             (current, false)
@@ -136,18 +140,32 @@ impl Clarity {
             (version, true)
         };
         let mut rewrapped = 0;
+        let mut failed = 0;
+        let mut after = None;
         loop {
-            let batch = store.data_keys_below(version, BATCH).await?;
-            if batch.is_empty() {
-                break;
-            }
+            let batch = store.data_keys_below(version, after, BATCH).await?;
+            let Some(last) = batch.last() else { break };
+            after = Some(last.patient_id);
             for row in batch {
                 let context = row.patient_id.as_bytes();
                 let old = WrappedKey {
                     kek_version: row.kek_version,
                     ciphertext: row.wrapped.clone(),
                 };
-                let dek = keys.unwrap(&old, context).await?;
+                // One damaged key must not stop the others from moving.
+                let dek = match keys.unwrap(&old, context).await {
+                    Ok(dek) => dek,
+                    Err(e) => {
+                        failed += 1;
+                        tracing::error!(patient_id = %row.patient_id, error = %e, "data key could not be unwrapped during rotation");
+                        self.raise(&super::Alert {
+                            kind: super::AlertKind::IntegrityFailure,
+                            user_id: None,
+                            patient_id: Some(row.patient_id),
+                        });
+                        continue;
+                    }
+                };
                 let new = keys.wrap(&dek, context).await?;
                 let updated = DataKeyRow {
                     kek_version: new.kek_version,
@@ -166,6 +184,7 @@ impl Clarity {
             kek_version: version,
             new_version,
             rewrapped,
+            failed,
         })
     }
 }

@@ -130,10 +130,17 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn data_keys_below(&self, kek_version: i32, limit: usize) -> Result<Vec<DataKeyRow>> {
+    async fn data_keys_below(
+        &self,
+        kek_version: i32,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<DataKeyRow>> {
+        let after = after.unwrap_or(Uuid::nil());
         self.with(|t| {
             Ok(t.data_keys
-                .values()
+                .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+                .map(|(_, k)| k)
                 .filter(|k| k.kek_version < kek_version)
                 .take(limit)
                 .cloned()

@@ -139,8 +139,14 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Number of data keys per KEK version, in version order.
     async fn data_keys_by_kek(&self) -> Result<Vec<(i32, u64)>>;
 
-    /// Up to `limit` data keys wrapped by a KEK version below `kek_version`.
-    async fn data_keys_below(&self, kek_version: i32, limit: usize) -> Result<Vec<DataKeyRow>>;
+    /// Up to `limit` data keys wrapped by a KEK version below `kek_version`,
+    /// of patients with ids after `after`, in patient id order.
+    async fn data_keys_below(
+        &self,
+        kek_version: i32,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<DataKeyRow>>;
 
     /// Replaces a data key's wrapping if it is still wrapped by
     /// `old_kek_version`; `false` when it changed meanwhile (or is gone).

@@ -324,14 +324,19 @@ impl Store for PostgresStore {
             .collect())
     }
 
-    async fn data_keys_below(&self, kek_version: i32, limit: usize) -> Result<Vec<DataKeyRow>> {
+    async fn data_keys_below(
+        &self,
+        kek_version: i32,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<DataKeyRow>> {
         let client = self.client().await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = client
             .query(
                 "SELECT patient_id, dek_version, kek_version, wrapped FROM data_keys
-                 WHERE kek_version < $1 ORDER BY patient_id LIMIT $2",
-                &[&kek_version, &limit],
+                                  WHERE kek_version < $1 AND patient_id > $3 ORDER BY patient_id LIMIT $2",
+                &[&kek_version, &limit, &after.unwrap_or(Uuid::nil())],
             )
             .await
             .map_err(pg_error)?;

@@ -394,17 +394,23 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn data_keys_below(&self, kek_version: i32, limit: usize) -> Result<Vec<DataKeyRow>> {
+    async fn data_keys_below(
+        &self,
+        kek_version: i32,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<DataKeyRow>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let after = after.unwrap_or(Uuid::nil());
         self.readers
             .run(move |conn| {
                 let mut stmt = conn
                     .prepare(
                         "SELECT patient_id, dek_version, kek_version, wrapped FROM data_keys
-                         WHERE kek_version < ?1 ORDER BY patient_id LIMIT ?2",
+                                                  WHERE kek_version < ?1 AND patient_id > ?3 ORDER BY patient_id LIMIT ?2",
                     )
                     .map_err(sqlite_error)?;
-                stmt.query_map(params![kek_version, limit], |row| {
+                                stmt.query_map(params![kek_version, limit, after], |row| {
                     Ok(DataKeyRow {
                         patient_id: row.get(0)?,
                         dek_version: row.get(1)?,
