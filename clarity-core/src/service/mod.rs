@@ -225,6 +225,7 @@ impl Clarity {
     pub fn stats(&self) -> Stats {
         use std::sync::atomic::Ordering::Relaxed;
         let audit = self.audit.stats();
+        let (pool_in_use, pool_size) = self.phi.store().pool_usage();
         Stats {
             password_verifications: self.hasher.verifications(),
             token_cache_hits: self.counters.token_cache_hits.load(Relaxed),
@@ -234,8 +235,8 @@ impl Clarity {
             audit_events_written: audit.0,
             audit_batches: audit.1,
             audit_commit_micros: audit.2,
-            pool_in_use: self.phi.store().pool_usage().0 as u64,
-            pool_size: self.phi.store().pool_usage().1 as u64,
+            pool_in_use: pool_in_use as u64,
+            pool_size: pool_size as u64,
             alerts: [
                 AlertKind::BreakGlass,
                 AlertKind::AccountLocked,
