@@ -63,6 +63,14 @@ impl MemoryStore {
     }
 }
 
+/// The values of `map` with ids after `after` (all when `None`), in id order:
+/// the cursor pagination every list of this store shares.
+fn after_id<V>(map: &BTreeMap<Uuid, V>, after: Option<Uuid>) -> impl Iterator<Item = &V> {
+    let start = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+    map.range((start, std::ops::Bound::Unbounded))
+        .map(|(_, v)| v)
+}
+
 fn check_version(what: &'static str, current: i64, expected: i64) -> Result<()> {
     if current == expected {
         Ok(())
@@ -136,11 +144,8 @@ impl Store for MemoryStore {
         after: Option<Uuid>,
         limit: usize,
     ) -> Result<Vec<DataKeyRow>> {
-        let after = after.unwrap_or(Uuid::nil());
         self.with(|t| {
-            Ok(t.data_keys
-                .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
-                .map(|(_, k)| k)
+            Ok(after_id(&t.data_keys, after)
                 .filter(|k| k.kek_version < kek_version)
                 .take(limit)
                 .cloned()
@@ -278,11 +283,8 @@ impl Store for MemoryStore {
         after: Option<Uuid>,
         limit: usize,
     ) -> Result<Vec<RecordRow>> {
-        let after = after.unwrap_or(Uuid::nil());
         self.with(|t| {
-            Ok(t.records
-                .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
-                .map(|(_, r)| r)
+            Ok(after_id(&t.records, after)
                 .filter(|r| r.patient_id == patient_id)
                 .take(limit)
                 .cloned()
@@ -334,14 +336,7 @@ impl IdentityStore for MemoryStore {
     }
 
     async fn list_users(&self, after: Option<Uuid>, limit: usize) -> Result<Vec<UserRow>> {
-        let after = after.unwrap_or(Uuid::nil());
-        self.with(|t| {
-            Ok(t.users
-                .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
-                .take(limit)
-                .map(|(_, u)| u.clone())
-                .collect())
-        })
+        self.with(|t| Ok(after_id(&t.users, after).take(limit).cloned().collect()))
     }
 
     async fn update_user(&self, user: &UserRow, expected_version: i64) -> Result<()> {
@@ -544,11 +539,8 @@ impl IdentityStore for MemoryStore {
         after: Option<Uuid>,
         limit: usize,
     ) -> Result<Vec<GrantRow>> {
-        let after = after.unwrap_or(Uuid::nil());
         self.with(|t| {
-            Ok(t.grants
-                .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
-                .map(|(_, g)| g)
+            Ok(after_id(&t.grants, after)
                 .filter(|g| !unreviewed_only || g.reviewed_at.is_none())
                 .take(limit)
                 .cloned()
@@ -569,12 +561,10 @@ impl IdentityStore for MemoryStore {
     }
 
     async fn list_patient_ids(&self, after: Option<Uuid>, limit: usize) -> Result<Vec<Uuid>> {
-        let after = after.unwrap_or(Uuid::nil());
         self.with(|t| {
-            Ok(t.patients
-                .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+            Ok(after_id(&t.patients, after)
                 .take(limit)
-                .map(|(id, _)| *id)
+                .map(|p| p.id)
                 .collect())
         })
     }
