@@ -25,7 +25,16 @@ use crate::error::{Error, Result};
 pub const ENV_PREFIX: &str = "CLARITY_";
 
 /// The sections of [`Config`]; `CLARITY_<SECTION>_<KEY>` maps to `<section>.<key>`.
-const SECTIONS: &[&str] = &["store", "keys", "log", "auth", "access", "audit"];
+const SECTIONS: &[&str] = &[
+    "store",
+    "keys",
+    "log",
+    "auth",
+    "access",
+    "audit",
+    "cache",
+    "rate_limit",
+];
 
 /// The whole configuration of a Clarity instance.
 #[derive(Debug, Clone, Deserialize)]
@@ -52,6 +61,104 @@ pub struct Config {
     pub access: AccessConfig,
     /// The audit trail.
     pub audit: AuditConfig,
+    /// Caches and, with several instances, Redis.
+    pub cache: CacheConfig,
+    /// Request rate limits.
+    pub rate_limit: RateLimitConfig,
+}
+
+/// Cache settings (`[cache]`).
+///
+/// Every instance caches verified tokens, session and user state, care-team
+/// membership and encrypted documents in memory. Changes made by this
+/// instance invalidate its cache at once; changes made elsewhere arrive
+/// through the invalidation channel (Redis pub/sub when `redis_url` is set,
+/// otherwise PostgreSQL LISTEN/NOTIFY on the PostgreSQL backend). Without a
+/// live channel, cached state lives `fallback_ttl_secs` at most.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CacheConfig {
+    /// Redis URL (`redis://` or `rediss://`): shared rate limits and
+    /// invalidation across instances. Treated as a secret.
+    pub redis_url: Option<SecretString>,
+    /// Entries kept per in-process cache (default 100000).
+    pub max_entries: u64,
+    /// Lifetime of cached state while the invalidation channel is up (default 60).
+    pub ttl_secs: u64,
+    /// Lifetime of cached state while no channel is up (default 1).
+    pub fallback_ttl_secs: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            redis_url: None,
+            max_entries: 100_000,
+            ttl_secs: 60,
+            fallback_ttl_secs: 1,
+        }
+    }
+}
+
+impl fmt::Debug for CacheConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheConfig")
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "[REDACTED]"))
+            .field("max_entries", &self.max_entries)
+            .field("ttl_secs", &self.ttl_secs)
+            .field("fallback_ttl_secs", &self.fallback_ttl_secs)
+            .finish()
+    }
+}
+
+/// Rate limits (`[rate_limit]`): a GCRA limit is a steady rate per second
+/// and a burst. Shared by every instance through Redis when
+/// `cache.redis_url` is set; per instance otherwise.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RateLimitConfig {
+    /// Limit requests at all (default true).
+    pub enabled: bool,
+    /// Requests per second from one client address, any route (default 1000).
+    pub address_per_sec: u32,
+    /// Burst of requests from one client address (default 2000).
+    pub address_burst: u32,
+    /// Login, refresh and setup requests per second from one address (default 5).
+    pub auth_per_sec: u32,
+    /// Burst of login, refresh and setup requests from one address (default 20).
+    pub auth_burst: u32,
+    /// Reads per second by one account (default 500).
+    pub read_per_sec: u32,
+    /// Burst of reads by one account (default 1000).
+    pub read_burst: u32,
+    /// Writes per second by one account (default 100).
+    pub write_per_sec: u32,
+    /// Burst of writes by one account (default 200).
+    pub write_burst: u32,
+    /// Administration and audit requests per second by one account (default 20).
+    pub admin_per_sec: u32,
+    /// Burst of administration and audit requests by one account (default 100).
+    pub admin_burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            enabled: true,
+            address_per_sec: 1000,
+            address_burst: 2000,
+            auth_per_sec: 5,
+            auth_burst: 20,
+            read_per_sec: 500,
+            read_burst: 1000,
+            write_per_sec: 100,
+            write_burst: 200,
+            admin_per_sec: 20,
+            admin_burst: 100,
+        }
+    }
 }
 
 /// Audit settings (`[audit]`).
@@ -295,6 +402,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             access: AccessConfig::default(),
             audit: AuditConfig::default(),
+            cache: CacheConfig::default(),
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }
@@ -406,7 +515,57 @@ impl Config {
                 "must be between 1024 and 67108864",
             ));
         }
+        self.validate_cache()?;
         self.validate_auth()
+    }
+
+    fn validate_cache(&self) -> Result<()> {
+        let cache = &self.cache;
+        if let Some(url) = &cache.redis_url {
+            let url = url.expose();
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(Error::config(
+                    "cache.redis_url",
+                    "must be a redis:// or rediss:// URL",
+                ));
+            }
+        }
+        if !(1..=100_000_000).contains(&cache.max_entries) {
+            return Err(Error::config(
+                "cache.max_entries",
+                "must be between 1 and 100000000",
+            ));
+        }
+        if !(1..=3600).contains(&cache.ttl_secs) {
+            return Err(Error::config(
+                "cache.ttl_secs",
+                "must be between 1 and 3600",
+            ));
+        }
+        if !(1..=cache.ttl_secs).contains(&cache.fallback_ttl_secs) {
+            return Err(Error::config(
+                "cache.fallback_ttl_secs",
+                "must be between 1 and cache.ttl_secs",
+            ));
+        }
+        let limits = &self.rate_limit;
+        for (key, value) in [
+            ("rate_limit.address_per_sec", limits.address_per_sec),
+            ("rate_limit.address_burst", limits.address_burst),
+            ("rate_limit.auth_per_sec", limits.auth_per_sec),
+            ("rate_limit.auth_burst", limits.auth_burst),
+            ("rate_limit.read_per_sec", limits.read_per_sec),
+            ("rate_limit.read_burst", limits.read_burst),
+            ("rate_limit.write_per_sec", limits.write_per_sec),
+            ("rate_limit.write_burst", limits.write_burst),
+            ("rate_limit.admin_per_sec", limits.admin_per_sec),
+            ("rate_limit.admin_burst", limits.admin_burst),
+        ] {
+            if !(1..=10_000_000).contains(&value) {
+                return Err(Error::config(key, "must be between 1 and 10000000"));
+            }
+        }
+        Ok(())
     }
 
     fn validate_auth(&self) -> Result<()> {
@@ -662,6 +821,9 @@ mod tests {
                 "store.max_document_bytes",
             ),
             ("data_dir = \"\"", "data_dir"),
+            ("[cache]\nredis_url = \"http://x\"", "cache.redis_url"),
+            ("[cache]\nfallback_ttl_secs = 0", "cache.fallback_ttl_secs"),
+            ("[rate_limit]\nread_burst = 0", "rate_limit.read_burst"),
         ] {
             let err = Config::from_toml(toml).unwrap_err();
             assert!(
@@ -685,7 +847,11 @@ mod tests {
             jail.set_env("CLARITY_LISTEN", "127.0.0.1:9100");
             jail.set_env("CLARITY_STORE_POOL_SIZE", "8");
             jail.set_env("CLARITY_TEST_POSTGRES_URL", "ignored");
+            jail.set_env("CLARITY_RATE_LIMIT_READ_PER_SEC", "7");
+            jail.set_env("CLARITY_CACHE_TTL_SECS", "30");
             let config = Config::load(Some(Path::new("clarity.toml"))).expect("valid");
+            assert_eq!(config.rate_limit.read_per_sec, 7);
+            assert_eq!(config.cache.ttl_secs, 30);
             assert_eq!(config.listen.to_string(), "127.0.0.1:9100");
             assert_eq!(config.store.pool_size, 8);
 
