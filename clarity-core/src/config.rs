@@ -67,6 +67,17 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
 }
 
+/// Where cached state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheBackend {
+    /// In each instance's memory (moka), invalidated across instances by the channel.
+    #[default]
+    Memory,
+    /// In Redis, shared by every instance; values sealed.
+    Redis,
+}
+
 /// Cache settings (`[cache]`).
 ///
 /// Every instance caches verified tokens, session and user state, care-team
@@ -79,9 +90,14 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct CacheConfig {
+    /// Where cached state lives: `memory` (default; in each instance) or
+    /// `redis` (shared by every instance; needs `redis_url`).
+    pub backend: CacheBackend,
     /// Redis URL (`redis://` or `rediss://`): shared rate limits and
     /// invalidation across instances. Treated as a secret.
     pub redis_url: Option<SecretString>,
+    /// Prefix of Clarity's keys and channels in Redis (default `clarity`).
+    pub redis_prefix: String,
     /// Entries kept per in-process cache (default 100000).
     pub max_entries: u64,
     /// Lifetime of cached state while the invalidation channel is up (default 60).
@@ -93,7 +109,9 @@ pub struct CacheConfig {
 impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
+            backend: CacheBackend::Memory,
             redis_url: None,
+            redis_prefix: "clarity".into(),
             max_entries: 100_000,
             ttl_secs: 60,
             fallback_ttl_secs: 1,
@@ -104,7 +122,9 @@ impl Default for CacheConfig {
 impl fmt::Debug for CacheConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheConfig")
+            .field("backend", &self.backend)
             .field("redis_url", &self.redis_url.as_ref().map(|_| "[REDACTED]"))
+            .field("redis_prefix", &self.redis_prefix)
             .field("max_entries", &self.max_entries)
             .field("ttl_secs", &self.ttl_secs)
             .field("fallback_ttl_secs", &self.fallback_ttl_secs)
@@ -529,6 +549,24 @@ impl Config {
                     "must be a redis:// or rediss:// URL",
                 ));
             }
+        }
+        if cache.backend == CacheBackend::Redis && cache.redis_url.is_none() {
+            return Err(Error::config(
+                "cache.redis_url",
+                "required when cache.backend is \"redis\"",
+            ));
+        }
+        let prefix_ok = !cache.redis_prefix.is_empty()
+            && cache.redis_prefix.len() <= 64
+            && cache
+                .redis_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !prefix_ok {
+            return Err(Error::config(
+                "cache.redis_prefix",
+                "must be 1-64 characters: letters, digits, _, - and .",
+            ));
         }
         if !(1..=100_000_000).contains(&cache.max_entries) {
             return Err(Error::config(

@@ -325,6 +325,8 @@ async fn storage_errors_during_a_decision_deny() {
     let conn = rusqlite::Connection::open(h.dir.path().join("clarity.db")).expect("open");
     conn.execute_batch("ALTER TABLE care_team RENAME TO care_team_gone")
         .expect("break the table");
+    // The decision must come from storage, not from state cached before.
+    clarity.clear_cache().await;
     let result = clarity.get_patient(&owner, patient.id).await;
     let err = result.expect_err("no PHI without a decision");
     assert!(

@@ -63,7 +63,7 @@ impl IndexField {
 }
 
 /// A 128-bit blind index value.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct BlindIndex(pub [u8; 16]);
 
 impl fmt::Debug for BlindIndex {

@@ -27,6 +27,7 @@ pub use users::{MfaEnrollment, NewUser, SetupRequest, User, UserUpdate};
 use crate::access::{Action, Policy, Principal, Reason, Relation, decide};
 use crate::audit::{AuditKeys, AuditWriter, WriterSettings};
 use crate::auth::{PasswordHasher, Throttle, TokenKeys};
+use crate::cache::RouteClass;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::{Key, KeyProvider};
@@ -68,6 +69,7 @@ pub struct Clarity {
     audit_store: Arc<dyn crate::store::AuditStore>,
     audit_keys: AuditKeys,
     counters: Counters,
+    caching: crate::cache::Caching,
 }
 
 /// Operation counters, for metrics.
@@ -75,6 +77,7 @@ pub struct Clarity {
 struct Counters {
     token_cache_hits: std::sync::atomic::AtomicU64,
     token_cache_misses: std::sync::atomic::AtomicU64,
+    rate_limited: [std::sync::atomic::AtomicU64; 5],
     alerts: LogAlerts,
 }
 
@@ -104,6 +107,54 @@ pub struct Stats {
     pub pool_in_use: u64,
     /// Database pool size.
     pub pool_size: u64,
+    /// Reads of cached state answered from the cache.
+    pub cache_hits: u64,
+    /// Reads of cached state that went to the database.
+    pub cache_misses: u64,
+    /// Entries in this instance's cache.
+    pub cache_entries: u64,
+    /// Requests refused by a rate limit, per route class.
+    pub rate_limited: Vec<(RouteClass, u64)>,
+    /// The cache, its invalidation channel and the rate limiter.
+    pub caching: CacheStatus,
+}
+
+/// How caching works right now, for readiness and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStatus {
+    /// `memory` or `redis`.
+    pub backend: &'static str,
+    /// The invalidation channel.
+    pub channel: crate::cache::ChannelState,
+    /// `local` or `redis`; `None` when rate limits are off.
+    pub rate_limiter: Option<&'static str>,
+    /// `false` while shared rate limits fall back to per-instance ones.
+    pub rate_limiter_healthy: bool,
+}
+
+impl CacheStatus {
+    /// Whether everything works as configured (readiness reports it; the
+    /// server keeps answering either way).
+    pub fn healthy(&self) -> bool {
+        self.channel.up && self.rate_limiter_healthy
+    }
+}
+
+impl Default for CacheStatus {
+    fn default() -> Self {
+        CacheStatus {
+            backend: "memory",
+            channel: crate::cache::ChannelState {
+                kind: crate::cache::ChannelKind::None,
+                up: true,
+                announced: 0,
+                received: 0,
+            },
+            rate_limiter: None,
+            rate_limiter_healthy: true,
+        }
+    }
 }
 
 impl std::fmt::Debug for Clarity {
@@ -137,11 +188,20 @@ impl Clarity {
         clock: Arc<dyn Clock>,
     ) -> Result<Clarity> {
         config.validate()?;
-        let phi = PhiStore::new(backends.rows.clone(), Arc::clone(&keys))
+        let root = keys.root_key().await?;
+        let caching = crate::cache::open(&config, directory::derive(&root, b"shared cache values")?)?;
+        let rows: Arc<dyn crate::store::Store> = Arc::new(crate::cache::CachedStore::new(
+            Arc::clone(&backends.rows),
+            Arc::clone(&caching.invalidator),
+        ));
+        let identity: Arc<dyn IdentityStore> = Arc::new(crate::cache::CachedIdentity::new(
+            Arc::clone(&backends.identity),
+            Arc::clone(&caching.invalidator),
+        ));
+        let phi = PhiStore::new(rows, Arc::clone(&keys))
             .await?
             .with_clock(Arc::clone(&clock))
             .with_max_document_bytes(config.store.max_document_bytes);
-        let root = keys.root_key().await?;
         let directory = Directory::open(backends.rows.as_ref(), keys.as_ref()).await?;
         let tokens = TokenKeys::new(&root, &config.auth)?;
         let hasher = PasswordHasher::new(&config.auth)?;
@@ -164,7 +224,7 @@ impl Clarity {
             policy: Policy::from_kinds(&config.access.nurse_writable_kinds),
             config: Arc::new(config),
             phi,
-            identity: backends.identity,
+            identity,
             directory,
             tokens,
             hasher,
@@ -184,6 +244,7 @@ impl Clarity {
             audit_store: backends.audit,
             audit_keys,
             counters: Counters::default(),
+            caching,
         })
     }
 
@@ -226,6 +287,7 @@ impl Clarity {
         use std::sync::atomic::Ordering::Relaxed;
         let audit = self.audit.stats();
         let (pool_in_use, pool_size) = self.phi.store().pool_usage();
+        let cache = self.caching.invalidator.stats();
         Stats {
             password_verifications: self.hasher.verifications(),
             token_cache_hits: self.counters.token_cache_hits.load(Relaxed),
@@ -237,6 +299,15 @@ impl Clarity {
             audit_commit_micros: audit.2,
             pool_in_use: pool_in_use as u64,
             pool_size: pool_size as u64,
+            cache_hits: cache.hits,
+            cache_misses: cache.misses,
+            cache_entries: cache.entries,
+            rate_limited: RouteClass::ALL
+                .into_iter()
+                .zip(&self.counters.rate_limited)
+                .map(|(class, n)| (class, n.load(Relaxed)))
+                .collect(),
+            caching: self.cache_status(),
             alerts: [
                 AlertKind::BreakGlass,
                 AlertKind::AccountLocked,
@@ -247,6 +318,55 @@ impl Clarity {
             .into_iter()
             .map(|kind| (kind, self.counters.alerts.count(kind)))
             .collect(),
+        }
+    }
+
+    /// The cache backend, its invalidation channel and the rate limiter.
+    pub fn cache_status(&self) -> CacheStatus {
+        let limiter = self.caching.limiter.as_ref();
+        CacheStatus {
+            backend: self.caching.invalidator.cache().name(),
+            channel: self.caching.invalidator.channel(),
+            rate_limiter: limiter.map(|l| l.name()),
+            rate_limiter_healthy: limiter.is_none_or(|l| l.healthy()),
+        }
+    }
+
+    /// Empties this instance's cache (after a change made directly in the
+    /// database, behind Clarity's back). Other instances are told too.
+    pub async fn clear_cache(&self) {
+        self.caching
+            .invalidator
+            .invalidate(crate::cache::Invalidation::All)
+            .await;
+    }
+
+    /// Counts one request of `class` by `key` (a client address, or an
+    /// account id) against its rate limit.
+    ///
+    /// # Errors
+    /// [`Error::RateLimited`] with the seconds to wait when over the limit.
+    pub async fn rate_limit(&self, class: RouteClass, key: &str) -> Result<()> {
+        let Some(limiter) = &self.caching.limiter else {
+            return Ok(());
+        };
+        // A shared limiter that fails falls back to local limits itself; an
+        // error here would come from a limiter without fallback: let it pass
+        // rather than refuse every request (limits protect capacity, not data).
+        match limiter.check(class, key).await {
+            Ok(crate::cache::RateLimitDecision::Limited(wait)) => {
+                let index = RouteClass::ALL.iter().position(|c| *c == class).unwrap_or(0);
+                self.counters.rate_limited[index]
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(Error::RateLimited {
+                    retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+                })
+            }
+            Ok(crate::cache::RateLimitDecision::Allowed) => Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "rate limiter unavailable; request let through");
+                Ok(())
+            }
         }
     }
 

@@ -469,8 +469,22 @@ impl Clarity {
             return Err(Error::Unauthenticated);
         }
         if now - session.last_seen_at > idle {
-            self.identity.revoke_session(id, now).await?;
-            return Err(Error::Unauthenticated);
+            // A cached copy may predate uses seen by other instances: ask
+            // the database before ending the session.
+            self.caching
+                .invalidator
+                .forget(crate::cache::Invalidation::Session(id))
+                .await;
+            let fresh = self
+                .identity
+                .get_session(id)
+                .await?
+                .ok_or(Error::Unauthenticated)?;
+            if fresh.revoked_at.is_some() || now - fresh.last_seen_at > idle {
+                self.identity.revoke_session(id, now).await?;
+                return Err(Error::Unauthenticated);
+            }
+            return Ok(fresh);
         }
         Ok(session)
     }

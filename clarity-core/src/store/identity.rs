@@ -13,7 +13,7 @@ use crate::crypto::BlindIndex;
 use crate::error::Result;
 
 /// A user row. `profile` is the sealed `{email, display_name}` document.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UserRow {
     /// User id (UUIDv7), never reused.
     pub id: Uuid,
@@ -42,7 +42,7 @@ pub struct UserRow {
 }
 
 /// A login session. Access tokens name it; it decides whether they still count.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionRow {
     /// Session id.
     pub id: Uuid,
@@ -84,7 +84,7 @@ impl fmt::Debug for RefreshRow {
 }
 
 /// A care-team assignment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CareTeamRow {
     /// The patient.
     pub patient_id: Uuid,
@@ -99,7 +99,7 @@ pub struct CareTeamRow {
 }
 
 /// A break-glass grant.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GrantRow {
     /// Grant id.
     pub id: Uuid,

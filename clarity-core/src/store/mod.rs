@@ -49,7 +49,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// A patient row as stored: the profile is a sealed envelope.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PatientRow {
     /// Patient id (UUIDv7).
     pub id: Uuid,
@@ -70,7 +70,7 @@ pub struct PatientRow {
 }
 
 /// A clinical record row as stored: the body is a sealed envelope.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RecordRow {
     /// Record id (UUIDv7, so ids sort by creation time).
     pub id: Uuid,
@@ -91,7 +91,7 @@ pub struct RecordRow {
 }
 
 /// A patient's data key, wrapped by a KEK.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DataKeyRow {
     /// The patient the key belongs to.
     pub patient_id: Uuid,

@@ -1,0 +1,203 @@
+//! [`CachedIdentity`]: an [`IdentityStore`] whose hot reads (sessions,
+//! users, care-team membership, break-glass grants) are served from the
+//! cache, and whose writes invalidate what they changed.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::invalidation::keys;
+use super::{Invalidation, Invalidator};
+use crate::crypto::BlindIndex;
+use crate::error::Result;
+use crate::store::{
+    CareTeamRow, GrantRow, IdentityStore, LoginFailures, RefreshRow, SessionRow, UserRow,
+};
+
+/// An [`IdentityStore`] with the reads of the authentication and access
+/// path cached. Logins, refresh tokens, failures and lists always go to the
+/// database.
+#[derive(Debug)]
+pub struct CachedIdentity {
+    inner: Arc<dyn IdentityStore>,
+    invalidator: Arc<Invalidator>,
+}
+
+impl CachedIdentity {
+    /// Caches `inner` through `invalidator`.
+    pub fn new(inner: Arc<dyn IdentityStore>, invalidator: Arc<Invalidator>) -> CachedIdentity {
+        CachedIdentity { inner, invalidator }
+    }
+}
+
+#[async_trait]
+impl IdentityStore for CachedIdentity {
+    async fn count_users(&self) -> Result<u64> {
+        self.inner.count_users().await
+    }
+
+    async fn insert_user(&self, user: &UserRow) -> Result<()> {
+        self.inner.insert_user(user).await
+    }
+
+    async fn get_user(&self, id: Uuid) -> Result<Option<UserRow>> {
+        self.invalidator
+            .cached(keys::user(id), false, || self.inner.get_user(id))
+            .await
+    }
+
+    async fn find_user(&self, email_index: &BlindIndex) -> Result<Option<UserRow>> {
+        self.inner.find_user(email_index).await
+    }
+
+    async fn list_users(&self, after: Option<Uuid>, limit: usize) -> Result<Vec<UserRow>> {
+        self.inner.list_users(after, limit).await
+    }
+
+    async fn update_user(&self, user: &UserRow, expected_version: i64) -> Result<()> {
+        let result = self.inner.update_user(user, expected_version).await;
+        self.invalidator.invalidate(Invalidation::User(user.id)).await;
+        result
+    }
+
+    async fn advance_mfa_step(&self, user_id: Uuid, step: i64) -> Result<bool> {
+        self.inner.advance_mfa_step(user_id, step).await
+    }
+
+    async fn login_failures(&self, user_id: Uuid) -> Result<Option<LoginFailures>> {
+        self.inner.login_failures(user_id).await
+    }
+
+    async fn record_login_failure(
+        &self,
+        user_id: Uuid,
+        at: DateTime<Utc>,
+        window: chrono::Duration,
+    ) -> Result<LoginFailures> {
+        self.inner.record_login_failure(user_id, at, window).await
+    }
+
+    async fn clear_login_failures(&self, user_id: Uuid) -> Result<()> {
+        self.inner.clear_login_failures(user_id).await
+    }
+
+    async fn insert_session(&self, session: &SessionRow, refresh: &RefreshRow) -> Result<()> {
+        self.inner.insert_session(session, refresh).await
+    }
+
+    async fn get_session(&self, id: Uuid) -> Result<Option<SessionRow>> {
+        self.invalidator
+            .cached(keys::session(id), false, || self.inner.get_session(id))
+            .await
+    }
+
+    async fn touch_session(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
+        let result = self.inner.touch_session(id, at).await;
+        // Only this instance's copy holds the old time; others touch their own.
+        self.invalidator.forget(Invalidation::Session(id)).await;
+        result
+    }
+
+    async fn revoke_session(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
+        let result = self.inner.revoke_session(id, at).await;
+        self.invalidator.invalidate(Invalidation::Session(id)).await;
+        result
+    }
+
+    async fn revoke_user_sessions(&self, user_id: Uuid, at: DateTime<Utc>) -> Result<u64> {
+        let result = self.inner.revoke_user_sessions(user_id, at).await;
+        self.invalidator
+            .invalidate(Invalidation::UserSessions(user_id))
+            .await;
+        result
+    }
+
+    async fn get_refresh(&self, hash: &[u8; 32]) -> Result<Option<RefreshRow>> {
+        self.inner.get_refresh(hash).await
+    }
+
+    async fn rotate_refresh(
+        &self,
+        used: &[u8; 32],
+        at: DateTime<Utc>,
+        next: &RefreshRow,
+    ) -> Result<bool> {
+        self.inner.rotate_refresh(used, at, next).await
+    }
+
+    async fn upsert_care_team(&self, member: &CareTeamRow) -> Result<()> {
+        let result = self.inner.upsert_care_team(member).await;
+        self.invalidator
+            .invalidate(Invalidation::CareTeam {
+                patient: member.patient_id,
+                user: member.user_id,
+            })
+            .await;
+        result
+    }
+
+    async fn remove_care_team(&self, patient_id: Uuid, user_id: Uuid) -> Result<()> {
+        let result = self.inner.remove_care_team(patient_id, user_id).await;
+        self.invalidator
+            .invalidate(Invalidation::CareTeam {
+                patient: patient_id,
+                user: user_id,
+            })
+            .await;
+        result
+    }
+
+    async fn care_team_member(
+        &self,
+        patient_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<CareTeamRow>> {
+        self.invalidator
+            .cached(keys::care_team(patient_id, user_id), true, || {
+                self.inner.care_team_member(patient_id, user_id)
+            })
+            .await
+    }
+
+    async fn care_team_of_user(&self, user_id: Uuid) -> Result<Vec<CareTeamRow>> {
+        self.inner.care_team_of_user(user_id).await
+    }
+
+    async fn insert_grant(&self, grant: &GrantRow) -> Result<()> {
+        let result = self.inner.insert_grant(grant).await;
+        self.invalidator
+            .invalidate(Invalidation::Grants(grant.user_id))
+            .await;
+        result
+    }
+
+    async fn grants_of_user(&self, user_id: Uuid) -> Result<Vec<GrantRow>> {
+        let grants = self
+            .invalidator
+            .cached(keys::grants(user_id), false, || async {
+                self.inner.grants_of_user(user_id).await.map(Some)
+            })
+            .await?;
+        Ok(grants.unwrap_or_default())
+    }
+
+    async fn list_grants(
+        &self,
+        unreviewed_only: bool,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<GrantRow>> {
+        self.inner.list_grants(unreviewed_only, after, limit).await
+    }
+
+    async fn review_grant(&self, id: Uuid, by: Uuid, at: DateTime<Utc>) -> Result<()> {
+        // A review changes no access; cached grants of the user stay valid.
+        self.inner.review_grant(id, by, at).await
+    }
+
+    async fn list_patient_ids(&self, after: Option<Uuid>, limit: usize) -> Result<Vec<Uuid>> {
+        self.inner.list_patient_ids(after, limit).await
+    }
+}

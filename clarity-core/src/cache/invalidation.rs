@@ -1,0 +1,378 @@
+//! [`Invalidation`]: what a write changed, and [`Invalidator`]: removes it
+//! from this instance's cache and announces it to the others.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::channel::{ChannelKind, ChannelState};
+use super::{Cache, CacheStats};
+use crate::error::Result;
+
+/// Something a write changed, named by ids only. Its text form (see
+/// [`Invalidation::encode`]) travels between instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Invalidation {
+    /// One session (logout, revocation, refresh-token reuse).
+    Session(Uuid),
+    /// Every session of a user (disable, password change).
+    UserSessions(Uuid),
+    /// A user's roles, status or profile.
+    User(Uuid),
+    /// One care-team membership.
+    CareTeam {
+        /// The patient.
+        patient: Uuid,
+        /// The member.
+        user: Uuid,
+    },
+    /// A user's break-glass grants.
+    Grants(Uuid),
+    /// A patient's profile and data key (update, erasure).
+    Patient(Uuid),
+    /// A patient's wrapped data key (rotation).
+    DataKey(Uuid),
+    /// One record (update, delete).
+    Record(Uuid),
+    /// Everything.
+    All,
+}
+
+impl Invalidation {
+    /// The wire form: `s:<id>`, `us:<id>`, `u:<id>`, `t:<patient>:<user>`,
+    /// `g:<id>`, `p:<id>`, `k:<id>`, `r:<id>` or `all`.
+    pub fn encode(&self) -> String {
+        match self {
+            Invalidation::Session(id) => format!("s:{id}"),
+            Invalidation::UserSessions(id) => format!("us:{id}"),
+            Invalidation::User(id) => format!("u:{id}"),
+            Invalidation::CareTeam { patient, user } => format!("t:{patient}:{user}"),
+            Invalidation::Grants(id) => format!("g:{id}"),
+            Invalidation::Patient(id) => format!("p:{id}"),
+            Invalidation::DataKey(id) => format!("k:{id}"),
+            Invalidation::Record(id) => format!("r:{id}"),
+            Invalidation::All => "all".to_string(),
+        }
+    }
+
+    /// Parses [`Invalidation::encode`]'s form; `None` for anything else.
+    pub fn decode(text: &str) -> Option<Invalidation> {
+        if text == "all" {
+            return Some(Invalidation::All);
+        }
+        let (tag, rest) = text.split_once(':')?;
+        if tag == "t" {
+            let (patient, user) = rest.split_once(':')?;
+            return Some(Invalidation::CareTeam {
+                patient: Uuid::parse_str(patient).ok()?,
+                user: Uuid::parse_str(user).ok()?,
+            });
+        }
+        let id = Uuid::parse_str(rest).ok()?;
+        Some(match tag {
+            "s" => Invalidation::Session(id),
+            "us" => Invalidation::UserSessions(id),
+            "u" => Invalidation::User(id),
+            "g" => Invalidation::Grants(id),
+            "p" => Invalidation::Patient(id),
+            "k" => Invalidation::DataKey(id),
+            "r" => Invalidation::Record(id),
+            _ => return None,
+        })
+    }
+
+    /// Removes the cache entries this invalidation names.
+    async fn apply(&self, cache: &dyn Cache) -> Result<()> {
+        match self {
+            Invalidation::UserSessions(_) => cache.remove_prefix(keys::SESSION).await,
+            Invalidation::Patient(id) => {
+                cache.remove(&keys::patient(*id)).await?;
+                cache.remove(&keys::data_key(*id)).await
+            }
+            Invalidation::All => cache.clear().await,
+            // The others name exactly one key, spelt like their wire form.
+            other => cache.remove(&other.encode()).await,
+        }
+    }
+}
+
+/// Cache keys: the same spelling as the invalidations that remove them.
+pub(crate) mod keys {
+    use uuid::Uuid;
+
+    /// Prefix of session entries.
+    pub(crate) const SESSION: &str = "s:";
+
+    pub(crate) fn session(id: Uuid) -> String {
+        format!("s:{id}")
+    }
+    pub(crate) fn user(id: Uuid) -> String {
+        format!("u:{id}")
+    }
+    pub(crate) fn care_team(patient: Uuid, user: Uuid) -> String {
+        format!("t:{patient}:{user}")
+    }
+    pub(crate) fn grants(user: Uuid) -> String {
+        format!("g:{user}")
+    }
+    pub(crate) fn patient(id: Uuid) -> String {
+        format!("p:{id}")
+    }
+    pub(crate) fn data_key(patient: Uuid) -> String {
+        format!("k:{patient}")
+    }
+    pub(crate) fn record(id: Uuid) -> String {
+        format!("r:{id}")
+    }
+}
+
+/// Removes changed state from this instance's cache and announces it to the
+/// other instances; decides how long cached state may live.
+///
+/// Lifetimes: `cache.ttl_secs` while the invalidation channel is up;
+/// `cache.fallback_ttl_secs` when no channel is configured (one instance,
+/// SQLite: only another process such as the CLI changes state behind it);
+/// nothing is cached while a configured channel is down, so a revocation
+/// made elsewhere is seen at once (fail closed).
+#[derive(Debug)]
+pub struct Invalidator {
+    cache: Arc<dyn Cache>,
+    /// Bumped by every invalidation: a value read from the database before
+    /// an invalidation arrived is not cached after it.
+    generation: AtomicU64,
+    kind: ChannelKind,
+    up: AtomicBool,
+    outbox: Option<mpsc::UnboundedSender<String>>,
+    origin: Uuid,
+    ttl: Duration,
+    fallback_ttl: Duration,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    announced: AtomicU64,
+    received: AtomicU64,
+}
+
+impl Invalidator {
+    /// An invalidator over `cache` with no channel to other instances.
+    pub fn local(cache: Arc<dyn Cache>, ttl: Duration, fallback_ttl: Duration) -> Invalidator {
+        Invalidator::with_channel(cache, ttl, fallback_ttl, ChannelKind::None, None)
+    }
+
+    pub(crate) fn with_channel(
+        cache: Arc<dyn Cache>,
+        ttl: Duration,
+        fallback_ttl: Duration,
+        kind: ChannelKind,
+        outbox: Option<mpsc::UnboundedSender<String>>,
+    ) -> Invalidator {
+        Invalidator {
+            cache,
+            generation: AtomicU64::new(0),
+            kind,
+            up: AtomicBool::new(false),
+            outbox,
+            origin: Uuid::new_v4(),
+            ttl,
+            fallback_ttl,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            announced: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+        }
+    }
+
+    /// The cache underneath.
+    pub fn cache(&self) -> &Arc<dyn Cache> {
+        &self.cache
+    }
+
+    /// The channel and whether it is up.
+    pub fn channel(&self) -> ChannelState {
+        ChannelState {
+            kind: self.kind,
+            up: self.kind == ChannelKind::None || self.up.load(Ordering::Acquire),
+            announced: self.announced.load(Ordering::Relaxed),
+            received: self.received.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Hits, misses and entries.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            entries: self.cache.entry_count(),
+        }
+    }
+
+    /// How long a value read now may be cached; `None`: do not cache.
+    fn ttl(&self) -> Option<Duration> {
+        match self.kind {
+            // A shared cache is invalidated for everyone by removing the entry.
+            ChannelKind::None if self.cache.is_shared() => Some(self.ttl),
+            ChannelKind::None => Some(self.fallback_ttl),
+            _ if self.up.load(Ordering::Acquire) => Some(self.ttl),
+            _ => None,
+        }
+    }
+
+    /// Removes what `change` names here, then announces it to the other
+    /// instances. Call after the change is committed.
+    pub async fn invalidate(&self, change: Invalidation) {
+        self.apply(change).await;
+        if let Some(outbox) = &self.outbox {
+            self.announced.fetch_add(1, Ordering::Relaxed);
+            // A closed outbox means the channel task ended with the instance.
+            let _ = outbox.send(format!("{}|{}", self.origin.simple(), change.encode()));
+        }
+    }
+
+    /// Removes what `change` names from this instance only (e.g. a session
+    /// touch that other instances need not hear about).
+    pub async fn forget(&self, change: Invalidation) {
+        self.apply(change).await;
+    }
+
+    async fn apply(&self, change: Invalidation) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        if let Err(e) = change.apply(self.cache.as_ref()).await {
+            // A shared cache that cannot be reached: its entries expire by
+            // themselves; until then the channel is down and nothing is read.
+            tracing::warn!(error = %e, "cache invalidation failed");
+        }
+    }
+
+    /// Handles a message from the channel: `<origin>|<invalidation>`.
+    pub(crate) async fn receive(&self, message: &str) {
+        let Some((origin, body)) = message.split_once('|') else {
+            return;
+        };
+        if origin == self.origin.simple().to_string() {
+            return;
+        }
+        match Invalidation::decode(body) {
+            Some(change) => {
+                self.received.fetch_add(1, Ordering::Relaxed);
+                self.apply(change).await;
+            }
+            None => tracing::warn!("ignored a malformed cache invalidation message"),
+        }
+    }
+
+    /// Records that the channel came up or went down. Either way the cache
+    /// is emptied: announcements may have been missed.
+    pub(crate) async fn set_up(&self, up: bool) {
+        if self.up.swap(up, Ordering::AcqRel) != up {
+            self.apply(Invalidation::All).await;
+            if up {
+                tracing::info!(channel = self.kind.as_str(), "cache invalidation channel up");
+            } else {
+                tracing::warn!(
+                    channel = self.kind.as_str(),
+                    "cache invalidation channel down: authentication and access state is read from the database until it returns"
+                );
+            }
+        }
+    }
+
+    /// A value from the cache, or from `fill` (then cached). `cache_absent`
+    /// also caches "there is none". A cache that cannot be read is skipped:
+    /// the database stays the source of truth.
+    pub(crate) async fn cached<T, F, Fut>(
+        &self,
+        key: String,
+        cache_absent: bool,
+        fill: F,
+    ) -> Result<Option<T>>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<T>>>,
+    {
+        let Some(ttl) = self.ttl() else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return fill().await;
+        };
+        if let Ok(Some(bytes)) = self.cache.get(&key).await {
+            if let Ok(value) = postcard::from_bytes::<Option<T>>(&bytes) {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(value);
+            }
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let generation = self.generation.load(Ordering::Acquire);
+        let value = fill().await?;
+        if (value.is_some() || cache_absent)
+            && self.generation.load(Ordering::Acquire) == generation
+        {
+            if let Ok(bytes) = postcard::to_stdvec(&value) {
+                // Not caching is always safe.
+                let _ = self.cache.put(&key, bytes, ttl).await;
+            }
+        }
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::MemoryCache;
+
+    #[test]
+    fn invalidations_round_trip_through_text() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        for change in [
+            Invalidation::Session(a),
+            Invalidation::UserSessions(a),
+            Invalidation::User(a),
+            Invalidation::CareTeam {
+                patient: a,
+                user: b,
+            },
+            Invalidation::Grants(a),
+            Invalidation::Patient(a),
+            Invalidation::DataKey(a),
+            Invalidation::Record(a),
+            Invalidation::All,
+        ] {
+            assert_eq!(Invalidation::decode(&change.encode()), Some(change));
+        }
+        assert_eq!(Invalidation::decode("x:1"), None);
+        assert_eq!(Invalidation::decode("s:not-a-uuid"), None);
+    }
+
+    #[tokio::test]
+    async fn a_fill_racing_an_invalidation_is_not_cached() {
+        let cache = Arc::new(MemoryCache::new(100, Duration::from_secs(60)));
+        let inv = Invalidator::local(cache, Duration::from_secs(60), Duration::from_secs(60));
+        let id = Uuid::now_v7();
+        let value = inv
+            .cached(keys::session(id), false, || async {
+                // The value read is stale by the time it returns.
+                inv.invalidate(Invalidation::Session(id)).await;
+                Ok(Some(1u32))
+            })
+            .await
+            .expect("fill");
+        assert_eq!(value, Some(1));
+        let again = inv
+            .cached(keys::session(id), false, || async { Ok(Some(2u32)) })
+            .await
+            .expect("fill");
+        assert_eq!(again, Some(2), "the racing value was not cached");
+        let cached = inv
+            .cached(keys::session(id), false, || async { Ok(Some(3u32)) })
+            .await
+            .expect("hit");
+        assert_eq!(cached, Some(2));
+        assert_eq!(inv.stats().hits, 1);
+    }
+}

@@ -1,0 +1,160 @@
+//! [`CachedStore`]: a [`Store`] whose point reads of encrypted rows are
+//! served from the cache, and whose writes invalidate what they changed.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::invalidation::keys;
+use super::{Invalidation, Invalidator};
+use crate::crypto::{BlindIndex, IndexField};
+use crate::error::Result;
+use crate::store::{DataKeyRow, PatientRow, RecordRow, Store};
+
+/// A [`Store`] with cached point reads of patients, records and wrapped
+/// data keys (all ciphertext). Lists, lookups and metadata always go to the
+/// database.
+#[derive(Debug)]
+pub struct CachedStore {
+    inner: Arc<dyn Store>,
+    invalidator: Arc<Invalidator>,
+}
+
+impl CachedStore {
+    /// Caches `inner` through `invalidator`.
+    pub fn new(inner: Arc<dyn Store>, invalidator: Arc<Invalidator>) -> CachedStore {
+        CachedStore { inner, invalidator }
+    }
+}
+
+#[async_trait]
+impl Store for CachedStore {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+
+    fn pool_usage(&self) -> (usize, usize) {
+        self.inner.pool_usage()
+    }
+
+    async fn schema_version(&self) -> Result<i64> {
+        self.inner.schema_version().await
+    }
+
+    async fn get_meta(&self, key: &str) -> Result<Option<String>> {
+        self.inner.get_meta(key).await
+    }
+
+    async fn set_meta_if_absent(&self, key: &str, value: &str) -> Result<String> {
+        self.inner.set_meta_if_absent(key, value).await
+    }
+
+    async fn put_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.inner.put_meta(key, value).await
+    }
+
+    async fn take_meta(&self, key: &str) -> Result<Option<String>> {
+        self.inner.take_meta(key).await
+    }
+
+    async fn data_keys_by_kek(&self) -> Result<Vec<(i32, u64)>> {
+        self.inner.data_keys_by_kek().await
+    }
+
+    async fn data_keys_below(
+        &self,
+        kek_version: i32,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<DataKeyRow>> {
+        self.inner.data_keys_below(kek_version, after, limit).await
+    }
+
+    async fn rewrap_data_key(&self, key: &DataKeyRow, old_kek_version: i32) -> Result<bool> {
+        let result = self.inner.rewrap_data_key(key, old_kek_version).await;
+        self.invalidator
+            .invalidate(Invalidation::DataKey(key.patient_id))
+            .await;
+        result
+    }
+
+    async fn count_data_keys(&self) -> Result<u64> {
+        self.inner.count_data_keys().await
+    }
+
+    async fn insert_patient(&self, key: &DataKeyRow, patient: &PatientRow) -> Result<()> {
+        self.inner.insert_patient(key, patient).await
+    }
+
+    async fn get_patient(&self, id: Uuid) -> Result<Option<PatientRow>> {
+        self.invalidator
+            .cached(keys::patient(id), false, || self.inner.get_patient(id))
+            .await
+    }
+
+    async fn update_patient(&self, patient: &PatientRow, expected_version: i64) -> Result<()> {
+        let result = self.inner.update_patient(patient, expected_version).await;
+        // Also after a failure: a conflict means the cached row is stale.
+        self.invalidator
+            .invalidate(Invalidation::Patient(patient.id))
+            .await;
+        result
+    }
+
+    async fn erase_patient(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
+        let result = self.inner.erase_patient(id, at).await;
+        self.invalidator.invalidate(Invalidation::Patient(id)).await;
+        result
+    }
+
+    async fn find_patients(&self, field: IndexField, index: &BlindIndex) -> Result<Vec<Uuid>> {
+        self.inner.find_patients(field, index).await
+    }
+
+    async fn get_data_key(&self, patient_id: Uuid) -> Result<Option<DataKeyRow>> {
+        self.invalidator
+            .cached(keys::data_key(patient_id), false, || {
+                self.inner.get_data_key(patient_id)
+            })
+            .await
+    }
+
+    async fn insert_record(&self, record: &RecordRow) -> Result<()> {
+        self.inner.insert_record(record).await
+    }
+
+    async fn get_record(&self, id: Uuid) -> Result<Option<RecordRow>> {
+        self.invalidator
+            .cached(keys::record(id), false, || self.inner.get_record(id))
+            .await
+    }
+
+    async fn update_record(&self, record: &RecordRow, expected_version: i64) -> Result<()> {
+        let result = self.inner.update_record(record, expected_version).await;
+        self.invalidator
+            .invalidate(Invalidation::Record(record.id))
+            .await;
+        result
+    }
+
+    async fn delete_record(&self, id: Uuid) -> Result<()> {
+        let result = self.inner.delete_record(id).await;
+        self.invalidator.invalidate(Invalidation::Record(id)).await;
+        result
+    }
+
+    async fn list_records(
+        &self,
+        patient_id: Uuid,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<RecordRow>> {
+        self.inner.list_records(patient_id, after, limit).await
+    }
+}

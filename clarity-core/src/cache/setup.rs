@@ -1,0 +1,129 @@
+//! Builds the cache, the invalidation channel and the rate limiter that
+//! `[cache]` and `[rate_limit]` describe.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::channel::{self, ChannelKind};
+use super::{
+    Cache, FallbackRateLimiter, Invalidator, LocalRateLimiter, MemoryCache, RateLimiter,
+    RedisCache, RedisRateLimiter,
+};
+use crate::config::{Backend, CacheBackend, Config};
+use crate::crypto::Key;
+use crate::error::{Error, Result};
+
+/// The caching parts of an instance.
+#[derive(Debug)]
+pub struct Caching {
+    /// Cache and invalidation.
+    pub invalidator: Arc<Invalidator>,
+    /// Rate limits; `None` when `rate_limit.enabled` is false.
+    pub limiter: Option<Arc<dyn RateLimiter>>,
+}
+
+/// Opens what `config` asks for. Redis is connected lazily: an instance
+/// starts while Redis is down and uses it once it answers.
+///
+/// # Errors
+/// [`Error::Config`] for a URL the Redis or PostgreSQL client refuses.
+pub fn open(config: &Config, cache_key: Key) -> Result<Caching> {
+    let settings = &config.cache;
+    let ttl = Duration::from_secs(settings.ttl_secs);
+    let fallback_ttl = Duration::from_secs(settings.fallback_ttl_secs);
+    let redis = match &settings.redis_url {
+        Some(url) => Some(
+            redis::Client::open(url.expose())
+                .map_err(|_| Error::config("cache.redis_url", "is not a valid Redis URL"))?,
+        ),
+        None => None,
+    };
+    let manager = match &redis {
+        Some(client) => Some(
+            redis::aio::ConnectionManager::new_lazy_with_config(
+                client.clone(),
+                redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(1)))
+                    .set_response_timeout(Some(Duration::from_millis(500)))
+                    .set_number_of_retries(1),
+            )
+            .map_err(|_| Error::config("cache.redis_url", "cannot be used"))?,
+        ),
+        None => None,
+    };
+    let prefix = settings.redis_prefix.as_str();
+
+    let invalidator = match (settings.backend, &redis, &manager) {
+        (CacheBackend::Redis, _, Some(manager)) => {
+            let cache: Arc<dyn Cache> = Arc::new(RedisCache::new(manager.clone(), prefix, cache_key));
+            Arc::new(Invalidator::local(cache, ttl, fallback_ttl))
+        }
+        (_, Some(client), _) => {
+            let (outbox, inbox) = mpsc::unbounded_channel();
+            let invalidator = Arc::new(Invalidator::with_channel(
+                memory(config, ttl),
+                ttl,
+                fallback_ttl,
+                ChannelKind::Redis,
+                Some(outbox),
+            ));
+            channel::spawn_redis(
+                Arc::downgrade(&invalidator),
+                client.clone(),
+                format!("{prefix}:invalidate"),
+                inbox,
+            );
+            invalidator
+        }
+        #[cfg(feature = "postgres")]
+        (_, None, _) if config.store.backend == Backend::Postgres => {
+            let url = config
+                .store
+                .postgres_url
+                .as_ref()
+                .ok_or_else(|| Error::config("store.postgres_url", "required"))?;
+            let mut pg: tokio_postgres::Config = url
+                .expose()
+                .parse()
+                .map_err(|_| Error::config("store.postgres_url", "is not a valid URL"))?;
+            pg.connect_timeout(Duration::from_secs(5));
+            let topic = match &config.store.postgres_schema {
+                Some(schema) => format!("clarity_invalidate_{schema}"),
+                None => "clarity_invalidate".to_string(),
+            };
+            let (outbox, inbox) = mpsc::unbounded_channel();
+            let invalidator = Arc::new(Invalidator::with_channel(
+                memory(config, ttl),
+                ttl,
+                fallback_ttl,
+                ChannelKind::Postgres,
+                Some(outbox),
+            ));
+            channel::spawn_postgres(Arc::downgrade(&invalidator), pg, topic, inbox);
+            invalidator
+        }
+        _ => Arc::new(Invalidator::local(memory(config, ttl), ttl, fallback_ttl)),
+    };
+
+    let limiter: Option<Arc<dyn RateLimiter>> = if !config.rate_limit.enabled {
+        None
+    } else if let Some(manager) = manager {
+        let shared = RedisRateLimiter::new(manager, prefix, &config.rate_limit);
+        Some(Arc::new(FallbackRateLimiter::new(
+            shared,
+            LocalRateLimiter::new(&config.rate_limit),
+        )))
+    } else {
+        Some(Arc::new(LocalRateLimiter::new(&config.rate_limit)))
+    };
+    Ok(Caching {
+        invalidator,
+        limiter,
+    })
+}
+
+fn memory(config: &Config, ttl: Duration) -> Arc<dyn Cache> {
+    Arc::new(MemoryCache::new(config.cache.max_entries, ttl))
+}
