@@ -63,6 +63,19 @@ pub(crate) struct Metrics {
     alerts: Family<KindLabels, Gauge>,
     pool_in_use: Gauge,
     pool_size: Gauge,
+    cache: CacheGauges,
+}
+
+/// The cache, its invalidation channel and the rate limits.
+struct CacheGauges {
+    hits: Gauge,
+    misses: Gauge,
+    entries: Gauge,
+    channel_up: Gauge,
+    invalidations_sent: Gauge,
+    invalidations_received: Gauge,
+    rate_limiter_healthy: Gauge,
+    rate_limited: Family<KindLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -158,6 +171,49 @@ impl Metrics {
             "Security alerts raised, by kind",
             alerts.clone(),
         );
+        let cache = CacheGauges {
+            hits: gauge(
+                &mut registry,
+                "cache_hits",
+                "Reads of sessions, users, care teams, grants and encrypted documents answered from the cache",
+            ),
+            misses: gauge(
+                &mut registry,
+                "cache_misses",
+                "Reads of cacheable state that went to the database",
+            ),
+            entries: gauge(
+                &mut registry,
+                "cache_entries",
+                "Entries in this instance's cache",
+            ),
+            channel_up: gauge(
+                &mut registry,
+                "cache_invalidation_channel_up",
+                "1 while the invalidation channel to other instances is connected (or none is needed); 0: state is read from the database",
+            ),
+            invalidations_sent: gauge(
+                &mut registry,
+                "cache_invalidations_sent",
+                "Invalidations announced to other instances",
+            ),
+            invalidations_received: gauge(
+                &mut registry,
+                "cache_invalidations_received",
+                "Invalidations received from other instances",
+            ),
+            rate_limiter_healthy: gauge(
+                &mut registry,
+                "rate_limiter_healthy",
+                "1 while rate limits work as configured; 0: shared limits fell back to per-instance ones",
+            ),
+            rate_limited: Family::<KindLabels, Gauge>::default(),
+        };
+        registry.register(
+            "rate_limited",
+            "Requests refused by a rate limit, by route class",
+            cache.rate_limited.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             requests,
@@ -175,6 +231,7 @@ impl Metrics {
             alerts,
             pool_in_use,
             pool_size,
+            cache,
         }
     }
 
@@ -224,6 +281,28 @@ impl Metrics {
         set(&self.pool_size, stats.pool_size);
         self.audit_commit_seconds
             .set(stats.audit_commit_micros as f64 / 1_000_000.0);
+        set(&self.cache.hits, stats.cache_hits);
+        set(&self.cache.misses, stats.cache_misses);
+        set(&self.cache.entries, stats.cache_entries);
+        set(&self.cache.channel_up, u64::from(stats.caching.channel.up));
+        set(
+            &self.cache.invalidations_sent,
+            stats.caching.channel.announced,
+        );
+        set(
+            &self.cache.invalidations_received,
+            stats.caching.channel.received,
+        );
+        set(
+            &self.cache.rate_limiter_healthy,
+            u64::from(stats.caching.rate_limiter_healthy),
+        );
+        for (class, count) in stats.rate_limited {
+            let labels = KindLabels {
+                kind: class.as_str().to_string(),
+            };
+            set(&self.cache.rate_limited.get_or_create(&labels), count);
+        }
         for (kind, count) in stats.alerts {
             let labels = KindLabels {
                 kind: format!("{kind:?}"),

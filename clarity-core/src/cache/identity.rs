@@ -58,7 +58,9 @@ impl IdentityStore for CachedIdentity {
 
     async fn update_user(&self, user: &UserRow, expected_version: i64) -> Result<()> {
         let result = self.inner.update_user(user, expected_version).await;
-        self.invalidator.invalidate(Invalidation::User(user.id)).await;
+        self.invalidator
+            .invalidate(Invalidation::User(user.id))
+            .await;
         result
     }
 

@@ -272,7 +272,10 @@ impl Invalidator {
         if self.up.swap(up, Ordering::AcqRel) != up {
             self.apply(Invalidation::All).await;
             if up {
-                tracing::info!(channel = self.kind.as_str(), "cache invalidation channel up");
+                tracing::info!(
+                    channel = self.kind.as_str(),
+                    "cache invalidation channel up"
+                );
             } else {
                 tracing::warn!(
                     channel = self.kind.as_str(),

@@ -39,8 +39,8 @@ pub use self::invalidation::{Invalidation, Invalidator};
 pub use self::layer::CachedStore;
 pub use self::memory::MemoryCache;
 pub use self::rate_limit::{
-    FallbackRateLimiter, Limit, LocalRateLimiter, RateLimitDecision, RateLimiter,
-    RedisRateLimiter, RouteClass,
+    FallbackRateLimiter, Limit, LocalRateLimiter, RateLimitDecision, RateLimiter, RedisRateLimiter,
+    RouteClass,
 };
 pub use self::redis::RedisCache;
 pub use self::setup::{Caching, open};

@@ -108,6 +108,10 @@ pub trait RateLimiter: Send + Sync + fmt::Debug {
     fn healthy(&self) -> bool {
         true
     }
+
+    /// Checks a degraded limiter's shared store again (readiness calls it,
+    /// so recovery shows even when no limited request arrives).
+    async fn probe(&self) {}
 }
 
 type Keyed = governor::DefaultKeyedRateLimiter<String>;
@@ -320,6 +324,20 @@ impl RateLimiter for FallbackRateLimiter {
     fn healthy(&self) -> bool {
         !self.degraded.load(Ordering::Relaxed)
     }
+
+    async fn probe(&self) {
+        if !self.degraded.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut connection = self.shared.connection.clone();
+        let pong: redis::RedisResult<String> =
+            redis::cmd("PING").query_async(&mut connection).await;
+        if pong.is_ok() {
+            self.retry_at_ms.store(0, Ordering::Relaxed);
+            self.degraded.store(false, Ordering::Relaxed);
+            tracing::info!("shared rate limits (Redis) available again");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -345,7 +363,10 @@ mod tests {
         }
         match limiter.check(RouteClass::Read, "a").await.expect("check") {
             RateLimitDecision::Limited(wait) => {
-                assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "{wait:?}");
+                assert!(
+                    wait > Duration::ZERO && wait <= Duration::from_secs(1),
+                    "{wait:?}"
+                );
             }
             other => panic!("expected a limit, got {other:?}"),
         }

@@ -129,7 +129,8 @@ impl Cache for RedisCache {
 
     async fn remove_prefix(&self, prefix: &str) -> Result<()> {
         // Keys are ids and fixed tags: no glob characters to escape.
-        self.delete_matching(format!("{}*", self.full(prefix))).await
+        self.delete_matching(format!("{}*", self.full(prefix)))
+            .await
     }
 
     async fn clear(&self) -> Result<()> {

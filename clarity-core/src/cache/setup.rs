@@ -57,7 +57,8 @@ pub fn open(config: &Config, cache_key: Key) -> Result<Caching> {
 
     let invalidator = match (settings.backend, &redis, &manager) {
         (CacheBackend::Redis, _, Some(manager)) => {
-            let cache: Arc<dyn Cache> = Arc::new(RedisCache::new(manager.clone(), prefix, cache_key));
+            let cache: Arc<dyn Cache> =
+                Arc::new(RedisCache::new(manager.clone(), prefix, cache_key));
             Arc::new(Invalidator::local(cache, ttl, fallback_ttl))
         }
         (_, Some(client), _) => {

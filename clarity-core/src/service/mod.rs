@@ -189,7 +189,8 @@ impl Clarity {
     ) -> Result<Clarity> {
         config.validate()?;
         let root = keys.root_key().await?;
-        let caching = crate::cache::open(&config, directory::derive(&root, b"shared cache values")?)?;
+        let caching =
+            crate::cache::open(&config, directory::derive(&root, b"shared cache values")?)?;
         let rows: Arc<dyn crate::store::Store> = Arc::new(crate::cache::CachedStore::new(
             Arc::clone(&backends.rows),
             Arc::clone(&caching.invalidator),
@@ -321,6 +322,15 @@ impl Clarity {
         }
     }
 
+    /// [`Clarity::cache_status`] after checking a degraded shared rate
+    /// limiter again (for readiness).
+    pub async fn probe_cache_status(&self) -> CacheStatus {
+        if let Some(limiter) = &self.caching.limiter {
+            limiter.probe().await;
+        }
+        self.cache_status()
+    }
+
     /// The cache backend, its invalidation channel and the rate limiter.
     pub fn cache_status(&self) -> CacheStatus {
         let limiter = self.caching.limiter.as_ref();
@@ -355,7 +365,10 @@ impl Clarity {
         // rather than refuse every request (limits protect capacity, not data).
         match limiter.check(class, key).await {
             Ok(crate::cache::RateLimitDecision::Limited(wait)) => {
-                let index = RouteClass::ALL.iter().position(|c| *c == class).unwrap_or(0);
+                let index = RouteClass::ALL
+                    .iter()
+                    .position(|c| *c == class)
+                    .unwrap_or(0);
                 self.counters.rate_limited[index]
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Err(Error::RateLimited {

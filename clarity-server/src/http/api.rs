@@ -3,6 +3,7 @@
 
 use clarity_core::access::Principal;
 use clarity_core::audit::{AuditFilter, RequestContext};
+use clarity_core::cache::RouteClass;
 use clarity_core::crypto::{Json, SecretString};
 use clarity_core::service::{
     BreakGlassRequest, CareTeamAssignment, LoginRequest, NewUser, SetupRequest, UserUpdate,
@@ -146,6 +147,9 @@ pub(crate) async fn dispatch(ctx: &Ctx, req: Request<Incoming>) -> Routed {
             );
         }
     };
+    if let Err(e) = limit_address(ctx, &method, template).await {
+        return (template, Err(e));
+    }
     let p = |i: usize| params.get(i).copied().unwrap_or_default();
     use Method as M;
     let reply = match (&method, template) {
@@ -191,6 +195,38 @@ pub(crate) async fn dispatch(ctx: &Ctx, req: Request<Incoming>) -> Routed {
     (template, reply)
 }
 
+/// The rate-limit class of a route: authentication routes are limited per
+/// client address; the others per account, by what they do.
+pub(crate) fn route_class(method: &Method, template: &str) -> RouteClass {
+    match (method, template) {
+        (_, "/v1/setup" | "/v1/auth/login" | "/v1/auth/refresh") => RouteClass::Auth,
+        (_, t)
+            if t.starts_with("/v1/audit/")
+                || t.starts_with("/v1/admin/")
+                || t.starts_with("/v1/users")
+                || t.starts_with("/v1/break-glass/grants") =>
+        {
+            RouteClass::Admin
+        }
+        (&Method::GET, _) | (_, "/v1/patients/search") => RouteClass::Read,
+        _ => RouteClass::Write,
+    }
+}
+
+/// The per-address limits: every request, and the authentication routes.
+async fn limit_address(ctx: &Ctx, method: &Method, template: &'static str) -> Result<(), ApiError> {
+    let class = route_class(method, template);
+    let _ = ctx.class.set(class);
+    let address = ctx.peer.ip().to_string();
+    ctx.clarity
+        .rate_limit(RouteClass::Address, &address)
+        .await?;
+    if class == RouteClass::Auth {
+        ctx.clarity.rate_limit(RouteClass::Auth, &address).await?;
+    }
+    Ok(())
+}
+
 /// The authenticated caller, with this request's context for the audit trail.
 async fn principal(ctx: &Ctx, req: &Request<Incoming>) -> Result<Principal, ApiError> {
     let context = RequestContext {
@@ -200,6 +236,11 @@ async fn principal(ctx: &Ctx, req: &Request<Incoming>) -> Result<Principal, ApiE
     };
     let principal = ctx.clarity.authenticate_with(bearer(req)?, context).await?;
     *ctx.actor.lock().unwrap_or_else(|p| p.into_inner()) = Some(principal.user_id);
+    if let Some(class) = ctx.class.get() {
+        ctx.clarity
+            .rate_limit(*class, &principal.user_id.to_string())
+            .await?;
+    }
     Ok(principal)
 }
 

@@ -42,6 +42,8 @@ pub(crate) struct Ctx {
     pub(crate) peer: SocketAddr,
     /// The authenticated caller, once known (for the request log line).
     pub(crate) actor: std::sync::Mutex<Option<uuid::Uuid>>,
+    /// The rate-limit class of the route, once resolved.
+    pub(crate) class: std::sync::OnceLock<clarity_core::cache::RouteClass>,
 }
 
 impl Router {
@@ -72,6 +74,9 @@ impl Router {
         }
         let audit = self.clarity.audit_running();
         let ready = database.is_ok() && keys.is_ok() && audit;
+        // Caching degrades without stopping service: reported, still ready.
+        let caching = self.clarity.probe_cache_status().await;
+        let cache = if caching.healthy() { "ok" } else { "degraded" };
         let status = if ready {
             StatusCode::OK
         } else {
@@ -80,11 +85,23 @@ impl Router {
         json(
             status,
             &json!({
-                "status": if ready { "ready" } else { "not_ready" },
+                "status": match (ready, caching.healthy()) {
+                    (false, _) => "not_ready",
+                    (true, true) => "ready",
+                    (true, false) => "degraded",
+                },
                 "checks": {
                     "database": state(&database),
                     "keys": state(&keys),
                     "audit": if audit { "ok" } else { "unavailable" },
+                    "cache": cache,
+                },
+                "cache": {
+                    "backend": caching.backend,
+                    "invalidation_channel": caching.channel.kind.as_str(),
+                    "invalidation_channel_up": caching.channel.up,
+                    "rate_limiter": caching.rate_limiter.unwrap_or("off"),
+                    "rate_limiter_healthy": caching.rate_limiter_healthy,
                 },
             }),
         )
@@ -109,6 +126,7 @@ impl Service<Request<Incoming>> for ConnectionService {
                 request_id: request_id.clone(),
                 peer: this.peer,
                 actor: std::sync::Mutex::new(None),
+                class: std::sync::OnceLock::new(),
             });
             let handler_ctx = Arc::clone(&ctx);
             let router = this.router.clone();
