@@ -303,22 +303,21 @@ impl Invalidator {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return fill().await;
         };
-        if let Ok(Some(bytes)) = self.cache.get(&key).await {
-            if let Ok(value) = postcard::from_bytes::<Option<T>>(&bytes) {
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(value);
-            }
+        if let Ok(Some(bytes)) = self.cache.get(&key).await
+            && let Ok(value) = postcard::from_bytes::<Option<T>>(&bytes)
+        {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(value);
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let generation = self.generation.load(Ordering::Acquire);
         let value = fill().await?;
         if (value.is_some() || cache_absent)
             && self.generation.load(Ordering::Acquire) == generation
+            && let Ok(bytes) = postcard::to_stdvec(&value)
         {
-            if let Ok(bytes) = postcard::to_stdvec(&value) {
-                // Not caching is always safe.
-                let _ = self.cache.put(&key, bytes, ttl).await;
-            }
+            // Not caching is always safe.
+            let _ = self.cache.put(&key, bytes, ttl).await;
         }
         Ok(value)
     }
