@@ -26,7 +26,9 @@ fn main() -> ExitCode {
         match arg.as_str() {
             "--live" => path = "/health/live",
             "-h" | "--help" => {
-                println!("usage: clarity-probe [--live] [ADDR]  (ADDR defaults to $CLARITY_LISTEN)");
+                println!(
+                    "usage: clarity-probe [--live] [ADDR]  (ADDR defaults to $CLARITY_LISTEN)"
+                );
                 return ExitCode::SUCCESS;
             }
             other => addr = other.to_string(),
@@ -43,9 +45,7 @@ fn main() -> ExitCode {
 
 /// Sends one request and checks the status line.
 fn probe(addr: &str, path: &str) -> Result<(), String> {
-    let mut target: SocketAddr = addr
-        .parse()
-        .map_err(|e| format!("not an address ({e})"))?;
+    let mut target: SocketAddr = addr.parse().map_err(|e| format!("not an address ({e})"))?;
     // The server may listen on every interface; the probe runs beside it.
     if target.ip().is_unspecified() {
         target.set_ip(match target.ip() {
@@ -59,8 +59,9 @@ fn probe(addr: &str, path: &str) -> Result<(), String> {
         .set_read_timeout(Some(TIMEOUT))
         .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
         .map_err(|e| format!("socket: {e}"))?;
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\nUser-Agent: clarity-probe\r\n\r\n");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\nUser-Agent: clarity-probe\r\n\r\n"
+    );
     stream
         .write_all(request.as_bytes())
         .map_err(|e| format!("write: {e}"))?;
