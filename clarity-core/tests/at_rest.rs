@@ -106,3 +106,78 @@ async fn canary_is_absent_from_a_pg_dump() {
     assert_absent(&dump, &canary);
     let _ = Arc::clone(h.store());
 }
+
+/// Writes canaries through the service, reads them back (which fills the
+/// cache), and checks the cache holds none of them readable.
+async fn cache_holds_no_phi(clarity: &clarity_core::service::Clarity) {
+    use clarity_core::access::Role;
+    let owner = testing::principal(clarity, Role::Clinician).await;
+    let canary = format!("CANARY{}", Uuid::new_v4().simple());
+    let profile = PatientProfile {
+        mrn: format!("{canary}-mrn"),
+        given_name: format!("{canary}-given"),
+        family_name: format!("{canary}-family"),
+        birth_date: "1970-01-01".into(),
+        sex: "other".into(),
+        email: None,
+        phone: None,
+        address: None,
+        data: None,
+    };
+    let patient = clarity
+        .create_patient(&owner, profile)
+        .await
+        .expect("create patient");
+    let record = clarity
+        .create_record(
+            &owner,
+            patient.id,
+            "note",
+            Json(serde_json::json!({ "text": format!("{canary}-record") })),
+        )
+        .await
+        .expect("create record");
+    for _ in 0..2 {
+        let read = clarity.get_patient(&owner, patient.id).await.expect("read");
+        assert!(read.profile.expose().given_name.contains(&canary));
+        clarity.get_record(&owner, record.id).await.expect("record");
+    }
+    let contents = clarity.cache_contents().await.expect("cache contents");
+    assert!(
+        contents.len() >= 3,
+        "the reads were cached: {}",
+        contents.len()
+    );
+    for value in &contents {
+        for needle in [canary.clone(), canary.to_lowercase()] {
+            assert!(!contains(value, &needle), "PHI canary found in the cache");
+        }
+    }
+}
+
+// S-AC-6: the in-process cache holds patients and records only encrypted.
+#[tokio::test]
+async fn no_phi_in_the_memory_cache() {
+    let h = testing::sqlite().await.expect("sqlite");
+    let clarity = h.clarity().await;
+    cache_holds_no_phi(&clarity).await;
+}
+
+// S-AC-6: the shared Redis cache holds only sealed values.
+#[tokio::test]
+async fn no_phi_in_the_redis_cache() {
+    let Some(url) = testing::service_var("CLARITY_TEST_REDIS_URL", "Redis") else {
+        return;
+    };
+    let h = testing::memory().await.expect("memory");
+    let prefix = format!("t{}", Uuid::new_v4().simple());
+    let config = clarity_core::config::Config::from_toml(&format!(
+        "[cache]\nbackend = \"redis\"\nredis_url = \"{url}\"\nredis_prefix = \"{prefix}\""
+    ))
+    .expect("config");
+    let clarity = h
+        .clarity_with(config, Arc::new(clarity_core::clock::SystemClock))
+        .await;
+    assert_eq!(clarity.cache_status().backend, "redis");
+    cache_holds_no_phi(&clarity).await;
+}

@@ -35,16 +35,6 @@ impl MemoryCache {
                 .build(),
         }
     }
-
-    /// Every live value, for tests that scan cache contents (S-AC-6).
-    pub fn values(&self) -> Vec<Vec<u8>> {
-        let now = Instant::now();
-        self.entries
-            .iter()
-            .filter(|(_, e)| e.expires > now)
-            .map(|(_, e)| e.value.clone())
-            .collect()
-    }
 }
 
 #[async_trait]
@@ -91,6 +81,16 @@ impl Cache for MemoryCache {
     async fn clear(&self) -> Result<()> {
         self.entries.invalidate_all();
         Ok(())
+    }
+
+    async fn contents(&self) -> Result<Vec<Vec<u8>>> {
+        let now = Instant::now();
+        Ok(self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.expires > now)
+            .map(|(_, e)| e.value.clone())
+            .collect())
     }
 
     fn is_shared(&self) -> bool {

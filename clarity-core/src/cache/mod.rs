@@ -96,6 +96,13 @@ pub trait Cache: Send + Sync + fmt::Debug {
     /// [`crate::Error::Unavailable`] when a shared cache cannot be reached.
     async fn clear(&self) -> Result<()>;
 
+    /// Every value as stored (sealed, for Redis): for inspection, such as
+    /// the test that no PHI is readable in the cache (S-AC-6).
+    ///
+    /// # Errors
+    /// [`crate::Error::Unavailable`] when a shared cache cannot be reached.
+    async fn contents(&self) -> Result<Vec<Vec<u8>>>;
+
     /// Whether every instance sees the same entries (removals need no announcement).
     fn is_shared(&self) -> bool;
 

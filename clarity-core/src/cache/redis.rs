@@ -137,6 +137,33 @@ impl Cache for RedisCache {
         self.delete_matching(format!("{}*", self.prefix)).await
     }
 
+    async fn contents(&self) -> Result<Vec<Vec<u8>>> {
+        let mut connection = self.connection.clone();
+        let mut cursor: u64 = 0;
+        let mut values = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}*", self.prefix))
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            for key in keys {
+                let value: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(unavailable)?;
+                values.extend(value);
+            }
+            if next == 0 {
+                return Ok(values);
+            }
+            cursor = next;
+        }
+    }
+
     fn is_shared(&self) -> bool {
         true
     }

@@ -351,6 +351,15 @@ impl Clarity {
             .await;
     }
 
+    /// Every value in the cache as stored (sealed, in Redis): for
+    /// inspection, such as the test that no PHI is readable there (S-AC-6).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when a shared cache cannot be reached.
+    pub async fn cache_contents(&self) -> Result<Vec<Vec<u8>>> {
+        self.caching.invalidator.cache().contents().await
+    }
+
     /// Counts one request of `class` by `key` (a client address, or an
     /// account id) against its rate limit.
     ///
