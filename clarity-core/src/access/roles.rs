@@ -132,7 +132,9 @@ impl fmt::Debug for RoleSet {
 
 impl Serialize for RoleSet {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.iter().map(Role::as_str))
+        // A sequence of known length: compact formats (the cache's) need it.
+        let names: Vec<&str> = self.iter().map(Role::as_str).collect();
+        names.serialize(serializer)
     }
 }
 

@@ -314,10 +314,14 @@ impl Invalidator {
         let value = fill().await?;
         if (value.is_some() || cache_absent)
             && self.generation.load(Ordering::Acquire) == generation
-            && let Ok(bytes) = postcard::to_stdvec(&value)
         {
-            // Not caching is always safe.
-            let _ = self.cache.put(&key, bytes, ttl).await;
+            let encoded = postcard::to_stdvec(&value);
+            // Every cached type serialises; a failure is a bug to catch in tests.
+            debug_assert!(encoded.is_ok(), "a cache value does not serialise");
+            if let Ok(bytes) = encoded {
+                // Not caching is always safe.
+                let _ = self.cache.put(&key, bytes, ttl).await;
+            }
         }
         Ok(value)
     }

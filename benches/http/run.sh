@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# HTTP load benchmark: the release server on a fresh data directory filled by
+# `clarity demo`, driven by wrk with keep-alive connections.
+#
+#   benches/http/run.sh [--patients N] [--records-per-patient N]
+#                       [--connections N] [--duration SECONDS]
+#                       [--postgres URL]
+#
+# Phases: GET /v1/patients/{id} and GET /v1/records/{id} over random rows the
+# demo clinician may read, then POST /v1/patients/{id}/records (1 KiB body).
+# Prints requests/s, p50/p99/p99.9, errors and the server's RSS per phase,
+# then checks that the audit log holds exactly one successful read event per
+# 200 the server answered (from its own /metrics), and that every chain
+# verifies. Needs wrk (Debian: wrk), sqlite3 or psql, python3.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+patients=10000
+records=3
+connections=64
+duration=20
+postgres=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --patients) patients="$2"; shift 2 ;;
+        --records-per-patient) records="$2"; shift 2 ;;
+        --connections) connections="$2"; shift 2 ;;
+        --duration) duration="$2"; shift 2 ;;
+        --postgres) postgres="$2"; shift 2 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+command -v wrk >/dev/null || { echo "wrk is required (Debian: apt-get install wrk)" >&2; exit 1; }
+
+target="${CARGO_TARGET_DIR:-target}"
+cargo build --release -p clarity-server --locked >&2
+bin="$target/release/clarity"
+work=$(mktemp -d)
+data="$work/data"
+server_pid=""
+schema=""
+cleanup() {
+    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+    if [ -n "$schema" ]; then
+        psql "$postgres" -qAtc "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+export CLARITY_LOG_LEVEL=warn
+# One client address and one account drive the whole load: lift their limits.
+export CLARITY_RATE_LIMIT_ADDRESS_PER_SEC=10000000 CLARITY_RATE_LIMIT_ADDRESS_BURST=10000000
+export CLARITY_RATE_LIMIT_READ_PER_SEC=10000000 CLARITY_RATE_LIMIT_READ_BURST=10000000
+export CLARITY_RATE_LIMIT_WRITE_PER_SEC=10000000 CLARITY_RATE_LIMIT_WRITE_BURST=10000000
+if [ -n "$postgres" ]; then
+    schema="bench_$(date +%s)_$$"
+    export CLARITY_STORE_BACKEND=postgres CLARITY_STORE_POSTGRES_URL="$postgres" CLARITY_STORE_POSTGRES_SCHEMA="$schema"
+    backend=postgres
+else
+    backend=sqlite
+fi
+sql() {
+    if [ -n "$postgres" ]; then
+        psql "$postgres" -qAt -c "SET search_path TO $schema" -c "$1"
+    else
+        sqlite3 "$data/clarity.db" "$1"
+    fi
+}
+uuid_of() { # hex column → uuid text
+    if [ -n "$postgres" ]; then echo "$1::text"; else
+        echo "lower(substr(hex($1),1,8)||'-'||substr(hex($1),9,4)||'-'||substr(hex($1),13,4)||'-'||substr(hex($1),17,4)||'-'||substr(hex($1),21))"
+    fi
+}
+
+echo "== filling: $patients patients x $records records ($backend)" >&2
+start=$(date +%s)
+demo_out=$("$bin" --data-dir "$data" demo --patients "$patients" --records-per-patient "$records")
+echo "   took $(( $(date +%s) - start )) s" >&2
+email=$(printf '%s\n' "$demo_out" | awk '$1 == "clinician" {print $2}')
+password=$(printf '%s\n' "$demo_out" | sed -n 's/.*password "\([^"]*\)".*/\1/p')
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$bin" --data-dir "$data" serve --listen "127.0.0.1:$port" >"$work/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null && break; sleep 0.1; done
+base="http://127.0.0.1:$port"
+token=$(curl -fs "$base/v1/auth/login" -H 'content-type: application/json' \
+    -d "{\"email\":\"$email\",\"password\":\"$password\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+
+sql "SELECT '/v1/patients/' || $(uuid_of id) FROM patients WHERE erased_at IS NULL" >"$work/patients.txt"
+sql "SELECT '/v1/records/' || $(uuid_of id) FROM records" >"$work/records.txt"
+sql "SELECT '/v1/patients/' || $(uuid_of id) || '/records' FROM patients WHERE erased_at IS NULL" >"$work/post.txt"
+body=$(python3 -c 'import json; print(json.dumps({"kind":"note","data":{"text":"x"*1000}}))')
+
+metric() { # the server's count of answers for a route and status
+    curl -fs "$base/metrics" | python3 -c '
+import sys, re
+route, method, status = sys.argv[1:]
+total = 0
+for line in sys.stdin:
+    if line.startswith("clarity_http_requests_total{") and f"route=\"{route}\"" in line \
+       and f"method=\"{method}\"" in line and f"status=\"{status}\"" in line:
+        total += int(float(line.rsplit(" ", 1)[1]))
+print(total)' "$@"
+}
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$server_pid/status"; }
+
+phase() { # name paths-file [body]
+    local name=$1 paths=$2 phase_body=${3:-}
+    CLARITY_TOKEN="$token" CLARITY_PATHS="$paths" CLARITY_BODY="$phase_body" \
+        wrk -t1 -c"$connections" -d"${duration}s" --latency -s benches/http/paths.lua "$base" >"$work/$name.wrk"
+    local line
+    line=$(grep '^RESULT' "$work/$name.wrk")
+    python3 - "$name" "$line" "$(rss_kb)" "$duration" <<'PY'
+import sys
+name, line, rss, duration = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+f = dict(kv.split("=") for kv in line.split()[1:])
+secs = int(f["duration_us"]) / 1e6
+errors = sum(int(f[k]) for k in f if k.startswith("errors_"))
+print(f"{name:<14} {int(f['requests'])/secs:>9.0f} req/s  p50 {int(f['p50_us'])/1000:.2f} ms  "
+      f"p99 {int(f['p99_us'])/1000:.2f} ms  p99.9 {int(f['p999_us'])/1000:.2f} ms  "
+      f"errors {errors}  rss {rss/1024:.0f} MiB")
+PY
+}
+
+idle_rss=$(rss_kb)
+echo "backend=$backend patients=$patients records/patient=$records connections=$connections duration=${duration}s cores=$(nproc)"
+echo "server RSS idle after fill: $((idle_rss / 1024)) MiB"
+reads_before=$(sql "SELECT count(*) FROM audit_events WHERE subtype IN ('patient.read', 'record.read') AND outcome = '0'")
+ok_before=$(( $(metric '/v1/patients/{id}' GET 200) + $(metric '/v1/records/{id}' GET 200) ))
+phase get_patient "$work/patients.txt"
+phase get_record "$work/records.txt"
+phase post_record "$work/post.txt" "$body"
+
+# Every 200 the server sent for a read has exactly one successful read event.
+sleep 1
+reads_after=$(sql "SELECT count(*) FROM audit_events WHERE subtype IN ('patient.read', 'record.read') AND outcome = '0'")
+ok_after=$(( $(metric '/v1/patients/{id}' GET 200) + $(metric '/v1/records/{id}' GET 200) ))
+events=$((reads_after - reads_before)); answered=$((ok_after - ok_before))
+echo "audit: $events successful read events for $answered successful reads"
+kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
+"$bin" --data-dir "$data" audit verify >"$work/verify.txt" 2>&1 || { cat "$work/verify.txt"; echo "FAIL: audit chains do not verify"; exit 1; }
+echo "audit chains verify"
+[ "$events" -eq "$answered" ] || { echo "FAIL: audit events and successful reads differ"; exit 1; }
