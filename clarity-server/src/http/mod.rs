@@ -128,87 +128,100 @@ impl Service<Request<Incoming>> for ConnectionService {
                 actor: std::sync::Mutex::new(None),
                 class: std::sync::OnceLock::new(),
             });
-            let handler_ctx = Arc::clone(&ctx);
             let router = this.router.clone();
-            // The handler runs in its own task: if the client goes away, the
-            // operation still finishes, audit event included, instead of
-            // stopping between a commit and its event.
+            let peer = this.peer;
+            // The handler runs in its own task, answer, metrics and log line
+            // included: if the client goes away, the operation still finishes
+            // (audit event included) and is counted, instead of stopping
+            // between a commit and its event.
             let handler = tokio::spawn(async move {
-                let ctx = handler_ctx;
-                match (req.method(), req.uri().path()) {
-                    (&Method::GET | &Method::HEAD, "/health/live") => (
-                        "/health/live",
-                        Ok(json(StatusCode::OK, &json!({"status": "live"}))),
-                    ),
-                    (&Method::GET | &Method::HEAD, "/health/ready") => {
-                        ("/health/ready", Ok(router.ready().await))
+                let routed: Routed = async {
+                    match (req.method(), req.uri().path()) {
+                        (&Method::GET | &Method::HEAD, "/health/live") => (
+                            "/health/live",
+                            Ok(json(StatusCode::OK, &json!({"status": "live"}))),
+                        ),
+                        (&Method::GET | &Method::HEAD, "/health/ready") => {
+                            ("/health/ready", Ok(router.ready().await))
+                        }
+                        (&Method::GET | &Method::HEAD, "/metrics") => {
+                            let text = router.metrics.render(&router.clarity);
+                            let mut response = http::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from(text),
+                            ));
+                            response.headers_mut().insert(
+                                http::header::CONTENT_TYPE,
+                                http::HeaderValue::from_static(
+                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                ),
+                            );
+                            ("/metrics", Ok(response))
+                        }
+                        (&Method::GET | &Method::HEAD, "/openapi.json") => {
+                            let mut response = http::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from_static(OPENAPI.as_bytes()),
+                            ));
+                            response.headers_mut().insert(
+                                http::header::CONTENT_TYPE,
+                                http::HeaderValue::from_static("application/json"),
+                            );
+                            ("/openapi.json", Ok(response))
+                        }
+                        (_, "/health/live" | "/health/ready" | "/openapi.json" | "/metrics") => (
+                            "/health",
+                            Ok(method_not_allowed(&ctx.request_id, "GET, HEAD")),
+                        ),
+                        _ => api::dispatch(&ctx, req).await,
                     }
-                    (&Method::GET | &Method::HEAD, "/metrics") => {
-                        let text = router.metrics.render(&router.clarity);
-                        let mut response = http::Response::new(http_body_util::Full::new(
-                            bytes::Bytes::from(text),
-                        ));
-                        response.headers_mut().insert(
-                            http::header::CONTENT_TYPE,
-                            http::HeaderValue::from_static(
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            ),
-                        );
-                        ("/metrics", Ok(response))
-                    }
-                    (&Method::GET | &Method::HEAD, "/openapi.json") => {
-                        let mut response = http::Response::new(http_body_util::Full::new(
-                            bytes::Bytes::from_static(OPENAPI.as_bytes()),
-                        ));
-                        response.headers_mut().insert(
-                            http::header::CONTENT_TYPE,
-                            http::HeaderValue::from_static("application/json"),
-                        );
-                        ("/openapi.json", Ok(response))
-                    }
-                    (_, "/health/live" | "/health/ready" | "/openapi.json" | "/metrics") => (
-                        "/health",
-                        Ok(method_not_allowed(&ctx.request_id, "GET, HEAD")),
-                    ),
-                    _ => api::dispatch(&ctx, req).await,
                 }
+                .await;
+                respond(&router, &ctx, peer, &method, started, routed)
             });
-            let (route, result): Routed = handler.await.unwrap_or_else(|_| {
-                (
-                    "panic",
-                    Err(reply::ApiError::Core(clarity_core::Error::internal(
-                        "request handler failed",
-                    ))),
-                )
+            let response = handler.await.unwrap_or_else(|_| {
+                let mut response =
+                    reply::ApiError::Core(clarity_core::Error::internal("request handler failed"))
+                        .response(&request_id);
+                finish(&mut response, &request_id, this.router.tls);
+                response
             });
-            let mut response = match result {
-                Ok(response) => response,
-                Err(e) => e.response(&request_id),
-            };
-            if method == Method::HEAD {
-                *response.body_mut() = http_body_util::Full::new(bytes::Bytes::new());
-            }
-            finish(&mut response, &request_id, this.router.tls);
-            this.router.metrics.request(
-                route,
-                &method,
-                response.status().as_u16(),
-                started.elapsed(),
-            );
-            let actor = *ctx.actor.lock().unwrap_or_else(|p| p.into_inner());
-            tracing::info!(
-                request_id,
-                method = %method,
-                route,
-                actor = actor.map(|a| a.to_string()),
-                status = response.status().as_u16(),
-                latency_us = started.elapsed().as_micros() as u64,
-                client = %this.peer.ip(),
-                "request"
-            );
             Ok(response)
         })
     }
+}
+
+/// Turns a handler's result into the response, and counts and logs it.
+fn respond(
+    router: &Router,
+    ctx: &Ctx,
+    peer: SocketAddr,
+    method: &Method,
+    started: Instant,
+    (route, result): Routed,
+) -> Response<Body> {
+    let request_id = ctx.request_id.as_str();
+    let mut response = match result {
+        Ok(response) => response,
+        Err(e) => e.response(request_id),
+    };
+    if *method == Method::HEAD {
+        *response.body_mut() = http_body_util::Full::new(bytes::Bytes::new());
+    }
+    finish(&mut response, request_id, router.tls);
+    router
+        .metrics
+        .request(route, method, response.status().as_u16(), started.elapsed());
+    let actor = *ctx.actor.lock().unwrap_or_else(|p| p.into_inner());
+    tracing::info!(
+        request_id,
+        method = %method,
+        route,
+        actor = actor.map(|a| a.to_string()),
+        status = response.status().as_u16(),
+        latency_us = started.elapsed().as_micros() as u64,
+        client = %peer.ip(),
+        "request"
+    );
+    response
 }
 
 /// `405` with the methods the route accepts.
