@@ -51,9 +51,13 @@ impl std::fmt::Debug for clarity_client {
 impl ffi::Boxed for clarity_client {}
 
 impl clarity_client {
-    /// Runs `work` to completion on the handle's runtime.
+    /// Runs `work` to completion on the handle's runtime, blocking the
+    /// calling thread.
+    ///
+    /// The future is boxed: its state lives on the heap, not on the caller's
+    /// stack, which may be small (koffi runs async calls on 128 KiB stacks).
     pub(crate) fn block_on<F: Future>(&self, work: F) -> F::Output {
-        self.runtime.block_on(work)
+        self.runtime.block_on(Box::pin(work))
     }
 
     /// The Clarity instance.
@@ -125,7 +129,7 @@ pub extern "C" fn clarity_client_open(
         let config = parse_config(ffi::str_arg(config, "config")?)?;
         let out = Out::new(client_out, "client_out")?;
         let runtime = runtime()?;
-        let core = runtime.block_on(Clarity::open(config))?;
+        let core = runtime.block_on(Box::pin(Clarity::open(config)))?;
         out.write(ffi::into_raw(clarity_client { runtime, core }));
         Ok(())
     })
@@ -155,7 +159,7 @@ pub extern "C" fn clarity_client_close(client: *mut clarity_client) {
     never_unwind((), || {
         if let Some(client) = ffi::take_box(client) {
             let clarity_client { runtime, core } = *client;
-            runtime.block_on(core.shutdown());
+            runtime.block_on(Box::pin(core.shutdown()));
             {
                 // Pools and caches may hand work to the runtime as they drop.
                 let _entered = runtime.enter();
