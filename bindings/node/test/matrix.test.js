@@ -5,6 +5,8 @@
 'use strict';
 
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
 const { describe, it } = require('node:test');
 const sdk = require('..');
 const { backends, open, newUser, profile, inCi } = require('./helpers');
@@ -113,6 +115,11 @@ for (const backend of backends()) {
       const { clarity: c, close } = await open(backend.name);
       try {
         const answers = await runMatrix(c, spec);
+        // scripts/test compares these with the C and Python answers: all identical.
+        if (process.env.CLARITY_TEST_MATRIX_DIR) {
+          const lines = [...answers].map(([cell, got]) => `${cell} ${got}`).sort();
+          fs.writeFileSync(path.join(process.env.CLARITY_TEST_MATRIX_DIR, `node-${backend.name}.txt`), `${lines.join('\n')}\n`);
+        }
         assert.equal(spec.cells.length, spec.roles.length * spec.operations.length * spec.relationships.length);
         assert.equal(answers.size, spec.cells.length, 'every cell of the specification was run');
         const mismatches = spec.cells
