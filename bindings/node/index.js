@@ -106,6 +106,11 @@ class Clarity {
     } catch (e) {
       return Promise.reject(e);
     }
+    return this.#track(promise);
+  }
+
+  /** Keeps `promise` in the set close() waits for until it settles. */
+  #track(promise) {
     const tracked = promise.finally(() => this.#pending.delete(tracked));
     this.#pending.add(tracked);
     return tracked;
@@ -254,14 +259,18 @@ class Clarity {
     return this.#string('clarity_audit_export', token, filter && json(filter), limit);
   }
   /** Deletes events older than `before` and the retention period (admins); resolves with the count. */
-  async purgeAudit(token, before) {
-    if (this.#handle === null) throw new ClarityError('the Clarity client is closed', 'closed', -1);
+  purgeAudit(token, before) {
+    if (this.#handle === null) {
+      return Promise.reject(new ClarityError('the Clarity client is closed', 'closed', -1));
+    }
     const purged = [0];
     const errOut = [null];
-    const result = await callAsync(fns.clarity_audit_purge,
-      [this.#handle, token, time(before), purged, errOut]);
-    if (result !== 0) throw takeError(result, errOut);
-    return Number(purged[0]);
+    const call = callAsync(fns.clarity_audit_purge, [this.#handle, token, time(before), purged, errOut])
+      .then((result) => {
+        if (result !== 0) throw takeError(result, errOut);
+        return Number(purged[0]);
+      });
+    return this.#track(call);
   }
   /** KEK versions and the data keys each wraps (admins). */
   keyStatus(token) { return this.#json('clarity_keys_status', token); }
