@@ -3,7 +3,10 @@
 // decision, decryption, durable audit event), on SQLite.
 //
 //   (cd bindings/node && LIBCLARITY_PATH=.../release/libclarity.so npm ci)
-//   node bindings/node/bench.js [seconds=10] [concurrency=1]
+//   node bindings/node/bench.js [seconds=10] [concurrency=1] [getRecord|authenticate]
+//
+// `authenticate` measures the token check alone (no audit write), which
+// isolates what the binding adds from the durable audit write every read pays.
 //
 // Compare with `cargo bench -p clarity-benches --bench service` and
 // bindings/python/bench.py; figures in docs/BENCHMARKS.md.
@@ -19,6 +22,7 @@ const PASSWORD = 'benchmarks deserve good passwords too';
 async function main() {
   const seconds = Number(process.argv[2] || 10);
   const concurrency = Number(process.argv[3] || 1);
+  const op = process.argv[4] || 'getRecord';
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clarity-bench-'));
   const c = await Clarity.open({ data_dir: dir });
   try {
@@ -28,19 +32,20 @@ async function main() {
       mrn: 'BENCH-1', given_name: 'Bench', family_name: 'Mark', birth_date: '1980-01-01', sex: 'other',
     });
     const record = await c.createRecord(token, patient.id, 'observation', { code: '8867-4', heart_rate: 72 });
-    for (let i = 0; i < 200; i++) await c.getRecord(token, record.id); // warm up
+    const call = op === 'authenticate' ? () => c.authenticate(token) : () => c.getRecord(token, record.id);
+    for (let i = 0; i < 200; i++) await call(); // warm up
 
     let calls = 0;
     const start = process.hrtime.bigint();
     const deadline = start + BigInt(Math.round(seconds * 1e9));
     await Promise.all(Array.from({ length: concurrency }, async () => {
       while (process.hrtime.bigint() < deadline) {
-        await c.getRecord(token, record.id);
+        await call();
         calls += 1;
       }
     }));
     const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
-    console.log(`node getRecord (cached token, sqlite, ${concurrency} in flight): ` +
+    console.log(`node ${op} (cached token, sqlite, ${concurrency} in flight): ` +
       `${Math.round(calls / elapsed).toLocaleString('en')} calls/s (${calls} calls in ${elapsed.toFixed(1)} s, ` +
       `${(elapsed / calls * 1e6).toFixed(1)} µs per call)`);
   } finally {
