@@ -1,0 +1,149 @@
+// The main flows through the Node package, as the Rust service tests run
+// them; errors are Error subclasses with codes.
+'use strict';
+
+const assert = require('node:assert/strict');
+const crypto = require('node:crypto');
+const { describe, it } = require('node:test');
+const sdk = require('..');
+const { PASSWORD, backends, open, newUser, profile, allItems } = require('./helpers');
+
+const ROOT = ['root@clinic.example', 'violet lantern orbit under quiet rain'];
+
+describe('version and errors', () => {
+  it('reports the library version and maps unknown codes', () => {
+    assert.equal(sdk.version(), require('../package.json').version);
+    const e = new sdk.NotFoundError('patient not found');
+    assert.ok(e instanceof sdk.ClarityError && e instanceof Error);
+    assert.equal(e.code, 'not_found');
+    assert.equal(e.result, 3);
+  });
+
+  it('rejects a bad configuration with ConfigError', async () => {
+    await assert.rejects(sdk.Clarity.open('store = 3'), sdk.ConfigError);
+  });
+});
+
+for (const backend of backends()) {
+  describe(`flows on ${backend.name}`, { skip: backend.skip }, () => {
+    it('setup, login, refresh, logout', async () => {
+      const { clarity: c, close } = await open(backend.name);
+      try {
+        const code = await c.issueSetupCode();
+        await assert.rejects(c.setup('wrong', ...ROOT), sdk.UnauthenticatedError);
+        const admin = await c.setup(code, ...ROOT);
+        assert.deepEqual(admin.roles, ['admin']);
+        await assert.rejects(c.issueSetupCode(), sdk.AlreadyExistsError);
+        const tokens = await c.login(...ROOT);
+        assert.equal((await c.authenticate(tokens.access_token)).user_id, admin.id);
+        await assert.rejects(c.login(ROOT[0], 'not the password at all, sorry'), sdk.UnauthenticatedError);
+        const renewed = await c.refresh(tokens.refresh_token);
+        // S-AUTH-4: reuse of a used refresh token ends the session.
+        await assert.rejects(c.refresh(tokens.refresh_token), sdk.UnauthenticatedError);
+        await assert.rejects(c.authenticate(renewed.access_token), sdk.UnauthenticatedError);
+        const again = await c.login(...ROOT);
+        await c.logout(again.access_token);
+        await assert.rejects(c.authenticate(again.access_token), sdk.UnauthenticatedError);
+      } finally {
+        await close();
+      }
+      await assert.rejects(c.check(), (e) => e.code === 'closed');
+    });
+
+    it('users, patients, records, care team, break-glass', async () => {
+      const { clarity: c, close } = await open(backend.name);
+      try {
+        const admin = await newUser(c, 'admin');
+        const doctor = await newUser(c, 'clinician');
+        const nurse = await newUser(c, 'nurse');
+        const users = await allItems((cursor) => c.listUsers(admin.token, { limit: 1, cursor }));
+        assert.ok(users.some((u) => u.id === nurse.id));
+        await assert.rejects(c.listUsers(doctor.token), sdk.PermissionDeniedError);
+
+        const patient = await c.createPatient(doctor.token, profile());
+        assert.equal((await c.getPatient(doctor.token, patient.id)).mrn, patient.mrn);
+        const updated = await c.updatePatient(doctor.token, patient.id, 1, profile({ mrn: patient.mrn }));
+        assert.equal(updated.version, 2);
+        // S-INT-2: a stale version is refused.
+        await assert.rejects(c.updatePatient(doctor.token, patient.id, 1, profile({ mrn: patient.mrn })), sdk.ConflictError);
+        const found = await c.searchPatients(doctor.token, { mrn: patient.mrn });
+        assert.deepEqual(found.items.map((p) => p.id), [patient.id]);
+
+        const record = await c.createRecord(doctor.token, patient.id, 'note', { text: 'seen today' });
+        assert.deepEqual((await c.getRecord(doctor.token, record.id)).data, { text: 'seen today' });
+        const changed = await c.updateRecord(doctor.token, record.id, 1, { text: 'seen twice' });
+        assert.equal(changed.version, 2);
+        assert.deepEqual((await c.listRecords(doctor.token, patient.id)).items.map((r) => r.id), [record.id]);
+        await c.deleteRecord(doctor.token, record.id);
+        await assert.rejects(c.getRecord(doctor.token, record.id), sdk.NotFoundError);
+
+        // S-AC-3: off the care team, the patient does not exist.
+        await assert.rejects(c.getPatient(nurse.token, patient.id), sdk.NotFoundError);
+        await c.addCareTeamMember(admin.token, patient.id, nurse.id, { relationship: 'nurse' });
+        assert.equal((await c.getPatient(nurse.token, patient.id)).id, patient.id);
+        await assert.rejects(c.createRecord(nurse.token, patient.id, 'prescription', { drug: 'x' }), sdk.PermissionDeniedError);
+        await c.removeCareTeamMember(admin.token, patient.id, nurse.id);
+        await assert.rejects(c.getPatient(nurse.token, patient.id), sdk.NotFoundError);
+
+        const er = await newUser(c, 'clinician');
+        await assert.rejects(c.breakGlass(er.token, patient.id, 'short'), sdk.InvalidInputError);
+        const grant = await c.breakGlass(er.token, patient.id, 'unconscious in the emergency room');
+        assert.equal((await c.getPatient(er.token, patient.id)).id, patient.id);
+        const pending = await c.listGrants(admin.token, { unreviewedOnly: true });
+        assert.deepEqual(pending.items.map((g) => g.grant_id), [grant.grant_id]);
+        await c.reviewGrant(admin.token, grant.grant_id);
+        assert.deepEqual((await c.listGrants(admin.token, { unreviewedOnly: true })).items, []);
+
+        const researcher = await newUser(c, 'researcher');
+        const view = (await c.researchPatients(researcher.token)).items;
+        assert.ok(view.length > 0 && !('given_name' in view[0]));
+
+        await assert.rejects(c.getPatient(doctor.token, 'not-a-uuid'), sdk.InvalidInputError);
+        await assert.rejects(c.getPatient(doctor.token, crypto.randomUUID()), sdk.NotFoundError);
+        await assert.rejects(c.getPatient('v4.local.forged', patient.id), sdk.UnauthenticatedError);
+        await c.erasePatient(admin.token, patient.id);
+        await assert.rejects(c.getPatient(doctor.token, patient.id), sdk.NotFoundError);
+      } finally {
+        await close();
+      }
+    });
+
+    it('audit trail and keys', async () => {
+      const { clarity: c, close } = await open(backend.name);
+      try {
+        const doctor = await newUser(c, 'clinician');
+        const patient = await c.createPatient(doctor.token, profile());
+        await c.getPatient(doctor.token, patient.id);
+        const auditor = await newUser(c, 'auditor');
+        const events = await allItems((cursor) =>
+          c.auditEvents(auditor.token, { patient_id: patient.id }, { limit: 100, cursor }));
+        const kinds = events.map((e) => e.subtype);
+        assert.ok(kinds.includes('patient.create') && kinds.includes('patient.read'));
+        assert.ok(!JSON.stringify(events).includes(patient.family_name), 'S-AUD-4: no PHI in events');
+        assert.equal((await c.verifyAudit(auditor.token)).ok, true);
+        const ndjson = await c.exportAuditFhir(auditor.token, { patient_id: patient.id });
+        assert.ok(ndjson.trim().split('\n').every((l) => JSON.parse(l).resourceType === 'AuditEvent'));
+        await assert.rejects(c.verifyAudit(doctor.token), sdk.PermissionDeniedError);
+
+        const admin = await newUser(c, 'admin');
+        await assert.rejects(c.purgeAudit(admin.token, '2999-01-01T00:00:00Z'), sdk.InvalidInputError);
+        assert.equal(await c.purgeAudit(admin.token, new Date('2000-01-01T00:00:00Z')), 0);
+        const status = await c.keyStatus(admin.token);
+        const rotated = await c.rotateKeys(admin.token);
+        assert.ok(rotated.kek_version > status.current_kek_version);
+        assert.equal((await c.getPatient(doctor.token, patient.id)).id, patient.id);
+
+        const email = `pw-${crypto.randomUUID()}@test.example`;
+        await c.createUserAsOperator({ email, password: PASSWORD, roles: ['nurse'] });
+        const token = (await c.login(email, PASSWORD)).access_token;
+        const enrollment = await c.mfaEnroll(token);
+        assert.ok(enrollment.otpauth_url.startsWith('otpauth://'));
+        await assert.rejects(c.mfaConfirm(token, '000000'), sdk.UnauthenticatedError);
+        await c.changePassword(token, PASSWORD, 'a different passphrase, just as long');
+        await assert.rejects(c.authenticate(token), sdk.UnauthenticatedError);
+      } finally {
+        await close();
+      }
+    });
+  });
+}

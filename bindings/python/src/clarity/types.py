@@ -1,0 +1,100 @@
+"""The shapes of the values Clarity returns: plain dicts decoded from the C
+ABI's JSON (the HTTP API's shapes), typed here for editors and type checkers.
+Ids are UUID strings; times are RFC 3339 strings in UTC."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Dict, List, Optional
+
+if sys.version_info >= (3, 11):
+    from typing import NotRequired, TypedDict
+else:  # pragma: no cover
+    from typing_extensions import NotRequired, TypedDict
+
+
+class User(TypedDict):
+    """A user account."""
+
+    id: str
+    email: str
+    roles: List[str]
+    display_name: Optional[str]
+    disabled: bool
+    mfa_enabled: bool
+    patient_id: Optional[str]
+    version: int
+    created_at: str
+
+
+class Tokens(TypedDict):
+    """What a login or refresh returns. The tokens are secrets."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    token_type: str
+    user: User
+
+
+class Principal(TypedDict):
+    """Who a token belongs to."""
+
+    user_id: str
+    session_id: str
+    roles: List[str]
+    patient_id: Optional[str]
+    mfa: bool
+
+
+class Patient(TypedDict):
+    """A patient profile (PHI) with its id and version."""
+
+    id: str
+    version: int
+    created_at: str
+    updated_at: str
+    mrn: str
+    given_name: str
+    family_name: str
+    birth_date: str
+    sex: str
+    email: NotRequired[str]
+    phone: NotRequired[str]
+    address: NotRequired[Dict[str, Any]]
+    data: NotRequired[Dict[str, Any]]
+
+
+class Record(TypedDict):
+    """A clinical record (its `data` is PHI)."""
+
+    id: str
+    patient_id: str
+    kind: str
+    data: Dict[str, Any]
+    version: int
+    created_by: str
+    created_at: str
+    updated_at: str
+
+
+class Page(TypedDict):
+    """One page of a list; pass `next_cursor` back for the next page."""
+
+    items: List[Dict[str, Any]]
+    next_cursor: Optional[str]
+
+
+class Grant(TypedDict):
+    """A break-glass grant."""
+
+    grant_id: str
+    patient_id: str
+    expires_at: str
+
+
+class AuditReport(TypedDict):
+    """The result of verifying every audit chain."""
+
+    ok: bool
+    chains: List[Dict[str, Any]]

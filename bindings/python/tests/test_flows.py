@@ -1,0 +1,226 @@
+"""The main flows through the Python package, as the Rust service tests run
+them: setup, login/refresh/logout, users, patients, records, care team,
+break-glass, audit and keys; errors map to the exception hierarchy."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+import clarity
+from conftest import PASSWORD, all_items, new_user, profile
+
+
+def test_version_and_context_manager(tmp_path) -> None:
+    assert clarity.version() == clarity.__version__
+    with clarity.Clarity({"data_dir": str(tmp_path)}) as c:
+        c.check()
+        assert not c.closed
+    assert c.closed
+    with pytest.raises(clarity.ClarityError) as closed:
+        c.check()
+    assert closed.value.code == "closed"
+    c.close()  # idempotent
+
+
+def test_bad_configuration_raises_config_error(tmp_path) -> None:
+    with pytest.raises(clarity.ConfigError):
+        clarity.Clarity({"data_dir": str(tmp_path), "store": {"backend": "nosuch"}})
+    with pytest.raises(clarity.ConfigError):
+        clarity.Clarity("store = 3")
+
+
+def test_setup_login_refresh_logout(client: clarity.Clarity) -> None:
+    code = client.issue_setup_code()
+    with pytest.raises(clarity.Unauthenticated):
+        client.setup("wrong-code", "root@clinic.example", "violet lantern orbit under quiet rain")
+    admin = client.setup(code, "root@clinic.example", "violet lantern orbit under quiet rain")
+    assert admin["roles"] == ["admin"]
+    with pytest.raises(clarity.AlreadyExists):
+        client.issue_setup_code()
+
+    tokens = client.login("root@clinic.example", "violet lantern orbit under quiet rain")
+    assert tokens["token_type"] == "Bearer" and tokens["user"]["id"] == admin["id"]
+    me = client.authenticate(tokens["access_token"])
+    assert me["user_id"] == admin["id"]
+
+    with pytest.raises(clarity.Unauthenticated):
+        client.login("root@clinic.example", "not the password at all, sorry")
+
+    renewed = client.refresh(tokens["refresh_token"])
+    assert renewed["access_token"] != tokens["access_token"]
+    # S-AUTH-4: a refresh token works once; reuse ends the session.
+    with pytest.raises(clarity.Unauthenticated):
+        client.refresh(tokens["refresh_token"])
+    with pytest.raises(clarity.Unauthenticated):
+        client.authenticate(renewed["access_token"])
+
+    again = client.login("root@clinic.example", "violet lantern orbit under quiet rain")
+    client.logout(again["access_token"])
+    with pytest.raises(clarity.Unauthenticated):
+        client.authenticate(again["access_token"])
+
+
+def test_users(client: clarity.Clarity) -> None:
+    admin_id, admin = new_user(client, "admin")
+    user = client.create_user(
+        admin, f"n-{uuid.uuid4().hex}@test.example", PASSWORD, ["nurse"], display_name="N"
+    )
+    assert user["roles"] == ["nurse"] and user["display_name"] == "N"
+    assert client.get_user(admin, user["id"])["id"] == user["id"]
+    ids = [u["id"] for u in all_items(lambda cur: client.list_users(admin, 1, cur))]
+    assert admin_id in ids and user["id"] in ids
+    with pytest.raises(clarity.InvalidInput):
+        client.create_user(admin, "not-an-email", PASSWORD, ["nurse"])
+    with pytest.raises(clarity.AlreadyExists):
+        client.create_user(admin, user["email"], PASSWORD, ["nurse"])
+
+    # S-AC-5: a role change ends the user's sessions at once.
+    nurse = client.login(user["email"], PASSWORD)["access_token"]
+    client.update_user(admin, user["id"], roles=["clinician"])
+    with pytest.raises(clarity.Unauthenticated):
+        client.authenticate(nurse)
+    _, other = new_user(client, "clinician")
+    with pytest.raises(clarity.PermissionDenied):
+        client.list_users(other)
+
+
+def test_patients_and_records(client: clarity.Clarity) -> None:
+    _, doctor = new_user(client, "clinician")
+    patient = client.create_patient(doctor, profile(email="ada@example.org"))
+    assert patient["version"] == 1
+    assert client.get_patient(doctor, patient["id"])["mrn"] == patient["mrn"]
+
+    updated = client.update_patient(doctor, patient["id"], 1, profile(mrn=patient["mrn"], email="ada@example.org"))
+    assert updated["version"] == 2
+    # S-INT-2: a stale version is refused and nothing is lost.
+    with pytest.raises(clarity.Conflict):
+        client.update_patient(doctor, patient["id"], 1, profile(mrn=patient["mrn"], email="ada@example.org"))
+
+    found = client.search_patients(doctor, mrn=patient["mrn"])
+    assert [p["id"] for p in found["items"]] == [patient["id"]]
+    assert client.search_patients(doctor, email="ada@example.org")["items"]
+    with pytest.raises(clarity.InvalidInput):
+        client.search_patients(doctor)
+    assert patient["id"] in [p["id"] for p in client.list_patients(doctor)["items"]]
+
+    record = client.create_record(doctor, patient["id"], "note", {"text": "seen today"})
+    assert client.get_record(doctor, record["id"])["data"] == {"text": "seen today"}
+    record = client.update_record(doctor, record["id"], 1, {"text": "seen twice"})
+    assert record["version"] == 2
+    assert [r["id"] for r in client.list_records(doctor, patient["id"])["items"]] == [record["id"]]
+    client.delete_record(doctor, record["id"])
+    with pytest.raises(clarity.NotFound):
+        client.get_record(doctor, record["id"])
+
+    # S-AC-3: a clinician off the care team cannot tell the patient exists.
+    _, stranger = new_user(client, "clinician")
+    with pytest.raises(clarity.NotFound):
+        client.get_patient(stranger, patient["id"])
+    with pytest.raises(clarity.NotFound):
+        client.get_patient(doctor, str(uuid.uuid4()))
+    with pytest.raises(clarity.InvalidInput):
+        client.get_patient(doctor, "not-a-uuid")
+    with pytest.raises(clarity.InvalidInput):
+        client.create_patient(doctor, {"mrn": "x"})
+
+    _, admin = new_user(client, "admin")
+    client.erase_patient(admin, patient["id"])
+    with pytest.raises(clarity.NotFound):
+        client.get_patient(doctor, patient["id"])
+
+
+def test_care_team_break_glass_and_review(client: clarity.Clarity) -> None:
+    _, doctor = new_user(client, "clinician")
+    _, admin = new_user(client, "admin")
+    nurse_id, nurse = new_user(client, "nurse")
+    patient = client.create_patient(doctor, profile())
+    with pytest.raises(clarity.NotFound):
+        client.get_patient(nurse, patient["id"])
+    client.add_care_team_member(admin, patient["id"], nurse_id, relationship="nurse")
+    assert client.get_patient(nurse, patient["id"])["id"] == patient["id"]
+    with pytest.raises(clarity.PermissionDenied):
+        client.create_record(nurse, patient["id"], "prescription", {"drug": "x"})
+    client.remove_care_team_member(admin, patient["id"], nurse_id)
+    with pytest.raises(clarity.NotFound):
+        client.get_patient(nurse, patient["id"])
+
+    _, er = new_user(client, "clinician")
+    with pytest.raises(clarity.InvalidInput):
+        client.break_glass(er, patient["id"], "short")
+    grant = client.break_glass(er, patient["id"], "unconscious in the emergency room")
+    assert grant["patient_id"] == patient["id"]
+    assert client.get_patient(er, patient["id"])["id"] == patient["id"]
+    pending = client.list_grants(admin, unreviewed_only=True)["items"]
+    assert [g["grant_id"] for g in pending] == [grant["grant_id"]]
+    client.review_grant(admin, grant["grant_id"])
+    assert client.list_grants(admin, unreviewed_only=True)["items"] == []
+
+    _, researcher = new_user(client, "researcher")
+    view = client.research_patients(researcher)["items"]
+    assert view and "given_name" not in view[0] and "id" not in view[0]
+
+
+def test_audit_and_keys(client: clarity.Clarity) -> None:
+    _, doctor = new_user(client, "clinician")
+    patient = client.create_patient(doctor, profile())
+    client.get_patient(doctor, patient["id"])
+    _, auditor = new_user(client, "auditor")
+    events = all_items(
+        lambda cur: client.audit_events(auditor, {"patient_id": patient["id"]}, 100, cur)
+    )
+    actions = [e["subtype"] for e in events]
+    assert "patient.create" in actions and "patient.read" in actions
+    # S-AUD-4: identifiers only, no PHI.
+    assert patient["family_name"] not in str(events)
+    report = client.verify_audit(auditor)
+    assert report["ok"] and report["chains"]
+    ndjson = client.export_audit_fhir(auditor, {"patient_id": patient["id"]})
+    lines = [line for line in ndjson.splitlines() if line]
+    assert lines and all('"resourceType":"AuditEvent"' in line for line in lines)
+    with pytest.raises(clarity.InvalidInput):
+        client.audit_events(auditor, {"outcome": "9"})
+    with pytest.raises(clarity.PermissionDenied):
+        client.verify_audit(doctor)
+
+    _, admin = new_user(client, "admin")
+    with pytest.raises(clarity.InvalidInput):
+        client.purge_audit(admin, "2999-01-01T00:00:00Z")
+    assert client.purge_audit(admin, "2000-01-01T00:00:00Z") == 0
+    status = client.key_status(admin)
+    rotated = client.rotate_keys(admin)
+    assert rotated["kek_version"] > status["current_kek_version"]
+    assert client.get_patient(doctor, patient["id"])["id"] == patient["id"]
+
+
+def test_mfa_and_password_change(client: clarity.Clarity) -> None:
+    email = f"mfa-{uuid.uuid4().hex}@test.example"
+    client.create_user_as_operator(email, PASSWORD, ["clinician"])
+    token = client.login(email, PASSWORD)["access_token"]
+    enrollment = client.mfa_enroll(token)
+    assert enrollment["otpauth_url"].startswith("otpauth://")
+    with pytest.raises(clarity.Unauthenticated):
+        client.mfa_confirm(token, "000000")
+
+    new = "a different passphrase, just as long"
+    with pytest.raises(clarity.Unauthenticated):
+        client.change_password(token, "not the current password", new)
+    client.change_password(token, PASSWORD, new)
+    with pytest.raises(clarity.Unauthenticated):
+        client.authenticate(token)
+    assert client.login(email, new)["user"]["email"] == email
+
+
+def test_errors_carry_codes_and_no_phi(client: clarity.Clarity) -> None:
+    _, doctor = new_user(client, "clinician")
+    with pytest.raises(clarity.InvalidInput) as bad:
+        client.create_patient(doctor, dict(profile(), secret_field="Zebediah"))
+    assert bad.value.code == "invalid_input" and bad.value.result == 1
+    assert "Zebediah" not in str(bad.value)
+    assert isinstance(bad.value, ValueError)
+    with pytest.raises(clarity.Unauthenticated) as unauth:
+        client.get_patient("v4.local.forged", str(uuid.uuid4()))
+    assert unauth.value.result == 8
+    with pytest.raises(ValueError):
+        client.get_patient("nul\x00byte", str(uuid.uuid4()))

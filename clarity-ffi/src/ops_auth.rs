@@ -1,0 +1,227 @@
+//! First-admin setup, login, refresh, logout, token checks, TOTP enrolment
+//! and password changes.
+//!
+//! Common contract: `client` and every named input and output must not be
+//! NULL unless said otherwise; `err_out` may always be NULL. Outputs are
+//! written only on success. JSON outputs are freed with
+//! `clarity_string_free`. Every function is thread-safe.
+
+use std::ffi::c_char;
+
+use clarity_core::crypto::SecretString;
+use clarity_core::service::{LoginRequest, SetupRequest};
+use serde::Deserialize;
+
+use crate::args;
+use crate::call::{json_result, no_result};
+use crate::error::{Failure, clarity_error};
+use crate::ffi::{self, Out};
+use crate::handle::clarity_client;
+use crate::panic::boundary;
+use crate::result::clarity_result;
+
+/// Makes a new one-time setup code for the first admin and writes it to
+/// `*code_out` (free it with `clarity_string_free`). Each call replaces the
+/// previous code. The code is a secret: show it once, to the operator.
+///
+/// # Errors
+/// `CLARITY_RESULT_ALREADY_EXISTS` once a user exists (setup is done).
+#[unsafe(no_mangle)]
+pub extern "C" fn clarity_setup_code_issue(
+    client: *const clarity_client,
+    code_out: *mut *mut c_char,
+    err_out: *mut *mut clarity_error,
+) -> clarity_result {
+    boundary(err_out, || {
+        let client = ffi::try_ref(client)?;
+        let out = Out::new(code_out, "code_out")?;
+        match client.block_on(client.core().issue_setup_code())? {
+            Some(code) => out.write_string(code.expose().to_string()),
+            None => Err(Failure::new(
+                clarity_result::AlreadyExists,
+                "users exist already: setup is done",
+            )),
+        }
+    })
+}
+
+/// Creates the first admin from `request_json`
+/// (`{"setup_code","email","password"}`) and writes the user as JSON to
+/// `*user_out`.
+///
+/// # Errors
+/// `CLARITY_RESULT_UNAUTHENTICATED` for a wrong, expired or used code;
+/// `CLARITY_RESULT_INVALID_INPUT` for a bad email or password.
+#[unsafe(no_mangle)]
+pub extern "C" fn clarity_setup(
+    client: *const clarity_client,
+    request_json: *const c_char,
+    user_out: *mut *mut c_char,
+    err_out: *mut *mut clarity_error,
+) -> clarity_result {
+    boundary(err_out, || {
+        let client = ffi::try_ref(client)?;
+        let request: SetupRequest = args::json(request_json, "request_json")?;
+        let out = Out::new(user_out, "user_out")?;
+        out.write_json(&client.block_on(client.core().setup(request))?)
+    })
+}
+
+/// Logs in with `request_json` (`{"email","password","totp"?}`) and writes
+/// `{"access_token","refresh_token","expires_in","token_type","user"}` to
+/// `*tokens_out`. The tokens are secrets; the string is zeroized when freed.
+///
+/// # Errors
+/// `CLARITY_RESULT_UNAUTHENTICATED` for bad credentials;
+/// `CLARITY_RESULT_MFA_REQUIRED`; `CLARITY_RESULT_RATE_LIMITED` while throttled.
+#[unsafe(no_mangle)]
+pub extern "C" fn clarity_login(
+    client: *const clarity_client,
+    request_json: *const c_char,
+    tokens_out: *mut *mut c_char,
+    err_out: *mut *mut clarity_error,
+) -> clarity_result {
+    boundary(err_out, || {
+        let client = ffi::try_ref(client)?;
+        let request: LoginRequest = args::json(request_json, "request_json")?;
+        let out = Out::new(tokens_out, "tokens_out")?;
+        out.write_json(&client.block_on(client.core().login(request, None))?)
+    })
+}
+
+/// Exchanges a refresh token for new tokens (same JSON as `clarity_login`).
+/// A refresh token works once; presenting a used one ends its session.
+///
+/// # Errors
+/// `CLARITY_RESULT_UNAUTHENTICATED`.
+#[unsafe(no_mangle)]
+pub extern "C" fn clarity_refresh(
+    client: *const clarity_client,
+    refresh_token: *const c_char,
+    tokens_out: *mut *mut c_char,
+    err_out: *mut *mut clarity_error,
+) -> clarity_result {
+    boundary(err_out, || {
+        let client = ffi::try_ref(client)?;
+        let token = SecretString::new(ffi::str_arg(refresh_token, "refresh_token")?);
+        let out = Out::new(tokens_out, "tokens_out")?;
+        out.write_json(&client.block_on(client.core().refresh(&token))?)
+    })
+}
+
+/// Ends the session of `token` now: its access and refresh tokens stop working.
+///
+/// # Errors
+/// `CLARITY_RESULT_UNAUTHENTICATED` for a token that is not live.
+#[unsafe(no_mangle)]
+pub extern "C" fn clarity_logout(
+    client: *const clarity_client,
+    token: *const c_char,
+    err_out: *mut *mut clarity_error,
+) -> clarity_result {
+    no_result(
+        client,
+        token,
+        err_out,
+        || Ok(()),
+        async |core, p, ()| core.logout(p).await,
+    )
+}
+
+/// Checks an access token and its session and writes the caller as JSON
+/// (`{"user_id","session_id","roles","patient_id","mfa",...}`) to
+/// `*principal_out`.
+///
+/// # Errors
+/// `CLARITY_RESULT_UNAUTHENTICATED` for any failure.
+#[unsafe(no_mangle)]
+pub extern "C" fn clarity_authenticate(
+    client: *const clarity_client,
+    token: *const c_char,
+    principal_out: *mut *mut c_char,
+    err_out: *mut *mut clarity_error,
+) -> clarity_result {
+    json_result(
+        client,
+        token,
+        (principal_out, "principal_out"),
+        err_out,
+        || Ok(()),
+        async |_, p, ()| Ok(p.clone()),
+    )
+}
+
+/// Starts TOTP enrolment for the caller and writes `{"secret","otpauth_url"}`
+/// to `*enrollment_out` (secrets: show once).
+#[unsafe(no_mangle)]
+pub extern "C" fn clarity_mfa_enroll(
+    client: *const clarity_client,
+    token: *const c_char,
+    enrollment_out: *mut *mut c_char,
+    err_out: *mut *mut clarity_error,
+) -> clarity_result {
+    json_result(
+        client,
+        token,
+        (enrollment_out, "enrollment_out"),
+        err_out,
+        || Ok(()),
+        async |core, p, ()| core.mfa_enroll(p).await,
+    )
+}
+
+/// Confirms TOTP enrolment with a current `code`; writes the user to `*user_out`.
+///
+/// # Errors
+/// `CLARITY_RESULT_UNAUTHENTICATED` for a wrong or replayed code.
+#[unsafe(no_mangle)]
+pub extern "C" fn clarity_mfa_confirm(
+    client: *const clarity_client,
+    token: *const c_char,
+    code: *const c_char,
+    user_out: *mut *mut c_char,
+    err_out: *mut *mut clarity_error,
+) -> clarity_result {
+    json_result(
+        client,
+        token,
+        (user_out, "user_out"),
+        err_out,
+        || Ok(SecretString::new(ffi::str_arg(code, "code")?)),
+        async |core, p, code| core.mfa_confirm(p, code.expose()).await,
+    )
+}
+
+/// The two passwords of a password change.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordChange {
+    current_password: SecretString,
+    new_password: SecretString,
+}
+
+/// Changes the caller's password with `request_json`
+/// (`{"current_password","new_password"}`). Every session of the user ends,
+/// the caller's too: log in again.
+///
+/// # Errors
+/// `CLARITY_RESULT_UNAUTHENTICATED` for a wrong current password;
+/// `CLARITY_RESULT_INVALID_INPUT` when the new one breaks the policy.
+#[unsafe(no_mangle)]
+pub extern "C" fn clarity_password_change(
+    client: *const clarity_client,
+    token: *const c_char,
+    request_json: *const c_char,
+    err_out: *mut *mut clarity_error,
+) -> clarity_result {
+    no_result(
+        client,
+        token,
+        err_out,
+        || args::json::<PasswordChange>(request_json, "request_json"),
+        async |core, p, change| {
+            core.change_password(p, &change.current_password, &change.new_password)
+                .await
+        },
+    )
+}

@@ -1,0 +1,209 @@
+/*
+ * C smoke client of the Clarity ABI: first-admin setup, login, create a
+ * patient, read it back, verify the audit trail; plus the ABI's rules (NULL
+ * checks, error codes and messages, _free accepting NULL, version macros).
+ * scripts/test builds it against the cdylib and runs it plainly and under
+ * valgrind (no leaks, no errors).
+ *
+ *   smoke 'CONFIG'    (TOML text for clarity_client_open)
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clarity.h"
+
+static int failures = 0;
+
+#define CHECK(cond, what)                                                    \
+    do {                                                                     \
+        if (!(cond)) {                                                       \
+            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, what);   \
+            failures++;                                                      \
+        }                                                                    \
+    } while (0)
+
+/* Reports and frees an error; returns whether the call succeeded. */
+static int ok(clarity_result result, clarity_error **err, const char *what) {
+    if (result == CLARITY_RESULT_OK) {
+        return 1;
+    }
+    fprintf(stderr, "FAIL %s: %s (%s)\n", what, clarity_result_name(result),
+            *err ? clarity_error_message(*err) : "no message");
+    clarity_error_free(*err);
+    *err = NULL;
+    failures++;
+    return 0;
+}
+
+/* A copy of the string value of "field" in flat JSON (ids and tokens hold no
+ * escapes), or NULL. Free with free(). */
+static char *field(const char *json, const char *name) {
+    char pattern[64];
+    snprintf(pattern, sizeof pattern, "\"%s\":\"", name);
+    const char *start = json ? strstr(json, pattern) : NULL;
+    if (!start) {
+        return NULL;
+    }
+    start += strlen(pattern);
+    const char *end = strchr(start, '"');
+    if (!end) {
+        return NULL;
+    }
+    size_t len = (size_t)(end - start);
+    char *copy = malloc(len + 1);
+    memcpy(copy, start, len);
+    copy[len] = '\0';
+    return copy;
+}
+
+static char *login(clarity_client *client, const char *email, const char *password) {
+    char request[256];
+    snprintf(request, sizeof request, "{\"email\":\"%s\",\"password\":\"%s\"}", email, password);
+    char *tokens = NULL;
+    clarity_error *err = NULL;
+    if (!ok(clarity_login(client, request, &tokens, &err), &err, "login")) {
+        return NULL;
+    }
+    char *access = field(tokens, "access_token");
+    clarity_string_free(tokens);
+    return access;
+}
+
+static void abi_rules(void) {
+    CHECK(strcmp(clarity_version(), CLARITY_VERSION) == 0, "header and library versions match");
+
+    /* NULL where a pointer is required: a code and a message, never a crash. */
+    clarity_client *client = NULL;
+    clarity_error *err = NULL;
+    CHECK(clarity_client_open(NULL, &client, &err) == CLARITY_RESULT_NULL_PARAMETER,
+          "NULL config is refused");
+    CHECK(client == NULL, "no handle is written on failure");
+    CHECK(err != NULL && clarity_error_code(err) == CLARITY_RESULT_NULL_PARAMETER,
+          "the error carries its code");
+    CHECK(err != NULL && strstr(clarity_error_message(err), "config") != NULL,
+          "the message names the argument");
+    clarity_error_free(err);
+    CHECK(clarity_client_open("", NULL, NULL) == CLARITY_RESULT_NULL_PARAMETER,
+          "NULL out-parameter is refused, without an error out-parameter");
+    CHECK(clarity_patient_get(NULL, "t", "p", NULL, NULL) == CLARITY_RESULT_NULL_PARAMETER,
+          "NULL handle is refused");
+
+    err = NULL;
+    CHECK(clarity_client_open("store = 3", &client, &err) == CLARITY_RESULT_CONFIG,
+          "a bad configuration is a config error");
+    clarity_error_free(err);
+
+    /* _free functions accept NULL. */
+    clarity_string_free(NULL);
+    clarity_error_free(NULL);
+    clarity_client_close(NULL);
+
+    CHECK(strcmp(clarity_result_name(CLARITY_RESULT_NOT_FOUND), "not_found") == 0,
+          "result names are stable");
+    CHECK(strcmp(clarity_result_name(12345), "unknown") == 0, "unknown codes have a name");
+    CHECK(clarity_error_message(NULL) == NULL, "no message without an error");
+}
+
+static const char *ADMIN_PW = "violet lantern orbit under quiet rain";
+static const char *DOCTOR_PW = "copper meadow whistle beyond seven hills";
+
+static void flows(const char *config) {
+    clarity_client *client = NULL;
+    clarity_error *err = NULL;
+    if (!ok(clarity_client_open(config, &client, &err), &err, "open")) {
+        return;
+    }
+    CHECK(clarity_client_check(client, NULL) == CLARITY_RESULT_OK, "the store is ready");
+
+    /* The first admin, from the one-time setup code. */
+    char *code = NULL;
+    err = NULL;
+    if (ok(clarity_setup_code_issue(client, &code, &err), &err, "setup code")) {
+        char request[512];
+        snprintf(request, sizeof request,
+                 "{\"setup_code\":\"%s\",\"email\":\"root@clinic.example\",\"password\":\"%s\"}",
+                 code, ADMIN_PW);
+        clarity_string_free(code);
+        char *admin = NULL;
+        err = NULL;
+        ok(clarity_setup(client, request, &admin, &err), &err, "setup");
+        clarity_string_free(admin);
+    }
+    char *admin_token = login(client, "root@clinic.example", ADMIN_PW);
+
+    /* A clinician, created by the admin. */
+    char request[512];
+    snprintf(request, sizeof request,
+             "{\"email\":\"ada@clinic.example\",\"password\":\"%s\",\"roles\":[\"clinician\"]}",
+             DOCTOR_PW);
+    char *user = NULL;
+    err = NULL;
+    ok(clarity_user_create(client, admin_token, request, &user, &err), &err, "create user");
+    clarity_string_free(user);
+    char *token = login(client, "ada@clinic.example", DOCTOR_PW);
+
+    /* Create a patient and read it back. */
+    const char *profile = "{\"mrn\":\"SMOKE-1\",\"given_name\":\"Ada\",\"family_name\":\"Smoke\","
+                          "\"birth_date\":\"1990-05-17\",\"sex\":\"female\"}";
+    char *patient = NULL;
+    err = NULL;
+    char *patient_id = NULL;
+    if (ok(clarity_patient_create(client, token, profile, &patient, &err), &err, "create patient")) {
+        patient_id = field(patient, "id");
+        clarity_string_free(patient);
+    }
+    char *read = NULL;
+    err = NULL;
+    if (ok(clarity_patient_get(client, token, patient_id, &read, &err), &err, "read patient")) {
+        CHECK(strstr(read, "\"mrn\":\"SMOKE-1\"") != NULL, "the patient reads back");
+        clarity_string_free(read);
+    }
+
+    /* Errors: a code, a message without PHI, no output written. */
+    read = NULL;
+    err = NULL;
+    CHECK(clarity_patient_get(client, token, "not-a-uuid", &read, &err) ==
+              CLARITY_RESULT_INVALID_INPUT,
+          "a malformed id is invalid input");
+    CHECK(read == NULL, "no output on failure");
+    clarity_error_free(err);
+    err = NULL;
+    CHECK(clarity_patient_get(client, admin_token, patient_id, &read, &err) ==
+              CLARITY_RESULT_NOT_FOUND,
+          "admins read no PHI: the patient is hidden");
+    CHECK(err != NULL && strstr(clarity_error_message(err), "Smoke") == NULL,
+          "the message holds no PHI");
+    clarity_error_free(err);
+    CHECK(clarity_patient_get(client, "v4.local.forged", patient_id, &read, NULL) ==
+              CLARITY_RESULT_UNAUTHENTICATED,
+          "a forged token is unauthenticated");
+
+    /* The audit trail verifies. */
+    char *report = NULL;
+    err = NULL;
+    if (ok(clarity_audit_verify(client, admin_token, &report, &err), &err, "audit verify")) {
+        CHECK(strstr(report, "\"ok\":true") != NULL, "every audit chain verifies");
+        clarity_string_free(report);
+    }
+
+    free(patient_id);
+    free(token);
+    free(admin_token);
+    clarity_client_close(client);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s CONFIG_TOML\n", argv[0]);
+        return 2;
+    }
+    abi_rules();
+    flows(argv[1]);
+    if (failures) {
+        fprintf(stderr, "smoke: %d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("smoke: all checks passed\n");
+    return 0;
+}
