@@ -38,6 +38,15 @@ pub struct KeyStatus {
     pub usage: Vec<KekUsage>,
 }
 
+/// What a retirement did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RetirementReport {
+    /// KEK versions retired (unusable from now on).
+    pub retired: Vec<i32>,
+    /// KEK versions still available.
+    pub kek_versions: Vec<i32>,
+}
+
 /// What a rotation did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RotationReport {
@@ -152,9 +161,11 @@ impl Clarity {
                     kek_version: row.kek_version,
                     ciphertext: row.wrapped.clone(),
                 };
-                // One damaged key must not stop the others from moving.
-                let dek = match keys.unwrap(&old, context).await {
-                    Ok(dek) => dek,
+                // One damaged key must not stop the others from moving; an
+                // unavailable key service stops the run (resume it later).
+                let new = match keys.rewrap(&old, context).await {
+                    Ok(new) => new,
+                    Err(e @ crate::Error::Unavailable { .. }) => return Err(e),
                     Err(e) => {
                         failed += 1;
                         tracing::error!(patient_id = %row.patient_id, error = %e, "data key could not be unwrapped during rotation");
@@ -166,7 +177,6 @@ impl Clarity {
                         continue;
                     }
                 };
-                let new = keys.wrap(&dek, context).await?;
                 let updated = DataKeyRow {
                     kek_version: new.kek_version,
                     wrapped: new.ciphertext,
@@ -180,11 +190,57 @@ impl Clarity {
             progress(rewrapped);
         }
         self.directory.rewrap(store.as_ref(), keys.as_ref()).await?;
+        crate::store::rewrap_root_record(store.as_ref(), keys.as_ref()).await?;
         Ok(RotationReport {
             kek_version: version,
             new_version,
             rewrapped,
             failed,
+        })
+    }
+
+    /// Retires every KEK version that wraps nothing any more (admins): after
+    /// a finished rotation, the versions below the oldest one in use are
+    /// removed from the local keyring, or made undecryptable in transit
+    /// (`min_decryption_version`). A version still wrapping a data key, the
+    /// directory key or the root secret is never retired.
+    ///
+    /// # Errors
+    /// [`crate::Error::PermissionDenied`]; provider and backend errors.
+    pub async fn retire_keys(&self, principal: &Principal) -> Result<RetirementReport> {
+        let result = async {
+            let reason = self.authorize(principal, &Action::ManageKeys, None).await?;
+            Ok((self.retire_unused().await?, reason))
+        }
+        .await;
+        let ev = Ev::of("security", "keys.retire", AuditAction::Delete);
+        self.audited(principal, ev, result).await
+    }
+
+    async fn retire_unused(&self) -> Result<RetirementReport> {
+        let keys = self.phi.keys();
+        let store = self.phi.store();
+        let current = keys.current_kek_version().await?;
+        let mut oldest = self
+            .directory
+            .kek_version(store.as_ref())
+            .await?
+            .min(current);
+        if let Some(first) = store.data_keys_by_kek().await?.first() {
+            oldest = oldest.min(first.0);
+        }
+        if let Some(json) = store.get_meta(crate::store::TRANSIT_ROOT_KEY).await? {
+            oldest = oldest.min(crate::crypto::RootRecord::parse(&json)?.kek_version);
+        }
+        let before = keys.kek_versions().await?;
+        let retired: Vec<i32> = before.iter().copied().filter(|v| *v < oldest).collect();
+        if !retired.is_empty() {
+            keys.retire_below(oldest).await?;
+        }
+        tracing::info!(below = oldest, retired = retired.len(), "key retirement");
+        Ok(RetirementReport {
+            retired,
+            kek_versions: keys.kek_versions().await?,
         })
     }
 }
