@@ -33,7 +33,7 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
 }
 
 /// Opens Clarity, runs `work`, and writes out the audit trail before returning.
-async fn with_clarity<T>(
+pub(crate) async fn with_clarity<T>(
     config: Config,
     work: impl AsyncFnOnce(&Clarity) -> Result<T>,
 ) -> Result<T> {
@@ -220,6 +220,20 @@ pub(crate) async fn rotate_keys(config: Config) -> Result<()> {
             report.kek_version,
             report.rewrapped
         );
+        Ok(())
+    })
+    .await
+}
+
+pub(crate) async fn retire_keys(config: Config) -> Result<()> {
+    with_clarity(config, async |clarity| {
+        let report = clarity.retire_keys(&clarity.operator()).await?;
+        if report.retired.is_empty() {
+            println!("no KEK version to retire: every old version still wraps data keys (finish the rotation first)");
+        } else {
+            println!("retired KEK versions {:?}", report.retired);
+        }
+        println!("KEK versions in use: {:?}", report.kek_versions);
         Ok(())
     })
     .await

@@ -10,6 +10,7 @@
 mod alerts;
 mod audit_log;
 mod auditing;
+mod backup;
 mod directory;
 mod keys;
 mod patients;
@@ -19,7 +20,7 @@ mod users;
 use std::sync::Arc;
 
 pub use alerts::{Alert, AlertHook, AlertKind, LogAlerts};
-pub use keys::{KekUsage, KeyStatus, RotationReport};
+pub use keys::{KekUsage, KeyStatus, RetirementReport, RotationReport};
 pub use patients::{BreakGlassGrant, BreakGlassRequest, CareTeamAssignment, GrantView};
 pub use sessions::{LoginRequest, Tokens};
 pub use users::{MfaEnrollment, NewUser, SetupRequest, User, UserUpdate};
@@ -68,6 +69,8 @@ pub struct Clarity {
     audit_store: Arc<dyn crate::store::AuditStore>,
     audit_keys: AuditKeys,
     counters: Counters,
+    /// Where erasures are recorded for restores (S-KEY-3); set by [`Clarity::open`].
+    erasure_ledger: Option<crate::backup::ErasureLedger>,
 }
 
 /// Operation counters, for metrics.
@@ -122,7 +125,12 @@ impl Clarity {
     pub async fn open(config: Config) -> Result<Clarity> {
         let backends = crate::store::open(&config).await?;
         let keys = open_key_provider(&config, backends.rows.as_ref()).await?;
-        Self::with_parts(config, backends, keys, Arc::new(crate::clock::SystemClock)).await
+        let ledger = crate::backup::ErasureLedger::at(config.erasure_ledger_path());
+        Ok(
+            Self::with_parts(config, backends, keys, Arc::new(crate::clock::SystemClock))
+                .await?
+                .with_erasure_ledger(ledger),
+        )
     }
 
     /// Builds an instance from already opened parts (tests use a
@@ -184,7 +192,15 @@ impl Clarity {
             audit_store: backends.audit,
             audit_keys,
             counters: Counters::default(),
+            erasure_ledger: None,
         })
+    }
+
+    /// Records every erasure in `ledger`, so that restoring a backup taken
+    /// before an erasure leaves the erased patient unreadable (S-KEY-3).
+    pub fn with_erasure_ledger(mut self, ledger: crate::backup::ErasureLedger) -> Self {
+        self.erasure_ledger = Some(ledger);
+        self
     }
 
     /// Sends security alerts (break-glass, refresh-token reuse, lockouts) to `hook`.
