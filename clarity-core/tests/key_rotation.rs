@@ -31,6 +31,19 @@ fn profile(n: usize) -> PatientProfile {
     }
 }
 
+/// How many audit events of `subtype` the harness's store holds.
+async fn events_of(h: &Harness, subtype: &str) -> usize {
+    let filter = AuditFilter {
+        subtype: Some(subtype.into()),
+        ..AuditFilter::default()
+    };
+    h.audit
+        .query_audit(&filter, None, 10)
+        .await
+        .expect("query")
+        .len()
+}
+
 /// `n` patients with one record each: (patient, record, record body).
 async fn patients_with_records(
     clarity: &Clarity,
@@ -326,16 +339,8 @@ async fn crash_in_the_middle_of_rewrapping(h: Harness) {
             .await
             .expect("reads after rotation and retirement");
     }
-    let filter = AuditFilter {
-        subtype: Some("keys.retire".into()),
-        ..AuditFilter::default()
-    };
     assert_eq!(
-        h.audit
-            .query_audit(&filter, None, 10)
-            .await
-            .expect("query")
-            .len(),
+        events_of(&h, "keys.retire").await,
         1,
         "retirement is audited"
     );
@@ -410,5 +415,50 @@ async fn a_damaged_data_key_is_reported_and_the_rest_rotate() {
                 data_keys: 3
             }
         ]
+    );
+}
+
+// S-KEY-2, S-AUTH-3: the token key rotates with overlap: live tokens keep
+// working (also after a restart), new tokens use the new key, audited.
+#[tokio::test]
+async fn token_key_rotation_keeps_live_sessions() {
+    let h = testing::sqlite().await.expect("sqlite");
+    let clarity = h.clarity().await;
+    let (_, email) = testing::user_with_role(&clarity, Role::Clinician).await;
+    let before = testing::access_token(&clarity, &email).await;
+    let admin = principal(&clarity, Role::Admin).await;
+    let clinician = principal(&clarity, Role::Clinician).await;
+    assert_eq!(
+        clarity
+            .rotate_token_key(&clinician)
+            .await
+            .expect_err("admins only")
+            .kind(),
+        ErrorKind::PermissionDenied
+    );
+    let report = clarity.rotate_token_key(&admin).await.expect("rotate");
+    assert_eq!(report.version, 2);
+    clarity
+        .authenticate(&before)
+        .await
+        .expect("a live token survives the rotation");
+    let after = testing::access_token(&clarity, &email).await;
+    let kid = |t: &str| t.rsplit('.').next().map(str::to_string);
+    assert_ne!(kid(&before), kid(&after), "new tokens name the new key");
+    clarity.authenticate(&after).await.expect("new token");
+    clarity.shutdown().await;
+
+    let restarted = h.clarity().await;
+    restarted
+        .authenticate(&before)
+        .await
+        .expect("the overlap is kept in the store");
+    restarted.authenticate(&after).await.expect("new token");
+    let fresh = testing::access_token(&restarted, &email).await;
+    assert_eq!(kid(&fresh), kid(&after), "a restart issues under version 2");
+    assert_eq!(
+        events_of(&h, "keys.token_rotate").await,
+        2,
+        "the refused and the done rotation are audited"
     );
 }

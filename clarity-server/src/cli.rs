@@ -68,6 +68,8 @@ enum KeysCommand {
     Rotate,
     /// Retire the KEK versions that no longer wrap anything (after a finished rotation).
     Retire,
+    /// Rotate the access-token key; tokens of the previous key stay valid until they expire.
+    RotateToken,
 }
 
 /// `clarity backup` arguments.
@@ -251,6 +253,7 @@ pub fn run(cli: Cli) -> clarity_core::Result<()> {
             Command::Keys(KeysCommand::Status) => crate::ops::key_status(config).await,
             Command::Keys(KeysCommand::Rotate) => crate::ops::rotate_keys(config).await,
             Command::Keys(KeysCommand::Retire) => crate::ops::retire_keys(config).await,
+            Command::Keys(KeysCommand::RotateToken) => crate::ops::rotate_token_key(config).await,
             Command::Backup(BackupArgs {
                 command: Some(BackupCommand::Verify { archive }),
                 ..

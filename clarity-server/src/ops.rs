@@ -239,6 +239,20 @@ pub(crate) async fn retire_keys(config: Config) -> Result<()> {
     .await
 }
 
+pub(crate) async fn rotate_token_key(config: Config) -> Result<()> {
+    with_clarity(config, async |clarity| {
+        let report = clarity.rotate_token_key(&clarity.operator()).await?;
+        println!(
+            "access tokens are issued under token key version {}; tokens of the previous version are accepted until {} (restart running servers within that time so that they issue under the new version too)",
+            report.version,
+            report.previous_accepted_until
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        Ok(())
+    })
+    .await
+}
+
 pub(crate) async fn setup(config: Config) -> Result<()> {
     with_clarity(config, async |clarity| match clarity.issue_setup_code().await? {
         Some(code) => {

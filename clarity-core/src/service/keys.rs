@@ -15,6 +15,47 @@ use crate::store::DataKeyRow;
 
 /// Data keys re-wrapped per batch.
 const BATCH: usize = 500;
+/// Metadata key of the token key's version and last rotation.
+const TOKEN_KEY_META: &str = "token_key";
+
+/// The token key's version as kept in the store's metadata.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+struct TokenKeyState {
+    version: u32,
+    /// Until when the previous version is still accepted.
+    previous_until: chrono::DateTime<chrono::Utc>,
+}
+
+/// The token keys in effect for a store: version 1, or the version its
+/// last token-key rotation recorded (with the previous version's overlap).
+pub(super) async fn token_keys(
+    root: &crate::crypto::Key,
+    auth: &crate::config::AuthConfig,
+    store: &dyn crate::store::Store,
+) -> Result<crate::auth::TokenKeys> {
+    match store.get_meta(TOKEN_KEY_META).await? {
+        None => crate::auth::TokenKeys::new(root, auth),
+        Some(json) => {
+            let state: TokenKeyState =
+                serde_json::from_str(&json).map_err(|_| crate::Error::Integrity)?;
+            crate::auth::TokenKeys::with_version(
+                root,
+                auth,
+                state.version,
+                Some(state.previous_until),
+            )
+        }
+    }
+}
+
+/// What a token-key rotation did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRotation {
+    /// The version new access tokens are issued under.
+    pub version: u32,
+    /// Tokens of the previous version are accepted until then (one token lifetime).
+    pub previous_accepted_until: chrono::DateTime<chrono::Utc>,
+}
 
 /// How many data keys one KEK version wraps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -242,5 +283,36 @@ impl Clarity {
             retired,
             kek_versions: keys.kek_versions().await?,
         })
+    }
+
+    /// Rotates the access-token key (admins): new tokens are issued under
+    /// the next version at once; tokens of the current version stay valid
+    /// until they expire (one token lifetime), so live sessions go on. The
+    /// version is recorded in the store, so a restart (or another instance
+    /// starting) keeps it; a running instance that meets a token of the next
+    /// version adopts that version. Audited.
+    ///
+    /// # Errors
+    /// [`crate::Error::PermissionDenied`]; backend errors.
+    pub async fn rotate_token_key(&self, principal: &Principal) -> Result<TokenRotation> {
+        let result = async {
+            let reason = self.authorize(principal, &Action::ManageKeys, None).await?;
+            let (version, until) = self.tokens.rotate(self.clock.now())?;
+            let state = TokenKeyState {
+                version,
+                previous_until: until,
+            };
+            let json =
+                serde_json::to_string(&state).map_err(|_| crate::Error::internal("encoding"))?;
+            self.phi.store().put_meta(TOKEN_KEY_META, &json).await?;
+            let report = TokenRotation {
+                version,
+                previous_accepted_until: until,
+            };
+            Ok((report, reason))
+        }
+        .await;
+        let ev = Ev::of("security", "keys.token_rotate", AuditAction::Execute);
+        self.audited(principal, ev, result).await
     }
 }

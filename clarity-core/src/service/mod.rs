@@ -20,7 +20,7 @@ mod users;
 use std::sync::Arc;
 
 pub use alerts::{Alert, AlertHook, AlertKind, LogAlerts};
-pub use keys::{KekUsage, KeyStatus, RetirementReport, RotationReport};
+pub use keys::{KekUsage, KeyStatus, RetirementReport, RotationReport, TokenRotation};
 pub use patients::{BreakGlassGrant, BreakGlassRequest, CareTeamAssignment, GrantView};
 pub use sessions::{LoginRequest, Tokens};
 pub use users::{MfaEnrollment, NewUser, SetupRequest, User, UserUpdate};
@@ -151,7 +151,7 @@ impl Clarity {
             .with_max_document_bytes(config.store.max_document_bytes);
         let root = keys.root_key().await?;
         let directory = Directory::open(backends.rows.as_ref(), keys.as_ref()).await?;
-        let tokens = TokenKeys::new(&root, &config.auth)?;
+        let tokens = keys::token_keys(&root, &config.auth, backends.rows.as_ref()).await?;
         let hasher = PasswordHasher::new(&config.auth)?;
         let pseudonym_key = directory::derive(&root, b"research pseudonyms")?;
         let query_key = directory::derive(&root, b"audit query hashes")?;
