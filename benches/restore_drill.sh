@@ -6,7 +6,7 @@
 # Fills a fresh SQLite store with `clarity demo` (synthetic patients, one
 # record body per record; the fill is not timed), then times, with the
 # release binary: `clarity backup`, `clarity backup verify`, a restore into an
-# empty SQLite store, and — when CLARITY_DRILL_POSTGRES_URL names a PostgreSQL
+# empty SQLite store, and — when DRILL_POSTGRES_URL names a PostgreSQL
 # database — a restore of the same archive into PostgreSQL (SQLite →
 # PostgreSQL) and a backup from there. Prints one line per step and the sizes.
 # Not part of scripts/test: at full scale it runs for many minutes.
@@ -23,7 +23,7 @@ pg_schema=""
 cleanup() {
     rm -rf "$work"
     if [ -n "$pg_schema" ]; then
-        psql "$CLARITY_DRILL_POSTGRES_URL" -qAtc "DROP SCHEMA IF EXISTS $pg_schema CASCADE" >/dev/null 2>&1 || true
+        psql "$DRILL_POSTGRES_URL" -qAtc "DROP SCHEMA IF EXISTS $pg_schema CASCADE" >/dev/null 2>&1 || true
     fi
 }
 trap cleanup EXIT
@@ -52,13 +52,13 @@ mkdir -p "$work/target"
 cp "$work/source/keyring.json" "$work/target/keyring.json"
 timed "restore (SQLite -> SQLite)" "$bin" --data-dir "$work/target" restore "$work/drill.cbak"
 
-if [ -n "${CLARITY_DRILL_POSTGRES_URL:-}" ]; then
+if [ -n "${DRILL_POSTGRES_URL:-}" ]; then
     pg_schema="drill_$(date +%s)_$$"
     timed "restore (SQLite -> PostgreSQL)" env CLARITY_STORE_BACKEND=postgres \
-        CLARITY_STORE_POSTGRES_URL="$CLARITY_DRILL_POSTGRES_URL" CLARITY_STORE_POSTGRES_SCHEMA="$pg_schema" \
+        CLARITY_STORE_POSTGRES_URL="$DRILL_POSTGRES_URL" CLARITY_STORE_POSTGRES_SCHEMA="$pg_schema" \
         "$bin" --data-dir "$work/target" restore "$work/drill.cbak"
     timed "backup (PostgreSQL)" env CLARITY_STORE_BACKEND=postgres \
-        CLARITY_STORE_POSTGRES_URL="$CLARITY_DRILL_POSTGRES_URL" CLARITY_STORE_POSTGRES_SCHEMA="$pg_schema" \
+        CLARITY_STORE_POSTGRES_URL="$DRILL_POSTGRES_URL" CLARITY_STORE_POSTGRES_SCHEMA="$pg_schema" \
         "$bin" --data-dir "$work/target" backup -o "$work/drill-pg.cbak"
 fi
 
