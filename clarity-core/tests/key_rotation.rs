@@ -462,3 +462,43 @@ async fn token_key_rotation_keeps_live_sessions() {
         "the refused and the done rotation are audited"
     );
 }
+
+// S-KEY-2, S-AUD-3: the audit key rotates: chains started afterwards use the
+// new version, older chains keep theirs, and every chain keeps verifying.
+#[tokio::test]
+async fn audit_key_rotation_keeps_every_chain_verifying() {
+    let h = testing::sqlite().await.expect("sqlite");
+    let clarity = h.clarity().await;
+    let admin = principal(&clarity, Role::Admin).await;
+    let clinician = principal(&clarity, Role::Clinician).await;
+    patients_with_records(&clarity, &clinician, 2).await;
+    assert_eq!(clarity.rotate_audit_key(&admin).await.expect("rotate"), 2);
+    let first_chain = clarity.audit_chain();
+    clarity.shutdown().await;
+
+    let restarted = h.clarity().await;
+    let clinician = principal(&restarted, Role::Clinician).await;
+    patients_with_records(&restarted, &clinician, 2).await;
+    let second_chain = restarted.audit_chain();
+    let reports = restarted
+        .verify_audit(&restarted.operator())
+        .await
+        .expect("verify");
+    assert!(
+        reports.len() >= 2 && reports.iter().all(|r| r.ok),
+        "{reports:?}"
+    );
+    restarted.shutdown().await;
+
+    // The new chain is not under version 1: the old key alone refuses it.
+    let root = h.keys.root_key().await.expect("root");
+    let v1 = clarity_core::audit::AuditKeys::derive(&root).expect("v1");
+    let cutoff = chrono::Utc::now() - chrono::Duration::days(3000);
+    let by_v1 = clarity_core::audit::verify(h.audit.as_ref(), &v1, cutoff)
+        .await
+        .expect("verify");
+    let ok = |chain| by_v1.iter().find(|r| r.chain_id == chain).map(|r| r.ok);
+    assert_eq!(ok(first_chain), Some(true));
+    assert_eq!(ok(second_chain), Some(false));
+    assert_eq!(events_of(&h, "keys.audit_rotate").await, 1, "audited");
+}

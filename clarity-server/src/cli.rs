@@ -70,6 +70,8 @@ enum KeysCommand {
     Retire,
     /// Rotate the access-token key; tokens of the previous key stay valid until they expire.
     RotateToken,
+    /// Rotate the audit key: chains started from now on use the new version; all keep verifying.
+    RotateAudit,
 }
 
 /// `clarity backup` arguments.
@@ -254,6 +256,7 @@ pub fn run(cli: Cli) -> clarity_core::Result<()> {
             Command::Keys(KeysCommand::Rotate) => crate::ops::rotate_keys(config).await,
             Command::Keys(KeysCommand::Retire) => crate::ops::retire_keys(config).await,
             Command::Keys(KeysCommand::RotateToken) => crate::ops::rotate_token_key(config).await,
+            Command::Keys(KeysCommand::RotateAudit) => crate::ops::rotate_audit_key(config).await,
             Command::Backup(BackupArgs {
                 command: Some(BackupCommand::Verify { archive }),
                 ..

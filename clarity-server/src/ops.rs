@@ -253,6 +253,17 @@ pub(crate) async fn rotate_token_key(config: Config) -> Result<()> {
     .await
 }
 
+pub(crate) async fn rotate_audit_key(config: Config) -> Result<()> {
+    with_clarity(config, async |clarity| {
+        let version = clarity.rotate_audit_key(&clarity.operator()).await?;
+        println!(
+            "audit chains started from now on use audit key version {version}; existing chains keep theirs (restart running servers to start chains under it)"
+        );
+        Ok(())
+    })
+    .await
+}
+
 pub(crate) async fn setup(config: Config) -> Result<()> {
     with_clarity(config, async |clarity| match clarity.issue_setup_code().await? {
         Some(code) => {

@@ -190,8 +190,9 @@ fn help_reads_well() {
     );
 }
 
-// S-BAK-1, S-KEY-2 from the command line: key status, rotation and
-// retirement, token key rotation, backup, verify and restore.
+// S-BAK-1, S-KEY-2 from the command line: key rotation and retirement,
+// token and audit key rotation, backup, verify and restore (whose chain
+// check meets chains under both audit key versions).
 #[test]
 fn keys_and_backups_from_the_command_line() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -215,6 +216,12 @@ fn keys_and_backups_from_the_command_line() {
     let (ok, stdout, stderr) = run(&args(source, &["keys", "rotate-token"]), &[]);
     assert!(
         ok && stdout.contains("token key version 2"),
+        "{stdout}{stderr}"
+    );
+    // Later commands (the backup's own chain) write under audit key version 2.
+    let (ok, stdout, stderr) = run(&args(source, &["keys", "rotate-audit"]), &[]);
+    assert!(
+        ok && stdout.contains("audit key version 2"),
         "{stdout}{stderr}"
     );
 

@@ -558,7 +558,7 @@ async fn check_staging(job: &mut RestoreJob<'_>, staging: Backends) -> Result<us
     for (patient, at) in &importer.skipped {
         staging.rows.erase_patient(*patient, *at).await?;
     }
-    let keys = crate::audit::AuditKeys::derive(root)?;
+    let keys = crate::audit::AuditKeys::load(root, staging.rows.as_ref()).await?;
     let cutoff = Utc::now() - chrono::Duration::days(i64::from(config.audit.retention_days));
     let reports = crate::audit::verify(staging.audit.as_ref(), &keys, cutoff).await?;
     if let Some(bad) = reports.iter().find(|r| !r.ok) {

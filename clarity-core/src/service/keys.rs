@@ -315,4 +315,23 @@ impl Clarity {
         let ev = Ev::of("security", "keys.token_rotate", AuditAction::Execute);
         self.audited(principal, ev, result).await
     }
+
+    /// Rotates the audit key (admins): audit chains started from now on
+    /// (each instance starts a chain when it starts) are written under the
+    /// next key version; existing chains, this instance's included, keep
+    /// their version, and verification picks each chain's version, so every
+    /// chain keeps verifying. Audited. Returns the new version.
+    ///
+    /// # Errors
+    /// [`crate::Error::PermissionDenied`]; backend errors.
+    pub async fn rotate_audit_key(&self, principal: &Principal) -> Result<u32> {
+        let result = async {
+            let reason = self.authorize(principal, &Action::ManageKeys, None).await?;
+            let version = self.audit_keys.advance(self.phi.store().as_ref()).await?;
+            Ok((version, reason))
+        }
+        .await;
+        let ev = Ev::of("security", "keys.audit_rotate", AuditAction::Execute);
+        self.audited(principal, ev, result).await
+    }
 }

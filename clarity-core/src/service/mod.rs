@@ -155,7 +155,7 @@ impl Clarity {
         let hasher = PasswordHasher::new(&config.auth)?;
         let pseudonym_key = directory::derive(&root, b"research pseudonyms")?;
         let query_key = directory::derive(&root, b"audit query hashes")?;
-        let audit_keys = AuditKeys::derive(&root)?;
+        let audit_keys = AuditKeys::load(&root, backends.rows.as_ref()).await?;
         let audit = AuditWriter::start(
             Arc::clone(&backends.audit),
             audit_keys.clone(),
