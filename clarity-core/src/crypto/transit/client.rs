@@ -21,6 +21,9 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 pub(super) struct TransitClient {
     http: reqwest::Client,
     settings: TransitSettings,
+    /// The token as a header value marked sensitive (kept out of the HTTP
+    /// client's debug output).
+    token: reqwest::header::HeaderValue,
 }
 
 /// What the server says about the key.
@@ -70,7 +73,14 @@ impl TransitClient {
         let http = builder
             .build()
             .map_err(|_| Error::key("cannot set up the transit HTTP client"))?;
-        Ok(TransitClient { http, settings })
+        let mut token = reqwest::header::HeaderValue::from_str(settings.token.expose())
+            .map_err(|_| Error::key("the transit token is not a valid HTTP header value"))?;
+        token.set_sensitive(true);
+        Ok(TransitClient {
+            http,
+            settings,
+            token,
+        })
     }
 
     pub(super) fn key_name(&self) -> &str {
@@ -222,7 +232,7 @@ impl TransitClient {
             None => self.http.get(url),
         };
         let response = request
-            .header("X-Vault-Token", self.settings.token.expose())
+            .header("X-Vault-Token", self.token.clone())
             .send()
             .await
             .map_err(|e| {
