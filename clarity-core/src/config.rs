@@ -396,6 +396,8 @@ pub enum KeyProviderKind {
     /// and single-node deployments.
     #[default]
     Local,
+    /// An OpenBao / HashiCorp Vault transit engine: KEKs never leave it.
+    Transit,
 }
 
 /// Key settings (`[keys]`).
@@ -407,6 +409,22 @@ pub struct KeysConfig {
     pub provider: KeyProviderKind,
     /// Local keyring file (default `<data_dir>/keyring.json`).
     pub keyring_path: Option<PathBuf>,
+    /// Transit server URL; `https://` except for loopback `http://` (provider `transit`).
+    pub transit_addr: Option<String>,
+    /// File holding the transit token; readable by its owner only, like the keyring.
+    pub transit_token_file: Option<PathBuf>,
+    /// Mount path of the transit engine (default `transit`).
+    pub transit_mount: String,
+    /// Name of the transit key that wraps data keys (default `clarity`).
+    pub transit_key: String,
+    /// PEM file of the CA that signed the transit server's certificate (default: system roots).
+    pub transit_ca_cert: Option<PathBuf>,
+    /// Timeout of one transit request, in milliseconds (default 5000).
+    pub transit_timeout_ms: u64,
+    /// Unwrapped data keys kept in memory at most (default 10000).
+    pub dek_cache_entries: u64,
+    /// Seconds an unwrapped data key stays in memory (default 300).
+    pub dek_cache_secs: u64,
 }
 
 impl Default for Config {
@@ -447,6 +465,14 @@ impl Default for KeysConfig {
         KeysConfig {
             provider: KeyProviderKind::Local,
             keyring_path: None,
+            transit_addr: None,
+            transit_token_file: None,
+            transit_mount: "transit".into(),
+            transit_key: "clarity".into(),
+            transit_ca_cert: None,
+            transit_timeout_ms: 5000,
+            dek_cache_entries: 10_000,
+            dek_cache_secs: 300,
         }
     }
 }
@@ -536,6 +562,7 @@ impl Config {
             ));
         }
         self.validate_cache()?;
+        self.keys.validate()?;
         self.validate_auth()
     }
 
@@ -706,12 +733,115 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("clarity.db"))
     }
 
+    /// The erasure ledger: beside the keyring file, kept with the keys (see
+    /// `backup::ErasureLedger`), so a restore of an older backup cannot bring
+    /// an erased patient's data key back.
+    pub fn erasure_ledger_path(&self) -> PathBuf {
+        self.keyring_path().with_file_name("erasure-ledger.log")
+    }
+
     /// The local keyring file in effect.
     pub fn keyring_path(&self) -> PathBuf {
         self.keys
             .keyring_path
             .clone()
             .unwrap_or_else(|| self.data_dir.join("keyring.json"))
+    }
+}
+
+impl KeysConfig {
+    /// Checks the `[keys]` settings; errors name the key.
+    fn validate(&self) -> Result<()> {
+        if !(1..=60_000).contains(&self.transit_timeout_ms) {
+            return Err(Error::config(
+                "keys.transit_timeout_ms",
+                "must be between 1 and 60000",
+            ));
+        }
+        if !(1..=10_000_000).contains(&self.dek_cache_entries) {
+            return Err(Error::config(
+                "keys.dek_cache_entries",
+                "must be between 1 and 10000000",
+            ));
+        }
+        if !(1..=86_400).contains(&self.dek_cache_secs) {
+            return Err(Error::config(
+                "keys.dek_cache_secs",
+                "must be between 1 and 86400",
+            ));
+        }
+        for (key, value) in [
+            ("keys.transit_mount", &self.transit_mount),
+            ("keys.transit_key", &self.transit_key),
+        ] {
+            let ok = !value.is_empty()
+                && value.len() <= 128
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+                && !value.starts_with('/')
+                && !value.contains("..");
+            if !ok {
+                return Err(Error::config(
+                    key,
+                    "must be a path of letters, digits, -, _, . and / (no leading / or ..)",
+                ));
+            }
+        }
+        if let Some(addr) = &self.transit_addr {
+            check_transit_addr(addr).map_err(|m| Error::config("keys.transit_addr", m))?;
+        }
+        if self.provider == KeyProviderKind::Transit {
+            if self.transit_addr.is_none() {
+                return Err(Error::config(
+                    "keys.transit_addr",
+                    "required when keys.provider is \"transit\"",
+                ));
+            }
+            if self.transit_token_file.is_none() {
+                return Err(Error::config(
+                    "keys.transit_token_file",
+                    "required when keys.provider is \"transit\"",
+                ));
+            }
+        }
+        if self.transit_ca_cert.as_ref().is_some_and(|p| !p.is_file()) {
+            return Err(Error::config(
+                "keys.transit_ca_cert",
+                "is not a readable file",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `https://host[:port]`, or `http://` to a loopback address only.
+fn check_transit_addr(addr: &str) -> std::result::Result<(), &'static str> {
+    let (scheme, rest) = addr
+        .split_once("://")
+        .ok_or("must be an https:// URL (http:// only to a loopback address)")?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') {
+        return Err("must name a host, without credentials");
+    }
+    match scheme {
+        "https" => Ok(()),
+        "http" => {
+            let host = match authority.strip_prefix('[') {
+                Some(v6) => v6.split(']').next().unwrap_or_default(),
+                None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+            };
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                Ok(())
+            } else {
+                Err("must use https:// (http:// is allowed only to a loopback address)")
+            }
+        }
+        _ => Err("must be an https:// URL (http:// only to a loopback address)"),
     }
 }
 
@@ -862,6 +992,26 @@ mod tests {
             ("[cache]\nredis_url = \"http://x\"", "cache.redis_url"),
             ("[cache]\nfallback_ttl_secs = 0", "cache.fallback_ttl_secs"),
             ("[rate_limit]\nread_burst = 0", "rate_limit.read_burst"),
+            ("[keys]\nprovider = \"transit\"", "keys.transit_addr"),
+            (
+                "[keys]\nprovider = \"transit\"\ntransit_addr = \"https://bao.example:8200\"",
+                "keys.transit_token_file",
+            ),
+            (
+                "[keys]\ntransit_addr = \"http://bao.example:8200\"",
+                "keys.transit_addr",
+            ),
+            ("[keys]\ntransit_addr = \"bao:8200\"", "keys.transit_addr"),
+            ("[keys]\ntransit_mount = \"../sys\"", "keys.transit_mount"),
+            ("[keys]\ntransit_key = \"\"", "keys.transit_key"),
+            ("[keys]\ntransit_timeout_ms = 0", "keys.transit_timeout_ms"),
+            ("[keys]\ndek_cache_entries = 0", "keys.dek_cache_entries"),
+            ("[keys]\ndek_cache_secs = 0", "keys.dek_cache_secs"),
+            (
+                "[keys]\ntransit_ca_cert = \"/nonexistent/ca.pem\"",
+                "keys.transit_ca_cert",
+            ),
+            ("[keys]\nprovider = \"kms\"", "keys.provider"),
         ] {
             let err = Config::from_toml(toml).unwrap_err();
             assert!(
@@ -901,6 +1051,27 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    #[test]
+    fn transit_settings_parse() {
+        let config = Config::from_toml(
+            "[keys]\nprovider = \"transit\"\ntransit_addr = \"http://127.0.0.1:8200\"\ntransit_token_file = \"/run/secrets/bao\"",
+        )
+        .expect("loopback http is allowed");
+        assert_eq!(config.keys.provider, KeyProviderKind::Transit);
+        assert_eq!(config.keys.transit_mount, "transit");
+        assert_eq!(config.keys.transit_key, "clarity");
+        assert_eq!(config.keys.transit_timeout_ms, 5000);
+        assert_eq!(config.keys.dek_cache_entries, 10_000);
+        assert_eq!(config.keys.dek_cache_secs, 300);
+        for addr in [
+            "https://bao.example",
+            "http://[::1]:8200",
+            "http://localhost:1",
+        ] {
+            assert!(check_transit_addr(addr).is_ok(), "{addr}");
+        }
     }
 
     #[test]

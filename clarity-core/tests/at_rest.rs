@@ -181,3 +181,26 @@ async fn no_phi_in_the_redis_cache() {
     assert_eq!(clarity.cache_status().backend, "redis");
     cache_holds_no_phi(&clarity).await;
 }
+
+// S-AC-6, S-BAK-1: a backup archive holds no PHI in the clear.
+#[tokio::test]
+async fn canary_is_absent_from_a_backup_file() {
+    let h: Harness = testing::sqlite().await.expect("sqlite harness");
+    let canary = write_canaries(&h.phi).await;
+    let mut config = clarity_core::Config::default();
+    config.data_dir = h.dir.path().to_path_buf();
+    let clarity = clarity_core::Clarity::open(config).await.expect("open");
+    let archive = h.dir.path().join("backup.cbak");
+    let manifest = clarity
+        .backup(&clarity.operator(), &archive, &|_| {})
+        .await
+        .expect("backup");
+    clarity.shutdown().await;
+    assert!(
+        manifest
+            .tables
+            .iter()
+            .any(|t| t.name == "records" && t.rows == 20)
+    );
+    assert_absent(&archive, &canary);
+}

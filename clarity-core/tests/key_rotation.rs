@@ -2,9 +2,17 @@
 //! data written before still reads; old versions only unwrap; rotation is
 //! resumable after a crash; it is audited and for admins only.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use clarity_core::access::Role;
 use clarity_core::audit::AuditFilter;
+use clarity_core::clock::SystemClock;
+use clarity_core::config::Config;
 use clarity_core::crypto::Json;
+use clarity_core::crypto::{Key, KeyProvider, WrappedKey};
+use clarity_core::service::Clarity;
+use clarity_core::store::Backends;
 use clarity_core::store::{PageRequest, PatientProfile};
 use clarity_core::testing::{self, Harness, principal};
 use clarity_core::{ErrorKind, service::KekUsage};
@@ -23,22 +31,45 @@ fn profile(n: usize) -> PatientProfile {
     }
 }
 
+/// How many audit events of `subtype` the harness's store holds.
+async fn events_of(h: &Harness, subtype: &str) -> usize {
+    let filter = AuditFilter {
+        subtype: Some(subtype.into()),
+        ..AuditFilter::default()
+    };
+    h.audit
+        .query_audit(&filter, None, 10)
+        .await
+        .expect("query")
+        .len()
+}
+
+/// `n` patients with one record each: (patient, record, record body).
+async fn patients_with_records(
+    clarity: &Clarity,
+    clinician: &clarity_core::access::Principal,
+    n: usize,
+) -> Vec<(uuid::Uuid, uuid::Uuid, Json)> {
+    let mut out = Vec::new();
+    for n in 0..n {
+        let p = clarity
+            .create_patient(clinician, profile(n))
+            .await
+            .expect("patient");
+        let r = clarity
+            .create_record(clinician, p.id, "note", Json(serde_json::json!({"n": n})))
+            .await
+            .expect("record");
+        out.push((p.id, r.id, r.data.expose().clone()));
+    }
+    out
+}
+
 async fn rotation(h: Harness) {
     let clarity = h.clarity().await;
     let clinician = principal(&clarity, Role::Clinician).await;
     let admin = principal(&clarity, Role::Admin).await;
-    let mut records = Vec::new();
-    for n in 0..7 {
-        let p = clarity
-            .create_patient(&clinician, profile(n))
-            .await
-            .expect("patient");
-        let r = clarity
-            .create_record(&clinician, p.id, "note", Json(serde_json::json!({"n": n})))
-            .await
-            .expect("record");
-        records.push((p.id, r.id, r.data.expose().clone()));
-    }
+    let records = patients_with_records(&clarity, &clinician, 7).await;
     let bodies_before: Vec<Vec<u8>> = {
         let mut out = Vec::new();
         for (_, r, _) in &records {
@@ -183,6 +214,153 @@ async fn rotation_on_postgres() {
     rotation(h).await;
 }
 
+// S-KEY-1, S-KEY-2: the same rotation with the KEKs in OpenBao transit.
+#[tokio::test]
+async fn rotation_on_transit() {
+    let Some(h) = testing::sqlite_transit().await else {
+        return;
+    };
+    rotation(h).await;
+}
+
+/// A key provider that stops working after a number of re-wraps, like a
+/// process killed in the middle of a rotation.
+#[derive(Debug)]
+struct CrashingProvider {
+    inner: Arc<dyn KeyProvider>,
+    rewraps_left: AtomicI64,
+}
+
+#[async_trait::async_trait]
+impl KeyProvider for CrashingProvider {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    async fn current_kek_version(&self) -> clarity_core::Result<i32> {
+        self.inner.current_kek_version().await
+    }
+    async fn kek_versions(&self) -> clarity_core::Result<Vec<i32>> {
+        self.inner.kek_versions().await
+    }
+    async fn rotate(&self) -> clarity_core::Result<i32> {
+        self.inner.rotate().await
+    }
+    async fn wrap(&self, key: &Key, context: &[u8]) -> clarity_core::Result<WrappedKey> {
+        self.inner.wrap(key, context).await
+    }
+    async fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> clarity_core::Result<Key> {
+        self.inner.unwrap(wrapped, context).await
+    }
+    async fn rewrap(
+        &self,
+        wrapped: &WrappedKey,
+        context: &[u8],
+    ) -> clarity_core::Result<WrappedKey> {
+        if self.rewraps_left.fetch_sub(1, Ordering::SeqCst) <= 0 {
+            return Err(clarity_core::Error::Unavailable {
+                message: "crashed".into(),
+            });
+        }
+        self.inner.rewrap(wrapped, context).await
+    }
+    async fn retire_below(&self, version: i32) -> clarity_core::Result<()> {
+        self.inner.retire_below(version).await
+    }
+    async fn root_key(&self) -> clarity_core::Result<Key> {
+        self.inner.root_key().await
+    }
+    async fn check(&self) -> clarity_core::Result<()> {
+        self.inner.check().await
+    }
+}
+
+/// A rotation that dies after 5 of 12 re-wraps leaves both versions in use;
+/// the next run finishes it without a new version; every record reads; the
+/// unused old version is then retired.
+async fn crash_in_the_middle_of_rewrapping(h: Harness) {
+    let clarity = h.clarity().await;
+    let clinician = principal(&clarity, Role::Clinician).await;
+    let admin = principal(&clarity, Role::Admin).await;
+    let records: Vec<uuid::Uuid> = patients_with_records(&clarity, &clinician, 12)
+        .await
+        .into_iter()
+        .map(|(_, record, _)| record)
+        .collect();
+    let crashing = Arc::new(CrashingProvider {
+        inner: Arc::clone(&h.keys),
+        rewraps_left: AtomicI64::new(5),
+    });
+    let backends = Backends {
+        rows: Arc::clone(&h.store),
+        identity: Arc::clone(&h.identity),
+        audit: Arc::clone(&h.audit),
+    };
+    let doomed = Clarity::with_parts(Config::default(), backends, crashing, Arc::new(SystemClock))
+        .await
+        .expect("open");
+    let err = doomed
+        .rotate_keys(&admin, &|_| {})
+        .await
+        .expect_err("the provider dies mid-rotation");
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    doomed.shutdown().await;
+    let status = clarity.key_status(&admin).await.expect("status");
+    assert_eq!(
+        status.usage,
+        vec![
+            KekUsage {
+                kek_version: 1,
+                data_keys: 7
+            },
+            KekUsage {
+                kek_version: 2,
+                data_keys: 5
+            }
+        ],
+        "half-way: both versions wrap data keys, and both unwrap"
+    );
+    for id in &records {
+        clarity
+            .get_record(&clinician, *id)
+            .await
+            .expect("reads mid-rotation");
+    }
+    let resumed = clarity.rotate_keys(&admin, &|_| {}).await.expect("resume");
+    assert_eq!(
+        (resumed.kek_version, resumed.new_version, resumed.rewrapped),
+        (2, false, 7)
+    );
+    let retired = clarity.retire_keys(&admin).await.expect("retire");
+    assert_eq!(retired.retired, vec![1]);
+    assert_eq!(retired.kek_versions, vec![2]);
+    for id in &records {
+        clarity
+            .get_record(&clinician, *id)
+            .await
+            .expect("reads after rotation and retirement");
+    }
+    assert_eq!(
+        events_of(&h, "keys.retire").await,
+        1,
+        "retirement is audited"
+    );
+}
+
+// S-KEY-2: resumable after a crash, local keyring.
+#[tokio::test]
+async fn crash_mid_rewrap_resumes_on_sqlite() {
+    crash_in_the_middle_of_rewrapping(testing::sqlite().await.expect("sqlite")).await;
+}
+
+// S-KEY-2: resumable after a crash, OpenBao transit.
+#[tokio::test]
+async fn crash_mid_rewrap_resumes_on_transit() {
+    let Some(h) = testing::sqlite_transit().await else {
+        return;
+    };
+    crash_in_the_middle_of_rewrapping(h).await;
+}
+
 // S-KEY-2, S-INT-1: one damaged data key does not stop the rotation of the others.
 #[tokio::test]
 async fn a_damaged_data_key_is_reported_and_the_rest_rotate() {
@@ -238,4 +416,89 @@ async fn a_damaged_data_key_is_reported_and_the_rest_rotate() {
             }
         ]
     );
+}
+
+// S-KEY-2, S-AUTH-3: the token key rotates with overlap: live tokens keep
+// working (also after a restart), new tokens use the new key, audited.
+#[tokio::test]
+async fn token_key_rotation_keeps_live_sessions() {
+    let h = testing::sqlite().await.expect("sqlite");
+    let clarity = h.clarity().await;
+    let (_, email) = testing::user_with_role(&clarity, Role::Clinician).await;
+    let before = testing::access_token(&clarity, &email).await;
+    let admin = principal(&clarity, Role::Admin).await;
+    let clinician = principal(&clarity, Role::Clinician).await;
+    assert_eq!(
+        clarity
+            .rotate_token_key(&clinician)
+            .await
+            .expect_err("admins only")
+            .kind(),
+        ErrorKind::PermissionDenied
+    );
+    let report = clarity.rotate_token_key(&admin).await.expect("rotate");
+    assert_eq!(report.version, 2);
+    clarity
+        .authenticate(&before)
+        .await
+        .expect("a live token survives the rotation");
+    let after = testing::access_token(&clarity, &email).await;
+    let kid = |t: &str| t.rsplit('.').next().map(str::to_string);
+    assert_ne!(kid(&before), kid(&after), "new tokens name the new key");
+    clarity.authenticate(&after).await.expect("new token");
+    clarity.shutdown().await;
+
+    let restarted = h.clarity().await;
+    restarted
+        .authenticate(&before)
+        .await
+        .expect("the overlap is kept in the store");
+    restarted.authenticate(&after).await.expect("new token");
+    let fresh = testing::access_token(&restarted, &email).await;
+    assert_eq!(kid(&fresh), kid(&after), "a restart issues under version 2");
+    assert_eq!(
+        events_of(&h, "keys.token_rotate").await,
+        2,
+        "the refused and the done rotation are audited"
+    );
+}
+
+// S-KEY-2, S-AUD-3: the audit key rotates: chains started afterwards use the
+// new version, older chains keep theirs, and every chain keeps verifying.
+#[tokio::test]
+async fn audit_key_rotation_keeps_every_chain_verifying() {
+    let h = testing::sqlite().await.expect("sqlite");
+    let clarity = h.clarity().await;
+    let admin = principal(&clarity, Role::Admin).await;
+    let clinician = principal(&clarity, Role::Clinician).await;
+    patients_with_records(&clarity, &clinician, 2).await;
+    assert_eq!(clarity.rotate_audit_key(&admin).await.expect("rotate"), 2);
+    let first_chain = clarity.audit_chain();
+    clarity.shutdown().await;
+
+    let restarted = h.clarity().await;
+    let clinician = principal(&restarted, Role::Clinician).await;
+    patients_with_records(&restarted, &clinician, 2).await;
+    let second_chain = restarted.audit_chain();
+    let reports = restarted
+        .verify_audit(&restarted.operator())
+        .await
+        .expect("verify");
+    assert!(
+        reports.len() >= 2 && reports.iter().all(|r| r.ok),
+        "{reports:?}"
+    );
+    restarted.shutdown().await;
+
+    // The new chain is not under version 1: the old key alone refuses it.
+    let root = h.keys.root_key().await.expect("root");
+    let v1 = clarity_core::audit::AuditKeys::derive(&root).expect("v1");
+    let cutoff = chrono::Utc::now() - chrono::Duration::days(3000);
+    let by_v1 = clarity_core::audit::verify(h.audit.as_ref(), &v1, cutoff)
+        .await
+        .expect("verify");
+    let ok = |chain| by_v1.iter().find(|r| r.chain_id == chain).map(|r| r.ok);
+    assert_eq!(ok(first_chain), Some(true));
+    assert_eq!(ok(second_chain), Some(false));
+    assert_eq!(events_of(&h, "keys.audit_rotate").await, 1, "audited");
 }

@@ -47,9 +47,13 @@ enum Command {
     /// Query, verify and export the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Key-encryption keys: status and rotation.
+    /// Key-encryption keys: status, rotation and retirement.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Write an encrypted, signed backup of the whole store (or verify one: `backup verify FILE`).
+    Backup(BackupArgs),
+    /// Restore a backup into an empty store, after verifying its manifest and audit chains.
+    Restore(RestoreArgs),
     /// Print a new one-time setup code for the first admin (only while there are no users).
     Setup,
     /// Fill the store with synthetic users of every role, patients, care teams and records.
@@ -62,6 +66,39 @@ enum KeysCommand {
     Status,
     /// Make a new KEK version current and re-wrap every data key (resumes an interrupted rotation).
     Rotate,
+    /// Retire the KEK versions that no longer wrap anything (after a finished rotation).
+    Retire,
+    /// Rotate the access-token key; tokens of the previous key stay valid until they expire.
+    RotateToken,
+    /// Rotate the audit key: chains started from now on use the new version; all keep verifying.
+    RotateAudit,
+}
+
+/// `clarity backup` arguments.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct BackupArgs {
+    #[command(subcommand)]
+    command: Option<BackupCommand>,
+    /// Archive to write (must not exist) [default: ./clarity-backup-<UTC time>.cbak].
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupCommand {
+    /// Check an archive against its signed manifest with the configured keys; changes nothing.
+    Verify {
+        /// The archive.
+        archive: PathBuf,
+    },
+}
+
+/// `clarity restore` arguments.
+#[derive(Debug, Args)]
+pub(crate) struct RestoreArgs {
+    /// The archive to restore.
+    pub(crate) archive: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -217,6 +254,15 @@ pub fn run(cli: Cli) -> clarity_core::Result<()> {
             Command::Setup => crate::ops::setup(config).await,
             Command::Keys(KeysCommand::Status) => crate::ops::key_status(config).await,
             Command::Keys(KeysCommand::Rotate) => crate::ops::rotate_keys(config).await,
+            Command::Keys(KeysCommand::Retire) => crate::ops::retire_keys(config).await,
+            Command::Keys(KeysCommand::RotateToken) => crate::ops::rotate_token_key(config).await,
+            Command::Keys(KeysCommand::RotateAudit) => crate::ops::rotate_audit_key(config).await,
+            Command::Backup(BackupArgs {
+                command: Some(BackupCommand::Verify { archive }),
+                ..
+            }) => crate::backup::verify(config, &archive).await,
+            Command::Backup(args) => crate::backup::backup(config, args.output).await,
+            Command::Restore(args) => crate::backup::restore(config, &args.archive).await,
             Command::Demo(args) => crate::ops::demo(config, args).await,
         }
     })

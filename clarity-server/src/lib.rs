@@ -2,6 +2,7 @@
 //! `clarity-core` that translates HTTP to core calls and never decides
 //! anything itself.
 
+mod backup;
 pub mod cli;
 mod http;
 mod logging;

@@ -33,7 +33,7 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
 }
 
 /// Opens Clarity, runs `work`, and writes out the audit trail before returning.
-async fn with_clarity<T>(
+pub(crate) async fn with_clarity<T>(
     config: Config,
     work: impl AsyncFnOnce(&Clarity) -> Result<T>,
 ) -> Result<T> {
@@ -219,6 +219,45 @@ pub(crate) async fn rotate_keys(config: Config) -> Result<()> {
             },
             report.kek_version,
             report.rewrapped
+        );
+        Ok(())
+    })
+    .await
+}
+
+pub(crate) async fn retire_keys(config: Config) -> Result<()> {
+    with_clarity(config, async |clarity| {
+        let report = clarity.retire_keys(&clarity.operator()).await?;
+        if report.retired.is_empty() {
+            println!("no KEK version to retire: every old version still wraps data keys (finish the rotation first)");
+        } else {
+            println!("retired KEK versions {:?}", report.retired);
+        }
+        println!("KEK versions in use: {:?}", report.kek_versions);
+        Ok(())
+    })
+    .await
+}
+
+pub(crate) async fn rotate_token_key(config: Config) -> Result<()> {
+    with_clarity(config, async |clarity| {
+        let report = clarity.rotate_token_key(&clarity.operator()).await?;
+        println!(
+            "access tokens are issued under token key version {}; tokens of the previous version are accepted until {} (restart running servers within that time so that they issue under the new version too)",
+            report.version,
+            report.previous_accepted_until
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        Ok(())
+    })
+    .await
+}
+
+pub(crate) async fn rotate_audit_key(config: Config) -> Result<()> {
+    with_clarity(config, async |clarity| {
+        let version = clarity.rotate_audit_key(&clarity.operator()).await?;
+        println!(
+            "audit chains started from now on use audit key version {version}; existing chains keep theirs (restart running servers to start chains under it)"
         );
         Ok(())
     })

@@ -189,3 +189,72 @@ fn help_reads_well() {
         "{stdout}"
     );
 }
+
+// S-BAK-1, S-KEY-2 from the command line: key rotation and retirement,
+// token and audit key rotation, backup, verify and restore (whose chain
+// check meets chains under both audit key versions).
+#[test]
+fn keys_and_backups_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("source");
+    let source = source.to_str().expect("utf-8");
+    let (ok, _, stderr) = run(
+        &args(
+            source,
+            &["demo", "--patients", "5", "--records-per-patient", "2"],
+        ),
+        &[],
+    );
+    assert!(ok, "{stderr}");
+    let (ok, stdout, stderr) = run(&args(source, &["keys", "rotate"]), &[]);
+    assert!(ok && stdout.contains("KEK version 2"), "{stdout}{stderr}");
+    let (ok, stdout, stderr) = run(&args(source, &["keys", "retire"]), &[]);
+    assert!(
+        ok && stdout.contains("retired KEK versions [1]"),
+        "{stdout}{stderr}"
+    );
+    let (ok, stdout, stderr) = run(&args(source, &["keys", "rotate-token"]), &[]);
+    assert!(
+        ok && stdout.contains("token key version 2"),
+        "{stdout}{stderr}"
+    );
+    // Later commands (the backup's own chain) write under audit key version 2.
+    let (ok, stdout, stderr) = run(&args(source, &["keys", "rotate-audit"]), &[]);
+    assert!(
+        ok && stdout.contains("audit key version 2"),
+        "{stdout}{stderr}"
+    );
+
+    let archive = dir.path().join("nightly.cbak");
+    let archive = archive.to_str().expect("utf-8");
+    let (ok, stdout, stderr) = run(&args(source, &["backup", "-o", archive]), &[]);
+    assert!(ok && stdout.contains("written to"), "{stdout}{stderr}");
+    let (ok, stdout, stderr) = run(&args(source, &["backup", "verify", archive]), &[]);
+    assert!(ok && stdout.contains("is intact"), "{stdout}{stderr}");
+
+    // Another keyring: refused, and said so.
+    let stranger = dir.path().join("stranger");
+    let stranger = stranger.to_str().expect("utf-8");
+    let (ok, _, stderr) = run(&args(stranger, &["setup"]), &[]);
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = run(&args(stranger, &["backup", "verify", archive]), &[]);
+    assert!(!ok && stderr.contains("wrong key"), "{stderr}");
+
+    // The same keyring, an empty store: restored, chains verified.
+    let target = dir.path().join("target");
+    std::fs::create_dir_all(&target).expect("mkdir");
+    std::fs::copy(
+        dir.path().join("source/keyring.json"),
+        target.join("keyring.json"),
+    )
+    .expect("copy keyring");
+    let target = target.to_str().expect("utf-8");
+    let (ok, stdout, stderr) = run(&args(target, &["restore", archive]), &[]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("audit chains verified"), "{stdout}");
+    assert!(stdout.contains("erased patients skipped: 0"), "{stdout}");
+    let (ok, stdout, stderr) = run(&args(target, &["audit", "verify"]), &[]);
+    assert!(ok && stdout.contains("chains verified"), "{stdout}{stderr}");
+    let (ok, _, stderr) = run(&args(target, &["restore", archive]), &[]);
+    assert!(!ok && stderr.contains("not empty"), "{stderr}");
+}

@@ -20,11 +20,20 @@ use crate::store::AuditStore;
 /// Length of a MAC.
 pub(crate) const MAC_LEN: usize = 32;
 
+/// Metadata key of the audit key version new chains use.
+const VERSION_META: &str = "audit_key_version";
+
 /// The audit MAC key and checkpoint signing key, derived from the root secret.
+///
+/// Versioned: new chains are written under the current version; older
+/// versions are kept for verification, and each chain is verified with the
+/// version its first event (or checkpoint) was made with.
 #[derive(Clone)]
 pub struct AuditKeys {
+    version: u32,
     mac: Key,
     signing: ed25519_compact::KeyPair,
+    older: std::sync::Arc<Vec<AuditKeys>>,
 }
 
 impl std::fmt::Debug for AuditKeys {
@@ -39,18 +48,85 @@ impl AuditKeys {
     /// # Errors
     /// [`Error::Internal`] if derivation fails.
     pub fn derive(root: &Key) -> Result<Self> {
+        Self::derive_version(root, 1, Vec::new())
+    }
+
+    fn derive_version(root: &Key, version: u32, older: Vec<AuditKeys>) -> Result<Self> {
         let hkdf = Hkdf::<Sha256>::new(Some(b"clarity/v1 audit"), root.expose());
         let mut mac = Zeroizing::new([0u8; 32]);
         let mut seed = Zeroizing::new([0u8; 32]);
         let fail = |_| Error::internal("audit key derivation failed");
-        hkdf.expand(b"chain mac 1", mac.as_mut_slice())
-            .map_err(fail)?;
-        hkdf.expand(b"checkpoint signing 1", seed.as_mut_slice())
-            .map_err(fail)?;
+        hkdf.expand(
+            format!("chain mac {version}").as_bytes(),
+            mac.as_mut_slice(),
+        )
+        .map_err(fail)?;
+        hkdf.expand(
+            format!("checkpoint signing {version}").as_bytes(),
+            seed.as_mut_slice(),
+        )
+        .map_err(fail)?;
         Ok(AuditKeys {
+            version,
             mac: Key::from_slice(mac.as_slice())?,
             signing: ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(*seed)),
+            older: std::sync::Arc::new(older),
         })
+    }
+
+    /// Derives version `version` for new chains, keeping versions below it
+    /// for verifying older chains.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] if derivation fails.
+    pub fn derive_up_to(root: &Key, version: u32) -> Result<Self> {
+        let older = (1..version.max(1))
+            .map(|v| Self::derive_version(root, v, Vec::new()))
+            .collect::<Result<Vec<_>>>()?;
+        Self::derive_version(root, version.max(1), older)
+    }
+
+    /// The keys in effect for `store`: the version its last audit-key
+    /// rotation recorded (1 when none).
+    ///
+    /// # Errors
+    /// Backend errors; [`Error::Integrity`] for an unreadable version.
+    pub async fn load(root: &Key, store: &dyn crate::store::Store) -> Result<Self> {
+        let version = match store.get_meta(VERSION_META).await? {
+            Some(text) => text.parse::<u32>().map_err(|_| Error::Integrity)?,
+            None => 1,
+        };
+        Self::derive_up_to(root, version)
+    }
+
+    /// Makes the next version the one new chains use in `store` (it takes
+    /// effect for chains started afterwards); returns it.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn advance(&self, store: &dyn crate::store::Store) -> Result<u32> {
+        let next = self.version + 1;
+        store.put_meta(VERSION_META, &next.to_string()).await?;
+        Ok(next)
+    }
+
+    /// The version new chains are written under.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The version that made a chain, judged by its first event (or, with
+    /// no events, its first checkpoint); the current one when none matches
+    /// (verification then reports the mismatch).
+    fn for_chain(&self, first: Option<&AuditEvent>, checkpoints: &[Checkpoint]) -> &AuditKeys {
+        let matches = |k: &AuditKeys| match first {
+            Some(e) => k.mac(&e.prev_mac, e) == e.mac,
+            None => checkpoints.first().is_some_and(|c| k.verify_checkpoint(c)),
+        };
+        if matches(self) {
+            return self;
+        }
+        self.older.iter().find(|k| matches(k)).unwrap_or(self)
     }
 
     /// The checkpoint verification key (public), hex.
@@ -205,6 +281,8 @@ async fn verify_chain(
 ) -> Result<ChainReport> {
     const PAGE: usize = 10_000;
     let checkpoints = store.audit_checkpoints(chain).await?;
+    let first = store.audit_chain_events(chain, 0, 1).await?;
+    let keys = keys.for_chain(first.first(), &checkpoints);
     let mut report = ChainReport {
         chain_id: chain,
         events: 0,

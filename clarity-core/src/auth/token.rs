@@ -60,10 +60,30 @@ enum Keys {
     },
 }
 
-/// Issues and verifies access tokens.
-pub struct TokenKeys {
+/// One version of the token key and the footer naming it.
+struct KeySet {
+    version: u32,
     keys: Keys,
     footer: String,
+}
+
+/// The versions in use: the current one issues and verifies; the previous
+/// one still verifies until its last tokens have expired (the overlap).
+struct Versions {
+    current: KeySet,
+    previous: Option<(KeySet, DateTime<Utc>)>,
+}
+
+/// Issues and verifies access tokens.
+///
+/// The key is versioned: [`TokenKeys::rotate`] makes a new version current
+/// and keeps accepting the previous one for one token lifetime, so live
+/// sessions keep working. A token under the version after the current one
+/// (another instance rotated) is accepted and that version adopted.
+pub struct TokenKeys {
+    root: Key,
+    purpose: TokenPurpose,
+    versions: std::sync::RwLock<std::sync::Arc<Versions>>,
     issuer: String,
     audience: String,
     lifetime: chrono::Duration,
@@ -72,7 +92,7 @@ pub struct TokenKeys {
 impl std::fmt::Debug for TokenKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenKeys")
-            .field("footer", &self.footer)
+            .field("version", &self.version())
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .finish_non_exhaustive()
@@ -87,37 +107,76 @@ fn internal<E>(_: E) -> Error {
     Error::internal("token key derivation or use failed")
 }
 
+/// Derives version `version` of the token key from `root`.
+fn derive(root: &Key, purpose: TokenPurpose, version: u32) -> Result<KeySet> {
+    let hkdf = Hkdf::<Sha256>::new(Some(b"clarity/v1 tokens"), root.expose());
+    let mut seed = Zeroizing::new([0u8; 32]);
+    let (keys, id) = match purpose {
+        TokenPurpose::Local => {
+            hkdf.expand(
+                format!("v4.local key {version}").as_bytes(),
+                seed.as_mut_slice(),
+            )
+            .map_err(internal)?;
+            let key = SymmetricKey::<V4>::from(seed.as_slice()).map_err(internal)?;
+            let id = Id::from(&key);
+            (Keys::Local(key), id)
+        }
+        TokenPurpose::Public => {
+            hkdf.expand(
+                format!("v4.public seed {version}").as_bytes(),
+                seed.as_mut_slice(),
+            )
+            .map_err(internal)?;
+            let pair = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(*seed));
+            let secret = AsymmetricSecretKey::<V4>::from(pair.sk.as_ref()).map_err(internal)?;
+            let public = AsymmetricPublicKey::<V4>::from(pair.pk.as_ref()).map_err(internal)?;
+            let id = Id::from(&public);
+            (Keys::Public { secret, public }, id)
+        }
+    };
+    let mut kid = String::new();
+    id.fmt(&mut kid).map_err(internal)?;
+    Ok(KeySet {
+        version,
+        keys,
+        footer: serde_json::json!({ "kid": kid }).to_string(),
+    })
+}
+
 impl TokenKeys {
     /// Derives the token key (version 1) from `root` and applies the settings.
     ///
     /// # Errors
     /// [`Error::Internal`] if key derivation fails.
     pub fn new(root: &Key, config: &AuthConfig) -> Result<Self> {
-        let hkdf = Hkdf::<Sha256>::new(Some(b"clarity/v1 tokens"), root.expose());
-        let mut seed = Zeroizing::new([0u8; 32]);
-        let (keys, id) = match config.token_purpose {
-            TokenPurpose::Local => {
-                hkdf.expand(b"v4.local key 1", seed.as_mut_slice())
-                    .map_err(internal)?;
-                let key = SymmetricKey::<V4>::from(seed.as_slice()).map_err(internal)?;
-                let id = Id::from(&key);
-                (Keys::Local(key), id)
-            }
-            TokenPurpose::Public => {
-                hkdf.expand(b"v4.public seed 1", seed.as_mut_slice())
-                    .map_err(internal)?;
-                let pair = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(*seed));
-                let secret = AsymmetricSecretKey::<V4>::from(pair.sk.as_ref()).map_err(internal)?;
-                let public = AsymmetricPublicKey::<V4>::from(pair.pk.as_ref()).map_err(internal)?;
-                let id = Id::from(&public);
-                (Keys::Public { secret, public }, id)
-            }
+        Self::with_version(root, config, 1, None)
+    }
+
+    /// Derives version `version` of the token key; with `previous_until`,
+    /// version `version - 1` is still accepted until then (after a rotation).
+    ///
+    /// # Errors
+    /// [`Error::Internal`] if key derivation fails.
+    pub fn with_version(
+        root: &Key,
+        config: &AuthConfig,
+        version: u32,
+        previous_until: Option<DateTime<Utc>>,
+    ) -> Result<Self> {
+        let purpose = config.token_purpose;
+        let version = version.max(1);
+        let previous = match previous_until {
+            Some(until) if version > 1 => Some((derive(root, purpose, version - 1)?, until)),
+            _ => None,
         };
-        let mut kid = String::new();
-        id.fmt(&mut kid).map_err(internal)?;
         Ok(TokenKeys {
-            keys,
-            footer: serde_json::json!({ "kid": kid }).to_string(),
+            root: root.clone(),
+            purpose,
+            versions: std::sync::RwLock::new(std::sync::Arc::new(Versions {
+                current: derive(root, purpose, version)?,
+                previous,
+            })),
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             lifetime: chrono::Duration::seconds(
@@ -126,10 +185,38 @@ impl TokenKeys {
         })
     }
 
+    fn versions(&self) -> std::sync::Arc<Versions> {
+        std::sync::Arc::clone(&self.versions.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The version new tokens are issued under.
+    pub fn version(&self) -> u32 {
+        self.versions().current.version
+    }
+
+    /// Makes the next version current from `now`; the current one stays
+    /// accepted for one token lifetime. Returns the new version and the end
+    /// of the overlap.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] if key derivation fails.
+    pub fn rotate(&self, now: DateTime<Utc>) -> Result<(u32, DateTime<Utc>)> {
+        let mut guard = self.versions.write().unwrap_or_else(|p| p.into_inner());
+        let next = derive(&self.root, self.purpose, guard.current.version + 1)?;
+        let until = now + self.lifetime;
+        let version = next.version;
+        let old = derive(&self.root, self.purpose, guard.current.version)?;
+        *guard = std::sync::Arc::new(Versions {
+            current: next,
+            previous: Some((old, until)),
+        });
+        Ok((version, until))
+    }
+
     /// The public key as PASERK (`k4.public....`), for services that verify
     /// `v4.public` tokens; `None` for `v4.local`.
     pub fn public_key(&self) -> Option<String> {
-        match &self.keys {
+        match &self.versions().current.keys {
             Keys::Public { public, .. } => {
                 let mut out = String::new();
                 public.fmt(&mut out).ok()?;
@@ -167,8 +254,9 @@ impl TokenKeys {
         };
         let payload =
             serde_json::to_vec(&claims).map_err(|_| Error::internal("claims encoding"))?;
-        let footer = Some(self.footer.as_bytes());
-        match &self.keys {
+        let versions = self.versions();
+        let footer = Some(versions.current.footer.as_bytes());
+        match &versions.current.keys {
             Keys::Local(key) => LocalToken::encrypt(key, &payload, footer, None).map_err(internal),
             Keys::Public { secret, .. } => {
                 PublicToken::sign(secret, &payload, footer, None).map_err(internal)
@@ -195,8 +283,26 @@ impl TokenKeys {
         if token.len() > MAX_TOKEN_LEN {
             return Err(Error::Unauthenticated);
         }
-        let footer = Some(self.footer.as_bytes());
-        let trusted = match &self.keys {
+        let versions = self.versions();
+        let footer = untrusted_footer(token)?;
+        let mut adopt = None;
+        let set = if footer == versions.current.footer.as_bytes() {
+            &versions.current
+        } else if let Some((previous, until)) = &versions.previous
+            && footer == previous.footer.as_bytes()
+            && now < *until
+        {
+            previous
+        } else {
+            // Another instance may have rotated: the next version is ours too.
+            let next = derive(&self.root, self.purpose, versions.current.version + 1)?;
+            if footer != next.footer.as_bytes() {
+                return Err(Error::Unauthenticated);
+            }
+            adopt.insert(next)
+        };
+        let footer = Some(set.footer.as_bytes());
+        let trusted = match &set.keys {
             Keys::Local(key) => {
                 let untrusted =
                     UntrustedToken::<Local, V4>::try_from(token).map_err(unauthenticated)?;
@@ -208,6 +314,19 @@ impl TokenKeys {
                 PublicToken::verify(public, &untrusted, footer, None).map_err(unauthenticated)?
             }
         };
+        if adopt.is_some() {
+            // Authentic under the next version: issue under it from now on.
+            let mut guard = self.versions.write().unwrap_or_else(|p| p.into_inner());
+            if guard.current.version == versions.current.version {
+                let until = now + self.lifetime;
+                let old = derive(&self.root, self.purpose, versions.current.version)?;
+                let next = derive(&self.root, self.purpose, versions.current.version + 1)?;
+                *guard = std::sync::Arc::new(Versions {
+                    current: next,
+                    previous: Some((old, until)),
+                });
+            }
+        }
         let claims: AccessClaims =
             serde_json::from_str(trusted.payload()).map_err(unauthenticated)?;
         let time = |t: &str| {
@@ -221,6 +340,17 @@ impl TokenKeys {
             return Err(Error::Unauthenticated);
         }
         Ok(claims)
+    }
+}
+
+/// The footer of a PASETO token of either purpose, not yet authenticated.
+fn untrusted_footer(token: &str) -> Result<Vec<u8>> {
+    if token.starts_with("v4.local.") {
+        let untrusted = UntrustedToken::<Local, V4>::try_from(token).map_err(unauthenticated)?;
+        Ok(untrusted.untrusted_footer().to_vec())
+    } else {
+        let untrusted = UntrustedToken::<Public, V4>::try_from(token).map_err(unauthenticated)?;
+        Ok(untrusted.untrusted_footer().to_vec())
     }
 }
 
@@ -383,5 +513,60 @@ mod tests {
             ours.verify(&token, now()),
             Err(Error::Unauthenticated)
         ));
+    }
+
+    // S-AUTH-3, S-KEY-2: token key rotation with overlap.
+    #[test]
+    fn rotation_keeps_live_tokens_for_one_lifetime() {
+        for purpose in [TokenPurpose::Local, TokenPurpose::Public] {
+            let root = Key::from_slice(&[7u8; 32]).expect("key");
+            let keys = TokenKeys::new(&root, &config(purpose)).expect("keys");
+            let old = keys
+                .issue(Uuid::nil(), Uuid::nil(), roles(), now())
+                .expect("issue");
+            let (version, until) = keys.rotate(now()).expect("rotate");
+            assert_eq!((version, keys.version()), (2, 2));
+            assert_eq!(until, now() + chrono::Duration::minutes(15));
+            let new = keys
+                .issue(Uuid::nil(), Uuid::nil(), roles(), now())
+                .expect("issue");
+            assert_ne!(old.rsplit('.').next(), new.rsplit('.').next(), "new key id");
+            keys.verify(&old, now() + chrono::Duration::minutes(14))
+                .expect("the previous key is accepted during the overlap");
+            keys.verify(&new, now()).expect("the new key verifies");
+            // Restarted after the rotation: the state comes from the store.
+            let restarted =
+                TokenKeys::with_version(&root, &config(purpose), 2, Some(until)).expect("keys");
+            restarted
+                .verify(&old, now())
+                .expect("overlap survives a restart");
+            let late = TokenKeys::with_version(&root, &config(purpose), 2, None).expect("keys");
+            assert!(matches!(
+                late.verify(&old, now()),
+                Err(Error::Unauthenticated)
+            ));
+            // Another instance, still on version 1, meets a version 2 token:
+            // it verifies it and issues under version 2 from then on.
+            let lagging = TokenKeys::new(&root, &config(purpose)).expect("keys");
+            lagging
+                .verify(&new, now())
+                .expect("the next version is accepted");
+            assert_eq!(lagging.version(), 2);
+            // Version 3 of another root is refused.
+            let foreign = TokenKeys::with_version(
+                &Key::from_slice(&[8u8; 32]).expect("key"),
+                &config(purpose),
+                3,
+                None,
+            )
+            .expect("keys");
+            let token = foreign
+                .issue(Uuid::nil(), Uuid::nil(), roles(), now())
+                .expect("issue");
+            assert!(matches!(
+                keys.verify(&token, now()),
+                Err(Error::Unauthenticated)
+            ));
+        }
     }
 }

@@ -134,14 +134,47 @@ impl LocalKeyring {
     /// # Errors
     /// [`Error::Key`] when the file cannot be written; nothing changes then.
     pub fn add_kek(&self) -> Result<i32> {
+        self.update_file(|keys| {
+            let version = keys.keys().max().copied().unwrap_or(0) + 1;
+            keys.insert(version, Key::generate()?);
+            Ok(version)
+        })
+    }
+
+    /// Removes every KEK version below `version` from the file (retirement):
+    /// what they wrapped can no longer be unwrapped. The current version is
+    /// never removed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when `version` is above the current version;
+    /// [`Error::Key`] when the file cannot be written.
+    pub fn retire_below(&self, version: i32) -> Result<()> {
+        self.update_file(|keys| {
+            let current = keys.keys().max().copied().unwrap_or(0);
+            if version > current {
+                return Err(Error::invalid("cannot retire the current KEK version"));
+            }
+            keys.retain(|v, _| *v >= version);
+            Ok(current)
+        })
+        .map(drop)
+    }
+
+    /// Changes the KEKs on disk under an exclusive lock (one change at a
+    /// time, across processes: a server and the CLI). `change` edits the
+    /// versions read from the file and returns the version to make current.
+    /// The file is replaced atomically (written beside it with mode 0600,
+    /// synced, renamed over it).
+    fn update_file(
+        &self,
+        change: impl FnOnce(&mut BTreeMap<i32, Key>) -> Result<i32>,
+    ) -> Result<i32> {
         let io = |e: std::io::Error| {
             Error::key(format!(
                 "cannot write keyring file {}: {e}",
                 self.path.display()
             ))
         };
-        // One rotation at a time, across processes (a server and the CLI):
-        // an exclusive lock on a file beside the keyring, held to the end.
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -150,11 +183,11 @@ impl LocalKeyring {
             .open(self.path.with_extension("json.lock"))
             .map_err(io)?;
         lock.lock().map_err(io)?;
-        // What is on disk wins: another process may have rotated already.
+        // What is on disk wins: another process may have changed it already.
         let disk = Self::open(&self.path)?;
         if disk.root.expose() != self.root.expose() {
             return Err(Error::key(format!(
-                "keyring file {} now holds another keyring; refusing to rotate",
+                "keyring file {} now holds another keyring; refusing to change it",
                 self.path.display()
             )));
         }
@@ -163,18 +196,16 @@ impl LocalKeyring {
             .into_inner()
             .unwrap_or_else(|p| p.into_inner())
             .keys;
-        let version = keys.keys().max().copied().unwrap_or(0) + 1;
-        let key = Key::generate()?;
-        let mut file = KeyringFile {
+        let current = change(&mut keys)?;
+        let file = KeyringFile {
             format: FILE_FORMAT,
-            current_kek: version,
+            current_kek: current,
             keks: keys
                 .iter()
                 .map(|(v, k)| (*v, B64.encode(k.expose())))
                 .collect(),
             root: B64.encode(self.root.expose()),
         };
-        file.keks.insert(version, B64.encode(key.expose()));
         let mut suffix = [0u8; 8];
         super::fill_random(&mut suffix)?;
         let staged = self
@@ -192,13 +223,9 @@ impl LocalKeyring {
                 let _ = fs::remove_file(&staged);
                 io(e)
             })?;
-        keys.insert(version, key);
         let mut keks = self.keks.write().unwrap_or_else(|p| p.into_inner());
-        *keks = Keks {
-            current: version,
-            keys,
-        };
-        Ok(version)
+        *keks = Keks { current, keys };
+        Ok(current)
     }
 
     /// Reads the KEKs from the file again (another process may have rotated),
@@ -313,6 +340,10 @@ impl KeyProvider for LocalKeyring {
         Key::from_slice(&plain).map_err(|_| Error::Integrity)
     }
 
+    async fn retire_below(&self, version: i32) -> Result<()> {
+        LocalKeyring::retire_below(self, version)
+    }
+
     async fn root_key(&self) -> Result<Key> {
         Ok(self.root.clone())
     }
@@ -404,6 +435,14 @@ mod tests {
                 .expose(),
             dek.expose()
         );
+
+        // Retirement removes old versions for good; the current one stays.
+        assert!(other.retire_below(5).is_err(), "never the current version");
+        other.retire_below(4).expect("retire");
+        let after = LocalKeyring::open(&path).expect("open");
+        assert_eq!(after.kek_versions().await.expect("versions"), vec![4]);
+        assert!(after.unwrap(&by_three, b"patient-1").await.is_err());
+        assert!(after.unwrap(&by_four, b"patient-1").await.is_ok());
     }
 
     // S-KEY-1: a keyring readable by others is refused.

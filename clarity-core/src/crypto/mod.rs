@@ -11,11 +11,13 @@ pub mod envelope;
 mod keyring;
 mod provider;
 mod secret;
+mod transit;
 
 pub use blind_index::{BlindIndex, BlindIndexer, IndexField};
 pub use keyring::LocalKeyring;
 pub use provider::{KeyProvider, WrappedKey, fingerprint};
 pub use secret::{Json, Key, Phi, SecretString};
+pub use transit::{ROOT_CONTEXT, RootRecord, TransitKeyProvider, TransitSettings};
 
 use crate::error::{Error, Result};
 

@@ -63,6 +63,26 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
     /// [`crate::Error::Key`] when its KEK version is unknown.
     async fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<Key>;
 
+    /// Re-wraps a wrapped key under the current KEK version (rotation). The
+    /// default unwraps and wraps again in memory; providers that can do it
+    /// inside the key service (transit `rewrap`) never expose the data key.
+    ///
+    /// # Errors
+    /// As [`KeyProvider::unwrap`] and [`KeyProvider::wrap`].
+    async fn rewrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<WrappedKey> {
+        let key = self.unwrap(wrapped, context).await?;
+        self.wrap(&key, context).await
+    }
+
+    /// Retires every KEK version below `version`: afterwards they can no
+    /// longer unwrap. Callers make sure nothing is wrapped by them first
+    /// (see `Clarity::retire_keys`).
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidInput`] when `version` is above the current
+    /// version; provider errors.
+    async fn retire_below(&self, version: i32) -> Result<()>;
+
     /// The root secret from which local keys are derived.
     ///
     /// # Errors

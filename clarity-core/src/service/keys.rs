@@ -15,6 +15,47 @@ use crate::store::DataKeyRow;
 
 /// Data keys re-wrapped per batch.
 const BATCH: usize = 500;
+/// Metadata key of the token key's version and last rotation.
+const TOKEN_KEY_META: &str = "token_key";
+
+/// The token key's version as kept in the store's metadata.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+struct TokenKeyState {
+    version: u32,
+    /// Until when the previous version is still accepted.
+    previous_until: chrono::DateTime<chrono::Utc>,
+}
+
+/// The token keys in effect for a store: version 1, or the version its
+/// last token-key rotation recorded (with the previous version's overlap).
+pub(super) async fn token_keys(
+    root: &crate::crypto::Key,
+    auth: &crate::config::AuthConfig,
+    store: &dyn crate::store::Store,
+) -> Result<crate::auth::TokenKeys> {
+    match store.get_meta(TOKEN_KEY_META).await? {
+        None => crate::auth::TokenKeys::new(root, auth),
+        Some(json) => {
+            let state: TokenKeyState =
+                serde_json::from_str(&json).map_err(|_| crate::Error::Integrity)?;
+            crate::auth::TokenKeys::with_version(
+                root,
+                auth,
+                state.version,
+                Some(state.previous_until),
+            )
+        }
+    }
+}
+
+/// What a token-key rotation did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRotation {
+    /// The version new access tokens are issued under.
+    pub version: u32,
+    /// Tokens of the previous version are accepted until then (one token lifetime).
+    pub previous_accepted_until: chrono::DateTime<chrono::Utc>,
+}
 
 /// How many data keys one KEK version wraps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -36,6 +77,15 @@ pub struct KeyStatus {
     pub kek_versions: Vec<i32>,
     /// Data keys per KEK version.
     pub usage: Vec<KekUsage>,
+}
+
+/// What a retirement did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RetirementReport {
+    /// KEK versions retired (unusable from now on).
+    pub retired: Vec<i32>,
+    /// KEK versions still available.
+    pub kek_versions: Vec<i32>,
 }
 
 /// What a rotation did.
@@ -152,9 +202,11 @@ impl Clarity {
                     kek_version: row.kek_version,
                     ciphertext: row.wrapped.clone(),
                 };
-                // One damaged key must not stop the others from moving.
-                let dek = match keys.unwrap(&old, context).await {
-                    Ok(dek) => dek,
+                // One damaged key must not stop the others from moving; an
+                // unavailable key service stops the run (resume it later).
+                let new = match keys.rewrap(&old, context).await {
+                    Ok(new) => new,
+                    Err(e @ crate::Error::Unavailable { .. }) => return Err(e),
                     Err(e) => {
                         failed += 1;
                         tracing::error!(patient_id = %row.patient_id, error = %e, "data key could not be unwrapped during rotation");
@@ -166,7 +218,6 @@ impl Clarity {
                         continue;
                     }
                 };
-                let new = keys.wrap(&dek, context).await?;
                 let updated = DataKeyRow {
                     kek_version: new.kek_version,
                     wrapped: new.ciphertext,
@@ -180,11 +231,107 @@ impl Clarity {
             progress(rewrapped);
         }
         self.directory.rewrap(store.as_ref(), keys.as_ref()).await?;
+        crate::store::rewrap_root_record(store.as_ref(), keys.as_ref()).await?;
         Ok(RotationReport {
             kek_version: version,
             new_version,
             rewrapped,
             failed,
         })
+    }
+
+    /// Retires every KEK version that wraps nothing any more (admins): after
+    /// a finished rotation, the versions below the oldest one in use are
+    /// removed from the local keyring, or made undecryptable in transit
+    /// (`min_decryption_version`). A version still wrapping a data key, the
+    /// directory key or the root secret is never retired.
+    ///
+    /// # Errors
+    /// [`crate::Error::PermissionDenied`]; provider and backend errors.
+    pub async fn retire_keys(&self, principal: &Principal) -> Result<RetirementReport> {
+        let result = async {
+            let reason = self.authorize(principal, &Action::ManageKeys, None).await?;
+            Ok((self.retire_unused().await?, reason))
+        }
+        .await;
+        let ev = Ev::of("security", "keys.retire", AuditAction::Delete);
+        self.audited(principal, ev, result).await
+    }
+
+    async fn retire_unused(&self) -> Result<RetirementReport> {
+        let keys = self.phi.keys();
+        let store = self.phi.store();
+        let current = keys.current_kek_version().await?;
+        let mut oldest = self
+            .directory
+            .kek_version(store.as_ref())
+            .await?
+            .min(current);
+        if let Some(first) = store.data_keys_by_kek().await?.first() {
+            oldest = oldest.min(first.0);
+        }
+        if let Some(json) = store.get_meta(crate::store::TRANSIT_ROOT_KEY).await? {
+            oldest = oldest.min(crate::crypto::RootRecord::parse(&json)?.kek_version);
+        }
+        let before = keys.kek_versions().await?;
+        let retired: Vec<i32> = before.iter().copied().filter(|v| *v < oldest).collect();
+        if !retired.is_empty() {
+            keys.retire_below(oldest).await?;
+        }
+        tracing::info!(below = oldest, retired = retired.len(), "key retirement");
+        Ok(RetirementReport {
+            retired,
+            kek_versions: keys.kek_versions().await?,
+        })
+    }
+
+    /// Rotates the access-token key (admins): new tokens are issued under
+    /// the next version at once; tokens of the current version stay valid
+    /// until they expire (one token lifetime), so live sessions go on. The
+    /// version is recorded in the store, so a restart (or another instance
+    /// starting) keeps it; a running instance that meets a token of the next
+    /// version adopts that version. Audited.
+    ///
+    /// # Errors
+    /// [`crate::Error::PermissionDenied`]; backend errors.
+    pub async fn rotate_token_key(&self, principal: &Principal) -> Result<TokenRotation> {
+        let result = async {
+            let reason = self.authorize(principal, &Action::ManageKeys, None).await?;
+            let (version, until) = self.tokens.rotate(self.clock.now())?;
+            let state = TokenKeyState {
+                version,
+                previous_until: until,
+            };
+            let json =
+                serde_json::to_string(&state).map_err(|_| crate::Error::internal("encoding"))?;
+            self.phi.store().put_meta(TOKEN_KEY_META, &json).await?;
+            let report = TokenRotation {
+                version,
+                previous_accepted_until: until,
+            };
+            Ok((report, reason))
+        }
+        .await;
+        let ev = Ev::of("security", "keys.token_rotate", AuditAction::Execute);
+        self.audited(principal, ev, result).await
+    }
+
+    /// Rotates the audit key (admins): audit chains started from now on
+    /// (each instance starts a chain when it starts) are written under the
+    /// next key version; existing chains, this instance's included, keep
+    /// their version, and verification picks each chain's version, so every
+    /// chain keeps verifying. Audited. Returns the new version.
+    ///
+    /// # Errors
+    /// [`crate::Error::PermissionDenied`]; backend errors.
+    pub async fn rotate_audit_key(&self, principal: &Principal) -> Result<u32> {
+        let result = async {
+            let reason = self.authorize(principal, &Action::ManageKeys, None).await?;
+            let version = self.audit_keys.advance(self.phi.store().as_ref()).await?;
+            Ok((version, reason))
+        }
+        .await;
+        let ev = Ev::of("security", "keys.audit_rotate", AuditAction::Execute);
+        self.audited(principal, ev, result).await
     }
 }

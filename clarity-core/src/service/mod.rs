@@ -10,6 +10,7 @@
 mod alerts;
 mod audit_log;
 mod auditing;
+mod backup;
 mod directory;
 mod keys;
 mod patients;
@@ -19,7 +20,7 @@ mod users;
 use std::sync::Arc;
 
 pub use alerts::{Alert, AlertHook, AlertKind, LogAlerts};
-pub use keys::{KekUsage, KeyStatus, RotationReport};
+pub use keys::{KekUsage, KeyStatus, RetirementReport, RotationReport, TokenRotation};
 pub use patients::{BreakGlassGrant, BreakGlassRequest, CareTeamAssignment, GrantView};
 pub use sessions::{LoginRequest, Tokens};
 pub use users::{MfaEnrollment, NewUser, SetupRequest, User, UserUpdate};
@@ -70,6 +71,8 @@ pub struct Clarity {
     audit_keys: AuditKeys,
     counters: Counters,
     caching: crate::cache::Caching,
+    /// Where erasures are recorded for restores (S-KEY-3); set by [`Clarity::open`].
+    erasure_ledger: Option<crate::backup::ErasureLedger>,
 }
 
 /// Operation counters, for metrics.
@@ -173,7 +176,12 @@ impl Clarity {
     pub async fn open(config: Config) -> Result<Clarity> {
         let backends = crate::store::open(&config).await?;
         let keys = open_key_provider(&config, backends.rows.as_ref()).await?;
-        Self::with_parts(config, backends, keys, Arc::new(crate::clock::SystemClock)).await
+        let ledger = crate::backup::ErasureLedger::at(config.erasure_ledger_path());
+        Ok(
+            Self::with_parts(config, backends, keys, Arc::new(crate::clock::SystemClock))
+                .await?
+                .with_erasure_ledger(ledger),
+        )
     }
 
     /// Builds an instance from already opened parts (tests use a
@@ -204,11 +212,11 @@ impl Clarity {
             .with_clock(Arc::clone(&clock))
             .with_max_document_bytes(config.store.max_document_bytes);
         let directory = Directory::open(backends.rows.as_ref(), keys.as_ref()).await?;
-        let tokens = TokenKeys::new(&root, &config.auth)?;
+        let tokens = keys::token_keys(&root, &config.auth, backends.rows.as_ref()).await?;
         let hasher = PasswordHasher::new(&config.auth)?;
         let pseudonym_key = directory::derive(&root, b"research pseudonyms")?;
         let query_key = directory::derive(&root, b"audit query hashes")?;
-        let audit_keys = AuditKeys::derive(&root)?;
+        let audit_keys = AuditKeys::load(&root, backends.rows.as_ref()).await?;
         let audit = AuditWriter::start(
             Arc::clone(&backends.audit),
             audit_keys.clone(),
@@ -246,7 +254,15 @@ impl Clarity {
             audit_keys,
             counters: Counters::default(),
             caching,
+            erasure_ledger: None,
         })
+    }
+
+    /// Records every erasure in `ledger`, so that restoring a backup taken
+    /// before an erasure leaves the erased patient unreadable (S-KEY-3).
+    pub fn with_erasure_ledger(mut self, ledger: crate::backup::ErasureLedger) -> Self {
+        self.erasure_ledger = Some(ledger);
+        self
     }
 
     /// Sends security alerts (break-glass, refresh-token reuse, lockouts) to `hook`.

@@ -177,6 +177,9 @@ impl Clarity {
                 .authorize(principal, &Action::ErasePatient, None)
                 .await?;
             self.phi.erase_patient(id).await?;
+            if let Some(ledger) = &self.erasure_ledger {
+                ledger.record(id, self.clock.now())?;
+            }
             Ok(((), reason))
         }
         .await;

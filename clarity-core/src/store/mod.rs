@@ -42,7 +42,8 @@ pub use model::{
     Address, DEFAULT_PAGE, MAX_PAGE, Page, PageRequest, Patient, PatientLookup, PatientProfile,
     Record, RecordKind, parse_json,
 };
-pub use phi::{PhiStore, open_key_provider};
+pub(crate) use phi::{FINGERPRINT_KEY, TRANSIT_ROOT_KEY};
+pub use phi::{PhiStore, open_key_provider, open_transit, rewrap_root_record};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]

@@ -27,7 +27,7 @@ use crate::crypto::{
 use crate::error::{Error, Result};
 
 /// Metadata key under which a store remembers the fingerprint of its keyring.
-const FINGERPRINT_KEY: &str = "keyring_fingerprint";
+pub(crate) const FINGERPRINT_KEY: &str = "keyring_fingerprint";
 /// Every DEK is version 1 until DEK rotation exists; the version is in every envelope's AAD.
 const DEK_VERSION: i32 = 1;
 const PATIENTS: &str = "patients";
@@ -580,5 +580,63 @@ pub async fn open_key_provider(config: &Config, store: &dyn Store) -> Result<Arc
             );
             Ok(Arc::new(keyring))
         }
+        KeyProviderKind::Transit => {
+            let settings = crate::crypto::TransitSettings::from_config(&config.keys)?;
+            open_transit(settings, store)
+                .await
+                .map(|t| t as Arc<dyn KeyProvider>)
+        }
     }
+}
+
+/// Metadata key of the transit-wrapped root secret.
+pub(crate) const TRANSIT_ROOT_KEY: &str = "transit_root_key";
+
+/// Connects to transit and loads the store's root secret, generating it
+/// (wrapped, never in plaintext: S-KEY-1) for a store that has none yet.
+///
+/// # Errors
+/// [`Error::Key`] when the store already holds data under another keyring;
+/// transit errors.
+pub async fn open_transit(
+    settings: crate::crypto::TransitSettings,
+    store: &dyn Store,
+) -> Result<Arc<crate::crypto::TransitKeyProvider>> {
+    use crate::crypto::{RootRecord, TransitKeyProvider};
+    let provider = TransitKeyProvider::connect(settings).await?;
+    let record = match store.get_meta(TRANSIT_ROOT_KEY).await? {
+        Some(json) => json,
+        None => {
+            if store.get_meta(FINGERPRINT_KEY).await?.is_some()
+                || store.count_data_keys().await? > 0
+            {
+                return Err(Error::key(
+                    "this store holds data encrypted under a local keyring; it cannot switch to the transit provider by configuration alone",
+                ));
+            }
+            let fresh = provider.new_root().await?.to_json()?;
+            // Of two instances starting together, the first one's root wins.
+            store.set_meta_if_absent(TRANSIT_ROOT_KEY, &fresh).await?
+        }
+    };
+    Ok(Arc::new(
+        provider.with_root(&RootRecord::parse(&record)?).await?,
+    ))
+}
+
+/// Re-wraps the transit root record under the current KEK version
+/// (rotation); a no-op for other providers and up-to-date records.
+pub async fn rewrap_root_record(store: &dyn Store, keys: &dyn KeyProvider) -> Result<()> {
+    let Some(json) = store.get_meta(TRANSIT_ROOT_KEY).await? else {
+        return Ok(());
+    };
+    let record = crate::crypto::RootRecord::parse(&json)?;
+    if record.kek_version >= keys.current_kek_version().await? {
+        return Ok(());
+    }
+    let fresh = keys
+        .rewrap(&record.to_wrapped(), crate::crypto::ROOT_CONTEXT)
+        .await?;
+    let fresh = crate::crypto::RootRecord::from_wrapped(&fresh)?;
+    store.put_meta(TRANSIT_ROOT_KEY, &fresh.to_json()?).await
 }

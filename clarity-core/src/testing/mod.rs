@@ -24,6 +24,26 @@ use crate::store::{AuditStore, Backends, IdentityStore, MemoryStore, PhiStore, S
 /// Environment variable naming the PostgreSQL server for tests.
 pub const POSTGRES_URL_VAR: &str = "CLARITY_TEST_POSTGRES_URL";
 
+/// Environment variable naming the OpenBao server for transit tests.
+pub const OPENBAO_ADDR_VAR: &str = "CLARITY_TEST_OPENBAO_ADDR";
+/// Environment variable holding a token of that server with transit rights.
+pub const OPENBAO_TOKEN_VAR: &str = "CLARITY_TEST_OPENBAO_TOKEN";
+
+/// Settings for the OpenBao server of the test run, with a transit key of
+/// its own for each call (created on first use), or `None` after a SKIPPED
+/// line when the variables are unset outside CI.
+///
+/// # Panics
+/// In CI when a variable is unset.
+pub fn transit_settings() -> Option<crate::crypto::TransitSettings> {
+    let addr = service_var(OPENBAO_ADDR_VAR, "OpenBao transit")?;
+    let token = service_var(OPENBAO_TOKEN_VAR, "OpenBao transit")?;
+    Some(
+        crate::crypto::TransitSettings::new(addr, crate::crypto::SecretString::new(token))
+            .with_key(format!("clarity-test-{}", uuid::Uuid::new_v4().simple())),
+    )
+}
+
 /// True when running in CI (`CI=true`), where a missing service is a failure.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
@@ -207,6 +227,30 @@ pub async fn sqlite() -> Option<Harness> {
         crate::store::SqliteStore::open_path(&path, 4, crate::config::SqliteSynchronous::Full)
             .await
             .expect("open sqlite");
+    let raw = Box::new(raw::SqliteRaw(path));
+    Some(harness(Backends::of(Arc::new(store)), raw, dir, keys, None).await)
+}
+
+/// A harness over a fresh SQLite database whose keys live in the OpenBao
+/// transit engine named by `CLARITY_TEST_OPENBAO_ADDR` (a transit key of its
+/// own); `None` (after a SKIPPED line) when unset outside CI.
+///
+/// # Panics
+/// When the variables are unset in CI, or OpenBao cannot be reached.
+#[cfg(feature = "sqlite")]
+pub async fn sqlite_transit() -> Option<Harness> {
+    let settings = transit_settings()?;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("clarity.db");
+    let store =
+        crate::store::SqliteStore::open_path(&path, 4, crate::config::SqliteSynchronous::Full)
+            .await
+            .expect("open sqlite");
+    let keys = crate::store::open_transit(settings, &store)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("{OPENBAO_ADDR_VAR} is set but OpenBao transit is not usable: {e}")
+        });
     let raw = Box::new(raw::SqliteRaw(path));
     Some(harness(Backends::of(Arc::new(store)), raw, dir, keys, None).await)
 }

@@ -1,0 +1,54 @@
+//! Backups through the service: authorised (admins, like keys) and audited.
+//! The archive format and restore live in [`crate::backup`].
+
+use std::path::Path;
+
+use super::Clarity;
+use super::auditing::Ev;
+use crate::access::{Action, Principal};
+use crate::audit::{AuditAction, AuditOutcome};
+use crate::backup::{Manifest, ProgressFn, RestoreReport};
+use crate::error::Result;
+
+impl Clarity {
+    /// Writes an encrypted, signed backup of the whole store to `out`, which
+    /// must not exist (S-BAK-1). Admins only; audited.
+    ///
+    /// # Errors
+    /// [`crate::Error::PermissionDenied`]; file, key and backend errors (a
+    /// partial archive is removed).
+    pub async fn backup(
+        &self,
+        principal: &Principal,
+        out: &Path,
+        progress: &ProgressFn<'_>,
+    ) -> Result<Manifest> {
+        let result = async {
+            let reason = self.authorize(principal, &Action::ManageKeys, None).await?;
+            let store = self.phi.store();
+            let keys = self.phi.keys();
+            let manifest =
+                crate::backup::write(&self.config, store.as_ref(), keys.as_ref(), out, progress)
+                    .await?;
+            Ok((manifest, reason))
+        }
+        .await;
+        if let Ok((manifest, _)) = &result {
+            tracing::info!(backup_id = %manifest.backup_id, chunks = manifest.chunks, "backup written");
+        }
+        let ev = Ev::of("security", "backup.create", AuditAction::Execute);
+        self.audited(principal, ev, result).await
+    }
+
+    /// Records a finished restore in the restored store's audit trail.
+    pub(crate) async fn record_restore(&self, report: &RestoreReport) -> Result<()> {
+        let operator = self.operator();
+        let ev = Ev::of("security", "backup.restore", AuditAction::Create);
+        let reason = Some(format!(
+            "backup_id={} erased_patients_skipped={}",
+            report.backup_id, report.erased_patients_skipped
+        ));
+        self.record(Some(&operator), None, ev, AuditOutcome::Success, reason)
+            .await
+    }
+}
