@@ -125,6 +125,13 @@ impl Store for CachedStore {
             .await
     }
 
+    async fn get_data_key_fresh(&self, patient_id: Uuid) -> Result<Option<DataKeyRow>> {
+        self.invalidator
+            .forget(Invalidation::DataKey(patient_id))
+            .await;
+        self.inner.get_data_key(patient_id).await
+    }
+
     async fn insert_record(&self, record: &RecordRow) -> Result<()> {
         self.inner.insert_record(record).await
     }

@@ -186,6 +186,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The data key of a live patient.
     async fn get_data_key(&self, patient_id: Uuid) -> Result<Option<DataKeyRow>>;
 
+    /// [`Store::get_data_key`] from the database itself, past any cache: for
+    /// a cached wrapping that no longer unwraps (re-wrapped and retired by
+    /// another process).
+    async fn get_data_key_fresh(&self, patient_id: Uuid) -> Result<Option<DataKeyRow>> {
+        self.get_data_key(patient_id).await
+    }
+
     /// Inserts a record.
     ///
     /// # Errors

@@ -479,16 +479,32 @@ impl PhiStore {
             kek_version: row.kek_version,
             ciphertext: row.wrapped,
         };
-        let dek = self
-            .keys
-            .unwrap(&wrapped, patient_id.as_bytes())
-            .await
-            .inspect_err(|e| {
-                if matches!(e, Error::Integrity) {
-                    tracing::error!(%patient_id, "wrapped data key failed its integrity check");
+        match self.keys.unwrap(&wrapped, patient_id.as_bytes()).await {
+            Ok(dek) => Ok((dek, row.dek_version)),
+            // A cached wrapping can be stale (re-wrapped, and its KEK
+            // retired, by another process): read it again before failing.
+            Err(e @ (Error::Integrity | Error::Key { .. })) => {
+                let fresh = self
+                    .store
+                    .get_data_key_fresh(patient_id)
+                    .await?
+                    .ok_or(Error::NotFound { what })?;
+                if fresh.kek_version == wrapped.kek_version && fresh.wrapped == wrapped.ciphertext {
+                    return Err(unwrap_failed(patient_id, e));
                 }
-            })?;
-        Ok((dek, row.dek_version))
+                let wrapped = WrappedKey {
+                    kek_version: fresh.kek_version,
+                    ciphertext: fresh.wrapped,
+                };
+                let dek = self
+                    .keys
+                    .unwrap(&wrapped, patient_id.as_bytes())
+                    .await
+                    .map_err(|e| unwrap_failed(patient_id, e))?;
+                Ok((dek, fresh.dek_version))
+            }
+            Err(other) => Err(other),
+        }
     }
 
     fn seal_doc<T: Serialize>(
@@ -529,6 +545,14 @@ impl PhiStore {
         })?;
         serde_json::from_slice(&plain).map_err(|_| Error::Integrity)
     }
+}
+
+/// Logs a wrapped data key that fails its integrity check, and passes the error on.
+fn unwrap_failed(patient_id: Uuid, error: Error) -> Error {
+    if matches!(error, Error::Integrity) {
+        tracing::error!(%patient_id, "wrapped data key failed its integrity check");
+    }
+    error
 }
 
 fn binding(
