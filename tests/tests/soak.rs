@@ -1,13 +1,15 @@
 //! Soak (issue 10): mixed load for a bounded time against the real server,
 //! sampling its memory (RSS), open file descriptors and sockets. Checks: no
-//! 5xx; after warm-up (the first quarter, at least 10 s) RSS grows by at
-//! most `RSS_GROWTH_BOUND_KIB`; when the clients go, sockets return to
-//! their baseline and other file descriptors to their warmed-up count; the audit trail gained exactly one event per operation (S-AUD-1), and
-//! every chain verifies (S-AUD-3).
+//! non-2xx answer; after warm-up (the first quarter, at least 10 s) the mean
+//! RSS of the second half exceeds that of the first by at most
+//! `RSS_GROWTH_BOUND_KIB`, and no sample exceeds `RSS_PEAK_BOUND_KIB`; when
+//! the clients go, sockets return to their baseline and other file
+//! descriptors to their warmed-up count; the audit trail gained exactly one
+//! event per operation (S-AUD-1), and every chain verifies (S-AUD-3).
 //!
-//! `CLARITY_TEST_SOAK_SECS` (default 20; docs/RELIABILITY.md records the
-//! 600-second run: `CLARITY_TEST_SOAK_SECS=600 cargo nextest run -p
-//! clarity-tests --test soak --no-capture`).
+//! `CLARITY_TEST_SOAK_SECS` (default 20). docs/RELIABILITY.md records the
+//! 600-second run: `CLARITY_TEST_SOAK_SECS=600 cargo test -p clarity-tests
+//! --test soak -- --nocapture` (not nextest: it stops tests after 5 minutes).
 
 mod support;
 
@@ -21,10 +23,10 @@ use support::{Api, LOAD_ENV, Rng, patient_body, record_body};
 
 const CLIENTS: usize = 8;
 const PATIENTS: u64 = 100;
-/// Largest RSS growth allowed after warm-up: about three argon2id work
-/// areas (19 MiB each), which glibc's per-thread arenas keep after a login
-/// on a blocking-pool thread that had not hashed before (docs/RELIABILITY.md).
-const RSS_GROWTH_BOUND_KIB: u64 = 64 * 1024;
+/// Largest growth of mean RSS between the two halves after warm-up.
+const RSS_GROWTH_BOUND_KIB: u64 = 32 * 1024;
+/// Largest RSS at any sample (debug build, two allocator arenas).
+const RSS_PEAK_BOUND_KIB: u64 = 400 * 1024;
 
 /// (RSS in KiB, open fds, of which sockets) of `pid`.
 fn sample(pid: u32) -> (u64, usize, usize) {
@@ -266,12 +268,20 @@ async fn soak_mixed_load_without_leaks_or_lost_audit_events() {
         .iter()
         .position(|c| c.0 >= (secs / 4).max(10))
         .unwrap_or(curve.len() - 1);
-    let (_, warm_rss, warm_fds, warm_sockets) = curve[warm];
-    let peak = curve[warm..].iter().map(|c| c.1).max().unwrap_or(warm_rss);
+    let (_, _, warm_fds, warm_sockets) = curve[warm];
+    // Single samples swing by a few argon2id work areas (logins in flight);
+    // a leak shows as a trend: compare the means of the two halves after
+    // warm-up.
+    let after: Vec<u64> = curve[warm..].iter().map(|c| c.1).collect();
+    let mean = |s: &[u64]| s.iter().sum::<u64>() / s.len().max(1) as u64;
+    let (early, late) = after.split_at(after.len() / 2);
+    let (early, late) = (mean(early), mean(late));
     assert!(
-        peak <= warm_rss + RSS_GROWTH_BOUND_KIB,
-        "RSS grew from {warm_rss} KiB to {peak} KiB after warm-up"
+        late <= early + RSS_GROWTH_BOUND_KIB,
+        "RSS grew after warm-up: mean {early} KiB, then {late} KiB"
     );
+    let peak = curve.iter().map(|c| c.1).max().unwrap_or_default();
+    assert!(peak <= RSS_PEAK_BOUND_KIB, "RSS peaked at {peak} KiB");
     assert!(
         end.1 - end.2 <= warm_fds - warm_sockets + 2,
         "file descriptors leaked: {} → {}",
