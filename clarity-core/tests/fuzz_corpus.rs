@@ -42,3 +42,16 @@ fn every_corpus_and_regression_input_passes_its_target() {
         );
     }
 }
+
+/// The first bug the fuzzer found (fuzz/regressions/ffi_json): numbers in a
+/// stored document must read back as the same numbers, however often a
+/// document is parsed and written again (serde_json `float_roundtrip`).
+#[test]
+fn numbers_in_documents_survive_repeated_round_trips() {
+    let text = r#"{"n":1E9,"m":1234567890123456789901234567890,"f":0.30000000000000004,"e":-2.2250738585072014e-308}"#;
+    let first: clarity_core::crypto::Json = serde_json::from_str(text).expect("parse");
+    let written = serde_json::to_string(&first).expect("serialise");
+    let second: clarity_core::crypto::Json = serde_json::from_str(&written).expect("parse again");
+    assert_eq!(second, first, "the same numbers after a round trip");
+    assert_eq!(serde_json::to_string(&second).expect("serialise"), written);
+}
