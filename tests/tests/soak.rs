@@ -1,8 +1,9 @@
 //! Soak (issue 10): mixed load for a bounded time against the real server,
 //! sampling its memory (RSS), open file descriptors and sockets. Checks: no
-//! non-2xx answer; after warm-up (the first quarter, at least 10 s) the mean
-//! RSS of the second half exceeds that of the first by at most
-//! `RSS_GROWTH_BOUND_KIB`, and no sample exceeds `RSS_PEAK_BOUND_KIB`; when
+//! non-2xx answer; no RSS sample exceeds `RSS_PEAK_BOUND_KIB`; in runs of at
+//! least `TREND_MIN_SECS`, after warm-up (the first quarter) the mean RSS of
+//! the second half exceeds that of the first by at most
+//! `RSS_GROWTH_BOUND_KIB`; when
 //! the clients go, sockets return to their baseline and other file
 //! descriptors to their warmed-up count; the audit trail gained exactly one
 //! event per operation (S-AUD-1), and every chain verifies (S-AUD-3).
@@ -25,6 +26,8 @@ const CLIENTS: usize = 8;
 const PATIENTS: u64 = 100;
 /// Largest growth of mean RSS between the two halves after warm-up.
 const RSS_GROWTH_BOUND_KIB: u64 = 32 * 1024;
+/// Shortest run whose RSS trend is checked.
+const TREND_MIN_SECS: u64 = 120;
 /// Largest RSS at any sample (debug build, two allocator arenas).
 const RSS_PEAK_BOUND_KIB: u64 = 400 * 1024;
 
@@ -276,10 +279,15 @@ async fn soak_mixed_load_without_leaks_or_lost_audit_events() {
     let mean = |s: &[u64]| s.iter().sum::<u64>() / s.len().max(1) as u64;
     let (early, late) = after.split_at(after.len() / 2);
     let (early, late) = (mean(early), mean(late));
-    assert!(
-        late <= early + RSS_GROWTH_BOUND_KIB,
-        "RSS grew after warm-up: mean {early} KiB, then {late} KiB"
-    );
+    // A 20 s run holds too few samples for a trend: logins in flight move
+    // single samples by 19 MiB each. Its memory check is the peak.
+    if secs >= TREND_MIN_SECS {
+        assert!(
+            late <= early + RSS_GROWTH_BOUND_KIB,
+            "RSS grew after warm-up: mean {early} KiB, then {late} KiB"
+        );
+    }
+    println!("soak: mean RSS after warm-up {early} KiB, then {late} KiB");
     let peak = curve.iter().map(|c| c.1).max().unwrap_or_default();
     assert!(peak <= RSS_PEAK_BOUND_KIB, "RSS peaked at {peak} KiB");
     assert!(
