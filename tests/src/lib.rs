@@ -109,6 +109,11 @@ impl Server {
         }
     }
 
+    /// The process id (to sample its memory and file descriptors).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `http://ADDR` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)

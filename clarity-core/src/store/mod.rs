@@ -38,6 +38,8 @@ pub use identity::{
 };
 pub use memory::MemoryStore;
 pub use migrations::{Migration, migrations_for};
+#[cfg(feature = "testing")]
+pub(crate) use model::check_document;
 pub use model::{
     Address, DEFAULT_PAGE, MAX_PAGE, Page, PageRequest, Patient, PatientLookup, PatientProfile,
     Record, RecordKind, parse_json,

@@ -7,6 +7,7 @@
 //! harness works in its own freshly created schema, dropped afterwards.
 
 pub mod conformance;
+pub mod fuzz;
 mod identity_conformance;
 pub mod matrix;
 mod raw;
