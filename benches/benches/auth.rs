@@ -109,6 +109,14 @@ fn authenticate_and_login(c: &mut Criterion) {
             b.to_async(&rt)
                 .iter(|| async { clarity.authenticate(token.expose()).await.expect("valid") })
         });
+        // The same with the state cache emptied first: what every request
+        // cost before the cache (sessions and users read from the store).
+        group.bench_function(format!("authenticate_cache_emptied/{backend}"), |b| {
+            b.to_async(&rt).iter(|| async {
+                clarity.clear_cache().await;
+                clarity.authenticate(token.expose()).await.expect("valid")
+            })
+        });
         if backend == "memory" {
             group.sample_size(20);
             group.bench_function("login/argon2id-19MiB", |b| {
