@@ -10,11 +10,10 @@
 
 use std::ffi::c_char;
 
-use clarity_core::store::{Page, PatientLookup, PatientProfile};
-use serde::Deserialize;
+use clarity_core::store::{Page, PatientProfile, PatientSearch};
 
 use crate::args;
-use crate::error::{Failure, clarity_error};
+use crate::error::clarity_error;
 use crate::ffi::{self, Out};
 use crate::handle::clarity_client;
 use crate::panic::boundary;
@@ -130,36 +129,6 @@ pub extern "C" fn clarity_patient_list(
     })
 }
 
-/// A lookup: exactly one of `mrn`, `email`, or `family_name` with `birth_date`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Search {
-    #[serde(default)]
-    mrn: Option<String>,
-    #[serde(default)]
-    email: Option<String>,
-    #[serde(default)]
-    family_name: Option<String>,
-    #[serde(default)]
-    birth_date: Option<String>,
-}
-
-impl Search {
-    fn lookup(self) -> Result<PatientLookup, Failure> {
-        match (self.mrn, self.email, self.family_name, self.birth_date) {
-            (Some(mrn), None, None, None) => Ok(PatientLookup::Mrn(mrn)),
-            (None, Some(email), None, None) => Ok(PatientLookup::Email(email)),
-            (None, None, Some(family_name), Some(birth_date)) => Ok(PatientLookup::NameBirthDate {
-                family_name,
-                birth_date,
-            }),
-            _ => Err(Failure::invalid(
-                "search by one of: mrn, email, or family_name with birth_date",
-            )),
-        }
-    }
-}
-
 /// Looks patients up by an exact value (`search_json`: `{"mrn"}`,
 /// `{"email"}` or `{"family_name","birth_date"}`) and writes the matching
 /// patients the caller may read as `{"items":[..],"next_cursor":null}`.
@@ -174,7 +143,7 @@ pub extern "C" fn clarity_patient_search(
     boundary(err_out, || {
         let client = ffi::try_ref(client)?;
         let token = ffi::str_arg(token, "token")?;
-        let lookup = args::json::<Search>(search_json, "search_json")?.lookup()?;
+        let lookup = args::json::<PatientSearch>(search_json, "search_json")?.into_lookup()?;
         let out = Out::new(page_out, "page_out")?;
         let page = client.as_caller(token, async |core, p| {
             let mut items = Vec::new();

@@ -8,7 +8,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::invalidation::keys;
 use super::{Invalidation, Invalidator};
 use crate::crypto::BlindIndex;
 use crate::error::Result;
@@ -44,7 +43,9 @@ impl IdentityStore for CachedIdentity {
 
     async fn get_user(&self, id: Uuid) -> Result<Option<UserRow>> {
         self.invalidator
-            .cached(keys::user(id), false, || self.inner.get_user(id))
+            .cached(Invalidation::User(id).encode(), false, || {
+                self.inner.get_user(id)
+            })
             .await
     }
 
@@ -91,7 +92,9 @@ impl IdentityStore for CachedIdentity {
 
     async fn get_session(&self, id: Uuid) -> Result<Option<SessionRow>> {
         self.invalidator
-            .cached(keys::session(id), false, || self.inner.get_session(id))
+            .cached(Invalidation::Session(id).encode(), false, || {
+                self.inner.get_session(id)
+            })
             .await
     }
 
@@ -157,9 +160,15 @@ impl IdentityStore for CachedIdentity {
         user_id: Uuid,
     ) -> Result<Option<CareTeamRow>> {
         self.invalidator
-            .cached(keys::care_team(patient_id, user_id), true, || {
-                self.inner.care_team_member(patient_id, user_id)
-            })
+            .cached(
+                Invalidation::CareTeam {
+                    patient: patient_id,
+                    user: user_id,
+                }
+                .encode(),
+                true,
+                || self.inner.care_team_member(patient_id, user_id),
+            )
             .await
     }
 
@@ -178,7 +187,7 @@ impl IdentityStore for CachedIdentity {
     async fn grants_of_user(&self, user_id: Uuid) -> Result<Vec<GrantRow>> {
         let grants = self
             .invalidator
-            .cached(keys::grants(user_id), false, || async {
+            .cached(Invalidation::Grants(user_id).encode(), false, || async {
                 self.inner.grants_of_user(user_id).await.map(Some)
             })
             .await?;

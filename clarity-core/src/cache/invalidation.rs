@@ -15,6 +15,9 @@ use super::channel::{ChannelKind, ChannelState};
 use super::{Cache, CacheStats};
 use crate::error::Result;
 
+/// The start of every session entry's key.
+const SESSION_PREFIX: &str = "s:";
+
 /// Something a write changed, named by ids only. Its text form (see
 /// [`Invalidation::encode`]) travels between instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,48 +91,19 @@ impl Invalidation {
         })
     }
 
-    /// Removes the cache entries this invalidation names.
+    /// Removes the cache entries this invalidation names. A cache entry's
+    /// key is the wire form of the invalidation that removes it alone
+    /// (`Invalidation::Session(id).encode()` keys session `id`).
     async fn apply(&self, cache: &dyn Cache) -> Result<()> {
         match self {
-            Invalidation::UserSessions(_) => cache.remove_prefix(keys::SESSION).await,
+            Invalidation::UserSessions(_) => cache.remove_prefix(SESSION_PREFIX).await,
             Invalidation::Patient(id) => {
-                cache.remove(&keys::patient(*id)).await?;
-                cache.remove(&keys::data_key(*id)).await
+                cache.remove(&self.encode()).await?;
+                cache.remove(&Invalidation::DataKey(*id).encode()).await
             }
             Invalidation::All => cache.clear().await,
-            // The others name exactly one key, spelt like their wire form.
             other => cache.remove(&other.encode()).await,
         }
-    }
-}
-
-/// Cache keys: the same spelling as the invalidations that remove them.
-pub(crate) mod keys {
-    use uuid::Uuid;
-
-    /// Prefix of session entries.
-    pub(crate) const SESSION: &str = "s:";
-
-    pub(crate) fn session(id: Uuid) -> String {
-        format!("s:{id}")
-    }
-    pub(crate) fn user(id: Uuid) -> String {
-        format!("u:{id}")
-    }
-    pub(crate) fn care_team(patient: Uuid, user: Uuid) -> String {
-        format!("t:{patient}:{user}")
-    }
-    pub(crate) fn grants(user: Uuid) -> String {
-        format!("g:{user}")
-    }
-    pub(crate) fn patient(id: Uuid) -> String {
-        format!("p:{id}")
-    }
-    pub(crate) fn data_key(patient: Uuid) -> String {
-        format!("k:{patient}")
-    }
-    pub(crate) fn record(id: Uuid) -> String {
-        format!("r:{id}")
     }
 }
 
@@ -361,7 +335,7 @@ mod tests {
         let inv = Invalidator::local(cache, Duration::from_secs(60), Duration::from_secs(60));
         let id = Uuid::now_v7();
         let value = inv
-            .cached(keys::session(id), false, || async {
+            .cached(Invalidation::Session(id).encode(), false, || async {
                 // The value read is stale by the time it returns.
                 inv.invalidate(Invalidation::Session(id)).await;
                 Ok(Some(1u32))
@@ -370,12 +344,16 @@ mod tests {
             .expect("fill");
         assert_eq!(value, Some(1));
         let again = inv
-            .cached(keys::session(id), false, || async { Ok(Some(2u32)) })
+            .cached(Invalidation::Session(id).encode(), false, || async {
+                Ok(Some(2u32))
+            })
             .await
             .expect("fill");
         assert_eq!(again, Some(2), "the racing value was not cached");
         let cached = inv
-            .cached(keys::session(id), false, || async { Ok(Some(3u32)) })
+            .cached(Invalidation::Session(id).encode(), false, || async {
+                Ok(Some(3u32))
+            })
             .await
             .expect("hit");
         assert_eq!(cached, Some(2));

@@ -7,7 +7,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::invalidation::keys;
 use super::{Invalidation, Invalidator};
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::Result;
@@ -94,7 +93,9 @@ impl Store for CachedStore {
 
     async fn get_patient(&self, id: Uuid) -> Result<Option<PatientRow>> {
         self.invalidator
-            .cached(keys::patient(id), false, || self.inner.get_patient(id))
+            .cached(Invalidation::Patient(id).encode(), false, || {
+                self.inner.get_patient(id)
+            })
             .await
     }
 
@@ -119,7 +120,7 @@ impl Store for CachedStore {
 
     async fn get_data_key(&self, patient_id: Uuid) -> Result<Option<DataKeyRow>> {
         self.invalidator
-            .cached(keys::data_key(patient_id), false, || {
+            .cached(Invalidation::DataKey(patient_id).encode(), false, || {
                 self.inner.get_data_key(patient_id)
             })
             .await
@@ -138,7 +139,9 @@ impl Store for CachedStore {
 
     async fn get_record(&self, id: Uuid) -> Result<Option<RecordRow>> {
         self.invalidator
-            .cached(keys::record(id), false, || self.inner.get_record(id))
+            .cached(Invalidation::Record(id).encode(), false, || {
+                self.inner.get_record(id)
+            })
             .await
     }
 

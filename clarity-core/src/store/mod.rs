@@ -42,7 +42,7 @@ pub use migrations::{Migration, migrations_for};
 pub(crate) use model::check_document;
 pub use model::{
     Address, DEFAULT_PAGE, MAX_PAGE, Page, PageRequest, Patient, PatientLookup, PatientProfile,
-    Record, RecordKind, parse_json,
+    PatientSearch, Record, RecordKind, parse_json,
 };
 pub(crate) use phi::{FINGERPRINT_KEY, TRANSIT_ROOT_KEY};
 pub use phi::{PhiStore, open_key_provider, open_transit, rewrap_root_record};

@@ -173,6 +173,53 @@ pub enum PatientLookup {
     },
 }
 
+/// A patient search as clients send it (the HTTP body of
+/// `POST /v1/patients/search`, the C ABI's JSON): exactly one of `mrn`,
+/// `email`, or `family_name` with `birth_date`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatientSearch {
+    /// Medical record number.
+    #[serde(default)]
+    pub mrn: Option<String>,
+    /// Email address.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Family name (with `birth_date`).
+    #[serde(default)]
+    pub family_name: Option<String>,
+    /// Birth date, `YYYY-MM-DD` (with `family_name`).
+    #[serde(default)]
+    pub birth_date: Option<String>,
+}
+
+impl PatientSearch {
+    /// The lookup this search asks for.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for any other combination of fields.
+    pub fn into_lookup(self) -> Result<PatientLookup> {
+        match (self.mrn, self.email, self.family_name, self.birth_date) {
+            (Some(mrn), None, None, None) => Ok(PatientLookup::Mrn(mrn)),
+            (None, Some(email), None, None) => Ok(PatientLookup::Email(email)),
+            (None, None, Some(family_name), Some(birth_date)) => Ok(PatientLookup::NameBirthDate {
+                family_name,
+                birth_date,
+            }),
+            _ => Err(Error::invalid(
+                "search by one of: mrn, email, or family_name with birth_date",
+            )),
+        }
+    }
+}
+
+impl std::fmt::Debug for PatientSearch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The values are PHI.
+        f.debug_struct("PatientSearch").finish_non_exhaustive()
+    }
+}
+
 impl std::fmt::Debug for PatientLookup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let field = match self {

@@ -133,21 +133,6 @@ struct OneSecret {
     secret: SecretString,
 }
 
-/// `POST /v1/patients/search` (mirrors clarity-server's private type).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // only parsed
-struct Search {
-    #[serde(default)]
-    mrn: Option<String>,
-    #[serde(default)]
-    email: Option<String>,
-    #[serde(default)]
-    family_name: Option<String>,
-    #[serde(default)]
-    birth_date: Option<String>,
-}
-
 /// Largest request body the server reads (clarity-server `input::MAX_BODY`).
 const MAX_BODY: usize = 2 * 1024 * 1024;
 
@@ -193,7 +178,7 @@ pub fn request_body(data: &[u8]) {
                 assert_eq!(e.kind(), ErrorKind::InvalidInput);
             }
         }
-        6 => drop(parse_like_server::<Search>(body)),
+        6 => drop(parse_like_server::<crate::store::PatientSearch>(body)),
         7 => drop(parse_like_server::<CareTeamAssignment>(body)),
         8 => {
             if let Some(record) = parse_like_server::<NewRecord>(body) {

@@ -8,7 +8,7 @@ use clarity_core::crypto::{Json, SecretString};
 use clarity_core::service::{
     BreakGlassRequest, CareTeamAssignment, LoginRequest, NewUser, SetupRequest, UserUpdate,
 };
-use clarity_core::store::{PatientLookup, PatientProfile};
+use clarity_core::store::{PatientProfile, PatientSearch};
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
@@ -343,52 +343,11 @@ async fn list_patients(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     ))
 }
 
-/// `POST /v1/patients/search`: lookups carry PHI (an MRN, an email, a name
-/// and birth date), so they travel in the body, never in the URL (S-HDR-1).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Search {
-    #[serde(default)]
-    mrn: Option<String>,
-    #[serde(default)]
-    email: Option<String>,
-    #[serde(default)]
-    family_name: Option<String>,
-    #[serde(default)]
-    birth_date: Option<String>,
-}
-
+// `POST /v1/patients/search`: lookups carry PHI (an MRN, an email, a name
+// and birth date), so they travel in the body, never in the URL (S-HDR-1).
 async fn search_patients(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let p = principal(ctx, &req).await?;
-    let search: Search = json_body(req).await?;
-    let lookup = match search {
-        Search {
-            mrn: Some(mrn),
-            email: None,
-            family_name: None,
-            birth_date: None,
-        } => PatientLookup::Mrn(mrn),
-        Search {
-            mrn: None,
-            email: Some(email),
-            family_name: None,
-            birth_date: None,
-        } => PatientLookup::Email(email),
-        Search {
-            mrn: None,
-            email: None,
-            family_name: Some(family_name),
-            birth_date: Some(birth_date),
-        } => PatientLookup::NameBirthDate {
-            family_name,
-            birth_date,
-        },
-        _ => {
-            return Err(ApiError::bad_request(
-                "search by one of: mrn, email, or family_name with birth_date",
-            ));
-        }
-    };
+    let lookup = json_body::<PatientSearch>(req).await?.into_lookup()?;
     let ids = ctx.clarity.find_patients(&p, &lookup).await?;
     let mut items = Vec::with_capacity(ids.len());
     for patient in ids {
