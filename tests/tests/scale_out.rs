@@ -397,6 +397,7 @@ async fn ready(client: &Client, server: &Server) -> Value {
     response.json().await.expect("json")
 }
 
+// S-AC-5: logout and role change end tokens on every instance; S-AC-3: a removed care-team member loses access there too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_notify_carries_invalidations_between_instances() {
     let Some(pair) = Pair::start(&[]).await else {
@@ -411,6 +412,7 @@ async fn postgres_notify_carries_invalidations_between_instances() {
     changes_on_a_reach_b(&pair).await;
 }
 
+// S-AC-5: logout and role change end tokens on every instance; S-AC-3: a removed care-team member loses access there too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_carries_invalidations_between_instances() {
     let Some(redis) = service_var("CLARITY_TEST_REDIS_URL", "Redis") else {
@@ -483,6 +485,7 @@ async fn rate_limits_are_shared_through_redis() {
     );
 }
 
+// S-AC-5 (logout and role change end tokens on every instance), S-AC-7 (fail closed without the channel)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_degrades_caching_fails_closed_and_recovers() {
     if service_var("CLARITY_TEST_POSTGRES_URL", "PostgreSQL").is_none() {
