@@ -4,8 +4,9 @@
 //! least `TREND_MIN_SECS`, after warm-up (the first quarter) the mean RSS of
 //! the second half exceeds that of the first by at most
 //! `RSS_GROWTH_BOUND_KIB`; when
-//! the clients go, sockets return to their baseline and other file
-//! descriptors to their warmed-up count; the audit trail gained exactly one
+//! the clients go, sockets and file descriptors other than the database's
+//! return to their count before the load, and the database's files never
+//! exceed what the connection pool can hold; the audit trail gained exactly one
 //! event per operation (S-AUD-1), and every chain verifies (S-AUD-3).
 //!
 //! `CLARITY_TEST_SOAK_SECS` (default 20). docs/RELIABILITY.md records the
@@ -31,28 +32,46 @@ const TREND_MIN_SECS: u64 = 120;
 /// Largest RSS at any sample (debug build, two allocator arenas).
 const RSS_PEAK_BOUND_KIB: u64 = 400 * 1024;
 
-/// (RSS in KiB, open fds, of which sockets) of `pid`.
-fn sample(pid: u32) -> (u64, usize, usize) {
+/// Reader connections the soak's server may open (`store.pool_size`).
+const READERS: usize = 8;
+/// At most the SQLite files those connections and the writer hold: each
+/// has the database and, from its first read of a non-empty write-ahead
+/// log, the log; the shared-memory index is one for the process.
+const DATABASE_FILES_BOUND: usize = 2 * (READERS + 1) + 1;
+
+/// One sample of `pid`: RSS in KiB, open file descriptors other than
+/// sockets and the database's files, sockets, and the database's files.
+fn sample(pid: u32, data: &std::path::Path) -> (u64, usize, usize, usize) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
     let rss = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS");
-    let mut fds = 0;
-    let mut sockets = 0;
-    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("/proc fd")
-        .flatten()
-    {
-        fds += 1;
-        if std::fs::read_link(entry.path())
-            .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
-        {
+    let database = data.join("clarity.db");
+    let (mut other, mut sockets, mut database_files) = (0, 0, 0);
+    for target in fd_targets(pid) {
+        if target.starts_with("socket:") {
             sockets += 1;
+        } else if target.starts_with(&*database.to_string_lossy()) {
+            database_files += 1;
+        } else {
+            other += 1;
         }
     }
-    (rss, fds, sockets)
+    (rss, other, sockets, database_files)
+}
+
+/// What each of `pid`'s file descriptors points at, sorted.
+fn fd_targets(pid: u32) -> Vec<String> {
+    let mut targets: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("/proc fd")
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|t| t.to_string_lossy().into_owned())
+        .collect();
+    targets.sort();
+    targets
 }
 
 async fn audit_events(api: &Api) -> u64 {
@@ -79,7 +98,9 @@ async fn soak_mixed_load_without_leaks_or_lost_audit_events() {
     // and stays there, which hides a leak. Two arenas, as docs/RELIABILITY.md
     // recommends for deployments; CLARITY_TEST_SOAK_ARENAS=0 keeps glibc's default.
     let arenas = std::env::var("CLARITY_TEST_SOAK_ARENAS").unwrap_or_else(|_| "2".into());
+    let readers = READERS.to_string();
     let mut env = LOAD_ENV.to_vec();
+    env.push(("CLARITY_STORE_POOL_SIZE", readers.as_str()));
     if arenas != "0" {
         env.push(("MALLOC_ARENA_MAX", arenas.as_str()));
         // A fixed mmap threshold: glibc otherwise raises it to the size of
@@ -116,7 +137,8 @@ async fn soak_mixed_load_without_leaks_or_lost_audit_events() {
     }
     let patients = Arc::new(patients);
     let before_events = audit_events(&setup).await;
-    let baseline = sample(pid);
+    let baseline = sample(pid, &data);
+    let baseline_files = fd_targets(pid);
 
     let ops = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -224,11 +246,10 @@ async fn soak_mixed_load_without_leaks_or_lost_audit_events() {
     let started = Instant::now();
     let total = Duration::from_secs(secs);
     let every = (total / 20).max(Duration::from_secs(1));
-    let mut curve = vec![(0u64, baseline.0, baseline.1, baseline.2)];
+    let mut curve = vec![(0u64, baseline)];
     while started.elapsed() < total {
         tokio::time::sleep(every).await;
-        let (rss, fds, sockets) = sample(pid);
-        curve.push((started.elapsed().as_secs(), rss, fds, sockets));
+        curve.push((started.elapsed().as_secs(), sample(pid, &data)));
     }
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
@@ -238,24 +259,26 @@ async fn soak_mixed_load_without_leaks_or_lost_audit_events() {
     let after_events = audit_events(&setup).await;
     // Let the server close the clients' connections.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let end = sample(pid);
-
+    let end = sample(pid, &data);
+    let end_files = fd_targets(pid);
     println!(
         "soak: {secs}s, {performed} operations ({:.0}/s), {CLIENTS} clients",
         performed as f64 / secs as f64
     );
-    println!("soak: t(s)  RSS(MiB)  fds  sockets");
-    for (t, rss, fds, sockets) in &curve {
+    println!("soak: t(s)  RSS(MiB)  other fds  sockets  database files");
+    for (t, (rss, other, sockets, database)) in &curve {
         println!(
-            "soak: {t:>4}  {:>8.1}  {fds:>3}  {sockets:>3}",
+            "soak: {t:>4}  {:>8.1}  {other:>9}  {sockets:>7}  {database:>14}",
             *rss as f64 / 1024.0
         );
     }
     println!(
-        "soak: after the clients left: RSS {:.1} MiB, {} fds, {} sockets (baseline {} fds, {} sockets)",
+        "soak: after the clients left: RSS {:.1} MiB, {} other fds, {} sockets, {} database files \
+         (baseline {} other fds, {} sockets)",
         end.0 as f64 / 1024.0,
         end.1,
         end.2,
+        end.3,
         baseline.1,
         baseline.2
     );
@@ -269,17 +292,16 @@ async fn soak_mixed_load_without_leaks_or_lost_audit_events() {
         performed,
         "exactly one audit event per operation (S-AUD-1)"
     );
-    // Warm-up (caches, allocator arenas, the reader pool's files) ends by
-    // the first quarter or 10 s, whichever is later; from there on, flat.
+    // Warm-up (caches, allocator arenas) ends by the first quarter or 10 s,
+    // whichever is later; from there on, flat.
     let warm = curve
         .iter()
         .position(|c| c.0 >= (secs / 4).max(10))
         .unwrap_or(curve.len() - 1);
-    let (_, _, warm_fds, warm_sockets) = curve[warm];
     // Single samples swing by a few argon2id work areas (logins in flight);
     // a leak shows as a trend: compare the means of the two halves after
     // warm-up.
-    let after: Vec<u64> = curve[warm..].iter().map(|c| c.1).collect();
+    let after: Vec<u64> = curve[warm..].iter().map(|c| c.1.0).collect();
     let mean = |s: &[u64]| s.iter().sum::<u64>() / s.len().max(1) as u64;
     let (early, late) = after.split_at(after.len() / 2);
     let (early, late) = (mean(early), mean(late));
@@ -292,13 +314,20 @@ async fn soak_mixed_load_without_leaks_or_lost_audit_events() {
         );
     }
     println!("soak: mean RSS after warm-up {early} KiB, then {late} KiB");
-    let peak = curve.iter().map(|c| c.1).max().unwrap_or_default();
+    let peak = curve.iter().map(|c| c.1.0).max().unwrap_or_default();
     assert!(peak <= RSS_PEAK_BOUND_KIB, "RSS peaked at {peak} KiB");
+    // The database's files grow with the readers the load wakes, up to a
+    // fixed bound; every other descriptor is back to its count before the load.
+    let database_peak = curve.iter().map(|c| c.1.3).max().unwrap_or_default();
     assert!(
-        end.1 - end.2 <= warm_fds - warm_sockets + 2,
-        "file descriptors leaked: {} → {}",
-        warm_fds - warm_sockets,
-        end.1 - end.2
+        database_peak <= DATABASE_FILES_BOUND,
+        "database files: {database_peak} open, more than {DATABASE_FILES_BOUND}: {end_files:?}"
+    );
+    assert!(
+        end.1 <= baseline.1 + 2,
+        "file descriptors leaked: {} → {}; before the load {baseline_files:?}, after {end_files:?}",
+        baseline.1,
+        end.1
     );
     assert!(
         end.2 <= baseline.2 + 2,

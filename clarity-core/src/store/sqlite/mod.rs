@@ -84,6 +84,8 @@ impl SqliteStore {
             readers.max(1),
         );
         writer.run(migrate).await?;
+        // Readers open once the schema exists (WAL mode is set by then).
+        store_readers.open_all().await?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             writer,

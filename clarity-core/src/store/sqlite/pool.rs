@@ -37,7 +37,8 @@ impl Opener {
     }
 }
 
-/// At most `size` connections, opened lazily.
+/// At most `size` connections, opened lazily unless [`Pool::open_all`]
+/// opened them first.
 #[derive(Debug)]
 pub(super) struct Pool {
     size: usize,
@@ -54,6 +55,26 @@ impl Pool {
             permits: Semaphore::new(size),
             opener: Arc::new(opener),
         }
+    }
+
+    /// Opens every connection the pool may hold, so an unopenable database
+    /// fails at start rather than under load, and the process holds the same
+    /// files from then on.
+    pub(super) async fn open_all(&self) -> Result<()> {
+        let opener = Arc::clone(&self.opener);
+        let missing = self.size - self.idle.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let opened = tokio::task::spawn_blocking(move || {
+            (0..missing)
+                .map(|_| opener.open())
+                .collect::<Result<Vec<_>>>()
+        })
+        .await
+        .map_err(|_| Error::internal("sqlite task failed"))??;
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(opened);
+        Ok(())
     }
 
     /// Connections in use and the pool's size.
