@@ -365,6 +365,10 @@ pub struct StoreConfig {
     pub postgres_url: Option<SecretString>,
     /// PostgreSQL schema to keep Clarity's tables in (default: the server's search path).
     pub postgres_schema: Option<String>,
+    /// PEM file of the CA that signed the PostgreSQL server's certificate.
+    /// When set, every connection requires TLS (1.2 or 1.3) and verifies the
+    /// server's certificate and host name; when unset, connections are plain.
+    pub postgres_ca_cert: Option<PathBuf>,
     /// Maximum database connections (PostgreSQL pool size; SQLite readers). Default 16.
     pub pool_size: usize,
     /// Largest encrypted document (patient profile or record body) in bytes. Default 1 MiB.
@@ -382,6 +386,7 @@ impl fmt::Debug for StoreConfig {
                 &self.postgres_url.as_ref().map(|_| "[REDACTED]"),
             )
             .field("postgres_schema", &self.postgres_schema)
+            .field("postgres_ca_cert", &self.postgres_ca_cert)
             .field("pool_size", &self.pool_size)
             .field("max_document_bytes", &self.max_document_bytes)
             .finish()
@@ -454,6 +459,7 @@ impl Default for StoreConfig {
             sqlite_synchronous: SqliteSynchronous::Full,
             postgres_url: None,
             postgres_schema: None,
+            postgres_ca_cert: None,
             pool_size: 16,
             max_document_bytes: 1024 * 1024,
         }
@@ -548,6 +554,16 @@ impl Config {
         }
         if let Some(schema) = &store.postgres_schema {
             validate_identifier(schema).map_err(|m| Error::config("store.postgres_schema", m))?;
+        }
+        if store
+            .postgres_ca_cert
+            .as_ref()
+            .is_some_and(|p| !p.is_file())
+        {
+            return Err(Error::config(
+                "store.postgres_ca_cert",
+                "is not a readable file",
+            ));
         }
         if !(1..=1024).contains(&store.pool_size) {
             return Err(Error::config(
@@ -984,6 +1000,10 @@ mod tests {
                 "store.postgres_schema",
             ),
             ("[store]\nbackend = \"mysql\"", "store.backend"),
+            (
+                "[store]\npostgres_ca_cert = \"/nonexistent/ca.pem\"",
+                "store.postgres_ca_cert",
+            ),
             (
                 "[store]\nmax_document_bytes = 1",
                 "store.max_document_bytes",

@@ -182,6 +182,24 @@ impl fmt::Display for ErrorKind {
     }
 }
 
+/// `error` and its causes, outermost first, joined by ": ", for logs: a
+/// pool's or driver's own message often names only the outer step ("error
+/// performing TLS handshake") and leaves the reason to its source.
+pub(crate) fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let cause_text = cause.to_string();
+        // Some errors repeat their source's message in their own.
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        next = cause.source();
+    }
+    text
+}
+
 impl Error {
     /// The flat classification of this error.
     pub fn kind(&self) -> ErrorKind {

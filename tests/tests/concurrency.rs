@@ -75,20 +75,10 @@ async fn if_match_races_have_exactly_one_winner_per_version() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(&dir.path().join("data"), LOAD_ENV);
     let api = Api::new(&server);
-    let admin = api.bootstrap(&server).await;
-    let (_, token) = api
-        .user(&admin, "racer@reliability.example", &["clinician"])
+    let (token, patient) = api
+        .clinician_with_patient(&server, "racer@reliability.example", "RACE-1")
         .await;
-
-    let patient = api
-        .ok(
-            "POST",
-            "/v1/patients",
-            Some(&token),
-            Some(&patient_body("RACE-1", 0)),
-        )
-        .await;
-    let patient_path = format!("/v1/patients/{}", patient["id"].as_str().expect("id"));
+    let patient_path = format!("/v1/patients/{patient}");
     let record = api
         .ok(
             "POST",

@@ -15,19 +15,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clarity_core::testing::in_ci;
 use clarity_tests::Server;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Api, LOAD_ENV, patient_body};
+use support::private_postgres::{PrivatePostgres, is_root};
+use support::{Api, LOAD_ENV, skip_or_fail};
 
 /// How long recovery may take at most (loopback, loaded 2-core machine).
 const RECOVERY_BOUND: Duration = Duration::from_secs(30);
-
-fn skip_or_fail(why: &str) {
-    assert!(!in_ci(), "{why}: CI runs every outage test");
-    eprintln!("SKIPPED: {why}");
-}
 
 /// Writers that add records to one patient until stopped; they keep what was
 /// acknowledged and count the 503s (each checked for the error shape).
@@ -151,133 +146,6 @@ async fn until_ready(api: &Api, want: StatusCode) -> Duration {
     start.elapsed()
 }
 
-/// A PostgreSQL of our own in a temporary directory, on a free port.
-struct PrivatePostgres {
-    bin: PathBuf,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl PrivatePostgres {
-    fn start() -> Option<PrivatePostgres> {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
-            .filter_map(Result::ok)
-            .map(|e| e.path().join("bin"))
-            .find(|b| b.join("initdb").exists())?;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let pg = PrivatePostgres { bin, dir, port };
-        // initdb refuses to run as root: use the postgres account then.
-        Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(pg.dir.path())
-            .status()
-            .ok();
-        let initdb = pg.bin.join("initdb");
-        let data = pg.data();
-        let ok = pg
-            .as_owner(&[
-                initdb.to_str()?,
-                "-D",
-                data.to_str()?,
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ])
-            .success();
-        assert!(ok, "initdb failed");
-        pg.start_again();
-        Some(pg)
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("pgdata")
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    fn as_owner(&self, args: &[&str]) -> std::process::ExitStatus {
-        let mut command = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]);
-            c.args(args);
-            c
-        } else {
-            let mut c = Command::new(args[0]);
-            c.args(&args[1..]);
-            c
-        };
-        command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("run a PostgreSQL tool")
-    }
-
-    fn pg_ctl(&self, args: &[&str]) -> bool {
-        let pg_ctl = self.bin.join("pg_ctl");
-        let data = self.data();
-        let mut all = vec![
-            pg_ctl.to_str().expect("path"),
-            "-D",
-            data.to_str().expect("path"),
-        ];
-        all.extend_from_slice(args);
-        self.as_owner(&all).success()
-    }
-
-    fn start_again(&self) {
-        let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c shared_buffers=16MB -c max_connections=40",
-            self.port,
-            self.dir.path().display()
-        );
-        let log = self.dir.path().join("pg.log");
-        assert!(
-            self.pg_ctl(&[
-                "-w",
-                "-t",
-                "30",
-                "-l",
-                log.to_str().expect("path"),
-                "-o",
-                &options,
-                "start"
-            ]),
-            "pg_ctl start"
-        );
-    }
-
-    fn stop_now(&self) {
-        assert!(
-            self.pg_ctl(&["-w", "-m", "immediate", "stop"]),
-            "pg_ctl stop"
-        );
-    }
-}
-
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
-        let _ = self.pg_ctl(&["-w", "-m", "immediate", "stop"]);
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_outage_answers_503_and_recovers_by_itself() {
     let Some(pg) = PrivatePostgres::start() else {
@@ -295,19 +163,9 @@ async fn postgres_outage_answers_503_and_recovers_by_itself() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(&dir.path().join("data"), &env);
     let api = Api::new(&server);
-    let admin = api.bootstrap(&server).await;
-    let (_, token) = api
-        .user(&admin, "outage@reliability.example", &["clinician"])
+    let (token, patient) = api
+        .clinician_with_patient(&server, "outage@reliability.example", "OUT-1")
         .await;
-    let patient = api
-        .ok(
-            "POST",
-            "/v1/patients",
-            Some(&token),
-            Some(&patient_body("OUT-1", 1)),
-        )
-        .await;
-    let patient = patient["id"].as_str().expect("id").to_string();
 
     let mut acked = Vec::new();
     let mut outages = 0;
@@ -387,19 +245,9 @@ async fn sqlite_full_disk_fails_clearly_and_recovers() {
     let data = mnt.join("data");
     let server = Server::start(&data, LOAD_ENV);
     let api = Api::new(&server);
-    let admin = api.bootstrap(&server).await;
-    let (_, token) = api
-        .user(&admin, "disk@reliability.example", &["clinician"])
+    let (token, patient) = api
+        .clinician_with_patient(&server, "disk@reliability.example", "DISK-1")
         .await;
-    let patient = api
-        .ok(
-            "POST",
-            "/v1/patients",
-            Some(&token),
-            Some(&patient_body("DISK-1", 1)),
-        )
-        .await;
-    let patient = patient["id"].as_str().expect("id").to_string();
 
     let mut acked = Vec::new();
     let mut outages = 0;

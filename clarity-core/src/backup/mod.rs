@@ -243,9 +243,9 @@ async fn export(
         Backend::Sqlite => sqlite::export(&config.sqlite_path(), writer, progress),
         #[cfg(feature = "postgres")]
         Backend::Postgres => {
-            let url = postgres_url(config)?;
-            let mut client =
-                postgres::connect(url, config.store.postgres_schema.as_deref()).await?;
+            let mut client = crate::store::PgTarget::from_config(config)?
+                .connect("backup")
+                .await?;
             postgres::export(&mut client, writer, progress).await
         }
         #[allow(unreachable_patterns)]
@@ -258,15 +258,6 @@ fn not_compiled(backend: Backend) -> Error {
         "store.backend",
         format!("{backend:?} support is not compiled into this build"),
     )
-}
-
-#[cfg(feature = "postgres")]
-fn postgres_url(config: &Config) -> Result<&crate::crypto::SecretString> {
-    config
-        .store
-        .postgres_url
-        .as_ref()
-        .ok_or_else(|| Error::config("store.postgres_url", "required for the postgres backend"))
 }
 
 /// The root secret of the configured keys, checked against the archive's.
@@ -598,16 +589,17 @@ async fn restore_sqlite(job: &mut RestoreJob<'_>) -> Result<usize> {
 #[cfg(feature = "postgres")]
 async fn restore_postgres(job: &mut RestoreJob<'_>) -> Result<usize> {
     let config = job.config;
-    use crate::store::PostgresStore;
-    let url = postgres_url(config)?;
-    let mut admin = postgres::connect(url, config.store.postgres_schema.as_deref()).await?;
+    use crate::store::{PgTarget, PostgresStore};
+    let server = PgTarget::from_config(config)?;
+    let mut admin = server.connect("restore").await?;
     let target = postgres::target_schema(&admin, config.store.postgres_schema.as_deref()).await?;
     let mut suffix = [0u8; 8];
     crate::crypto::fill_random(&mut suffix)?;
     let staging = format!("clarity_restore_{}", hex::encode(suffix));
     let result = async {
-        let store = Arc::new(PostgresStore::connect(url, Some(&staging), 2).await?);
-        let mut client = postgres::connect(url, Some(&staging)).await?;
+        let staged = server.in_schema(&staging)?;
+        let store = Arc::new(PostgresStore::connect(&staged, 2).await?);
+        let mut client = staged.connect("restore").await?;
         postgres::import(&mut client, job.reader, job.importer, job.progress).await?;
         drop(client);
         let verified = check_staging(job, Backends::of(store)).await?;

@@ -4,13 +4,12 @@
 //! verified.
 
 use chrono::{DateTime, Utc};
+use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls};
 
 use super::archive::{ArchiveReader, ArchiveWriter, Item};
 use super::schema::{ColType, TABLES, Table, Value};
 use super::{Importer, ProgressFn};
-use crate::crypto::SecretString;
 use crate::error::{Error, Result};
 
 /// Rows per multi-row `INSERT`.
@@ -18,31 +17,6 @@ const INSERT_BATCH: usize = 500;
 
 fn db_error(e: tokio_postgres::Error) -> Error {
     Error::backend("postgres", "backup or restore failed", e)
-}
-
-/// One connection with `schema` first on the search path.
-pub(super) async fn connect(url: &SecretString, schema: Option<&str>) -> Result<Client> {
-    let mut pg: tokio_postgres::Config = url
-        .expose()
-        .parse()
-        .map_err(|_| Error::config("store.postgres_url", "is not a valid PostgreSQL URL"))?;
-    if let Some(schema) = schema {
-        crate::config::validate_identifier(schema)
-            .map_err(|m| Error::config("store.postgres_schema", m))?;
-        pg.options(format!("-c search_path={schema}"));
-    }
-    let (client, connection) = pg.connect(NoTls).await.map_err(|e| {
-        tracing::warn!(error = %e, "PostgreSQL connection for backup failed");
-        Error::Unavailable {
-            message: "the database is unreachable".into(),
-        }
-    })?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "PostgreSQL backup connection ended");
-        }
-    });
-    Ok(client)
 }
 
 /// The schema the store's tables live in.

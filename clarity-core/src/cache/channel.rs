@@ -132,13 +132,13 @@ fn closed() -> redis::RedisError {
 #[cfg(feature = "postgres")]
 pub(crate) fn spawn_postgres(
     invalidator: Weak<Invalidator>,
-    config: tokio_postgres::Config,
+    target: crate::store::PgTarget,
     topic: String,
     mut outbox: mpsc::UnboundedReceiver<String>,
 ) {
     tokio::spawn(async move {
         loop {
-            match postgres_session(&invalidator, &config, &topic, &mut outbox).await {
+            match postgres_session(&invalidator, &target, &topic, &mut outbox).await {
                 Ok(()) => return,
                 Err(e) => {
                     let Some(inv) = invalidator.upgrade() else {
@@ -157,14 +157,15 @@ pub(crate) fn spawn_postgres(
 #[cfg(feature = "postgres")]
 async fn postgres_session(
     invalidator: &Weak<Invalidator>,
-    config: &tokio_postgres::Config,
+    target: &crate::store::PgTarget,
     topic: &str,
     outbox: &mut mpsc::UnboundedReceiver<String>,
 ) -> std::result::Result<(), String> {
-    let (client, mut connection) = config
-        .connect(tokio_postgres::NoTls)
+    let (client, mut connection) = target
+        .pg()
+        .connect(target.tls())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::error::causes(&e))?;
     // The connection yields notifications; forward them to this task.
     let (notes_tx, mut notes) = mpsc::unbounded_channel::<String>();
     let driver = tokio::spawn(async move {

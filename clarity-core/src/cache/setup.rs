@@ -11,7 +11,9 @@ use super::{
     Cache, FallbackRateLimiter, Invalidator, LocalRateLimiter, MemoryCache, RateLimiter,
     RedisCache, RedisRateLimiter,
 };
-use crate::config::{Backend, CacheBackend, Config};
+#[cfg(feature = "postgres")]
+use crate::config::Backend;
+use crate::config::{CacheBackend, Config};
 use crate::crypto::Key;
 use crate::error::{Error, Result};
 
@@ -80,16 +82,7 @@ pub fn open(config: &Config, cache_key: Key) -> Result<Caching> {
         }
         #[cfg(feature = "postgres")]
         (_, None, _) if config.store.backend == Backend::Postgres => {
-            let url = config
-                .store
-                .postgres_url
-                .as_ref()
-                .ok_or_else(|| Error::config("store.postgres_url", "required"))?;
-            let mut pg: tokio_postgres::Config = url
-                .expose()
-                .parse()
-                .map_err(|_| Error::config("store.postgres_url", "is not a valid URL"))?;
-            pg.connect_timeout(Duration::from_secs(5));
+            let target = crate::store::PgTarget::from_config(config)?;
             let topic = match &config.store.postgres_schema {
                 Some(schema) => format!("clarity_invalidate_{schema}"),
                 None => "clarity_invalidate".to_string(),
@@ -102,7 +95,7 @@ pub fn open(config: &Config, cache_key: Key) -> Result<Caching> {
                 ChannelKind::Postgres,
                 Some(outbox),
             ));
-            channel::spawn_postgres(Arc::downgrade(&invalidator), pg, topic, inbox);
+            channel::spawn_postgres(Arc::downgrade(&invalidator), target, topic, inbox);
             invalidator
         }
         _ => Arc::new(Invalidator::local(memory(config, ttl), ttl, fallback_ttl)),

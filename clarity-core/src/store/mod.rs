@@ -47,7 +47,7 @@ pub use model::{
 pub(crate) use phi::{FINGERPRINT_KEY, TRANSIT_ROOT_KEY};
 pub use phi::{PhiStore, open_key_provider, open_transit, rewrap_root_record};
 #[cfg(feature = "postgres")]
-pub use postgres::PostgresStore;
+pub use postgres::{PgTarget, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 

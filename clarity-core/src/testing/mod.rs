@@ -267,7 +267,9 @@ pub async fn postgres() -> Option<Harness> {
     let (dir, keys) = temp_keyring();
     let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
     let secret = crate::crypto::SecretString::new(url.clone());
-    let store = crate::store::PostgresStore::connect(&secret, Some(&schema), 8)
+    let target = crate::store::PgTarget::new(&secret, Some(&schema), None)
+        .unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR} is not usable: {e}"));
+    let store = crate::store::PostgresStore::connect(&target, 8)
         .await
         .unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR} is set but PostgreSQL is not usable: {e}"));
     let guard = raw::SchemaGuard {

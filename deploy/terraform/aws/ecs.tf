@@ -18,6 +18,7 @@ locals {
     CLARITY_LOG_LEVEL                          = "info"
     CLARITY_STORE_BACKEND                      = "postgres"
     CLARITY_STORE_POOL_SIZE                    = tostring(var.store_pool_size)
+    CLARITY_STORE_POSTGRES_CA_CERT             = "/run/clarity/postgres-ca.pem"
     CLARITY_KEYS_PROVIDER                      = "transit"
     CLARITY_KEYS_TRANSIT_ADDR                  = var.transit_addr
     CLARITY_KEYS_TRANSIT_MOUNT                 = "transit"
@@ -120,17 +121,21 @@ resource "aws_ecs_task_definition" "clarity" {
 
   container_definitions = jsonencode([
     {
-      # Clarity reads the transit token from a file (keys.transit_token_file)
-      # and ECS injects secrets as environment variables: this short-lived
-      # container writes the one into the other, readable by Clarity's user
-      # alone, and exits before the server starts.
-      name                   = "transit-token"
+      # Clarity reads the transit token (keys.transit_token_file) and the
+      # database's CA bundle (store.postgres_ca_cert) from files, and ECS
+      # passes values as environment variables: this short-lived container
+      # writes them into files (the token readable by Clarity's user alone)
+      # and exits before the server starts.
+      name                   = "prepare-files"
       image                  = "public.ecr.aws/docker/library/busybox:1.37.0"
       essential              = false
       readonlyRootFilesystem = true
       command = [
         "sh", "-c",
-        "umask 077 && printf '%s' \"$TRANSIT_TOKEN\" > /run/clarity/transit-token && chown 65532:65532 /run/clarity/transit-token && chmod 0400 /run/clarity/transit-token",
+        "umask 077 && printf '%s' \"$TRANSIT_TOKEN\" > /run/clarity/transit-token && chown 65532:65532 /run/clarity/transit-token && chmod 0400 /run/clarity/transit-token && printf '%s' \"$POSTGRES_CA\" > /run/clarity/postgres-ca.pem && chmod 0444 /run/clarity/postgres-ca.pem",
+      ]
+      environment = [
+        { name = "POSTGRES_CA", value = local.db_ca_bundle_pem },
       ]
       secrets = [
         { name = "TRANSIT_TOKEN", valueFrom = aws_secretsmanager_secret.transit_token.arn },
@@ -143,7 +148,7 @@ resource "aws_ecs_task_definition" "clarity" {
         options = {
           awslogs-group         = aws_cloudwatch_log_group.clarity.name
           awslogs-region        = var.region
-          awslogs-stream-prefix = "transit-token"
+          awslogs-stream-prefix = "prepare-files"
         }
       }
     },
@@ -171,7 +176,7 @@ resource "aws_ecs_task_definition" "clarity" {
         { sourceVolume = "tmp", containerPath = "/tmp", readOnly = false },
       ]
       dependsOn = [
-        { containerName = "transit-token", condition = "SUCCESS" },
+        { containerName = "prepare-files", condition = "SUCCESS" },
       ]
       # The image's probe: GET /health/ready on CLARITY_LISTEN.
       healthCheck = {

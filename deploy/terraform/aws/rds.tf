@@ -33,6 +33,25 @@ resource "aws_db_parameter_group" "main" {
   }
 }
 
+# The CAs RDS certificates chain to, for Clarity to verify the database
+# (store.postgres_ca_cert): the region's bundle from AWS's trust store,
+# unless var.db_ca_bundle_pem supplies it.
+data "http" "rds_ca_bundle" {
+  count = var.db_ca_bundle_pem == null ? 1 : 0
+  url   = "https://truststore.pki.rds.amazonaws.com/${var.region}/${var.region}-bundle.pem"
+
+  lifecycle {
+    postcondition {
+      condition     = self.status_code == 200 && strcontains(self.response_body, "-----BEGIN CERTIFICATE-----")
+      error_message = "The RDS CA bundle could not be fetched; set db_ca_bundle_pem."
+    }
+  }
+}
+
+locals {
+  db_ca_bundle_pem = var.db_ca_bundle_pem != null ? var.db_ca_bundle_pem : data.http.rds_ca_bundle[0].response_body
+}
+
 resource "random_password" "db" {
   length  = 40
   special = false

@@ -138,9 +138,20 @@ variable "db_backup_retention_days" {
 }
 
 variable "db_force_ssl" {
-  description = "Refuse database connections without TLS (rds.force_ssl). Clarity's PostgreSQL client does not speak TLS yet (docs/security.md, known gaps): until it does, tasks cannot connect with this on. Turn it off only knowingly; the database stays in private subnets reachable from the tasks' security group alone."
+  description = "Refuse database connections without TLS (rds.force_ssl). Clarity itself always connects over TLS and verifies the database's certificate against db_ca_bundle_pem (store.postgres_ca_cert); this also refuses any other client that does not."
   type        = bool
   default     = true
+}
+
+variable "db_ca_bundle_pem" {
+  description = "PEM of the CAs that sign RDS certificates in var.region, which Clarity verifies the database against. Default (null): fetched at plan time from https://truststore.pki.rds.amazonaws.com/<region>/<region>-bundle.pem."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.db_ca_bundle_pem == null || can(regex("-----BEGIN CERTIFICATE-----", var.db_ca_bundle_pem))
+    error_message = "db_ca_bundle_pem must hold PEM certificates."
+  }
 }
 
 variable "redis_node_type" {

@@ -3,6 +3,8 @@
 //! the checks run against a server after a fault.
 #![allow(dead_code)] // each test file uses part of this module
 
+pub(crate) mod private_postgres;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
@@ -14,6 +16,12 @@ use serde_json::{Value, json};
 
 pub(crate) const ADMIN_EMAIL: &str = "admin@reliability.example";
 pub(crate) const PASSWORD: &str = "faults must not lose a single write";
+
+/// Outside CI, says why a test is skipped; in CI, fails: CI runs every test.
+pub(crate) fn skip_or_fail(why: &str) {
+    assert!(!clarity_core::testing::in_ci(), "{why}: CI runs every test");
+    eprintln!("SKIPPED: {why}");
+}
 
 /// Settings for load: no rate limits (one client address, one account).
 pub(crate) const LOAD_ENV: &[(&str, &str)] = &[("CLARITY_RATE_LIMIT_ENABLED", "false")];
@@ -159,6 +167,28 @@ impl Api {
         let body = json!({"setup_code": code, "email": ADMIN_EMAIL, "password": PASSWORD});
         self.ok("POST", "/v1/setup", None, Some(&body)).await;
         self.login(ADMIN_EMAIL).await
+    }
+
+    /// Bootstraps `server`, adds the clinician `email` and creates a patient
+    /// with `mrn`; (the clinician's token, the patient's id).
+    pub(crate) async fn clinician_with_patient(
+        &self,
+        server: &Server,
+        email: &str,
+        mrn: &str,
+    ) -> (String, String) {
+        let admin = self.bootstrap(server).await;
+        let (_, token) = self.user(&admin, email, &["clinician"]).await;
+        let patient = self
+            .ok(
+                "POST",
+                "/v1/patients",
+                Some(&token),
+                Some(&patient_body(mrn, 0)),
+            )
+            .await;
+        let id = patient["id"].as_str().expect("id").to_string();
+        (token, id)
     }
 
     /// A new user with `roles`; (id, token).

@@ -3,18 +3,20 @@
 
 mod audit;
 mod identity;
+mod target;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
+pub use self::target::PgTarget;
 use super::migrations::pending;
 use super::{DataKeyRow, PatientRow, RecordRow, Store, patient_index_column};
-use crate::config::{Config, validate_identifier};
-use crate::crypto::{BlindIndex, IndexField, SecretString};
+use crate::config::Config;
+use crate::crypto::{BlindIndex, IndexField};
 use crate::error::{Error, Result};
 
 const BACKEND: &str = "postgres";
@@ -33,43 +35,22 @@ impl PostgresStore {
     /// Connects with the settings of `config` and applies pending migrations.
     ///
     /// # Errors
-    /// [`Error::Config`] for a malformed URL; [`Error::Unavailable`] when the
-    /// server cannot be reached; [`Error::Backend`] when migration fails.
+    /// [`Error::Config`] for a malformed URL or TLS setting (see [`PgTarget`]);
+    /// [`Error::Unavailable`] when the server cannot be reached;
+    /// [`Error::Backend`] when migration fails.
     pub async fn open(config: &Config) -> Result<PostgresStore> {
-        let url = config.store.postgres_url.as_ref().ok_or_else(|| {
-            Error::config("store.postgres_url", "required for the postgres backend")
-        })?;
-        Self::connect(
-            url,
-            config.store.postgres_schema.as_deref(),
-            config.store.pool_size,
-        )
-        .await
+        Self::connect(&PgTarget::from_config(config)?, config.store.pool_size).await
     }
 
-    /// Connects to `url`, keeping tables in `schema` (created if missing) when given.
+    /// Connects to `target` with at most `pool_size` connections, keeping
+    /// tables in its schema (created if missing) when it names one.
     ///
     /// # Errors
     /// As [`PostgresStore::open`].
-    pub async fn connect(
-        url: &SecretString,
-        schema: Option<&str>,
-        pool_size: usize,
-    ) -> Result<PostgresStore> {
-        let mut pg: tokio_postgres::Config = url
-            .expose()
-            .parse()
-            .map_err(|_| Error::config("store.postgres_url", "is not a valid PostgreSQL URL"))?;
-        if let Some(schema) = schema {
-            validate_identifier(schema).map_err(|m| Error::config("store.postgres_schema", m))?;
-            pg.options(format!("-c search_path={schema}"));
-        }
-        if pg.get_connect_timeout().is_none() {
-            pg.connect_timeout(std::time::Duration::from_secs(5));
-        }
+    pub async fn connect(target: &PgTarget, pool_size: usize) -> Result<PostgresStore> {
         let manager = Manager::from_config(
-            pg,
-            NoTls,
+            target.pg().clone(),
+            target.tls(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -83,7 +64,7 @@ impl PostgresStore {
             .map_err(|e| Error::backend(BACKEND, "cannot build the connection pool", e))?;
         let store = PostgresStore {
             pool,
-            schema: schema.map(str::to_string),
+            schema: target.schema().map(str::to_string),
         };
         store.migrate().await?;
         Ok(store)
@@ -91,7 +72,7 @@ impl PostgresStore {
 
     async fn client(&self) -> Result<Object> {
         self.pool.get().await.map_err(|e| {
-            tracing::warn!(error = %e, "PostgreSQL connection unavailable");
+            tracing::warn!(error = %crate::error::causes(&e), "PostgreSQL connection unavailable");
             Error::Unavailable {
                 message: "the database is unreachable".into(),
             }
