@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates the secret files deploy/compose.yaml mounts: database and Redis
-# passwords, Clarity's secret settings, and a private CA with a certificate
-# for OpenBao. Run once, before the first `docker compose up`; it refuses to
+# passwords, Clarity's secret settings, and a private CA with certificates
+# for OpenBao and PostgreSQL. Run once, before the first `docker compose up`; it refuses to
 # overwrite existing secrets (rotate them deliberately, one at a time).
 #
 # Needs openssl. The directory is 0700 so that other users of the host cannot
@@ -31,16 +31,22 @@ sed -e "s/@POSTGRES_PASSWORD@/$postgres_password/" \
     -e "s/@REDIS_PASSWORD@/$redis_password/" \
     "$here/clarity.toml.in" >"$dir/clarity.toml"
 
-# A private CA, and OpenBao's certificate for the names Clarity and the
-# `bao` CLI use (openbao on the compose network, 127.0.0.1 inside it).
+# A private CA, and server certificates signed by it for the names Clarity
+# uses on the compose network (and 127.0.0.1 for each container's own CLI).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 \
     -subj "/CN=Clarity compose CA" -keyout "$dir/ca-key.pem" -out "$dir/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -subj "/CN=openbao" -keyout "$dir/openbao-key.pem" -out "$dir/openbao.csr" 2>/dev/null
-printf 'subjectAltName=DNS:openbao,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$dir/openbao.ext"
-openssl x509 -req -in "$dir/openbao.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca-key.pem" \
-    -CAcreateserial -days 825 -extfile "$dir/openbao.ext" -out "$dir/openbao.pem" 2>/dev/null
-rm -f "$dir/openbao.csr" "$dir/openbao.ext" "$dir/ca.srl"
+
+# issue NAME: NAME.pem and NAME-key.pem for DNS:NAME and IP:127.0.0.1.
+issue() {
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -subj "/CN=$1" -keyout "$dir/$1-key.pem" -out "$dir/$1.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:%s,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' "$1" >"$dir/$1.ext"
+    openssl x509 -req -in "$dir/$1.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca-key.pem" \
+        -CAcreateserial -days 825 -extfile "$dir/$1.ext" -out "$dir/$1.pem" 2>/dev/null
+    rm -f "$dir/$1.csr" "$dir/$1.ext" "$dir/ca.srl"
+}
+issue openbao
+issue postgres
 # The CA key signs nothing else: keep it off the host's disk once used.
 rm -f "$dir/ca-key.pem"
 
