@@ -463,6 +463,43 @@ async fn token_key_rotation_keeps_live_sessions() {
     );
 }
 
+// S-KEY-2: `keys status` names the token and audit key versions, and each
+// rotation moves on from the version the store holds, also when one
+// instance rotates twice without a restart or another instance rotated.
+#[tokio::test]
+async fn key_status_reports_token_and_audit_key_versions() {
+    let h = testing::sqlite().await.expect("sqlite");
+    let a = h.clarity().await;
+    let b = h.clarity().await;
+    let admin = principal(&a, Role::Admin).await;
+    let fresh = a.key_status(&admin).await.expect("status");
+    assert_eq!(
+        (
+            fresh.token_key_version,
+            fresh.token_previous_accepted_until,
+            fresh.audit_key_version
+        ),
+        (1, None, 1)
+    );
+    assert_eq!(a.rotate_token_key(&admin).await.expect("rotate").version, 2);
+    assert_eq!(a.rotate_token_key(&admin).await.expect("again").version, 3);
+    // B started at version 1; the store says 3.
+    let by_b = b.rotate_token_key(&admin).await.expect("from b");
+    assert_eq!(by_b.version, 4);
+    assert_eq!(a.rotate_audit_key(&admin).await.expect("audit"), 2);
+    assert_eq!(a.rotate_audit_key(&admin).await.expect("audit again"), 3);
+    assert_eq!(b.rotate_audit_key(&admin).await.expect("audit from b"), 4);
+    let status = a.key_status(&admin).await.expect("status");
+    assert_eq!(status.token_key_version, 4);
+    assert_eq!(
+        status.token_previous_accepted_until,
+        Some(by_b.previous_accepted_until)
+    );
+    assert_eq!(status.audit_key_version, 4);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 // S-KEY-2, S-AUD-3: the audit key rotates: chains started afterwards use the
 // new version, older chains keep theirs, and every chain keeps verifying.
 #[tokio::test]

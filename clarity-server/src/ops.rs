@@ -192,6 +192,19 @@ pub(crate) async fn key_status(config: Config) -> Result<()> {
                 usage.kek_version, usage.data_keys
             );
         }
+        match status.token_previous_accepted_until {
+            Some(until) => println!(
+                "token key version {} (version {} accepted until {})",
+                status.token_key_version,
+                status.token_key_version.saturating_sub(1),
+                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            None => println!("token key version {}", status.token_key_version),
+        }
+        println!(
+            "audit key version {} (for chains started from now on)",
+            status.audit_key_version
+        );
         Ok(())
     })
     .await

@@ -224,6 +224,12 @@ fn keys_and_backups_from_the_command_line() {
         ok && stdout.contains("audit key version 2"),
         "{stdout}{stderr}"
     );
+    let (ok, stdout, stderr) = run(&args(source, &["keys", "status"]), &[]);
+    assert!(
+        ok && stdout.contains("token key version 2 (version 1 accepted until")
+            && stdout.contains("audit key version 2 (for chains started from now on)"),
+        "{stdout}{stderr}"
+    );
 
     let archive = dir.path().join("nightly.cbak");
     let archive = archive.to_str().expect("utf-8");

@@ -92,11 +92,19 @@ impl AuditKeys {
     /// # Errors
     /// Backend errors; [`Error::Integrity`] for an unreadable version.
     pub async fn load(root: &Key, store: &dyn crate::store::Store) -> Result<Self> {
-        let version = match store.get_meta(VERSION_META).await? {
-            Some(text) => text.parse::<u32>().map_err(|_| Error::Integrity)?,
-            None => 1,
-        };
-        Self::derive_up_to(root, version)
+        Self::derive_up_to(root, Self::stored_version(store).await?)
+    }
+
+    /// The version chains started from now on use in `store` (1 until a
+    /// rotation).
+    ///
+    /// # Errors
+    /// [`Error::Integrity`] when the stored version is malformed; backend errors.
+    pub async fn stored_version(store: &dyn crate::store::Store) -> Result<u32> {
+        match store.get_meta(VERSION_META).await? {
+            Some(text) => text.parse::<u32>().map_err(|_| Error::Integrity),
+            None => Ok(1),
+        }
     }
 
     /// Makes the next version the one new chains use in `store` (it takes
@@ -105,7 +113,9 @@ impl AuditKeys {
     /// # Errors
     /// Backend errors.
     pub async fn advance(&self, store: &dyn crate::store::Store) -> Result<u32> {
-        let next = self.version + 1;
+        // The store's version, not this instance's: a second rotation before
+        // a restart (or one made by another instance) moves on from it.
+        let next = Self::stored_version(store).await?.max(self.version) + 1;
         store.put_meta(VERSION_META, &next.to_string()).await?;
         Ok(next)
     }

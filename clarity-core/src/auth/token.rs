@@ -194,18 +194,20 @@ impl TokenKeys {
         self.versions().current.version
     }
 
-    /// Makes the next version current from `now`; the current one stays
-    /// accepted for one token lifetime. Returns the new version and the end
-    /// of the overlap.
+    /// Makes the version after both the current one and `recorded` (the
+    /// version the store holds, which another instance may have moved on)
+    /// current from `now`; the version before it stays accepted for one
+    /// token lifetime. Returns the new version and the end of the overlap.
     ///
     /// # Errors
     /// [`Error::Internal`] if key derivation fails.
-    pub fn rotate(&self, now: DateTime<Utc>) -> Result<(u32, DateTime<Utc>)> {
+    pub fn rotate(&self, recorded: u32, now: DateTime<Utc>) -> Result<(u32, DateTime<Utc>)> {
         let mut guard = self.versions.write().unwrap_or_else(|p| p.into_inner());
-        let next = derive(&self.root, self.purpose, guard.current.version + 1)?;
+        let from = guard.current.version.max(recorded);
+        let next = derive(&self.root, self.purpose, from + 1)?;
         let until = now + self.lifetime;
         let version = next.version;
-        let old = derive(&self.root, self.purpose, guard.current.version)?;
+        let old = derive(&self.root, self.purpose, from)?;
         *guard = std::sync::Arc::new(Versions {
             current: next,
             previous: Some((old, until)),
@@ -524,7 +526,7 @@ mod tests {
             let old = keys
                 .issue(Uuid::nil(), Uuid::nil(), roles(), now())
                 .expect("issue");
-            let (version, until) = keys.rotate(now()).expect("rotate");
+            let (version, until) = keys.rotate(1, now()).expect("rotate");
             assert_eq!((version, keys.version()), (2, 2));
             assert_eq!(until, now() + chrono::Duration::minutes(15));
             let new = keys

@@ -33,18 +33,24 @@ pub(super) async fn token_keys(
     auth: &crate::config::AuthConfig,
     store: &dyn crate::store::Store,
 ) -> Result<crate::auth::TokenKeys> {
-    match store.get_meta(TOKEN_KEY_META).await? {
+    match stored_token_state(store).await? {
         None => crate::auth::TokenKeys::new(root, auth),
-        Some(json) => {
-            let state: TokenKeyState =
-                serde_json::from_str(&json).map_err(|_| crate::Error::Integrity)?;
-            crate::auth::TokenKeys::with_version(
-                root,
-                auth,
-                state.version,
-                Some(state.previous_until),
-            )
-        }
+        Some(state) => crate::auth::TokenKeys::with_version(
+            root,
+            auth,
+            state.version,
+            Some(state.previous_until),
+        ),
+    }
+}
+
+/// The token key's state the last rotation recorded in `store`, if any.
+async fn stored_token_state(store: &dyn crate::store::Store) -> Result<Option<TokenKeyState>> {
+    match store.get_meta(TOKEN_KEY_META).await? {
+        None => Ok(None),
+        Some(json) => serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|_| crate::Error::Integrity),
     }
 }
 
@@ -77,6 +83,13 @@ pub struct KeyStatus {
     pub kek_versions: Vec<i32>,
     /// Data keys per KEK version.
     pub usage: Vec<KekUsage>,
+    /// The access-token key version new tokens are issued under.
+    pub token_key_version: u32,
+    /// After a token-key rotation: until when tokens of the previous
+    /// version are still accepted.
+    pub token_previous_accepted_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// The audit key version chains started from now on are written under.
+    pub audit_key_version: u32,
 }
 
 /// What a retirement did.
@@ -113,6 +126,8 @@ impl Clarity {
         let result = async {
             let reason = self.authorize(principal, &Action::ManageKeys, None).await?;
             let keys = self.phi.keys();
+            let store = self.phi.store();
+            let token = stored_token_state(store.as_ref()).await?;
             let status = KeyStatus {
                 provider: keys.name(),
                 current_kek_version: keys.current_kek_version().await?,
@@ -128,6 +143,9 @@ impl Clarity {
                         data_keys,
                     })
                     .collect(),
+                token_key_version: token.as_ref().map_or(1, |t| t.version),
+                token_previous_accepted_until: token.map(|t| t.previous_until),
+                audit_key_version: crate::audit::AuditKeys::stored_version(store.as_ref()).await?,
             };
             Ok((status, reason))
         }
@@ -297,7 +315,11 @@ impl Clarity {
     pub async fn rotate_token_key(&self, principal: &Principal) -> Result<TokenRotation> {
         let result = async {
             let reason = self.authorize(principal, &Action::ManageKeys, None).await?;
-            let (version, until) = self.tokens.rotate(self.clock.now())?;
+            let store = self.phi.store();
+            let recorded = stored_token_state(store.as_ref())
+                .await?
+                .map_or(1, |t| t.version);
+            let (version, until) = self.tokens.rotate(recorded, self.clock.now())?;
             let state = TokenKeyState {
                 version,
                 previous_until: until,
