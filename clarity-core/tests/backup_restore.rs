@@ -395,6 +395,9 @@ async fn round_trip_with_transit_keys() {
     config.keys.transit_addr = Some(settings.addr.clone());
     config.keys.transit_token_file = Some(token_file);
     config.keys.transit_key = settings.key.clone();
+    config.keys.transit_ca_cert = std::env::var(testing::OPENBAO_CA_CERT_VAR)
+        .ok()
+        .map(std::path::PathBuf::from);
     round_trip(config.clone(), None, dir.path(), wipe_sqlite).await;
     assert!(
         !config.keyring_path().exists(),

@@ -29,6 +29,10 @@ pub const POSTGRES_URL_VAR: &str = "CLARITY_TEST_POSTGRES_URL";
 pub const OPENBAO_ADDR_VAR: &str = "CLARITY_TEST_OPENBAO_ADDR";
 /// Environment variable holding a token of that server with transit rights.
 pub const OPENBAO_TOKEN_VAR: &str = "CLARITY_TEST_OPENBAO_TOKEN";
+/// Environment variable naming the PEM file of the CA that signed that
+/// server's certificate, for an `https://` address (`scripts/test` starts
+/// OpenBao with TLS).
+pub const OPENBAO_CA_CERT_VAR: &str = "CLARITY_TEST_OPENBAO_CA_CERT";
 
 /// Settings for the OpenBao server of the test run, with a transit key of
 /// its own for each call (created on first use), or `None` after a SKIPPED
@@ -39,10 +43,16 @@ pub const OPENBAO_TOKEN_VAR: &str = "CLARITY_TEST_OPENBAO_TOKEN";
 pub fn transit_settings() -> Option<crate::crypto::TransitSettings> {
     let addr = service_var(OPENBAO_ADDR_VAR, "OpenBao transit")?;
     let token = service_var(OPENBAO_TOKEN_VAR, "OpenBao transit")?;
-    Some(
+    let mut settings =
         crate::crypto::TransitSettings::new(addr, crate::crypto::SecretString::new(token))
-            .with_key(format!("clarity-test-{}", uuid::Uuid::new_v4().simple())),
-    )
+            .with_key(format!("clarity-test-{}", uuid::Uuid::new_v4().simple()));
+    if let Ok(path) = std::env::var(OPENBAO_CA_CERT_VAR) {
+        settings.ca_cert_pem = Some(
+            std::fs::read(&path)
+                .unwrap_or_else(|e| panic!("{OPENBAO_CA_CERT_VAR}={path} is unreadable: {e}")),
+        );
+    }
+    Some(settings)
 }
 
 /// True when running in CI (`CI=true`), where a missing service is a failure.

@@ -243,6 +243,9 @@ impl TransitClient {
                 } else {
                     "request failed"
                 };
+                // The cause (refused, a certificate that does not verify)
+                // is in the source chain; the URL holds no secret.
+                tracing::warn!(operation = what, error = %crate::error::causes(&e), "transit request failed");
                 Failure::Retry(Error::Unavailable {
                     message: format!("transit {what}: {kind} ({})", self.settings.addr),
                 })
