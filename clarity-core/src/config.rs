@@ -430,6 +430,10 @@ pub struct KeysConfig {
     pub dek_cache_entries: u64,
     /// Seconds an unwrapped data key stays in memory (default 300).
     pub dek_cache_secs: u64,
+    /// Directory of the erasure ledger (default: the keyring file's
+    /// directory). With several instances, a directory they all mount
+    /// (each host writes a file of its own) outside the database.
+    pub erasure_ledger_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -479,6 +483,7 @@ impl Default for KeysConfig {
             transit_timeout_ms: 5000,
             dek_cache_entries: 10_000,
             dek_cache_secs: 300,
+            erasure_ledger_dir: None,
         }
     }
 }
@@ -749,11 +754,17 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("clarity.db"))
     }
 
-    /// The erasure ledger: beside the keyring file, kept with the keys (see
-    /// `backup::ErasureLedger`), so a restore of an older backup cannot bring
-    /// an erased patient's data key back.
-    pub fn erasure_ledger_path(&self) -> PathBuf {
-        self.keyring_path().with_file_name("erasure-ledger.log")
+    /// The erasure ledger's directory: `keys.erasure_ledger_dir`, else the
+    /// keyring file's directory (see `backup::ErasureLedger`), so a restore
+    /// of an older backup cannot bring an erased patient's data key back.
+    pub fn erasure_ledger_dir(&self) -> PathBuf {
+        match &self.keys.erasure_ledger_dir {
+            Some(dir) => dir.clone(),
+            None => self
+                .keyring_path()
+                .parent()
+                .map_or_else(|| self.data_dir.clone(), Path::to_path_buf),
+        }
     }
 
     /// The local keyring file in effect.

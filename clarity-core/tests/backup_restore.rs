@@ -314,18 +314,33 @@ async fn tampered_and_wrong_key_archives_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erasure_survives_a_restore_of_an_older_backup() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = sqlite_config(dir.path());
+    let mut config = sqlite_config(dir.path());
+    // The ledger directory several instances would share.
+    config.keys.erasure_ledger_dir = Some(dir.path().join("shared-ledger"));
     let clarity = Clarity::open(config.clone()).await.expect("open");
     let written = fill(&clarity).await;
     clarity.shutdown().await;
     let archive = dir.path().join("before-erasure.cbak");
     take_backup(&config, &archive).await;
 
-    let clarity = Clarity::open(config.clone()).await.expect("open");
+    // Another instance erases: it writes its own file in the shared ledger.
+    let clarity = Clarity::open(config.clone())
+        .await
+        .expect("open")
+        .with_erasure_ledger(backup::ErasureLedger::for_host(
+            config.erasure_ledger_dir(),
+            "another-instance",
+        ));
     let admin = testing::principal(&clarity, Role::Admin).await;
     let erased = written.patients[2];
     clarity.erase_patient(&admin, erased).await.expect("erase");
     clarity.shutdown().await;
+    assert!(
+        config
+            .erasure_ledger_dir()
+            .join("erasure-ledger-another-instance.log")
+            .is_file()
+    );
 
     wipe_sqlite(&config);
     let report = backup::restore(&config, &archive, &|_| {})

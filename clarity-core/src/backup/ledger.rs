@@ -1,15 +1,19 @@
-//! [`ErasureLedger`]: the ids of erased patients, kept beside the keys, so a
-//! restore of a backup taken before an erasure does not bring the erased
-//! patient's data key back (S-KEY-3).
+//! [`ErasureLedger`]: the ids of erased patients, kept outside the database
+//! (beside the keys by default), so a restore of a backup taken before an
+//! erasure does not bring the erased patient's data key back (S-KEY-3).
 //!
-//! One line per erasure: `<patient uuid> <RFC 3339 time>`. Identifiers only,
-//! no PHI. The file is created with mode 0600, appended to and synced at each
-//! erasure.
+//! The ledger is a directory (`keys.erasure_ledger_dir`). Each host appends
+//! to a file of its own, `erasure-ledger-<host>.log`, so instances sharing
+//! the directory over a network file system never write to the same file; a
+//! restore reads the union of every `erasure-ledger*.log` there (including
+//! `erasure-ledger.log` of earlier releases). One line per erasure:
+//! `<patient uuid> <RFC 3339 time>`. Identifiers only, no PHI. Files are
+//! created with mode 0600, appended to and synced at each erasure.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -17,24 +21,48 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 
+/// Names of ledger files start and end so.
+const PREFIX: &str = "erasure-ledger";
+const SUFFIX: &str = ".log";
+
 /// An append-only list of erased patients (see the module documentation).
 #[derive(Debug, Clone)]
 pub struct ErasureLedger {
-    path: PathBuf,
+    dir: PathBuf,
+    file: PathBuf,
 }
 
 impl ErasureLedger {
-    /// The ledger kept in `path`.
-    pub fn at(path: impl Into<PathBuf>) -> Self {
-        ErasureLedger { path: path.into() }
+    /// The ledger in `dir`; this host appends to its own file there.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        Self::for_host(dir, &host_name())
     }
 
-    /// The ledger's file.
+    /// The ledger in `dir` as written by `host` (any name; characters other
+    /// than letters, digits, `.`, `-` and `_` become `_`).
+    pub fn for_host(dir: impl Into<PathBuf>, host: &str) -> Self {
+        let dir = dir.into();
+        let host: String = host
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let file = dir.join(format!("{PREFIX}-{host}{SUFFIX}"));
+        ErasureLedger { dir, file }
+    }
+
+    /// The file this host appends to.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.file
     }
 
-    /// Appends an erasure and syncs it to disk.
+    /// Appends an erasure to this host's file and syncs it to disk,
+    /// creating the directory (mode 0700) when missing.
     ///
     /// # Errors
     /// [`Error::Key`] when the file cannot be written.
@@ -42,14 +70,19 @@ impl ErasureLedger {
         let io = |e: std::io::Error| {
             Error::key(format!(
                 "cannot write the erasure ledger {}: {e}",
-                self.path.display()
+                self.file.display()
             ))
         };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(io)?;
         let mut file = OpenOptions::new()
             .append(true)
             .create(true)
             .mode(0o600)
-            .open(&self.path)
+            .open(&self.file)
             .map_err(io)?;
         let line = format!(
             "{patient} {}\n",
@@ -59,62 +92,124 @@ impl ErasureLedger {
         file.sync_all().map_err(io)
     }
 
-    /// Every erasure recorded, by patient; empty when there is no ledger yet.
+    /// Every erasure recorded by any host, by patient (the earliest time);
+    /// empty when there is no ledger yet.
     ///
     /// # Errors
-    /// [`Error::Key`] when the file exists but cannot be read or parsed.
+    /// [`Error::Key`] when a ledger file exists but cannot be read or parsed.
     pub fn load(&self) -> Result<BTreeMap<Uuid, DateTime<Utc>>> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-            Err(e) => {
-                return Err(Error::key(format!(
-                    "cannot read the erasure ledger {}: {e}",
-                    self.path.display()
-                )));
-            }
+        let unreadable = |path: &Path, e: std::io::Error| {
+            Error::key(format!(
+                "cannot read the erasure ledger {}: {e}",
+                path.display()
+            ))
         };
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) => return Err(unreadable(&self.dir, e)),
+        };
+        let mut files = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| unreadable(&self.dir, e))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with(PREFIX) && name.ends_with(SUFFIX) {
+                files.push(path);
+            }
+        }
+        files.sort();
         let mut out = BTreeMap::new();
-        for (n, line) in text.lines().enumerate() {
-            let parsed = line.split_once(' ').and_then(|(id, at)| {
-                Some((
-                    id.parse::<Uuid>().ok()?,
-                    DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc),
-                ))
-            });
-            match parsed {
-                Some((id, at)) => {
-                    out.entry(id).or_insert(at);
-                }
-                // A torn last line (a crash mid-append) is not an erasure.
-                None if n + 1 == text.lines().count() && !text.ends_with('\n') => {}
-                None => {
-                    return Err(Error::key(format!(
-                        "the erasure ledger {} is damaged at line {}",
-                        self.path.display(),
-                        n + 1
-                    )));
-                }
+        for path in files {
+            let text = std::fs::read_to_string(&path).map_err(|e| unreadable(&path, e))?;
+            for (id, at) in parse(&path, &text)? {
+                let earliest = out.entry(id).or_insert(at);
+                *earliest = (*earliest).min(at);
             }
         }
         Ok(out)
     }
 }
 
+/// The lines of one ledger file.
+fn parse(path: &Path, text: &str) -> Result<Vec<(Uuid, DateTime<Utc>)>> {
+    let lines = text.lines().count();
+    let mut out = Vec::with_capacity(lines);
+    for (n, line) in text.lines().enumerate() {
+        let parsed = line.split_once(' ').and_then(|(id, at)| {
+            Some((
+                id.parse::<Uuid>().ok()?,
+                DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc),
+            ))
+        });
+        match parsed {
+            Some(entry) => out.push(entry),
+            // A torn last line (a crash mid-append) is not an erasure.
+            None if n + 1 == lines && !text.ends_with('\n') => {}
+            None => {
+                return Err(Error::key(format!(
+                    "the erasure ledger {} is damaged at line {}",
+                    path.display(),
+                    n + 1
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// This machine's host name (unique per pod or task), or `local`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "local".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    // S-KEY-3: every host's erasures count; damage is refused by name.
     #[test]
-    fn records_and_loads() {
+    fn hosts_append_to_their_own_files_and_loads_join_them() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let ledger = ErasureLedger::at(dir.path().join("erasures.log"));
-        assert!(ledger.load().expect("empty").is_empty());
-        let a = Uuid::now_v7();
-        ledger.record(a, Utc::now()).expect("record");
-        ledger.record(a, Utc::now()).expect("again");
-        assert_eq!(ledger.load().expect("load").len(), 1);
-        std::fs::write(ledger.path(), "nonsense\nmore\n").expect("damage");
-        assert!(ledger.load().is_err());
+        let shared = dir.path().join("ledger");
+        let a = ErasureLedger::for_host(&shared, "pod-a");
+        let b = ErasureLedger::for_host(&shared, "pod/b");
+        assert!(a.load().expect("no directory yet").is_empty());
+        let (one, two) = (Uuid::now_v7(), Uuid::now_v7());
+        let early = DateTime::parse_from_rfc3339("2026-11-01T08:00:00.000001Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        a.record(one, Utc::now()).expect("record");
+        a.record(one, Utc::now()).expect("again");
+        b.record(one, early).expect("the same patient elsewhere");
+        b.record(two, Utc::now()).expect("record");
+        assert_ne!(a.path(), b.path());
+        assert!(b.path().ends_with("erasure-ledger-pod_b.log"));
+        // An earlier release's single file is read too.
+        let three = Uuid::now_v7();
+        std::fs::write(
+            shared.join("erasure-ledger.log"),
+            format!("{three} 2026-01-01T00:00:00Z\n"),
+        )
+        .expect("legacy");
+        std::fs::write(shared.join("notes.txt"), "not a ledger").expect("other file");
+        let all = ErasureLedger::for_host(&shared, "restore-host")
+            .load()
+            .expect("load");
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[&one], early, "the earliest erasure time");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&shared), 0o700);
+        assert_eq!(mode(a.path()), 0o600);
+        std::fs::write(b.path(), "nonsense\nmore\n").expect("damage");
+        let err = a.load().expect_err("damaged");
+        assert!(
+            err.to_string().contains("erasure-ledger-pod_b.log"),
+            "{err}"
+        );
     }
 }

@@ -472,7 +472,7 @@ pub async fn restore(
         )));
     }
     ensure_empty_target(config).await?;
-    let erased = ErasureLedger::at(config.erasure_ledger_path()).load()?;
+    let erased = ErasureLedger::in_dir(config.erasure_ledger_dir()).load()?;
     let mut importer = Importer::new(erased);
     let mut job = RestoreJob {
         config,

@@ -176,7 +176,7 @@ impl Clarity {
     pub async fn open(config: Config) -> Result<Clarity> {
         let backends = crate::store::open(&config).await?;
         let keys = open_key_provider(&config, backends.rows.as_ref()).await?;
-        let ledger = crate::backup::ErasureLedger::at(config.erasure_ledger_path());
+        let ledger = crate::backup::ErasureLedger::in_dir(config.erasure_ledger_dir());
         Ok(
             Self::with_parts(config, backends, keys, Arc::new(crate::clock::SystemClock))
                 .await?

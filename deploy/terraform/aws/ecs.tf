@@ -24,6 +24,7 @@ locals {
     CLARITY_KEYS_TRANSIT_MOUNT                 = "transit"
     CLARITY_KEYS_TRANSIT_KEY                   = "clarity"
     CLARITY_KEYS_TRANSIT_TOKEN_FILE            = "/run/clarity/transit-token"
+    CLARITY_KEYS_ERASURE_LEDGER_DIR            = "/var/lib/clarity-ledger"
     CLARITY_ACCESS_REQUIRE_MFA_FOR_BREAK_GLASS = "true"
   }
 
@@ -86,7 +87,8 @@ resource "aws_iam_role_policy" "execution_secrets" {
   policy = data.aws_iam_policy_document.execution_secrets.json
 }
 
-# The role the server runs as: Clarity calls no AWS API, so it may do nothing.
+# The role the server runs as: Clarity calls no AWS API; the role may only
+# mount the erasure ledger (efs.tf).
 resource "aws_iam_role" "task" {
   name               = "${var.name}-task"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
@@ -117,6 +119,19 @@ resource "aws_ecs_task_definition" "clarity" {
 
   volume {
     name = "tmp"
+  }
+
+  # The erasure ledger, shared by every task (efs.tf).
+  volume {
+    name = "erasure-ledger"
+    efs_volume_configuration {
+      file_system_id     = aws_efs_file_system.ledger.id
+      transit_encryption = "ENABLED"
+      authorization_config {
+        access_point_id = aws_efs_access_point.ledger.id
+        iam             = "ENABLED"
+      }
+    }
   }
 
   container_definitions = jsonencode([
@@ -174,6 +189,7 @@ resource "aws_ecs_task_definition" "clarity" {
         { sourceVolume = "run-clarity", containerPath = "/run/clarity", readOnly = true },
         { sourceVolume = "data", containerPath = "/var/lib/clarity", readOnly = false },
         { sourceVolume = "tmp", containerPath = "/tmp", readOnly = false },
+        { sourceVolume = "erasure-ledger", containerPath = "/var/lib/clarity-ledger", readOnly = false },
       ]
       dependsOn = [
         { containerName = "prepare-files", condition = "SUCCESS" },
