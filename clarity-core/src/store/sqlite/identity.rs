@@ -109,6 +109,16 @@ impl SqliteStore {
             .run(move |conn| work(conn).map_err(sqlite_error))
             .await
     }
+
+    /// A point read by key on the calling thread (see `Pool::run_point`).
+    async fn read_point<T>(
+        &self,
+        work: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        self.readers
+            .run_point(move |conn| work(conn).map_err(sqlite_error))
+            .await
+    }
 }
 
 #[async_trait]
@@ -150,7 +160,7 @@ impl IdentityStore for SqliteStore {
     }
 
     async fn get_user(&self, id: Uuid) -> Result<Option<UserRow>> {
-        self.read(move |c| {
+        self.read_point(move |c| {
             c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
                 .query_row([id], user_row)
                 .optional()
@@ -314,7 +324,7 @@ impl IdentityStore for SqliteStore {
     }
 
     async fn get_session(&self, id: Uuid) -> Result<Option<SessionRow>> {
-        self.read(move |c| {
+        self.read_point(move |c| {
             c.prepare_cached(&format!(
                 "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"
             ))?
@@ -474,7 +484,7 @@ impl IdentityStore for SqliteStore {
         patient_id: Uuid,
         user_id: Uuid,
     ) -> Result<Option<CareTeamRow>> {
-        self.read(move |c| {
+        self.read_point(move |c| {
             c.prepare_cached(
                 "SELECT patient_id, user_id, relationship, expires_at, created_at
                  FROM care_team WHERE patient_id = ?1 AND user_id = ?2",

@@ -493,7 +493,7 @@ impl Store for SqliteStore {
 
     async fn get_patient(&self, id: Uuid) -> Result<Option<PatientRow>> {
         self.readers
-            .run(move |conn| {
+            .run_point(move |conn| {
                 conn.prepare_cached(&format!(
                     "SELECT {PATIENT_COLUMNS} FROM patients WHERE id = ?1 AND erased_at IS NULL"
                 ))
@@ -592,7 +592,7 @@ impl Store for SqliteStore {
 
     async fn get_data_key(&self, patient_id: Uuid) -> Result<Option<DataKeyRow>> {
         self.readers
-            .run(move |conn| {
+            .run_point(move |conn| {
                 conn.prepare_cached(
                     "SELECT patient_id, dek_version, kek_version, wrapped FROM data_keys WHERE patient_id = ?1",
                 )
@@ -645,7 +645,7 @@ impl Store for SqliteStore {
 
     async fn get_record(&self, id: Uuid) -> Result<Option<RecordRow>> {
         self.readers
-            .run(move |conn| {
+            .run_point(move |conn| {
                 conn.prepare_cached(&format!(
                     "SELECT {RECORD_COLUMNS} FROM records WHERE id = ?1"
                 ))

@@ -82,6 +82,35 @@ impl Pool {
         (self.size - self.permits.available_permits(), self.size)
     }
 
+    /// Runs `work`, a point read by primary key that takes microseconds, on
+    /// the calling thread: crossing to the blocking pool and back would cost
+    /// more than the read. Only for such reads; anything that may scan or
+    /// wait goes through [`Pool::run`]. A panic in `work` becomes an error
+    /// and its connection is dropped.
+    pub(super) async fn run_point<T, F>(&self, work: F) -> Result<T>
+    where
+        F: FnOnce(&mut Connection) -> Result<T>,
+    {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Error::internal("sqlite pool closed"))?;
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => self.opener.open()?,
+        };
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut conn)))
+                .map_err(|_| Error::internal("sqlite read failed"))?;
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(conn);
+        result
+    }
+
     /// Runs `work` with a connection on the blocking pool.
     pub(super) async fn run<T, F>(&self, work: F) -> Result<T>
     where
