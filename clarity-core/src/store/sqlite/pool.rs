@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::sqlite_error;
 use crate::error::{Error, Result};
@@ -82,6 +82,25 @@ impl Pool {
         (self.size - self.permits.available_permits(), self.size)
     }
 
+    /// Waits for a permit; with it, an idle connection if there is one.
+    async fn checkout(&self) -> Result<(SemaphorePermit<'_>, Option<Connection>)> {
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Error::internal("sqlite pool closed"))?;
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        Ok((permit, idle))
+    }
+
+    /// Returns a connection to the idle list.
+    fn checkin(&self, conn: Connection) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(conn);
+    }
+
     /// Runs `work`, a point read by primary key that takes microseconds, on
     /// the calling thread: crossing to the blocking pool and back would cost
     /// more than the read. Only for such reads; anything that may scan or
@@ -91,23 +110,14 @@ impl Pool {
     where
         F: FnOnce(&mut Connection) -> Result<T>,
     {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| Error::internal("sqlite pool closed"))?;
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let (_permit, idle) = self.checkout().await?;
         let mut conn = match idle {
             Some(conn) => conn,
             None => self.opener.open()?,
         };
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut conn)))
-                .map_err(|_| Error::internal("sqlite read failed"))?;
-        self.idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(conn);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut conn)))
+            .map_err(|_| Error::internal("sqlite read failed"))?;
+        self.checkin(conn);
         result
     }
 
@@ -117,12 +127,7 @@ impl Pool {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| Error::internal("sqlite pool closed"))?;
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let (_permit, idle) = self.checkout().await?;
         let opener = Arc::clone(&self.opener);
         let (conn, result) = tokio::task::spawn_blocking(move || {
             let mut conn = match idle {
@@ -138,10 +143,7 @@ impl Pool {
         .await
         .map_err(|_| Error::internal("sqlite task failed"))?;
         if let Some(conn) = conn {
-            self.idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(conn);
+            self.checkin(conn);
         }
         result
     }
