@@ -1,5 +1,8 @@
 #![doc = include_str!("../README.md")]
 
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!("clarity-core needs a storage backend: enable the `sqlite` or `postgres` feature");
+
 pub mod access;
 pub mod audit;
 pub mod auth;

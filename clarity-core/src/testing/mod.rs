@@ -98,14 +98,7 @@ pub struct Harness {
 impl Harness {
     /// The PostgreSQL schema of this harness, if it is a PostgreSQL one.
     pub fn schema(&self) -> Option<&str> {
-        #[cfg(feature = "postgres")]
-        {
-            self._schema.as_ref().map(|s| s.schema.as_str())
-        }
-        #[cfg(not(feature = "postgres"))]
-        {
-            None
-        }
+        self._schema.as_ref().map(|s| s.schema.as_str())
     }
 
     /// The backend under test.
