@@ -21,8 +21,13 @@ use std::sync::Arc;
 
 pub use alerts::{Alert, AlertHook, AlertKind, LogAlerts};
 pub use keys::{KekUsage, KeyStatus, RetirementReport, RotationReport, TokenRotation};
-pub use patients::{BreakGlassGrant, BreakGlassRequest, CareTeamAssignment, GrantView};
-pub use sessions::{LoginRequest, Tokens};
+pub use patients::{
+    BreakGlassGrant, BreakGlassRequest, CareTeamAssignment, GrantView, NewRecord, RecordUpdate,
+};
+pub use sessions::{LoginRequest, MfaCode, RefreshRequest, Tokens};
+
+/// Largest JSON request body the HTTP server reads, in bytes.
+pub const MAX_REQUEST_BODY: usize = 2 * 1024 * 1024;
 pub use users::{MfaEnrollment, NewUser, SetupRequest, User, UserUpdate};
 
 use crate::access::{Action, Policy, Principal, Reason, Relation, decide};

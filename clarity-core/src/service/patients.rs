@@ -35,6 +35,24 @@ pub struct CareTeamAssignment {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+/// `POST /v1/patients/{id}/records`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRecord {
+    /// What the record is, e.g. `note`.
+    pub kind: String,
+    /// The record's body (a JSON object).
+    pub data: Json,
+}
+
+/// `PUT /v1/records/{id}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordUpdate {
+    /// The new body (a JSON object).
+    pub data: Json,
+}
+
 /// `POST /v1/break-glass`.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -29,6 +29,22 @@ pub struct LoginRequest {
     pub totp: Option<String>,
 }
 
+/// `POST /v1/auth/refresh` (the token shows as redacted in `Debug`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The refresh token (single use).
+    pub refresh_token: SecretString,
+}
+
+/// `POST /v1/auth/mfa/confirm` (the code shows as redacted in `Debug`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MfaCode {
+    /// The current TOTP code.
+    pub code: SecretString,
+}
+
 /// What a login or refresh returns.
 #[derive(Debug, Clone)]
 pub struct Tokens {

@@ -10,15 +10,15 @@
 use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::auth::TokenKeys;
 use crate::config::{AuthConfig, TokenPurpose};
 use crate::crypto::envelope::{self, RowBinding};
-use crate::crypto::{Json, Key, SecretString};
+use crate::crypto::{Json, Key};
 use crate::service::{
-    BreakGlassRequest, CareTeamAssignment, LoginRequest, NewUser, SetupRequest, UserUpdate,
+    BreakGlassRequest, CareTeamAssignment, LoginRequest, MAX_REQUEST_BODY, MfaCode, NewRecord,
+    NewUser, RecordUpdate, RefreshRequest, SetupRequest, UserUpdate,
 };
 use crate::store::{PatientProfile, check_document, parse_json};
 use crate::{Config, ErrorKind};
@@ -107,40 +107,11 @@ pub fn config(data: &[u8]) {
     }
 }
 
-/// `POST /v1/patients/{id}/records` (mirrors clarity-server's private type).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // only parsed
-struct NewRecord {
-    kind: String,
-    data: Json,
-}
-
-/// `PUT /v1/records/{id}` (mirrors clarity-server's private type).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // only parsed
-struct RecordUpdate {
-    data: Json,
-}
-
-/// `POST /v1/auth/refresh` and `/v1/auth/mfa/confirm` (mirrors).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // only parsed
-struct OneSecret {
-    #[serde(alias = "refresh_token", alias = "code")]
-    secret: SecretString,
-}
-
-/// Largest request body the server reads (clarity-server `input::MAX_BODY`).
-const MAX_BODY: usize = 2 * 1024 * 1024;
-
 /// Parses like the server does (size limit, UTF-8, strict JSON); a failure
 /// must be `InvalidInput` — the server's 400 — with a short message that
 /// names fields at most, never values (S-IN-1, S-ERR-1).
 fn parse_like_server<T: serde::de::DeserializeOwned>(data: &[u8]) -> Option<T> {
-    if data.len() > MAX_BODY {
+    if data.len() > MAX_REQUEST_BODY {
         return None;
     }
     let text = std::str::from_utf8(data).ok()?;
@@ -167,10 +138,10 @@ pub fn request_body(data: &[u8]) {
     let Some((&which, body)) = data.split_first() else {
         return;
     };
-    match which % 12 {
+    match which % 13 {
         0 => drop(parse_like_server::<SetupRequest>(body)),
         1 => drop(parse_like_server::<LoginRequest>(body)),
-        2 => drop(parse_like_server::<OneSecret>(body)),
+        2 => drop(parse_like_server::<RefreshRequest>(body)),
         3 => drop(parse_like_server::<NewUser>(body)),
         4 => drop(parse_like_server::<UserUpdate>(body)),
         5 => {
@@ -191,6 +162,7 @@ pub fn request_body(data: &[u8]) {
             }
         }
         10 => drop(parse_like_server::<BreakGlassRequest>(body)),
+        11 => drop(parse_like_server::<MfaCode>(body)),
         _ => drop(parse_like_server::<Json>(body)),
     }
 }

@@ -4,14 +4,13 @@
 use clarity_core::access::Principal;
 use clarity_core::audit::{AuditFilter, RequestContext};
 use clarity_core::cache::RouteClass;
-use clarity_core::crypto::{Json, SecretString};
 use clarity_core::service::{
-    BreakGlassRequest, CareTeamAssignment, LoginRequest, NewUser, SetupRequest, UserUpdate,
+    BreakGlassRequest, CareTeamAssignment, LoginRequest, MfaCode, NewRecord, NewUser, RecordUpdate,
+    RefreshRequest, SetupRequest, UserUpdate,
 };
 use clarity_core::store::{PatientProfile, PatientSearch};
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
-use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -20,35 +19,6 @@ use super::input::{
 };
 use super::reply::{ApiError, Reply, json, no_content, versioned};
 use super::{Ctx, Routed, method_not_allowed};
-
-/// `POST /v1/patients/{id}/records`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewRecord {
-    kind: String,
-    data: Json,
-}
-
-/// `PUT /v1/records/{id}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RecordUpdate {
-    data: Json,
-}
-
-/// `POST /v1/auth/refresh`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RefreshRequest {
-    refresh_token: SecretString,
-}
-
-/// `POST /v1/auth/mfa/confirm`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MfaCode {
-    code: SecretString,
-}
 
 /// Every `/v1` route: (method, path template). `{...}` segments are ids.
 /// The OpenAPI document lists exactly these (a test holds them together).

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use super::reply::ApiError;
 
 /// Largest request body accepted, in bytes.
-pub(crate) const MAX_BODY: usize = 2 * 1024 * 1024;
+pub(crate) const MAX_BODY: usize = clarity_core::service::MAX_REQUEST_BODY;
 /// How long a client may take to send a request body.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
