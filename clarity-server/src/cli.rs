@@ -158,6 +158,9 @@ pub(crate) struct DemoArgs {
     /// Records per patient.
     #[arg(long, default_value_t = 3)]
     pub(crate) records_per_patient: usize,
+    /// Patients created at once (their writes and audit events share commits).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) concurrency: u16,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,6 +11,7 @@ use clarity_core::crypto::{Json, SecretString};
 use clarity_core::service::{CareTeamAssignment, LoginRequest, NewUser, UserUpdate};
 use clarity_core::store::{PageRequest, PatientProfile};
 use clarity_core::{Clarity, Config, Error, Result};
+use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{AuditFilterArgs, DemoArgs};
@@ -365,7 +366,7 @@ pub(crate) async fn demo(config: Config, args: DemoArgs) -> Result<()> {
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.set_message("patients");
-        for n in 0..args.patients {
+        let one = async |n: usize| -> Result<()> {
             let profile = PatientProfile {
                 mrn: format!("DEMO-{tag}-{n:06}"),
                 given_name: GIVEN[n % GIVEN.len()].into(),
@@ -378,7 +379,7 @@ pub(crate) async fn demo(config: Config, args: DemoArgs) -> Result<()> {
                 data: None,
             };
             let patient = clarity.create_patient(&clinician, profile).await?;
-            if let Some(nurse) = nurse.filter(|_| n % 2 == 0) {
+            if let Some(nurse) = nurse.filter(|_| n.is_multiple_of(2)) {
                 let assignment = CareTeamAssignment {
                     user_id: nurse,
                     relationship: Some("primary-nurse".into()),
@@ -397,7 +398,17 @@ pub(crate) async fn demo(config: Config, args: DemoArgs) -> Result<()> {
                     .await?;
             }
             bar.inc(1);
+            Ok(())
+        };
+        // Several patients at once, in this task: their audit events share
+        // the writer's commits. The first error stops the fill.
+        let mut fill = futures_util::stream::iter(0..args.patients)
+            .map(one)
+            .buffer_unordered(usize::from(args.concurrency));
+        while let Some(done) = fill.next().await {
+            done?;
         }
+        drop(fill);
         bar.finish_and_clear();
         println!(
             "demo data: {} patients with {} records each; users (password \"{DEMO_PASSWORD}\"):",
