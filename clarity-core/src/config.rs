@@ -537,9 +537,7 @@ impl Config {
             _ => {}
         }
         for (key, path) in [("tls_cert", &self.tls_cert), ("tls_key", &self.tls_key)] {
-            if path.as_ref().is_some_and(|p| !p.is_file()) {
-                return Err(Error::config(key, "is not a readable file"));
-            }
+            readable_file(key, path)?;
         }
         let store = &self.store;
         if store.backend == Backend::Postgres && store.postgres_url.is_none() {
@@ -560,16 +558,7 @@ impl Config {
         if let Some(schema) = &store.postgres_schema {
             validate_identifier(schema).map_err(|m| Error::config("store.postgres_schema", m))?;
         }
-        if store
-            .postgres_ca_cert
-            .as_ref()
-            .is_some_and(|p| !p.is_file())
-        {
-            return Err(Error::config(
-                "store.postgres_ca_cert",
-                "is not a readable file",
-            ));
-        }
+        readable_file("store.postgres_ca_cert", &store.postgres_ca_cert)?;
         if !(1..=1024).contains(&store.pool_size) {
             return Err(Error::config(
                 "store.pool_size",
@@ -832,14 +821,16 @@ impl KeysConfig {
                 ));
             }
         }
-        if self.transit_ca_cert.as_ref().is_some_and(|p| !p.is_file()) {
-            return Err(Error::config(
-                "keys.transit_ca_cert",
-                "is not a readable file",
-            ));
-        }
-        Ok(())
+        readable_file("keys.transit_ca_cert", &self.transit_ca_cert)
     }
+}
+
+/// The file a setting names, when it names one, must exist.
+fn readable_file(key: &str, path: &Option<PathBuf>) -> Result<()> {
+    if path.as_ref().is_some_and(|p| !p.is_file()) {
+        return Err(Error::config(key, "is not a readable file"));
+    }
+    Ok(())
 }
 
 /// `https://host[:port]`, or `http://` to a loopback address only.

@@ -34,11 +34,7 @@ impl PrivatePostgres {
             .port();
         let pg = PrivatePostgres { bin, dir, port };
         // initdb refuses to run as root: use the postgres account then.
-        Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(pg.dir.path())
-            .status()
-            .ok();
+        pg.give_to_server_account();
         let initdb = pg.bin.join("initdb");
         let data = pg.data();
         let ok = pg
@@ -78,6 +74,12 @@ impl PrivatePostgres {
         if let Some(hba) = hba {
             std::fs::write(data.join("pg_hba.conf"), hba).expect("pg_hba.conf");
         }
+        self.give_to_server_account();
+    }
+
+    /// Hands the directory to the `postgres` account, which runs the server
+    /// when the tests run as root (a no-op otherwise: chown fails quietly).
+    fn give_to_server_account(&self) {
         Command::new("chown")
             .args(["-R", "postgres:postgres"])
             .arg(self.dir.path())
