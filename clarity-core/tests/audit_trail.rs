@@ -11,7 +11,9 @@ use clarity_core::access::Role;
 use clarity_core::audit::{AuditEvent, AuditFilter, AuditKeys, ChainReport, Checkpoint, verify};
 use clarity_core::clock::{Clock, ManualClock, SystemClock};
 use clarity_core::crypto::{Json, Key};
-use clarity_core::store::{AuditStore, Backends, PageRequest, PatientLookup, PatientProfile};
+use clarity_core::store::{
+    AuditBatch, AuditStore, Backends, PageRequest, PatientLookup, PatientProfile, StoredBatch,
+};
 use clarity_core::testing::{self, Harness, principal};
 use clarity_core::{Clarity, Config, ErrorKind};
 use uuid::Uuid;
@@ -302,6 +304,10 @@ impl AuditStore for FailingAudit {
         self.check()?;
         self.inner.append_audit(events, cp).await
     }
+    async fn append_audit_batch(&self, batch: AuditBatch) -> clarity_core::Result<StoredBatch> {
+        self.check()?;
+        self.inner.append_audit_batch(batch).await
+    }
     async fn audit_chains(&self) -> clarity_core::Result<Vec<Uuid>> {
         self.inner.audit_chains().await
     }
@@ -383,11 +389,78 @@ async fn a_failed_audit_write_fails_the_operation() {
             .is_err()
     );
 
+    // Writes: the change commits with its event or not at all.
+    let refused = clarity
+        .update_record(
+            &clinician,
+            record.id,
+            1,
+            Json(serde_json::json!({"text": "changed"})),
+        )
+        .await;
+    assert_eq!(
+        refused.expect_err("no event").kind(),
+        ErrorKind::Unavailable
+    );
+    let refused = clarity
+        .create_record(
+            &clinician,
+            patient.id,
+            "note",
+            Json(serde_json::json!({"text": "new"})),
+        )
+        .await;
+    assert_eq!(
+        refused.expect_err("no event").kind(),
+        ErrorKind::Unavailable
+    );
+    let refused = clarity.delete_record(&clinician, record.id).await;
+    assert_eq!(
+        refused.expect_err("no event").kind(),
+        ErrorKind::Unavailable
+    );
+    let current = patient.profile.expose().clone();
+    let refused = clarity
+        .update_patient(&clinician, patient.id, 1, current)
+        .await;
+    assert_eq!(
+        refused.expect_err("no event").kind(),
+        ErrorKind::Unavailable
+    );
+    let refused = clarity
+        .create_patient(&clinician, profile("Unrecorded"))
+        .await;
+    assert_eq!(
+        refused.expect_err("no event").kind(),
+        ErrorKind::Unavailable
+    );
+
     failing.failing.store(false, Ordering::SeqCst);
-    clarity
+    let read = clarity
         .get_patient(&clinician, patient.id)
         .await
         .expect("recovers by itself");
+    assert_eq!(read.version, 1, "the refused patient update was not stored");
+    let kept = clarity
+        .get_record(&clinician, record.id)
+        .await
+        .expect("the refused delete was not stored");
+    assert_eq!(kept.version, 1, "the refused record update was not stored");
+    assert_eq!(kept.data.expose().0, serde_json::json!({"text": "private"}));
+    let records = clarity
+        .list_records(&clinician, patient.id, &PageRequest::default())
+        .await
+        .expect("list");
+    assert_eq!(records.items.len(), 1, "the refused record was not stored");
+    let patients = clarity
+        .list_patients(&clinician, &PageRequest::default())
+        .await
+        .expect("list patients");
+    assert_eq!(
+        patients.items.len(),
+        1,
+        "the refused patient was not stored"
+    );
 }
 
 // S-AUD-1: N operations of each kind give exactly N matching events.

@@ -55,6 +55,23 @@ impl AuditOutcome {
             AuditOutcome::SeriousFailure => "8",
         }
     }
+
+    /// The outcome of an operation that failed with `kind`: denials,
+    /// absences, conflicts and bad input are minor failures; the rest serious.
+    pub fn of_error(kind: crate::error::ErrorKind) -> Self {
+        use crate::error::ErrorKind;
+        match kind {
+            ErrorKind::NotFound
+            | ErrorKind::PermissionDenied
+            | ErrorKind::InvalidInput
+            | ErrorKind::Conflict
+            | ErrorKind::AlreadyExists
+            | ErrorKind::Unauthenticated
+            | ErrorKind::MfaRequired
+            | ErrorKind::RateLimited => AuditOutcome::MinorFailure,
+            _ => AuditOutcome::SeriousFailure,
+        }
+    }
 }
 
 /// Per-request facts the server knows and the core records.

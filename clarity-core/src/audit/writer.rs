@@ -1,7 +1,9 @@
 //! The group-commit audit writer: events from concurrent operations are
 //! chained and stored in one transaction per batch; each caller is released
-//! once its batch has committed (so its event is durable). The queue is
-//! bounded: when it is full, callers wait (back-pressure).
+//! once its batch has committed (so its event is durable). A write of PHI
+//! rides along with its event: its [`Change`] is applied in the same
+//! transaction, so the change and its event commit together or not at all.
+//! The queue is bounded: when it is full, callers wait (back-pressure).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,10 +13,10 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::chain::{AuditKeys, MAC_LEN};
-use super::{AuditEvent, Checkpoint, EventDraft};
+use super::{AuditEvent, AuditOutcome, Checkpoint, EventDraft};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::store::AuditStore;
+use crate::store::{AuditBatch, AuditStore, Change, StoredBatch};
 
 /// Events per transaction at most.
 const MAX_BATCH: usize = 1024;
@@ -42,6 +44,7 @@ impl Default for WriterSettings {
 
 struct Job {
     draft: EventDraft,
+    change: Option<Change>,
     done: oneshot::Sender<Result<()>>,
 }
 
@@ -147,17 +150,43 @@ impl AuditWriter {
     /// # Errors
     /// As [`AuditWriter::append`], if any of them could not be stored.
     pub async fn append_all(&self, drafts: Vec<EventDraft>) -> Result<()> {
+        self.enqueue(drafts.into_iter().map(|d| (d, None)).collect())
+            .await
+    }
+
+    /// Applies `change` and appends its event in one transaction; returns
+    /// once both are durable. When the change fails (a stale version, a
+    /// missing row), nothing of it is stored, the event is stored with the
+    /// failure as its outcome, and the change's error is returned.
+    ///
+    /// # Errors
+    /// The change's error; [`Error::Unavailable`] when the batch could not
+    /// be stored (then neither the change nor its event is) or the writer
+    /// has stopped.
+    pub async fn append_change(&self, draft: EventDraft, change: Change) -> Result<()> {
+        self.enqueue(vec![(draft, Some(change))]).await
+    }
+
+    async fn enqueue(&self, jobs: Vec<(EventDraft, Option<Change>)>) -> Result<()> {
         let sender = self
             .jobs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .ok_or_else(stopped)?;
-        let mut waits = Vec::with_capacity(drafts.len());
-        for draft in drafts {
+        let mut waits = Vec::with_capacity(jobs.len());
+        for (draft, change) in jobs {
             let (done, wait) = oneshot::channel();
             self.stats.queued.fetch_add(1, Ordering::Relaxed);
-            if sender.send(Job { draft, done }).await.is_err() {
+            if sender
+                .send(Job {
+                    draft,
+                    change,
+                    done,
+                })
+                .await
+                .is_err()
+            {
                 self.stats.queued.fetch_sub(1, Ordering::Relaxed);
                 return Err(stopped());
             }
@@ -245,57 +274,45 @@ async fn write_batch(
     chain: &mut Chain,
     jobs: Vec<Job>,
 ) -> bool {
-    let now = clock.now();
-    let mut seq = chain.seq;
-    let mut mac = chain.mac.clone();
-    let mut events = Vec::with_capacity(jobs.len());
+    let mut drafts = Vec::with_capacity(jobs.len());
+    let mut changes = Vec::with_capacity(jobs.len());
     let mut waiters = Vec::with_capacity(jobs.len());
     for job in jobs {
-        seq += 1;
-        let d = job.draft;
-        let mut event = AuditEvent {
-            id: Uuid::now_v7(),
-            chain_id: chain.id,
-            seq,
-            recorded: now,
-            event_type: d.event_type.into(),
-            subtype: d.subtype.into(),
-            action: d.action.code().into(),
-            outcome: d.outcome.code().into(),
-            purpose: d.context.purpose,
-            actor_id: d.actor_id,
-            actor_roles: d.actor_roles,
-            client_address: d.context.client_address.map(|a| a.to_string()),
-            patient_id: d.patient_id,
-            entity_id: d.entity_id,
-            query_hash: d.query_hash,
-            reason: d.reason,
-            request_id: d.context.request_id,
-            prev_mac: mac.clone(),
-            mac: Vec::new(),
-        };
-        event.mac = keys.mac(&mac, &event);
-        mac = event.mac.clone();
-        events.push(event);
+        drafts.push(job.draft);
+        changes.push(job.change);
         waiters.push(job.done);
     }
-    let checkpoint = (seq - chain.checkpointed >= settings.checkpoint_every).then(|| Checkpoint {
+    let with_change: Vec<bool> = changes.iter().map(Option::is_some).collect();
+    let ids: Vec<Uuid> = drafts.iter().map(|_| Uuid::now_v7()).collect();
+    let seal = Sealer {
+        keys: keys.clone(),
         chain_id: chain.id,
-        seq,
-        mac: mac.clone(),
-        signed_at: now,
-        signature: keys.sign(chain.id, seq, &mac, now),
-    });
-    let result = store.append_audit(&events, checkpoint.as_ref()).await;
-    match result {
-        Ok(()) => {
-            chain.seq = seq;
-            chain.mac = mac;
-            if checkpoint.is_some() {
-                chain.checkpointed = seq;
+        seq: chain.seq,
+        mac: chain.mac.clone(),
+        checkpoint_due: chain.checkpointed + settings.checkpoint_every,
+        now: clock.now(),
+        ids: ids.clone(),
+        drafts,
+    };
+    let batch = AuditBatch {
+        changes,
+        seal: Box::new(move |outcomes| seal.seal(outcomes)),
+    };
+    match store.append_audit_batch(batch).await {
+        Ok(StoredBatch {
+            outcomes,
+            events,
+            checkpoint,
+        }) => {
+            if let Some(last) = events.last() {
+                chain.seq = last.seq;
+                chain.mac.clone_from(&last.mac);
             }
-            for waiter in waiters {
-                let _ = waiter.send(Ok(()));
+            if let Some(cp) = checkpoint {
+                chain.checkpointed = cp.seq;
+            }
+            for (waiter, outcome) in waiters.into_iter().zip(outcomes) {
+                let _ = waiter.send(outcome);
             }
             true
         }
@@ -308,14 +325,24 @@ async fn write_batch(
             {
                 if let Some(last) = stored.last() {
                     chain.seq = last.seq;
-                    chain.mac = last.mac.clone();
+                    chain.mac.clone_from(&last.mac);
                 }
-                let landed = stored.len() == events.len()
-                    && stored.iter().zip(&events).all(|(s, e)| s.id == e.id);
+                let landed =
+                    stored.len() == ids.len() && stored.iter().zip(&ids).all(|(s, id)| s.id == *id);
                 if landed {
                     tracing::warn!(error = %e, "audit batch reported an error but was stored");
-                    for waiter in waiters {
-                        let _ = waiter.send(Ok(()));
+                    for ((waiter, event), changed) in
+                        waiters.into_iter().zip(&stored).zip(with_change)
+                    {
+                        // A change's own error is not stored, only its outcome.
+                        let outcome = if !changed || event.outcome == AuditOutcome::Success.code() {
+                            Ok(())
+                        } else {
+                            Err(Error::Unavailable {
+                                message: "the change could not be made".into(),
+                            })
+                        };
+                        let _ = waiter.send(outcome);
                     }
                     return true;
                 }
@@ -328,6 +355,79 @@ async fn write_batch(
             }
             false
         }
+    }
+}
+
+/// Builds a batch's chained events once its changes' outcomes are known;
+/// runs inside the store's transaction.
+struct Sealer {
+    keys: AuditKeys,
+    chain_id: Uuid,
+    /// The chain's head before this batch.
+    seq: i64,
+    mac: Vec<u8>,
+    /// A checkpoint once the chain reaches this sequence number.
+    checkpoint_due: i64,
+    now: chrono::DateTime<chrono::Utc>,
+    ids: Vec<Uuid>,
+    drafts: Vec<EventDraft>,
+}
+
+impl Sealer {
+    fn seal(self, outcomes: &[Result<()>]) -> (Vec<AuditEvent>, Option<Checkpoint>) {
+        let Sealer {
+            keys,
+            chain_id,
+            mut seq,
+            mut mac,
+            checkpoint_due,
+            now,
+            ids,
+            drafts,
+        } = self;
+        let mut events = Vec::with_capacity(drafts.len());
+        for ((d, id), outcome) in drafts.into_iter().zip(ids).zip(outcomes) {
+            seq += 1;
+            let (outcome, reason) = match outcome {
+                Ok(()) => (d.outcome, d.reason),
+                Err(e) => (
+                    AuditOutcome::of_error(e.kind()),
+                    Some(e.kind().as_str().to_string()),
+                ),
+            };
+            let mut event = AuditEvent {
+                id,
+                chain_id,
+                seq,
+                recorded: now,
+                event_type: d.event_type.into(),
+                subtype: d.subtype.into(),
+                action: d.action.code().into(),
+                outcome: outcome.code().into(),
+                purpose: d.context.purpose,
+                actor_id: d.actor_id,
+                actor_roles: d.actor_roles,
+                client_address: d.context.client_address.map(|a| a.to_string()),
+                patient_id: d.patient_id,
+                entity_id: d.entity_id,
+                query_hash: d.query_hash,
+                reason,
+                request_id: d.context.request_id,
+                prev_mac: mac,
+                mac: Vec::new(),
+            };
+            event.mac = keys.mac(&event.prev_mac, &event);
+            mac = event.mac.clone();
+            events.push(event);
+        }
+        let checkpoint = (seq >= checkpoint_due).then(|| Checkpoint {
+            chain_id,
+            seq,
+            mac: mac.clone(),
+            signed_at: now,
+            signature: keys.sign(chain_id, seq, &mac, now),
+        });
+        (events, checkpoint)
     }
 }
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{Invalidation, Invalidator};
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::Result;
-use crate::store::{DataKeyRow, PatientRow, RecordRow, Store};
+use crate::store::{Change, Changed, DataKeyRow, PatientRow, RecordRow, Store};
 
 /// A [`Store`] with cached point reads of patients, records and wrapped
 /// data keys (all ciphertext). Lists, lookups and metadata always go to the
@@ -87,8 +87,23 @@ impl Store for CachedStore {
         self.inner.count_data_keys().await
     }
 
-    async fn insert_patient(&self, key: &DataKeyRow, patient: &PatientRow) -> Result<()> {
-        self.inner.insert_patient(key, patient).await
+    async fn apply(&self, change: Change) -> Result<()> {
+        let changed = change.changed();
+        let result = self.inner.apply(change).await;
+        // Also after a failure: a conflict means the cached row is stale.
+        self.forget(&changed).await;
+        result
+    }
+
+    async fn forget(&self, changed: &[Changed]) {
+        for c in changed {
+            let what = match *c {
+                Changed::Patient(id) => Invalidation::Patient(id),
+                Changed::Record(id) => Invalidation::Record(id),
+                Changed::CareTeam(patient, user) => Invalidation::CareTeam { patient, user },
+            };
+            self.invalidator.invalidate(what).await;
+        }
     }
 
     async fn get_patient(&self, id: Uuid) -> Result<Option<PatientRow>> {
@@ -97,15 +112,6 @@ impl Store for CachedStore {
                 self.inner.get_patient(id)
             })
             .await
-    }
-
-    async fn update_patient(&self, patient: &PatientRow, expected_version: i64) -> Result<()> {
-        let result = self.inner.update_patient(patient, expected_version).await;
-        // Also after a failure: a conflict means the cached row is stale.
-        self.invalidator
-            .invalidate(Invalidation::Patient(patient.id))
-            .await;
-        result
     }
 
     async fn erase_patient(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
@@ -133,30 +139,12 @@ impl Store for CachedStore {
         self.inner.get_data_key(patient_id).await
     }
 
-    async fn insert_record(&self, record: &RecordRow) -> Result<()> {
-        self.inner.insert_record(record).await
-    }
-
     async fn get_record(&self, id: Uuid) -> Result<Option<RecordRow>> {
         self.invalidator
             .cached(Invalidation::Record(id).encode(), false, || {
                 self.inner.get_record(id)
             })
             .await
-    }
-
-    async fn update_record(&self, record: &RecordRow, expected_version: i64) -> Result<()> {
-        let result = self.inner.update_record(record, expected_version).await;
-        self.invalidator
-            .invalidate(Invalidation::Record(record.id))
-            .await;
-        result
-    }
-
-    async fn delete_record(&self, id: Uuid) -> Result<()> {
-        let result = self.inner.delete_record(id).await;
-        self.invalidator.invalidate(Invalidation::Record(id)).await;
-        result
     }
 
     async fn list_records(

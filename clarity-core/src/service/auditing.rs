@@ -8,6 +8,7 @@ use super::Clarity;
 use crate::access::{Principal, Reason};
 use crate::audit::{AuditAction, AuditOutcome, EventDraft, RequestContext};
 use crate::error::{ErrorKind, Result};
+use crate::store::Change;
 
 /// What an operation is, for its audit event.
 #[derive(Debug, Clone)]
@@ -76,21 +77,6 @@ fn draft(
     }
 }
 
-/// Denials, absences and bad input are minor failures; the rest serious.
-fn outcome_of(kind: ErrorKind) -> AuditOutcome {
-    match kind {
-        ErrorKind::NotFound
-        | ErrorKind::PermissionDenied
-        | ErrorKind::InvalidInput
-        | ErrorKind::Conflict
-        | ErrorKind::AlreadyExists
-        | ErrorKind::Unauthenticated
-        | ErrorKind::MfaRequired
-        | ErrorKind::RateLimited => AuditOutcome::MinorFailure,
-        _ => AuditOutcome::SeriousFailure,
-    }
-}
-
 impl Clarity {
     /// Records the event of an operation by `principal` and passes its
     /// result on only once the event is durable.
@@ -102,7 +88,10 @@ impl Clarity {
     ) -> Result<T> {
         let (outcome, reason) = match &result {
             Ok((_, reason)) => (AuditOutcome::Success, reason.as_str().to_string()),
-            Err(e) => (outcome_of(e.kind()), e.kind().as_str().to_string()),
+            Err(e) => (
+                AuditOutcome::of_error(e.kind()),
+                e.kind().as_str().to_string(),
+            ),
         };
         if matches!(&result, Err(e) if e.kind() == ErrorKind::Integrity) {
             // S-INT-1: a moved or altered ciphertext is a security event.
@@ -115,6 +104,37 @@ impl Clarity {
         self.record(Some(principal), None, ev, outcome, Some(reason))
             .await?;
         result.map(|(value, _)| value)
+    }
+
+    /// Makes a prepared change together with its event, in one transaction
+    /// (so a change is never stored without its event, nor an event of
+    /// success without its change), and returns the prepared value once
+    /// both are durable. A failed preparation is audited as
+    /// [`Clarity::audited`] does; a change that fails when applied (a stale
+    /// version, say) is stored as a failure event and its error returned.
+    pub(super) async fn audited_change<T>(
+        &self,
+        principal: &Principal,
+        ev: Ev,
+        prepared: Result<(Change, T, Reason)>,
+    ) -> Result<T> {
+        let (change, value, reason) = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => return self.audited(principal, ev, Err(e)).await,
+        };
+        let changed = change.changed();
+        let event = draft(
+            Some(principal),
+            None,
+            ev,
+            AuditOutcome::Success,
+            Some(reason.as_str().to_string()),
+            principal.context.clone(),
+        );
+        let outcome = self.audit.append_change(event, change).await;
+        // Also after a failure: a stale version means a cached row is stale.
+        self.phi.store().forget(&changed).await;
+        outcome.map(|()| value)
     }
 
     /// Appends one successful event per `(ev, reason)` for `principal`,

@@ -15,8 +15,8 @@ use crate::audit::AuditAction;
 use crate::crypto::Json;
 use crate::error::{Error, Result};
 use crate::store::{
-    CareTeamRow, GrantRow, Page, PageRequest, Patient, PatientLookup, PatientProfile, Record,
-    RecordKind,
+    CareTeamRow, Change, GrantRow, Page, PageRequest, Patient, PatientLookup, PatientProfile,
+    Record, RecordKind,
 };
 
 const GRANTS: &str = "access_grants";
@@ -118,27 +118,21 @@ impl Clarity {
         profile: PatientProfile,
     ) -> Result<Patient> {
         let mut created = None;
-        let result = async {
+        let prepared = async {
             let reason = self
                 .authorize(principal, &Action::CreatePatient, None)
                 .await?;
-            let patient = self.phi.create_patient(profile).await?;
-            created = Some(patient.id);
-            self.identity
-                .upsert_care_team(&CareTeamRow {
-                    patient_id: patient.id,
-                    user_id: principal.user_id,
-                    relationship: "creator".into(),
-                    expires_at: None,
-                    created_at: self.clock.now(),
-                })
+            let (change, patient) = self
+                .phi
+                .prepare_patient(profile, Some((principal.user_id, "creator")))
                 .await?;
-            Ok((patient, reason))
+            created = Some(patient.id);
+            Ok((change, patient, reason))
         }
         .await;
         let mut ev = Ev::rest("patient.create", AuditAction::Create);
         ev.patient = created;
-        self.audited(principal, ev, result).await
+        self.audited_change(principal, ev, prepared).await
     }
 
     /// Reads a patient.
@@ -169,20 +163,19 @@ impl Clarity {
         expected_version: i64,
         profile: PatientProfile,
     ) -> Result<Patient> {
-        let result = async {
+        let prepared = async {
             let reason = self
                 .authorize(principal, &Action::UpdatePatient, Some(id))
                 .await?;
-            Ok((
-                self.phi
-                    .update_patient(id, expected_version, profile)
-                    .await?,
-                reason,
-            ))
+            let (change, patient) = self
+                .phi
+                .prepare_patient_update(id, expected_version, profile)
+                .await?;
+            Ok((change, patient, reason))
         }
         .await;
         let ev = Ev::rest("patient.update", AuditAction::Update).patient(id);
-        self.audited(principal, ev, result).await
+        self.audited_change(principal, ev, prepared).await
     }
 
     /// Erases a patient (admins): destroys its data key.
@@ -337,7 +330,7 @@ impl Clarity {
         data: Json,
     ) -> Result<Record> {
         let mut created = None;
-        let result = async {
+        let prepared = async {
             let kind = RecordKind::new(kind)?;
             let reason = self
                 .authorize(
@@ -346,17 +339,17 @@ impl Clarity {
                     Some(patient_id),
                 )
                 .await?;
-            let record = self
+            let (change, record) = self
                 .phi
-                .create_record(patient_id, kind.as_str(), data, principal.user_id)
+                .prepare_record(patient_id, kind.as_str(), data, principal.user_id)
                 .await?;
             created = Some(record.id);
-            Ok((record, reason))
+            Ok((change, record, reason))
         }
         .await;
         let mut ev = Ev::rest("record.create", AuditAction::Create).patient(patient_id);
         ev.entity = created;
-        self.audited(principal, ev, result).await
+        self.audited_change(principal, ev, prepared).await
     }
 
     /// Reads a record.
@@ -402,15 +395,16 @@ impl Clarity {
                 .authorize(principal, &Action::UpdateRecord(kind), Some(row.patient_id))
                 .await
                 .map_err(record_not_found)?;
-            Ok((
-                self.phi.update_record(id, expected_version, data).await?,
-                reason,
-            ))
+            let (change, record) = self
+                .phi
+                .prepare_record_update(id, expected_version, data)
+                .await?;
+            Ok((change, record, reason))
         }
         .await;
         let mut ev = Ev::rest("record.update", AuditAction::Update).entity(id);
         ev.patient = patient;
-        self.audited(principal, ev, result).await
+        self.audited_change(principal, ev, result).await
     }
 
     /// Deletes a record (clinicians on the care team).
@@ -426,13 +420,12 @@ impl Clarity {
                 .authorize(principal, &Action::DeleteRecord, Some(row.patient_id))
                 .await
                 .map_err(record_not_found)?;
-            self.phi.delete_record(id).await?;
-            Ok(((), reason))
+            Ok((Change::DeleteRecord(id), (), reason))
         }
         .await;
         let mut ev = Ev::rest("record.delete", AuditAction::Delete).entity(id);
         ev.patient = patient;
-        self.audited(principal, ev, result).await
+        self.audited_change(principal, ev, result).await
     }
 
     /// One page of a patient's records.

@@ -6,8 +6,42 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::Change;
 use crate::audit::{AuditEvent, AuditFilter, Checkpoint};
 use crate::error::Result;
+
+/// Chains and signs a batch's events once the outcome of each slot's change
+/// is known (`Ok` for a slot without a change): returns the events, one per
+/// slot in slot order, and the checkpoint to store with them, if any.
+pub type SealBatch = Box<dyn FnOnce(&[Result<()>]) -> (Vec<AuditEvent>, Option<Checkpoint>) + Send>;
+
+/// One group commit of the audit writer: the slots' changes and their
+/// events, in one transaction.
+pub struct AuditBatch {
+    /// Per slot, the change its event records, if any.
+    pub changes: Vec<Option<Change>>,
+    /// Builds the events from the changes' outcomes.
+    pub seal: SealBatch,
+}
+
+impl fmt::Debug for AuditBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditBatch")
+            .field("slots", &self.changes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a committed [`AuditBatch`] stored.
+#[derive(Debug)]
+pub struct StoredBatch {
+    /// Per slot, its change's outcome (`Ok` for a slot without a change).
+    pub outcomes: Vec<Result<()>>,
+    /// The events stored, one per slot.
+    pub events: Vec<AuditEvent>,
+    /// The checkpoint stored with them, if any.
+    pub checkpoint: Option<Checkpoint>,
+}
 
 /// Persistence of the audit trail.
 #[async_trait]
@@ -18,6 +52,14 @@ pub trait AuditStore: Send + Sync + fmt::Debug {
         events: &[AuditEvent],
         checkpoint: Option<&Checkpoint>,
     ) -> Result<()>;
+    /// In one transaction: applies each slot's change (a failed change is
+    /// undone alone and its outcome reported, the others go on), then seals
+    /// the events with those outcomes and stores them with the checkpoint.
+    /// Nothing of the batch is stored unless all of it is.
+    ///
+    /// # Errors
+    /// The backend's, when the batch as a whole could not be committed.
+    async fn append_audit_batch(&self, batch: AuditBatch) -> Result<StoredBatch>;
     /// Every chain id with events or checkpoints.
     async fn audit_chains(&self) -> Result<Vec<Uuid>>;
     /// Events of `chain` with `seq > after_seq`, in seq order.

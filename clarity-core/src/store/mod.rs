@@ -22,6 +22,7 @@ use crate::crypto::{BlindIndex, IndexField};
 use crate::error::Result;
 
 mod audit;
+mod change;
 mod identity;
 mod memory;
 mod migrations;
@@ -32,7 +33,8 @@ mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
-pub use audit::AuditStore;
+pub use audit::{AuditBatch, AuditStore, SealBatch, StoredBatch};
+pub use change::{Change, Changed};
 pub use identity::{
     CareTeamRow, GrantRow, IdentityStore, LoginFailures, RefreshRow, SessionRow, UserRow,
 };
@@ -158,22 +160,21 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Number of data keys stored (zero means the store holds no encrypted data).
     async fn count_data_keys(&self) -> Result<u64>;
 
-    /// Inserts a patient together with its data key.
+    /// Applies `change` in a transaction of its own.
     ///
     /// # Errors
-    /// [`crate::Error::AlreadyExists`] when the id or the MRN index is taken.
-    async fn insert_patient(&self, key: &DataKeyRow, patient: &PatientRow) -> Result<()>;
+    /// Those each [`Change`] variant names, and the backend's.
+    async fn apply(&self, change: Change) -> Result<()>;
+
+    /// Forgets cached copies of rows a change made stale. Called after a
+    /// change committed elsewhere (with its audit event, through the audit
+    /// store); a store without a cache has nothing to forget.
+    async fn forget(&self, changed: &[Changed]) {
+        let _ = changed;
+    }
 
     /// Reads a live (not erased) patient.
     async fn get_patient(&self, id: Uuid) -> Result<Option<PatientRow>>;
-
-    /// Replaces a patient row if its stored version is `expected_version`;
-    /// `patient.version` must be `expected_version + 1`.
-    ///
-    /// # Errors
-    /// [`crate::Error::Conflict`] on a stale version, [`crate::Error::NotFound`]
-    /// when absent or erased, [`crate::Error::AlreadyExists`] when the new MRN is taken.
-    async fn update_patient(&self, patient: &PatientRow, expected_version: i64) -> Result<()>;
 
     /// Erases a patient: destroys its data key, deletes its records, blanks
     /// its row and marks it erased. Idempotent for an erased patient.
@@ -195,27 +196,8 @@ pub trait Store: Send + Sync + fmt::Debug {
         self.get_data_key(patient_id).await
     }
 
-    /// Inserts a record.
-    ///
-    /// # Errors
-    /// [`crate::Error::NotFound`] when the patient does not exist or is erased.
-    async fn insert_record(&self, record: &RecordRow) -> Result<()>;
-
     /// Reads a record.
     async fn get_record(&self, id: Uuid) -> Result<Option<RecordRow>>;
-
-    /// Replaces a record's body if its stored version is `expected_version`;
-    /// `record.version` must be `expected_version + 1`.
-    ///
-    /// # Errors
-    /// [`crate::Error::Conflict`] on a stale version, [`crate::Error::NotFound`] when absent.
-    async fn update_record(&self, record: &RecordRow, expected_version: i64) -> Result<()>;
-
-    /// Deletes a record.
-    ///
-    /// # Errors
-    /// [`crate::Error::NotFound`] when absent.
-    async fn delete_record(&self, id: Uuid) -> Result<()>;
 
     /// Records of a patient with ids greater than `after`, in id order, at most `limit`.
     async fn list_records(

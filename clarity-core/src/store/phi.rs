@@ -15,8 +15,8 @@ use zeroize::Zeroizing;
 
 use super::model::check_document;
 use super::{
-    DataKeyRow, Page, PageRequest, Patient, PatientLookup, PatientProfile, PatientRow, Record,
-    RecordKind, RecordRow, Store,
+    CareTeamRow, Change, DataKeyRow, Page, PageRequest, Patient, PatientLookup, PatientProfile,
+    PatientRow, Record, RecordKind, RecordRow, Store,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, KeyProviderKind};
@@ -160,26 +160,54 @@ impl PhiStore {
     /// [`Error::InvalidInput`] for an invalid profile; [`Error::AlreadyExists`]
     /// when the MRN is taken.
     pub async fn create_patient(&self, profile: PatientProfile) -> Result<Patient> {
+        let (change, patient) = self.prepare_patient(profile, None).await?;
+        self.store.apply(change).await?;
+        Ok(patient)
+    }
+
+    /// The change that creates a patient with a fresh data key (and, with
+    /// `creator`, that user's care-team membership under that
+    /// relationship), and the patient it creates once applied.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an invalid profile; the key provider's errors.
+    pub async fn prepare_patient(
+        &self,
+        profile: PatientProfile,
+        creator: Option<(Uuid, &str)>,
+    ) -> Result<(Change, Patient)> {
         profile.validate()?;
         let id = Uuid::now_v7();
         let now = self.clock.now();
         let dek = Key::generate()?;
         let wrapped = self.keys.wrap(&dek, id.as_bytes()).await?;
         let row = self.patient_row(&dek, id, 1, &profile, now, now)?;
-        let key_row = DataKeyRow {
+        let key = DataKeyRow {
             patient_id: id,
             dek_version: DEK_VERSION,
             kek_version: wrapped.kek_version,
             wrapped: wrapped.ciphertext,
         };
-        self.store.insert_patient(&key_row, &row).await?;
-        Ok(Patient {
+        let creator = creator.map(|(user_id, relationship)| CareTeamRow {
+            patient_id: id,
+            user_id,
+            relationship: relationship.to_string(),
+            expires_at: None,
+            created_at: now,
+        });
+        let change = Change::InsertPatient {
+            key,
+            patient: row,
+            creator,
+        };
+        let patient = Patient {
             id,
             version: 1,
             created_at: now,
             updated_at: now,
             profile: Phi::new(profile),
-        })
+        };
+        Ok((change, patient))
     }
 
     /// Reads and decrypts a patient.
@@ -216,6 +244,24 @@ impl PhiStore {
         expected_version: i64,
         profile: PatientProfile,
     ) -> Result<Patient> {
+        let (change, patient) = self
+            .prepare_patient_update(id, expected_version, profile)
+            .await?;
+        self.store.apply(change).await?;
+        Ok(patient)
+    }
+
+    /// The change that replaces a patient's profile if its version is still
+    /// `expected_version` when applied, and the patient it makes.
+    ///
+    /// # Errors
+    /// As [`PhiStore::update_patient`], for what can be known before applying.
+    pub async fn prepare_patient_update(
+        &self,
+        id: Uuid,
+        expected_version: i64,
+        profile: PatientProfile,
+    ) -> Result<(Change, Patient)> {
         profile.validate()?;
         let current = self
             .store
@@ -233,14 +279,18 @@ impl PhiStore {
         let version = expected_version + 1;
         let now = self.clock.now();
         let row = self.patient_row(&dek, id, version, &profile, current.created_at, now)?;
-        self.store.update_patient(&row, expected_version).await?;
-        Ok(Patient {
+        let change = Change::UpdatePatient {
+            patient: row,
+            expected_version,
+        };
+        let patient = Patient {
             id,
             version,
             created_at: current.created_at,
             updated_at: now,
             profile: Phi::new(profile),
-        })
+        };
+        Ok((change, patient))
     }
 
     /// Erases a patient by destroying its data key (crypto-shredding) and
@@ -289,6 +339,24 @@ impl PhiStore {
         data: Json,
         created_by: Uuid,
     ) -> Result<Record> {
+        let (change, record) = self
+            .prepare_record(patient_id, kind, data, created_by)
+            .await?;
+        self.store.apply(change).await?;
+        Ok(record)
+    }
+
+    /// The change that creates a record, and the record it creates.
+    ///
+    /// # Errors
+    /// As [`PhiStore::create_record`], for what can be known before applying.
+    pub async fn prepare_record(
+        &self,
+        patient_id: Uuid,
+        kind: &str,
+        data: Json,
+        created_by: Uuid,
+    ) -> Result<(Change, Record)> {
         let kind = RecordKind::new(kind)?;
         check_document("data", &data.0, false)?;
         let (dek, _) = self.data_key(patient_id, "patient").await?;
@@ -304,8 +372,7 @@ impl PhiStore {
             created_at: now,
             updated_at: now,
         };
-        self.store.insert_record(&row).await?;
-        Ok(Record {
+        let record = Record {
             id,
             patient_id,
             kind,
@@ -314,7 +381,8 @@ impl PhiStore {
             created_by,
             created_at: now,
             updated_at: now,
-        })
+        };
+        Ok((Change::InsertRecord(row), record))
     }
 
     /// Reads and decrypts a record.
@@ -338,6 +406,24 @@ impl PhiStore {
         expected_version: i64,
         data: Json,
     ) -> Result<Record> {
+        let (change, record) = self
+            .prepare_record_update(id, expected_version, data)
+            .await?;
+        self.store.apply(change).await?;
+        Ok(record)
+    }
+
+    /// The change that replaces a record's body if its version is still
+    /// `expected_version` when applied, and the record it makes.
+    ///
+    /// # Errors
+    /// As [`PhiStore::update_record`], for what can be known before applying.
+    pub async fn prepare_record_update(
+        &self,
+        id: Uuid,
+        expected_version: i64,
+        data: Json,
+    ) -> Result<(Change, Record)> {
         check_document("data", &data.0, false)?;
         let current = self
             .store
@@ -359,8 +445,7 @@ impl PhiStore {
             updated_at: self.clock.now(),
             ..current
         };
-        self.store.update_record(&row, expected_version).await?;
-        Ok(Record {
+        let record = Record {
             id,
             patient_id: row.patient_id,
             kind: RecordKind::new(&row.kind)?,
@@ -369,7 +454,12 @@ impl PhiStore {
             created_by: row.created_by,
             created_at: row.created_at,
             updated_at: row.updated_at,
-        })
+        };
+        let change = Change::UpdateRecord {
+            record: row,
+            expected_version,
+        };
+        Ok((change, record))
     }
 
     /// Deletes a record.
@@ -377,7 +467,7 @@ impl PhiStore {
     /// # Errors
     /// [`Error::NotFound`] when absent.
     pub async fn delete_record(&self, id: Uuid) -> Result<()> {
-        self.store.delete_record(id).await
+        self.store.apply(Change::DeleteRecord(id)).await
     }
 
     /// One page of a patient's records, oldest first.

@@ -31,6 +31,7 @@ macro_rules! conformance_suite {
             lookup_by_blind_index,
             record_lifecycle,
             record_pagination,
+            changes_commit_with_their_audit_events,
             bad_input_gives_typed_errors,
             moved_or_altered_ciphertext_fails_uniformly,
             erasure_destroys_the_data_key,
@@ -278,6 +279,174 @@ pub async fn record_lifecycle(h: &Harness) {
     assert_eq!(
         kind_of(h.phi.update_record(created.id, 2, body(1)).await),
         ErrorKind::NotFound
+    );
+}
+
+/// An unchained event for slot `seq` of `chain` (the store does not check
+/// MACs; the writer makes them).
+fn bare_event(chain: Uuid, seq: i64, outcome: &crate::Result<()>) -> crate::audit::AuditEvent {
+    crate::audit::AuditEvent {
+        id: Uuid::now_v7(),
+        chain_id: chain,
+        seq,
+        recorded: chrono::Utc::now(),
+        event_type: "rest".into(),
+        subtype: "record.update".into(),
+        action: "U".into(),
+        outcome: if outcome.is_ok() { "0" } else { "4" }.into(),
+        purpose: None,
+        actor_id: None,
+        actor_roles: None,
+        client_address: None,
+        patient_id: None,
+        entity_id: None,
+        query_hash: None,
+        reason: None,
+        request_id: None,
+        prev_mac: vec![0; 32],
+        mac: vec![1; 32],
+    }
+}
+
+/// S-AUD-2: a change commits in its audit event's transaction. In a batch,
+/// a change that fails (stale version, unknown patient) is undone alone and
+/// its outcome reaches its event, the others commit; when the batch cannot
+/// be stored, none of its changes is.
+pub async fn changes_commit_with_their_audit_events(h: &Harness) {
+    use crate::store::{AuditBatch, Change};
+
+    let patient = new_patient(h).await;
+    let author = Uuid::now_v7();
+    let existing = h
+        .phi
+        .create_record(patient.id, "observation", body(60), author)
+        .await
+        .expect("record");
+    let (insert, inserted) = h
+        .phi
+        .prepare_record(patient.id, "observation", body(61), author)
+        .await
+        .expect("prepare");
+    let (mut stale, _) = h
+        .phi
+        .prepare_record_update(existing.id, 1, body(62))
+        .await
+        .expect("prepare update");
+    if let Change::UpdateRecord {
+        expected_version, ..
+    } = &mut stale
+    {
+        *expected_version = 5;
+    }
+    let (orphan, _) = h
+        .phi
+        .prepare_record(patient.id, "observation", body(63), author)
+        .await
+        .expect("prepare");
+    let Change::InsertRecord(mut orphan) = orphan else {
+        panic!("an insert")
+    };
+    orphan.patient_id = Uuid::now_v7();
+
+    let chain = Uuid::now_v7();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen_in_seal = Arc::clone(&seen);
+    let stored = h
+        .audit
+        .append_audit_batch(AuditBatch {
+            changes: vec![
+                Some(insert),
+                Some(stale),
+                None,
+                Some(Change::InsertRecord(orphan.clone())),
+            ],
+            seal: Box::new(move |outcomes| {
+                seen_in_seal
+                    .lock()
+                    .expect("lock")
+                    .extend(outcomes.iter().map(|o| o.as_ref().err().map(Error::kind)));
+                let events = (1..)
+                    .zip(outcomes)
+                    .map(|(seq, o)| bare_event(chain, seq, o))
+                    .collect();
+                (events, None)
+            }),
+        })
+        .await
+        .expect("the batch commits");
+    let kinds: Vec<Option<ErrorKind>> = stored
+        .outcomes
+        .iter()
+        .map(|o| o.as_ref().err().map(Error::kind))
+        .collect();
+    let expected = vec![
+        None,
+        Some(ErrorKind::Conflict),
+        None,
+        Some(ErrorKind::NotFound),
+    ];
+    assert_eq!(kinds, expected, "each change's own outcome");
+    assert_eq!(
+        *seen.lock().expect("lock"),
+        expected,
+        "the events are sealed with those outcomes"
+    );
+    let events = h
+        .audit
+        .audit_chain_events(chain, 0, 100)
+        .await
+        .expect("events");
+    let outcomes: Vec<&str> = events.iter().map(|e| e.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["0", "4", "0", "4"]);
+    let read = h.phi.get_record(inserted.id).await.expect("inserted");
+    assert_eq!(read.data.expose(), &body(61));
+    let kept = h.phi.get_record(existing.id).await.expect("kept");
+    assert_eq!((kept.version, kept.data.expose()), (1, &body(60)));
+    assert_eq!(
+        kind_of(h.phi.get_record(orphan.id).await),
+        ErrorKind::NotFound
+    );
+
+    // A batch that cannot be stored (its events clash with stored ones)
+    // leaves no change behind.
+    let (insert, lost) = h
+        .phi
+        .prepare_record(patient.id, "observation", body(64), author)
+        .await
+        .expect("prepare");
+    let (update, _) = h
+        .phi
+        .prepare_record_update(existing.id, 1, body(65))
+        .await
+        .expect("prepare update");
+    let failed = h
+        .audit
+        .append_audit_batch(AuditBatch {
+            changes: vec![Some(insert), Some(update)],
+            seal: Box::new(move |outcomes| {
+                assert!(outcomes.iter().all(Result::is_ok), "both changes apply");
+                let events = (1..)
+                    .zip(outcomes)
+                    .map(|(seq, o)| bare_event(chain, seq, o))
+                    .collect();
+                (events, None)
+            }),
+        })
+        .await;
+    assert!(failed.is_err(), "events with taken sequence numbers");
+    assert_eq!(
+        kind_of(h.phi.get_record(lost.id).await),
+        ErrorKind::NotFound
+    );
+    let kept = h.phi.get_record(existing.id).await.expect("kept");
+    assert_eq!((kept.version, kept.data.expose()), (1, &body(60)));
+    assert_eq!(
+        h.audit
+            .audit_chain_events(chain, 0, 100)
+            .await
+            .expect("events")
+            .len(),
+        4
     );
 }
 

@@ -5,10 +5,13 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use deadpool_postgres::GenericClient;
+
+use super::change::apply_in_savepoint;
 use super::{PostgresStore, pg_error};
 use crate::audit::{AuditEvent, AuditFilter, Checkpoint};
 use crate::error::Result;
-use crate::store::AuditStore;
+use crate::store::{AuditBatch, AuditStore, StoredBatch};
 
 const COLUMNS: &str = "id, chain_id, seq, recorded, event_type, subtype, action, outcome, purpose, \
      actor_id, actor_roles, client_address, patient_id, entity_id, query_hash, reason, request_id, \
@@ -42,6 +45,58 @@ fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// Inserts `events` and `checkpoint` inside the transaction `tx`.
+async fn insert_events(
+    tx: &impl GenericClient,
+    events: &[AuditEvent],
+    checkpoint: Option<&Checkpoint>,
+) -> Result<()> {
+    let insert = tx
+        .prepare_cached(&format!(
+            "INSERT INTO audit_events ({COLUMNS}) VALUES
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+        ))
+        .await
+        .map_err(pg_error)?;
+    for e in events {
+        tx.execute(
+            &insert,
+            &[
+                &e.id,
+                &e.chain_id,
+                &e.seq,
+                &e.recorded,
+                &e.event_type,
+                &e.subtype,
+                &e.action,
+                &e.outcome,
+                &e.purpose,
+                &e.actor_id,
+                &e.actor_roles,
+                &e.client_address,
+                &e.patient_id,
+                &e.entity_id,
+                &e.query_hash,
+                &e.reason,
+                &e.request_id,
+                &e.prev_mac,
+                &e.mac,
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+    }
+    if let Some(cp) = checkpoint {
+        tx.execute(
+            "INSERT INTO audit_checkpoints (chain_id, seq, mac, signed_at, signature) VALUES ($1, $2, $3, $4, $5)",
+            &[&cp.chain_id, &cp.seq, &cp.mac, &cp.signed_at, &cp.signature],
+        )
+        .await
+        .map_err(pg_error)?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl AuditStore for PostgresStore {
     async fn append_audit(
@@ -51,50 +106,28 @@ impl AuditStore for PostgresStore {
     ) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;
-        let insert = tx
-            .prepare_cached(&format!(
-                "INSERT INTO audit_events ({COLUMNS}) VALUES
-                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
-            ))
-            .await
-            .map_err(pg_error)?;
-        for e in events {
-            tx.execute(
-                &insert,
-                &[
-                    &e.id,
-                    &e.chain_id,
-                    &e.seq,
-                    &e.recorded,
-                    &e.event_type,
-                    &e.subtype,
-                    &e.action,
-                    &e.outcome,
-                    &e.purpose,
-                    &e.actor_id,
-                    &e.actor_roles,
-                    &e.client_address,
-                    &e.patient_id,
-                    &e.entity_id,
-                    &e.query_hash,
-                    &e.reason,
-                    &e.request_id,
-                    &e.prev_mac,
-                    &e.mac,
-                ],
-            )
-            .await
-            .map_err(pg_error)?;
-        }
-        if let Some(cp) = checkpoint {
-            tx.execute(
-                "INSERT INTO audit_checkpoints (chain_id, seq, mac, signed_at, signature) VALUES ($1, $2, $3, $4, $5)",
-                &[&cp.chain_id, &cp.seq, &cp.mac, &cp.signed_at, &cp.signature],
-            )
-            .await
-            .map_err(pg_error)?;
-        }
+        insert_events(&tx, events, checkpoint).await?;
         tx.commit().await.map_err(pg_error)
+    }
+
+    async fn append_audit_batch(&self, batch: AuditBatch) -> Result<StoredBatch> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let mut outcomes = Vec::with_capacity(batch.changes.len());
+        for change in &batch.changes {
+            outcomes.push(match change {
+                Some(change) => apply_in_savepoint(&tx, change).await,
+                None => Ok(()),
+            });
+        }
+        let (events, checkpoint) = (batch.seal)(&outcomes);
+        insert_events(&tx, &events, checkpoint.as_ref()).await?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(StoredBatch {
+            outcomes,
+            events,
+            checkpoint,
+        })
     }
 
     async fn audit_chains(&self) -> Result<Vec<Uuid>> {

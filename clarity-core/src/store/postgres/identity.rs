@@ -85,7 +85,7 @@ fn failures_row(row: &Row) -> Result<LoginFailures> {
 }
 
 /// Foreign-key failures are `NotFound { what }`, unique ones `AlreadyExists`.
-fn missing_or(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Error {
+pub(super) fn missing_or(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Error {
     move |err| match err.code() {
         Some(code) if *code == SqlState::FOREIGN_KEY_VIOLATION => Error::NotFound { what },
         Some(code) if *code == SqlState::UNIQUE_VIOLATION => Error::AlreadyExists { what: "user" },
@@ -395,33 +395,8 @@ impl IdentityStore for PostgresStore {
 
     async fn upsert_care_team(&self, m: &CareTeamRow) -> Result<()> {
         let mut client = self.client().await?;
-        // FOR SHARE: an erasure (FOR UPDATE) cannot commit in between.
         let tx = client.transaction().await.map_err(pg_error)?;
-        let live = tx
-            .query_opt(
-                "SELECT 1 FROM patients WHERE id = $1 AND erased_at IS NULL FOR SHARE",
-                &[&m.patient_id],
-            )
-            .await
-            .map_err(pg_error)?;
-        if live.is_none() {
-            return Err(Error::NotFound { what: "patient" });
-        }
-        tx.execute(
-            "INSERT INTO care_team (patient_id, user_id, relationship, expires_at, created_at)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (patient_id, user_id) DO UPDATE SET
-                     relationship = excluded.relationship, expires_at = excluded.expires_at",
-            &[
-                &m.patient_id,
-                &m.user_id,
-                &m.relationship,
-                &m.expires_at,
-                &m.created_at,
-            ],
-        )
-        .await
-        .map_err(missing_or("user"))?;
+        super::change::upsert_care_team(&tx, m).await?;
         tx.commit().await.map_err(pg_error)
     }
 

@@ -2,6 +2,7 @@
 //! (deadpool-postgres, prepared statements cached per connection).
 
 mod audit;
+mod change;
 mod identity;
 mod target;
 
@@ -14,7 +15,7 @@ use uuid::Uuid;
 
 pub use self::target::PgTarget;
 use super::migrations::pending;
-use super::{DataKeyRow, PatientRow, RecordRow, Store, patient_index_column};
+use super::{Change, DataKeyRow, PatientRow, RecordRow, Store, patient_index_column};
 use crate::config::Config;
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::{Error, Result};
@@ -353,38 +354,10 @@ impl Store for PostgresStore {
         u64::try_from(row.get::<_, i64>(0)).map_err(|_| Error::internal("negative count"))
     }
 
-    async fn insert_patient(&self, key: &DataKeyRow, patient: &PatientRow) -> Result<()> {
+    async fn apply(&self, change: Change) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;
-        tx.execute(
-            "INSERT INTO patients (id, profile, mrn_index, email_index, name_dob_index, version, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &[
-                &patient.id,
-                &patient.profile,
-                &patient.mrn_index.0.as_slice(),
-                &patient.email_index.as_ref().map(|i| i.0.as_slice()),
-                &patient.name_dob_index.0.as_slice(),
-                &patient.version,
-                &patient.created_at,
-                &patient.updated_at,
-            ],
-        )
-        .await
-        .map_err(unique_or("patient"))?;
-        tx.execute(
-            "INSERT INTO data_keys (patient_id, dek_version, kek_version, wrapped, created_at)
-             VALUES ($1, $2, $3, $4, $5)",
-            &[
-                &key.patient_id,
-                &key.dek_version,
-                &key.kek_version,
-                &key.wrapped,
-                &patient.created_at,
-            ],
-        )
-        .await
-        .map_err(unique_or("data key"))?;
+        change::apply_change(&tx, &change).await?;
         tx.commit().await.map_err(pg_error)
     }
 
@@ -403,39 +376,6 @@ impl Store for PostgresStore {
             .as_ref()
             .map(patient_row)
             .transpose()
-    }
-
-    async fn update_patient(&self, patient: &PatientRow, expected_version: i64) -> Result<()> {
-        let client = self.client().await?;
-        let changed = client
-            .execute(
-                "UPDATE patients SET profile = $1, mrn_index = $2, email_index = $3, name_dob_index = $4,
-                        version = $5, updated_at = $6
-                 WHERE id = $7 AND version = $8 AND erased_at IS NULL",
-                &[
-                    &patient.profile,
-                    &patient.mrn_index.0.as_slice(),
-                    &patient.email_index.as_ref().map(|i| i.0.as_slice()),
-                    &patient.name_dob_index.0.as_slice(),
-                    &patient.version,
-                    &patient.updated_at,
-                    &patient.id,
-                    &expected_version,
-                ],
-            )
-            .await
-            .map_err(unique_or("patient with this MRN"))?;
-        if changed == 0 {
-            return conflict_or_missing(
-                &client,
-                "SELECT version FROM patients WHERE id = $1 AND erased_at IS NULL",
-                patient.id,
-                "patient",
-                expected_version,
-            )
-            .await;
-        }
-        Ok(())
     }
 
     async fn erase_patient(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
@@ -504,51 +444,6 @@ impl Store for PostgresStore {
         }))
     }
 
-    async fn insert_record(&self, record: &RecordRow) -> Result<()> {
-        let mut client = self.client().await?;
-        // Lock the live patient row, so an erasure cannot commit in between
-        // and leave this record behind (the erasure takes FOR UPDATE).
-        let tx = client.transaction().await.map_err(pg_error)?;
-        let live = tx
-            .query_opt(
-                "SELECT 1 FROM patients WHERE id = $1 AND erased_at IS NULL FOR SHARE",
-                &[&record.patient_id],
-            )
-            .await
-            .map_err(pg_error)?;
-        if live.is_none() {
-            return Err(Error::NotFound { what: "patient" });
-        }
-        let stmt = tx
-            .prepare_cached(
-                "INSERT INTO records (id, patient_id, kind, body, version, created_by, created_at, updated_at)
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8
-                 WHERE EXISTS (SELECT 1 FROM patients WHERE id = $2 AND erased_at IS NULL)",
-            )
-            .await
-            .map_err(pg_error)?;
-        let inserted = tx
-            .execute(
-                &stmt,
-                &[
-                    &record.id,
-                    &record.patient_id,
-                    &record.kind,
-                    &record.body,
-                    &record.version,
-                    &record.created_by,
-                    &record.created_at,
-                    &record.updated_at,
-                ],
-            )
-            .await
-            .map_err(unique_or("record"))?;
-        if inserted == 0 {
-            return Err(Error::NotFound { what: "patient" });
-        }
-        tx.commit().await.map_err(pg_error)
-    }
-
     async fn get_record(&self, id: Uuid) -> Result<Option<RecordRow>> {
         let client = self.client().await?;
         let stmt = client
@@ -559,52 +454,6 @@ impl Store for PostgresStore {
             .map_err(pg_error)?;
         let row = client.query_opt(&stmt, &[&id]).await.map_err(pg_error)?;
         Ok(row.as_ref().map(record_row))
-    }
-
-    async fn update_record(&self, record: &RecordRow, expected_version: i64) -> Result<()> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "UPDATE records SET body = $1, version = $2, updated_at = $3 WHERE id = $4 AND version = $5",
-            )
-            .await
-            .map_err(pg_error)?;
-        let changed = client
-            .execute(
-                &stmt,
-                &[
-                    &record.body,
-                    &record.version,
-                    &record.updated_at,
-                    &record.id,
-                    &expected_version,
-                ],
-            )
-            .await
-            .map_err(pg_error)?;
-        if changed == 0 {
-            return conflict_or_missing(
-                &client,
-                "SELECT version FROM records WHERE id = $1",
-                record.id,
-                "record",
-                expected_version,
-            )
-            .await;
-        }
-        Ok(())
-    }
-
-    async fn delete_record(&self, id: Uuid) -> Result<()> {
-        let client = self.client().await?;
-        let deleted = client
-            .execute("DELETE FROM records WHERE id = $1", &[&id])
-            .await
-            .map_err(pg_error)?;
-        if deleted == 0 {
-            return Err(Error::NotFound { what: "record" });
-        }
-        Ok(())
     }
 
     async fn list_records(

@@ -2,13 +2,14 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{Row, TransactionBehavior, params};
+use rusqlite::{Connection, Row, TransactionBehavior, params};
 use uuid::Uuid;
 
+use super::change::apply_in_savepoint;
 use super::{SqliteStore, from_micros, micros, sqlite_error};
 use crate::audit::{AuditEvent, AuditFilter, Checkpoint};
 use crate::error::Result;
-use crate::store::AuditStore;
+use crate::store::{AuditBatch, AuditStore, StoredBatch};
 
 const COLUMNS: &str = "id, chain_id, seq, recorded, event_type, subtype, action, outcome, purpose, \
      actor_id, actor_roles, client_address, patient_id, entity_id, query_hash, reason, request_id, \
@@ -48,6 +49,53 @@ fn checkpoint_row(row: &Row<'_>) -> rusqlite::Result<Checkpoint> {
     })
 }
 
+/// Inserts `events` and `checkpoint` inside the caller's transaction.
+fn insert_events(
+    conn: &Connection,
+    events: &[AuditEvent],
+    checkpoint: Option<&Checkpoint>,
+) -> Result<()> {
+    let mut insert = conn
+        .prepare_cached(&format!(
+            "INSERT INTO audit_events ({COLUMNS}) VALUES
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+        ))
+        .map_err(sqlite_error)?;
+    for e in events {
+        insert
+            .execute(params![
+                e.id,
+                e.chain_id,
+                e.seq,
+                micros(e.recorded),
+                e.event_type,
+                e.subtype,
+                e.action,
+                e.outcome,
+                e.purpose,
+                e.actor_id,
+                e.actor_roles,
+                e.client_address,
+                e.patient_id,
+                e.entity_id,
+                e.query_hash,
+                e.reason,
+                e.request_id,
+                e.prev_mac,
+                e.mac
+            ])
+            .map_err(sqlite_error)?;
+    }
+    if let Some(cp) = checkpoint {
+        conn.execute(
+            "INSERT INTO audit_checkpoints (chain_id, seq, mac, signed_at, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![cp.chain_id, cp.seq, cp.mac, micros(cp.signed_at), cp.signature],
+        )
+        .map_err(sqlite_error)?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn append_audit(
@@ -61,47 +109,34 @@ impl AuditStore for SqliteStore {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sqlite_error)?;
-                {
-                    let mut insert = tx
-                        .prepare_cached(&format!(
-                            "INSERT INTO audit_events ({COLUMNS}) VALUES
-                             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
-                        ))
-                        .map_err(sqlite_error)?;
-                    for e in &events {
-                        insert
-                            .execute(params![
-                                e.id,
-                                e.chain_id,
-                                e.seq,
-                                micros(e.recorded),
-                                e.event_type,
-                                e.subtype,
-                                e.action,
-                                e.outcome,
-                                e.purpose,
-                                e.actor_id,
-                                e.actor_roles,
-                                e.client_address,
-                                e.patient_id,
-                                e.entity_id,
-                                e.query_hash,
-                                e.reason,
-                                e.request_id,
-                                e.prev_mac,
-                                e.mac
-                            ])
-                            .map_err(sqlite_error)?;
-                    }
-                }
-                if let Some(cp) = checkpoint {
-                    tx.execute(
-                        "INSERT INTO audit_checkpoints (chain_id, seq, mac, signed_at, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![cp.chain_id, cp.seq, cp.mac, micros(cp.signed_at), cp.signature],
-                    )
-                    .map_err(sqlite_error)?;
-                }
+                insert_events(&tx, &events, checkpoint.as_ref())?;
                 tx.commit().map_err(sqlite_error)
+            })
+            .await
+    }
+
+    async fn append_audit_batch(&self, batch: AuditBatch) -> Result<StoredBatch> {
+        self.writer
+            .run(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sqlite_error)?;
+                let outcomes: Vec<Result<()>> = batch
+                    .changes
+                    .iter()
+                    .map(|change| match change {
+                        Some(change) => apply_in_savepoint(&tx, change),
+                        None => Ok(()),
+                    })
+                    .collect();
+                let (events, checkpoint) = (batch.seal)(&outcomes);
+                insert_events(&tx, &events, checkpoint.as_ref())?;
+                tx.commit().map_err(sqlite_error)?;
+                Ok(StoredBatch {
+                    outcomes,
+                    events,
+                    checkpoint,
+                })
             })
             .await
     }

@@ -88,7 +88,7 @@ fn failures_row(row: &Row<'_>) -> rusqlite::Result<LoginFailures> {
 }
 
 /// Maps a foreign-key failure on insert to `NotFound { what }`.
-fn missing_or(what: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
+pub(super) fn missing_or(what: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
     move |err| match err.sqlite_error_code() {
         Some(rusqlite::ErrorCode::ConstraintViolation)
             if err.to_string().contains("FOREIGN KEY") =>
@@ -429,34 +429,7 @@ impl IdentityStore for SqliteStore {
     async fn upsert_care_team(&self, member: &CareTeamRow) -> Result<()> {
         let m = member.clone();
         self.writer
-            .run(move |conn| {
-                let live: Option<i64> = conn
-                    .query_row(
-                        "SELECT 1 FROM patients WHERE id = ?1 AND erased_at IS NULL",
-                        [m.patient_id],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(sqlite_error)?;
-                if live.is_none() {
-                    return Err(Error::NotFound { what: "patient" });
-                }
-                conn.execute(
-                    "INSERT INTO care_team (patient_id, user_id, relationship, expires_at, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (patient_id, user_id) DO UPDATE SET
-                         relationship = excluded.relationship, expires_at = excluded.expires_at",
-                    params![
-                        m.patient_id,
-                        m.user_id,
-                        m.relationship,
-                        m.expires_at.map(micros),
-                        micros(m.created_at)
-                    ],
-                )
-                .map(|_| ())
-                .map_err(missing_or("user"))
-            })
+            .run(move |conn| super::change::upsert_care_team(conn, &m))
             .await
     }
 

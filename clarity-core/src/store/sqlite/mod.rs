@@ -5,6 +5,7 @@
 //! which WAL lets run beside the writer. All SQL runs on Tokio's blocking pool.
 
 mod audit;
+mod change;
 mod identity;
 mod pool;
 
@@ -19,7 +20,7 @@ use uuid::Uuid;
 
 use self::pool::{Opener, Pool};
 use super::migrations::pending;
-use super::{DataKeyRow, PatientRow, RecordRow, Store, patient_index_column};
+use super::{Change, DataKeyRow, PatientRow, RecordRow, Store, patient_index_column};
 use crate::config::{Config, SqliteSynchronous};
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::{Error, Result};
@@ -452,40 +453,13 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn insert_patient(&self, key: &DataKeyRow, patient: &PatientRow) -> Result<()> {
-        let (key, patient) = (key.clone(), patient.clone());
+    async fn apply(&self, change: Change) -> Result<()> {
         self.writer
             .run(move |conn| {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sqlite_error)?;
-                tx.execute(
-                    "INSERT INTO patients (id, profile, mrn_index, email_index, name_dob_index, version, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![
-                        patient.id,
-                        patient.profile,
-                        patient.mrn_index.0,
-                        patient.email_index.map(|i| i.0),
-                        patient.name_dob_index.0,
-                        patient.version,
-                        micros(patient.created_at),
-                        micros(patient.updated_at),
-                    ],
-                )
-                .map_err(unique_or("patient"))?;
-                tx.execute(
-                    "INSERT INTO data_keys (patient_id, dek_version, kek_version, wrapped, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![
-                        key.patient_id,
-                        key.dek_version,
-                        key.kek_version,
-                        key.wrapped,
-                        micros(patient.created_at)
-                    ],
-                )
-                .map_err(unique_or("data key"))?;
+                change::apply_change(&tx, &change)?;
                 tx.commit().map_err(sqlite_error)
             })
             .await
@@ -499,44 +473,6 @@ impl Store for SqliteStore {
                 ))
                 .and_then(|mut stmt| stmt.query_row([id], patient_row).optional())
                 .map_err(sqlite_error)
-            })
-            .await
-    }
-
-    async fn update_patient(&self, patient: &PatientRow, expected_version: i64) -> Result<()> {
-        let patient = patient.clone();
-        self.writer
-            .run(move |conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(sqlite_error)?;
-                let changed = tx
-                    .execute(
-                        "UPDATE patients SET profile = ?1, mrn_index = ?2, email_index = ?3, name_dob_index = ?4,
-                                version = ?5, updated_at = ?6
-                         WHERE id = ?7 AND version = ?8 AND erased_at IS NULL",
-                        params![
-                            patient.profile,
-                            patient.mrn_index.0,
-                            patient.email_index.map(|i| i.0),
-                            patient.name_dob_index.0,
-                            patient.version,
-                            micros(patient.updated_at),
-                            patient.id,
-                            expected_version,
-                        ],
-                    )
-                    .map_err(unique_or("patient with this MRN"))?;
-                if changed == 0 {
-                    return conflict_or_missing(
-                        &tx,
-                        "SELECT version FROM patients WHERE id = ?1 AND erased_at IS NULL",
-                        patient.id,
-                        "patient",
-                        expected_version,
-                    );
-                }
-                tx.commit().map_err(sqlite_error)
             })
             .await
     }
@@ -612,37 +548,6 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn insert_record(&self, record: &RecordRow) -> Result<()> {
-        let record = record.clone();
-        self.writer
-            .run(move |conn| {
-                let inserted = conn
-                    .prepare_cached(
-                        "INSERT INTO records (id, patient_id, kind, body, version, created_by, created_at, updated_at)
-                         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
-                         WHERE EXISTS (SELECT 1 FROM patients WHERE id = ?2 AND erased_at IS NULL)",
-                    )
-                    .and_then(|mut stmt| {
-                        stmt.execute(params![
-                            record.id,
-                            record.patient_id,
-                            record.kind,
-                            record.body,
-                            record.version,
-                            record.created_by,
-                            micros(record.created_at),
-                            micros(record.updated_at),
-                        ])
-                    })
-                    .map_err(unique_or("record"))?;
-                if inserted == 0 {
-                    return Err(Error::NotFound { what: "patient" });
-                }
-                Ok(())
-            })
-            .await
-    }
-
     async fn get_record(&self, id: Uuid) -> Result<Option<RecordRow>> {
         self.readers
             .run_point(move |conn| {
@@ -651,52 +556,6 @@ impl Store for SqliteStore {
                 ))
                 .and_then(|mut stmt| stmt.query_row([id], record_row).optional())
                 .map_err(sqlite_error)
-            })
-            .await
-    }
-
-    async fn update_record(&self, record: &RecordRow, expected_version: i64) -> Result<()> {
-        let record = record.clone();
-        self.writer
-            .run(move |conn| {
-                let changed = conn
-                    .prepare_cached(
-                        "UPDATE records SET body = ?1, version = ?2, updated_at = ?3 WHERE id = ?4 AND version = ?5",
-                    )
-                    .and_then(|mut stmt| {
-                        stmt.execute(params![
-                            record.body,
-                            record.version,
-                            micros(record.updated_at),
-                            record.id,
-                            expected_version
-                        ])
-                    })
-                    .map_err(sqlite_error)?;
-                if changed == 0 {
-                    return conflict_or_missing(
-                        conn,
-                        "SELECT version FROM records WHERE id = ?1",
-                        record.id,
-                        "record",
-                        expected_version,
-                    );
-                }
-                Ok(())
-            })
-            .await
-    }
-
-    async fn delete_record(&self, id: Uuid) -> Result<()> {
-        self.writer
-            .run(move |conn| {
-                let deleted = conn
-                    .execute("DELETE FROM records WHERE id = ?1", [id])
-                    .map_err(sqlite_error)?;
-                if deleted == 0 {
-                    return Err(Error::NotFound { what: "record" });
-                }
-                Ok(())
             })
             .await
     }

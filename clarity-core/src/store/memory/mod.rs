@@ -8,12 +8,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::audit::AuditStore;
+mod change;
+
+use super::audit::{AuditBatch, AuditStore, StoredBatch};
 use super::identity::{
     CareTeamRow, GrantRow, IdentityStore, LoginFailures, RefreshRow, SessionRow, UserRow,
 };
 use super::migrations::migrations_for;
-use super::{DataKeyRow, PatientRow, RecordRow, Store, patient_index_column};
+use super::{Change, DataKeyRow, PatientRow, RecordRow, Store, patient_index_column};
 use crate::audit::{AuditEvent, AuditFilter, Checkpoint};
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::{Error, Result};
@@ -167,40 +169,12 @@ impl Store for MemoryStore {
         self.with(|t| Ok(t.data_keys.len() as u64))
     }
 
-    async fn insert_patient(&self, key: &DataKeyRow, patient: &PatientRow) -> Result<()> {
-        self.with(|t| {
-            if t.patients.contains_key(&patient.id)
-                || t.erased.contains_key(&patient.id)
-                || mrn_taken(t, patient)
-            {
-                return Err(Error::AlreadyExists { what: "patient" });
-            }
-            t.patients.insert(patient.id, patient.clone());
-            t.data_keys.insert(key.patient_id, key.clone());
-            Ok(())
-        })
+    async fn apply(&self, change: Change) -> Result<()> {
+        self.with(|t| change::apply_change(t, &change))
     }
 
     async fn get_patient(&self, id: Uuid) -> Result<Option<PatientRow>> {
         self.with(|t| Ok(t.patients.get(&id).cloned()))
-    }
-
-    async fn update_patient(&self, patient: &PatientRow, expected_version: i64) -> Result<()> {
-        self.with(|t| {
-            let current = t
-                .patients
-                .get(&patient.id)
-                .ok_or(Error::NotFound { what: "patient" })?
-                .version;
-            check_version("patient", current, expected_version)?;
-            if mrn_taken(t, patient) {
-                return Err(Error::AlreadyExists {
-                    what: "patient with this MRN",
-                });
-            }
-            t.patients.insert(patient.id, patient.clone());
-            Ok(())
-        })
     }
 
     async fn erase_patient(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
@@ -237,44 +211,8 @@ impl Store for MemoryStore {
         self.with(|t| Ok(t.data_keys.get(&patient_id).cloned()))
     }
 
-    async fn insert_record(&self, record: &RecordRow) -> Result<()> {
-        self.with(|t| {
-            if !t.patients.contains_key(&record.patient_id) {
-                return Err(Error::NotFound { what: "patient" });
-            }
-            if t.records.contains_key(&record.id) {
-                return Err(Error::AlreadyExists { what: "record" });
-            }
-            t.records.insert(record.id, record.clone());
-            Ok(())
-        })
-    }
-
     async fn get_record(&self, id: Uuid) -> Result<Option<RecordRow>> {
         self.with(|t| Ok(t.records.get(&id).cloned()))
-    }
-
-    async fn update_record(&self, record: &RecordRow, expected_version: i64) -> Result<()> {
-        self.with(|t| {
-            let stored = t
-                .records
-                .get_mut(&record.id)
-                .ok_or(Error::NotFound { what: "record" })?;
-            check_version("record", stored.version, expected_version)?;
-            stored.body = record.body.clone();
-            stored.version = record.version;
-            stored.updated_at = record.updated_at;
-            Ok(())
-        })
-    }
-
-    async fn delete_record(&self, id: Uuid) -> Result<()> {
-        self.with(|t| {
-            t.records
-                .remove(&id)
-                .map(|_| ())
-                .ok_or(Error::NotFound { what: "record" })
-        })
     }
 
     async fn list_records(
@@ -470,17 +408,7 @@ impl IdentityStore for MemoryStore {
     }
 
     async fn upsert_care_team(&self, member: &CareTeamRow) -> Result<()> {
-        self.with(|t| {
-            if !t.patients.contains_key(&member.patient_id) {
-                return Err(Error::NotFound { what: "patient" });
-            }
-            if !t.users.contains_key(&member.user_id) {
-                return Err(Error::NotFound { what: "user" });
-            }
-            t.care_team
-                .insert((member.patient_id, member.user_id), member.clone());
-            Ok(())
-        })
+        self.with(|t| change::upsert_care_team(t, member))
     }
 
     async fn remove_care_team(&self, patient_id: Uuid, user_id: Uuid) -> Result<()> {
@@ -605,6 +533,49 @@ impl AuditStore for MemoryStore {
                     .insert((cp.chain_id, cp.seq), cp.clone());
             }
             Ok(())
+        })
+    }
+
+    async fn append_audit_batch(&self, batch: AuditBatch) -> Result<StoredBatch> {
+        self.with(|t| {
+            let mut saved = Vec::new();
+            let outcomes: Vec<Result<()>> = batch
+                .changes
+                .iter()
+                .map(|change| match change {
+                    Some(change) => {
+                        let before = change::before(t, change);
+                        let outcome = change::apply_change(t, change);
+                        if outcome.is_ok() {
+                            saved.extend(before);
+                        }
+                        outcome
+                    }
+                    None => Ok(()),
+                })
+                .collect();
+            let (events, checkpoint) = (batch.seal)(&outcomes);
+            if events
+                .iter()
+                .any(|e| t.audit_events.contains_key(&(e.chain_id, e.seq)))
+            {
+                change::undo(t, saved);
+                return Err(Error::AlreadyExists {
+                    what: "audit event",
+                });
+            }
+            for e in &events {
+                t.audit_events.insert((e.chain_id, e.seq), e.clone());
+            }
+            if let Some(cp) = &checkpoint {
+                t.audit_checkpoints
+                    .insert((cp.chain_id, cp.seq), cp.clone());
+            }
+            Ok(StoredBatch {
+                outcomes,
+                events,
+                checkpoint,
+            })
         })
     }
 

@@ -1,0 +1,86 @@
+//! [`Change`]: one write of PHI rows, as a value. A change either runs in a
+//! transaction of its own ([`crate::store::Store::apply`]) or inside the
+//! audit writer's batch transaction, so that the change and its audit event
+//! commit together or not at all
+//! ([`crate::store::AuditStore::append_audit_batch`]).
+
+use uuid::Uuid;
+
+use super::identity::CareTeamRow;
+use super::{DataKeyRow, PatientRow, RecordRow};
+
+/// A write of ciphertext rows. Every variant is all-or-nothing.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A new patient with its data key and, optionally, its first care-team
+    /// member (the clinician who created it).
+    ///
+    /// Fails with [`crate::Error::AlreadyExists`] when the id or the MRN
+    /// index is taken.
+    InsertPatient {
+        /// The wrapped data key.
+        key: DataKeyRow,
+        /// The patient row.
+        patient: PatientRow,
+        /// The creator's membership, if any.
+        creator: Option<CareTeamRow>,
+    },
+    /// A patient row replaced if its stored version is `expected_version`
+    /// (`patient.version` is `expected_version + 1`).
+    ///
+    /// Fails with [`crate::Error::Conflict`] on a stale version,
+    /// [`crate::Error::NotFound`] when absent or erased,
+    /// [`crate::Error::AlreadyExists`] when the new MRN is taken.
+    UpdatePatient {
+        /// The new row.
+        patient: PatientRow,
+        /// The version the caller read.
+        expected_version: i64,
+    },
+    /// A new record. Fails with [`crate::Error::NotFound`] when the patient
+    /// does not exist or is erased.
+    InsertRecord(RecordRow),
+    /// A record's body replaced if its stored version is `expected_version`
+    /// (`record.version` is `expected_version + 1`).
+    ///
+    /// Fails with [`crate::Error::Conflict`] on a stale version,
+    /// [`crate::Error::NotFound`] when absent.
+    UpdateRecord {
+        /// The new row.
+        record: RecordRow,
+        /// The version the caller read.
+        expected_version: i64,
+    },
+    /// A record deleted. Fails with [`crate::Error::NotFound`] when absent.
+    DeleteRecord(Uuid),
+}
+
+/// The cached rows a change makes stale, for the cache layer to forget once
+/// it has committed (or failed: a conflict means a cached row is stale).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Changed {
+    /// A patient's row.
+    Patient(Uuid),
+    /// A record's row.
+    Record(Uuid),
+    /// A care-team membership (patient, member).
+    CareTeam(Uuid, Uuid),
+}
+
+impl Change {
+    /// What the change may make stale in a cache (absent rows of patients
+    /// and records are never cached, so inserts of them make nothing stale;
+    /// an absent care-team membership is).
+    pub fn changed(&self) -> Vec<Changed> {
+        match self {
+            Change::InsertPatient { creator, .. } => creator
+                .iter()
+                .map(|m| Changed::CareTeam(m.patient_id, m.user_id))
+                .collect(),
+            Change::UpdatePatient { patient, .. } => vec![Changed::Patient(patient.id)],
+            Change::InsertRecord(_) => Vec::new(),
+            Change::UpdateRecord { record, .. } => vec![Changed::Record(record.id)],
+            Change::DeleteRecord(id) => vec![Changed::Record(*id)],
+        }
+    }
+}

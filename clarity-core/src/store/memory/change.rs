@@ -1,0 +1,161 @@
+//! [`Change`]s on the in-memory tables, each all-or-nothing, with what it
+//! takes to undo them when the audit batch they belong to cannot be stored.
+
+use uuid::Uuid;
+
+use super::{Tables, check_version, mrn_taken};
+use crate::error::{Error, Result};
+use crate::store::{CareTeamRow, Change, DataKeyRow, PatientRow, RecordRow};
+
+/// The rows a change may touch, as they were before it.
+pub(super) enum Undo {
+    Patient(Uuid, Option<PatientRow>),
+    DataKey(Uuid, Option<DataKeyRow>),
+    Record(Uuid, Option<RecordRow>),
+    CareTeam((Uuid, Uuid), Option<CareTeamRow>),
+}
+
+/// What `change` may touch, as it is now.
+pub(super) fn before(t: &Tables, change: &Change) -> Vec<Undo> {
+    match change {
+        Change::InsertPatient {
+            patient, creator, ..
+        } => {
+            let id = patient.id;
+            let mut undo = vec![
+                Undo::Patient(id, t.patients.get(&id).cloned()),
+                Undo::DataKey(id, t.data_keys.get(&id).cloned()),
+            ];
+            if let Some(m) = creator {
+                let key = (m.patient_id, m.user_id);
+                undo.push(Undo::CareTeam(key, t.care_team.get(&key).cloned()));
+            }
+            undo
+        }
+        Change::UpdatePatient { patient, .. } => {
+            vec![Undo::Patient(
+                patient.id,
+                t.patients.get(&patient.id).cloned(),
+            )]
+        }
+        Change::InsertRecord(record) | Change::UpdateRecord { record, .. } => {
+            vec![Undo::Record(record.id, t.records.get(&record.id).cloned())]
+        }
+        Change::DeleteRecord(id) => vec![Undo::Record(*id, t.records.get(id).cloned())],
+    }
+}
+
+/// Puts back what [`before`] saw.
+pub(super) fn undo(t: &mut Tables, saved: Vec<Undo>) {
+    fn put<K: Ord, V>(map: &mut std::collections::BTreeMap<K, V>, key: K, value: Option<V>) {
+        match value {
+            Some(v) => map.insert(key, v),
+            None => map.remove(&key),
+        };
+    }
+    for u in saved.into_iter().rev() {
+        match u {
+            Undo::Patient(id, v) => put(&mut t.patients, id, v),
+            Undo::DataKey(id, v) => put(&mut t.data_keys, id, v),
+            Undo::Record(id, v) => put(&mut t.records, id, v),
+            Undo::CareTeam(key, v) => put(&mut t.care_team, key, v),
+        }
+    }
+}
+
+/// Adds or replaces a care-team membership of a live patient.
+pub(super) fn upsert_care_team(t: &mut Tables, member: &CareTeamRow) -> Result<()> {
+    check_care_team(t, member)?;
+    t.care_team
+        .insert((member.patient_id, member.user_id), member.clone());
+    Ok(())
+}
+
+fn check_care_team(t: &Tables, member: &CareTeamRow) -> Result<()> {
+    if !t.patients.contains_key(&member.patient_id) {
+        return Err(Error::NotFound { what: "patient" });
+    }
+    if !t.users.contains_key(&member.user_id) {
+        return Err(Error::NotFound { what: "user" });
+    }
+    Ok(())
+}
+
+/// Applies `change`: every check first, so a failure changes nothing.
+pub(super) fn apply_change(t: &mut Tables, change: &Change) -> Result<()> {
+    match change {
+        Change::InsertPatient {
+            key,
+            patient,
+            creator,
+        } => {
+            if t.patients.contains_key(&patient.id)
+                || t.erased.contains_key(&patient.id)
+                || mrn_taken(t, patient)
+            {
+                return Err(Error::AlreadyExists { what: "patient" });
+            }
+            if let Some(m) = creator {
+                if m.patient_id != patient.id {
+                    return Err(Error::NotFound { what: "patient" });
+                }
+                if !t.users.contains_key(&m.user_id) {
+                    return Err(Error::NotFound { what: "user" });
+                }
+            }
+            t.patients.insert(patient.id, patient.clone());
+            t.data_keys.insert(key.patient_id, key.clone());
+            if let Some(m) = creator {
+                upsert_care_team(t, m)?;
+            }
+            Ok(())
+        }
+        Change::UpdatePatient {
+            patient,
+            expected_version,
+        } => {
+            let current = t
+                .patients
+                .get(&patient.id)
+                .ok_or(Error::NotFound { what: "patient" })?
+                .version;
+            check_version("patient", current, *expected_version)?;
+            if mrn_taken(t, patient) {
+                return Err(Error::AlreadyExists {
+                    what: "patient with this MRN",
+                });
+            }
+            t.patients.insert(patient.id, patient.clone());
+            Ok(())
+        }
+        Change::InsertRecord(record) => {
+            if !t.patients.contains_key(&record.patient_id) {
+                return Err(Error::NotFound { what: "patient" });
+            }
+            if t.records.contains_key(&record.id) {
+                return Err(Error::AlreadyExists { what: "record" });
+            }
+            t.records.insert(record.id, record.clone());
+            Ok(())
+        }
+        Change::UpdateRecord {
+            record,
+            expected_version,
+        } => {
+            let stored = t
+                .records
+                .get_mut(&record.id)
+                .ok_or(Error::NotFound { what: "record" })?;
+            check_version("record", stored.version, *expected_version)?;
+            stored.body = record.body.clone();
+            stored.version = record.version;
+            stored.updated_at = record.updated_at;
+            Ok(())
+        }
+        Change::DeleteRecord(id) => t
+            .records
+            .remove(id)
+            .map(|_| ())
+            .ok_or(Error::NotFound { what: "record" }),
+    }
+}

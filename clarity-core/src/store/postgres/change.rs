@@ -1,0 +1,217 @@
+//! [`Change`]s on PostgreSQL: applied inside a transaction the caller holds
+//! (their own, or the audit writer's batch).
+
+use deadpool_postgres::GenericClient;
+
+use super::identity::missing_or;
+use super::{conflict_or_missing, pg_error, unique_or};
+use crate::error::{Error, Result};
+use crate::store::{CareTeamRow, Change};
+
+/// Applies `change` on `tx`, which is a transaction.
+pub(super) async fn apply_change(tx: &impl GenericClient, change: &Change) -> Result<()> {
+    match change {
+        Change::InsertPatient {
+            key,
+            patient,
+            creator,
+        } => {
+            tx.execute(
+                "INSERT INTO patients (id, profile, mrn_index, email_index, name_dob_index, version, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &patient.id,
+                    &patient.profile,
+                    &patient.mrn_index.0.as_slice(),
+                    &patient.email_index.as_ref().map(|i| i.0.as_slice()),
+                    &patient.name_dob_index.0.as_slice(),
+                    &patient.version,
+                    &patient.created_at,
+                    &patient.updated_at,
+                ],
+            )
+            .await
+            .map_err(unique_or("patient"))?;
+            tx.execute(
+                "INSERT INTO data_keys (patient_id, dek_version, kek_version, wrapped, created_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &key.patient_id,
+                    &key.dek_version,
+                    &key.kek_version,
+                    &key.wrapped,
+                    &patient.created_at,
+                ],
+            )
+            .await
+            .map_err(unique_or("data key"))?;
+            match creator {
+                Some(member) => upsert_care_team(tx, member).await,
+                None => Ok(()),
+            }
+        }
+        Change::UpdatePatient {
+            patient,
+            expected_version,
+        } => {
+            let changed = tx
+                .execute(
+                    "UPDATE patients SET profile = $1, mrn_index = $2, email_index = $3, name_dob_index = $4,
+                            version = $5, updated_at = $6
+                     WHERE id = $7 AND version = $8 AND erased_at IS NULL",
+                    &[
+                        &patient.profile,
+                        &patient.mrn_index.0.as_slice(),
+                        &patient.email_index.as_ref().map(|i| i.0.as_slice()),
+                        &patient.name_dob_index.0.as_slice(),
+                        &patient.version,
+                        &patient.updated_at,
+                        &patient.id,
+                        expected_version,
+                    ],
+                )
+                .await
+                .map_err(unique_or("patient with this MRN"))?;
+            if changed == 0 {
+                return conflict_or_missing(
+                    tx,
+                    "SELECT version FROM patients WHERE id = $1 AND erased_at IS NULL",
+                    patient.id,
+                    "patient",
+                    *expected_version,
+                )
+                .await;
+            }
+            Ok(())
+        }
+        Change::InsertRecord(record) => {
+            // Lock the live patient row, so an erasure cannot commit in
+            // between and leave this record behind (erasure takes FOR UPDATE).
+            let live = tx
+                .query_opt(
+                    "SELECT 1 FROM patients WHERE id = $1 AND erased_at IS NULL FOR SHARE",
+                    &[&record.patient_id],
+                )
+                .await
+                .map_err(pg_error)?;
+            if live.is_none() {
+                return Err(Error::NotFound { what: "patient" });
+            }
+            let stmt = tx
+                .prepare_cached(
+                    "INSERT INTO records (id, patient_id, kind, body, version, created_by, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .await
+                .map_err(pg_error)?;
+            tx.execute(
+                &stmt,
+                &[
+                    &record.id,
+                    &record.patient_id,
+                    &record.kind,
+                    &record.body,
+                    &record.version,
+                    &record.created_by,
+                    &record.created_at,
+                    &record.updated_at,
+                ],
+            )
+            .await
+            .map_err(unique_or("record"))?;
+            Ok(())
+        }
+        Change::UpdateRecord {
+            record,
+            expected_version,
+        } => {
+            let stmt = tx
+                .prepare_cached(
+                    "UPDATE records SET body = $1, version = $2, updated_at = $3 WHERE id = $4 AND version = $5",
+                )
+                .await
+                .map_err(pg_error)?;
+            let changed = tx
+                .execute(
+                    &stmt,
+                    &[
+                        &record.body,
+                        &record.version,
+                        &record.updated_at,
+                        &record.id,
+                        expected_version,
+                    ],
+                )
+                .await
+                .map_err(pg_error)?;
+            if changed == 0 {
+                return conflict_or_missing(
+                    tx,
+                    "SELECT version FROM records WHERE id = $1",
+                    record.id,
+                    "record",
+                    *expected_version,
+                )
+                .await;
+            }
+            Ok(())
+        }
+        Change::DeleteRecord(id) => {
+            let deleted = tx
+                .execute("DELETE FROM records WHERE id = $1", &[id])
+                .await
+                .map_err(pg_error)?;
+            if deleted == 0 {
+                return Err(Error::NotFound { what: "record" });
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Adds or replaces a care-team membership of a live patient, inside `tx`.
+pub(super) async fn upsert_care_team(tx: &impl GenericClient, m: &CareTeamRow) -> Result<()> {
+    // FOR SHARE: an erasure (FOR UPDATE) cannot commit in between.
+    let live = tx
+        .query_opt(
+            "SELECT 1 FROM patients WHERE id = $1 AND erased_at IS NULL FOR SHARE",
+            &[&m.patient_id],
+        )
+        .await
+        .map_err(pg_error)?;
+    if live.is_none() {
+        return Err(Error::NotFound { what: "patient" });
+    }
+    tx.execute(
+        "INSERT INTO care_team (patient_id, user_id, relationship, expires_at, created_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (patient_id, user_id) DO UPDATE SET
+                 relationship = excluded.relationship, expires_at = excluded.expires_at",
+        &[
+            &m.patient_id,
+            &m.user_id,
+            &m.relationship,
+            &m.expires_at,
+            &m.created_at,
+        ],
+    )
+    .await
+    .map_err(missing_or("user"))?;
+    Ok(())
+}
+
+/// Applies `change` inside a savepoint of the transaction `tx`: a failed
+/// change leaves nothing behind, and the transaction goes on.
+pub(super) async fn apply_in_savepoint(tx: &impl GenericClient, change: &Change) -> Result<()> {
+    tx.batch_execute("SAVEPOINT change")
+        .await
+        .map_err(pg_error)?;
+    let outcome = apply_change(tx, change).await;
+    let end = if outcome.is_ok() {
+        "RELEASE SAVEPOINT change"
+    } else {
+        "ROLLBACK TO SAVEPOINT change; RELEASE SAVEPOINT change"
+    };
+    tx.batch_execute(end).await.map_err(pg_error)?;
+    outcome
+}

@@ -1,0 +1,199 @@
+//! [`Change`]s on SQLite: applied on a connection inside a transaction the
+//! caller holds (their own, or the audit writer's batch).
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::identity::missing_or;
+use super::{conflict_or_missing, micros, sqlite_error, unique_or};
+use crate::error::{Error, Result};
+use crate::store::{CareTeamRow, Change};
+
+/// Applies `change` on `conn`, which is inside a transaction.
+pub(super) fn apply_change(conn: &Connection, change: &Change) -> Result<()> {
+    match change {
+        Change::InsertPatient {
+            key,
+            patient,
+            creator,
+        } => {
+            conn.prepare_cached(
+                "INSERT INTO patients (id, profile, mrn_index, email_index, name_dob_index, version, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    patient.id,
+                    patient.profile,
+                    patient.mrn_index.0,
+                    patient.email_index.map(|i| i.0),
+                    patient.name_dob_index.0,
+                    patient.version,
+                    micros(patient.created_at),
+                    micros(patient.updated_at),
+                ])
+            })
+            .map_err(unique_or("patient"))?;
+            conn.prepare_cached(
+                "INSERT INTO data_keys (patient_id, dek_version, kek_version, wrapped, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    key.patient_id,
+                    key.dek_version,
+                    key.kek_version,
+                    key.wrapped,
+                    micros(patient.created_at)
+                ])
+            })
+            .map_err(unique_or("data key"))?;
+            match creator {
+                Some(member) => upsert_care_team(conn, member),
+                None => Ok(()),
+            }
+        }
+        Change::UpdatePatient {
+            patient,
+            expected_version,
+        } => {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE patients SET profile = ?1, mrn_index = ?2, email_index = ?3, name_dob_index = ?4,
+                            version = ?5, updated_at = ?6
+                     WHERE id = ?7 AND version = ?8 AND erased_at IS NULL",
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        patient.profile,
+                        patient.mrn_index.0,
+                        patient.email_index.map(|i| i.0),
+                        patient.name_dob_index.0,
+                        patient.version,
+                        micros(patient.updated_at),
+                        patient.id,
+                        expected_version,
+                    ])
+                })
+                .map_err(unique_or("patient with this MRN"))?;
+            if changed == 0 {
+                return conflict_or_missing(
+                    conn,
+                    "SELECT version FROM patients WHERE id = ?1 AND erased_at IS NULL",
+                    patient.id,
+                    "patient",
+                    *expected_version,
+                );
+            }
+            Ok(())
+        }
+        Change::InsertRecord(record) => {
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO records (id, patient_id, kind, body, version, created_by, created_at, updated_at)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
+                     WHERE EXISTS (SELECT 1 FROM patients WHERE id = ?2 AND erased_at IS NULL)",
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        record.id,
+                        record.patient_id,
+                        record.kind,
+                        record.body,
+                        record.version,
+                        record.created_by,
+                        micros(record.created_at),
+                        micros(record.updated_at),
+                    ])
+                })
+                .map_err(unique_or("record"))?;
+            if inserted == 0 {
+                return Err(Error::NotFound { what: "patient" });
+            }
+            Ok(())
+        }
+        Change::UpdateRecord {
+            record,
+            expected_version,
+        } => {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE records SET body = ?1, version = ?2, updated_at = ?3 WHERE id = ?4 AND version = ?5",
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        record.body,
+                        record.version,
+                        micros(record.updated_at),
+                        record.id,
+                        expected_version
+                    ])
+                })
+                .map_err(sqlite_error)?;
+            if changed == 0 {
+                return conflict_or_missing(
+                    conn,
+                    "SELECT version FROM records WHERE id = ?1",
+                    record.id,
+                    "record",
+                    *expected_version,
+                );
+            }
+            Ok(())
+        }
+        Change::DeleteRecord(id) => {
+            let deleted = conn
+                .prepare_cached("DELETE FROM records WHERE id = ?1")
+                .and_then(|mut stmt| stmt.execute([id]))
+                .map_err(sqlite_error)?;
+            if deleted == 0 {
+                return Err(Error::NotFound { what: "record" });
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Adds or replaces a care-team membership of a live patient.
+pub(super) fn upsert_care_team(conn: &Connection, m: &CareTeamRow) -> Result<()> {
+    let live: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM patients WHERE id = ?1 AND erased_at IS NULL",
+            [m.patient_id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sqlite_error)?;
+    if live.is_none() {
+        return Err(Error::NotFound { what: "patient" });
+    }
+    conn.execute(
+        "INSERT INTO care_team (patient_id, user_id, relationship, expires_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (patient_id, user_id) DO UPDATE SET
+             relationship = excluded.relationship, expires_at = excluded.expires_at",
+        params![
+            m.patient_id,
+            m.user_id,
+            m.relationship,
+            m.expires_at.map(micros),
+            micros(m.created_at)
+        ],
+    )
+    .map(|_| ())
+    .map_err(missing_or("user"))
+}
+
+/// Applies `change` inside a savepoint of `conn`'s transaction: a failed
+/// change leaves nothing behind, and the transaction goes on.
+pub(super) fn apply_in_savepoint(conn: &Connection, change: &Change) -> Result<()> {
+    conn.execute_batch("SAVEPOINT change")
+        .map_err(sqlite_error)?;
+    let outcome = apply_change(conn, change);
+    let end = if outcome.is_ok() {
+        "RELEASE change"
+    } else {
+        "ROLLBACK TO change; RELEASE change"
+    };
+    conn.execute_batch(end).map_err(sqlite_error)?;
+    outcome
+}
