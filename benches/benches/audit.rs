@@ -1,6 +1,6 @@
 //! Audit benchmarks: durable appends through the group-commit writer on
 //! SQLite (`synchronous = FULL`) with many concurrent callers, and chain
-//! verification.
+//! verification at three log lengths (10k, 100k and 1M events).
 //!
 //! `cargo bench -p clarity-benches --bench audit`
 
@@ -22,7 +22,34 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use uuid::Uuid;
 
 const CALLERS: u64 = 256;
-const VERIFY_EVENTS: u64 = 100_000;
+/// Log lengths at which verification is measured.
+const VERIFY_LENGTHS: [u64; 3] = [10_240, 102_400, 1_024_000];
+
+/// Appends about `count` events (a multiple of [`CALLERS`]) on a new chain;
+/// returns how many.
+async fn fill(store: &Arc<SqliteStore>, keys: &AuditKeys, count: u64) -> u64 {
+    let writer = Arc::new(AuditWriter::start(
+        store.clone(),
+        keys.clone(),
+        Arc::new(SystemClock),
+        WriterSettings::default(),
+    ));
+    let tasks: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let writer = Arc::clone(&writer);
+            tokio::spawn(async move {
+                for _ in 0..count / CALLERS {
+                    writer.append(draft()).await.expect("append");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    writer.shutdown().await;
+    (count / CALLERS) * CALLERS
+}
 
 fn draft() -> EventDraft {
     EventDraft {
@@ -97,7 +124,8 @@ fn audit(c: &mut Criterion) {
         })
     });
 
-    // A chain of VERIFY_EVENTS events to verify.
+    // Verification cost against log length: the log grows to each length
+    // in VERIFY_LENGTHS (one chain per step) and all of it is verified.
     let verify_dir = tempfile::tempdir().expect("tempdir");
     let verify_store: Arc<SqliteStore> = Arc::new(
         rt.block_on(SqliteStore::open_path(
@@ -107,45 +135,25 @@ fn audit(c: &mut Criterion) {
         ))
         .expect("sqlite"),
     );
-    rt.block_on(async {
-        let writer = AuditWriter::start(
-            verify_store.clone(),
-            keys.clone(),
-            Arc::new(SystemClock),
-            WriterSettings::default(),
-        );
-        let writer = Arc::new(writer);
-        let tasks: Vec<_> = (0..CALLERS)
-            .map(|_| {
-                let writer = Arc::clone(&writer);
-                tokio::spawn(async move {
-                    for _ in 0..VERIFY_EVENTS / CALLERS {
-                        writer.append(draft()).await.expect("append");
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.expect("task");
-        }
-        writer.shutdown().await;
-    });
-    let events = (VERIFY_EVENTS / CALLERS) * CALLERS;
-    group.throughput(Throughput::Elements(events));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(10));
-    group.bench_function(format!("verify_{events}_events/sqlite"), |b| {
-        b.iter(|| {
-            let reports = rt
-                .block_on(verify(
-                    verify_store.as_ref() as &dyn AuditStore,
-                    &keys,
-                    chrono::Utc::now() - chrono::Duration::days(2196),
-                ))
-                .expect("verify");
-            assert!(reports.iter().all(|r| r.ok));
-        })
-    });
+    let mut events = 0;
+    for length in VERIFY_LENGTHS {
+        events += rt.block_on(fill(&verify_store, &keys, length - events));
+        group.throughput(Throughput::Elements(events));
+        group.bench_function(format!("verify_{events}_events/sqlite"), |b| {
+            b.iter(|| {
+                let reports = rt
+                    .block_on(verify(
+                        verify_store.as_ref() as &dyn AuditStore,
+                        &keys,
+                        chrono::Utc::now() - chrono::Duration::days(2196),
+                    ))
+                    .expect("verify");
+                assert!(reports.iter().all(|r| r.ok));
+            })
+        });
+    }
     group.finish();
     rt.block_on(writer.shutdown());
 }

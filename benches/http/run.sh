@@ -4,7 +4,10 @@
 #
 #   benches/http/run.sh [--patients N] [--records-per-patient N]
 #                       [--connections N] [--duration SECONDS]
-#                       [--postgres URL]
+#                       [--postgres URL] [--binary PATH]
+#
+# --binary runs a given `clarity` build instead of building this checkout's
+# (to compare two builds in one sitting).
 #
 # Phases: GET /v1/patients/{id} and GET /v1/records/{id} over random rows the
 # demo clinician may read, then POST /v1/patients/{id}/records (1 KiB body).
@@ -20,6 +23,7 @@ records=3
 connections=64
 duration=20
 postgres=""
+bin=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --patients) patients="$2"; shift 2 ;;
@@ -27,14 +31,17 @@ while [ $# -gt 0 ]; do
         --connections) connections="$2"; shift 2 ;;
         --duration) duration="$2"; shift 2 ;;
         --postgres) postgres="$2"; shift 2 ;;
+        --binary) bin="$2"; shift 2 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
 command -v wrk >/dev/null || { echo "wrk is required (Debian: apt-get install wrk)" >&2; exit 1; }
 
-target="${CARGO_TARGET_DIR:-target}"
-cargo build --release -p clarity-server --locked >&2
-bin="$target/release/clarity"
+if [ -z "$bin" ]; then
+    target="${CARGO_TARGET_DIR:-target}"
+    cargo build --release -p clarity-server --locked >&2
+    bin="$target/release/clarity"
+fi
 work=$(mktemp -d)
 data="$work/data"
 server_pid=""

@@ -3,11 +3,12 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use deadpool_postgres::GenericClient;
 
-use super::change::apply_in_savepoint;
+use super::change::apply_in_batch;
 use super::{PostgresStore, pg_error};
 use crate::audit::{AuditEvent, AuditFilter, Checkpoint};
 use crate::error::Result;
@@ -58,34 +59,34 @@ async fn insert_events(
         ))
         .await
         .map_err(pg_error)?;
-    for e in events {
-        tx.execute(
-            &insert,
-            &[
-                &e.id,
-                &e.chain_id,
-                &e.seq,
-                &e.recorded,
-                &e.event_type,
-                &e.subtype,
-                &e.action,
-                &e.outcome,
-                &e.purpose,
-                &e.actor_id,
-                &e.actor_roles,
-                &e.client_address,
-                &e.patient_id,
-                &e.entity_id,
-                &e.query_hash,
-                &e.reason,
-                &e.request_id,
-                &e.prev_mac,
-                &e.mac,
-            ],
-        )
+    // One round trip for the whole batch: the inserts are pipelined.
+    let inserts = events.iter().map(|e| {
+        let params: [&(dyn ToSql + Sync); 19] = [
+            &e.id,
+            &e.chain_id,
+            &e.seq,
+            &e.recorded,
+            &e.event_type,
+            &e.subtype,
+            &e.action,
+            &e.outcome,
+            &e.purpose,
+            &e.actor_id,
+            &e.actor_roles,
+            &e.client_address,
+            &e.patient_id,
+            &e.entity_id,
+            &e.query_hash,
+            &e.reason,
+            &e.request_id,
+            &e.prev_mac,
+            &e.mac,
+        ];
+        tx.execute_raw(&insert, params)
+    });
+    futures_util::future::try_join_all(inserts)
         .await
         .map_err(pg_error)?;
-    }
     if let Some(cp) = checkpoint {
         tx.execute(
             "INSERT INTO audit_checkpoints (chain_id, seq, mac, signed_at, signature) VALUES ($1, $2, $3, $4, $5)",
@@ -116,7 +117,7 @@ impl AuditStore for PostgresStore {
         let mut outcomes = Vec::with_capacity(batch.changes.len());
         for change in &batch.changes {
             outcomes.push(match change {
-                Some(change) => apply_in_savepoint(&tx, change).await,
+                Some(change) => apply_in_batch(&tx, change).await,
                 None => Ok(()),
             });
         }

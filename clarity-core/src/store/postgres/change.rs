@@ -2,6 +2,7 @@
 //! (their own, or the audit writer's batch).
 
 use deadpool_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
 
 use super::identity::missing_or;
 use super::{conflict_or_missing, pg_error, unique_or};
@@ -85,40 +86,39 @@ pub(super) async fn apply_change(tx: &impl GenericClient, change: &Change) -> Re
             Ok(())
         }
         Change::InsertRecord(record) => {
-            // Lock the live patient row, so an erasure cannot commit in
-            // between and leave this record behind (erasure takes FOR UPDATE).
-            let live = tx
-                .query_opt(
-                    "SELECT 1 FROM patients WHERE id = $1 AND erased_at IS NULL FOR SHARE",
-                    &[&record.patient_id],
-                )
-                .await
-                .map_err(pg_error)?;
-            if live.is_none() {
-                return Err(Error::NotFound { what: "patient" });
-            }
             let stmt = tx
                 .prepare_cached(
                     "INSERT INTO records (id, patient_id, kind, body, version, created_by, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8
+                     WHERE EXISTS (SELECT 1 FROM patients WHERE id = $2 AND erased_at IS NULL)",
                 )
                 .await
                 .map_err(pg_error)?;
-            tx.execute(
-                &stmt,
-                &[
-                    &record.id,
-                    &record.patient_id,
-                    &record.kind,
-                    &record.body,
-                    &record.version,
-                    &record.created_by,
-                    &record.created_at,
-                    &record.updated_at,
-                ],
+            let params: [&(dyn ToSql + Sync); 8] = [
+                &record.id,
+                &record.patient_id,
+                &record.kind,
+                &record.body,
+                &record.version,
+                &record.created_by,
+                &record.created_at,
+                &record.updated_at,
+            ];
+            // Lock the live patient row first, so an erasure cannot commit
+            // in between and leave this record behind (erasure takes FOR
+            // UPDATE); both statements go out in one round trip.
+            let lock: [&(dyn ToSql + Sync); 1] = [&record.patient_id];
+            let (_, inserted) = tokio::try_join!(
+                tx.query_opt(
+                    "SELECT 1 FROM patients WHERE id = $1 AND erased_at IS NULL FOR SHARE",
+                    &lock,
+                ),
+                tx.execute_raw(&stmt, params),
             )
-            .await
             .map_err(unique_or("record"))?;
+            if inserted == 0 {
+                return Err(Error::NotFound { what: "patient" });
+            }
             Ok(())
         }
         Change::UpdateRecord {
@@ -200,9 +200,29 @@ pub(super) async fn upsert_care_team(tx: &impl GenericClient, m: &CareTeamRow) -
     Ok(())
 }
 
+/// Applies `change` inside the batch transaction `tx`, so that a change
+/// failing for its own reasons leaves nothing behind and the transaction
+/// goes on.
+///
+/// Record changes report their failures by the rows they matched (an erased
+/// patient, a moved version), never by a statement error, so they need no
+/// savepoint; a statement error there is the database failing, which aborts
+/// the whole batch (nothing of it is stored). Patient changes can break the
+/// MRN's uniqueness, a statement error, so they run in a savepoint.
+pub(super) async fn apply_in_batch(tx: &impl GenericClient, change: &Change) -> Result<()> {
+    match change {
+        Change::InsertPatient { .. } | Change::UpdatePatient { .. } => {
+            apply_in_savepoint(tx, change).await
+        }
+        Change::InsertRecord(_) | Change::UpdateRecord { .. } | Change::DeleteRecord(_) => {
+            apply_change(tx, change).await
+        }
+    }
+}
+
 /// Applies `change` inside a savepoint of the transaction `tx`: a failed
 /// change leaves nothing behind, and the transaction goes on.
-pub(super) async fn apply_in_savepoint(tx: &impl GenericClient, change: &Change) -> Result<()> {
+async fn apply_in_savepoint(tx: &impl GenericClient, change: &Change) -> Result<()> {
     tx.batch_execute("SAVEPOINT change")
         .await
         .map_err(pg_error)?;
