@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 runs="${1:-20}"
 target="${CARGO_TARGET_DIR:-target}"
 cargo build --release -p clarity-server --locked >&2
-export CLARITY_BIN="$target/release/clarity" RUNS="$runs"
+export STARTUP_BIN="$target/release/clarity" STARTUP_RUNS="$runs"
 
 python3 - <<'PY'
 import http.client, os, socket, statistics, subprocess, tempfile, time
@@ -35,19 +35,23 @@ def ready(port):
         return False
 
 times = []
-for n in range(int(os.environ["RUNS"])):
+for n in range(int(os.environ["STARTUP_RUNS"])):
     with tempfile.TemporaryDirectory() as work:
         port = free_port()
-        env = dict(os.environ, CLARITY_LOG_LEVEL="warn")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STARTUP_")}
+        env["CLARITY_LOG_LEVEL"] = "warn"
+        log = open(os.path.join(work, "server.log"), "w+b")
         start = time.perf_counter()
         server = subprocess.Popen(
-            [os.environ["CLARITY_BIN"], "--data-dir", os.path.join(work, "data"),
+            [os.environ["STARTUP_BIN"], "--data-dir", os.path.join(work, "data"),
              "serve", "--listen", f"127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            stdout=subprocess.DEVNULL, stderr=log, env=env)
         try:
             while not ready(port):
                 if server.poll() is not None:
-                    raise SystemExit("the server exited before it was ready")
+                    log.seek(0)
+                    raise SystemExit("the server exited before it was ready: "
+                                     + log.read().decode(errors="replace")[-2000:])
                 if time.perf_counter() - start > 30:
                     raise SystemExit("not ready after 30 s")
                 time.sleep(0.001)
