@@ -6,7 +6,10 @@
 //! acknowledged to the client is present, whole and decrypts, with the
 //! exact content and version acknowledged (or a later one the client sent:
 //! a write in flight at the kill may have committed). Acknowledged logins
-//! keep their sessions. No lost update (S-INT-2).
+//! keep their sessions. No lost update (S-INT-2). Every stored version of
+//! a patient or record has exactly one successful audit event and every
+//! such event its version (S-AUD-1, S-AUD-2: a change and its event commit
+//! together).
 //!
 //! Kills: `CLARITY_TEST_CRASH_KILLS_SQLITE` (default 10) and
 //! `CLARITY_TEST_CRASH_KILLS_POSTGRES` (default 5); the full run in
@@ -179,7 +182,64 @@ async fn writer(
 }
 
 /// Load, SIGKILL at a random moment, check, restart; `rounds` times.
-async fn crash_loop(data_dir: &Path, env: &[(&str, &str)], rounds: u64, sqlite: bool, label: &str) {
+/// Where the test's database is, to query it directly.
+enum Db<'a> {
+    Sqlite(&'a Path),
+    Postgres { url: &'a str, schema: &'a str },
+}
+
+impl Db<'_> {
+    /// One integer from `query`, run by the database's own shell.
+    fn scalar(&self, query: &str) -> i64 {
+        let output = match self {
+            Db::Sqlite(db) => std::process::Command::new("sqlite3")
+                .arg(db)
+                .arg(query)
+                .output(),
+            Db::Postgres { url, schema } => std::process::Command::new("psql")
+                .arg(url)
+                .args([
+                    "-qAt",
+                    "-c",
+                    &format!("SET search_path TO {schema}"),
+                    "-c",
+                    query,
+                ])
+                .output(),
+        }
+        .expect("the database shell (sqlite3 or psql) is required");
+        let text = String::from_utf8_lossy(&output.stdout);
+        text.trim().parse().unwrap_or_else(|_| {
+            panic!(
+                "{query}: {text} {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+    }
+
+    /// S-AUD-1, S-AUD-2: every stored version of a patient or record has
+    /// exactly one successful audit event, and every successful write event
+    /// its version: a change and its event commit together, whenever the
+    /// kill came.
+    fn assert_writes_match_events(&self) {
+        for (table, create, update) in [
+            ("patients", "patient.create", "patient.update"),
+            ("records", "record.create", "record.update"),
+        ] {
+            let versions = self.scalar(&format!("SELECT COALESCE(SUM(version), 0) FROM {table}"));
+            let events = self.scalar(&format!(
+                "SELECT COUNT(*) FROM audit_events \
+                 WHERE subtype IN ('{create}', '{update}') AND outcome = '0'"
+            ));
+            assert_eq!(
+                versions, events,
+                "{table}: {versions} stored versions but {events} successful write events"
+            );
+        }
+    }
+}
+
+async fn crash_loop(data_dir: &Path, env: &[(&str, &str)], rounds: u64, db: Db<'_>, label: &str) {
     let mut rng = Rng::from_env(label);
     let started = Instant::now();
     let server = Server::start(data_dir, env);
@@ -227,10 +287,11 @@ async fn crash_loop(data_dir: &Path, env: &[(&str, &str)], rounds: u64, sqlite: 
             ledger.logins.extend(share.logins.into_iter().take(2));
             ledger.acked_writes += share.acked;
         }
-        if sqlite {
-            support::sqlite_integrity(&data_dir.join("clarity.db"));
+        if let Db::Sqlite(path) = db {
+            support::sqlite_integrity(path);
         }
         support::audit_verify(data_dir, env);
+        db.assert_writes_match_events();
     }
     let server = Server::start(data_dir, env);
     let api = Api::new(&server);
@@ -258,11 +319,12 @@ async fn crash_loop(data_dir: &Path, env: &[(&str, &str)], rounds: u64, sqlite: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_survives_sigkill_under_write_load() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
     crash_loop(
-        &dir.path().join("data"),
+        &data,
         LOAD_ENV,
         kills("CLARITY_TEST_CRASH_KILLS_SQLITE", 10),
-        true,
+        Db::Sqlite(&data.join("clarity.db")),
         "crash/sqlite",
     )
     .await;
@@ -288,7 +350,10 @@ async fn postgres_survives_sigkill_under_write_load() {
         &dir.path().join("data"),
         &env,
         rounds,
-        false,
+        Db::Postgres {
+            url: &url,
+            schema: &schema,
+        },
         "crash/postgres",
     )
     .await;
