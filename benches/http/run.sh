@@ -4,7 +4,10 @@
 #
 #   benches/http/run.sh [--patients N] [--records-per-patient N]
 #                       [--connections N] [--duration SECONDS]
-#                       [--postgres URL] [--binary PATH]
+#                       [--postgres URL] [--binary PATH] [--perf FILE]
+#
+# --perf records a CPU profile of the server (perf record -g, 999 Hz) during
+# the first phase into FILE; read it with `perf report -i FILE`.
 #
 # --binary runs a given `clarity` build instead of building this checkout's
 # (to compare two builds in one sitting).
@@ -24,6 +27,7 @@ connections=64
 duration=20
 postgres=""
 bin=""
+perf_out=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --patients) patients="$2"; shift 2 ;;
@@ -32,6 +36,7 @@ while [ $# -gt 0 ]; do
         --duration) duration="$2"; shift 2 ;;
         --postgres) postgres="$2"; shift 2 ;;
         --binary) bin="$2"; shift 2 ;;
+        --perf) perf_out="$2"; shift 2 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -115,6 +120,10 @@ rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$server_pid/status"; }
 
 phase() { # name paths-file [body]
     local name=$1 paths=$2 phase_body=${3:-}
+    if [ -n "$perf_out" ]; then
+        perf record -F 999 -g -p "$server_pid" -o "$perf_out" -- sleep "$duration" >/dev/null 2>&1 &
+        perf_out=""
+    fi
     CLARITY_TOKEN="$token" CLARITY_PATHS="$paths" CLARITY_BODY="$phase_body" \
         wrk -t1 -c"$connections" -d"${duration}s" --latency -s benches/http/paths.lua "$base" >"$work/$name.wrk"
     local line
