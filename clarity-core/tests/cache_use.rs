@@ -56,3 +56,86 @@ async fn a_warm_read_path_reads_nothing_from_the_database() {
         "{hits} hits: session, user, care team, patient row, data key per round"
     );
 }
+
+/// Writes commit inside the audit batch, past the cache layer: each one must
+/// still make this instance forget the rows it changed, so a read right
+/// after a write (well inside the cache's lifetime) sees the write. A care
+/// team membership cached as absent before the patient existed is
+/// forgotten too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_read_back_at_once_through_the_cache() {
+    use clarity_core::crypto::Json;
+
+    let h = testing::sqlite().await.expect("sqlite");
+    let clarity = h.clarity().await;
+    let (_, email) = testing::user_with_role(&clarity, Role::Clinician).await;
+    let token = testing::access_token(&clarity, &email).await;
+    let principal = clarity.authenticate(&token).await.expect("token");
+    let profile = |given: &str| PatientProfile {
+        mrn: "CU-WRITE".into(),
+        given_name: given.into(),
+        family_name: "Use".into(),
+        birth_date: "1990-01-01".into(),
+        sex: "unknown".into(),
+        email: None,
+        phone: None,
+        address: None,
+        data: None,
+    };
+    let patient = clarity
+        .create_patient(&principal, profile("First"))
+        .await
+        .expect("patient");
+    // The creator's membership committed with the patient: readable at once.
+    let read = clarity
+        .get_patient(&principal, patient.id)
+        .await
+        .expect("the creator reads its new patient");
+    assert_eq!(read.profile.expose().given_name, "First");
+    let updated = clarity
+        .update_patient(&principal, patient.id, 1, profile("Second"))
+        .await
+        .expect("update");
+    let read = clarity
+        .get_patient(&principal, patient.id)
+        .await
+        .expect("read");
+    assert_eq!(
+        (read.version, read.profile.expose().given_name.as_str()),
+        (updated.version, "Second")
+    );
+
+    let record = clarity
+        .create_record(
+            &principal,
+            patient.id,
+            "note",
+            Json(serde_json::json!({"n": 1})),
+        )
+        .await
+        .expect("record");
+    let first = clarity
+        .get_record(&principal, record.id)
+        .await
+        .expect("read");
+    assert_eq!(first.version, 1);
+    clarity
+        .update_record(&principal, record.id, 1, Json(serde_json::json!({"n": 2})))
+        .await
+        .expect("update record");
+    let second = clarity
+        .get_record(&principal, record.id)
+        .await
+        .expect("read");
+    assert_eq!(second.version, 2);
+    assert_eq!(second.data.expose().0, serde_json::json!({"n": 2}));
+    clarity
+        .delete_record(&principal, record.id)
+        .await
+        .expect("delete");
+    let gone = clarity.get_record(&principal, record.id).await;
+    assert_eq!(
+        gone.expect_err("deleted").kind(),
+        clarity_core::ErrorKind::NotFound
+    );
+}
