@@ -357,6 +357,7 @@ async fn a_failed_audit_write_fails_the_operation() {
     .await
     .expect("clarity");
     let clinician = principal(&clarity, Role::Clinician).await;
+    let admin = principal(&clarity, Role::Admin).await;
     let patient = clarity
         .create_patient(&clinician, profile("Faulty"))
         .await
@@ -434,13 +435,21 @@ async fn a_failed_audit_write_fails_the_operation() {
         refused.expect_err("no event").kind(),
         ErrorKind::Unavailable
     );
+    let refused = clarity.erase_patient(&admin, patient.id).await;
+    assert_eq!(
+        refused.expect_err("no event").kind(),
+        ErrorKind::Unavailable
+    );
 
     failing.failing.store(false, Ordering::SeqCst);
     let read = clarity
         .get_patient(&clinician, patient.id)
         .await
         .expect("recovers by itself");
-    assert_eq!(read.version, 1, "the refused patient update was not stored");
+    assert_eq!(
+        read.version, 1,
+        "the refused patient update and erasure were not stored"
+    );
     let kept = clarity
         .get_record(&clinician, record.id)
         .await

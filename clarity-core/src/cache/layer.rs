@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Invalidation, Invalidator};
@@ -112,12 +111,6 @@ impl Store for CachedStore {
                 self.inner.get_patient(id)
             })
             .await
-    }
-
-    async fn erase_patient(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
-        let result = self.inner.erase_patient(id, at).await;
-        self.invalidator.invalidate(Invalidation::Patient(id)).await;
-        result
     }
 
     async fn find_patients(&self, field: IndexField, index: &BlindIndex) -> Result<Vec<Uuid>> {

@@ -178,24 +178,29 @@ impl Clarity {
         self.audited_change(principal, ev, prepared).await
     }
 
-    /// Erases a patient (admins): destroys its data key.
+    /// Erases a patient (admins): destroys its data key. The erasure
+    /// commits with its audit event; then it is appended to the erasure
+    /// ledger (which keeps restores of older backups from bringing it back).
     ///
     /// # Errors
-    /// [`Error::PermissionDenied`]; [`Error::NotFound`].
+    /// [`Error::PermissionDenied`]; [`Error::NotFound`]; the ledger's error
+    /// when it cannot be written (the erasure stands; erasing again is
+    /// harmless and retries the ledger).
     pub async fn erase_patient(&self, principal: &Principal, id: Uuid) -> Result<()> {
-        let result = async {
+        let at = self.clock.now();
+        let prepared = async {
             let reason = self
                 .authorize(principal, &Action::ErasePatient, None)
                 .await?;
-            self.phi.erase_patient(id).await?;
-            if let Some(ledger) = &self.erasure_ledger {
-                ledger.record(id, self.clock.now())?;
-            }
-            Ok(((), reason))
+            Ok((Change::ErasePatient { id, at }, (), reason))
         }
         .await;
         let ev = Ev::rest("patient.erase", AuditAction::Delete).patient(id);
-        self.audited(principal, ev, result).await
+        self.audited_change(principal, ev, prepared).await?;
+        if let Some(ledger) = &self.erasure_ledger {
+            ledger.record(id, at)?;
+        }
+        Ok(())
     }
 
     /// The patients the caller may read, in id order: its care-team and

@@ -4,6 +4,7 @@
 //! commit together or not at all
 //! ([`crate::store::AuditStore::append_audit_batch`]).
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::identity::CareTeamRow;
@@ -53,6 +54,16 @@ pub enum Change {
     },
     /// A record deleted. Fails with [`crate::Error::NotFound`] when absent.
     DeleteRecord(Uuid),
+    /// A patient erased: its data key destroyed, its records and care-team
+    /// memberships deleted, its row blanked and marked erased at `at`.
+    /// Idempotent for an erased patient; fails with
+    /// [`crate::Error::NotFound`] when the patient never existed.
+    ErasePatient {
+        /// The patient.
+        id: Uuid,
+        /// When (kept from the first erasure).
+        at: DateTime<Utc>,
+    },
 }
 
 /// The cached rows a change makes stale, for the cache layer to forget once
@@ -78,6 +89,7 @@ impl Change {
                 .map(|m| Changed::CareTeam(m.patient_id, m.user_id))
                 .collect(),
             Change::UpdatePatient { patient, .. } => vec![Changed::Patient(patient.id)],
+            Change::ErasePatient { id, .. } => vec![Changed::Patient(*id)],
             Change::InsertRecord(_) => Vec::new(),
             Change::UpdateRecord { record, .. } => vec![Changed::Record(record.id)],
             Change::DeleteRecord(id) => vec![Changed::Record(*id)],

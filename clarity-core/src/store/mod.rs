@@ -181,7 +181,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     ///
     /// # Errors
     /// [`crate::Error::NotFound`] when the patient never existed.
-    async fn erase_patient(&self, id: Uuid, at: DateTime<Utc>) -> Result<()>;
+    async fn erase_patient(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
+        self.apply(Change::ErasePatient { id, at }).await
+    }
 
     /// Ids of live patients whose `field` index equals `index`, in id order.
     async fn find_patients(&self, field: IndexField, index: &BlindIndex) -> Result<Vec<Uuid>>;

@@ -419,12 +419,22 @@ pub async fn changes_commit_with_their_audit_events(h: &Harness) {
         .prepare_record_update(existing.id, 1, body(65))
         .await
         .expect("prepare update");
+    let spared = new_patient(h).await;
+    let spared_record = h
+        .phi
+        .create_record(spared.id, "observation", body(66), author)
+        .await
+        .expect("record");
+    let erase = Change::ErasePatient {
+        id: spared.id,
+        at: chrono::Utc::now(),
+    };
     let failed = h
         .audit
         .append_audit_batch(AuditBatch {
-            changes: vec![Some(insert), Some(update)],
+            changes: vec![Some(insert), Some(update), Some(erase)],
             seal: Box::new(move |outcomes| {
-                assert!(outcomes.iter().all(Result::is_ok), "both changes apply");
+                assert!(outcomes.iter().all(Result::is_ok), "the changes apply");
                 let events = (1..)
                     .zip(outcomes)
                     .map(|(seq, o)| bare_event(chain, seq, o))

@@ -1,6 +1,7 @@
 //! [`Change`]s on the in-memory tables, each all-or-nothing, with what it
 //! takes to undo them when the audit batch they belong to cannot be stored.
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Tables, check_version, mrn_taken};
@@ -13,6 +14,13 @@ pub(super) enum Undo {
     DataKey(Uuid, Option<DataKeyRow>),
     Record(Uuid, Option<RecordRow>),
     CareTeam((Uuid, Uuid), Option<CareTeamRow>),
+    /// A patient's tombstone, and the records and memberships erasure removes.
+    Erased {
+        id: Uuid,
+        at: Option<DateTime<Utc>>,
+        records: Vec<RecordRow>,
+        care_team: Vec<CareTeamRow>,
+    },
 }
 
 /// What `change` may touch, as it is now.
@@ -42,6 +50,26 @@ pub(super) fn before(t: &Tables, change: &Change) -> Vec<Undo> {
             vec![Undo::Record(record.id, t.records.get(&record.id).cloned())]
         }
         Change::DeleteRecord(id) => vec![Undo::Record(*id, t.records.get(id).cloned())],
+        Change::ErasePatient { id, .. } => vec![
+            Undo::Patient(*id, t.patients.get(id).cloned()),
+            Undo::DataKey(*id, t.data_keys.get(id).cloned()),
+            Undo::Erased {
+                id: *id,
+                at: t.erased.get(id).copied(),
+                records: t
+                    .records
+                    .values()
+                    .filter(|r| r.patient_id == *id)
+                    .cloned()
+                    .collect(),
+                care_team: t
+                    .care_team
+                    .values()
+                    .filter(|m| m.patient_id == *id)
+                    .cloned()
+                    .collect(),
+            },
+        ],
     }
 }
 
@@ -59,6 +87,20 @@ pub(super) fn undo(t: &mut Tables, saved: Vec<Undo>) {
             Undo::DataKey(id, v) => put(&mut t.data_keys, id, v),
             Undo::Record(id, v) => put(&mut t.records, id, v),
             Undo::CareTeam(key, v) => put(&mut t.care_team, key, v),
+            Undo::Erased {
+                id,
+                at,
+                records,
+                care_team,
+            } => {
+                put(&mut t.erased, id, at);
+                for r in records {
+                    t.records.insert(r.id, r);
+                }
+                for m in care_team {
+                    t.care_team.insert((m.patient_id, m.user_id), m);
+                }
+            }
         }
     }
 }
@@ -157,5 +199,15 @@ pub(super) fn apply_change(t: &mut Tables, change: &Change) -> Result<()> {
             .remove(id)
             .map(|_| ())
             .ok_or(Error::NotFound { what: "record" }),
+        Change::ErasePatient { id, at } => {
+            if t.patients.remove(id).is_none() && !t.erased.contains_key(id) {
+                return Err(Error::NotFound { what: "patient" });
+            }
+            t.erased.entry(*id).or_insert(*at);
+            t.data_keys.remove(id);
+            t.records.retain(|_, r| r.patient_id != *id);
+            t.care_team.retain(|(patient, _), _| patient != id);
+            Ok(())
+        }
     }
 }

@@ -177,19 +177,6 @@ impl Store for MemoryStore {
         self.with(|t| Ok(t.patients.get(&id).cloned()))
     }
 
-    async fn erase_patient(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
-        self.with(|t| {
-            if t.patients.remove(&id).is_none() && !t.erased.contains_key(&id) {
-                return Err(Error::NotFound { what: "patient" });
-            }
-            t.erased.entry(id).or_insert(at);
-            t.data_keys.remove(&id);
-            t.records.retain(|_, r| r.patient_id != id);
-            t.care_team.retain(|(patient, _), _| *patient != id);
-            Ok(())
-        })
-    }
-
     async fn find_patients(&self, field: IndexField, index: &BlindIndex) -> Result<Vec<Uuid>> {
         // The same fields, and the same refusal of others, as the SQL backends.
         patient_index_column(field)?;

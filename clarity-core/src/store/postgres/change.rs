@@ -166,6 +166,31 @@ pub(super) async fn apply_change(tx: &impl GenericClient, change: &Change) -> Re
             }
             Ok(())
         }
+        Change::ErasePatient { id, at } => {
+            let exists = tx
+                .query_opt("SELECT 1 FROM patients WHERE id = $1 FOR UPDATE", &[id])
+                .await
+                .map_err(pg_error)?;
+            if exists.is_none() {
+                return Err(Error::NotFound { what: "patient" });
+            }
+            for sql in [
+                "DELETE FROM data_keys WHERE patient_id = $1",
+                "DELETE FROM records WHERE patient_id = $1",
+                "DELETE FROM care_team WHERE patient_id = $1",
+            ] {
+                tx.execute(sql, &[id]).await.map_err(pg_error)?;
+            }
+            tx.execute(
+                "UPDATE patients SET profile = NULL, mrn_index = NULL, email_index = NULL,
+                        name_dob_index = NULL, erased_at = coalesce(erased_at, $2), updated_at = $2
+                 WHERE id = $1",
+                &[id, at],
+            )
+            .await
+            .map_err(pg_error)?;
+            Ok(())
+        }
     }
 }
 
@@ -204,9 +229,9 @@ pub(super) async fn upsert_care_team(tx: &impl GenericClient, m: &CareTeamRow) -
 /// failing for its own reasons leaves nothing behind and the transaction
 /// goes on.
 ///
-/// Record changes report their failures by the rows they matched (an erased
-/// patient, a moved version), never by a statement error, so they need no
-/// savepoint; a statement error there is the database failing, which aborts
+/// Record changes and erasures report their failures by the rows they
+/// matched (an erased or unknown patient, a moved version), never by a
+/// statement error, so they need no savepoint; a statement error there is the database failing, which aborts
 /// the whole batch (nothing of it is stored). Patient changes can break the
 /// MRN's uniqueness, a statement error, so they run in a savepoint.
 pub(super) async fn apply_in_batch(tx: &impl GenericClient, change: &Change) -> Result<()> {
@@ -214,9 +239,10 @@ pub(super) async fn apply_in_batch(tx: &impl GenericClient, change: &Change) -> 
         Change::InsertPatient { .. } | Change::UpdatePatient { .. } => {
             apply_in_savepoint(tx, change).await
         }
-        Change::InsertRecord(_) | Change::UpdateRecord { .. } | Change::DeleteRecord(_) => {
-            apply_change(tx, change).await
-        }
+        Change::InsertRecord(_)
+        | Change::UpdateRecord { .. }
+        | Change::DeleteRecord(_)
+        | Change::ErasePatient { .. } => apply_change(tx, change).await,
     }
 }
 

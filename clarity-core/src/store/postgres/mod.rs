@@ -7,7 +7,6 @@ mod identity;
 mod target;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
@@ -376,36 +375,6 @@ impl Store for PostgresStore {
             .as_ref()
             .map(patient_row)
             .transpose()
-    }
-
-    async fn erase_patient(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        let exists = tx
-            .query_opt("SELECT 1 FROM patients WHERE id = $1 FOR UPDATE", &[&id])
-            .await
-            .map_err(pg_error)?;
-        if exists.is_none() {
-            return Err(Error::NotFound { what: "patient" });
-        }
-        tx.execute("DELETE FROM data_keys WHERE patient_id = $1", &[&id])
-            .await
-            .map_err(pg_error)?;
-        tx.execute("DELETE FROM records WHERE patient_id = $1", &[&id])
-            .await
-            .map_err(pg_error)?;
-        tx.execute("DELETE FROM care_team WHERE patient_id = $1", &[&id])
-            .await
-            .map_err(pg_error)?;
-        tx.execute(
-            "UPDATE patients SET profile = NULL, mrn_index = NULL, email_index = NULL,
-                    name_dob_index = NULL, erased_at = coalesce(erased_at, $2), updated_at = $2
-             WHERE id = $1",
-            &[&id, &at],
-        )
-        .await
-        .map_err(pg_error)?;
-        tx.commit().await.map_err(pg_error)
     }
 
     async fn find_patients(&self, field: IndexField, index: &BlindIndex) -> Result<Vec<Uuid>> {

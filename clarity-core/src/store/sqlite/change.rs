@@ -150,6 +150,30 @@ pub(super) fn apply_change(conn: &Connection, change: &Change) -> Result<()> {
             }
             Ok(())
         }
+        Change::ErasePatient { id, at } => {
+            let exists = conn
+                .query_row("SELECT 1 FROM patients WHERE id = ?1", [id], |_| Ok(()))
+                .optional()
+                .map_err(sqlite_error)?;
+            if exists.is_none() {
+                return Err(Error::NotFound { what: "patient" });
+            }
+            for sql in [
+                "DELETE FROM data_keys WHERE patient_id = ?1",
+                "DELETE FROM records WHERE patient_id = ?1",
+                "DELETE FROM care_team WHERE patient_id = ?1",
+            ] {
+                conn.execute(sql, [id]).map_err(sqlite_error)?;
+            }
+            conn.execute(
+                "UPDATE patients SET profile = NULL, mrn_index = NULL, email_index = NULL,
+                        name_dob_index = NULL, erased_at = coalesce(erased_at, ?2), updated_at = ?2
+                 WHERE id = ?1",
+                params![id, micros(*at)],
+            )
+            .map_err(sqlite_error)?;
+            Ok(())
+        }
     }
 }
 

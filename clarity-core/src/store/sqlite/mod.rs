@@ -477,37 +477,6 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn erase_patient(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
-        self.writer
-            .run(move |conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(sqlite_error)?;
-                let exists = tx
-                    .query_row("SELECT 1 FROM patients WHERE id = ?1", [id], |_| Ok(()))
-                    .optional()
-                    .map_err(sqlite_error)?;
-                if exists.is_none() {
-                    return Err(Error::NotFound { what: "patient" });
-                }
-                tx.execute("DELETE FROM data_keys WHERE patient_id = ?1", [id])
-                    .map_err(sqlite_error)?;
-                tx.execute("DELETE FROM records WHERE patient_id = ?1", [id])
-                    .map_err(sqlite_error)?;
-                tx.execute("DELETE FROM care_team WHERE patient_id = ?1", [id])
-                    .map_err(sqlite_error)?;
-                tx.execute(
-                    "UPDATE patients SET profile = NULL, mrn_index = NULL, email_index = NULL,
-                            name_dob_index = NULL, erased_at = coalesce(erased_at, ?2), updated_at = ?2
-                     WHERE id = ?1",
-                    params![id, micros(at)],
-                )
-                .map_err(sqlite_error)?;
-                tx.commit().map_err(sqlite_error)
-            })
-            .await
-    }
-
     async fn find_patients(&self, field: IndexField, index: &BlindIndex) -> Result<Vec<Uuid>> {
         let column = patient_index_column(field)?;
         let index = index.0;
