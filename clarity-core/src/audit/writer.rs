@@ -226,6 +226,8 @@ async fn run(
     mut rx: mpsc::Receiver<Job>,
     stats: Arc<WriterStats>,
 ) {
+    // Shared with each batch's sealer, so the key material is not copied.
+    let keys = Arc::new(keys);
     let mut tick = tokio::time::interval(settings.checkpoint_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -268,7 +270,7 @@ async fn run(
 
 async fn write_batch(
     store: &dyn AuditStore,
-    keys: &AuditKeys,
+    keys: &Arc<AuditKeys>,
     clock: &dyn Clock,
     settings: &WriterSettings,
     chain: &mut Chain,
@@ -285,7 +287,7 @@ async fn write_batch(
     let with_change: Vec<bool> = changes.iter().map(Option::is_some).collect();
     let ids: Vec<Uuid> = drafts.iter().map(|_| Uuid::now_v7()).collect();
     let seal = Sealer {
-        keys: keys.clone(),
+        keys: Arc::clone(keys),
         chain_id: chain.id,
         seq: chain.seq,
         mac: chain.mac.clone(),
@@ -361,7 +363,7 @@ async fn write_batch(
 /// Builds a batch's chained events once its changes' outcomes are known;
 /// runs inside the store's transaction.
 struct Sealer {
-    keys: AuditKeys,
+    keys: Arc<AuditKeys>,
     chain_id: Uuid,
     /// The chain's head before this batch.
     seq: i64,

@@ -448,6 +448,14 @@ pub async fn changes_commit_with_their_audit_events(h: &Harness) {
         kind_of(h.phi.get_record(lost.id).await),
         ErrorKind::NotFound
     );
+    h.phi
+        .get_patient(spared.id)
+        .await
+        .expect("the erasure of a failed batch is undone");
+    h.phi
+        .get_record(spared_record.id)
+        .await
+        .expect("with the patient's records and data key");
     let kept = h.phi.get_record(existing.id).await.expect("kept");
     assert_eq!((kept.version, kept.data.expose()), (1, &body(60)));
     assert_eq!(
