@@ -11,6 +11,7 @@ use clarity_core::access::Role;
 use clarity_core::audit::{AuditEvent, AuditFilter, AuditKeys, ChainReport, Checkpoint, verify};
 use clarity_core::clock::{Clock, ManualClock, SystemClock};
 use clarity_core::crypto::{Json, Key};
+use clarity_core::service::{BreakGlassRequest, CareTeamAssignment};
 use clarity_core::store::{
     AuditBatch, AuditStore, Backends, PageRequest, PatientLookup, PatientProfile, StoredBatch,
 };
@@ -358,6 +359,7 @@ async fn a_failed_audit_write_fails_the_operation() {
     .expect("clarity");
     let clinician = principal(&clarity, Role::Clinician).await;
     let admin = principal(&clarity, Role::Admin).await;
+    let colleague = principal(&clarity, Role::Clinician).await;
     let patient = clarity
         .create_patient(&clinician, profile("Faulty"))
         .await
@@ -440,6 +442,36 @@ async fn a_failed_audit_write_fails_the_operation() {
         refused.expect_err("no event").kind(),
         ErrorKind::Unavailable
     );
+    // Access changes too: a membership, its removal, a break-glass grant.
+    let assignment = CareTeamAssignment {
+        user_id: colleague.user_id,
+        relationship: None,
+        expires_at: None,
+    };
+    let refused = clarity
+        .add_care_team_member(&admin, patient.id, assignment)
+        .await;
+    assert_eq!(
+        refused.expect_err("no event").kind(),
+        ErrorKind::Unavailable
+    );
+    let refused = clarity
+        .remove_care_team_member(&admin, patient.id, clinician.user_id)
+        .await;
+    assert_eq!(
+        refused.expect_err("no event").kind(),
+        ErrorKind::Unavailable
+    );
+    let emergency = BreakGlassRequest {
+        patient_id: patient.id,
+        reason: "unconscious patient in the emergency room".into(),
+        totp: None,
+    };
+    let refused = clarity.break_glass(&colleague, emergency).await;
+    assert_eq!(
+        refused.expect_err("no event").kind(),
+        ErrorKind::Unavailable
+    );
 
     failing.failing.store(false, Ordering::SeqCst);
     let read = clarity
@@ -453,7 +485,14 @@ async fn a_failed_audit_write_fails_the_operation() {
     let kept = clarity
         .get_record(&clinician, record.id)
         .await
-        .expect("the refused delete was not stored");
+        .expect("the refused delete and care-team removal were not stored");
+    let outside = clarity.get_patient(&colleague, patient.id).await;
+    assert_eq!(
+        outside
+            .expect_err("neither the refused membership nor the grant was stored")
+            .kind(),
+        ErrorKind::NotFound
+    );
     assert_eq!(kept.version, 1, "the refused record update was not stored");
     assert_eq!(kept.data.expose().0, serde_json::json!({"text": "private"}));
     let records = clarity

@@ -100,6 +100,7 @@ impl Store for CachedStore {
                 Changed::Patient(id) => Invalidation::Patient(id),
                 Changed::Record(id) => Invalidation::Record(id),
                 Changed::CareTeam(patient, user) => Invalidation::CareTeam { patient, user },
+                Changed::Grants(user) => Invalidation::Grants(user),
             };
             self.invalidator.invalidate(what).await;
         }

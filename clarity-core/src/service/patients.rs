@@ -466,11 +466,11 @@ impl Clarity {
         assignment: CareTeamAssignment,
     ) -> Result<()> {
         let user = assignment.user_id;
-        let result = self.assign(principal, patient_id, assignment).await;
+        let prepared = self.assign(principal, patient_id, assignment).await;
         let ev = Ev::of("admin", "care_team.add", AuditAction::Create)
             .patient(patient_id)
             .entity(user);
-        self.audited(principal, ev, result).await
+        self.audited_change(principal, ev, prepared).await
     }
 
     async fn assign(
@@ -478,7 +478,7 @@ impl Clarity {
         principal: &Principal,
         patient_id: Uuid,
         assignment: CareTeamAssignment,
-    ) -> Result<((), Reason)> {
+    ) -> Result<(Change, (), Reason)> {
         let reason = self
             .authorize(principal, &Action::ManageCareTeam, None)
             .await?;
@@ -493,16 +493,14 @@ impl Clarity {
             return Err(Error::invalid("expires_at must be in the future"));
         }
         self.user_row(assignment.user_id).await?;
-        self.identity
-            .upsert_care_team(&CareTeamRow {
-                patient_id,
-                user_id: assignment.user_id,
-                relationship,
-                expires_at: assignment.expires_at,
-                created_at: self.clock.now(),
-            })
-            .await?;
-        Ok(((), reason))
+        let member = CareTeamRow {
+            patient_id,
+            user_id: assignment.user_id,
+            relationship,
+            expires_at: assignment.expires_at,
+            created_at: self.clock.now(),
+        };
+        Ok((Change::AddCareTeamMember(member), (), reason))
     }
 
     /// Removes a user from a patient's care team (admins).
@@ -515,18 +513,21 @@ impl Clarity {
         patient_id: Uuid,
         user_id: Uuid,
     ) -> Result<()> {
-        let result = async {
+        let prepared = async {
             let reason = self
                 .authorize(principal, &Action::ManageCareTeam, None)
                 .await?;
-            self.identity.remove_care_team(patient_id, user_id).await?;
-            Ok(((), reason))
+            let change = Change::RemoveCareTeamMember {
+                patient_id,
+                user_id,
+            };
+            Ok((change, (), reason))
         }
         .await;
         let ev = Ev::of("admin", "care_team.remove", AuditAction::Delete)
             .patient(patient_id)
             .entity(user_id);
-        self.audited(principal, ev, result).await
+        self.audited_change(principal, ev, prepared).await
     }
 
     /// Emergency access (clinicians): a grant on one patient that needs a
@@ -543,17 +544,23 @@ impl Clarity {
         request: BreakGlassRequest,
     ) -> Result<BreakGlassGrant> {
         let patient_id = request.patient_id;
-        let result = self.grant_break_glass(principal, request).await;
+        let prepared = self.grant_break_glass(principal, request).await;
         let mut ev = Ev::of("security", "break_glass", AuditAction::Execute).patient(patient_id);
-        ev.entity = result.as_ref().ok().map(|(g, _)| g.grant_id);
-        self.audited(principal, ev, result).await
+        ev.entity = prepared.as_ref().ok().map(|(_, g, _)| g.grant_id);
+        let granted = self.audited_change(principal, ev, prepared).await?;
+        self.raise(&Alert {
+            kind: AlertKind::BreakGlass,
+            user_id: Some(principal.user_id),
+            patient_id: Some(patient_id),
+        });
+        Ok(granted)
     }
 
     async fn grant_break_glass(
         &self,
         principal: &Principal,
         request: BreakGlassRequest,
-    ) -> Result<(BreakGlassGrant, Reason)> {
+    ) -> Result<(Change, BreakGlassGrant, Reason)> {
         self.authorize(principal, &Action::BreakGlass, None).await?;
         let reason = request.reason.trim();
         let length = reason.chars().count();
@@ -594,18 +601,12 @@ impl Clarity {
             reviewed_at: None,
             reviewed_by: None,
         };
-        self.identity.insert_grant(&grant).await?;
-        self.raise(&Alert {
-            kind: AlertKind::BreakGlass,
-            user_id: Some(principal.user_id),
-            patient_id: Some(request.patient_id),
-        });
         let granted = BreakGlassGrant {
             grant_id: id,
             patient_id: grant.patient_id,
             expires_at: grant.expires_at,
         };
-        Ok((granted, Reason::BreakGlass))
+        Ok((Change::InsertGrant(grant), granted, Reason::BreakGlass))
     }
 
     /// Break-glass grants for review (admins), oldest first.

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::identity::CareTeamRow;
+use super::identity::{CareTeamRow, GrantRow};
 use super::{DataKeyRow, PatientRow, RecordRow};
 
 /// A write of ciphertext rows. Every variant is all-or-nothing.
@@ -64,6 +64,21 @@ pub enum Change {
         /// When (kept from the first erasure).
         at: DateTime<Utc>,
     },
+    /// A care-team membership added or replaced. Fails with
+    /// [`crate::Error::NotFound`] for an unknown or erased patient or an
+    /// unknown user.
+    AddCareTeamMember(CareTeamRow),
+    /// A care-team membership removed. Fails with
+    /// [`crate::Error::NotFound`] when there is none.
+    RemoveCareTeamMember {
+        /// The patient.
+        patient_id: Uuid,
+        /// The member.
+        user_id: Uuid,
+    },
+    /// A break-glass grant stored. Fails with [`crate::Error::NotFound`]
+    /// for an unknown patient.
+    InsertGrant(GrantRow),
 }
 
 /// The cached rows a change makes stale, for the cache layer to forget once
@@ -76,6 +91,8 @@ pub enum Changed {
     Record(Uuid),
     /// A care-team membership (patient, member).
     CareTeam(Uuid, Uuid),
+    /// A user's break-glass grants.
+    Grants(Uuid),
 }
 
 impl Change {
@@ -93,6 +110,12 @@ impl Change {
             Change::InsertRecord(_) => Vec::new(),
             Change::UpdateRecord { record, .. } => vec![Changed::Record(record.id)],
             Change::DeleteRecord(id) => vec![Changed::Record(*id)],
+            Change::AddCareTeamMember(m) => vec![Changed::CareTeam(m.patient_id, m.user_id)],
+            Change::RemoveCareTeamMember {
+                patient_id,
+                user_id,
+            } => vec![Changed::CareTeam(*patient_id, *user_id)],
+            Change::InsertGrant(g) => vec![Changed::Grants(g.user_id)],
         }
     }
 }

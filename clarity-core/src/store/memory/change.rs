@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{Tables, check_version, mrn_taken};
 use crate::error::{Error, Result};
-use crate::store::{CareTeamRow, Change, DataKeyRow, PatientRow, RecordRow};
+use crate::store::{CareTeamRow, Change, DataKeyRow, GrantRow, PatientRow, RecordRow};
 
 /// The rows a change may touch, as they were before it.
 pub(super) enum Undo {
@@ -14,6 +14,7 @@ pub(super) enum Undo {
     DataKey(Uuid, Option<DataKeyRow>),
     Record(Uuid, Option<RecordRow>),
     CareTeam((Uuid, Uuid), Option<CareTeamRow>),
+    Grant(Uuid, Option<GrantRow>),
     /// A patient's tombstone, and the records and memberships erasure removes.
     Erased {
         id: Uuid,
@@ -50,6 +51,18 @@ pub(super) fn before(t: &Tables, change: &Change) -> Vec<Undo> {
             vec![Undo::Record(record.id, t.records.get(&record.id).cloned())]
         }
         Change::DeleteRecord(id) => vec![Undo::Record(*id, t.records.get(id).cloned())],
+        Change::AddCareTeamMember(m) => {
+            let key = (m.patient_id, m.user_id);
+            vec![Undo::CareTeam(key, t.care_team.get(&key).cloned())]
+        }
+        Change::RemoveCareTeamMember {
+            patient_id,
+            user_id,
+        } => {
+            let key = (*patient_id, *user_id);
+            vec![Undo::CareTeam(key, t.care_team.get(&key).cloned())]
+        }
+        Change::InsertGrant(g) => vec![Undo::Grant(g.id, t.grants.get(&g.id).cloned())],
         Change::ErasePatient { id, .. } => vec![
             Undo::Patient(*id, t.patients.get(id).cloned()),
             Undo::DataKey(*id, t.data_keys.get(id).cloned()),
@@ -87,6 +100,7 @@ pub(super) fn undo(t: &mut Tables, saved: Vec<Undo>) {
             Undo::DataKey(id, v) => put(&mut t.data_keys, id, v),
             Undo::Record(id, v) => put(&mut t.records, id, v),
             Undo::CareTeam(key, v) => put(&mut t.care_team, key, v),
+            Undo::Grant(id, v) => put(&mut t.grants, id, v),
             Undo::Erased {
                 id,
                 at,
@@ -207,6 +221,24 @@ pub(super) fn apply_change(t: &mut Tables, change: &Change) -> Result<()> {
             t.data_keys.remove(id);
             t.records.retain(|_, r| r.patient_id != *id);
             t.care_team.retain(|(patient, _), _| patient != id);
+            Ok(())
+        }
+        Change::AddCareTeamMember(member) => upsert_care_team(t, member),
+        Change::RemoveCareTeamMember {
+            patient_id,
+            user_id,
+        } => t
+            .care_team
+            .remove(&(*patient_id, *user_id))
+            .map(|_| ())
+            .ok_or(Error::NotFound {
+                what: "care-team assignment",
+            }),
+        Change::InsertGrant(grant) => {
+            if !t.patients.contains_key(&grant.patient_id) {
+                return Err(Error::NotFound { what: "patient" });
+            }
+            t.grants.insert(grant.id, grant.clone());
             Ok(())
         }
     }

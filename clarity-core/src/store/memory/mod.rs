@@ -399,14 +399,11 @@ impl IdentityStore for MemoryStore {
     }
 
     async fn remove_care_team(&self, patient_id: Uuid, user_id: Uuid) -> Result<()> {
-        self.with(|t| {
-            t.care_team
-                .remove(&(patient_id, user_id))
-                .map(|_| ())
-                .ok_or(Error::NotFound {
-                    what: "care-team assignment",
-                })
-        })
+        let change = Change::RemoveCareTeamMember {
+            patient_id,
+            user_id,
+        };
+        self.with(|t| change::apply_change(t, &change))
     }
 
     async fn care_team_member(
@@ -428,13 +425,7 @@ impl IdentityStore for MemoryStore {
     }
 
     async fn insert_grant(&self, grant: &GrantRow) -> Result<()> {
-        self.with(|t| {
-            if !t.patients.contains_key(&grant.patient_id) {
-                return Err(Error::NotFound { what: "patient" });
-            }
-            t.grants.insert(grant.id, grant.clone());
-            Ok(())
-        })
+        self.with(|t| change::apply_change(t, &Change::InsertGrant(grant.clone())))
     }
 
     async fn grants_of_user(&self, user_id: Uuid) -> Result<Vec<GrantRow>> {

@@ -4,7 +4,7 @@
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 
-use super::identity::missing_or;
+use super::identity::{GRANT_COLUMNS, missing_or};
 use super::{conflict_or_missing, pg_error, unique_or};
 use crate::error::{Error, Result};
 use crate::store::{CareTeamRow, Change};
@@ -191,6 +191,44 @@ pub(super) async fn apply_change(tx: &impl GenericClient, change: &Change) -> Re
             .map_err(pg_error)?;
             Ok(())
         }
+        Change::AddCareTeamMember(member) => upsert_care_team(tx, member).await,
+        Change::RemoveCareTeamMember {
+            patient_id,
+            user_id,
+        } => {
+            let n = tx
+                .execute(
+                    "DELETE FROM care_team WHERE patient_id = $1 AND user_id = $2",
+                    &[patient_id, user_id],
+                )
+                .await
+                .map_err(pg_error)?;
+            if n == 0 {
+                return Err(Error::NotFound {
+                    what: "care-team assignment",
+                });
+            }
+            Ok(())
+        }
+        Change::InsertGrant(g) => tx
+            .execute(
+                &format!(
+                    "INSERT INTO access_grants ({GRANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                ),
+                &[
+                    &g.id,
+                    &g.user_id,
+                    &g.patient_id,
+                    &g.reason,
+                    &g.created_at,
+                    &g.expires_at,
+                    &g.reviewed_at,
+                    &g.reviewed_by,
+                ],
+            )
+            .await
+            .map(|_| ())
+            .map_err(missing_or("patient")),
     }
 }
 
@@ -233,16 +271,20 @@ pub(super) async fn upsert_care_team(tx: &impl GenericClient, m: &CareTeamRow) -
 /// matched (an erased or unknown patient, a moved version), never by a
 /// statement error, so they need no savepoint; a statement error there is the database failing, which aborts
 /// the whole batch (nothing of it is stored). Patient changes can break the
-/// MRN's uniqueness, a statement error, so they run in a savepoint.
+/// MRN's uniqueness, and memberships and grants can name a user or patient
+/// that is not there (a foreign key): statement errors, so they run in a
+/// savepoint.
 pub(super) async fn apply_in_batch(tx: &impl GenericClient, change: &Change) -> Result<()> {
     match change {
-        Change::InsertPatient { .. } | Change::UpdatePatient { .. } => {
-            apply_in_savepoint(tx, change).await
-        }
+        Change::InsertPatient { .. }
+        | Change::UpdatePatient { .. }
+        | Change::AddCareTeamMember(_)
+        | Change::InsertGrant(_) => apply_in_savepoint(tx, change).await,
         Change::InsertRecord(_)
         | Change::UpdateRecord { .. }
         | Change::DeleteRecord(_)
-        | Change::ErasePatient { .. } => apply_change(tx, change).await,
+        | Change::ErasePatient { .. }
+        | Change::RemoveCareTeamMember { .. } => apply_change(tx, change).await,
     }
 }
 

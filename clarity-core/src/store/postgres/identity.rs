@@ -10,6 +10,7 @@ use super::{PostgresStore, conflict_or_missing, pg_error};
 use crate::access::RoleSet;
 use crate::crypto::BlindIndex;
 use crate::error::{Error, Result};
+use crate::store::Change;
 use crate::store::identity::{
     CareTeamRow, GrantRow, IdentityStore, LoginFailures, RefreshRow, SessionRow, UserRow,
 };
@@ -60,7 +61,7 @@ fn care_team_row(row: &Row) -> CareTeamRow {
     }
 }
 
-const GRANT_COLUMNS: &str =
+pub(super) const GRANT_COLUMNS: &str =
     "id, user_id, patient_id, reason, created_at, expires_at, reviewed_at, reviewed_by";
 
 fn grant_row(row: &Row) -> GrantRow {
@@ -402,19 +403,11 @@ impl IdentityStore for PostgresStore {
 
     async fn remove_care_team(&self, patient_id: Uuid, user_id: Uuid) -> Result<()> {
         let client = self.client().await?;
-        let n = client
-            .execute(
-                "DELETE FROM care_team WHERE patient_id = $1 AND user_id = $2",
-                &[&patient_id, &user_id],
-            )
-            .await
-            .map_err(pg_error)?;
-        if n == 0 {
-            return Err(Error::NotFound {
-                what: "care-team assignment",
-            });
-        }
-        Ok(())
+        let change = Change::RemoveCareTeamMember {
+            patient_id,
+            user_id,
+        };
+        super::change::apply_change(&client, &change).await
     }
 
     async fn care_team_member(
@@ -452,25 +445,7 @@ impl IdentityStore for PostgresStore {
 
     async fn insert_grant(&self, g: &GrantRow) -> Result<()> {
         let client = self.client().await?;
-        client
-            .execute(
-                &format!(
-                    "INSERT INTO access_grants ({GRANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                ),
-                &[
-                    &g.id,
-                    &g.user_id,
-                    &g.patient_id,
-                    &g.reason,
-                    &g.created_at,
-                    &g.expires_at,
-                    &g.reviewed_at,
-                    &g.reviewed_by,
-                ],
-            )
-            .await
-            .map(|_| ())
-            .map_err(missing_or("patient"))
+        super::change::apply_change(&client, &Change::InsertGrant(g.clone())).await
     }
 
     async fn grants_of_user(&self, user_id: Uuid) -> Result<Vec<GrantRow>> {

@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::identity::missing_or;
+use super::identity::{GRANT_COLUMNS, missing_or};
 use super::{conflict_or_missing, micros, sqlite_error, unique_or};
 use crate::error::{Error, Result};
 use crate::store::{CareTeamRow, Change};
@@ -174,6 +174,42 @@ pub(super) fn apply_change(conn: &Connection, change: &Change) -> Result<()> {
             .map_err(sqlite_error)?;
             Ok(())
         }
+        Change::AddCareTeamMember(member) => upsert_care_team(conn, member),
+        Change::RemoveCareTeamMember {
+            patient_id,
+            user_id,
+        } => {
+            let n = conn
+                .execute(
+                    "DELETE FROM care_team WHERE patient_id = ?1 AND user_id = ?2",
+                    params![patient_id, user_id],
+                )
+                .map_err(sqlite_error)?;
+            if n == 0 {
+                return Err(Error::NotFound {
+                    what: "care-team assignment",
+                });
+            }
+            Ok(())
+        }
+        Change::InsertGrant(g) => conn
+            .execute(
+                &format!(
+                    "INSERT INTO access_grants ({GRANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ),
+                params![
+                    g.id,
+                    g.user_id,
+                    g.patient_id,
+                    g.reason,
+                    micros(g.created_at),
+                    micros(g.expires_at),
+                    g.reviewed_at.map(micros),
+                    g.reviewed_by
+                ],
+            )
+            .map(|_| ())
+            .map_err(missing_or("patient")),
     }
 }
 

@@ -9,6 +9,7 @@ use super::{SqliteStore, from_micros, micros, sqlite_error};
 use crate::access::RoleSet;
 use crate::crypto::BlindIndex;
 use crate::error::{Error, Result};
+use crate::store::Change;
 use crate::store::identity::{
     CareTeamRow, GrantRow, IdentityStore, LoginFailures, RefreshRow, SessionRow, UserRow,
 };
@@ -63,7 +64,7 @@ fn care_team_row(row: &Row<'_>) -> rusqlite::Result<CareTeamRow> {
     })
 }
 
-const GRANT_COLUMNS: &str =
+pub(super) const GRANT_COLUMNS: &str =
     "id, user_id, patient_id, reason, created_at, expires_at, reviewed_at, reviewed_by";
 
 fn grant_row(row: &Row<'_>) -> rusqlite::Result<GrantRow> {
@@ -434,21 +435,12 @@ impl IdentityStore for SqliteStore {
     }
 
     async fn remove_care_team(&self, patient_id: Uuid, user_id: Uuid) -> Result<()> {
+        let change = Change::RemoveCareTeamMember {
+            patient_id,
+            user_id,
+        };
         self.writer
-            .run(move |conn| {
-                let n = conn
-                    .execute(
-                        "DELETE FROM care_team WHERE patient_id = ?1 AND user_id = ?2",
-                        params![patient_id, user_id],
-                    )
-                    .map_err(sqlite_error)?;
-                if n == 0 {
-                    return Err(Error::NotFound {
-                        what: "care-team assignment",
-                    });
-                }
-                Ok(())
-            })
+            .run(move |conn| super::change::apply_change(conn, &change))
             .await
     }
 
@@ -481,25 +473,9 @@ impl IdentityStore for SqliteStore {
     }
 
     async fn insert_grant(&self, grant: &GrantRow) -> Result<()> {
-        let g = grant.clone();
+        let change = Change::InsertGrant(grant.clone());
         self.writer
-            .run(move |conn| {
-                conn.execute(
-                    &format!("INSERT INTO access_grants ({GRANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
-                    params![
-                        g.id,
-                        g.user_id,
-                        g.patient_id,
-                        g.reason,
-                        micros(g.created_at),
-                        micros(g.expires_at),
-                        g.reviewed_at.map(micros),
-                        g.reviewed_by
-                    ],
-                )
-                .map(|_| ())
-                .map_err(missing_or("patient"))
-            })
+            .run(move |conn| super::change::apply_change(conn, &change))
             .await
     }
 
