@@ -2,32 +2,41 @@
 //! patient go to the database for nothing (counted by the cache's own
 //! hit and miss counters, not timed).
 
-use clarity_core::access::Role;
+use clarity_core::access::{Principal, Role};
+use clarity_core::crypto::Json;
 use clarity_core::store::PatientProfile;
-use clarity_core::testing;
+use clarity_core::{Clarity, testing};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_warm_read_path_reads_nothing_from_the_database() {
+/// A SQLite harness with its service and a clinician's token and principal.
+async fn clinician() -> (testing::Harness, Clarity, String, Principal) {
     let h = testing::sqlite().await.expect("sqlite");
     let clarity = h.clarity().await;
     let (_, email) = testing::user_with_role(&clarity, Role::Clinician).await;
     let token = testing::access_token(&clarity, &email).await;
     let principal = clarity.authenticate(&token).await.expect("token");
+    (h, clarity, token, principal)
+}
+
+fn profile(mrn: &str, given: &str) -> PatientProfile {
+    PatientProfile {
+        mrn: mrn.into(),
+        given_name: given.into(),
+        family_name: "Use".into(),
+        birth_date: "1990-01-01".into(),
+        sex: "unknown".into(),
+        email: None,
+        phone: None,
+        address: None,
+        data: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_read_path_reads_nothing_from_the_database() {
+    let (_h, clarity, token, principal) = clinician().await;
+    let mrn = format!("CU-{}", uuid::Uuid::new_v4().simple());
     let patient = clarity
-        .create_patient(
-            &principal,
-            PatientProfile {
-                mrn: format!("CU-{}", uuid::Uuid::new_v4().simple()),
-                given_name: "Cache".into(),
-                family_name: "Use".into(),
-                birth_date: "1990-01-01".into(),
-                sex: "unknown".into(),
-                email: None,
-                phone: None,
-                address: None,
-                data: None,
-            },
-        )
+        .create_patient(&principal, profile(&mrn, "Cache"))
         .await
         .expect("patient");
     // Warm up, then count. The fallback lifetime on SQLite is one second;
@@ -59,31 +68,14 @@ async fn a_warm_read_path_reads_nothing_from_the_database() {
 
 /// Writes commit inside the audit batch, past the cache layer: each one must
 /// still make this instance forget the rows it changed, so a read right
-/// after a write (well inside the cache's lifetime) sees the write. A care
-/// team membership cached as absent before the patient existed is
-/// forgotten too.
+/// after a write (well inside the cache's lifetime) sees the write. The
+/// creator's care-team membership, committed with the patient, counts at
+/// once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_is_read_back_at_once_through_the_cache() {
-    use clarity_core::crypto::Json;
-
-    let h = testing::sqlite().await.expect("sqlite");
-    let clarity = h.clarity().await;
-    let (_, email) = testing::user_with_role(&clarity, Role::Clinician).await;
-    let token = testing::access_token(&clarity, &email).await;
-    let principal = clarity.authenticate(&token).await.expect("token");
-    let profile = |given: &str| PatientProfile {
-        mrn: "CU-WRITE".into(),
-        given_name: given.into(),
-        family_name: "Use".into(),
-        birth_date: "1990-01-01".into(),
-        sex: "unknown".into(),
-        email: None,
-        phone: None,
-        address: None,
-        data: None,
-    };
+    let (_h, clarity, _, principal) = clinician().await;
     let patient = clarity
-        .create_patient(&principal, profile("First"))
+        .create_patient(&principal, profile("CU-WRITE", "First"))
         .await
         .expect("patient");
     // The creator's membership committed with the patient: readable at once.
@@ -93,7 +85,7 @@ async fn a_write_is_read_back_at_once_through_the_cache() {
         .expect("the creator reads its new patient");
     assert_eq!(read.profile.expose().given_name, "First");
     let updated = clarity
-        .update_patient(&principal, patient.id, 1, profile("Second"))
+        .update_patient(&principal, patient.id, 1, profile("CU-WRITE", "Second"))
         .await
         .expect("update");
     let read = clarity

@@ -36,8 +36,7 @@ pub(super) fn before(t: &Tables, change: &Change) -> Vec<Undo> {
                 Undo::DataKey(id, t.data_keys.get(&id).cloned()),
             ];
             if let Some(m) = creator {
-                let key = (m.patient_id, m.user_id);
-                undo.push(Undo::CareTeam(key, t.care_team.get(&key).cloned()));
+                undo.push(saved_member(t, m.patient_id, m.user_id));
             }
             undo
         }
@@ -51,17 +50,15 @@ pub(super) fn before(t: &Tables, change: &Change) -> Vec<Undo> {
             vec![Undo::Record(record.id, t.records.get(&record.id).cloned())]
         }
         Change::DeleteRecord(id) => vec![Undo::Record(*id, t.records.get(id).cloned())],
-        Change::AddCareTeamMember(m) => {
-            let key = (m.patient_id, m.user_id);
-            vec![Undo::CareTeam(key, t.care_team.get(&key).cloned())]
-        }
-        Change::RemoveCareTeamMember {
+        Change::AddCareTeamMember(CareTeamRow {
             patient_id,
             user_id,
-        } => {
-            let key = (*patient_id, *user_id);
-            vec![Undo::CareTeam(key, t.care_team.get(&key).cloned())]
-        }
+            ..
+        })
+        | Change::RemoveCareTeamMember {
+            patient_id,
+            user_id,
+        } => vec![saved_member(t, *patient_id, *user_id)],
         Change::InsertGrant(g) => vec![Undo::Grant(g.id, t.grants.get(&g.id).cloned())],
         Change::ErasePatient { id, .. } => vec![
             Undo::Patient(*id, t.patients.get(id).cloned()),
@@ -84,6 +81,12 @@ pub(super) fn before(t: &Tables, change: &Change) -> Vec<Undo> {
             },
         ],
     }
+}
+
+/// A care-team membership as it is now.
+fn saved_member(t: &Tables, patient_id: Uuid, user_id: Uuid) -> Undo {
+    let key = (patient_id, user_id);
+    Undo::CareTeam(key, t.care_team.get(&key).cloned())
 }
 
 /// Puts back what [`before`] saw.
@@ -121,19 +124,14 @@ pub(super) fn undo(t: &mut Tables, saved: Vec<Undo>) {
 
 /// Adds or replaces a care-team membership of a live patient.
 pub(super) fn upsert_care_team(t: &mut Tables, member: &CareTeamRow) -> Result<()> {
-    check_care_team(t, member)?;
-    t.care_team
-        .insert((member.patient_id, member.user_id), member.clone());
-    Ok(())
-}
-
-fn check_care_team(t: &Tables, member: &CareTeamRow) -> Result<()> {
     if !t.patients.contains_key(&member.patient_id) {
         return Err(Error::NotFound { what: "patient" });
     }
     if !t.users.contains_key(&member.user_id) {
         return Err(Error::NotFound { what: "user" });
     }
+    t.care_team
+        .insert((member.patient_id, member.user_id), member.clone());
     Ok(())
 }
 
