@@ -146,11 +146,16 @@ impl AuditKeys {
 
     /// The MAC of `event` after `prev_mac`.
     pub fn mac(&self, prev_mac: &[u8], event: &AuditEvent) -> Vec<u8> {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.mac.expose())
-            .expect("HMAC-SHA-256 accepts a 32-byte key");
-        mac.update(prev_mac);
-        mac.update(&canonical(event));
-        mac.finalize().into_bytes().to_vec()
+        self.macer().mac(prev_mac, event)
+    }
+
+    /// A MAC calculator for many events under this key.
+    pub(crate) fn macer(&self) -> Macer {
+        Macer {
+            keyed: <Hmac<Sha256> as Mac>::new_from_slice(self.mac.expose())
+                .expect("HMAC-SHA-256 accepts a 32-byte key"),
+            canonical: Vec::with_capacity(512),
+        }
     }
 
     /// Signs a checkpoint of `chain` at `seq` with `mac`, made at `signed_at`.
@@ -190,9 +195,29 @@ fn checkpoint_message(chain: Uuid, seq: i64, mac: &[u8], signed_at: DateTime<Utc
     message
 }
 
-/// The bytes an event's MAC covers: every field but the MACs, in a fixed
-/// order, as JSON (times in microseconds).
-fn canonical(e: &AuditEvent) -> Vec<u8> {
+/// MACs of events under one key: the keyed HMAC state is set up once and
+/// cloned per event, and the canonical form is written into one buffer, so a
+/// run of events (a batch, a chain being verified) allocates only the MACs.
+pub(crate) struct Macer {
+    keyed: Hmac<Sha256>,
+    canonical: Vec<u8>,
+}
+
+impl Macer {
+    /// The MAC of `event` after `prev_mac`.
+    pub(crate) fn mac(&mut self, prev_mac: &[u8], event: &AuditEvent) -> Vec<u8> {
+        self.canonical.clear();
+        write_canonical(event, &mut self.canonical);
+        let mut mac = self.keyed.clone();
+        mac.update(prev_mac);
+        mac.update(&self.canonical);
+        mac.finalize().into_bytes().to_vec()
+    }
+}
+
+/// Writes the bytes an event's MAC covers into `out`: every field but the
+/// MACs, in a fixed order, as JSON (times in microseconds).
+fn write_canonical(e: &AuditEvent, out: &mut Vec<u8>) {
     #[derive(Serialize)]
     struct Canonical<'a> {
         v: u8,
@@ -214,27 +239,30 @@ fn canonical(e: &AuditEvent) -> Vec<u8> {
         reason: Option<&'a str>,
         request_id: Option<&'a str>,
     }
-    serde_json::to_vec(&Canonical {
-        v: 1,
-        id: e.id,
-        chain: e.chain_id,
-        seq: e.seq,
-        recorded: e.recorded.timestamp_micros(),
-        event_type: &e.event_type,
-        subtype: &e.subtype,
-        action: &e.action,
-        outcome: &e.outcome,
-        purpose: e.purpose.as_deref(),
-        actor_id: e.actor_id,
-        actor_roles: e.actor_roles.as_deref(),
-        client_address: e.client_address.as_deref(),
-        patient_id: e.patient_id,
-        entity_id: e.entity_id,
-        query_hash: e.query_hash.as_deref(),
-        reason: e.reason.as_deref(),
-        request_id: e.request_id.as_deref(),
-    })
-    .unwrap_or_default()
+    // Serialising these plain fields into a Vec cannot fail.
+    let _ = serde_json::to_writer(
+        out,
+        &Canonical {
+            v: 1,
+            id: e.id,
+            chain: e.chain_id,
+            seq: e.seq,
+            recorded: e.recorded.timestamp_micros(),
+            event_type: &e.event_type,
+            subtype: &e.subtype,
+            action: &e.action,
+            outcome: &e.outcome,
+            purpose: e.purpose.as_deref(),
+            actor_id: e.actor_id,
+            actor_roles: e.actor_roles.as_deref(),
+            client_address: e.client_address.as_deref(),
+            patient_id: e.patient_id,
+            entity_id: e.entity_id,
+            query_hash: e.query_hash.as_deref(),
+            reason: e.reason.as_deref(),
+            request_id: e.request_id.as_deref(),
+        },
+    );
 }
 
 /// The verdict on one chain.
@@ -311,66 +339,40 @@ async fn verify_chain(
             );
         }
     }
-    let mut prev: Option<Vec<u8>> = None;
-    let mut expected_seq = 0i64;
-    let mut macs_at_checkpoints = Vec::new();
-    let mut after = 0i64;
-    loop {
-        let page = store.audit_chain_events(chain, after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for event in &page {
-            report.events += 1;
-            if prev.is_none() {
-                // The chain starts at 1, or right after a checkpoint (retention purge).
-                if event.seq == 1 {
-                    prev = Some(vec![0u8; MAC_LEN]);
-                } else if let Some(cp) = checkpoints
-                    .iter()
-                    .find(|c| c.seq == event.seq - 1 && c.signed_at < purge_cutoff)
-                {
-                    prev = Some(cp.mac.clone());
-                } else {
-                    fail(
-                        &mut report,
-                        1,
-                        format!("events before {} are missing", event.seq),
-                    );
-                    prev = Some(event.prev_mac.clone());
-                }
-                expected_seq = event.seq;
-            }
-            let prev_mac = prev.clone().unwrap_or_default();
-            if event.seq != expected_seq {
-                fail(
-                    &mut report,
-                    expected_seq,
-                    format!("event {expected_seq} is missing or out of order"),
-                );
-            } else if event.prev_mac != prev_mac {
-                fail(
-                    &mut report,
-                    event.seq,
-                    "the link to the previous event is broken".into(),
-                );
-            } else if keys.mac(&prev_mac, event) != event.mac {
-                fail(
-                    &mut report,
-                    event.seq,
-                    "the event was altered or forged (MAC mismatch)".into(),
-                );
-            }
-            if checkpoints.iter().any(|c| c.seq == event.seq) {
-                macs_at_checkpoints.push((event.seq, event.mac.clone()));
-            }
-            prev = Some(event.mac.clone());
-            expected_seq = event.seq + 1;
-            report.last_seq = event.seq;
-        }
-        if page.len() < PAGE {
-            break;
-        }
+    // Pages are checked on the blocking pool while the next one is read, so
+    // reading and MAC work overlap (and neither holds up the async runtime).
+    let mut links = Links {
+        macer: keys.macer(),
+        checkpoints,
+        purge_cutoff,
+        prev: None,
+        expected_seq: 0,
+        macs_at_checkpoints: Vec::new(),
+        report,
+    };
+    let mut page = store.audit_chain_events(chain, 0, PAGE).await?;
+    while let Some(last) = page.last() {
+        let (after, full) = (last.seq, page.len() == PAGE);
+        let check = tokio::task::spawn_blocking(move || {
+            links.check(&page);
+            links
+        });
+        let next = if full {
+            store.audit_chain_events(chain, after, PAGE).await
+        } else {
+            Ok(Vec::new())
+        };
+        links = check
+            .await
+            .map_err(|_| Error::internal("audit verification failed"))?;
+        page = next?;
     }
+    let Links {
+        checkpoints,
+        macs_at_checkpoints,
+        mut report,
+        ..
+    } = links;
     // A chain whose events were all purged keeps only old checkpoints.
     let fully_purged = report.events == 0 && checkpoints.iter().all(|c| c.signed_at < purge_cutoff);
     for cp in checkpoints.iter().filter(|_| !fully_purged) {
@@ -385,8 +387,8 @@ async fn verify_chain(
                 ),
             );
         } else if macs_at_checkpoints
-            .iter()
-            .any(|(s, mac)| *s == cp.seq && *mac != cp.mac)
+            .binary_search_by_key(&cp.seq, |(seq, _)| *seq)
+            .is_ok_and(|i| macs_at_checkpoints[i].1 != cp.mac)
         {
             fail(
                 &mut report,
@@ -396,4 +398,86 @@ async fn verify_chain(
         }
     }
     Ok(report)
+}
+
+/// The state of a chain's verification between pages: the link to the
+/// previous event, the next sequence number expected, and the MACs seen at
+/// checkpoints.
+struct Links {
+    macer: Macer,
+    /// The chain's checkpoints, in sequence order.
+    checkpoints: Vec<Checkpoint>,
+    purge_cutoff: DateTime<Utc>,
+    prev: Option<Vec<u8>>,
+    expected_seq: i64,
+    macs_at_checkpoints: Vec<(i64, Vec<u8>)>,
+    report: ChainReport,
+}
+
+impl Links {
+    /// Checks the next `events` of the chain, in sequence order.
+    fn check(&mut self, events: &[AuditEvent]) {
+        for event in events {
+            self.report.events += 1;
+            let prev = match self.prev.take() {
+                Some(prev) => prev,
+                None => {
+                    self.expected_seq = event.seq;
+                    self.start(event)
+                }
+            };
+            if event.seq != self.expected_seq {
+                let expected = self.expected_seq;
+                fail(
+                    &mut self.report,
+                    expected,
+                    format!("event {expected} is missing or out of order"),
+                );
+            } else if event.prev_mac != prev {
+                fail(
+                    &mut self.report,
+                    event.seq,
+                    "the link to the previous event is broken".into(),
+                );
+            } else if self.macer.mac(&prev, event) != event.mac {
+                fail(
+                    &mut self.report,
+                    event.seq,
+                    "the event was altered or forged (MAC mismatch)".into(),
+                );
+            }
+            if self
+                .checkpoints
+                .binary_search_by_key(&event.seq, |c| c.seq)
+                .is_ok()
+            {
+                self.macs_at_checkpoints
+                    .push((event.seq, event.mac.clone()));
+            }
+            self.prev = Some(event.mac.clone());
+            self.expected_seq = event.seq + 1;
+            self.report.last_seq = event.seq;
+        }
+    }
+
+    /// The MAC the chain's first stored event must link to: zeros at the
+    /// chain's start, or a checkpoint's right before it (retention purge).
+    fn start(&mut self, event: &AuditEvent) -> Vec<u8> {
+        if event.seq == 1 {
+            return vec![0u8; MAC_LEN];
+        }
+        if let Some(cp) = self
+            .checkpoints
+            .iter()
+            .find(|c| c.seq == event.seq - 1 && c.signed_at < self.purge_cutoff)
+        {
+            return cp.mac.clone();
+        }
+        fail(
+            &mut self.report,
+            1,
+            format!("events before {} are missing", event.seq),
+        );
+        event.prev_mac.clone()
+    }
 }

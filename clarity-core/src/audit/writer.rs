@@ -388,6 +388,7 @@ impl Sealer {
             drafts,
         } = self;
         let mut events = Vec::with_capacity(drafts.len());
+        let mut macer = keys.macer();
         for ((d, id), outcome) in drafts.into_iter().zip(ids).zip(outcomes) {
             seq += 1;
             let (outcome, reason) = match outcome {
@@ -418,7 +419,7 @@ impl Sealer {
                 prev_mac: mac,
                 mac: Vec::new(),
             };
-            event.mac = keys.mac(&event.prev_mac, &event);
+            event.mac = macer.mac(&event.prev_mac, &event);
             mac = event.mac.clone();
             events.push(event);
         }
