@@ -6,7 +6,6 @@
 
 mod audit;
 mod change;
-mod checkpointer;
 mod identity;
 mod pool;
 
@@ -19,7 +18,6 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
 use uuid::Uuid;
 
-use self::checkpointer::Checkpointer;
 use self::pool::{Opener, Pool};
 use super::migrations::pending;
 use super::{Change, DataKeyRow, PatientRow, RecordRow, Store, patient_index_column};
@@ -29,20 +27,12 @@ use crate::error::{Error, Result};
 
 const BACKEND: &str = "sqlite";
 
-/// Bytes of the database file each connection maps into its address space.
-const MMAP_SIZE: u64 = 1 << 30;
-
-/// Bytes the write-ahead log is cut back to when it starts over.
-const WAL_SIZE_LIMIT: u64 = 64 << 20;
-
 /// The embedded SQLite backend.
 #[derive(Debug)]
 pub struct SqliteStore {
     path: PathBuf,
     writer: Pool,
     readers: Pool,
-    /// Checkpoints the write-ahead log beside the writer; stops on drop.
-    _checkpointer: Checkpointer,
 }
 
 impl SqliteStore {
@@ -74,58 +64,39 @@ impl SqliteStore {
             SqliteSynchronous::Full => "FULL",
             SqliteSynchronous::Normal => "NORMAL",
         };
-        let writer = Pool::new(writer_opener(path, synchronous), 1);
+        let common =
+            "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;";
+        let writer = Pool::new(
+            Opener {
+                path: path.to_path_buf(),
+                read_only: false,
+                pragmas: format!(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; {common}"
+                ),
+            },
+            1,
+        );
         let store_readers = Pool::new(
             Opener {
                 path: path.to_path_buf(),
                 read_only: true,
-                pragmas: format!("{} PRAGMA query_only = ON;", common_pragmas()),
+                pragmas: format!("{common} PRAGMA query_only = ON;"),
             },
             readers.max(1),
         );
         writer.run(migrate).await?;
         // Readers open once the schema exists (WAL mode is set by then).
         store_readers.open_all().await?;
-        let checkpointer = Checkpointer::start(
-            &writer_opener(path, synchronous),
-            checkpointer::Schedule::default(),
-        )?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             writer,
             readers: store_readers,
-            _checkpointer: checkpointer,
         })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-}
-
-/// Settings of every connection. Reads are memory-mapped: every commit
-/// empties the other connections' page caches, and reading pages back
-/// through the map costs no system call (`MMAP_SIZE` bounds the address
-/// space, not memory).
-fn common_pragmas() -> String {
-    format!(
-        "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; \
-         PRAGMA mmap_size = {MMAP_SIZE};"
-    )
-}
-
-/// How the writer and the checkpoint thread open the database: commits do
-/// not checkpoint the log, the checkpoint thread does.
-fn writer_opener(path: &Path, synchronous: &str) -> Opener {
-    Opener {
-        path: path.to_path_buf(),
-        read_only: false,
-        pragmas: format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
-             PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}; {}",
-            common_pragmas()
-        ),
     }
 }
 

@@ -23,7 +23,7 @@ pub(super) struct Opener {
 }
 
 impl Opener {
-    pub(super) fn open(&self) -> Result<Connection> {
+    fn open(&self) -> Result<Connection> {
         let flags = if self.read_only {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
         } else {
@@ -75,12 +75,6 @@ impl Pool {
             .unwrap_or_else(|p| p.into_inner())
             .extend(opened);
         Ok(())
-    }
-
-    /// How the pool opens its connections.
-    #[cfg(test)]
-    pub(super) fn opener(&self) -> &Opener {
-        &self.opener
     }
 
     /// Connections in use and the pool's size.
