@@ -4,6 +4,9 @@
 //! the same read through the C ABI (bindings/python/bench.py,
 //! bindings/node/bench.js), so the three figures compare.
 //!
+//! Measured twice: one caller at a time (a lone read waits for its own
+//! commit) and 64 callers at once (their audit events share commits).
+//!
 //! `cargo bench -p clarity-benches --bench service`
 
 // criterion_group! generates an undocumented public function.
@@ -14,6 +17,10 @@ use clarity_core::crypto::Json;
 use clarity_core::store::PatientProfile;
 use clarity_core::testing;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+/// Concurrent callers in the second benchmark (as the HTTP benchmark's
+/// connections).
+const IN_FLIGHT: u64 = 64;
 
 fn cached_authenticated_read(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -45,6 +52,35 @@ fn cached_authenticated_read(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async {
             let principal = clarity.authenticate(&token).await.expect("valid");
             clarity.get_record(&principal, record).await.expect("read")
+        })
+    });
+    // The same read with IN_FLIGHT callers at once, as a server's requests
+    // arrive: their audit events share commits (group commit).
+    let clarity = std::sync::Arc::new(clarity);
+    group.bench_function(format!("get_record_{IN_FLIGHT}_in_flight/sqlite"), |b| {
+        b.iter_custom(|iters| {
+            let per_caller = iters.div_ceil(IN_FLIGHT);
+            rt.block_on(async {
+                let start = std::time::Instant::now();
+                let callers: Vec<_> = (0..IN_FLIGHT)
+                    .map(|_| {
+                        let (clarity, token) = (std::sync::Arc::clone(&clarity), token.clone());
+                        tokio::spawn(async move {
+                            for _ in 0..per_caller {
+                                let principal = clarity.authenticate(&token).await.expect("valid");
+                                clarity.get_record(&principal, record).await.expect("read");
+                            }
+                        })
+                    })
+                    .collect();
+                for caller in callers {
+                    caller.await.expect("caller");
+                }
+                // Scaled to the requested count (the callers may do a little more).
+                start
+                    .elapsed()
+                    .mul_f64(iters as f64 / (per_caller * IN_FLIGHT) as f64)
+            })
         })
     });
     group.finish();

@@ -5,9 +5,11 @@
 #   benches/http/run.sh [--patients N] [--records-per-patient N]
 #                       [--connections N] [--duration SECONDS]
 #                       [--postgres URL] [--binary PATH] [--perf FILE]
+#                       [--perf-phase get_patient|get_record|post_record]
 #
 # --perf records a CPU profile of the server (perf record -g, 999 Hz) during
-# the first phase into FILE; read it with `perf report -i FILE`.
+# one phase (--perf-phase, the first by default) into FILE; read it with
+# `perf report -i FILE`.
 #
 # --binary runs a given `clarity` build instead of building this checkout's
 # (to compare two builds in one sitting).
@@ -28,6 +30,7 @@ duration=20
 postgres=""
 bin=""
 perf_out=""
+perf_phase=get_patient
 while [ $# -gt 0 ]; do
     case "$1" in
         --patients) patients="$2"; shift 2 ;;
@@ -37,6 +40,7 @@ while [ $# -gt 0 ]; do
         --postgres) postgres="$2"; shift 2 ;;
         --binary) bin="$2"; shift 2 ;;
         --perf) perf_out="$2"; shift 2 ;;
+        --perf-phase) perf_phase="$2"; shift 2 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -120,7 +124,7 @@ rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$server_pid/status"; }
 
 phase() { # name paths-file [body]
     local name=$1 paths=$2 phase_body=${3:-}
-    if [ -n "$perf_out" ]; then
+    if [ -n "$perf_out" ] && [ "$name" = "$perf_phase" ]; then
         perf record -F 999 -g -p "$server_pid" -o "$perf_out" -- sleep "$duration" >/dev/null 2>&1 &
         perf_out=""
     fi
