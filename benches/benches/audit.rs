@@ -10,16 +10,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clarity_core::audit::{
-    AuditAction, AuditKeys, AuditOutcome, AuditWriter, EventDraft, RequestContext, WriterSettings,
-    verify,
-};
+use clarity_core::audit::{AuditKeys, AuditWriter, WriterSettings, verify};
 use clarity_core::clock::SystemClock;
 use clarity_core::config::SqliteSynchronous;
 use clarity_core::crypto::Key;
 use clarity_core::store::{AuditStore, SqliteStore};
+use clarity_core::testing;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use uuid::Uuid;
 
 const CALLERS: u64 = 256;
 /// Log lengths at which verification is measured.
@@ -39,7 +36,10 @@ async fn fill(store: &Arc<SqliteStore>, keys: &AuditKeys, count: u64) -> u64 {
             let writer = Arc::clone(&writer);
             tokio::spawn(async move {
                 for _ in 0..count / CALLERS {
-                    writer.append(draft()).await.expect("append");
+                    writer
+                        .append(testing::read_event_draft())
+                        .await
+                        .expect("append");
                 }
             })
         })
@@ -49,26 +49,6 @@ async fn fill(store: &Arc<SqliteStore>, keys: &AuditKeys, count: u64) -> u64 {
     }
     writer.shutdown().await;
     (count / CALLERS) * CALLERS
-}
-
-fn draft() -> EventDraft {
-    EventDraft {
-        event_type: "rest",
-        subtype: "patient.read",
-        action: AuditAction::Read,
-        outcome: AuditOutcome::Success,
-        actor_id: Some(Uuid::now_v7()),
-        actor_roles: Some("clinician".into()),
-        patient_id: Some(Uuid::now_v7()),
-        entity_id: None,
-        query_hash: None,
-        reason: Some("care_team".into()),
-        context: RequestContext {
-            purpose: Some("TREAT".into()),
-            client_address: Some("10.1.2.3".parse().expect("ip")),
-            request_id: Some(Uuid::new_v4().to_string()),
-        },
-    }
 }
 
 fn audit(c: &mut Criterion) {
@@ -109,7 +89,10 @@ fn audit(c: &mut Criterion) {
                         let writer = Arc::clone(&writer);
                         tokio::spawn(async move {
                             for _ in 0..per_caller {
-                                writer.append(draft()).await.expect("durable append");
+                                writer
+                                    .append(testing::read_event_draft())
+                                    .await
+                                    .expect("durable append");
                             }
                         })
                     })

@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use clarity_core::access::Role;
-use clarity_core::audit::{AuditEvent, AuditFilter, AuditKeys, ChainReport, Checkpoint, verify};
+use clarity_core::audit::{
+    AuditEvent, AuditFilter, AuditKeys, AuditWriter, ChainReport, Checkpoint, WriterSettings,
+    verify,
+};
 use clarity_core::clock::{Clock, ManualClock, SystemClock};
 use clarity_core::crypto::{Json, Key};
 use clarity_core::service::{BreakGlassRequest, CareTeamAssignment};
@@ -56,6 +59,16 @@ fn report_for(reports: &[ChainReport], chain: Uuid) -> ChainReport {
         .expect("the chain is reported")
 }
 
+/// The verification report of `chain`.
+async fn chain_report(h: &Harness, chain: Uuid) -> ChainReport {
+    report_for(
+        &verify(h.audit.as_ref(), &keys(h).await, young())
+            .await
+            .expect("verify"),
+        chain,
+    )
+}
+
 /// A finished chain of at least 30 events with checkpoints every 10.
 async fn finished_chain(h: &Harness) -> (Uuid, i64) {
     let clarity = h.clarity_with(config(10), Arc::new(SystemClock)).await;
@@ -72,12 +85,7 @@ async fn finished_chain(h: &Harness) -> (Uuid, i64) {
     }
     let chain = clarity.audit_chain();
     clarity.shutdown().await;
-    let report = report_for(
-        &verify(h.audit.as_ref(), &keys(h).await, young())
-            .await
-            .expect("verify"),
-        chain,
-    );
+    let report = chain_report(h, chain).await;
     assert!(report.ok, "untouched chain verifies: {report:?}");
     assert!(
         report.last_seq >= 30 && report.checkpoints >= 3,
@@ -225,12 +233,7 @@ async fn tamper_and_verify(h: Harness, tamper: Tamper) {
             1
         }
     };
-    let report = report_for(
-        &verify(h.audit.as_ref(), &keys(&h).await, young())
-            .await
-            .expect("verify"),
-        chain,
-    );
+    let report = chain_report(&h, chain).await;
     assert!(!report.ok, "{tamper:?} must be detected: {report:?}");
     assert_eq!(
         report.first_bad_seq,
@@ -274,6 +277,65 @@ tamper_tests! {
     truncating_the_tail_is_caught_by_the_checkpoint: Tamper::TruncateTail,
     replacing_the_chain_without_the_key_is_detected: Tamper::ReplaceChainWithoutKey,
     deleting_young_events_from_the_start_is_detected: Tamper::DeletePrefix,
+}
+
+/// A chain longer than one verification page (10,000 events), so that the
+/// state carried from page to page (the previous MAC, the sequence number
+/// expected next, the MACs seen at checkpoints) is what finds the damage.
+async fn long_chain(h: &Harness, events: usize) -> Uuid {
+    let writer = AuditWriter::start(
+        Arc::clone(&h.audit),
+        keys(h).await,
+        Arc::new(SystemClock),
+        WriterSettings::default(),
+    );
+    writer
+        .append_all((0..events).map(|_| testing::read_event_draft()).collect())
+        .await
+        .expect("append");
+    writer.shutdown().await;
+    writer.chain_id()
+}
+
+// S-AUD-3
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_past_the_first_verification_page_is_detected_and_located() {
+    let h = testing::sqlite().await.expect("sqlite");
+    let chain = long_chain(&h, 10_050).await;
+    let report = chain_report(&h, chain).await;
+    assert!(report.ok, "untouched chain verifies: {report:?}");
+    assert_eq!((report.events, report.last_seq), (10_050, 10_050));
+
+    // The first event of the second page no longer links to the last of
+    // the first page.
+    let c = uuid_lit(h.raw.dialect(), chain);
+    let zeros = bytes_lit(h.raw.dialect(), &[0u8; 32]);
+    let n = h
+        .raw
+        .execute_sql(&format!(
+            "UPDATE audit_events SET prev_mac = {zeros} WHERE chain_id = {c} AND seq = 10001"
+        ))
+        .await;
+    assert_eq!(n, 1);
+    let report = chain_report(&h, chain).await;
+    assert_eq!(report.first_bad_seq, Some(10_001), "{report:?}");
+    assert!(
+        report
+            .problem
+            .as_deref()
+            .is_some_and(|p| p.contains("link")),
+        "{report:?}"
+    );
+
+    // Without it, the gap is found where it is.
+    h.raw
+        .execute_sql(&format!(
+            "DELETE FROM audit_events WHERE chain_id = {c} AND seq = 10001"
+        ))
+        .await;
+    let report = chain_report(&h, chain).await;
+    assert_eq!(report.first_bad_seq, Some(10_001), "{report:?}");
+    assert_eq!(report.events, 10_049);
 }
 
 /// An audit store that can be made to fail, for fault injection.
@@ -830,12 +892,7 @@ async fn concurrent_events_are_all_durable_and_chained() {
         200
     );
     clarity.shutdown().await;
-    let report = report_for(
-        &verify(h.audit.as_ref(), &keys(&h).await, young())
-            .await
-            .expect("verify"),
-        clarity.audit_chain(),
-    );
+    let report = chain_report(&h, clarity.audit_chain()).await;
     assert!(report.ok, "{report:?}");
     assert_eq!(report.checkpoints, 1, "the final checkpoint on shutdown");
 }

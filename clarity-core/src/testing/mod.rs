@@ -214,6 +214,29 @@ pub async fn principal(clarity: &Clarity, role: crate::access::Role) -> crate::a
     clarity.authenticate(&token).await.expect("authenticate")
 }
 
+/// The audit event of a clinician's successful read of a new patient, with
+/// fresh identifiers: for filling audit logs in tests and benchmarks.
+pub fn read_event_draft() -> crate::audit::EventDraft {
+    use crate::audit::{AuditAction, AuditOutcome, EventDraft, RequestContext};
+    EventDraft {
+        event_type: "rest",
+        subtype: "patient.read",
+        action: AuditAction::Read,
+        outcome: AuditOutcome::Success,
+        actor_id: Some(uuid::Uuid::now_v7()),
+        actor_roles: Some("clinician".into()),
+        patient_id: Some(uuid::Uuid::now_v7()),
+        entity_id: None,
+        query_hash: None,
+        reason: Some("care_team".into()),
+        context: RequestContext {
+            purpose: Some("TREAT".into()),
+            client_address: Some(std::net::IpAddr::from([10, 1, 2, 3])),
+            request_id: Some(uuid::Uuid::new_v4().to_string()),
+        },
+    }
+}
+
 /// A harness over [`MemoryStore`].
 pub async fn memory() -> Option<Harness> {
     let (dir, keys) = temp_keyring();

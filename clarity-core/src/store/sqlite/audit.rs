@@ -301,6 +301,7 @@ mod tests {
 
     /// A patient's or a user's audit trail is found through its index,
     /// not by reading the whole log.
+    // S-AUD-5
     #[tokio::test]
     async fn audit_queries_by_patient_or_actor_use_their_index() {
         let dir = tempfile::tempdir().expect("tempdir");
