@@ -17,7 +17,8 @@
 # Phases: GET /v1/patients/{id} and GET /v1/records/{id} over random rows the
 # demo clinician may read, then POST /v1/patients/{id}/records (1 KiB body).
 # Prints requests/s, p50/p99/p99.9, errors and the server's RSS per phase,
-# then checks that the audit log holds exactly one successful read event per
+# and where the phase's time went by stage (the server's stage histograms,
+# through benches/http/stages.py), then checks that the audit log holds exactly one successful read event per
 # 200 the server answered (from its own /metrics), and that every chain
 # verifies. Needs wrk (Debian: wrk), sqlite3 or psql, python3.
 set -euo pipefail
@@ -128,6 +129,7 @@ phase() { # name paths-file [body]
         perf record -F 999 -g -p "$server_pid" -o "$perf_out" -- sleep "$duration" >/dev/null 2>&1 &
         perf_out=""
     fi
+    curl -fs "$base/metrics" >"$work/$name.before"
     CLARITY_TOKEN="$token" CLARITY_PATHS="$paths" CLARITY_BODY="$phase_body" \
         wrk -t1 -c"$connections" -d"${duration}s" --latency -s benches/http/paths.lua "$base" >"$work/$name.wrk"
     local line
@@ -142,6 +144,8 @@ print(f"{name:<14} {int(f['requests'])/secs:>9.0f} req/s  p50 {int(f['p50_us'])/
       f"p99 {int(f['p99_us'])/1000:.2f} ms  p99.9 {int(f['p999_us'])/1000:.2f} ms  "
       f"errors {errors}  rss {rss/1024:.0f} MiB")
 PY
+    curl -fs "$base/metrics" >"$work/$name.after"
+    python3 benches/http/stages.py "$work/$name.before" "$work/$name.after"
 }
 
 idle_rss=$(rss_kb)

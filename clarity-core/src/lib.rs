@@ -16,6 +16,7 @@ pub mod service;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod timings;
 
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};

@@ -6,7 +6,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use clarity_core::Clarity;
-use prometheus_client::encoding::EncodeLabelSet;
+use clarity_core::timings::{Stage, StageTimes};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -28,6 +31,37 @@ struct RouteLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    stage: &'static str,
+}
+
+/// The core's stage latency histograms as one family,
+/// `stage_duration_seconds{stage="…"}`: the core owns and fills them, so
+/// they are encoded from there on each scrape.
+#[derive(Debug)]
+struct StageCollector(StageTimes);
+
+impl Collector for StageCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let mut family = encoder.encode_descriptor(
+            "stage_duration_seconds",
+            "Time spent in each stage of serving requests: authenticate, authorize, row_read, data_key, audit_wait (per request), audit_commit (per audit batch)",
+            None,
+            MetricType::Histogram,
+        )?;
+        for stage in Stage::ALL {
+            let labels = StageLabels {
+                stage: stage.as_str(),
+            };
+            self.0
+                .histogram(stage)
+                .encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
 }
 
 /// A fixed label per method: clients choose methods, and each new label
@@ -85,8 +119,10 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn new() -> Self {
+    /// The server's metrics, with the core's stage histograms `times`.
+    pub(crate) fn new(times: &StageTimes) -> Self {
         let mut registry = Registry::with_prefix("clarity");
+        registry.register_collector(Box::new(StageCollector(times.clone())));
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "http_requests",

@@ -670,3 +670,51 @@ async fn phi_and_secrets_stay_out_of_logs() {
         assert!(parsed["message"] != "forged");
     }
 }
+
+/// The count of `stage` in the stage latency histograms of `/metrics`.
+async fn stage_count(api: &Api, stage: &str) -> u64 {
+    let reply = api.call("GET", "/metrics", None, None).await;
+    let text = reply.text().await.expect("metrics text");
+    let prefix = format!("clarity_stage_duration_seconds_count{{stage=\"{stage}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no count for stage {stage} in {text}"))
+        .trim()
+        .parse()
+        .expect("a count")
+}
+
+// The stage histograms account for each stage of one audited read exactly
+// once: its token check, its decision, its row, its data key and its wait
+// for the audit event; and at least one audit batch was committed for it.
+#[tokio::test]
+async fn metrics_time_each_stage_of_an_audited_read() {
+    let api = Api::start();
+    let admin = api.admin().await;
+    let (_, clinician) = api.user(&admin, "c@example.org", &["clinician"]).await;
+    let patient = api
+        .ok(
+            "POST",
+            "/v1/patients",
+            Some(&clinician),
+            Some(patient_body("MRN-STAGES", "Ada")),
+        )
+        .await;
+    let path = format!("/v1/patients/{}", patient["id"].as_str().expect("id"));
+    let stages = ["authenticate", "authorize", "row_read", "data_key"]
+        .into_iter()
+        .chain(["audit_wait", "audit_commit"]);
+    let mut before = Vec::new();
+    for stage in stages.clone() {
+        before.push((stage, stage_count(&api, stage).await));
+    }
+    api.ok("GET", &path, Some(&clinician), None).await;
+    for (stage, before) in before {
+        let after = stage_count(&api, stage).await;
+        if stage == "audit_commit" {
+            assert!(after > before, "no audit batch counted for the read");
+        } else {
+            assert_eq!(after - before, 1, "stage {stage} counted once per read");
+        }
+    }
+}

@@ -17,6 +17,7 @@ use super::{AuditEvent, AuditOutcome, Checkpoint, EventDraft};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::store::{AuditBatch, AuditStore, Change, StoredBatch};
+use crate::timings::{Stage, StageTimes};
 
 /// Events per transaction at most.
 const MAX_BATCH: usize = 1024;
@@ -64,6 +65,7 @@ struct WriterStats {
     events: std::sync::atomic::AtomicU64,
     batches: std::sync::atomic::AtomicU64,
     commit_micros: std::sync::atomic::AtomicU64,
+    times: StageTimes,
 }
 
 struct Chain {
@@ -81,6 +83,18 @@ impl AuditWriter {
         clock: Arc<dyn Clock>,
         settings: WriterSettings,
     ) -> AuditWriter {
+        AuditWriter::start_timed(store, keys, clock, settings, StageTimes::new())
+    }
+
+    /// [`AuditWriter::start`], counting each batch into `times` as
+    /// [`Stage::AuditCommit`] and each caller's wait as [`Stage::AuditWait`].
+    pub fn start_timed(
+        store: Arc<dyn AuditStore>,
+        keys: AuditKeys,
+        clock: Arc<dyn Clock>,
+        settings: WriterSettings,
+        times: StageTimes,
+    ) -> AuditWriter {
         let chain_id = Uuid::now_v7();
         let (tx, rx) = mpsc::channel(settings.queue.max(1));
         let chain = Chain {
@@ -89,7 +103,10 @@ impl AuditWriter {
             mac: vec![0u8; MAC_LEN],
             checkpointed: 0,
         };
-        let stats = Arc::new(WriterStats::default());
+        let stats = Arc::new(WriterStats {
+            times,
+            ..WriterStats::default()
+        });
         let task = tokio::spawn(run(
             store,
             keys,
@@ -168,6 +185,13 @@ impl AuditWriter {
     }
 
     async fn enqueue(&self, jobs: Vec<(EventDraft, Option<Change>)>) -> Result<()> {
+        self.stats
+            .times
+            .time(Stage::AuditWait, self.enqueue_untimed(jobs))
+            .await
+    }
+
+    async fn enqueue_untimed(&self, jobs: Vec<(EventDraft, Option<Change>)>) -> Result<()> {
         let sender = self
             .jobs
             .lock()
@@ -261,7 +285,9 @@ async fn run(
         {
             stats.events.fetch_add(count, Ordering::Relaxed);
             stats.batches.fetch_add(1, Ordering::Relaxed);
-            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            let took = started.elapsed();
+            stats.times.observe(Stage::AuditCommit, took);
+            let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
             stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
         }
     }

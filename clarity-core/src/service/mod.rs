@@ -39,6 +39,7 @@ use crate::config::Config;
 use crate::crypto::{Key, KeyProvider};
 use crate::error::{Error, Result};
 use crate::store::{Backends, IdentityStore, PhiStore, open_key_provider};
+use crate::timings::{Stage, StageTimes};
 
 use self::directory::Directory;
 
@@ -75,6 +76,7 @@ pub struct Clarity {
     audit_store: Arc<dyn crate::store::AuditStore>,
     audit_keys: AuditKeys,
     counters: Counters,
+    times: StageTimes,
     caching: crate::cache::Caching,
     /// Where erasures are recorded for restores (S-KEY-3); set by [`Clarity::open`].
     erasure_ledger: Option<crate::backup::ErasureLedger>,
@@ -212,9 +214,11 @@ impl Clarity {
             Arc::clone(&backends.identity),
             Arc::clone(&caching.invalidator),
         ));
+        let times = StageTimes::new();
         let phi = PhiStore::new(rows, Arc::clone(&keys))
             .await?
             .with_clock(Arc::clone(&clock))
+            .with_stage_times(times.clone())
             .with_max_document_bytes(config.store.max_document_bytes);
         let directory = Directory::open(backends.rows.as_ref(), keys.as_ref()).await?;
         let tokens = keys::token_keys(&root, &config.auth, backends.rows.as_ref()).await?;
@@ -222,7 +226,7 @@ impl Clarity {
         let pseudonym_key = directory::derive(&root, b"research pseudonyms")?;
         let query_key = directory::derive(&root, b"audit query hashes")?;
         let audit_keys = AuditKeys::load(&root, backends.rows.as_ref()).await?;
-        let audit = AuditWriter::start(
+        let audit = AuditWriter::start_timed(
             Arc::clone(&backends.audit),
             audit_keys.clone(),
             Arc::clone(&clock),
@@ -231,6 +235,7 @@ impl Clarity {
                 checkpoint_every: config.audit.checkpoint_every,
                 checkpoint_interval: std::time::Duration::from_secs(config.audit.checkpoint_secs),
             },
+            times.clone(),
         );
         let free = config.auth.backoff_after_failures;
         let config_token_secs = config.auth.access_token_secs;
@@ -258,6 +263,7 @@ impl Clarity {
             audit_store: backends.audit,
             audit_keys,
             counters: Counters::default(),
+            times,
             caching,
             erasure_ledger: None,
         })
@@ -302,6 +308,12 @@ impl Clarity {
                 request_id: None,
             },
         }
+    }
+
+    /// How long the stages of serving requests take (latency
+    /// histograms, for metrics).
+    pub fn stage_times(&self) -> &StageTimes {
+        &self.times
     }
 
     /// Counters and gauges for metrics.
@@ -463,6 +475,20 @@ impl Clarity {
     /// gathered from the store. Fails closed: a storage error is an error,
     /// never an allow (S-AC-7).
     async fn authorize(
+        &self,
+        principal: &Principal,
+        action: &Action,
+        patient: Option<uuid::Uuid>,
+    ) -> Result<Reason> {
+        self.times
+            .time(
+                Stage::Authorize,
+                self.authorize_untimed(principal, action, patient),
+            )
+            .await
+    }
+
+    async fn authorize_untimed(
         &self,
         principal: &Principal,
         action: &Action,

@@ -15,6 +15,7 @@ use crate::auth::{AccessClaims, REFRESH_PREFIX, backoff_delay, hash_secret, new_
 use crate::crypto::{IndexField, SecretString};
 use crate::error::{Error, Result};
 use crate::store::{RefreshRow, SessionRow, UserRow};
+use crate::timings::Stage;
 
 /// `POST /v1/auth/login`.
 #[derive(Clone, Deserialize)]
@@ -392,7 +393,10 @@ impl Clarity {
         access_token: &str,
         context: RequestContext,
     ) -> Result<Principal> {
-        let result = self.check_token(access_token).await;
+        let result = self
+            .times
+            .time(Stage::Authenticate, self.check_token(access_token))
+            .await;
         match result {
             Ok(mut principal) => {
                 principal.context = context;

@@ -25,6 +25,7 @@ use crate::crypto::{
     BlindIndexer, IndexField, Json, Key, KeyProvider, LocalKeyring, Phi, WrappedKey, fingerprint,
 };
 use crate::error::{Error, Result};
+use crate::timings::{Stage, StageTimes};
 
 /// Metadata key under which a store remembers the fingerprint of its keyring.
 pub(crate) const FINGERPRINT_KEY: &str = "keyring_fingerprint";
@@ -61,6 +62,7 @@ pub struct PhiStore {
     indexer: Arc<BlindIndexer>,
     clock: Arc<dyn Clock>,
     max_document_bytes: usize,
+    times: StageTimes,
 }
 
 impl PhiStore {
@@ -109,6 +111,7 @@ impl PhiStore {
             store,
             keys,
             clock: Arc::new(SystemClock),
+            times: StageTimes::new(),
             max_document_bytes: 1024 * 1024,
         })
     }
@@ -116,6 +119,13 @@ impl PhiStore {
     /// Uses `clock` for timestamps (tests move time with [`crate::clock::ManualClock`]).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Counts its row reads and data-key look-ups into `times`
+    /// ([`Stage::RowRead`], [`Stage::DataKey`]).
+    pub fn with_stage_times(mut self, times: StageTimes) -> Self {
+        self.times = times;
         self
     }
 
@@ -217,8 +227,8 @@ impl PhiStore {
     /// when the stored profile fails to decrypt.
     pub async fn get_patient(&self, id: Uuid) -> Result<Patient> {
         let row = self
-            .store
-            .get_patient(id)
+            .times
+            .time(Stage::RowRead, self.store.get_patient(id))
             .await?
             .ok_or(Error::NotFound { what: "patient" })?;
         let (dek, dek_version) = self.data_key(id, "patient").await?;
@@ -501,8 +511,8 @@ impl PhiStore {
     /// # Errors
     /// [`Error::NotFound`] for an unknown record.
     pub async fn record_row(&self, id: Uuid) -> Result<RecordRow> {
-        self.store
-            .get_record(id)
+        self.times
+            .time(Stage::RowRead, self.store.get_record(id))
             .await?
             .ok_or(Error::NotFound { what: "record" })
     }
@@ -560,6 +570,12 @@ impl PhiStore {
 
     /// The unwrapped DEK of a live patient; `NotFound { what }` once erased.
     async fn data_key(&self, patient_id: Uuid, what: &'static str) -> Result<(Key, i32)> {
+        self.times
+            .time(Stage::DataKey, self.data_key_untimed(patient_id, what))
+            .await
+    }
+
+    async fn data_key_untimed(&self, patient_id: Uuid, what: &'static str) -> Result<(Key, i32)> {
         let row = self
             .store
             .get_data_key(patient_id)

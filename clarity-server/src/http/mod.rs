@@ -49,8 +49,8 @@ pub(crate) struct Ctx {
 impl Router {
     pub(crate) fn new(clarity: Arc<Clarity>, tls: bool) -> Self {
         Router {
+            metrics: Arc::new(crate::metrics::Metrics::new(clarity.stage_times())),
             clarity,
-            metrics: Arc::new(crate::metrics::Metrics::new()),
             tls,
         }
     }
