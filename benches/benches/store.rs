@@ -1,5 +1,8 @@
-//! Store benchmarks: envelope encryption of a 1 KiB document, and the
-//! encrypted record read and write paths on the in-memory and SQLite backends.
+//! Store benchmarks: envelope encryption of a 1 KiB document; the
+//! encrypted record read and write paths and the blind-index patient
+//! look-up on each backend (in-memory, SQLite, and PostgreSQL when
+//! `CLARITY_TEST_POSTGRES_URL` names a server: a fresh schema, dropped
+//! afterwards).
 //!
 //! `cargo bench -p clarity-benches --bench store`
 
@@ -9,8 +12,10 @@
 use std::sync::Arc;
 
 use clarity_core::crypto::envelope::{RowBinding, open_row, seal_row};
-use clarity_core::crypto::{Json, Key, LocalKeyring};
-use clarity_core::store::{MemoryStore, PatientProfile, PhiStore, SqliteStore, Store};
+use clarity_core::crypto::{IndexField, Json, Key, LocalKeyring};
+use clarity_core::store::{
+    MemoryStore, PatientLookup, PatientProfile, PhiStore, SqliteStore, Store,
+};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use uuid::Uuid;
 
@@ -43,6 +48,11 @@ fn envelope(c: &mut Criterion) {
 async fn phi_over(store: Arc<dyn Store>, dir: &std::path::Path) -> (PhiStore, Uuid, Uuid) {
     let keys = Arc::new(LocalKeyring::create(&dir.join("keyring.json")).expect("keyring"));
     let phi = PhiStore::new(store, keys).await.expect("phi");
+    sample_rows(phi).await
+}
+
+/// `phi` with one patient (MRN `B-1`) and one 1 KiB record of theirs.
+async fn sample_rows(phi: PhiStore) -> (PhiStore, Uuid, Uuid) {
     let profile = PatientProfile::from_json(
         r#"{"mrn":"B-1","given_name":"Bench","family_name":"Mark","birth_date":"1980-01-01","sex":"other"}"#,
     )
@@ -53,6 +63,23 @@ async fn phi_over(store: Arc<dyn Store>, dir: &std::path::Path) -> (PhiStore, Uu
         .await
         .expect("record");
     (phi, patient.id, record.id)
+}
+
+/// The blind index of an MRN alone: HMAC-SHA-256 over the normalised value.
+fn blind_index(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = LocalKeyring::create(&dir.path().join("keyring.json")).expect("keyring");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let phi = runtime
+        .block_on(PhiStore::new(Arc::new(MemoryStore::new()), Arc::new(keys)))
+        .expect("phi");
+    let indexer = phi.indexer();
+    let mut group = c.benchmark_group("blind_index");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("mrn", |b| {
+        b.iter(|| indexer.index(IndexField::PatientMrn, "B-000123"))
+    });
+    group.finish();
 }
 
 fn records(c: &mut Criterion) {
@@ -78,6 +105,13 @@ fn records(c: &mut Criterion) {
         let (s, sp, sr) = phi_over(Arc::new(sqlite), &sqlite_dir).await;
         vec![("memory", m, mp, mr), ("sqlite", s, sp, sr)]
     });
+    // Kept until the end: dropping the harness drops its schema.
+    let postgres = runtime.block_on(clarity_core::testing::postgres());
+    let mut backends = backends;
+    if let Some(harness) = &postgres {
+        let (p, pp, pr) = runtime.block_on(sample_rows(harness.phi.clone()));
+        backends.push(("postgres", p, pp, pr));
+    }
 
     let mut group = c.benchmark_group("record_1KiB");
     group.throughput(Throughput::Elements(1));
@@ -95,6 +129,22 @@ fn records(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // A patient found by MRN: the blind index, then the index look-up.
+    let mut group = c.benchmark_group("patient_by_mrn");
+    group.throughput(Throughput::Elements(1));
+    let lookup = PatientLookup::Mrn("B-1".into());
+    for (name, phi, patient, _) in &backends {
+        group.bench_function(*name, |b| {
+            b.to_async(&runtime).iter(|| async {
+                let found = phi.find_patients(&lookup).await.expect("lookup");
+                assert_eq!(found, [*patient]);
+            })
+        });
+    }
+    group.finish();
+    drop(backends);
+    drop(postgres);
 }
 
 criterion_group! {
@@ -102,6 +152,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_secs(1))
         .measurement_time(std::time::Duration::from_secs(3));
-    targets = envelope, records
+    targets = envelope, blind_index, records
 }
 criterion_main!(benches);
