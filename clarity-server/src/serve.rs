@@ -79,7 +79,7 @@ pub async fn serve(config: Config) -> Result<()> {
                         continue;
                     }
                 };
-                                                let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+                let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
                     tracing::warn!(client = %peer.ip(), "connection limit reached; closing");
                     drop(stream);
                     continue;
@@ -89,7 +89,7 @@ pub async fn serve(config: Config) -> Result<()> {
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 let tls = tls.clone();
-                                tokio::spawn(async move {
+                tokio::spawn(async move {
                     let _permit = permit;
                     let result = match tls {
                         Some(acceptor) => {
