@@ -10,7 +10,7 @@ pub mod conformance;
 pub mod fuzz;
 mod identity_conformance;
 pub mod matrix;
-mod raw;
+pub(crate) mod raw;
 
 use std::sync::Arc;
 

@@ -159,7 +159,7 @@ pub(super) struct PostgresRaw {
 
 /// A direct connection to `url` with `schema` first on the search path.
 #[cfg(feature = "postgres")]
-pub(super) async fn pg_connect(url: &str, schema: Option<&str>) -> tokio_postgres::Client {
+pub(crate) async fn pg_connect(url: &str, schema: Option<&str>) -> tokio_postgres::Client {
     let mut config: tokio_postgres::Config = url.parse().expect("postgres url");
     if let Some(schema) = schema {
         config.options(format!("-c search_path={schema}"));

@@ -9,6 +9,7 @@ use super::change::apply_in_savepoint;
 use super::{SqliteStore, from_micros, micros, sqlite_error};
 use crate::audit::{AuditEvent, AuditFilter, Checkpoint};
 use crate::error::Result;
+use crate::store::audit::audit_query_sql;
 use crate::store::{AuditBatch, AuditStore, StoredBatch};
 
 const COLUMNS: &str = "id, chain_id, seq, recorded, event_type, subtype, action, outcome, purpose, \
@@ -96,27 +97,10 @@ fn insert_events(
     Ok(())
 }
 
-/// The audit query for `filter`, with only the conditions it sets (so
-/// SQLite can use the patient or actor index: a condition written as
-/// `?2 IS NULL OR patient_id = ?2` makes it scan by id). Parameters keep
-/// their numbers: `?1` the id to start after, `?2`–`?7` the filter's
-/// fields, `?8` the limit.
+/// The audit query for `filter` in SQLite's placeholder syntax (see
+/// [`audit_query_sql`]).
 fn query_sql(filter: &AuditFilter) -> String {
-    let mut sql = format!("SELECT {COLUMNS} FROM audit_events WHERE id > ?1");
-    for (set, condition) in [
-        (filter.patient_id.is_some(), " AND patient_id = ?2"),
-        (filter.actor_id.is_some(), " AND actor_id = ?3"),
-        (filter.subtype.is_some(), " AND subtype = ?4"),
-        (filter.outcome.is_some(), " AND outcome = ?5"),
-        (filter.from.is_some(), " AND recorded >= ?6"),
-        (filter.to.is_some(), " AND recorded < ?7"),
-    ] {
-        if set {
-            sql.push_str(condition);
-        }
-    }
-    sql.push_str(" ORDER BY id LIMIT ?8");
-    sql
+    audit_query_sql(COLUMNS, filter, |n| format!("?{n}"))
 }
 
 #[async_trait]
