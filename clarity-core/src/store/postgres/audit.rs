@@ -190,9 +190,10 @@ impl AuditStore for PostgresStore {
     ) -> Result<Vec<AuditEvent>> {
         let client = self.client().await?;
         // Typed, because the parameters of absent conditions appear nowhere
-        // in the text for PostgreSQL to infer their types from.
+        // in the text for PostgreSQL to infer their types from; cached per
+        // combination of filters (at most 64).
         let stmt = client
-            .prepare_typed(
+            .prepare_typed_cached(
                 &audit_query_sql(COLUMNS, f, |n| format!("${n}")),
                 &[
                     Type::UUID,
