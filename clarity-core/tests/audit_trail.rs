@@ -949,3 +949,158 @@ async fn an_altered_ciphertext_is_a_security_event() {
             && a.patient_id == Some(patient.id)
     ));
 }
+
+/// Three events that differ in patient, actor, subtype, outcome and time,
+/// then every filter of an audit query, alone and together, on `h`'s
+/// backend: each must return exactly the events it names, oldest first.
+async fn filters_narrow_the_query(h: Harness) {
+    use clarity_core::audit::AuditOutcome;
+    let start = clarity_core::clock::truncate(Utc::now());
+    let clock = Arc::new(ManualClock::new(start));
+    let writer = AuditWriter::start(
+        Arc::clone(&h.audit),
+        keys(&h).await,
+        Arc::clone(&clock) as Arc<dyn Clock>,
+        WriterSettings::default(),
+    );
+    let (a, b, x, y) = (
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+    );
+    for (patient, actor, subtype, outcome) in [
+        (a, x, "patient.read", AuditOutcome::Success),
+        (b, x, "record.read", AuditOutcome::Success),
+        (a, y, "patient.read", AuditOutcome::MinorFailure),
+    ] {
+        let mut draft = testing::read_event_draft();
+        (draft.patient_id, draft.actor_id) = (Some(patient), Some(actor));
+        (draft.subtype, draft.outcome) = (subtype, outcome);
+        writer.append(draft).await.expect("append");
+        clock.advance(Duration::hours(1));
+    }
+    writer.shutdown().await;
+    let all = h
+        .audit
+        .query_audit(&AuditFilter::default(), None, 100)
+        .await
+        .expect("query");
+    assert_eq!(all.len(), 3);
+    let ids = |picked: &[usize]| picked.iter().map(|i| all[*i].id).collect::<Vec<_>>();
+    let hour = |n: i64| Some(start + Duration::hours(n));
+    let cases = [
+        (
+            AuditFilter {
+                patient_id: Some(a),
+                ..Default::default()
+            },
+            vec![0, 2],
+        ),
+        (
+            AuditFilter {
+                actor_id: Some(x),
+                ..Default::default()
+            },
+            vec![0, 1],
+        ),
+        (
+            AuditFilter {
+                subtype: Some("record.read".into()),
+                ..Default::default()
+            },
+            vec![1],
+        ),
+        (
+            AuditFilter {
+                outcome: Some("4".into()),
+                ..Default::default()
+            },
+            vec![2],
+        ),
+        (
+            AuditFilter {
+                from: hour(1),
+                ..Default::default()
+            },
+            vec![1, 2],
+        ),
+        (
+            AuditFilter {
+                to: hour(1),
+                ..Default::default()
+            },
+            vec![0],
+        ),
+        (
+            AuditFilter {
+                patient_id: Some(a),
+                from: hour(1),
+                ..Default::default()
+            },
+            vec![2],
+        ),
+        (
+            AuditFilter {
+                patient_id: Some(a),
+                actor_id: Some(y),
+                subtype: Some("patient.read".into()),
+                outcome: Some("4".into()),
+                from: hour(2),
+                to: hour(3),
+            },
+            vec![2],
+        ),
+        (
+            AuditFilter {
+                patient_id: Some(b),
+                actor_id: Some(y),
+                ..Default::default()
+            },
+            vec![],
+        ),
+    ];
+    for (filter, expected) in cases {
+        let found: Vec<Uuid> = h
+            .audit
+            .query_audit(&filter, None, 100)
+            .await
+            .expect("query")
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(found, ids(&expected), "{filter:?}");
+    }
+    // Paging: after the first of patient a's events comes only the second.
+    let by_a = AuditFilter {
+        patient_id: Some(a),
+        ..Default::default()
+    };
+    let next = h
+        .audit
+        .query_audit(&by_a, Some(all[0].id), 100)
+        .await
+        .expect("query");
+    assert_eq!(next.iter().map(|e| e.id).collect::<Vec<_>>(), ids(&[2]));
+}
+
+// S-AUD-5
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_audit_filter_narrows_the_query_on_sqlite() {
+    filters_narrow_the_query(testing::sqlite().await.expect("sqlite")).await;
+}
+
+// S-AUD-5
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_audit_filter_narrows_the_query_on_postgres() {
+    let Some(h) = testing::postgres().await else {
+        return;
+    };
+    filters_narrow_the_query(h).await;
+}
+
+// S-AUD-5
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_audit_filter_narrows_the_query_in_memory() {
+    filters_narrow_the_query(testing::memory().await.expect("memory")).await;
+}
