@@ -347,6 +347,18 @@ pub async fn changes_commit_with_their_audit_events(h: &Harness) {
         panic!("an insert")
     };
     orphan.patient_id = Uuid::now_v7();
+    // Inserts on either side of the orphan: a run of inserts, which a
+    // backend may send together, still gets one outcome per insert.
+    let (before, before_row) = h
+        .phi
+        .prepare_record(patient.id, "observation", body(66), author)
+        .await
+        .expect("prepare");
+    let (after, after_row) = h
+        .phi
+        .prepare_record(patient.id, "observation", body(67), author)
+        .await
+        .expect("prepare");
 
     let chain = Uuid::now_v7();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -358,7 +370,9 @@ pub async fn changes_commit_with_their_audit_events(h: &Harness) {
                 Some(insert),
                 Some(stale),
                 None,
+                Some(before),
                 Some(Change::InsertRecord(orphan.clone())),
+                Some(after),
             ],
             seal: Box::new(move |outcomes| {
                 seen_in_seal
@@ -383,7 +397,9 @@ pub async fn changes_commit_with_their_audit_events(h: &Harness) {
         None,
         Some(ErrorKind::Conflict),
         None,
+        None,
         Some(ErrorKind::NotFound),
+        None,
     ];
     assert_eq!(kinds, expected, "each change's own outcome");
     assert_eq!(
@@ -397,9 +413,11 @@ pub async fn changes_commit_with_their_audit_events(h: &Harness) {
         .await
         .expect("events");
     let outcomes: Vec<&str> = events.iter().map(|e| e.outcome.as_str()).collect();
-    assert_eq!(outcomes, ["0", "4", "0", "4"]);
-    let read = h.phi.get_record(inserted.id).await.expect("inserted");
-    assert_eq!(read.data.expose(), &body(61));
+    assert_eq!(outcomes, ["0", "4", "0", "0", "4", "0"]);
+    for (id, n) in [(inserted.id, 61), (before_row.id, 66), (after_row.id, 67)] {
+        let read = h.phi.get_record(id).await.expect("inserted");
+        assert_eq!(read.data.expose(), &body(n));
+    }
     let kept = h.phi.get_record(existing.id).await.expect("kept");
     assert_eq!((kept.version, kept.data.expose()), (1, &body(60)));
     assert_eq!(
@@ -464,7 +482,7 @@ pub async fn changes_commit_with_their_audit_events(h: &Harness) {
             .await
             .expect("events")
             .len(),
-        4
+        6
     );
 }
 

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use deadpool_postgres::GenericClient;
 
-use super::change::apply_in_batch;
+use super::change::apply_all_in_batch;
 use super::{PostgresStore, pg_error};
 use crate::audit::{AuditEvent, AuditFilter, Checkpoint};
 use crate::error::Result;
@@ -115,13 +115,7 @@ impl AuditStore for PostgresStore {
     async fn append_audit_batch(&self, batch: AuditBatch) -> Result<StoredBatch> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;
-        let mut outcomes = Vec::with_capacity(batch.changes.len());
-        for change in &batch.changes {
-            outcomes.push(match change {
-                Some(change) => apply_in_batch(&tx, change).await,
-                None => Ok(()),
-            });
-        }
+        let outcomes = apply_all_in_batch(&tx, &batch.changes).await;
         let (events, checkpoint) = (batch.seal)(&outcomes);
         insert_events(&tx, &events, checkpoint.as_ref()).await?;
         tx.commit().await.map_err(pg_error)?;

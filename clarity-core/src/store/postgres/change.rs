@@ -274,7 +274,41 @@ pub(super) async fn upsert_care_team(tx: &impl GenericClient, m: &CareTeamRow) -
 /// MRN's uniqueness, and memberships and grants can name a user or patient
 /// that is not there (a foreign key): statement errors, so they run in a
 /// savepoint.
-pub(super) async fn apply_in_batch(tx: &impl GenericClient, change: &Change) -> Result<()> {
+/// Applies a batch's changes in order, one outcome per slot (`Ok` for a
+/// slot without a change). Consecutive record inserts go out together, in
+/// one round trip: each is a single pipelined exchange whose failure
+/// (other than a missing patient, which is an outcome and not an error)
+/// aborts the transaction, as it would one at a time.
+pub(super) async fn apply_all_in_batch(
+    tx: &impl GenericClient,
+    changes: &[Option<Change>],
+) -> Vec<Result<()>> {
+    let mut outcomes = Vec::with_capacity(changes.len());
+    let mut rest = changes;
+    while let Some((first, tail)) = rest.split_first() {
+        let inserts = rest
+            .iter()
+            .take_while(|c| matches!(c, Some(Change::InsertRecord(_))))
+            .count();
+        if inserts > 1 {
+            let (run, after) = rest.split_at(inserts);
+            outcomes.extend(
+                futures_util::future::join_all(run.iter().flatten().map(|c| apply_change(tx, c)))
+                    .await,
+            );
+            rest = after;
+            continue;
+        }
+        outcomes.push(match first {
+            Some(change) => apply_in_batch(tx, change).await,
+            None => Ok(()),
+        });
+        rest = tail;
+    }
+    outcomes
+}
+
+async fn apply_in_batch(tx: &impl GenericClient, change: &Change) -> Result<()> {
     match change {
         Change::InsertPatient { .. }
         | Change::UpdatePatient { .. }
