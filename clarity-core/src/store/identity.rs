@@ -20,6 +20,7 @@ pub struct UserRow {
     /// Blind index of the login email (unique).
     pub email_index: BlindIndex,
     /// Sealed profile.
+    #[serde(with = "serde_bytes")]
     pub profile: Vec<u8>,
     /// argon2id PHC string.
     pub password_hash: String,
@@ -30,6 +31,7 @@ pub struct UserRow {
     /// For a `patient` user: the patient record that is theirs.
     pub patient_id: Option<Uuid>,
     /// Sealed TOTP secret, once enrolment started.
+    #[serde(with = "serde_bytes")]
     pub mfa_secret: Option<Vec<u8>>,
     /// Whether TOTP is confirmed and required at login.
     pub mfa_enabled: bool,
@@ -108,6 +110,7 @@ pub struct GrantRow {
     /// For which patient.
     pub patient_id: Uuid,
     /// The sealed reason.
+    #[serde(with = "serde_bytes")]
     pub reason: Vec<u8>,
     /// When.
     pub created_at: DateTime<Utc>,

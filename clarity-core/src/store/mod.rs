@@ -59,6 +59,7 @@ pub struct PatientRow {
     /// Patient id (UUIDv7).
     pub id: Uuid,
     /// The sealed profile document.
+    #[serde(with = "serde_bytes")]
     pub profile: Vec<u8>,
     /// Blind index of the MRN (unique).
     pub mrn_index: BlindIndex,
@@ -84,6 +85,7 @@ pub struct RecordRow {
     /// The record's kind (a category, not PHI), e.g. `observation`.
     pub kind: String,
     /// The sealed JSON body.
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     /// Version for optimistic concurrency; starts at 1.
     pub version: i64,
@@ -105,6 +107,7 @@ pub struct DataKeyRow {
     /// The KEK version that wrapped it.
     pub kek_version: i32,
     /// The wrapped key.
+    #[serde(with = "serde_bytes")]
     pub wrapped: Vec<u8>,
 }
 
@@ -260,5 +263,57 @@ pub async fn open(config: &Config) -> Result<Backends> {
             "store.backend",
             format!("{other:?} support is not compiled into this build"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [`RecordRow`] as it was cached before its body was marked as bytes
+    /// (decoded element by element).
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct PlainRecordRow {
+        id: Uuid,
+        patient_id: Uuid,
+        kind: String,
+        body: Vec<u8>,
+        version: i64,
+        created_by: Uuid,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    }
+
+    /// Cached rows keep their encoding, so instances of both kinds can
+    /// share a cache during an upgrade: the bytes are the same either way.
+    #[test]
+    fn byte_fields_keep_their_cached_encoding() {
+        let now = Utc::now();
+        let row = RecordRow {
+            id: Uuid::now_v7(),
+            patient_id: Uuid::now_v7(),
+            kind: "note".into(),
+            body: (0..=255u8).cycle().take(1300).collect(),
+            version: 3,
+            created_by: Uuid::now_v7(),
+            created_at: now,
+            updated_at: now,
+        };
+        let plain = PlainRecordRow {
+            id: row.id,
+            patient_id: row.patient_id,
+            kind: row.kind.clone(),
+            body: row.body.clone(),
+            version: row.version,
+            created_by: row.created_by,
+            created_at: now,
+            updated_at: now,
+        };
+        let ours = postcard::to_stdvec(&row).expect("encode");
+        assert_eq!(ours, postcard::to_stdvec(&plain).expect("encode"));
+        let back: RecordRow = postcard::from_bytes(&ours).expect("decode");
+        assert_eq!(back, row);
+        let theirs: PlainRecordRow = postcard::from_bytes(&ours).expect("decode");
+        assert_eq!(theirs.body, row.body);
     }
 }
