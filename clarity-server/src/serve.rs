@@ -43,6 +43,10 @@ pub async fn serve(config: Config) -> Result<()> {
             config.auth.setup_code_secs / 60
         );
     }
+    // Before the line below: whoever sees it may send SIGTERM at once, and
+    // a signal that arrives before its handler would kill the process
+    // without draining.
+    let shutdown = shutdown_signal();
     // Last, so that whoever waits for this line has seen the ones above.
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("Listening on {scheme}://{local}");
@@ -66,7 +70,6 @@ pub async fn serve(config: Config) -> Result<()> {
         .max_concurrent_streams(64);
 
     let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -147,25 +150,60 @@ fn announce(config: &Config, clarity: &Clarity) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(term) => term,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the server");
-                let _ = ctrl_c.await;
-                return;
+/// Watches SIGTERM and SIGINT from now on (the handlers are installed by
+/// this call, not when the future is first polled) and completes at the
+/// first of them.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let watch = |kind: SignalKind, name: &'static str| {
+        signal(kind)
+            .map_err(|e| tracing::warn!(error = %e, signal = name, "cannot watch this signal"))
+            .ok()
+    };
+    let term = watch(SignalKind::terminate(), "SIGTERM");
+    let int = watch(SignalKind::interrupt(), "SIGINT");
+    async move {
+        let received = |stream: Option<tokio::signal::unix::Signal>| async move {
+            match stream {
+                Some(mut stream) => {
+                    stream.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
         };
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            () = received(term) => {}
+            () = received(int) => {}
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+}
+
+/// Completes at Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    // A SIGTERM that arrives after `shutdown_signal` returns, before its
+    // future is ever polled, is caught and completes the future; it must
+    // not take the signal's default action (ending this process).
+    #[tokio::test]
+    async fn stop_signals_are_watched_from_the_call_on() {
+        let stop = shutdown_signal();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &std::process::id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        tokio::time::timeout(Duration::from_secs(5), stop)
+            .await
+            .expect("the signal completes the future");
+    }
 }

@@ -242,3 +242,18 @@ fn migrate_reports_the_schema_version_and_bad_config_is_named() {
     assert!(!ok);
     assert!(stderr.contains("store.postgres_url"), "{stderr}");
 }
+
+// A stop signal sent as soon as the server says it listens (as an
+// orchestrator rolling back a fresh instance may) is handled: the server
+// drains and exits successfully instead of dying by the signal. Repeated,
+// because the window the handler once missed was short.
+#[test]
+fn a_stop_signal_right_after_start_is_a_clean_stop() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    for round in 0..5 {
+        let server = Server::start(&data, &[]);
+        let (clean, logs) = server.terminate();
+        assert!(clean, "round {round}: {logs:?}");
+    }
+}
