@@ -263,17 +263,6 @@ pub(super) async fn upsert_care_team(tx: &impl GenericClient, m: &CareTeamRow) -
     Ok(())
 }
 
-/// Applies `change` inside the batch transaction `tx`, so that a change
-/// failing for its own reasons leaves nothing behind and the transaction
-/// goes on.
-///
-/// Record changes and erasures report their failures by the rows they
-/// matched (an erased or unknown patient, a moved version), never by a
-/// statement error, so they need no savepoint; a statement error there is the database failing, which aborts
-/// the whole batch (nothing of it is stored). Patient changes can break the
-/// MRN's uniqueness, and memberships and grants can name a user or patient
-/// that is not there (a foreign key): statement errors, so they run in a
-/// savepoint.
 /// Applies a batch's changes in order, one outcome per slot (`Ok` for a
 /// slot without a change). Consecutive record inserts go out together, in
 /// one round trip: each is a single pipelined exchange whose failure
@@ -285,29 +274,36 @@ pub(super) async fn apply_all_in_batch(
 ) -> Vec<Result<()>> {
     let mut outcomes = Vec::with_capacity(changes.len());
     let mut rest = changes;
-    while let Some((first, tail)) = rest.split_first() {
+    while let Some(first) = rest.first() {
         let inserts = rest
             .iter()
             .take_while(|c| matches!(c, Some(Change::InsertRecord(_))))
             .count();
-        if inserts > 1 {
-            let (run, after) = rest.split_at(inserts);
-            outcomes.extend(
-                futures_util::future::join_all(run.iter().flatten().map(|c| apply_change(tx, c)))
-                    .await,
-            );
-            rest = after;
-            continue;
+        if inserts > 0 {
+            let run = rest[..inserts].iter().flatten();
+            outcomes.extend(futures_util::future::join_all(run.map(|c| apply_change(tx, c))).await);
+        } else {
+            outcomes.push(match first {
+                Some(change) => apply_in_batch(tx, change).await,
+                None => Ok(()),
+            });
         }
-        outcomes.push(match first {
-            Some(change) => apply_in_batch(tx, change).await,
-            None => Ok(()),
-        });
-        rest = tail;
+        rest = &rest[inserts.max(1)..];
     }
     outcomes
 }
 
+/// Applies `change` inside the batch transaction `tx`, so that a change
+/// failing for its own reasons leaves nothing behind and the transaction
+/// goes on.
+///
+/// Record changes and erasures report their failures by the rows they
+/// matched (an erased or unknown patient, a moved version), never by a
+/// statement error, so they need no savepoint; a statement error there is the database failing, which aborts
+/// the whole batch (nothing of it is stored). Patient changes can break the
+/// MRN's uniqueness, and memberships and grants can name a user or patient
+/// that is not there (a foreign key): statement errors, so they run in a
+/// savepoint.
 async fn apply_in_batch(tx: &impl GenericClient, change: &Change) -> Result<()> {
     match change {
         Change::InsertPatient { .. }
