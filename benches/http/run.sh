@@ -18,9 +18,9 @@
 # demo clinician may read, then POST /v1/patients/{id}/records (1 KiB body).
 # Prints requests/s, p50/p99/p99.9, errors and the server's RSS per phase,
 # and where the phase's time went by stage (the server's stage histograms,
-# through benches/http/stages.py), then checks that the audit log holds exactly one successful read event per
-# 200 the server answered (from its own /metrics), and that every chain
-# verifies. Needs wrk (Debian: wrk), sqlite3 or psql, python3.
+# through benches/http/stages.py), then checks that the audit log holds
+# exactly one successful read event per 200 the server answered (from its
+# own /metrics), and that every chain verifies. Needs wrk (Debian: wrk), sqlite3 or psql, python3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
