@@ -10,11 +10,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clarity_core::audit::AuditStore;
 use clarity_core::audit::{AuditKeys, AuditWriter, WriterSettings, verify};
 use clarity_core::clock::SystemClock;
 use clarity_core::config::SqliteSynchronous;
 use clarity_core::crypto::Key;
-use clarity_core::store::{AuditStore, SqliteStore};
+use clarity_core::store::SqliteStore;
 use clarity_core::testing;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 

@@ -9,12 +9,13 @@
 
 use std::hint::black_box;
 
-use clarity_core::access::{Action, Policy, Principal, Relation, Role, RoleSet, decide};
+use clarity_core::access::{Action, Policy, Principal, Relation, decide};
 use clarity_core::auth::TokenKeys;
 use clarity_core::config::AuthConfig;
 use clarity_core::crypto::{Key, SecretString};
+use clarity_core::model::RecordKind;
+use clarity_core::model::{Role, RoleSet};
 use clarity_core::service::{LoginRequest, NewUser};
-use clarity_core::store::RecordKind;
 use clarity_core::testing;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use uuid::Uuid;
@@ -34,14 +35,12 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn decide_warm(c: &mut Criterion) {
     let policy = Policy::default();
-    let nurse = Principal {
-        user_id: Uuid::now_v7(),
-        session_id: Uuid::now_v7(),
-        roles: RoleSet::from_roles([Role::Nurse]),
-        patient_id: None,
-        mfa: false,
-        context: Default::default(),
-    };
+    // A principal comes only from authentication (S-API-1): a nurse of an
+    // in-memory instance, logged in.
+    let nurse: Principal = runtime().block_on(async {
+        let harness = testing::memory().await.expect("in-memory harness");
+        testing::principal(&harness.clarity().await, Role::Nurse).await
+    });
     let action = Action::CreateRecord(RecordKind::new("note").expect("kind"));
     let relation = Some(Relation {
         care_team: true,

@@ -12,9 +12,9 @@
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
 
-use clarity_core::access::Role;
 use clarity_core::crypto::Json;
-use clarity_core::store::PatientProfile;
+use clarity_core::model::PatientProfile;
+use clarity_core::model::Role;
 use clarity_core::testing;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 

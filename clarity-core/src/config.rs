@@ -725,7 +725,7 @@ impl Config {
             ));
         }
         for kind in &self.access.nurse_writable_kinds {
-            crate::store::RecordKind::new(kind).map_err(|_| {
+            crate::model::RecordKind::new(kind).map_err(|_| {
                 Error::config(
                     "access.nurse_writable_kinds",
                     "holds an invalid record kind",

@@ -1,19 +1,33 @@
 #![doc = include_str!("../README.md")]
+// Without the `testing` feature the raw layers below are crate-private
+// (S-API-1): their items are `pub` for the testing build, so the lints that
+// would flag them as unreachable there are quiet here.
+#![cfg_attr(
+    not(feature = "testing"),
+    allow(unreachable_pub, private_interfaces, private_bounds, dead_code)
+)]
 
 #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
 compile_error!("clarity-core needs a storage backend: enable the `sqlite` or `postgres` feature");
 
 pub mod access;
 pub mod audit;
+#[cfg(feature = "testing")]
 pub mod auth;
+#[cfg(not(feature = "testing"))]
+mod auth;
 pub mod backup;
 pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod model;
 pub mod service;
+#[cfg(feature = "testing")]
 pub mod store;
+#[cfg(not(feature = "testing"))]
+mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod timings;

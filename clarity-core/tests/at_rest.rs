@@ -5,7 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use clarity_core::crypto::Json;
-use clarity_core::store::{PatientProfile, PhiStore};
+use clarity_core::model::PatientProfile;
+use clarity_core::store::PhiStore;
 use clarity_core::testing::{self, Harness};
 use uuid::Uuid;
 
@@ -110,7 +111,7 @@ async fn canary_is_absent_from_a_pg_dump() {
 /// Writes canaries through the service, reads them back (which fills the
 /// cache), and checks the cache holds none of them readable.
 async fn cache_holds_no_phi(clarity: &clarity_core::service::Clarity) {
-    use clarity_core::access::Role;
+    use clarity_core::model::Role;
     let owner = testing::principal(clarity, Role::Clinician).await;
     let canary = format!("CANARY{}", Uuid::new_v4().simple());
     let profile = PatientProfile {
@@ -192,7 +193,11 @@ async fn canary_is_absent_from_a_backup_file() {
     let clarity = clarity_core::Clarity::open(config).await.expect("open");
     let archive = h.dir.path().join("backup.cbak");
     let manifest = clarity
-        .backup(&clarity.operator(), &archive, &|_| {})
+        .backup(
+            &clarity.operator().await.expect("operator"),
+            &archive,
+            &|_| {},
+        )
         .await
         .expect("backup");
     clarity.shutdown().await;

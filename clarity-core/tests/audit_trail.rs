@@ -7,19 +7,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use clarity_core::access::Role;
+use clarity_core::audit::{AuditBatch, AuditStore, StoredBatch};
 use clarity_core::audit::{
     AuditEvent, AuditFilter, AuditKeys, AuditWriter, ChainReport, Checkpoint, WriterSettings,
     verify,
 };
 use clarity_core::clock::{Clock, ManualClock, SystemClock};
 use clarity_core::crypto::{Json, Key};
+use clarity_core::model::Role;
+use clarity_core::model::{PageRequest, PatientLookup, PatientProfile};
 use clarity_core::service::{BreakGlassRequest, CareTeamAssignment};
-use clarity_core::store::{
-    AuditBatch, AuditStore, Backends, PageRequest, PatientLookup, PatientProfile, StoredBatch,
-};
+use clarity_core::store::Backends;
 use clarity_core::testing::{self, Harness, principal};
-use clarity_core::{Clarity, Config, ErrorKind};
+use clarity_core::{Config, ErrorKind};
 use uuid::Uuid;
 
 fn profile(given: &str) -> PatientProfile {
@@ -411,7 +411,7 @@ async fn a_failed_audit_write_fails_the_operation() {
         identity: Arc::clone(&h.identity),
         audit: failing.clone(),
     };
-    let clarity = Clarity::with_parts(
+    let clarity = testing::with_parts(
         Config::default(),
         backends,
         Arc::clone(&h.keys),
@@ -506,7 +506,7 @@ async fn a_failed_audit_write_fails_the_operation() {
     );
     // Access changes too: a membership, its removal, a break-glass grant.
     let assignment = CareTeamAssignment {
-        user_id: colleague.user_id,
+        user_id: colleague.user_id(),
         relationship: None,
         expires_at: None,
     };
@@ -518,7 +518,7 @@ async fn a_failed_audit_write_fails_the_operation() {
         ErrorKind::Unavailable
     );
     let refused = clarity
-        .remove_care_team_member(&admin, patient.id, clinician.user_id)
+        .remove_care_team_member(&admin, patient.id, clinician.user_id())
         .await;
     assert_eq!(
         refused.expect_err("no event").kind(),
@@ -667,11 +667,15 @@ async fn every_operation_writes_exactly_one_event() {
         "patient.lookup",
         "record.delete",
     ] {
-        assert_eq!(count(subtype, clinician.user_id, "0").await, N, "{subtype}");
+        assert_eq!(
+            count(subtype, clinician.user_id(), "0").await,
+            N,
+            "{subtype}"
+        );
     }
     // Each of the N list calls returned all N patients: one event per patient
     // listed, so each patient's accounting of disclosures finds every list.
-    assert_eq!(count("patient.list", clinician.user_id, "0").await, N * N);
+    assert_eq!(count("patient.list", clinician.user_id(), "0").await, N * N);
     for p in &patients {
         let filter = AuditFilter {
             patient_id: Some(p.id),
@@ -688,13 +692,13 @@ async fn every_operation_writes_exactly_one_event() {
         );
     }
     // Each update read the patient first: N reads from the loop.
-    assert_eq!(count("patient.read", clinician.user_id, "0").await, N);
+    assert_eq!(count("patient.read", clinician.user_id(), "0").await, N);
     assert_eq!(
-        count("patient.read", outsider.user_id, "4").await,
+        count("patient.read", outsider.user_id(), "4").await,
         N,
         "denials are audited too"
     );
-    assert_eq!(count("auth.login", clinician.user_id, "0").await, 1);
+    assert_eq!(count("auth.login", clinician.user_id(), "0").await, 1);
 }
 
 // S-AUD-4: events carry identifiers only; S-AUD-5: query and FHIR export.
@@ -733,7 +737,7 @@ async fn events_hold_identifiers_only_and_export_as_fhir() {
         events
             .items
             .iter()
-            .all(|e| e.actor_id == Some(clinician.user_id))
+            .all(|e| e.actor_id == Some(clinician.user_id()))
     );
     assert_eq!(
         clarity

@@ -8,11 +8,11 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use clarity_core::access::Role;
 use clarity_core::backup::{self, Manifest};
 use clarity_core::config::{Backend, KeyProviderKind};
 use clarity_core::crypto::{Json, SecretString};
-use clarity_core::store::PatientProfile;
+use clarity_core::model::PatientProfile;
+use clarity_core::model::Role;
 use clarity_core::testing::{self, access_token, user_with_role};
 use clarity_core::{Clarity, Config, ErrorKind};
 use uuid::Uuid;
@@ -101,7 +101,7 @@ async fn fill(clarity: &Clarity) -> Written {
 async fn take_backup(config: &Config, out: &Path) -> Manifest {
     let clarity = Clarity::open(config.clone()).await.expect("open");
     let manifest = clarity
-        .backup(&clarity.operator(), out, &|_| {})
+        .backup(&clarity.operator().await.expect("operator"), out, &|_| {})
         .await
         .expect("backup");
     clarity.shutdown().await;
@@ -140,7 +140,7 @@ async fn assert_readable(config: &Config, written: &Written) {
         assert_eq!(&read.data.expose().0, body);
     }
     let reports = clarity
-        .verify_audit(&clarity.operator())
+        .verify_audit(&clarity.operator().await.expect("operator"))
         .await
         .expect("verify");
     assert!(reports.iter().all(|r| r.ok), "{reports:?}");
@@ -366,13 +366,7 @@ async fn erasure_survives_a_restore_of_an_older_backup() {
         .expect_err("erased");
     assert_eq!(err.kind(), ErrorKind::NotFound);
     assert!(
-        clarity
-            .phi()
-            .store()
-            .get_data_key(erased)
-            .await
-            .expect("read")
-            .is_none(),
+        !testing::has_data_key(&clarity, erased).await.expect("read"),
         "its data key is gone"
     );
     clarity
@@ -380,7 +374,7 @@ async fn erasure_survives_a_restore_of_an_older_backup() {
         .await
         .expect("the others read");
     let reports = clarity
-        .verify_audit(&clarity.operator())
+        .verify_audit(&clarity.operator().await.expect("operator"))
         .await
         .expect("verify");
     assert!(reports.iter().all(|r| r.ok));

@@ -2,9 +2,10 @@
 //! patient go to the database for nothing (counted by the cache's own
 //! hit and miss counters, not timed).
 
-use clarity_core::access::{Principal, Role};
+use clarity_core::access::Principal;
 use clarity_core::crypto::Json;
-use clarity_core::store::PatientProfile;
+use clarity_core::model::PatientProfile;
+use clarity_core::model::Role;
 use clarity_core::{Clarity, testing};
 
 /// A SQLite harness with its service and a clinician's token and principal.

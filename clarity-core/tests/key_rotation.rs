@@ -5,15 +5,15 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use clarity_core::access::Role;
 use clarity_core::audit::AuditFilter;
 use clarity_core::clock::SystemClock;
 use clarity_core::config::Config;
 use clarity_core::crypto::Json;
 use clarity_core::crypto::{Key, KeyProvider, WrappedKey};
+use clarity_core::model::Role;
+use clarity_core::model::{PageRequest, PatientProfile};
 use clarity_core::service::Clarity;
 use clarity_core::store::Backends;
-use clarity_core::store::{PageRequest, PatientProfile};
 use clarity_core::testing::{self, Harness, principal};
 use clarity_core::{ErrorKind, service::KekUsage};
 
@@ -166,7 +166,7 @@ async fn rotation(h: Harness) {
     );
 
     let filter = AuditFilter {
-        actor_id: Some(admin.user_id),
+        actor_id: Some(admin.user_id()),
         subtype: Some("keys.rotate".into()),
         ..AuditFilter::default()
     };
@@ -295,7 +295,7 @@ async fn crash_in_the_middle_of_rewrapping(h: Harness) {
         identity: Arc::clone(&h.identity),
         audit: Arc::clone(&h.audit),
     };
-    let doomed = Clarity::with_parts(Config::default(), backends, crashing, Arc::new(SystemClock))
+    let doomed = testing::with_parts(Config::default(), backends, crashing, Arc::new(SystemClock))
         .await
         .expect("open");
     let err = doomed
@@ -518,7 +518,7 @@ async fn audit_key_rotation_keeps_every_chain_verifying() {
     patients_with_records(&restarted, &clinician, 2).await;
     let second_chain = restarted.audit_chain();
     let reports = restarted
-        .verify_audit(&restarted.operator())
+        .verify_audit(&restarted.operator().await.expect("operator"))
         .await
         .expect("verify");
     assert!(

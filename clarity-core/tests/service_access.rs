@@ -4,11 +4,11 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
-use clarity_core::access::Role;
 use clarity_core::clock::ManualClock;
 use clarity_core::crypto::Json;
+use clarity_core::model::Role;
+use clarity_core::model::{PageRequest, PatientProfile};
 use clarity_core::service::{Alert, AlertHook, AlertKind, BreakGlassRequest, CareTeamAssignment};
-use clarity_core::store::{PageRequest, PatientProfile};
 use clarity_core::testing::{self, Harness, principal};
 use clarity_core::{Clarity, Config, ErrorKind};
 
@@ -61,7 +61,7 @@ async fn care_team_assignments_expire() {
         .await
         .expect("patient");
     let assignment = CareTeamAssignment {
-        user_id: nurse.user_id,
+        user_id: nurse.user_id(),
         relationship: Some("night-shift".into()),
         expires_at: Some(start() + Duration::hours(8)),
     };
@@ -93,7 +93,7 @@ async fn care_team_assignments_expire() {
         "expired assignments are not listed"
     );
     let past = CareTeamAssignment {
-        user_id: nurse.user_id,
+        user_id: nurse.user_id(),
         relationship: None,
         expires_at: Some(start()),
     };
@@ -160,7 +160,7 @@ async fn break_glass_is_reasoned_alerted_reviewed_and_expires() {
         .expect("an alert");
     assert_eq!(
         (alert.kind, alert.user_id, alert.patient_id),
-        (AlertKind::BreakGlass, Some(er.user_id), Some(patient.id))
+        (AlertKind::BreakGlass, Some(er.user_id()), Some(patient.id))
     );
 
     clarity
@@ -360,7 +360,7 @@ async fn listing_break_glass_patients_is_recorded_as_break_glass() {
         .expect("list");
     assert_eq!(listed.items.len(), 1);
     let filter = clarity_core::audit::AuditFilter {
-        actor_id: Some(er.user_id),
+        actor_id: Some(er.user_id()),
         patient_id: Some(patient.id),
         subtype: Some("patient.list".into()),
         ..Default::default()

@@ -6,10 +6,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
-use clarity_core::access::{Role, RoleSet};
 use clarity_core::auth::Totp;
 use clarity_core::clock::{Clock, ManualClock};
 use clarity_core::crypto::SecretString;
+use clarity_core::model::{Role, RoleSet};
 use clarity_core::service::{
     Alert, AlertHook, AlertKind, LoginRequest, NewUser, SetupRequest, UserUpdate,
 };
@@ -182,7 +182,7 @@ async fn login_refresh_and_logout() {
         .authenticate(next.access_token.expose())
         .await
         .expect("valid");
-    assert_eq!(again.session_id, principal.session_id);
+    assert_eq!(again.session_id(), principal.session_id());
 
     w.clarity.logout(&again).await.expect("logout");
     for token in [&tokens.access_token, &next.access_token] {
@@ -552,7 +552,7 @@ async fn totp_enrolment_and_replay_protection() {
             .authenticate(tokens.access_token.expose())
             .await
             .expect("p")
-            .mfa
+            .mfa()
     );
     assert_eq!(
         kind(w.clarity.login(with_code, None).await),

@@ -3,7 +3,7 @@
 
 use std::ffi::c_char;
 
-use clarity_core::store::PageRequest;
+use clarity_core::model::PageRequest;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
@@ -20,7 +20,7 @@ pub(crate) fn uuid(ptr: *const c_char, name: &str) -> Result<Uuid, Failure> {
 /// error names positions and fields, never values.
 pub(crate) fn json<T: DeserializeOwned>(ptr: *const c_char, name: &str) -> Result<T, Failure> {
     let text = ffi::str_arg(ptr, name)?;
-    clarity_core::store::parse_json(text)
+    clarity_core::model::parse_json(text)
         .map_err(|e| Failure::new(e.kind().into(), format!("{name}: {e}")))
 }
 

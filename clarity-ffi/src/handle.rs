@@ -12,7 +12,7 @@ use std::ffi::c_char;
 use std::future::Future;
 
 use clarity_core::access::Principal;
-use clarity_core::audit::RequestContext;
+use clarity_core::model::RequestContext;
 use clarity_core::{Clarity, Config};
 
 use crate::error::{Failure, clarity_error};
@@ -87,7 +87,7 @@ impl clarity_client {
 /// local keyring under `./clarity-data`). Environment variables are not read.
 fn parse_config(text: &str) -> Result<Config, Failure> {
     if text.trim_start().starts_with('{') {
-        let config: Config = clarity_core::store::parse_json(text)
+        let config: Config = clarity_core::model::parse_json(text)
             .map_err(|e| Failure::new(clarity_result::Config, format!("configuration {e}")))?;
         config.validate()?;
         Ok(config)

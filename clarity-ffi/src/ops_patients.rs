@@ -10,7 +10,7 @@
 
 use std::ffi::c_char;
 
-use clarity_core::store::{Page, PatientProfile, PatientSearch};
+use clarity_core::model::{Page, PatientProfile, PatientSearch};
 
 use crate::args;
 use crate::error::clarity_error;

@@ -5,7 +5,7 @@
 
 use std::ffi::c_char;
 
-use clarity_core::access::Role;
+use clarity_core::model::Role;
 use clarity_core::testing::matrix::{Operation, Relationship, expected};
 use serde_json::json;
 

@@ -42,7 +42,7 @@ pub(crate) async fn backup(config: Config, output: Option<PathBuf>) -> Result<()
     crate::ops::with_clarity(config, async |clarity| {
         let bar = rows_spinner();
         let manifest = clarity
-            .backup(&clarity.operator(), &output, &|p: &Progress| {
+            .backup(&clarity.operator().await?, &output, &|p: &Progress| {
                 bar.set_message(p.phase);
                 bar.set_position(p.done);
             })

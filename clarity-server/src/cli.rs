@@ -278,7 +278,7 @@ async fn create_user(
     display_name: Option<String>,
 ) -> clarity_core::Result<()> {
     use clarity_core::crypto::SecretString;
-    let roles = clarity_core::access::RoleSet::parse(roles)?;
+    let roles = clarity_core::model::RoleSet::parse(roles)?;
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).map_err(|e| {
         clarity_core::Error::invalid(format!("cannot read the password from standard input: {e}"))

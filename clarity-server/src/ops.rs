@@ -5,11 +5,11 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 
-use clarity_core::access::RoleSet;
 use clarity_core::audit::AuditFilter;
 use clarity_core::crypto::{Json, SecretString};
+use clarity_core::model::RoleSet;
+use clarity_core::model::{PageRequest, PatientProfile};
 use clarity_core::service::{CareTeamAssignment, LoginRequest, NewUser, UserUpdate};
-use clarity_core::store::{PageRequest, PatientProfile};
 use clarity_core::{Clarity, Config, Error, Result};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -46,7 +46,7 @@ pub(crate) async fn with_clarity<T>(
 
 pub(crate) async fn list_users(config: Config) -> Result<()> {
     with_clarity(config, async |clarity| {
-        let operator = clarity.operator();
+        let operator = clarity.operator().await?;
         let mut page = PageRequest::first(1000);
         loop {
             let users = clarity.list_users(&operator, &page).await?;
@@ -68,7 +68,9 @@ pub(crate) async fn disable_user(config: Config, id: uuid::Uuid) -> Result<()> {
             disabled: Some(true),
             ..UserUpdate::default()
         };
-        let user = clarity.update_user(&clarity.operator(), id, update).await?;
+        let user = clarity
+            .update_user(&clarity.operator().await?, id, update)
+            .await?;
         println!("disabled user {} (its sessions are ended)", user.id);
         Ok(())
     })
@@ -82,7 +84,9 @@ pub(crate) async fn set_roles(config: Config, id: uuid::Uuid, roles: &[String]) 
             roles: Some(roles),
             ..UserUpdate::default()
         };
-        let user = clarity.update_user(&clarity.operator(), id, update).await?;
+        let user = clarity
+            .update_user(&clarity.operator().await?, id, update)
+            .await?;
         println!(
             "user {} now has roles {} (its sessions are ended)",
             user.id,
@@ -95,7 +99,7 @@ pub(crate) async fn set_roles(config: Config, id: uuid::Uuid, roles: &[String]) 
 
 pub(crate) async fn audit_verify(config: Config) -> Result<()> {
     with_clarity(config, async |clarity| {
-        let reports = clarity.verify_audit(&clarity.operator()).await?;
+        let reports = clarity.verify_audit(&clarity.operator().await?).await?;
         let mut bad = 0;
         for report in &reports {
             if report.ok {
@@ -130,7 +134,7 @@ pub(crate) async fn audit_export(
 ) -> Result<()> {
     with_clarity(config, async |clarity| {
         let ndjson = clarity
-            .export_audit_fhir(&clarity.operator(), &filter(args), limit)
+            .export_audit_fhir(&clarity.operator().await?, &filter(args), limit)
             .await?;
         match output {
             Some(path) => {
@@ -160,7 +164,7 @@ pub(crate) async fn audit_export(
 
 pub(crate) async fn audit_query(config: Config, args: AuditFilterArgs, limit: usize) -> Result<()> {
     with_clarity(config, async |clarity| {
-        let operator = clarity.operator();
+        let operator = clarity.operator().await?;
         let filter = filter(args);
         let mut page = PageRequest::first(limit.clamp(1, 1000));
         let mut printed = 0;
@@ -182,7 +186,7 @@ pub(crate) async fn audit_query(config: Config, args: AuditFilterArgs, limit: us
 
 pub(crate) async fn key_status(config: Config) -> Result<()> {
     with_clarity(config, async |clarity| {
-        let status = clarity.key_status(&clarity.operator()).await?;
+        let status = clarity.key_status(&clarity.operator().await?).await?;
         println!(
             "provider {}: current KEK version {} (versions held: {:?})",
             status.provider, status.current_kek_version, status.kek_versions
@@ -213,7 +217,7 @@ pub(crate) async fn key_status(config: Config) -> Result<()> {
 
 pub(crate) async fn rotate_keys(config: Config) -> Result<()> {
     with_clarity(config, async |clarity| {
-        let operator = clarity.operator();
+        let operator = clarity.operator().await?;
         let status = clarity.key_status(&operator).await?;
         let total: u64 = status.usage.iter().map(|u| u.data_keys).sum();
         let bar = ProgressBar::new(total).with_style(
@@ -241,7 +245,7 @@ pub(crate) async fn rotate_keys(config: Config) -> Result<()> {
 
 pub(crate) async fn retire_keys(config: Config) -> Result<()> {
     with_clarity(config, async |clarity| {
-        let report = clarity.retire_keys(&clarity.operator()).await?;
+        let report = clarity.retire_keys(&clarity.operator().await?).await?;
         if report.retired.is_empty() {
             println!("no KEK version to retire: every old version still wraps data keys (finish the rotation first)");
         } else {
@@ -255,7 +259,7 @@ pub(crate) async fn retire_keys(config: Config) -> Result<()> {
 
 pub(crate) async fn rotate_token_key(config: Config) -> Result<()> {
     with_clarity(config, async |clarity| {
-        let report = clarity.rotate_token_key(&clarity.operator()).await?;
+        let report = clarity.rotate_token_key(&clarity.operator().await?).await?;
         println!(
             "access tokens are issued under token key version {}; tokens of the previous version are accepted until {} (restart running servers within that time so that they issue under the new version too)",
             report.version,
@@ -269,7 +273,7 @@ pub(crate) async fn rotate_token_key(config: Config) -> Result<()> {
 
 pub(crate) async fn rotate_audit_key(config: Config) -> Result<()> {
     with_clarity(config, async |clarity| {
-        let version = clarity.rotate_audit_key(&clarity.operator()).await?;
+        let version = clarity.rotate_audit_key(&clarity.operator().await?).await?;
         println!(
             "audit chains started from now on use audit key version {version}; existing chains keep theirs (restart running servers to start chains under it)"
         );
@@ -313,7 +317,7 @@ const FAMILY: &[&str] = &[
 
 pub(crate) async fn demo(config: Config, args: DemoArgs) -> Result<()> {
     with_clarity(config, async |clarity| {
-                let operator = clarity.operator();
+                let operator = clarity.operator().await?;
         // Demo users share a printed password: never beside real accounts.
         if !clarity
             .list_users(&operator, &PageRequest::first(1))
@@ -328,7 +332,7 @@ pub(crate) async fn demo(config: Config, args: DemoArgs) -> Result<()> {
         let run = uuid::Uuid::now_v7().simple().to_string();
         let tag = &run[run.len() - 6..];
         let mut logins = Vec::new();
-        for role in clarity_core::access::Role::ALL {
+        for role in clarity_core::model::Role::ALL {
             let email = format!("demo-{role}-{tag}@example.org");
             let user = clarity
                 .create_user_as_operator(NewUser {
@@ -343,12 +347,12 @@ pub(crate) async fn demo(config: Config, args: DemoArgs) -> Result<()> {
         }
         let clinician_email = logins
             .iter()
-            .find(|(r, ..)| *r == clarity_core::access::Role::Clinician)
+            .find(|(r, ..)| *r == clarity_core::model::Role::Clinician)
             .map(|(_, e, _)| e.clone())
             .unwrap_or_default();
         let nurse = logins
             .iter()
-            .find(|(r, ..)| *r == clarity_core::access::Role::Nurse)
+            .find(|(r, ..)| *r == clarity_core::model::Role::Nurse)
             .map(|(_, _, id)| *id);
         let tokens = clarity
             .login(

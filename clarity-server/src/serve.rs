@@ -50,7 +50,7 @@ pub async fn serve(config: Config) -> Result<()> {
     // Last, so that whoever waits for this line has seen the ones above.
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("Listening on {scheme}://{local}");
-    tracing::info!(%local, backend = clarity.phi().store().backend(), "listening");
+    tracing::info!(%local, backend = clarity.backend(), "listening");
 
     let clarity = Arc::new(clarity);
     let router = Router::new(Arc::clone(&clarity), tls.is_some());
@@ -133,7 +133,7 @@ pub async fn serve(config: Config) -> Result<()> {
 
 /// The operator-facing lines on standard output.
 fn announce(config: &Config, clarity: &Clarity) {
-    let backend = clarity.phi().store().backend();
+    let backend = clarity.backend();
     match config.store.backend {
         Backend::Sqlite => println!(
             "Clarity {} on {backend} at {}",

@@ -141,7 +141,7 @@ async fn a_store_with_data_and_no_keyring_does_not_start() {
         .await
         .expect("open");
     phi.create_patient(
-        clarity_core::store::PatientProfile::from_json(
+        clarity_core::model::PatientProfile::from_json(
             r#"{"mrn":"R-1","given_name":"A","family_name":"B","birth_date":"2000-01-01","sex":"unknown"}"#,
         )
         .expect("profile"),

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use clarity_core::access::Role;
+use clarity_core::model::Role;
 use clarity_core::testing::matrix::{Operation, Outcome, Relationship, expected};
 use clarity_tests::Server;
 use reqwest::{Client, StatusCode};
@@ -101,6 +101,7 @@ fn outcome(reply: &Reply) -> Result<Outcome, String> {
         s if s.is_success() => Ok(Outcome::Allowed),
         StatusCode::NOT_FOUND => Ok(Outcome::Hidden),
         StatusCode::FORBIDDEN => Ok(Outcome::Denied),
+        StatusCode::BAD_REQUEST => Ok(Outcome::Refused),
         other => Err(format!("{other} {}", reply.body)),
     }
 }
@@ -273,6 +274,27 @@ async fn perform(
                 &h.call("POST", "/v1/break-glass", token, Some(body), None)
                     .await,
             )
+        }
+        O::ChangeOwnRoles => {
+            let me = h.call("GET", "/v1/me", token, None, None).await;
+            let own = me.body["user"]["id"].as_str().expect("own id").to_string();
+            let body = json!({"roles": ["auditor"]});
+            outcome(
+                &h.call(
+                    "PATCH",
+                    &format!("/v1/users/{own}"),
+                    token,
+                    Some(body),
+                    None,
+                )
+                .await,
+            )
+        }
+        O::AdminWithPhiRole => {
+            let email = format!("mixed-{}@test.example", uuid::Uuid::new_v4().simple());
+            let body =
+                json!({"email": email, "password": PASSWORD, "roles": ["admin", "clinician"]});
+            outcome(&h.call("POST", "/v1/users", token, Some(body), None).await)
         }
         O::ErasePatient => outcome(
             &h.call("DELETE", &format!("/v1/patients/{p}"), token, None, None)

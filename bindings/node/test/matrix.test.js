@@ -9,7 +9,8 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { describe, it } = require('node:test');
 const sdk = require('..');
-const { backends, open, newUser, profile, inCi } = require('./helpers');
+const crypto = require('node:crypto');
+const { PASSWORD, backends, open, newUser, profile, inCi } = require('./helpers');
 
 const NOTE = { text: 'seen today' };
 
@@ -20,6 +21,7 @@ async function outcome(call) {
   } catch (e) {
     if (e instanceof sdk.NotFoundError) return 'Hidden';
     if (e instanceof sdk.PermissionDeniedError) return 'Denied';
+    if (e instanceof sdk.InvalidInputError) return 'Refused';
     throw e;
   }
 }
@@ -34,7 +36,8 @@ async function listing(call, patient) {
   }
 }
 
-async function perform(c, token, owner, op, cell) {
+async function perform(c, caller, owner, op, cell) {
+  const { token } = caller;
   const { patient: p, record: r, mrn } = cell;
   switch (op) {
     case 'CreatePatient': return outcome(() => c.createPatient(token, profile()));
@@ -63,6 +66,11 @@ async function perform(c, token, owner, op, cell) {
     case 'ReviewGrants': return outcome(() => c.listGrants(token, { limit: 1000 }));
     case 'ResearchView': return outcome(() => c.researchPatients(token, { limit: 10 }));
     case 'BreakGlass': return outcome(() => c.breakGlass(token, p, 'matrix: emergency access check'));
+    case 'ChangeOwnRoles': return outcome(() => c.updateUser(token, caller.id, { roles: ['auditor'] }));
+    case 'AdminWithPhiRole': {
+      const email = `mixed-${crypto.randomUUID()}@test.example`;
+      return outcome(() => c.createUser(token, { email, password: PASSWORD, roles: ['admin', 'clinician'] }));
+    }
     case 'ErasePatient': return outcome(() => c.erasePatient(token, p));
     default: throw new Error(`the specification names an operation this test does not know: ${op}`);
   }
@@ -94,7 +102,7 @@ async function runMatrix(c, spec) {
     if (rel === 'ExpiredAssignment') await new Promise((done) => setTimeout(done, 2500));
     for (const [i, caller] of callers.entries()) {
       for (const op of spec.operations) {
-        answers.set(`${caller.role} ${op} ${rel}`, await perform(c, caller.token, owner, op, cells[i]));
+        answers.set(`${caller.role} ${op} ${rel}`, await perform(c, caller, owner, op, cells[i]));
       }
     }
   }

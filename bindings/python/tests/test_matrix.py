@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from pathlib import Path
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, List
@@ -15,7 +16,7 @@ import pytest
 
 import clarity
 from clarity.client import matrix_specification
-from conftest import in_ci, new_user, profile
+from conftest import PASSWORD, in_ci, new_user, profile
 
 NOTE = {"text": "seen today"}
 
@@ -38,6 +39,8 @@ def outcome(call: Callable[[], Any]) -> str:
         return "Hidden"
     except clarity.PermissionDenied:
         return "Denied"
+    except clarity.InvalidInput:
+        return "Refused"
 
 
 def listing(call: Callable[[], Dict[str, Any]], patient: str) -> str:
@@ -48,7 +51,9 @@ def listing(call: Callable[[], Dict[str, Any]], patient: str) -> str:
     return "Listed" if any(p.get("id") == patient for p in items) else "NotListed"
 
 
-def perform(c: clarity.Clarity, token: str, owner: str, owner_id: str, op: str, cell: Dict[str, str]) -> str:
+def perform(
+    c: clarity.Clarity, token: str, self_id: str, owner: str, owner_id: str, op: str, cell: Dict[str, str]
+) -> str:
     p, r = cell["patient"], cell["record"]
     if op == "CreatePatient":
         return outcome(lambda: c.create_patient(token, profile()))
@@ -85,6 +90,11 @@ def perform(c: clarity.Clarity, token: str, owner: str, owner_id: str, op: str, 
         return outcome(lambda: c.research_patients(token, 10))
     if op == "BreakGlass":
         return outcome(lambda: c.break_glass(token, p, "matrix: emergency access check"))
+    if op == "ChangeOwnRoles":
+        return outcome(lambda: c.update_user(token, self_id, roles=["auditor"]))
+    if op == "AdminWithPhiRole":
+        email = f"mixed-{uuid.uuid4().hex}@test.example"
+        return outcome(lambda: c.create_user(token, email, PASSWORD, ["admin", "clinician"]))
     if op == "ErasePatient":
         return outcome(lambda: c.erase_patient(token, p))
     raise AssertionError(f"the specification names an operation this test does not know: {op}")
@@ -115,9 +125,9 @@ def run_matrix(c: clarity.Clarity, matrix: Dict[str, Any]) -> Dict[tuple, str]:
             cells.append(cell)
         if rel == "ExpiredAssignment":
             time.sleep(2.5)
-        for (role, _, token), cell in zip(callers, cells):
+        for (role, user_id, token), cell in zip(callers, cells):
             for op in matrix["operations"]:
-                answers[(role, op, rel)] = perform(c, token, owner, owner_id, op, cell)
+                answers[(role, op, rel)] = perform(c, token, user_id, owner, owner_id, op, cell)
     return answers
 
 

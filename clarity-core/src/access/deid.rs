@@ -12,7 +12,7 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::crypto::Key;
-use crate::store::PatientProfile;
+use crate::model::PatientProfile;
 
 /// A patient as a researcher sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

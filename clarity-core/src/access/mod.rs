@@ -6,34 +6,89 @@
 //! default: an action is allowed only by a rule below that names it.
 
 mod deid;
-mod roles;
 
 use std::fmt;
 
 use serde::Serialize;
 use uuid::Uuid;
 
+pub use crate::model::{Role, RoleSet};
 pub use deid::{DeidentifiedPatient, deidentify};
-pub use roles::{Role, RoleSet};
 
-use crate::store::RecordKind;
+use crate::model::{RecordKind, RequestContext};
 
 /// Who is calling: established by authentication, carried into every operation.
+///
+/// A `Principal` cannot be built outside this crate: it comes only from
+/// [`crate::Clarity::authenticate`] (a live session's access token) or from
+/// [`crate::Clarity::operator`] (the audited local operator, who holds the
+/// data directory and keys). Its fields are read through methods.
+///
+/// ```compile_fail,E0451
+/// // S-API-1: no struct literal from outside the crate (private fields).
+/// let forged = clarity_core::access::Principal {
+///     user_id: uuid::Uuid::now_v7(),
+///     session_id: uuid::Uuid::now_v7(),
+///     roles: clarity_core::model::RoleSet::from_roles([clarity_core::model::Role::Admin]),
+///     patient_id: None,
+///     mfa: true,
+///     context: Default::default(),
+/// };
+/// ```
+///
+/// ```compile_fail,E0616
+/// // S-API-1: fields are not public; a principal's roles cannot be edited.
+/// fn promote(p: &mut clarity_core::access::Principal) {
+///     p.roles = clarity_core::model::RoleSet::from_roles([clarity_core::model::Role::Clinician]);
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Principal {
     /// The user's id.
-    pub user_id: Uuid,
+    pub(crate) user_id: Uuid,
     /// The session the caller's token belongs to.
-    pub session_id: Uuid,
+    pub(crate) session_id: Uuid,
     /// The user's roles.
-    pub roles: RoleSet,
+    pub(crate) roles: RoleSet,
     /// For a user with the `patient` role: the patient record that is theirs.
-    pub patient_id: Option<Uuid>,
+    pub(crate) patient_id: Option<Uuid>,
     /// Whether the session was established with a second factor.
-    pub mfa: bool,
+    pub(crate) mfa: bool,
     /// The request being served (purpose of use, client address, request
-    /// id), recorded in audit events. Set by the server per request.
-    pub context: crate::audit::RequestContext,
+    /// id), recorded in audit events. Set by authentication per request.
+    pub(crate) context: RequestContext,
+}
+
+impl Principal {
+    /// The user's id.
+    pub fn user_id(&self) -> Uuid {
+        self.user_id
+    }
+
+    /// The session the caller's token belongs to (nil for the operator).
+    pub fn session_id(&self) -> Uuid {
+        self.session_id
+    }
+
+    /// The user's roles.
+    pub fn roles(&self) -> RoleSet {
+        self.roles
+    }
+
+    /// For a user with the `patient` role: the patient record that is theirs.
+    pub fn patient_id(&self) -> Option<Uuid> {
+        self.patient_id
+    }
+
+    /// Whether the session was established with a second factor.
+    pub fn mfa(&self) -> bool {
+        self.mfa
+    }
+
+    /// The request being served, as recorded in audit events.
+    pub fn context(&self) -> &RequestContext {
+        &self.context
+    }
 }
 
 /// What the caller wants to do.

@@ -13,9 +13,9 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::{AuditEvent, Checkpoint};
+use crate::audit::AuditStore;
 use crate::crypto::Key;
 use crate::error::{Error, Result};
-use crate::store::AuditStore;
 
 /// Length of a MAC.
 pub(crate) const MAC_LEN: usize = 32;

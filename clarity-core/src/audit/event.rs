@@ -1,11 +1,11 @@
 //! The audit event: identifiers only, never PHI values or secrets (S-AUD-4),
 //! shaped after FHIR R4 AuditEvent / IHE BALP.
 
-use std::net::IpAddr;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::model::RequestContext;
 
 /// What was done (FHIR `AuditEvent.action`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,17 +72,6 @@ impl AuditOutcome {
             _ => AuditOutcome::SeriousFailure,
         }
     }
-}
-
-/// Per-request facts the server knows and the core records.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct RequestContext {
-    /// Purpose of use (`TREAT` by default; `ETREAT` under break-glass; ...).
-    pub purpose: Option<String>,
-    /// The client's network address.
-    pub client_address: Option<IpAddr>,
-    /// The request id given to the client.
-    pub request_id: Option<String>,
 }
 
 /// An event as the service describes it, before it joins a chain.

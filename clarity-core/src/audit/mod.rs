@@ -8,19 +8,31 @@
 mod chain;
 mod event;
 mod fhir;
+mod store;
 mod writer;
 
-pub use chain::{AuditKeys, ChainReport, verify};
-pub use event::{
-    AuditAction, AuditEvent, AuditFilter, AuditOutcome, Checkpoint, EventDraft, RequestContext,
-};
+pub use chain::ChainReport;
+// The writer, the keys and verification over a raw store: test-only outside
+// the crate; applications verify with `Clarity::verify_audit`.
+pub use crate::model::RequestContext;
+#[cfg(feature = "testing")]
+pub use chain::{AuditKeys, verify};
+#[cfg(not(feature = "testing"))]
+pub(crate) use chain::{AuditKeys, verify};
+pub use event::{AuditAction, AuditEvent, AuditFilter, AuditOutcome, Checkpoint, EventDraft};
 pub use fhir::to_fhir;
+#[cfg(feature = "testing")]
+pub use store::{AuditBatch, AuditStore, SealBatch, StoredBatch};
+#[cfg(not(feature = "testing"))]
+pub(crate) use store::{AuditBatch, AuditStore, SealBatch, StoredBatch};
+#[cfg(feature = "testing")]
 pub use writer::{AuditWriter, WriterSettings};
+#[cfg(not(feature = "testing"))]
+pub(crate) use writer::{AuditWriter, WriterSettings};
 
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
-use crate::store::AuditStore;
 
 /// Default retention: six years (HIPAA documentation retention).
 pub const DEFAULT_RETENTION_DAYS: u32 = 6 * 366;

@@ -14,9 +14,10 @@ use uuid::Uuid;
 
 use super::chain::{AuditKeys, MAC_LEN};
 use super::{AuditEvent, AuditOutcome, Checkpoint, EventDraft};
+use crate::audit::{AuditBatch, AuditStore, StoredBatch};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::store::{AuditBatch, AuditStore, Change, StoredBatch};
+use crate::model::Change;
 use crate::timings::{Stage, StageTimes};
 
 /// Events per transaction at most.

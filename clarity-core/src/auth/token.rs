@@ -20,10 +20,10 @@ use sha2::Sha256;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::access::RoleSet;
 use crate::config::{AuthConfig, TokenPurpose};
 use crate::crypto::Key;
 use crate::error::{Error, Result};
+use crate::model::RoleSet;
 
 /// Longest token accepted for parsing.
 const MAX_TOKEN_LEN: usize = 4096;
@@ -359,7 +359,7 @@ fn untrusted_footer(token: &str) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::Role;
+    use crate::model::Role;
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 

@@ -11,9 +11,8 @@ use uuid::Uuid;
 use super::{Invalidation, Invalidator};
 use crate::crypto::BlindIndex;
 use crate::error::Result;
-use crate::store::{
-    CareTeamRow, GrantRow, IdentityStore, LoginFailures, RefreshRow, SessionRow, UserRow,
-};
+use crate::model::{CareTeamRow, GrantRow, LoginFailures, RefreshRow, SessionRow, UserRow};
+use crate::store::IdentityStore;
 
 /// An [`IdentityStore`] with the reads of the authentication and access
 /// path cached. Logins, refresh tokens, failures and lists always go to the

@@ -9,7 +9,8 @@ use uuid::Uuid;
 use super::{Invalidation, Invalidator};
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::Result;
-use crate::store::{Change, Changed, DataKeyRow, PatientRow, RecordRow, Store};
+use crate::model::{Change, Changed, DataKeyRow, PatientRow, RecordRow};
+use crate::store::Store;
 
 /// A [`Store`] with cached point reads of patients, records and wrapped
 /// data keys (all ciphertext). Lists, lookups and metadata always go to the

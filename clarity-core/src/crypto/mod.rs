@@ -14,10 +14,22 @@ mod secret;
 mod transit;
 
 pub use blind_index::{BlindIndex, BlindIndexer, IndexField};
-pub use keyring::LocalKeyring;
-pub use provider::{KeyProvider, WrappedKey, fingerprint};
 pub use secret::{Json, Key, Phi, SecretString};
-pub use transit::{ROOT_CONTEXT, RootRecord, TransitKeyProvider, TransitSettings};
+pub use transit::TransitSettings;
+// Key providers hand out the root secret: outside the crate only for tests
+// (S-API-1); applications reach keys through `Clarity::open` alone.
+#[cfg(feature = "testing")]
+pub use keyring::LocalKeyring;
+#[cfg(not(feature = "testing"))]
+pub(crate) use keyring::LocalKeyring;
+#[cfg(feature = "testing")]
+pub use provider::{KeyProvider, WrappedKey, fingerprint};
+#[cfg(not(feature = "testing"))]
+pub(crate) use provider::{KeyProvider, WrappedKey, fingerprint};
+#[cfg(feature = "testing")]
+pub use transit::{ROOT_CONTEXT, RootRecord, TransitKeyProvider};
+#[cfg(not(feature = "testing"))]
+pub(crate) use transit::{ROOT_CONTEXT, RootRecord, TransitKeyProvider};
 
 use crate::error::{Error, Result};
 

@@ -8,7 +8,7 @@ use super::auditing::Ev;
 use crate::access::{Action, Principal};
 use crate::audit::{AuditAction, AuditEvent, AuditFilter, ChainReport, purge, to_fhir, verify};
 use crate::error::Result;
-use crate::store::{Page, PageRequest};
+use crate::model::{Page, PageRequest};
 
 use super::{Alert, AlertKind};
 

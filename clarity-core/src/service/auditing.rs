@@ -6,9 +6,10 @@ use uuid::Uuid;
 
 use super::Clarity;
 use crate::access::{Principal, Reason};
-use crate::audit::{AuditAction, AuditOutcome, EventDraft, RequestContext};
+use crate::audit::{AuditAction, AuditOutcome, EventDraft};
 use crate::error::{ErrorKind, Result};
-use crate::store::Change;
+use crate::model::Change;
+use crate::model::RequestContext;
 
 /// What an operation is, for its audit event.
 #[derive(Debug, Clone)]

@@ -42,7 +42,7 @@ impl Clarity {
 
     /// Records a finished restore in the restored store's audit trail.
     pub(crate) async fn record_restore(&self, report: &RestoreReport) -> Result<()> {
-        let operator = self.operator();
+        let operator = self.operator_principal();
         let ev = Ev::of("security", "backup.restore", AuditAction::Create);
         let reason = Some(format!(
             "backup_id={} erased_patients_skipped={}",

@@ -11,7 +11,7 @@ use crate::access::{Action, Principal};
 use crate::audit::{AuditAction, AuditOutcome};
 use crate::crypto::WrappedKey;
 use crate::error::Result;
-use crate::store::DataKeyRow;
+use crate::model::DataKeyRow;
 
 /// Data keys re-wrapped per batch.
 const BATCH: usize = 500;

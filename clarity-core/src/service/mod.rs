@@ -73,13 +73,14 @@ pub struct Clarity {
     address_locks: crate::auth::KeyedLocks<std::net::IpAddr>,
     alerts: Arc<dyn AlertHook>,
     audit: AuditWriter,
-    audit_store: Arc<dyn crate::store::AuditStore>,
+    audit_store: Arc<dyn crate::audit::AuditStore>,
     audit_keys: AuditKeys,
     counters: Counters,
     times: StageTimes,
     caching: crate::cache::Caching,
-    /// Where erasures are recorded for restores (S-KEY-3); set by [`Clarity::open`].
-    erasure_ledger: Option<crate::backup::ErasureLedger>,
+    /// Where erasures are recorded for restores (S-KEY-3): every erasure
+    /// takes the one path that writes it.
+    erasure_ledger: crate::backup::ErasureLedger,
 }
 
 /// Operation counters, for metrics.
@@ -183,20 +184,17 @@ impl Clarity {
     pub async fn open(config: Config) -> Result<Clarity> {
         let backends = crate::store::open(&config).await?;
         let keys = open_key_provider(&config, backends.rows.as_ref()).await?;
-        let ledger = crate::backup::ErasureLedger::in_dir(config.erasure_ledger_dir());
-        Ok(
-            Self::with_parts(config, backends, keys, Arc::new(crate::clock::SystemClock))
-                .await?
-                .with_erasure_ledger(ledger),
-        )
+        Self::with_parts(config, backends, keys, Arc::new(crate::clock::SystemClock)).await
     }
 
     /// Builds an instance from already opened parts (tests use a
-    /// [`crate::clock::ManualClock`] and the in-memory backend here).
+    /// [`crate::clock::ManualClock`] and the in-memory backend here, through
+    /// `testing::with_parts`). Erasures are recorded in the erasure ledger
+    /// that `config` names, as with [`Clarity::open`].
     ///
     /// # Errors
     /// [`Error::Key`] when the keyring is not the store's.
-    pub async fn with_parts(
+    pub(crate) async fn with_parts(
         config: Config,
         backends: Backends,
         keys: Arc<dyn KeyProvider>,
@@ -237,6 +235,7 @@ impl Clarity {
             },
             times.clone(),
         );
+        let erasure_ledger = crate::backup::ErasureLedger::in_dir(config.erasure_ledger_dir());
         let free = config.auth.backoff_after_failures;
         let config_token_secs = config.auth.access_token_secs;
         Ok(Clarity {
@@ -265,14 +264,14 @@ impl Clarity {
             counters: Counters::default(),
             times,
             caching,
-            erasure_ledger: None,
+            erasure_ledger,
         })
     }
 
     /// Records every erasure in `ledger`, so that restoring a backup taken
     /// before an erasure leaves the erased patient unreadable (S-KEY-3).
     pub fn with_erasure_ledger(mut self, ledger: crate::backup::ErasureLedger) -> Self {
-        self.erasure_ledger = Some(ledger);
+        self.erasure_ledger = ledger;
         self
     }
 
@@ -282,27 +281,59 @@ impl Clarity {
         self
     }
 
-    /// The encrypted store underneath.
-    pub fn phi(&self) -> &PhiStore {
+    /// The encrypted store underneath: for the test helpers only (every
+    /// PHI access goes through the audited operations of [`Clarity`],
+    /// S-API-1).
+    #[cfg(feature = "testing")]
+    pub(crate) fn phi(&self) -> &PhiStore {
         &self.phi
     }
 
-    /// The principal of a local operator: someone running the `clarity`
-    /// command on the server with the data directory and keys at hand, who
-    /// could read the store directly anyway. Holds the admin and auditor
-    /// roles (never a PHI-reading role); its actions are audited under the
-    /// reserved id [`OPERATOR_ID`] with purpose `HSYSADMIN`.
-    pub fn operator(&self) -> Principal {
+    /// The storage backend's name: `memory`, `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        self.phi.store().backend()
+    }
+
+    /// Readiness of each dependency: the database, then the key provider.
+    pub async fn readiness(&self) -> (Result<()>, Result<()>) {
+        tokio::join!(self.phi.store().ping(), self.phi.keys().check())
+    }
+
+    /// The principal of the local operator: whoever opened this handle from
+    /// the configuration, and so holds the data directory and keys (the
+    /// `clarity` command on the server, or an application embedding
+    /// Clarity that bootstraps its first accounts). It holds the admin and
+    /// auditor roles and never a PHI-reading role (S-AC-8); every call
+    /// writes an `operator.session` audit event before the principal is
+    /// handed out, and its actions are audited under the reserved id
+    /// [`OPERATOR_ID`] with purpose `HSYSADMIN`.
+    ///
+    /// # Errors
+    /// The audit write's error: no event, no principal.
+    pub async fn operator(&self) -> Result<Principal> {
+        let principal = self.operator_principal();
+        let ev = auditing::Ev::of(
+            "admin",
+            "operator.session",
+            crate::audit::AuditAction::Execute,
+        );
+        self.audited(&principal, ev, Ok(((), Reason::Role))).await?;
+        Ok(principal)
+    }
+
+    /// [`Clarity::operator`] without its audit event: for operations that
+    /// write their own event under the operator's id.
+    pub(crate) fn operator_principal(&self) -> Principal {
         Principal {
             user_id: OPERATOR_ID,
             session_id: uuid::Uuid::nil(),
-            roles: crate::access::RoleSet::from_roles([
-                crate::access::Role::Admin,
-                crate::access::Role::Auditor,
+            roles: crate::model::RoleSet::from_roles([
+                crate::model::Role::Admin,
+                crate::model::Role::Auditor,
             ]),
             patient_id: None,
             mfa: false,
-            context: crate::audit::RequestContext {
+            context: crate::model::RequestContext {
                 purpose: Some("HSYSADMIN".into()),
                 client_address: None,
                 request_id: None,
@@ -513,7 +544,7 @@ impl Clarity {
 
     /// The caller's relationship to a patient, now.
     async fn relation(&self, principal: &Principal, patient: uuid::Uuid) -> Result<Relation> {
-        use crate::access::Role;
+        use crate::model::Role;
         let now = self.clock.now();
         let clinical =
             principal.roles.contains(Role::Clinician) || principal.roles.contains(Role::Nurse);

@@ -10,11 +10,12 @@ use uuid::Uuid;
 use super::auditing::Ev;
 use super::users::secs;
 use super::{Alert, AlertKind, Clarity};
-use crate::access::{Action, DeidentifiedPatient, Principal, Reason, Role, deidentify};
+use crate::access::{Action, DeidentifiedPatient, Principal, Reason, deidentify};
 use crate::audit::AuditAction;
 use crate::crypto::Json;
 use crate::error::{Error, Result};
-use crate::store::{
+use crate::model::Role;
+use crate::model::{
     CareTeamRow, Change, GrantRow, Page, PageRequest, Patient, PatientLookup, PatientProfile,
     Record, RecordKind,
 };
@@ -197,9 +198,7 @@ impl Clarity {
         .await;
         let ev = Ev::rest("patient.erase", AuditAction::Delete).patient(id);
         self.audited_change(principal, ev, prepared).await?;
-        if let Some(ledger) = &self.erasure_ledger {
-            ledger.record(id, at)?;
-        }
+        self.erasure_ledger.record(id, at)?;
         Ok(())
     }
 

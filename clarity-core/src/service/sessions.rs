@@ -9,12 +9,14 @@ use uuid::Uuid;
 use super::auditing::Ev;
 use super::users::secs;
 use super::{Alert, AlertKind, Clarity, User};
-use crate::access::{Principal, Role};
-use crate::audit::{AuditAction, AuditOutcome, RequestContext};
+use crate::access::Principal;
+use crate::audit::{AuditAction, AuditOutcome};
 use crate::auth::{AccessClaims, REFRESH_PREFIX, backoff_delay, hash_secret, new_refresh_token};
 use crate::crypto::{IndexField, SecretString};
 use crate::error::{Error, Result};
-use crate::store::{RefreshRow, SessionRow, UserRow};
+use crate::model::RequestContext;
+use crate::model::Role;
+use crate::model::{RefreshRow, SessionRow, UserRow};
 use crate::timings::Stage;
 
 /// `POST /v1/auth/login`.

@@ -7,14 +7,15 @@ use zeroize::Zeroize;
 
 use super::Clarity;
 use super::auditing::Ev;
-use crate::access::{Action, Principal, Reason, Role, RoleSet};
+use crate::access::{Action, Principal, Reason};
 use crate::audit::{AuditAction, AuditOutcome};
 use crate::auth::{
     Totp, check_password_policy, hash_secret, new_setup_code, new_totp_secret, secrets_equal,
 };
 use crate::crypto::{IndexField, SecretString};
 use crate::error::{Error, Result};
-use crate::store::{Page, PageRequest, UserRow};
+use crate::model::{Page, PageRequest, UserRow};
+use crate::model::{Role, RoleSet};
 
 const USERS: &str = "users";
 const MFA: &str = "users.mfa";
@@ -258,9 +259,7 @@ impl Clarity {
     async fn insert_user(&self, user: NewUser) -> Result<User> {
         check_email(&user.email)?;
         check_display_name(&user.display_name)?;
-        if user.roles.is_empty() {
-            return Err(Error::invalid("roles must name at least one role"));
-        }
+        user.roles.check_assignable()?;
         if user.patient_id.is_some() && !user.roles.contains(Role::Patient) {
             return Err(Error::invalid(
                 "patient_id is only for users with the patient role",
@@ -366,8 +365,15 @@ impl Clarity {
         id: Uuid,
         update: UserUpdate,
     ) -> Result<User> {
+        // A change of roles is an event of its own kind, so the audit trail
+        // can be searched for every role change (S-AC-8).
+        let subtype = if update.roles.is_some() {
+            "user.roles"
+        } else {
+            "user.update"
+        };
         let result = self.change_user(principal, id, update).await;
-        let ev = Ev::of("admin", "user.update", AuditAction::Update).entity(id);
+        let ev = Ev::of("admin", subtype, AuditAction::Update).entity(id);
         self.audited(principal, ev, result).await
     }
 
@@ -385,9 +391,13 @@ impl Clarity {
         let expected = row.version;
         let revoke = update.roles.is_some_and(|r| r != row.roles) || update.disabled == Some(true);
         if let Some(roles) = update.roles {
-            if roles.is_empty() {
-                return Err(Error::invalid("roles must name at least one role"));
+            // S-AC-8: nobody changes their own roles (an admin adding
+            // clinician to itself would read PHI), and no account holds
+            // admin together with a role that reads PHI.
+            if id == principal.user_id {
+                return Err(Error::PermissionDenied);
             }
+            roles.check_assignable()?;
             row.roles = roles;
         }
         if let Some(disabled) = update.disabled {

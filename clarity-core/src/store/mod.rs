@@ -17,99 +17,32 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::audit::AuditStore;
 use crate::config::{Backend, Config};
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::Result;
+use crate::model::{Change, Changed, DataKeyRow, PatientRow, RecordRow};
 
-mod audit;
-mod change;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod audit_sql;
 mod identity;
 mod memory;
 mod migrations;
-mod model;
 mod phi;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
-pub use audit::{AuditBatch, AuditStore, SealBatch, StoredBatch};
-pub use change::{Change, Changed};
-pub use identity::{
-    CareTeamRow, GrantRow, IdentityStore, LoginFailures, RefreshRow, SessionRow, UserRow,
-};
+pub use identity::IdentityStore;
 pub use memory::MemoryStore;
 pub use migrations::{Migration, migrations_for};
-#[cfg(feature = "testing")]
-pub(crate) use model::check_document;
-pub use model::{
-    Address, DEFAULT_PAGE, MAX_PAGE, Page, PageRequest, Patient, PatientLookup, PatientProfile,
-    PatientSearch, Record, RecordKind, parse_json,
-};
 pub(crate) use phi::{FINGERPRINT_KEY, TRANSIT_ROOT_KEY};
 pub use phi::{PhiStore, open_key_provider, open_transit, rewrap_root_record};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgTarget, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
-
-/// A patient row as stored: the profile is a sealed envelope.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PatientRow {
-    /// Patient id (UUIDv7).
-    pub id: Uuid,
-    /// The sealed profile document.
-    #[serde(with = "serde_bytes")]
-    pub profile: Vec<u8>,
-    /// Blind index of the MRN (unique).
-    pub mrn_index: BlindIndex,
-    /// Blind index of the email, when there is one.
-    pub email_index: Option<BlindIndex>,
-    /// Blind index of family name + birth date.
-    pub name_dob_index: BlindIndex,
-    /// Version for optimistic concurrency; starts at 1.
-    pub version: i64,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Time of the last update.
-    pub updated_at: DateTime<Utc>,
-}
-
-/// A clinical record row as stored: the body is a sealed envelope.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct RecordRow {
-    /// Record id (UUIDv7, so ids sort by creation time).
-    pub id: Uuid,
-    /// The patient the record belongs to.
-    pub patient_id: Uuid,
-    /// The record's kind (a category, not PHI), e.g. `observation`.
-    pub kind: String,
-    /// The sealed JSON body.
-    #[serde(with = "serde_bytes")]
-    pub body: Vec<u8>,
-    /// Version for optimistic concurrency; starts at 1.
-    pub version: i64,
-    /// The user who created it.
-    pub created_by: Uuid,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Time of the last update.
-    pub updated_at: DateTime<Utc>,
-}
-
-/// A patient's data key, wrapped by a KEK.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DataKeyRow {
-    /// The patient the key belongs to.
-    pub patient_id: Uuid,
-    /// The DEK's own version (named in every envelope's associated data).
-    pub dek_version: i32,
-    /// The KEK version that wrapped it.
-    pub kek_version: i32,
-    /// The wrapped key.
-    #[serde(with = "serde_bytes")]
-    pub wrapped: Vec<u8>,
-}
 
 /// Persistence of ciphertext rows. Implementations never see plaintext PHI.
 ///

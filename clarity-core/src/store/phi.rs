@@ -13,11 +13,7 @@ use serde::Serialize;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::model::check_document;
-use super::{
-    CareTeamRow, Change, DataKeyRow, Page, PageRequest, Patient, PatientLookup, PatientProfile,
-    PatientRow, Record, RecordKind, RecordRow, Store,
-};
+use super::Store;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, KeyProviderKind};
 use crate::crypto::envelope::{RowBinding, open_row, seal_row};
@@ -25,6 +21,10 @@ use crate::crypto::{
     BlindIndexer, IndexField, Json, Key, KeyProvider, LocalKeyring, Phi, WrappedKey, fingerprint,
 };
 use crate::error::{Error, Result};
+use crate::model::{
+    CareTeamRow, Change, DataKeyRow, Page, PageRequest, Patient, PatientLookup, PatientProfile,
+    PatientRow, Record, RecordKind, RecordRow, check_document,
+};
 use crate::timings::{Stage, StageTimes};
 
 /// Metadata key under which a store remembers the fingerprint of its keyring.

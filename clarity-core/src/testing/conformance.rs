@@ -15,7 +15,8 @@ use uuid::Uuid;
 use super::Harness;
 use crate::crypto::{Json, LocalKeyring};
 use crate::error::{Error, ErrorKind};
-use crate::store::{PageRequest, Patient, PatientLookup, PatientProfile, PhiStore};
+use crate::model::{PageRequest, Patient, PatientLookup, PatientProfile};
+use crate::store::PhiStore;
 
 /// Expands to one `#[tokio::test]` per conformance case, each running on a
 /// fresh harness from `$factory` (an expression yielding a future of
@@ -313,7 +314,8 @@ fn bare_event(chain: Uuid, seq: i64, outcome: &crate::Result<()>) -> crate::audi
 /// its outcome reaches its event, the others commit; when the batch cannot
 /// be stored, none of its changes is.
 pub async fn changes_commit_with_their_audit_events(h: &Harness) {
-    use crate::store::{AuditBatch, Change};
+    use crate::audit::AuditBatch;
+    use crate::model::Change;
 
     let patient = new_patient(h).await;
     let author = Uuid::now_v7();

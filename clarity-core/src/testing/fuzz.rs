@@ -16,11 +16,11 @@ use crate::auth::TokenKeys;
 use crate::config::{AuthConfig, TokenPurpose};
 use crate::crypto::envelope::{self, RowBinding};
 use crate::crypto::{Json, Key};
+use crate::model::{PatientProfile, check_document, parse_json};
 use crate::service::{
     BreakGlassRequest, CareTeamAssignment, LoginRequest, MAX_REQUEST_BODY, MfaCode, NewRecord,
     NewUser, RecordUpdate, RefreshRequest, SetupRequest, UserUpdate,
 };
-use crate::store::{PatientProfile, check_document, parse_json};
 use crate::{Config, ErrorKind};
 
 /// A fuzz target's body.
@@ -149,7 +149,7 @@ pub fn request_body(data: &[u8]) {
                 assert_eq!(e.kind(), ErrorKind::InvalidInput);
             }
         }
-        6 => drop(parse_like_server::<crate::store::PatientSearch>(body)),
+        6 => drop(parse_like_server::<crate::model::PatientSearch>(body)),
         7 => drop(parse_like_server::<CareTeamAssignment>(body)),
         8 => {
             if let Some(record) = parse_like_server::<NewRecord>(body) {

@@ -5,10 +5,10 @@ use uuid::Uuid;
 
 use super::Harness;
 use super::conformance::profile;
-use crate::access::{Role, RoleSet};
 use crate::crypto::BlindIndex;
 use crate::error::ErrorKind;
-use crate::store::{CareTeamRow, GrantRow, RefreshRow, SessionRow, UserRow};
+use crate::model::{CareTeamRow, GrantRow, RefreshRow, SessionRow, UserRow};
+use crate::model::{Role, RoleSet};
 
 fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).expect("time")

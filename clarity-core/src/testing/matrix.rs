@@ -10,11 +10,13 @@ use std::fmt;
 use uuid::Uuid;
 
 use super::{access_token, user_with_role};
-use crate::access::{Principal, Role};
+use crate::access::Principal;
 use crate::crypto::Json;
 use crate::error::Error;
-use crate::service::{BreakGlassRequest, CareTeamAssignment, Clarity, UserUpdate};
-use crate::store::{CareTeamRow, IdentityStore, PageRequest, PatientLookup, PatientProfile};
+use crate::model::{CareTeamRow, PageRequest, PatientLookup, PatientProfile};
+use crate::model::{Role, RoleSet};
+use crate::service::{BreakGlassRequest, CareTeamAssignment, Clarity, NewUser, UserUpdate};
+use crate::store::IdentityStore;
 
 /// The caller's relationship to the patient an operation concerns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +77,12 @@ pub enum Operation {
     ReviewGrants,
     /// The de-identified research view.
     ResearchView,
+    /// Change one's own roles (to `auditor`): refused for everyone, admins
+    /// included (S-AC-8).
+    ChangeOwnRoles,
+    /// Create an account holding `admin` and `clinician` together: refused
+    /// as invalid for admins, denied to everyone else (S-AC-8).
+    AdminWithPhiRole,
     /// Ask for break-glass access to the patient.
     BreakGlass,
     /// Erase the patient.
@@ -84,7 +92,7 @@ pub enum Operation {
 impl Operation {
     /// Every operation, in an order where none changes what a later one sees
     /// (break-glass and erasure come last).
-    pub const ALL: [Operation; 17] = [
+    pub const ALL: [Operation; 19] = [
         Operation::CreatePatient,
         Operation::ReadPatient,
         Operation::ListPatients,
@@ -100,6 +108,8 @@ impl Operation {
         Operation::ManageUsers,
         Operation::ReviewGrants,
         Operation::ResearchView,
+        Operation::ChangeOwnRoles,
+        Operation::AdminWithPhiRole,
         Operation::BreakGlass,
         Operation::ErasePatient,
     ];
@@ -118,6 +128,8 @@ pub enum Outcome {
     Listed,
     /// A list or lookup that succeeds without the patient.
     NotListed,
+    /// Refused as invalid input (HTTP 400): a request no caller may make.
+    Refused,
 }
 
 /// The specification: what `role` gets for `op` with `rel` to the patient.
@@ -165,6 +177,11 @@ pub fn expected(role: Role, op: Operation, rel: Relationship) -> Outcome {
         O::ManageCareTeam | O::ManageUsers | O::ReviewGrants | O::ErasePatient => only(Role::Admin),
         O::BreakGlass => only(Role::Clinician),
         O::ResearchView => only(Role::Researcher),
+        // S-AC-8: nobody changes their own roles.
+        O::ChangeOwnRoles => Outcome::Denied,
+        // S-AC-8: only admins create accounts, and never admin + a PHI role.
+        O::AdminWithPhiRole if role == Role::Admin => Outcome::Refused,
+        O::AdminWithPhiRole => Outcome::Denied,
     }
 }
 
@@ -216,6 +233,7 @@ fn outcome<T>(result: crate::Result<T>) -> Result<Outcome, String> {
         Ok(_) => Ok(Outcome::Allowed),
         Err(Error::NotFound { .. }) => Ok(Outcome::Hidden),
         Err(Error::PermissionDenied) => Ok(Outcome::Denied),
+        Err(Error::InvalidInput { .. }) => Ok(Outcome::Refused),
         Err(other) => Err(format!("error {other}")),
     }
 }
@@ -441,6 +459,23 @@ async fn perform(
                 totp: None,
             };
             outcome(clarity.break_glass(p, request).await)
+        }
+        O::ChangeOwnRoles => {
+            let update = UserUpdate {
+                roles: Some(RoleSet::from_roles([Role::Auditor])),
+                ..UserUpdate::default()
+            };
+            outcome(clarity.update_user(p, p.user_id, update).await)
+        }
+        O::AdminWithPhiRole => {
+            let user = NewUser {
+                email: format!("mixed-{}@test.example", Uuid::new_v4().simple()),
+                password: crate::crypto::SecretString::new(super::TEST_PASSWORD),
+                roles: RoleSet::from_roles([Role::Admin, Role::Clinician]),
+                display_name: None,
+                patient_id: None,
+            };
+            outcome(clarity.create_user(p, user).await)
         }
         O::ErasePatient => outcome(clarity.erase_patient(p, patient).await),
     }

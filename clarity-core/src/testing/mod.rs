@@ -16,11 +16,12 @@ use std::sync::Arc;
 
 pub use raw::RawAccess;
 
+use crate::audit::AuditStore;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::crypto::{KeyProvider, LocalKeyring};
 use crate::service::Clarity;
-use crate::store::{AuditStore, Backends, IdentityStore, MemoryStore, PhiStore, Store};
+use crate::store::{Backends, IdentityStore, MemoryStore, PhiStore, Store};
 
 /// Environment variable naming the PostgreSQL server for tests.
 pub const POSTGRES_URL_VAR: &str = "CLARITY_TEST_POSTGRES_URL";
@@ -150,7 +151,12 @@ impl Harness {
     ///
     /// # Panics
     /// When the instance cannot be built.
-    pub async fn clarity_with(&self, config: Config, clock: Arc<dyn Clock>) -> Clarity {
+    pub async fn clarity_with(&self, mut config: Config, clock: Arc<dyn Clock>) -> Clarity {
+        // Erasures are recorded in the ledger (S-KEY-3): keep it in this
+        // harness's directory unless the test names one.
+        if config.keys.erasure_ledger_dir.is_none() {
+            config.keys.erasure_ledger_dir = Some(self.dir.path().join("erasures"));
+        }
         let backends = Backends {
             rows: Arc::clone(&self.store),
             identity: Arc::clone(&self.identity),
@@ -168,6 +174,29 @@ impl Harness {
     }
 }
 
+/// [`Clarity::with_parts`] for tests: an instance over already opened parts.
+/// Not for production: it takes raw backends and a key provider.
+///
+/// # Errors
+/// As [`Clarity::open`].
+pub async fn with_parts(
+    config: Config,
+    backends: Backends,
+    keys: Arc<dyn KeyProvider>,
+    clock: Arc<dyn Clock>,
+) -> crate::Result<Clarity> {
+    Clarity::with_parts(config, backends, keys, clock).await
+}
+
+/// Whether the store under `clarity` still holds `patient`'s data key
+/// (erasure destroys it, S-KEY-3).
+///
+/// # Errors
+/// The store's.
+pub async fn has_data_key(clarity: &Clarity, patient: uuid::Uuid) -> crate::Result<bool> {
+    Ok(clarity.phi().store().get_data_key(patient).await?.is_some())
+}
+
 /// The password of users made by [`user_with_role`].
 pub const TEST_PASSWORD: &str = "a test passphrase nobody would guess";
 
@@ -175,13 +204,13 @@ pub const TEST_PASSWORD: &str = "a test passphrase nobody would guess";
 ///
 /// # Panics
 /// When the user cannot be created.
-pub async fn user_with_role(clarity: &Clarity, role: crate::access::Role) -> (uuid::Uuid, String) {
+pub async fn user_with_role(clarity: &Clarity, role: crate::model::Role) -> (uuid::Uuid, String) {
     let email = format!("{role}-{}@test.example", uuid::Uuid::new_v4().simple());
     let user = clarity
         .create_user_as_operator(crate::service::NewUser {
             email: email.clone(),
             password: crate::crypto::SecretString::new(TEST_PASSWORD),
-            roles: crate::access::RoleSet::from_roles([role]),
+            roles: crate::model::RoleSet::from_roles([role]),
             display_name: None,
             patient_id: None,
         })
@@ -208,7 +237,7 @@ pub async fn access_token(clarity: &Clarity, email: &str) -> String {
 ///
 /// # Panics
 /// When any step fails.
-pub async fn principal(clarity: &Clarity, role: crate::access::Role) -> crate::access::Principal {
+pub async fn principal(clarity: &Clarity, role: crate::model::Role) -> crate::access::Principal {
     let (_, email) = user_with_role(clarity, role).await;
     let token = access_token(clarity, &email).await;
     clarity.authenticate(&token).await.expect("authenticate")
@@ -217,7 +246,8 @@ pub async fn principal(clarity: &Clarity, role: crate::access::Role) -> crate::a
 /// The audit event of a clinician's successful read of a new patient, with
 /// fresh identifiers: for filling audit logs in tests and benchmarks.
 pub fn read_event_draft() -> crate::audit::EventDraft {
-    use crate::audit::{AuditAction, AuditOutcome, EventDraft, RequestContext};
+    use crate::audit::{AuditAction, AuditOutcome, EventDraft};
+    use crate::model::RequestContext;
     EventDraft {
         event_type: "rest",
         subtype: "patient.read",

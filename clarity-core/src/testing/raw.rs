@@ -7,7 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::store::{MemoryStore, RecordRow, Store};
+use crate::model::RecordRow;
+use crate::store::{MemoryStore, Store};
 
 /// Direct reads and writes of stored ciphertext.
 #[async_trait]

@@ -105,6 +105,7 @@ static const char *outcome(clarity_result r, char **out) {
     case CLARITY_RESULT_OK: return "Allowed";
     case CLARITY_RESULT_NOT_FOUND: return "Hidden";
     case CLARITY_RESULT_PERMISSION_DENIED: return "Denied";
+    case CLARITY_RESULT_INVALID_INPUT: return "Refused";
     default: return clarity_result_name(r);
     }
 }
@@ -140,8 +141,8 @@ static char *expected(const char *spec, const char *role, const char *op, const 
 
 struct cell { char *patient, *mrn, *record; };
 
-static const char *perform(const char *t, const char *owner, const char *owner_id, const char *op,
-                           const struct cell *cell) {
+static const char *perform(const char *t, const char *self_id, const char *owner, const char *owner_id,
+                           const char *op, const struct cell *cell) {
     const char *p = cell->patient, *r = cell->record, *note = "{\"text\":\"seen today\"}";
     char *out = NULL, body[256];
     if (!strcmp(op, "CreatePatient")) return outcome(clarity_patient_create(c, t, profile(NULL), &out, NULL), &out);
@@ -188,6 +189,15 @@ static const char *perform(const char *t, const char *owner, const char *owner_i
     if (!strcmp(op, "BreakGlass")) {
         snprintf(body, sizeof body, "{\"patient_id\":\"%s\",\"reason\":\"matrix: emergency access check\"}", p);
         return outcome(clarity_break_glass(c, t, body, &out, NULL), &out);
+    }
+    if (!strcmp(op, "ChangeOwnRoles"))
+        return outcome(clarity_user_update(c, t, self_id, "{\"roles\":[\"auditor\"]}", &out, NULL), &out);
+    if (!strcmp(op, "AdminWithPhiRole")) {
+        char *tag = uuid_v4();
+        snprintf(body, sizeof body, "{\"email\":\"mixed-%s@test.example\",\"password\":\"%s\",\"roles\":[\"admin\",\"clinician\"]}",
+                 tag, PASSWORD);
+        free(tag);
+        return outcome(clarity_user_create(c, t, body, &out, NULL), &out);
     }
     if (!strcmp(op, "ErasePatient")) return outcome(clarity_patient_erase(c, t, p, NULL), NULL);
     fprintf(stderr, "matrix: the specification names an operation this test does not know: %s\n", op);
@@ -249,7 +259,7 @@ int main(int argc, char **argv) {
         if (!strcmp(rel, "ExpiredAssignment")) sleep(3);
         for (int i = 0; i < n_roles; i++) {
             for (int j = 0; j < n_ops; j++) {
-                const char *got = perform(tokens[i], owner, owner_id, ops[j], &cell[i]);
+                const char *got = perform(tokens[i], ids[i], owner, owner_id, ops[j], &cell[i]);
                 fprintf(answers, "%s %s %s %s\n", roles[i], ops[j], rel, got);
                 cells++;
                 char *want = expected(spec, roles[i], ops[j], rel);

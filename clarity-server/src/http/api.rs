@@ -2,13 +2,14 @@
 //! operation. Handlers translate; the core decides.
 
 use clarity_core::access::Principal;
-use clarity_core::audit::{AuditFilter, RequestContext};
+use clarity_core::audit::AuditFilter;
 use clarity_core::cache::RouteClass;
+use clarity_core::model::RequestContext;
+use clarity_core::model::{PatientProfile, PatientSearch};
 use clarity_core::service::{
     BreakGlassRequest, CareTeamAssignment, LoginRequest, MfaCode, NewRecord, NewUser, RecordUpdate,
     RefreshRequest, SetupRequest, UserUpdate,
 };
-use clarity_core::store::{PatientProfile, PatientSearch};
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
@@ -205,10 +206,10 @@ async fn principal(ctx: &Ctx, req: &Request<Incoming>) -> Result<Principal, ApiE
         request_id: Some(ctx.request_id.clone()),
     };
     let principal = ctx.clarity.authenticate_with(bearer(req)?, context).await?;
-    *ctx.actor.lock().unwrap_or_else(|p| p.into_inner()) = Some(principal.user_id);
+    *ctx.actor.lock().unwrap_or_else(|p| p.into_inner()) = Some(principal.user_id());
     if let Some(class) = ctx.class.get() {
         ctx.clarity
-            .rate_limit(*class, &principal.user_id.to_string())
+            .rate_limit(*class, &principal.user_id().to_string())
             .await?;
     }
     Ok(principal)
@@ -254,10 +255,10 @@ async fn mfa_confirm(ctx: &Ctx, req: Request<Incoming>) -> Reply {
 
 async fn me(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let p = principal(ctx, &req).await?;
-    let user = ctx.clarity.get_user(&p, p.user_id).await?;
+    let user = ctx.clarity.get_user(&p, p.user_id()).await?;
     Ok(json(
         StatusCode::OK,
-        &json!({ "user": user, "session_id": p.session_id, "mfa": p.mfa }),
+        &json!({ "user": user, "session_id": p.session_id(), "mfa": p.mfa() }),
     ))
 }
 

@@ -83,7 +83,7 @@ async fn json_body_up_to<T: DeserializeOwned>(
     let bytes = body_up_to(req, max).await?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::bad_request("request body is not valid UTF-8"))?;
-    Ok(clarity_core::store::parse_json(text)?)
+    Ok(clarity_core::model::parse_json(text)?)
 }
 
 /// The bearer token of the request.
@@ -172,14 +172,14 @@ pub(crate) fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a
 /// The page of a list request (`limit`, `cursor`).
 pub(crate) fn page(
     pairs: &[(String, String)],
-) -> Result<clarity_core::store::PageRequest, ApiError> {
+) -> Result<clarity_core::model::PageRequest, ApiError> {
     let limit = param(pairs, "limit")
         .map(|l| {
             l.parse::<usize>()
                 .map_err(|_| ApiError::bad_request("limit must be a whole number"))
         })
         .transpose()?;
-    Ok(clarity_core::store::PageRequest {
+    Ok(clarity_core::model::PageRequest {
         limit,
         cursor: param(pairs, "cursor").map(str::to_string),
     })

@@ -63,8 +63,7 @@ impl Router {
     }
 
     async fn ready(&self) -> Response<Body> {
-        let phi = self.clarity.phi();
-        let (database, keys) = tokio::join!(phi.store().ping(), phi.keys().check());
+        let (database, keys) = self.clarity.readiness().await;
         let state = |r: &clarity_core::Result<()>| if r.is_ok() { "ok" } else { "unavailable" };
         if let Err(e) = &database {
             tracing::warn!(error = %e, "readiness: database unavailable");

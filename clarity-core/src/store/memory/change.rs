@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{Tables, check_version, mrn_taken};
 use crate::error::{Error, Result};
-use crate::store::{CareTeamRow, Change, DataKeyRow, GrantRow, PatientRow, RecordRow};
+use crate::model::{CareTeamRow, Change, DataKeyRow, GrantRow, PatientRow, RecordRow};
 
 /// The rows a change may touch, as they were before it.
 pub(super) enum Undo {

@@ -10,15 +10,17 @@ use uuid::Uuid;
 
 mod change;
 
-use super::audit::{AuditBatch, AuditStore, StoredBatch};
-use super::identity::{
-    CareTeamRow, GrantRow, IdentityStore, LoginFailures, RefreshRow, SessionRow, UserRow,
-};
+use super::identity::IdentityStore;
 use super::migrations::migrations_for;
-use super::{Change, DataKeyRow, PatientRow, RecordRow, Store, patient_index_column};
+use super::{Store, patient_index_column};
+use crate::audit::{AuditBatch, AuditStore, StoredBatch};
 use crate::audit::{AuditEvent, AuditFilter, Checkpoint};
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::{Error, Result};
+use crate::model::{
+    CareTeamRow, Change, DataKeyRow, GrantRow, LoginFailures, PatientRow, RecordRow, RefreshRow,
+    SessionRow, UserRow,
+};
 
 #[derive(Debug, Default)]
 pub(crate) struct Tables {

@@ -7,7 +7,7 @@ use tokio_postgres::types::ToSql;
 use super::identity::{GRANT_COLUMNS, missing_or};
 use super::{conflict_or_missing, pg_error, unique_or};
 use crate::error::{Error, Result};
-use crate::store::{CareTeamRow, Change};
+use crate::model::{CareTeamRow, Change};
 
 /// Applies `change` on `tx`, which is a transaction.
 pub(super) async fn apply_change(tx: &impl GenericClient, change: &Change) -> Result<()> {

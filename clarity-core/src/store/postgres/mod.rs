@@ -14,10 +14,11 @@ use uuid::Uuid;
 
 pub use self::target::PgTarget;
 use super::migrations::pending;
-use super::{Change, DataKeyRow, PatientRow, RecordRow, Store, patient_index_column};
+use super::{Store, patient_index_column};
 use crate::config::Config;
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::{Error, Result};
+use crate::model::{Change, DataKeyRow, PatientRow, RecordRow};
 
 const BACKEND: &str = "postgres";
 /// Advisory lock key held while migrating, so instances starting together

@@ -7,10 +7,10 @@ use uuid::Uuid;
 
 use super::change::apply_in_savepoint;
 use super::{SqliteStore, from_micros, micros, sqlite_error};
+use crate::audit::{AuditBatch, AuditStore, StoredBatch};
 use crate::audit::{AuditEvent, AuditFilter, Checkpoint};
 use crate::error::Result;
-use crate::store::audit::audit_query_sql;
-use crate::store::{AuditBatch, AuditStore, StoredBatch};
+use crate::store::audit_sql::audit_query_sql;
 
 const COLUMNS: &str = "id, chain_id, seq, recorded, event_type, subtype, action, outcome, purpose, \
      actor_id, actor_roles, client_address, patient_id, entity_id, query_hash, reason, request_id, \

@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::identity::{GRANT_COLUMNS, missing_or};
 use super::{conflict_or_missing, micros, sqlite_error, unique_or};
 use crate::error::{Error, Result};
-use crate::store::{CareTeamRow, Change};
+use crate::model::{CareTeamRow, Change};
 
 /// Applies `change` on `conn`, which is inside a transaction.
 pub(super) fn apply_change(conn: &Connection, change: &Change) -> Result<()> {

@@ -6,13 +6,11 @@ use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 use uuid::Uuid;
 
 use super::{SqliteStore, from_micros, micros, sqlite_error};
-use crate::access::RoleSet;
 use crate::crypto::BlindIndex;
 use crate::error::{Error, Result};
-use crate::store::Change;
-use crate::store::identity::{
-    CareTeamRow, GrantRow, IdentityStore, LoginFailures, RefreshRow, SessionRow, UserRow,
-};
+use crate::model::RoleSet;
+use crate::model::{CareTeamRow, Change, GrantRow, LoginFailures, RefreshRow, SessionRow, UserRow};
+use crate::store::identity::IdentityStore;
 
 const USER_COLUMNS: &str = "id, email_index, profile, password_hash, roles, disabled, patient_id, \
      mfa_secret, mfa_enabled, version, created_at, updated_at";

@@ -20,10 +20,11 @@ use uuid::Uuid;
 
 use self::pool::{Opener, Pool};
 use super::migrations::pending;
-use super::{Change, DataKeyRow, PatientRow, RecordRow, Store, patient_index_column};
+use super::{Store, patient_index_column};
 use crate::config::{Config, SqliteSynchronous};
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::{Error, Result};
+use crate::model::{Change, DataKeyRow, PatientRow, RecordRow};
 
 const BACKEND: &str = "sqlite";
 

@@ -109,6 +109,38 @@ impl RoleSet {
         Role::ALL.into_iter().filter(move |r| self.contains(*r))
     }
 
+    /// Whether the set holds a role that reads PHI or data derived from it
+    /// (clinician, nurse, patient, researcher).
+    pub fn reads_phi(self) -> bool {
+        [
+            Role::Clinician,
+            Role::Nurse,
+            Role::Patient,
+            Role::Researcher,
+        ]
+        .into_iter()
+        .any(|r| self.contains(r))
+    }
+
+    /// Checks that an account may be given this set (S-AC-8): at least one
+    /// role, and never `admin` together with a role that reads PHI, so that
+    /// whoever manages accounts cannot also read what they protect.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the rule that is broken.
+    pub fn check_assignable(self) -> Result<()> {
+        if self.is_empty() {
+            return Err(Error::invalid("roles must name at least one role"));
+        }
+        if self.contains(Role::Admin) && self.reads_phi() {
+            return Err(Error::invalid(
+                "roles: admin cannot be combined with clinician, nurse, patient or researcher \
+                 (separation of duties: use two accounts)",
+            ));
+        }
+        Ok(())
+    }
+
     /// The roles as a comma-separated list (storage form).
     pub fn to_csv(self) -> String {
         self.iter().map(Role::as_str).collect::<Vec<_>>().join(",")
@@ -160,5 +192,27 @@ mod tests {
         );
         assert!(RoleSet::parse(&["root"]).is_err());
         assert!(RoleSet::from_csv("").expect("empty").is_empty());
+    }
+
+    /// S-AC-8: admin never goes with a role that reads PHI.
+    #[test]
+    fn admin_is_never_combined_with_a_phi_role() {
+        for role in [
+            Role::Clinician,
+            Role::Nurse,
+            Role::Patient,
+            Role::Researcher,
+        ] {
+            let set = RoleSet::from_roles([Role::Admin, role]);
+            let err = set.check_assignable().expect_err("refused");
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidInput, "{role}");
+            assert!(RoleSet::from_roles([role]).check_assignable().is_ok());
+        }
+        assert!(
+            RoleSet::from_roles([Role::Admin, Role::Auditor])
+                .check_assignable()
+                .is_ok()
+        );
+        assert!(RoleSet::default().check_assignable().is_err());
     }
 }

@@ -1,14 +1,12 @@
 //! [`Change`]: one write of PHI rows, as a value. A change either runs in a
-//! transaction of its own ([`crate::store::Store::apply`]) or inside the
-//! audit writer's batch transaction, so that the change and its audit event
-//! commit together or not at all
-//! ([`crate::store::AuditStore::append_audit_batch`]).
+//! transaction of its own (the store's `apply`) or inside the audit
+//! writer's batch transaction, so that the change and its audit event
+//! commit together or not at all (the audit store's `append_audit_batch`).
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::identity::{CareTeamRow, GrantRow};
-use super::{DataKeyRow, PatientRow, RecordRow};
+use super::rows::{CareTeamRow, DataKeyRow, GrantRow, PatientRow, RecordRow};
 
 /// A write of ciphertext rows. Every variant is all-or-nothing.
 #[derive(Debug, Clone)]

@@ -1,0 +1,38 @@
+//! The ground floor: plain types that the access policy, the audit trail,
+//! the stores and the service all speak, importing nothing above them.
+//!
+//! - documents: patient profiles, records, pages and look-ups as callers
+//!   see them ([`PatientProfile`], [`Record`], [`Page`], [`PageRequest`]);
+//! - roles: [`Role`] and [`RoleSet`], with the separation-of-duties rule;
+//! - context: the [`RequestContext`] an audit event records;
+//! - rows and [`Change`]: ciphertext rows as stored, and a write of them as
+//!   a value (visible outside the crate only with the `testing` feature).
+
+mod change;
+mod context;
+mod documents;
+mod roles;
+mod rows;
+
+pub use context::RequestContext;
+pub(crate) use documents::check_document;
+pub use documents::{
+    Address, DEFAULT_PAGE, MAX_PAGE, Page, PageRequest, Patient, PatientLookup, PatientProfile,
+    PatientSearch, Record, RecordKind, parse_json,
+};
+pub use roles::{Role, RoleSet};
+
+#[cfg(feature = "testing")]
+pub use change::{Change, Changed};
+#[cfg(not(feature = "testing"))]
+pub(crate) use change::{Change, Changed};
+#[cfg(feature = "testing")]
+pub use rows::{
+    CareTeamRow, DataKeyRow, GrantRow, LoginFailures, PatientRow, RecordRow, RefreshRow,
+    SessionRow, UserRow,
+};
+#[cfg(not(feature = "testing"))]
+pub(crate) use rows::{
+    CareTeamRow, DataKeyRow, GrantRow, LoginFailures, PatientRow, RecordRow, RefreshRow,
+    SessionRow, UserRow,
+};

@@ -1,0 +1,204 @@
+//! Rows as the backends store them: sealed envelopes, blind indexes and
+//! wrapped keys, never plaintext PHI. Shared by the store, the cache and the
+//! audit writer (which applies [`super::Change`]s in its batches).
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::RoleSet;
+use crate::crypto::BlindIndex;
+
+/// A patient row as stored: the profile is a sealed envelope.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PatientRow {
+    /// Patient id (UUIDv7).
+    pub id: Uuid,
+    /// The sealed profile document.
+    #[serde(with = "serde_bytes")]
+    pub profile: Vec<u8>,
+    /// Blind index of the MRN (unique).
+    pub mrn_index: BlindIndex,
+    /// Blind index of the email, when there is one.
+    pub email_index: Option<BlindIndex>,
+    /// Blind index of family name + birth date.
+    pub name_dob_index: BlindIndex,
+    /// Version for optimistic concurrency; starts at 1.
+    pub version: i64,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Time of the last update.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A clinical record row as stored: the body is a sealed envelope.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecordRow {
+    /// Record id (UUIDv7, so ids sort by creation time).
+    pub id: Uuid,
+    /// The patient the record belongs to.
+    pub patient_id: Uuid,
+    /// The record's kind (a category, not PHI), e.g. `observation`.
+    pub kind: String,
+    /// The sealed JSON body.
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+    /// Version for optimistic concurrency; starts at 1.
+    pub version: i64,
+    /// The user who created it.
+    pub created_by: Uuid,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Time of the last update.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A patient's data key, wrapped by a KEK.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DataKeyRow {
+    /// The patient the key belongs to.
+    pub patient_id: Uuid,
+    /// The DEK's own version (named in every envelope's associated data).
+    pub dek_version: i32,
+    /// The KEK version that wrapped it.
+    pub kek_version: i32,
+    /// The wrapped key.
+    #[serde(with = "serde_bytes")]
+    pub wrapped: Vec<u8>,
+}
+
+/// A user row. `profile` is the sealed `{email, display_name}` document.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UserRow {
+    /// User id (UUIDv7), never reused.
+    pub id: Uuid,
+    /// Blind index of the login email (unique).
+    pub email_index: BlindIndex,
+    /// Sealed profile.
+    #[serde(with = "serde_bytes")]
+    pub profile: Vec<u8>,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Roles.
+    pub roles: RoleSet,
+    /// A disabled user cannot log in and has no sessions.
+    pub disabled: bool,
+    /// For a `patient` user: the patient record that is theirs.
+    pub patient_id: Option<Uuid>,
+    /// Sealed TOTP secret, once enrolment started.
+    #[serde(with = "serde_bytes")]
+    pub mfa_secret: Option<Vec<u8>>,
+    /// Whether TOTP is confirmed and required at login.
+    pub mfa_enabled: bool,
+    /// Version for optimistic concurrency.
+    pub version: i64,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A login session. Access tokens name it; it decides whether they still count.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionRow {
+    /// Session id.
+    pub id: Uuid,
+    /// Its user.
+    pub user_id: Uuid,
+    /// Login time.
+    pub created_at: DateTime<Utc>,
+    /// Last use (idle timeout counts from here).
+    pub last_seen_at: DateTime<Utc>,
+    /// Absolute end.
+    pub expires_at: DateTime<Utc>,
+    /// When it was ended (logout, revocation, refresh reuse).
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Whether a second factor was presented at login.
+    pub mfa: bool,
+}
+
+/// A refresh token, stored as its SHA-256. All of a session's refresh tokens
+/// form one family: reuse of a used one ends the session.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RefreshRow {
+    /// SHA-256 of the token.
+    pub hash: [u8; 32],
+    /// The session (family) it belongs to.
+    pub session_id: Uuid,
+    /// Issue time.
+    pub created_at: DateTime<Utc>,
+    /// When it was exchanged; a used token presented again is reuse.
+    pub used_at: Option<DateTime<Utc>>,
+}
+
+impl fmt::Debug for RefreshRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshRow")
+            .field("session_id", &self.session_id)
+            .field("used_at", &self.used_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A care-team assignment.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CareTeamRow {
+    /// The patient.
+    pub patient_id: Uuid,
+    /// The team member.
+    pub user_id: Uuid,
+    /// e.g. `attending`, `primary-nurse`.
+    pub relationship: String,
+    /// When the assignment ends by itself.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A break-glass grant.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GrantRow {
+    /// Grant id.
+    pub id: Uuid,
+    /// Who asked.
+    pub user_id: Uuid,
+    /// For which patient.
+    pub patient_id: Uuid,
+    /// The sealed reason.
+    #[serde(with = "serde_bytes")]
+    pub reason: Vec<u8>,
+    /// When.
+    pub created_at: DateTime<Utc>,
+    /// When it ends by itself.
+    pub expires_at: DateTime<Utc>,
+    /// When an admin reviewed it.
+    pub reviewed_at: Option<DateTime<Utc>>,
+    /// Which admin.
+    pub reviewed_by: Option<Uuid>,
+}
+
+/// Failed logins of an account in the current window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginFailures {
+    /// Failures since `window_start`.
+    pub count: u32,
+    /// Start of the counting window.
+    pub window_start: DateTime<Utc>,
+    /// The last failure.
+    pub last_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for UserRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Personal data and secrets stay out of Debug output.
+        f.debug_struct("UserRow")
+            .field("id", &self.id)
+            .field("roles", &self.roles)
+            .field("disabled", &self.disabled)
+            .field("patient_id", &self.patient_id)
+            .field("mfa_enabled", &self.mfa_enabled)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
