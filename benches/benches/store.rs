@@ -14,7 +14,8 @@ use std::sync::Arc;
 use clarity_core::crypto::envelope::{RowBinding, open_row, seal_row};
 use clarity_core::crypto::{IndexField, Json, Key, LocalKeyring};
 use clarity_core::model::{PatientLookup, PatientProfile};
-use clarity_core::store::{MemoryStore, PhiStore, SqliteStore, Store};
+use clarity_core::store::{MemoryStore, SqliteStore, Store};
+use clarity_core::vault::PhiStore;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use uuid::Uuid;
 

@@ -4,7 +4,13 @@
 // would flag them as unreachable there are quiet here.
 #![cfg_attr(
     not(feature = "testing"),
-    allow(unreachable_pub, private_interfaces, private_bounds, dead_code)
+    allow(
+        unreachable_pub,
+        private_interfaces,
+        private_bounds,
+        dead_code,
+        unused_imports
+    )
 )]
 
 #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
@@ -31,6 +37,10 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod timings;
+#[cfg(feature = "testing")]
+pub mod vault;
+#[cfg(not(feature = "testing"))]
+mod vault;
 
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use clarity_core::crypto::Json;
 use clarity_core::model::PatientProfile;
-use clarity_core::store::PhiStore;
 use clarity_core::testing::{self, Harness};
+use clarity_core::vault::PhiStore;
 use uuid::Uuid;
 
 /// A profile and a record body full of a unique canary string.

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use clarity_core::config::Config;
 use clarity_core::model::PatientProfile;
-use clarity_core::store::PhiStore;
+use clarity_core::vault::PhiStore;
 use clarity_core::{Error, ErrorKind};
 
 fn config(dir: &std::path::Path) -> Config {

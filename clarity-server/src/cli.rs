@@ -304,12 +304,8 @@ async fn create_user(
 }
 
 async fn migrate(config: &Config) -> clarity_core::Result<()> {
-    let store = clarity_core::store::open(config).await?.rows;
-    let version = store.schema_version().await?;
-    println!(
-        "{} schema is at version {version}: nothing pending",
-        store.backend()
-    );
+    let (backend, version) = clarity_core::service::migrate(config).await?;
+    println!("{backend} schema is at version {version}: nothing pending");
     Ok(())
 }
 

@@ -137,7 +137,7 @@ async fn a_store_with_data_and_no_keyring_does_not_start() {
     let data = dir.path().join("data");
     let mut config = clarity_core::Config::from_toml("").expect("config");
     config.data_dir = data.clone();
-    let phi = clarity_core::store::PhiStore::open(&config)
+    let phi = clarity_core::vault::PhiStore::open(&config)
         .await
         .expect("open");
     phi.create_patient(

@@ -6,6 +6,7 @@
 //! default: an action is allowed only by a rule below that names it.
 
 mod deid;
+mod settings;
 
 use std::fmt;
 
@@ -14,6 +15,7 @@ use uuid::Uuid;
 
 pub use crate::model::{Role, RoleSet};
 pub use deid::{DeidentifiedPatient, deidentify};
+pub use settings::AccessConfig;
 
 use crate::model::{RecordKind, RequestContext};
 
@@ -241,7 +243,7 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        let kinds = crate::config::AccessConfig::default().nurse_writable_kinds;
+        let kinds = AccessConfig::default().nurse_writable_kinds;
         Policy::from_kinds(&kinds)
     }
 }

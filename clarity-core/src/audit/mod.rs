@@ -8,6 +8,7 @@
 mod chain;
 mod event;
 mod fhir;
+mod settings;
 mod store;
 mod writer;
 
@@ -21,6 +22,7 @@ pub use chain::{AuditKeys, verify};
 pub(crate) use chain::{AuditKeys, verify};
 pub use event::{AuditAction, AuditEvent, AuditFilter, AuditOutcome, Checkpoint, EventDraft};
 pub use fhir::to_fhir;
+pub use settings::AuditConfig;
 #[cfg(feature = "testing")]
 pub use store::{AuditBatch, AuditStore, SealBatch, StoredBatch};
 #[cfg(not(feature = "testing"))]

@@ -6,12 +6,14 @@
 
 mod password;
 mod secrets;
+mod settings;
 mod throttle;
 mod token;
 mod totp;
 
 pub use password::{MAX_CHARS, MIN_CHARS, PasswordHasher, check_password_policy};
 pub use secrets::{REFRESH_PREFIX, hash_secret, new_refresh_token, new_setup_code, secrets_equal};
+pub use settings::{AuthConfig, TokenPurpose};
 pub use throttle::{KeyedGuard, KeyedLocks, Throttle, backoff_delay};
 pub use token::{AccessClaims, TokenKeys};
 pub use totp::{Totp, new_totp_secret};

@@ -8,7 +8,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
-use crate::config::AuthConfig;
+use super::AuthConfig;
 use crate::error::{Error, Result};
 
 /// Shortest accepted password, in characters.

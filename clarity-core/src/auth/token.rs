@@ -20,7 +20,7 @@ use sha2::Sha256;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::config::{AuthConfig, TokenPurpose};
+use super::{AuthConfig, TokenPurpose};
 use crate::crypto::Key;
 use crate::error::{Error, Result};
 use crate::model::RoleSet;

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::schema::{self, Table, Value};
+use super::schema::{self, Table, Value, io_error, unwrap_io};
 use super::{Manifest, TableSummary};
 use crate::crypto::{Key, RootRecord};
 use crate::error::{Error, Result};
@@ -120,10 +120,6 @@ impl ArchiveKeys {
             )
         })
     }
-}
-
-pub(crate) fn io_error(e: std::io::Error) -> Error {
-    Error::backend("backup", "cannot read or write the archive file", e)
 }
 
 fn altered(what: &str) -> Error {
@@ -492,15 +488,6 @@ impl Read for ArchiveReader {
         buf[..n].copy_from_slice(&self.plain[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
-    }
-}
-
-/// Turns an I/O error from [`ArchiveReader`]'s `Read` back into ours.
-pub(crate) fn unwrap_io(e: std::io::Error) -> Error {
-    match e.into_inner().map(|inner| inner.downcast::<Error>()) {
-        Some(Ok(ours)) => *ours,
-        Some(Err(other)) => io_error(std::io::Error::other(other)),
-        None => schema::malformed(),
     }
 }
 

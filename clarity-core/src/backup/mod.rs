@@ -20,27 +20,26 @@ mod archive;
 mod ledger;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod restore;
 mod schema;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
 pub use ledger::ErasureLedger;
+pub use restore::{restore, verify};
 
-use self::archive::{ArchiveKeys, ArchiveReader, ArchiveWriter, Header};
-use self::schema::{Table, Value};
-use crate::config::{Backend, Config, KeyProviderKind};
-use crate::crypto::{Key, KeyProvider, LocalKeyring, RootRecord, fingerprint};
+use self::archive::{ArchiveKeys, ArchiveWriter, Header};
+use self::restore::Importer;
+use self::schema::Table;
+use crate::config::{Backend, Config};
+use crate::crypto::{KeyProvider, RootRecord, fingerprint};
 use crate::error::{Error, Result};
-use crate::store::{Backends, Store};
+use crate::store::Store;
 
 /// Progress of a backup, verification or restore, for progress bars.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,7 +188,7 @@ pub(crate) async fn write(
     let root = keys.root_key().await?;
     let mut id = [0u8; 16];
     crate::crypto::fill_random(&mut id)?;
-    let transit_root = match store.get_meta(crate::store::TRANSIT_ROOT_KEY).await? {
+    let transit_root = match store.get_meta(crate::vault::TRANSIT_ROOT_KEY).await? {
         Some(json) => Some(RootRecord::parse(&json)?),
         None => None,
     };
@@ -243,7 +242,7 @@ async fn export(
         Backend::Sqlite => sqlite::export(&config.sqlite_path(), writer, progress),
         #[cfg(feature = "postgres")]
         Backend::Postgres => {
-            let mut client = crate::store::PgTarget::from_config(config)?
+            let mut client = crate::store::PgTarget::from_settings(&config.store)?
                 .connect("backup")
                 .await?;
             postgres::export(&mut client, writer, progress).await
@@ -258,357 +257,4 @@ fn not_compiled(backend: Backend) -> Error {
         "store.backend",
         format!("{backend:?} support is not compiled into this build"),
     )
-}
-
-/// The root secret of the configured keys, checked against the archive's.
-async fn archive_root(config: &Config, header: &Header) -> Result<Key> {
-    let root = match config.keys.provider {
-        KeyProviderKind::Local => {
-            let keyring = LocalKeyring::open(&config.keyring_path())?;
-            keyring.root_key().await?
-        }
-        KeyProviderKind::Transit => {
-            let record = header.transit_root.as_ref().ok_or_else(|| {
-                Error::key(
-                    "wrong key: the archive was made with a local keyring, but the transit provider is configured; configure that keyring (keys.provider = \"local\") to read it",
-                )
-            })?;
-            let settings = crate::crypto::TransitSettings::from_config(&config.keys)?;
-            let provider = crate::crypto::TransitKeyProvider::connect(settings)
-                .await?
-                .with_root(record)
-                .await
-                .map_err(|e| match e {
-                    Error::Integrity | Error::NotFound { .. } => Error::key(
-                        "wrong key: the configured transit key cannot unwrap this archive's root secret",
-                    ),
-                    other => other,
-                })?;
-            provider.root_key().await?
-        }
-    };
-    let ours = fingerprint(&root);
-    if ours != header.root_fingerprint {
-        return Err(Error::key(format!(
-            "wrong key: the archive was made with keys {} but the configured keys are {ours}; configure the keyring (or transit key) of the store that was backed up",
-            header.root_fingerprint
-        )));
-    }
-    Ok(root)
-}
-
-/// Opens an archive and checks keys and manifest before anything else.
-async fn open_verified(config: &Config, path: &Path) -> Result<(ArchiveReader, Manifest, Key)> {
-    let mut reader = ArchiveReader::open(path)?;
-    let root = archive_root(config, reader.header()).await?;
-    let id: [u8; 16] = hex::decode(&reader.header().backup_id)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| {
-            Error::invalid("backup archive refused: its header names no valid archive id")
-        })?;
-    let manifest = reader.verify_manifest(ArchiveKeys::derive(&root, id)?)?;
-    Ok((reader, manifest, root))
-}
-
-/// Follows the rows of an archive: hashes and counts them per table, and
-/// decides which to restore (not the data keys of erased patients).
-pub(crate) struct Importer {
-    erased: BTreeMap<Uuid, DateTime<Utc>>,
-    skipped: Vec<(Uuid, DateTime<Utc>)>,
-    current: Option<(&'static Table, Sha256, u64, u64)>,
-    seen: Vec<TableSummary>,
-    restored: Vec<TableSummary>,
-    scratch: Vec<u8>,
-    rows: u64,
-}
-
-impl std::fmt::Debug for Importer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Importer")
-            .field("rows", &self.rows)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Importer {
-    fn new(erased: BTreeMap<Uuid, DateTime<Utc>>) -> Self {
-        Importer {
-            erased,
-            skipped: Vec::new(),
-            current: None,
-            seen: Vec::new(),
-            restored: Vec::new(),
-            scratch: Vec::new(),
-            rows: 0,
-        }
-    }
-
-    pub(crate) fn begin(&mut self, table: &'static Table) -> Result<()> {
-        if self.current.is_some() || self.seen.iter().any(|t| t.name == table.name) {
-            return Err(schema::malformed());
-        }
-        self.current = Some((table, Sha256::new(), 0, 0));
-        Ok(())
-    }
-
-    /// Counts and hashes a row; `false` when it must not be restored.
-    pub(crate) fn accept(&mut self, table: &Table, row: &[Value]) -> Result<bool> {
-        self.scratch.clear();
-        schema::encode_row(table, row, &mut self.scratch)?;
-        let (_, hash, seen, restored) = self.current.as_mut().ok_or_else(schema::malformed)?;
-        hash.update(&self.scratch);
-        *seen += 1;
-        self.rows += 1;
-        if table.name == "data_keys"
-            && let Some(Value::Uuid(patient)) = row.first()
-            && let Some(at) = self.erased.get(patient)
-        {
-            self.skipped.push((*patient, *at));
-            return Ok(false);
-        }
-        *restored += 1;
-        Ok(true)
-    }
-
-    pub(crate) fn end(&mut self) -> Result<()> {
-        let (table, hash, seen, restored) = self.current.take().ok_or_else(schema::malformed)?;
-        self.seen.push(TableSummary {
-            name: table.name.to_string(),
-            rows: seen,
-            sha256: hex::encode(hash.finalize()),
-        });
-        self.restored.push(TableSummary {
-            name: table.name.to_string(),
-            rows: restored,
-            sha256: String::new(),
-        });
-        Ok(())
-    }
-
-    pub(crate) fn report(&self, reader: &ArchiveReader, progress: &ProgressFn<'_>) {
-        if self.rows.is_multiple_of(10_000) {
-            let (done, total) = reader.progress();
-            progress(&Progress {
-                phase: "read",
-                done,
-                total: Some(total),
-            });
-        }
-    }
-
-    /// Checks everything read against the signed manifest.
-    fn check(&self, reader: &mut ArchiveReader, manifest: &Manifest) -> Result<()> {
-        let (ciphertext, chunks) = reader.finish()?;
-        if ciphertext != manifest.ciphertext_sha256 || chunks != manifest.chunks {
-            return Err(Error::invalid(
-                "backup archive refused: its data does not match the signed manifest",
-            ));
-        }
-        if self.current.is_some() || self.seen != manifest.tables {
-            return Err(Error::invalid(
-                "backup archive refused: its tables do not match the signed manifest",
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Reads a whole archive and checks it against its manifest, without
-/// touching any store: keys, signature, every chunk, every table's rows.
-///
-/// # Errors
-/// [`Error::Key`] for a missing or wrong key; [`Error::InvalidInput`] for a
-/// tampered, truncated or foreign archive (the message says which).
-pub async fn verify(config: &Config, path: &Path, progress: &ProgressFn<'_>) -> Result<Manifest> {
-    let (mut reader, manifest, _) = open_verified(config, path).await?;
-    let mut importer = Importer::new(BTreeMap::new());
-    let mut current = None;
-    while let Some(item) = archive::next_item(&mut reader, current)? {
-        match item {
-            archive::Item::Table(table) => {
-                importer.begin(table)?;
-                current = Some(table);
-            }
-            archive::Item::Row(row) => {
-                let table = current.ok_or_else(schema::malformed)?;
-                importer.accept(table, &row)?;
-                importer.report(&reader, progress);
-            }
-            archive::Item::TableEnd => {
-                importer.end()?;
-                current = None;
-            }
-        }
-    }
-    importer.check(&mut reader, &manifest)?;
-    Ok(manifest)
-}
-
-/// Restores an archive into the store `config` names, which must be empty
-/// (stop Clarity first; move the old database away or drop it). See the
-/// module documentation for the order of checks. The restore is audited in
-/// the restored store.
-///
-/// # Errors
-/// As [`verify`]; [`Error::InvalidInput`] when the target holds data, the
-/// schema versions differ, the rows do not match the manifest or an audit
-/// chain fails to verify. Nothing is swapped in then.
-pub async fn restore(
-    config: &Config,
-    path: &Path,
-    progress: &ProgressFn<'_>,
-) -> Result<RestoreReport> {
-    let (mut reader, manifest, root) = open_verified(config, path).await?;
-    let (backend, latest) = match config.store.backend {
-        Backend::Sqlite => ("sqlite", crate::store::migrations_for("sqlite")),
-        Backend::Postgres => ("postgres", crate::store::migrations_for("postgres")),
-    };
-    let latest = latest.last().map_or(0, |m| m.version);
-    if manifest.schema_version != latest {
-        return Err(Error::invalid(format!(
-            "restore refused: the archive has schema version {}, this build has {latest}; restore with the version of Clarity that took it",
-            manifest.schema_version
-        )));
-    }
-    ensure_empty_target(config).await?;
-    let erased = ErasureLedger::in_dir(config.erasure_ledger_dir()).load()?;
-    let mut importer = Importer::new(erased);
-    let mut job = RestoreJob {
-        config,
-        reader: &mut reader,
-        importer: &mut importer,
-        manifest: &manifest,
-        root: &root,
-        progress,
-    };
-    let verified = match config.store.backend {
-        #[cfg(feature = "sqlite")]
-        Backend::Sqlite => restore_sqlite(&mut job).await?,
-        #[cfg(feature = "postgres")]
-        Backend::Postgres => restore_postgres(&mut job).await?,
-        #[allow(unreachable_patterns)]
-        other => return Err(not_compiled(other)),
-    };
-    let report = RestoreReport {
-        backup_id: manifest.backup_id.clone(),
-        created_at: manifest.created_at,
-        source_backend: manifest.source_backend.clone(),
-        target_backend: backend.to_string(),
-        tables: importer.restored.clone(),
-        erased_patients_skipped: importer.skipped.len() as u64,
-        audit_chains_verified: verified,
-    };
-    let clarity = crate::Clarity::open(config.clone()).await?;
-    let recorded = clarity.record_restore(&report).await;
-    clarity.shutdown().await;
-    recorded?;
-    Ok(report)
-}
-
-async fn ensure_empty_target(config: &Config) -> Result<()> {
-    if config.store.backend == Backend::Sqlite && !config.sqlite_path().exists() {
-        return Ok(());
-    }
-    let target = crate::store::open(config).await?;
-    let used = target.rows.count_data_keys().await? > 0
-        || target
-            .rows
-            .get_meta(crate::store::FINGERPRINT_KEY)
-            .await?
-            .is_some()
-        || target
-            .rows
-            .get_meta(crate::store::TRANSIT_ROOT_KEY)
-            .await?
-            .is_some()
-        || !target.audit.audit_chains().await?.is_empty();
-    if used {
-        return Err(Error::invalid(
-            "restore refused: the target store is not empty; a restore goes into an empty store (stop Clarity, then move the database away or drop it)",
-        ));
-    }
-    Ok(())
-}
-
-/// A restore under way: the verified archive and what follows its rows.
-struct RestoreJob<'a> {
-    config: &'a Config,
-    reader: &'a mut ArchiveReader,
-    importer: &'a mut Importer,
-    manifest: &'a Manifest,
-    root: &'a Key,
-    progress: &'a ProgressFn<'a>,
-}
-
-/// The checks on a filled staging store, before it is swapped in: rows
-/// against the manifest, erasures applied, every audit chain verified.
-async fn check_staging(job: &mut RestoreJob<'_>, staging: Backends) -> Result<usize> {
-    let (importer, root, config) = (&*job.importer, job.root, job.config);
-    importer.check(job.reader, job.manifest)?;
-    for (patient, at) in &importer.skipped {
-        staging.rows.erase_patient(*patient, *at).await?;
-    }
-    let keys = crate::audit::AuditKeys::load(root, staging.rows.as_ref()).await?;
-    let cutoff = Utc::now() - chrono::Duration::days(i64::from(config.audit.retention_days));
-    let reports = crate::audit::verify(staging.audit.as_ref(), &keys, cutoff).await?;
-    if let Some(bad) = reports.iter().find(|r| !r.ok) {
-        return Err(Error::invalid(format!(
-            "restore refused: audit chain {} fails verification at seq {}: {}",
-            bad.chain_id,
-            bad.first_bad_seq.unwrap_or_default(),
-            bad.problem.as_deref().unwrap_or("unknown")
-        )));
-    }
-    Ok(reports.len())
-}
-
-#[cfg(feature = "sqlite")]
-async fn restore_sqlite(job: &mut RestoreJob<'_>) -> Result<usize> {
-    let config = job.config;
-    use crate::store::SqliteStore;
-    let target = config.sqlite_path();
-    let staging = sqlite::sibling(&target, "restore")?;
-    let synchronous = config.store.sqlite_synchronous;
-    let result = async {
-        drop(SqliteStore::open_path(&staging, 1, synchronous).await?);
-        sqlite::import(&staging, job.reader, job.importer, job.progress)?;
-        let store = Arc::new(SqliteStore::open_path(&staging, 2, synchronous).await?);
-        let verified = check_staging(job, Backends::of(store)).await?;
-        sqlite::seal(&staging)?;
-        sqlite::swap(&staging, &target)?;
-        Ok(verified)
-    }
-    .await;
-    if result.is_err() {
-        sqlite::remove_db(&staging);
-    }
-    result
-}
-
-#[cfg(feature = "postgres")]
-async fn restore_postgres(job: &mut RestoreJob<'_>) -> Result<usize> {
-    let config = job.config;
-    use crate::store::{PgTarget, PostgresStore};
-    let server = PgTarget::from_config(config)?;
-    let mut admin = server.connect("restore").await?;
-    let target = postgres::target_schema(&admin, config.store.postgres_schema.as_deref()).await?;
-    let mut suffix = [0u8; 8];
-    crate::crypto::fill_random(&mut suffix)?;
-    let staging = format!("clarity_restore_{}", hex::encode(suffix));
-    let result = async {
-        let staged = server.in_schema(&staging)?;
-        let store = Arc::new(PostgresStore::connect(&staged, 2).await?);
-        let mut client = staged.connect("restore").await?;
-        postgres::import(&mut client, job.reader, job.importer, job.progress).await?;
-        drop(client);
-        let verified = check_staging(job, Backends::of(store)).await?;
-        postgres::swap(&mut admin, &staging, &target).await?;
-        Ok(verified)
-    }
-    .await;
-    if result.is_err() {
-        postgres::drop_schema(&admin, &staging).await;
-    }
-    result
 }

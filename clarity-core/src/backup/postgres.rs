@@ -31,7 +31,7 @@ pub(super) async fn target_schema(client: &Client, configured: Option<&str>) -> 
     let schema: Option<String> = row.get(0);
     let schema =
         schema.ok_or_else(|| Error::invalid("the PostgreSQL search path names no schema"))?;
-    crate::config::validate_identifier(&schema)
+    crate::store::validate_identifier(&schema)
         .map_err(|m| Error::config("store.postgres_schema", m))?;
     Ok(schema)
 }
@@ -229,7 +229,7 @@ async fn insert(
 /// and drops `staging`, in one transaction.
 pub(super) async fn swap(client: &mut Client, staging: &str, target: &str) -> Result<()> {
     for schema in [staging, target] {
-        crate::config::validate_identifier(schema)
+        crate::store::validate_identifier(schema)
             .map_err(|m| Error::config("store.postgres_schema", m))?;
     }
     let tx = client.transaction().await.map_err(db_error)?;
@@ -251,7 +251,7 @@ pub(super) async fn swap(client: &mut Client, staging: &str, target: &str) -> Re
 
 /// Drops a staging schema (after a refused restore).
 pub(super) async fn drop_schema(client: &Client, schema: &str) {
-    if crate::config::validate_identifier(schema).is_ok() {
+    if crate::store::validate_identifier(schema).is_ok() {
         let _ = client
             .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
             .await;

@@ -333,7 +333,7 @@ pub(crate) fn read_bytes(input: &mut impl Read) -> Result<Vec<u8>> {
 fn read_exact(input: &mut impl Read, buf: &mut [u8]) -> Result<()> {
     input.read_exact(buf).map_err(|e| match e.kind() {
         std::io::ErrorKind::UnexpectedEof => malformed(),
-        _ => crate::backup::archive::unwrap_io(e),
+        _ => unwrap_io(e),
     })
 }
 
@@ -343,6 +343,19 @@ pub(crate) fn encode_table_start(table: &Table, out: &mut impl Write) -> std::io
     let name = table.name.as_bytes();
     out.write_all(&(name.len() as u32).to_le_bytes())?;
     out.write_all(name)
+}
+
+pub(crate) fn io_error(e: std::io::Error) -> Error {
+    Error::backend("backup", "cannot read or write the archive file", e)
+}
+
+/// Turns an I/O error from [`ArchiveReader`]'s `Read` back into ours.
+pub(crate) fn unwrap_io(e: std::io::Error) -> Error {
+    match e.into_inner().map(|inner| inner.downcast::<Error>()) {
+        Some(Ok(ours)) => *ours,
+        Some(Err(other)) => io_error(std::io::Error::other(other)),
+        None => malformed(),
+    }
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ pub(super) fn export(
         .create_new(true)
         .mode(0o600)
         .open(&snapshot)
-        .map_err(super::archive::io_error)?;
+        .map_err(super::schema::io_error)?;
     let result = (|| {
         let source =
             Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(db_error)?;
@@ -185,7 +185,7 @@ pub(super) fn seal(staging: &Path) -> Result<()> {
 /// Moves the staging database over the target.
 pub(super) fn swap(staging: &Path, target: &Path) -> Result<()> {
     remove_db(target);
-    std::fs::rename(staging, target).map_err(super::archive::io_error)?;
+    std::fs::rename(staging, target).map_err(super::schema::io_error)?;
     for suffix in ["-wal", "-shm"] {
         let mut p = staging.as_os_str().to_owned();
         p.push(suffix);
@@ -194,7 +194,7 @@ pub(super) fn swap(staging: &Path, target: &Path) -> Result<()> {
     if let Some(dir) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
-            .map_err(super::archive::io_error)?;
+            .map_err(super::schema::io_error)?;
     }
     Ok(())
 }

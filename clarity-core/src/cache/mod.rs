@@ -24,6 +24,7 @@ mod layer;
 mod memory;
 mod rate_limit;
 mod redis;
+mod settings;
 mod setup;
 
 use std::fmt;
@@ -43,6 +44,7 @@ pub use self::rate_limit::{
     RouteClass,
 };
 pub use self::redis::RedisCache;
+pub use self::settings::{CacheBackend, CacheConfig, RateLimitConfig};
 pub use self::setup::{Caching, open};
 
 /// Hit and size counters of a cache, for metrics.

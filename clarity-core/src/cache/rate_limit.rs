@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use governor::clock::{Clock, DefaultClock};
 
-use crate::config::RateLimitConfig;
+use super::RateLimitConfig;
 use crate::error::{Error, Result};
 
 /// What a limit applies to: a client address (any route, or the

@@ -12,10 +12,10 @@ use super::{
     RedisCache, RedisRateLimiter,
 };
 #[cfg(feature = "postgres")]
-use crate::config::Backend;
-use crate::config::{CacheBackend, Config};
+use super::{CacheBackend, CacheConfig, RateLimitConfig};
 use crate::crypto::Key;
 use crate::error::{Error, Result};
+use crate::store::{Backend, StoreConfig};
 
 /// The caching parts of an instance.
 #[derive(Debug)]
@@ -26,13 +26,19 @@ pub struct Caching {
     pub limiter: Option<Arc<dyn RateLimiter>>,
 }
 
-/// Opens what `config` asks for. Redis is connected lazily: an instance
+/// Opens what `settings` and `limits` ask for (with PostgreSQL's
+/// LISTEN/NOTIFY as the invalidation channel when the `store` is PostgreSQL
+/// and no Redis is set). Redis is connected lazily: an instance
 /// starts while Redis is down and uses it once it answers.
 ///
 /// # Errors
 /// [`Error::Config`] for a URL the Redis or PostgreSQL client refuses.
-pub fn open(config: &Config, cache_key: Key) -> Result<Caching> {
-    let settings = &config.cache;
+pub fn open(
+    settings: &CacheConfig,
+    limits: &RateLimitConfig,
+    store: &StoreConfig,
+    cache_key: Key,
+) -> Result<Caching> {
     let ttl = Duration::from_secs(settings.ttl_secs);
     let fallback_ttl = Duration::from_secs(settings.fallback_ttl_secs);
     let redis = match &settings.redis_url {
@@ -66,7 +72,7 @@ pub fn open(config: &Config, cache_key: Key) -> Result<Caching> {
         (_, Some(client), _) => {
             let (outbox, inbox) = mpsc::unbounded_channel();
             let invalidator = Arc::new(Invalidator::with_channel(
-                memory(config, ttl),
+                memory(settings, ttl),
                 ttl,
                 fallback_ttl,
                 ChannelKind::Redis,
@@ -81,15 +87,15 @@ pub fn open(config: &Config, cache_key: Key) -> Result<Caching> {
             invalidator
         }
         #[cfg(feature = "postgres")]
-        (_, None, _) if config.store.backend == Backend::Postgres => {
-            let target = crate::store::PgTarget::from_config(config)?;
-            let topic = match &config.store.postgres_schema {
+        (_, None, _) if store.backend == Backend::Postgres => {
+            let target = crate::store::PgTarget::from_settings(store)?;
+            let topic = match &store.postgres_schema {
                 Some(schema) => format!("clarity_invalidate_{schema}"),
                 None => "clarity_invalidate".to_string(),
             };
             let (outbox, inbox) = mpsc::unbounded_channel();
             let invalidator = Arc::new(Invalidator::with_channel(
-                memory(config, ttl),
+                memory(settings, ttl),
                 ttl,
                 fallback_ttl,
                 ChannelKind::Postgres,
@@ -98,19 +104,19 @@ pub fn open(config: &Config, cache_key: Key) -> Result<Caching> {
             channel::spawn_postgres(Arc::downgrade(&invalidator), target, topic, inbox);
             invalidator
         }
-        _ => Arc::new(Invalidator::local(memory(config, ttl), ttl, fallback_ttl)),
+        _ => Arc::new(Invalidator::local(memory(settings, ttl), ttl, fallback_ttl)),
     };
 
-    let limiter: Option<Arc<dyn RateLimiter>> = if !config.rate_limit.enabled {
+    let limiter: Option<Arc<dyn RateLimiter>> = if !limits.enabled {
         None
     } else if let Some(manager) = manager {
-        let shared = RedisRateLimiter::new(manager, prefix, &config.rate_limit);
+        let shared = RedisRateLimiter::new(manager, prefix, &limits);
         Some(Arc::new(FallbackRateLimiter::new(
             shared,
-            LocalRateLimiter::new(&config.rate_limit),
+            LocalRateLimiter::new(&limits),
         )))
     } else {
-        Some(Arc::new(LocalRateLimiter::new(&config.rate_limit)))
+        Some(Arc::new(LocalRateLimiter::new(&limits)))
     };
     Ok(Caching {
         invalidator,
@@ -118,6 +124,6 @@ pub fn open(config: &Config, cache_key: Key) -> Result<Caching> {
     })
 }
 
-fn memory(config: &Config, ttl: Duration) -> Arc<dyn Cache> {
-    Arc::new(MemoryCache::new(config.cache.max_entries, ttl))
+fn memory(settings: &CacheConfig, ttl: Duration) -> Arc<dyn Cache> {
+    Arc::new(MemoryCache::new(settings.max_entries, ttl))
 }

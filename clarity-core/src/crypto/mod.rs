@@ -11,10 +11,13 @@ pub mod envelope;
 mod keyring;
 mod provider;
 mod secret;
+mod settings;
 mod transit;
 
 pub use blind_index::{BlindIndex, BlindIndexer, IndexField};
 pub use secret::{Json, Key, Phi, SecretString};
+pub(crate) use settings::readable_file;
+pub use settings::{KeyProviderKind, KeysConfig};
 pub use transit::TransitSettings;
 // Key providers hand out the root secret: outside the crate only for tests
 // (S-API-1); applications reach keys through `Clarity::open` alone.

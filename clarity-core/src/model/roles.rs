@@ -6,7 +6,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 
-/// A role. Deny by default: a role grants only what [`super::decide`] names.
+/// A role. Deny by default: a role grants only what the policy point
+/// (`access::decide`) names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
     /// Manages users, roles, care teams, keys and backups; reads no PHI.

@@ -249,7 +249,7 @@ impl Clarity {
             progress(rewrapped);
         }
         self.directory.rewrap(store.as_ref(), keys.as_ref()).await?;
-        crate::store::rewrap_root_record(store.as_ref(), keys.as_ref()).await?;
+        crate::vault::rewrap_root_record(store.as_ref(), keys.as_ref()).await?;
         Ok(RotationReport {
             kek_version: version,
             new_version,
@@ -288,7 +288,7 @@ impl Clarity {
         if let Some(first) = store.data_keys_by_kek().await?.first() {
             oldest = oldest.min(first.0);
         }
-        if let Some(json) = store.get_meta(crate::store::TRANSIT_ROOT_KEY).await? {
+        if let Some(json) = store.get_meta(crate::vault::TRANSIT_ROOT_KEY).await? {
             oldest = oldest.min(crate::crypto::RootRecord::parse(&json)?.kek_version);
         }
         let before = keys.kek_versions().await?;

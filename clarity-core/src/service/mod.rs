@@ -11,24 +11,27 @@ mod alerts;
 mod audit_log;
 mod auditing;
 mod backup;
+mod care;
+mod credentials;
 mod directory;
 mod keys;
 mod patients;
+mod records;
 mod sessions;
 mod users;
 
 use std::sync::Arc;
 
 pub use alerts::{Alert, AlertHook, AlertKind, LogAlerts};
+pub use care::{BreakGlassGrant, BreakGlassRequest, CareTeamAssignment, GrantView};
+pub use credentials::MfaEnrollment;
 pub use keys::{KekUsage, KeyStatus, RetirementReport, RotationReport, TokenRotation};
-pub use patients::{
-    BreakGlassGrant, BreakGlassRequest, CareTeamAssignment, GrantView, NewRecord, RecordUpdate,
-};
+pub use records::{NewRecord, RecordUpdate};
 pub use sessions::{LoginRequest, MfaCode, RefreshRequest, Tokens};
 
 /// Largest JSON request body the HTTP server reads, in bytes.
 pub const MAX_REQUEST_BODY: usize = 2 * 1024 * 1024;
-pub use users::{MfaEnrollment, NewUser, SetupRequest, User, UserUpdate};
+pub use users::{NewUser, SetupRequest, User, UserUpdate};
 
 use crate::access::{Action, Policy, Principal, Reason, Relation, decide};
 use crate::audit::{AuditKeys, AuditWriter, WriterSettings};
@@ -38,8 +41,9 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::{Key, KeyProvider};
 use crate::error::{Error, Result};
-use crate::store::{Backends, IdentityStore, PhiStore, open_key_provider};
+use crate::store::{Backends, IdentityStore};
 use crate::timings::{Stage, StageTimes};
+use crate::vault::{PhiStore, open_key_provider};
 
 use self::directory::Directory;
 
@@ -47,6 +51,20 @@ use self::directory::Directory;
 /// user ever has it (user ids are UUIDv7).
 pub const OPERATOR_ID: uuid::Uuid =
     uuid::Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0001);
+
+/// Opens the store that `config` names and applies its pending schema
+/// migrations, without keys or any data access (the `clarity migrate`
+/// command); returns the backend's name and the schema version.
+///
+/// # Errors
+/// Configuration and backend errors.
+pub async fn migrate(config: &Config) -> Result<(&'static str, i64)> {
+    config.validate()?;
+    let rows = crate::store::open(&config.store, &config.data_dir)
+        .await?
+        .rows;
+    Ok((rows.backend(), rows.schema_version().await?))
+}
 
 /// A Clarity instance: open one per process (or per embedding handle).
 pub struct Clarity {
@@ -182,7 +200,7 @@ impl Clarity {
     /// # Errors
     /// Configuration, key and backend errors (see [`PhiStore::open`]).
     pub async fn open(config: Config) -> Result<Clarity> {
-        let backends = crate::store::open(&config).await?;
+        let backends = crate::store::open(&config.store, &config.data_dir).await?;
         let keys = open_key_provider(&config, backends.rows.as_ref()).await?;
         Self::with_parts(config, backends, keys, Arc::new(crate::clock::SystemClock)).await
     }
@@ -202,8 +220,12 @@ impl Clarity {
     ) -> Result<Clarity> {
         config.validate()?;
         let root = keys.root_key().await?;
-        let caching =
-            crate::cache::open(&config, directory::derive(&root, b"shared cache values")?)?;
+        let caching = crate::cache::open(
+            &config.cache,
+            &config.rate_limit,
+            &config.store,
+            directory::derive(&root, b"shared cache values")?,
+        )?;
         let rows: Arc<dyn crate::store::Store> = Arc::new(crate::cache::CachedStore::new(
             Arc::clone(&backends.rows),
             Arc::clone(&caching.invalidator),

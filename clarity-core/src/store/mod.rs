@@ -18,7 +18,6 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::audit::AuditStore;
-use crate::config::{Backend, Config};
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::Result;
 use crate::model::{Change, Changed, DataKeyRow, PatientRow, RecordRow};
@@ -28,19 +27,19 @@ mod audit_sql;
 mod identity;
 mod memory;
 mod migrations;
-mod phi;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod settings;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
 pub use identity::IdentityStore;
 pub use memory::MemoryStore;
 pub use migrations::{Migration, migrations_for};
-pub(crate) use phi::{FINGERPRINT_KEY, TRANSIT_ROOT_KEY};
-pub use phi::{PhiStore, open_key_provider, open_transit, rewrap_root_record};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgTarget, PostgresStore};
+pub(crate) use settings::validate_identifier;
+pub use settings::{Backend, SqliteSynchronous, StoreConfig};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
@@ -180,17 +179,20 @@ impl Backends {
     }
 }
 
-/// Opens the backend that `config` names and applies pending migrations.
+/// Opens the backend that `settings` name (SQLite files under `data_dir`)
+/// and applies pending migrations.
 ///
 /// # Errors
 /// [`crate::Error::Config`] for a backend not compiled in, or the backend's
 /// error when it cannot be opened or migrated.
-pub async fn open(config: &Config) -> Result<Backends> {
-    match config.store.backend {
+pub async fn open(settings: &StoreConfig, data_dir: &std::path::Path) -> Result<Backends> {
+    match settings.backend {
         #[cfg(feature = "sqlite")]
-        Backend::Sqlite => Ok(Backends::of(Arc::new(SqliteStore::open(config).await?))),
+        Backend::Sqlite => Ok(Backends::of(Arc::new(
+            SqliteStore::open(settings, data_dir).await?,
+        ))),
         #[cfg(feature = "postgres")]
-        Backend::Postgres => Ok(Backends::of(Arc::new(PostgresStore::open(config).await?))),
+        Backend::Postgres => Ok(Backends::of(Arc::new(PostgresStore::open(settings).await?))),
         #[allow(unreachable_patterns)]
         other => Err(crate::Error::config(
             "store.backend",

@@ -21,7 +21,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::crypto::{KeyProvider, LocalKeyring};
 use crate::service::Clarity;
-use crate::store::{Backends, IdentityStore, MemoryStore, PhiStore, Store};
+use crate::store::{Backends, IdentityStore, MemoryStore, Store};
+use crate::vault::PhiStore;
 
 /// Environment variable naming the PostgreSQL server for tests.
 pub const POSTGRES_URL_VAR: &str = "CLARITY_TEST_POSTGRES_URL";
@@ -174,7 +175,7 @@ impl Harness {
     }
 }
 
-/// [`Clarity::with_parts`] for tests: an instance over already opened parts.
+/// An instance over already opened parts, for tests (`Clarity::with_parts`).
 /// Not for production: it takes raw backends and a key provider.
 ///
 /// # Errors
@@ -303,7 +304,7 @@ pub async fn sqlite_transit() -> Option<Harness> {
         crate::store::SqliteStore::open_path(&path, 4, crate::config::SqliteSynchronous::Full)
             .await
             .expect("open sqlite");
-    let keys = crate::store::open_transit(settings, &store)
+    let keys = crate::vault::open_transit(settings, &store)
         .await
         .unwrap_or_else(|e| {
             panic!("{OPENBAO_ADDR_VAR} is set but OpenBao transit is not usable: {e}")

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use crate::config::KeysConfig;
+use crate::crypto::KeysConfig;
 use crate::crypto::SecretString;
 use crate::error::{Error, Result};
 

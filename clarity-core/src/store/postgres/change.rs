@@ -2,9 +2,9 @@
 //! (their own, or the audit writer's batch).
 
 use deadpool_postgres::GenericClient;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
-use super::identity::{GRANT_COLUMNS, missing_or};
 use super::{conflict_or_missing, pg_error, unique_or};
 use crate::error::{Error, Result};
 use crate::model::{CareTeamRow, Change};
@@ -332,4 +332,16 @@ async fn apply_in_savepoint(tx: &impl GenericClient, change: &Change) -> Result<
     };
     tx.batch_execute(end).await.map_err(pg_error)?;
     outcome
+}
+
+pub(super) const GRANT_COLUMNS: &str =
+    "id, user_id, patient_id, reason, created_at, expires_at, reviewed_at, reviewed_by";
+
+/// Foreign-key failures are `NotFound { what }`, unique ones `AlreadyExists`.
+pub(super) fn missing_or(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Error {
+    move |err| match err.code() {
+        Some(code) if *code == SqlState::FOREIGN_KEY_VIOLATION => Error::NotFound { what },
+        Some(code) if *code == SqlState::UNIQUE_VIOLATION => Error::AlreadyExists { what: "user" },
+        _ => pg_error(err),
+    }
 }

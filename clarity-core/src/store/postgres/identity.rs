@@ -3,9 +3,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
-use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
+use super::change::{GRANT_COLUMNS, missing_or};
 use super::{PostgresStore, conflict_or_missing, pg_error};
 use crate::crypto::BlindIndex;
 use crate::error::{Error, Result};
@@ -59,9 +59,6 @@ fn care_team_row(row: &Row) -> CareTeamRow {
     }
 }
 
-pub(super) const GRANT_COLUMNS: &str =
-    "id, user_id, patient_id, reason, created_at, expires_at, reviewed_at, reviewed_by";
-
 fn grant_row(row: &Row) -> GrantRow {
     GrantRow {
         id: row.get(0),
@@ -81,15 +78,6 @@ fn failures_row(row: &Row) -> Result<LoginFailures> {
         window_start: row.get(1),
         last_at: row.get(2),
     })
-}
-
-/// Foreign-key failures are `NotFound { what }`, unique ones `AlreadyExists`.
-pub(super) fn missing_or(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Error {
-    move |err| match err.code() {
-        Some(code) if *code == SqlState::FOREIGN_KEY_VIOLATION => Error::NotFound { what },
-        Some(code) if *code == SqlState::UNIQUE_VIOLATION => Error::AlreadyExists { what: "user" },
-        _ => pg_error(err),
-    }
 }
 
 fn limit(n: usize) -> i64 {

@@ -15,10 +15,10 @@ use uuid::Uuid;
 pub use self::target::PgTarget;
 use super::migrations::pending;
 use super::{Store, patient_index_column};
-use crate::config::Config;
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::{Error, Result};
 use crate::model::{Change, DataKeyRow, PatientRow, RecordRow};
+use crate::store::StoreConfig;
 
 const BACKEND: &str = "postgres";
 /// Advisory lock key held while migrating, so instances starting together
@@ -33,14 +33,14 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects with the settings of `config` and applies pending migrations.
+    /// Connects with `settings` and applies pending migrations.
     ///
     /// # Errors
     /// [`Error::Config`] for a malformed URL or TLS setting (see [`PgTarget`]);
     /// [`Error::Unavailable`] when the server cannot be reached;
     /// [`Error::Backend`] when migration fails.
-    pub async fn open(config: &Config) -> Result<PostgresStore> {
-        Self::connect(&PgTarget::from_config(config)?, config.store.pool_size).await
+    pub async fn open(settings: &StoreConfig) -> Result<PostgresStore> {
+        Self::connect(&PgTarget::from_settings(settings)?, settings.pool_size).await
     }
 
     /// Connects to `target` with at most `pool_size` connections, keeping

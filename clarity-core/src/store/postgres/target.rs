@@ -18,9 +18,9 @@ use rustls_pki_types::pem::PemObject;
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::config::{Config, validate_identifier};
 use crate::crypto::SecretString;
 use crate::error::{Error, Result, causes};
+use crate::store::{StoreConfig, validate_identifier};
 
 /// How long a connection attempt may take unless the URL says otherwise.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -53,14 +53,14 @@ impl PgTarget {
     /// [`Error::Config`] when the URL is missing or malformed, or its
     /// `sslmode` contradicts the CA setting; [`Error::Config`] when the CA
     /// file cannot be read or holds no certificate.
-    pub fn from_config(config: &Config) -> Result<PgTarget> {
-        let url = config.store.postgres_url.as_ref().ok_or_else(|| {
+    pub fn from_settings(settings: &StoreConfig) -> Result<PgTarget> {
+        let url = settings.postgres_url.as_ref().ok_or_else(|| {
             Error::config("store.postgres_url", "required for the postgres backend")
         })?;
         PgTarget::new(
             url,
-            config.store.postgres_schema.as_deref(),
-            config.store.postgres_ca_cert.as_deref(),
+            settings.postgres_schema.as_deref(),
+            settings.postgres_ca_cert.as_deref(),
         )
     }
 
@@ -68,7 +68,7 @@ impl PgTarget {
     /// given, and TLS verified against the CA in `ca_cert` when given.
     ///
     /// # Errors
-    /// As [`PgTarget::from_config`].
+    /// As [`PgTarget::from_settings`].
     pub fn new(
         url: &SecretString,
         schema: Option<&str>,

@@ -3,7 +3,6 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::identity::{GRANT_COLUMNS, missing_or};
 use super::{conflict_or_missing, micros, sqlite_error, unique_or};
 use crate::error::{Error, Result};
 use crate::model::{CareTeamRow, Change};
@@ -256,4 +255,20 @@ pub(super) fn apply_in_savepoint(conn: &Connection, change: &Change) -> Result<(
     };
     conn.execute_batch(end).map_err(sqlite_error)?;
     outcome
+}
+
+pub(super) const GRANT_COLUMNS: &str =
+    "id, user_id, patient_id, reason, created_at, expires_at, reviewed_at, reviewed_by";
+
+/// Maps a foreign-key failure on insert to `NotFound { what }`.
+pub(super) fn missing_or(what: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
+    move |err| match err.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation)
+            if err.to_string().contains("FOREIGN KEY") =>
+        {
+            Error::NotFound { what }
+        }
+        Some(rusqlite::ErrorCode::ConstraintViolation) => Error::AlreadyExists { what: "user" },
+        _ => sqlite_error(err),
+    }
 }

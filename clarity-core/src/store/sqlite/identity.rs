@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 use uuid::Uuid;
 
+use super::change::{GRANT_COLUMNS, missing_or};
 use super::{SqliteStore, from_micros, micros, sqlite_error};
 use crate::crypto::BlindIndex;
 use crate::error::{Error, Result};
@@ -62,9 +63,6 @@ fn care_team_row(row: &Row<'_>) -> rusqlite::Result<CareTeamRow> {
     })
 }
 
-pub(super) const GRANT_COLUMNS: &str =
-    "id, user_id, patient_id, reason, created_at, expires_at, reviewed_at, reviewed_by";
-
 fn grant_row(row: &Row<'_>) -> rusqlite::Result<GrantRow> {
     Ok(GrantRow {
         id: row.get(0)?,
@@ -84,19 +82,6 @@ fn failures_row(row: &Row<'_>) -> rusqlite::Result<LoginFailures> {
         window_start: from_micros(row.get(1)?)?,
         last_at: from_micros(row.get(2)?)?,
     })
-}
-
-/// Maps a foreign-key failure on insert to `NotFound { what }`.
-pub(super) fn missing_or(what: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
-    move |err| match err.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::ConstraintViolation)
-            if err.to_string().contains("FOREIGN KEY") =>
-        {
-            Error::NotFound { what }
-        }
-        Some(rusqlite::ErrorCode::ConstraintViolation) => Error::AlreadyExists { what: "user" },
-        _ => sqlite_error(err),
-    }
 }
 
 impl SqliteStore {

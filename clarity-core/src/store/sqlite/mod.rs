@@ -21,10 +21,10 @@ use uuid::Uuid;
 use self::pool::{Opener, Pool};
 use super::migrations::pending;
 use super::{Store, patient_index_column};
-use crate::config::{Config, SqliteSynchronous};
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::{Error, Result};
 use crate::model::{Change, DataKeyRow, PatientRow, RecordRow};
+use crate::store::{SqliteSynchronous, StoreConfig};
 
 const BACKEND: &str = "sqlite";
 
@@ -37,16 +37,17 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed, with mode 0600) the database that `config`
-    /// names and applies pending migrations.
+    /// Opens (creating if needed, with mode 0600) the database that
+    /// `settings` name (under `data_dir` unless `sqlite_path` is set) and
+    /// applies pending migrations.
     ///
     /// # Errors
     /// [`Error::Backend`] when the file cannot be opened or migrated.
-    pub async fn open(config: &Config) -> Result<SqliteStore> {
+    pub async fn open(settings: &StoreConfig, data_dir: &std::path::Path) -> Result<SqliteStore> {
         Self::open_path(
-            &config.sqlite_path(),
-            config.store.pool_size,
-            config.store.sqlite_synchronous,
+            &settings.sqlite_file(data_dir),
+            settings.pool_size,
+            settings.sqlite_synchronous,
         )
         .await
     }

@@ -13,23 +13,21 @@ use serde::Serialize;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::Store;
+use super::keys::{FINGERPRINT_KEY, foreign_keyring, open_key_provider};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, KeyProviderKind};
+use crate::config::Config;
 use crate::crypto::envelope::{RowBinding, open_row, seal_row};
-use crate::crypto::{
-    BlindIndexer, IndexField, Json, Key, KeyProvider, LocalKeyring, Phi, WrappedKey, fingerprint,
-};
+use crate::crypto::{BlindIndexer, IndexField, Key, KeyProvider, Phi, WrappedKey, fingerprint};
 use crate::error::{Error, Result};
 use crate::model::{
-    CareTeamRow, Change, DataKeyRow, Page, PageRequest, Patient, PatientLookup, PatientProfile,
-    PatientRow, Record, RecordKind, RecordRow, check_document,
+    CareTeamRow, Change, DataKeyRow, Patient, PatientLookup, PatientProfile, PatientRow,
 };
+use crate::store::Store;
 use crate::timings::{Stage, StageTimes};
 
-/// Metadata key under which a store remembers the fingerprint of its keyring.
-pub(crate) const FINGERPRINT_KEY: &str = "keyring_fingerprint";
 /// Every DEK is version 1 until DEK rotation exists; the version is in every envelope's AAD.
+mod records;
+
 const DEK_VERSION: i32 = 1;
 const PATIENTS: &str = "patients";
 const RECORDS: &str = "records";
@@ -76,7 +74,9 @@ impl PhiStore {
     /// [`Error::Key`] for a missing, unreadable or foreign keyring; the
     /// backend's errors when the store cannot be opened.
     pub async fn open(config: &Config) -> Result<PhiStore> {
-        let store = super::open(config).await?.rows;
+        let store = crate::store::open(&config.store, &config.data_dir)
+            .await?
+            .rows;
         let keys = open_key_provider(config, store.as_ref()).await?;
         Ok(Self::new(store, keys)
             .await?
@@ -337,210 +337,6 @@ impl PhiStore {
         self.store.find_patients(field, &index).await
     }
 
-    /// Creates a record of `kind` for a patient.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] for a bad kind or body (not a non-empty JSON
-    /// object, too deep, too large); [`Error::NotFound`] for an unknown or erased patient.
-    pub async fn create_record(
-        &self,
-        patient_id: Uuid,
-        kind: &str,
-        data: Json,
-        created_by: Uuid,
-    ) -> Result<Record> {
-        let (change, record) = self
-            .prepare_record(patient_id, kind, data, created_by)
-            .await?;
-        self.store.apply(change).await?;
-        Ok(record)
-    }
-
-    /// The change that creates a record, and the record it creates.
-    ///
-    /// # Errors
-    /// As [`PhiStore::create_record`], for what can be known before applying.
-    pub async fn prepare_record(
-        &self,
-        patient_id: Uuid,
-        kind: &str,
-        data: Json,
-        created_by: Uuid,
-    ) -> Result<(Change, Record)> {
-        let kind = RecordKind::new(kind)?;
-        check_document("data", &data.0, false)?;
-        let (dek, _) = self.data_key(patient_id, "patient").await?;
-        let id = Uuid::now_v7();
-        let now = self.clock.now();
-        let row = RecordRow {
-            id,
-            patient_id,
-            kind: kind.as_str().to_string(),
-            body: self.seal_doc(&dek, RECORDS, id, patient_id, 1, &data)?,
-            version: 1,
-            created_by,
-            created_at: now,
-            updated_at: now,
-        };
-        let record = Record {
-            id,
-            patient_id,
-            kind,
-            data: Phi::new(data),
-            version: 1,
-            created_by,
-            created_at: now,
-            updated_at: now,
-        };
-        Ok((Change::InsertRecord(row), record))
-    }
-
-    /// Reads and decrypts a record.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] for an unknown record or one of an erased patient;
-    /// [`Error::Integrity`] when its body fails to decrypt.
-    pub async fn get_record(&self, id: Uuid) -> Result<Record> {
-        let row = self.record_row(id).await?;
-        self.decrypt_record(row).await
-    }
-
-    /// Replaces a record's body if its current version is `expected_version`.
-    ///
-    /// # Errors
-    /// [`Error::Conflict`] on a stale version (nothing is written);
-    /// [`Error::NotFound`]; [`Error::InvalidInput`] for a bad body.
-    pub async fn update_record(
-        &self,
-        id: Uuid,
-        expected_version: i64,
-        data: Json,
-    ) -> Result<Record> {
-        let (change, record) = self
-            .prepare_record_update(id, expected_version, data)
-            .await?;
-        self.store.apply(change).await?;
-        Ok(record)
-    }
-
-    /// The change that replaces a record's body if its version is still
-    /// `expected_version` when applied, and the record it makes.
-    ///
-    /// # Errors
-    /// As [`PhiStore::update_record`], for what can be known before applying.
-    pub async fn prepare_record_update(
-        &self,
-        id: Uuid,
-        expected_version: i64,
-        data: Json,
-    ) -> Result<(Change, Record)> {
-        check_document("data", &data.0, false)?;
-        let current = self
-            .store
-            .get_record(id)
-            .await?
-            .ok_or(Error::NotFound { what: "record" })?;
-        if current.version != expected_version {
-            return Err(Error::Conflict {
-                what: "record",
-                expected: expected_version,
-                current: current.version,
-            });
-        }
-        let (dek, _) = self.data_key(current.patient_id, "record").await?;
-        let version = expected_version + 1;
-        let row = RecordRow {
-            body: self.seal_doc(&dek, RECORDS, id, current.patient_id, version, &data)?,
-            version,
-            updated_at: self.clock.now(),
-            ..current
-        };
-        let record = Record {
-            id,
-            patient_id: row.patient_id,
-            kind: RecordKind::new(&row.kind)?,
-            data: Phi::new(data),
-            version,
-            created_by: row.created_by,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        };
-        let change = Change::UpdateRecord {
-            record: row,
-            expected_version,
-        };
-        Ok((change, record))
-    }
-
-    /// Deletes a record.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] when absent.
-    pub async fn delete_record(&self, id: Uuid) -> Result<()> {
-        self.store.apply(Change::DeleteRecord(id)).await
-    }
-
-    /// One page of a patient's records, oldest first.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] for an unknown or erased patient;
-    /// [`Error::InvalidInput`] for a bad limit or cursor.
-    pub async fn list_records(&self, patient_id: Uuid, page: &PageRequest) -> Result<Page<Record>> {
-        let limit = page.limit()?;
-        let after = page.after()?;
-        let (dek, dek_version) = self.data_key(patient_id, "patient").await?;
-        let mut rows = self
-            .store
-            .list_records(patient_id, after, limit + 1)
-            .await?;
-        let more = rows.len() > limit;
-        rows.truncate(limit);
-        let items = rows
-            .into_iter()
-            .map(|row| self.open_record(&dek, dek_version, row))
-            .collect::<Result<Vec<_>>>()?;
-        let next_cursor = more
-            .then(|| items.last().map(|r| r.id.to_string()))
-            .flatten();
-        Ok(Page { items, next_cursor })
-    }
-
-    /// A record's stored row, without decrypting it: lets a caller decide
-    /// access on its patient before any plaintext exists.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] for an unknown record.
-    pub async fn record_row(&self, id: Uuid) -> Result<RecordRow> {
-        self.times
-            .time(Stage::RowRead, self.store.get_record(id))
-            .await?
-            .ok_or(Error::NotFound { what: "record" })
-    }
-
-    /// Decrypts a row read by [`PhiStore::record_row`].
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] once its patient is erased; [`Error::Integrity`].
-    pub async fn decrypt_record(&self, row: RecordRow) -> Result<Record> {
-        let (dek, dek_version) = self.data_key(row.patient_id, "record").await?;
-        self.open_record(&dek, dek_version, row)
-    }
-
-    fn open_record(&self, dek: &Key, dek_version: i32, row: RecordRow) -> Result<Record> {
-        let binding = binding(RECORDS, row.id, row.patient_id, row.version, dek_version);
-        let data: Json = self.open_sealed(dek, &binding, &row.body)?;
-        Ok(Record {
-            id: row.id,
-            patient_id: row.patient_id,
-            kind: RecordKind::new(&row.kind).map_err(|_| Error::Integrity)?,
-            data: Phi::new(data),
-            version: row.version,
-            created_by: row.created_by,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        })
-    }
-
     /// A patient row: the sealed profile and its blind indexes.
     fn patient_row(
         &self,
@@ -675,98 +471,4 @@ fn binding(
         version,
         dek_version,
     }
-}
-
-fn foreign_keyring(ours: &str, theirs: &str) -> Error {
-    Error::key(format!(
-        "the keyring (fingerprint {ours}) does not belong to this store (which expects {theirs}); refusing to open"
-    ))
-}
-
-/// Opens the key provider that `config` names. A local keyring file is
-/// created only for a store that holds no data yet.
-///
-/// # Errors
-/// [`Error::Key`] when the keyring is missing for a store with data, or unreadable.
-pub async fn open_key_provider(config: &Config, store: &dyn Store) -> Result<Arc<dyn KeyProvider>> {
-    match config.keys.provider {
-        KeyProviderKind::Local => {
-            let path = config.keyring_path();
-            if path.exists() {
-                return Ok(Arc::new(LocalKeyring::open(&path)?));
-            }
-            let bound = store.get_meta(FINGERPRINT_KEY).await?;
-            if bound.is_some() || store.count_data_keys().await? > 0 {
-                return Err(Error::key(format!(
-                    "keyring file {} not found, but this store holds data encrypted under keyring {}; restore that keyring file (a new one cannot read the data)",
-                    path.display(),
-                    bound.as_deref().unwrap_or("(unknown)")
-                )));
-            }
-            let keyring = LocalKeyring::create(&path)?;
-            tracing::warn!(
-                path = %path.display(),
-                "created a new local keyring: it is for development or single-node use; back it up, without it the data cannot be read"
-            );
-            Ok(Arc::new(keyring))
-        }
-        KeyProviderKind::Transit => {
-            let settings = crate::crypto::TransitSettings::from_config(&config.keys)?;
-            open_transit(settings, store)
-                .await
-                .map(|t| t as Arc<dyn KeyProvider>)
-        }
-    }
-}
-
-/// Metadata key of the transit-wrapped root secret.
-pub(crate) const TRANSIT_ROOT_KEY: &str = "transit_root_key";
-
-/// Connects to transit and loads the store's root secret, generating it
-/// (wrapped, never in plaintext: S-KEY-1) for a store that has none yet.
-///
-/// # Errors
-/// [`Error::Key`] when the store already holds data under another keyring;
-/// transit errors.
-pub async fn open_transit(
-    settings: crate::crypto::TransitSettings,
-    store: &dyn Store,
-) -> Result<Arc<crate::crypto::TransitKeyProvider>> {
-    use crate::crypto::{RootRecord, TransitKeyProvider};
-    let provider = TransitKeyProvider::connect(settings).await?;
-    let record = match store.get_meta(TRANSIT_ROOT_KEY).await? {
-        Some(json) => json,
-        None => {
-            if store.get_meta(FINGERPRINT_KEY).await?.is_some()
-                || store.count_data_keys().await? > 0
-            {
-                return Err(Error::key(
-                    "this store holds data encrypted under a local keyring; it cannot switch to the transit provider by configuration alone",
-                ));
-            }
-            let fresh = provider.new_root().await?.to_json()?;
-            // Of two instances starting together, the first one's root wins.
-            store.set_meta_if_absent(TRANSIT_ROOT_KEY, &fresh).await?
-        }
-    };
-    Ok(Arc::new(
-        provider.with_root(&RootRecord::parse(&record)?).await?,
-    ))
-}
-
-/// Re-wraps the transit root record under the current KEK version
-/// (rotation); a no-op for other providers and up-to-date records.
-pub async fn rewrap_root_record(store: &dyn Store, keys: &dyn KeyProvider) -> Result<()> {
-    let Some(json) = store.get_meta(TRANSIT_ROOT_KEY).await? else {
-        return Ok(());
-    };
-    let record = crate::crypto::RootRecord::parse(&json)?;
-    if record.kek_version >= keys.current_kek_version().await? {
-        return Ok(());
-    }
-    let fresh = keys
-        .rewrap(&record.to_wrapped(), crate::crypto::ROOT_CONTEXT)
-        .await?;
-    let fresh = crate::crypto::RootRecord::from_wrapped(&fresh)?;
-    store.put_meta(TRANSIT_ROOT_KEY, &fresh.to_json()?).await
 }

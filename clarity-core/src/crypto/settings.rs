@@ -1,0 +1,170 @@
+//! The `[keys]` settings: which key provider, and how to reach it; and the
+//! rule for files that settings name.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Which key provider holds the key-encryption keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyProviderKind {
+    /// A keyring file on local disk (0600), created on first use. For development
+    /// and single-node deployments.
+    #[default]
+    Local,
+    /// An OpenBao / HashiCorp Vault transit engine: KEKs never leave it.
+    Transit,
+}
+
+/// Key settings (`[keys]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct KeysConfig {
+    /// The key provider (default `local`).
+    pub provider: KeyProviderKind,
+    /// Local keyring file (default `<data_dir>/keyring.json`).
+    pub keyring_path: Option<PathBuf>,
+    /// Transit server URL; `https://` except for loopback `http://` (provider `transit`).
+    pub transit_addr: Option<String>,
+    /// File holding the transit token; readable by its owner only, like the keyring.
+    pub transit_token_file: Option<PathBuf>,
+    /// Mount path of the transit engine (default `transit`).
+    pub transit_mount: String,
+    /// Name of the transit key that wraps data keys (default `clarity`).
+    pub transit_key: String,
+    /// PEM file of the CA that signed the transit server's certificate (default: system roots).
+    pub transit_ca_cert: Option<PathBuf>,
+    /// Timeout of one transit request, in milliseconds (default 5000).
+    pub transit_timeout_ms: u64,
+    /// Unwrapped data keys kept in memory at most (default 10000).
+    pub dek_cache_entries: u64,
+    /// Seconds an unwrapped data key stays in memory (default 300).
+    pub dek_cache_secs: u64,
+    /// Directory of the erasure ledger (default: the keyring file's
+    /// directory). With several instances, a directory they all mount
+    /// (each host writes a file of its own) outside the database.
+    pub erasure_ledger_dir: Option<PathBuf>,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            provider: KeyProviderKind::Local,
+            keyring_path: None,
+            transit_addr: None,
+            transit_token_file: None,
+            transit_mount: "transit".into(),
+            transit_key: "clarity".into(),
+            transit_ca_cert: None,
+            transit_timeout_ms: 5000,
+            dek_cache_entries: 10_000,
+            dek_cache_secs: 300,
+            erasure_ledger_dir: None,
+        }
+    }
+}
+
+impl KeysConfig {
+    /// Checks the `[keys]` settings; errors name the key.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first offending key.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=60_000).contains(&self.transit_timeout_ms) {
+            return Err(Error::config(
+                "keys.transit_timeout_ms",
+                "must be between 1 and 60000",
+            ));
+        }
+        if !(1..=10_000_000).contains(&self.dek_cache_entries) {
+            return Err(Error::config(
+                "keys.dek_cache_entries",
+                "must be between 1 and 10000000",
+            ));
+        }
+        if !(1..=86_400).contains(&self.dek_cache_secs) {
+            return Err(Error::config(
+                "keys.dek_cache_secs",
+                "must be between 1 and 86400",
+            ));
+        }
+        for (key, value) in [
+            ("keys.transit_mount", &self.transit_mount),
+            ("keys.transit_key", &self.transit_key),
+        ] {
+            let ok = !value.is_empty()
+                && value.len() <= 128
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+                && !value.starts_with('/')
+                && !value.contains("..");
+            if !ok {
+                return Err(Error::config(
+                    key,
+                    "must be a path of letters, digits, -, _, . and / (no leading / or ..)",
+                ));
+            }
+        }
+        if let Some(addr) = &self.transit_addr {
+            check_transit_addr(addr).map_err(|m| Error::config("keys.transit_addr", m))?;
+        }
+        if self.provider == KeyProviderKind::Transit {
+            if self.transit_addr.is_none() {
+                return Err(Error::config(
+                    "keys.transit_addr",
+                    "required when keys.provider is \"transit\"",
+                ));
+            }
+            if self.transit_token_file.is_none() {
+                return Err(Error::config(
+                    "keys.transit_token_file",
+                    "required when keys.provider is \"transit\"",
+                ));
+            }
+        }
+        readable_file("keys.transit_ca_cert", &self.transit_ca_cert)
+    }
+}
+
+/// The file a setting names, when it names one, must exist.
+pub(crate) fn readable_file(key: &str, path: &Option<PathBuf>) -> Result<()> {
+    if path.as_ref().is_some_and(|p| !p.is_file()) {
+        return Err(Error::config(key, "is not a readable file"));
+    }
+    Ok(())
+}
+
+/// `https://host[:port]`, or `http://` to a loopback address only.
+fn check_transit_addr(addr: &str) -> std::result::Result<(), &'static str> {
+    let (scheme, rest) = addr
+        .split_once("://")
+        .ok_or("must be an https:// URL (http:// only to a loopback address)")?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') {
+        return Err("must name a host, without credentials");
+    }
+    match scheme {
+        "https" => Ok(()),
+        "http" => {
+            let host = match authority.strip_prefix('[') {
+                Some(v6) => v6.split(']').next().unwrap_or_default(),
+                None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+            };
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                Ok(())
+            } else {
+                Err("must use https:// (http:// is allowed only to a loopback address)")
+            }
+        }
+        _ => Err("must be an https:// URL (http:// only to a loopback address)"),
+    }
+}

@@ -1,0 +1,270 @@
+//! [`IdentityStore`] on the in-memory tables: users, sessions, refresh
+//! tokens, care teams and grants.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{MemoryStore, Tables, after_id, change, check_version};
+use crate::crypto::BlindIndex;
+use crate::error::{Error, Result};
+use crate::model::{CareTeamRow, Change, GrantRow, LoginFailures, RefreshRow, SessionRow, UserRow};
+use crate::store::identity::IdentityStore;
+
+fn email_taken(tables: &Tables, user: &UserRow) -> bool {
+    tables
+        .users
+        .values()
+        .any(|u| u.id != user.id && u.email_index == user.email_index)
+}
+
+#[async_trait]
+impl IdentityStore for MemoryStore {
+    async fn count_users(&self) -> Result<u64> {
+        self.with(|t| Ok(t.users.len() as u64))
+    }
+
+    async fn insert_user(&self, user: &UserRow) -> Result<()> {
+        self.with(|t| {
+            if t.users.contains_key(&user.id) || email_taken(t, user) {
+                return Err(Error::AlreadyExists { what: "user" });
+            }
+            if user
+                .patient_id
+                .is_some_and(|p| !t.patients.contains_key(&p))
+            {
+                return Err(Error::NotFound { what: "patient" });
+            }
+            t.users.insert(user.id, user.clone());
+            Ok(())
+        })
+    }
+
+    async fn get_user(&self, id: Uuid) -> Result<Option<UserRow>> {
+        self.with(|t| Ok(t.users.get(&id).cloned()))
+    }
+
+    async fn find_user(&self, email_index: &BlindIndex) -> Result<Option<UserRow>> {
+        self.with(|t| {
+            Ok(t.users
+                .values()
+                .find(|u| u.email_index == *email_index)
+                .cloned())
+        })
+    }
+
+    async fn list_users(&self, after: Option<Uuid>, limit: usize) -> Result<Vec<UserRow>> {
+        self.with(|t| Ok(after_id(&t.users, after).take(limit).cloned().collect()))
+    }
+
+    async fn update_user(&self, user: &UserRow, expected_version: i64) -> Result<()> {
+        self.with(|t| {
+            let current = t
+                .users
+                .get(&user.id)
+                .ok_or(Error::NotFound { what: "user" })?
+                .version;
+            check_version("user", current, expected_version)?;
+            if email_taken(t, user) {
+                return Err(Error::AlreadyExists { what: "user" });
+            }
+            if user
+                .patient_id
+                .is_some_and(|p| !t.patients.contains_key(&p))
+            {
+                return Err(Error::NotFound { what: "patient" });
+            }
+            t.users.insert(user.id, user.clone());
+            Ok(())
+        })
+    }
+
+    async fn advance_mfa_step(&self, user_id: Uuid, step: i64) -> Result<bool> {
+        self.with(|t| {
+            let last = t.mfa_steps.entry(user_id).or_insert(i64::MIN);
+            if step > *last {
+                *last = step;
+                Ok(true)
+            } else {
+                Ok(false)
+            }
+        })
+    }
+
+    async fn login_failures(&self, user_id: Uuid) -> Result<Option<LoginFailures>> {
+        self.with(|t| Ok(t.login_failures.get(&user_id).copied()))
+    }
+
+    async fn record_login_failure(
+        &self,
+        user_id: Uuid,
+        at: DateTime<Utc>,
+        window: chrono::Duration,
+    ) -> Result<LoginFailures> {
+        self.with(|t| {
+            let entry = t.login_failures.entry(user_id).or_insert(LoginFailures {
+                count: 0,
+                window_start: at,
+                last_at: at,
+            });
+            if at - entry.window_start > window {
+                entry.count = 0;
+                entry.window_start = at;
+            }
+            entry.count = entry.count.saturating_add(1);
+            entry.last_at = at;
+            Ok(*entry)
+        })
+    }
+
+    async fn clear_login_failures(&self, user_id: Uuid) -> Result<()> {
+        self.with(|t| {
+            t.login_failures.remove(&user_id);
+            Ok(())
+        })
+    }
+
+    async fn insert_session(&self, session: &SessionRow, refresh: &RefreshRow) -> Result<()> {
+        self.with(|t| {
+            t.sessions.insert(session.id, session.clone());
+            t.refresh.insert(refresh.hash, refresh.clone());
+            Ok(())
+        })
+    }
+
+    async fn get_session(&self, id: Uuid) -> Result<Option<SessionRow>> {
+        self.with(|t| Ok(t.sessions.get(&id).cloned()))
+    }
+
+    async fn touch_session(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
+        self.with(|t| {
+            if let Some(s) = t.sessions.get_mut(&id) {
+                s.last_seen_at = s.last_seen_at.max(at);
+            }
+            Ok(())
+        })
+    }
+
+    async fn revoke_session(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
+        self.with(|t| {
+            if let Some(s) = t.sessions.get_mut(&id) {
+                s.revoked_at.get_or_insert(at);
+            }
+            Ok(())
+        })
+    }
+
+    async fn revoke_user_sessions(&self, user_id: Uuid, at: DateTime<Utc>) -> Result<u64> {
+        self.with(|t| {
+            let mut count = 0;
+            for s in t.sessions.values_mut() {
+                if s.user_id == user_id && s.revoked_at.is_none() {
+                    s.revoked_at = Some(at);
+                    count += 1;
+                }
+            }
+            Ok(count)
+        })
+    }
+
+    async fn get_refresh(&self, hash: &[u8; 32]) -> Result<Option<RefreshRow>> {
+        self.with(|t| Ok(t.refresh.get(hash).cloned()))
+    }
+
+    async fn rotate_refresh(
+        &self,
+        used: &[u8; 32],
+        at: DateTime<Utc>,
+        next: &RefreshRow,
+    ) -> Result<bool> {
+        self.with(|t| {
+            match t.refresh.get_mut(used) {
+                Some(row) if row.used_at.is_none() => row.used_at = Some(at),
+                _ => return Ok(false),
+            }
+            t.refresh.insert(next.hash, next.clone());
+            Ok(true)
+        })
+    }
+
+    async fn upsert_care_team(&self, member: &CareTeamRow) -> Result<()> {
+        self.with(|t| change::upsert_care_team(t, member))
+    }
+
+    async fn remove_care_team(&self, patient_id: Uuid, user_id: Uuid) -> Result<()> {
+        let change = Change::RemoveCareTeamMember {
+            patient_id,
+            user_id,
+        };
+        self.with(|t| change::apply_change(t, &change))
+    }
+
+    async fn care_team_member(
+        &self,
+        patient_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<CareTeamRow>> {
+        self.with(|t| Ok(t.care_team.get(&(patient_id, user_id)).cloned()))
+    }
+
+    async fn care_team_of_user(&self, user_id: Uuid) -> Result<Vec<CareTeamRow>> {
+        self.with(|t| {
+            Ok(t.care_team
+                .values()
+                .filter(|m| m.user_id == user_id)
+                .cloned()
+                .collect())
+        })
+    }
+
+    async fn insert_grant(&self, grant: &GrantRow) -> Result<()> {
+        self.with(|t| change::apply_change(t, &Change::InsertGrant(grant.clone())))
+    }
+
+    async fn grants_of_user(&self, user_id: Uuid) -> Result<Vec<GrantRow>> {
+        self.with(|t| {
+            Ok(t.grants
+                .values()
+                .rev()
+                .filter(|g| g.user_id == user_id)
+                .cloned()
+                .collect())
+        })
+    }
+
+    async fn list_grants(
+        &self,
+        unreviewed_only: bool,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<GrantRow>> {
+        self.with(|t| {
+            Ok(after_id(&t.grants, after)
+                .filter(|g| !unreviewed_only || g.reviewed_at.is_none())
+                .take(limit)
+                .cloned()
+                .collect())
+        })
+    }
+
+    async fn review_grant(&self, id: Uuid, by: Uuid, at: DateTime<Utc>) -> Result<()> {
+        self.with(|t| {
+            let grant = t
+                .grants
+                .get_mut(&id)
+                .ok_or(Error::NotFound { what: "grant" })?;
+            grant.reviewed_at = Some(at);
+            grant.reviewed_by = Some(by);
+            Ok(())
+        })
+    }
+
+    async fn list_patient_ids(&self, after: Option<Uuid>, limit: usize) -> Result<Vec<Uuid>> {
+        self.with(|t| {
+            Ok(after_id(&t.patients, after)
+                .take(limit)
+                .map(|p| p.id)
+                .collect())
+        })
+    }
+}

@@ -1,0 +1,215 @@
+//! Conformance case for changes committed with their audit events (S-AUD-2),
+//! batched or not.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::{body, kind_of, new_patient};
+use crate::error::{Error, ErrorKind};
+use crate::testing::Harness;
+
+/// An unchained event for slot `seq` of `chain` (the store does not check
+/// MACs; the writer makes them).
+fn bare_event(chain: Uuid, seq: i64, outcome: &crate::Result<()>) -> crate::audit::AuditEvent {
+    crate::audit::AuditEvent {
+        id: Uuid::now_v7(),
+        chain_id: chain,
+        seq,
+        recorded: chrono::Utc::now(),
+        event_type: "rest".into(),
+        subtype: "record.update".into(),
+        action: "U".into(),
+        outcome: if outcome.is_ok() { "0" } else { "4" }.into(),
+        purpose: None,
+        actor_id: None,
+        actor_roles: None,
+        client_address: None,
+        patient_id: None,
+        entity_id: None,
+        query_hash: None,
+        reason: None,
+        request_id: None,
+        prev_mac: vec![0; 32],
+        mac: vec![1; 32],
+    }
+}
+
+/// S-AUD-2: a change commits in its audit event's transaction. In a batch,
+/// a change that fails (stale version, unknown patient) is undone alone and
+/// its outcome reaches its event, the others commit; when the batch cannot
+/// be stored, none of its changes is.
+pub async fn changes_commit_with_their_audit_events(h: &Harness) {
+    use crate::audit::AuditBatch;
+    use crate::model::Change;
+
+    let patient = new_patient(h).await;
+    let author = Uuid::now_v7();
+    let existing = h
+        .phi
+        .create_record(patient.id, "observation", body(60), author)
+        .await
+        .expect("record");
+    let (insert, inserted) = h
+        .phi
+        .prepare_record(patient.id, "observation", body(61), author)
+        .await
+        .expect("prepare");
+    let (mut stale, _) = h
+        .phi
+        .prepare_record_update(existing.id, 1, body(62))
+        .await
+        .expect("prepare update");
+    if let Change::UpdateRecord {
+        expected_version, ..
+    } = &mut stale
+    {
+        *expected_version = 5;
+    }
+    let (orphan, _) = h
+        .phi
+        .prepare_record(patient.id, "observation", body(63), author)
+        .await
+        .expect("prepare");
+    let Change::InsertRecord(mut orphan) = orphan else {
+        panic!("an insert")
+    };
+    orphan.patient_id = Uuid::now_v7();
+    // Inserts on either side of the orphan: a run of inserts, which a
+    // backend may send together, still gets one outcome per insert.
+    let (before, before_row) = h
+        .phi
+        .prepare_record(patient.id, "observation", body(66), author)
+        .await
+        .expect("prepare");
+    let (after, after_row) = h
+        .phi
+        .prepare_record(patient.id, "observation", body(67), author)
+        .await
+        .expect("prepare");
+
+    let chain = Uuid::now_v7();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen_in_seal = Arc::clone(&seen);
+    let stored = h
+        .audit
+        .append_audit_batch(AuditBatch {
+            changes: vec![
+                Some(insert),
+                Some(stale),
+                None,
+                Some(before),
+                Some(Change::InsertRecord(orphan.clone())),
+                Some(after),
+            ],
+            seal: Box::new(move |outcomes| {
+                seen_in_seal
+                    .lock()
+                    .expect("lock")
+                    .extend(outcomes.iter().map(|o| o.as_ref().err().map(Error::kind)));
+                let events = (1..)
+                    .zip(outcomes)
+                    .map(|(seq, o)| bare_event(chain, seq, o))
+                    .collect();
+                (events, None)
+            }),
+        })
+        .await
+        .expect("the batch commits");
+    let kinds: Vec<Option<ErrorKind>> = stored
+        .outcomes
+        .iter()
+        .map(|o| o.as_ref().err().map(Error::kind))
+        .collect();
+    let expected = vec![
+        None,
+        Some(ErrorKind::Conflict),
+        None,
+        None,
+        Some(ErrorKind::NotFound),
+        None,
+    ];
+    assert_eq!(kinds, expected, "each change's own outcome");
+    assert_eq!(
+        *seen.lock().expect("lock"),
+        expected,
+        "the events are sealed with those outcomes"
+    );
+    let events = h
+        .audit
+        .audit_chain_events(chain, 0, 100)
+        .await
+        .expect("events");
+    let outcomes: Vec<&str> = events.iter().map(|e| e.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["0", "4", "0", "0", "4", "0"]);
+    for (id, n) in [(inserted.id, 61), (before_row.id, 66), (after_row.id, 67)] {
+        let read = h.phi.get_record(id).await.expect("inserted");
+        assert_eq!(read.data.expose(), &body(n));
+    }
+    let kept = h.phi.get_record(existing.id).await.expect("kept");
+    assert_eq!((kept.version, kept.data.expose()), (1, &body(60)));
+    assert_eq!(
+        kind_of(h.phi.get_record(orphan.id).await),
+        ErrorKind::NotFound
+    );
+
+    // A batch that cannot be stored (its events clash with stored ones)
+    // leaves no change behind.
+    let (insert, lost) = h
+        .phi
+        .prepare_record(patient.id, "observation", body(64), author)
+        .await
+        .expect("prepare");
+    let (update, _) = h
+        .phi
+        .prepare_record_update(existing.id, 1, body(65))
+        .await
+        .expect("prepare update");
+    let spared = new_patient(h).await;
+    let spared_record = h
+        .phi
+        .create_record(spared.id, "observation", body(66), author)
+        .await
+        .expect("record");
+    let erase = Change::ErasePatient {
+        id: spared.id,
+        at: chrono::Utc::now(),
+    };
+    let failed = h
+        .audit
+        .append_audit_batch(AuditBatch {
+            changes: vec![Some(insert), Some(update), Some(erase)],
+            seal: Box::new(move |outcomes| {
+                assert!(outcomes.iter().all(Result::is_ok), "the changes apply");
+                let events = (1..)
+                    .zip(outcomes)
+                    .map(|(seq, o)| bare_event(chain, seq, o))
+                    .collect();
+                (events, None)
+            }),
+        })
+        .await;
+    assert!(failed.is_err(), "events with taken sequence numbers");
+    assert_eq!(
+        kind_of(h.phi.get_record(lost.id).await),
+        ErrorKind::NotFound
+    );
+    h.phi
+        .get_patient(spared.id)
+        .await
+        .expect("the erasure of a failed batch is undone");
+    h.phi
+        .get_record(spared_record.id)
+        .await
+        .expect("with the patient's records and data key");
+    let kept = h.phi.get_record(existing.id).await.expect("kept");
+    assert_eq!((kept.version, kept.data.expose()), (1, &body(60)));
+    assert_eq!(
+        h.audit
+            .audit_chain_events(chain, 0, 100)
+            .await
+            .expect("events")
+            .len(),
+        6
+    );
+}

@@ -1,0 +1,107 @@
+//! Key bootstrap: opening the key provider a configuration names, binding a
+//! store to its keyring, and the transit-wrapped root secret. The metadata
+//! key names a store keeps about its keys live here.
+
+use std::sync::Arc;
+
+use crate::config::{Config, KeyProviderKind};
+use crate::crypto::{KeyProvider, LocalKeyring};
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// Metadata key under which a store remembers the fingerprint of its keyring.
+pub(crate) const FINGERPRINT_KEY: &str = "keyring_fingerprint";
+
+pub(super) fn foreign_keyring(ours: &str, theirs: &str) -> Error {
+    Error::key(format!(
+        "the keyring (fingerprint {ours}) does not belong to this store (which expects {theirs}); refusing to open"
+    ))
+}
+
+/// Opens the key provider that `config` names. A local keyring file is
+/// created only for a store that holds no data yet.
+///
+/// # Errors
+/// [`Error::Key`] when the keyring is missing for a store with data, or unreadable.
+pub async fn open_key_provider(config: &Config, store: &dyn Store) -> Result<Arc<dyn KeyProvider>> {
+    match config.keys.provider {
+        KeyProviderKind::Local => {
+            let path = config.keyring_path();
+            if path.exists() {
+                return Ok(Arc::new(LocalKeyring::open(&path)?));
+            }
+            let bound = store.get_meta(FINGERPRINT_KEY).await?;
+            if bound.is_some() || store.count_data_keys().await? > 0 {
+                return Err(Error::key(format!(
+                    "keyring file {} not found, but this store holds data encrypted under keyring {}; restore that keyring file (a new one cannot read the data)",
+                    path.display(),
+                    bound.as_deref().unwrap_or("(unknown)")
+                )));
+            }
+            let keyring = LocalKeyring::create(&path)?;
+            tracing::warn!(
+                path = %path.display(),
+                "created a new local keyring: it is for development or single-node use; back it up, without it the data cannot be read"
+            );
+            Ok(Arc::new(keyring))
+        }
+        KeyProviderKind::Transit => {
+            let settings = crate::crypto::TransitSettings::from_config(&config.keys)?;
+            open_transit(settings, store)
+                .await
+                .map(|t| t as Arc<dyn KeyProvider>)
+        }
+    }
+}
+
+/// Metadata key of the transit-wrapped root secret.
+pub(crate) const TRANSIT_ROOT_KEY: &str = "transit_root_key";
+
+/// Connects to transit and loads the store's root secret, generating it
+/// (wrapped, never in plaintext: S-KEY-1) for a store that has none yet.
+///
+/// # Errors
+/// [`Error::Key`] when the store already holds data under another keyring;
+/// transit errors.
+pub async fn open_transit(
+    settings: crate::crypto::TransitSettings,
+    store: &dyn Store,
+) -> Result<Arc<crate::crypto::TransitKeyProvider>> {
+    use crate::crypto::{RootRecord, TransitKeyProvider};
+    let provider = TransitKeyProvider::connect(settings).await?;
+    let record = match store.get_meta(TRANSIT_ROOT_KEY).await? {
+        Some(json) => json,
+        None => {
+            if store.get_meta(FINGERPRINT_KEY).await?.is_some()
+                || store.count_data_keys().await? > 0
+            {
+                return Err(Error::key(
+                    "this store holds data encrypted under a local keyring; it cannot switch to the transit provider by configuration alone",
+                ));
+            }
+            let fresh = provider.new_root().await?.to_json()?;
+            // Of two instances starting together, the first one's root wins.
+            store.set_meta_if_absent(TRANSIT_ROOT_KEY, &fresh).await?
+        }
+    };
+    Ok(Arc::new(
+        provider.with_root(&RootRecord::parse(&record)?).await?,
+    ))
+}
+
+/// Re-wraps the transit root record under the current KEK version
+/// (rotation); a no-op for other providers and up-to-date records.
+pub async fn rewrap_root_record(store: &dyn Store, keys: &dyn KeyProvider) -> Result<()> {
+    let Some(json) = store.get_meta(TRANSIT_ROOT_KEY).await? else {
+        return Ok(());
+    };
+    let record = crate::crypto::RootRecord::parse(&json)?;
+    if record.kek_version >= keys.current_kek_version().await? {
+        return Ok(());
+    }
+    let fresh = keys
+        .rewrap(&record.to_wrapped(), crate::crypto::ROOT_CONTEXT)
+        .await?;
+    let fresh = crate::crypto::RootRecord::from_wrapped(&fresh)?;
+    store.put_meta(TRANSIT_ROOT_KEY, &fresh.to_json()?).await
+}
