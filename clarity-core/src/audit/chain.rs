@@ -5,23 +5,20 @@
 //! located, and nobody without the audit key can forge a chain (S-AUD-3).
 
 use chrono::{DateTime, Utc};
-use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 use uuid::Uuid;
-use zeroize::Zeroizing;
 
 use super::{AuditEvent, Checkpoint};
 use crate::audit::AuditStore;
 use crate::crypto::Key;
+use crate::crypto::schedule::meta;
+use crate::crypto::schedule::{self, SubKey};
 use crate::error::{Error, Result};
 
 /// Length of a MAC.
 pub(crate) const MAC_LEN: usize = 32;
-
-/// Metadata key of the audit key version new chains use.
-const VERSION_META: &str = "audit_key_version";
 
 /// The audit MAC key and checkpoint signing key, derived from the root secret.
 ///
@@ -52,23 +49,11 @@ impl AuditKeys {
     }
 
     fn derive_version(root: &Key, version: u32, older: Vec<AuditKeys>) -> Result<Self> {
-        let hkdf = Hkdf::<Sha256>::new(Some(b"clarity/v1 audit"), root.expose());
-        let mut mac = Zeroizing::new([0u8; 32]);
-        let mut seed = Zeroizing::new([0u8; 32]);
-        let fail = |_| Error::internal("audit key derivation failed");
-        hkdf.expand(
-            format!("chain mac {version}").as_bytes(),
-            mac.as_mut_slice(),
-        )
-        .map_err(fail)?;
-        hkdf.expand(
-            format!("checkpoint signing {version}").as_bytes(),
-            seed.as_mut_slice(),
-        )
-        .map_err(fail)?;
+        let mac = schedule::derive(root, SubKey::AuditChainMac(version))?;
+        let seed = schedule::derive_bytes(root, SubKey::AuditSigningSeed(version))?;
         Ok(AuditKeys {
             version,
-            mac: Key::from_slice(mac.as_slice())?,
+            mac,
             signing: ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(*seed)),
             older: std::sync::Arc::new(older),
         })
@@ -101,7 +86,7 @@ impl AuditKeys {
     /// # Errors
     /// [`Error::Integrity`] when the stored version is malformed; backend errors.
     pub async fn stored_version(store: &dyn crate::store::Store) -> Result<u32> {
-        match store.get_meta(VERSION_META).await? {
+        match store.get_meta(meta::AUDIT_KEY_VERSION).await? {
             Some(text) => text.parse::<u32>().map_err(|_| Error::Integrity),
             None => Ok(1),
         }
@@ -116,7 +101,9 @@ impl AuditKeys {
         // The store's version, not this instance's: a second rotation before
         // a restart (or one made by another instance) moves on from it.
         let next = Self::stored_version(store).await?.max(self.version) + 1;
-        store.put_meta(VERSION_META, &next.to_string()).await?;
+        store
+            .put_meta(meta::AUDIT_KEY_VERSION, &next.to_string())
+            .await?;
         Ok(next)
     }
 

@@ -9,19 +9,17 @@
 //! clock, so tests can move time. Every failure is the same `Unauthenticated`.
 
 use chrono::{DateTime, Utc};
-use hkdf::Hkdf;
 use pasetors::keys::{AsymmetricPublicKey, AsymmetricSecretKey, SymmetricKey};
 use pasetors::paserk::{FormatAsPaserk, Id};
 use pasetors::token::UntrustedToken;
 use pasetors::version4::{LocalToken, PublicToken, V4};
 use pasetors::{Local, Public};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use uuid::Uuid;
-use zeroize::Zeroizing;
 
 use super::{AuthConfig, TokenPurpose};
 use crate::crypto::Key;
+use crate::crypto::schedule::{self, SubKey};
 use crate::error::{Error, Result};
 use crate::model::RoleSet;
 
@@ -109,25 +107,15 @@ fn internal<E>(_: E) -> Error {
 
 /// Derives version `version` of the token key from `root`.
 fn derive(root: &Key, purpose: TokenPurpose, version: u32) -> Result<KeySet> {
-    let hkdf = Hkdf::<Sha256>::new(Some(b"clarity/v1 tokens"), root.expose());
-    let mut seed = Zeroizing::new([0u8; 32]);
     let (keys, id) = match purpose {
         TokenPurpose::Local => {
-            hkdf.expand(
-                format!("v4.local key {version}").as_bytes(),
-                seed.as_mut_slice(),
-            )
-            .map_err(internal)?;
+            let seed = schedule::derive_bytes(root, SubKey::TokenLocal(version))?;
             let key = SymmetricKey::<V4>::from(seed.as_slice()).map_err(internal)?;
             let id = Id::from(&key);
             (Keys::Local(key), id)
         }
         TokenPurpose::Public => {
-            hkdf.expand(
-                format!("v4.public seed {version}").as_bytes(),
-                seed.as_mut_slice(),
-            )
-            .map_err(internal)?;
+            let seed = schedule::derive_bytes(root, SubKey::TokenPublicSeed(version))?;
             let pair = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(*seed));
             let secret = AsymmetricSecretKey::<V4>::from(pair.sk.as_ref()).map_err(internal)?;
             let public = AsymmetricPublicKey::<V4>::from(pair.pk.as_ref()).map_err(internal)?;

@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
-use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -31,6 +30,7 @@ use zeroize::Zeroizing;
 
 use super::schema::{self, Table, Value, io_error, unwrap_io};
 use super::{Manifest, TableSummary};
+use crate::crypto::schedule::{self, SubKey};
 use crate::crypto::{Key, RootRecord};
 use crate::error::{Error, Result};
 
@@ -73,18 +73,11 @@ impl std::fmt::Debug for ArchiveKeys {
 
 impl ArchiveKeys {
     pub(crate) fn derive(root: &Key, id: [u8; 16]) -> Result<ArchiveKeys> {
-        let hkdf = Hkdf::<Sha256>::new(Some(b"clarity/v1 backup"), root.expose());
-        let mut enc = Zeroizing::new([0u8; 32]);
-        let mut mac = Zeroizing::new([0u8; 32]);
-        let fail = |_| Error::internal("backup key derivation failed");
-        hkdf.expand_multi_info(&[b"archive encryption ", &id], enc.as_mut_slice())
-            .map_err(fail)?;
-        hkdf.expand_multi_info(&[b"manifest signature ", &id], mac.as_mut_slice())
-            .map_err(fail)?;
+        let enc = schedule::derive_bytes(root, SubKey::BackupEncryption(&id))?;
         Ok(ArchiveKeys {
             cipher: Aes256Gcm::new_from_slice(enc.as_slice())
                 .map_err(|_| Error::internal("backup key"))?,
-            mac: Key::from_slice(mac.as_slice())?,
+            mac: schedule::derive(root, SubKey::BackupManifestMac(&id))?,
             id,
         })
     }

@@ -188,7 +188,10 @@ pub(crate) async fn write(
     let root = keys.root_key().await?;
     let mut id = [0u8; 16];
     crate::crypto::fill_random(&mut id)?;
-    let transit_root = match store.get_meta(crate::vault::TRANSIT_ROOT_KEY).await? {
+    let transit_root = match store
+        .get_meta(crate::crypto::schedule::meta::TRANSIT_ROOT_KEY)
+        .await?
+    {
         Some(json) => Some(RootRecord::parse(&json)?),
         None => None,
     };

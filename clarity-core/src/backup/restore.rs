@@ -279,12 +279,12 @@ async fn ensure_empty_target(config: &Config) -> Result<()> {
     let used = target.rows.count_data_keys().await? > 0
         || target
             .rows
-            .get_meta(crate::vault::FINGERPRINT_KEY)
+            .get_meta(crate::crypto::schedule::meta::KEYRING_FINGERPRINT)
             .await?
             .is_some()
         || target
             .rows
-            .get_meta(crate::vault::TRANSIT_ROOT_KEY)
+            .get_meta(crate::crypto::schedule::meta::TRANSIT_ROOT_KEY)
             .await?
             .is_some()
         || !target.audit.audit_chains().await?.is_empty();

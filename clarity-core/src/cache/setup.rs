@@ -11,11 +11,12 @@ use super::{
     Cache, FallbackRateLimiter, Invalidator, LocalRateLimiter, MemoryCache, RateLimiter,
     RedisCache, RedisRateLimiter,
 };
-#[cfg(feature = "postgres")]
 use super::{CacheBackend, CacheConfig, RateLimitConfig};
 use crate::crypto::Key;
 use crate::error::{Error, Result};
-use crate::store::{Backend, StoreConfig};
+#[cfg(feature = "postgres")]
+use crate::store::Backend;
+use crate::store::StoreConfig;
 
 /// The caching parts of an instance.
 #[derive(Debug)]
@@ -39,6 +40,9 @@ pub fn open(
     store: &StoreConfig,
     cache_key: Key,
 ) -> Result<Caching> {
+    // The store's settings matter only for PostgreSQL's LISTEN/NOTIFY.
+    #[cfg(not(feature = "postgres"))]
+    let _ = store;
     let ttl = Duration::from_secs(settings.ttl_secs);
     let fallback_ttl = Duration::from_secs(settings.fallback_ttl_secs);
     let redis = match &settings.redis_url {
@@ -110,13 +114,13 @@ pub fn open(
     let limiter: Option<Arc<dyn RateLimiter>> = if !limits.enabled {
         None
     } else if let Some(manager) = manager {
-        let shared = RedisRateLimiter::new(manager, prefix, &limits);
+        let shared = RedisRateLimiter::new(manager, prefix, limits);
         Some(Arc::new(FallbackRateLimiter::new(
             shared,
-            LocalRateLimiter::new(&limits),
+            LocalRateLimiter::new(limits),
         )))
     } else {
-        Some(Arc::new(LocalRateLimiter::new(&limits)))
+        Some(Arc::new(LocalRateLimiter::new(limits)))
     };
     Ok(Caching {
         invalidator,

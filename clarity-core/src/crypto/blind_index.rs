@@ -7,18 +7,15 @@
 
 use std::fmt;
 
-use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use unicode_normalization::UnicodeNormalization;
 
 use super::Key;
+use crate::crypto::schedule::{self, SubKey};
 use crate::error::{Error, Result};
 
 type HmacSha256 = Hmac<Sha256>;
-
-/// Salt of the HKDF derivation of blind-index keys.
-const HKDF_SALT: &[u8] = b"clarity/v1 blind-index";
 
 /// A field that carries a blind index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,13 +100,7 @@ impl BlindIndexer {
     /// # Errors
     /// [`Error::Internal`] only if HKDF rejects the output length (it cannot for 32 bytes).
     pub fn new(root: &Key) -> Result<Self> {
-        let hkdf = Hkdf::<Sha256>::new(Some(HKDF_SALT), root.expose());
-        let derive = |field: IndexField| -> Result<Key> {
-            let mut okm = zeroize::Zeroizing::new([0u8; 32]);
-            hkdf.expand(field.info(), okm.as_mut_slice())
-                .map_err(|_| Error::internal("HKDF expansion failed"))?;
-            Key::from_slice(okm.as_slice())
-        };
+        let derive = |field: IndexField| schedule::derive(root, SubKey::BlindIndex(field.info()));
         let [a, b, c, d] = IndexField::ALL;
         Ok(BlindIndexer {
             keys: [derive(a)?, derive(b)?, derive(c)?, derive(d)?],

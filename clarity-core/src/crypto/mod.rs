@@ -10,6 +10,7 @@ mod blind_index;
 pub mod envelope;
 mod keyring;
 mod provider;
+pub(crate) mod schedule;
 mod secret;
 mod settings;
 mod transit;

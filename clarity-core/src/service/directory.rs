@@ -4,18 +4,16 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use hkdf::Hkdf;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::crypto::envelope::{RowBinding, open_row, seal_row};
+use crate::crypto::schedule::meta;
 use crate::crypto::{Key, KeyProvider, WrappedKey};
 use crate::error::{Error, Result};
 use crate::store::Store;
 
-const META_KEY: &str = "directory_key";
 const CONTEXT: &[u8] = b"clarity/v1 directory";
 
 #[derive(Serialize, Deserialize)]
@@ -29,19 +27,10 @@ pub(super) struct Directory {
     key: Key,
 }
 
-/// Derives a purpose-specific key from the root secret.
-pub(super) fn derive(root: &Key, purpose: &[u8]) -> Result<Key> {
-    let mut out = Zeroizing::new([0u8; 32]);
-    Hkdf::<Sha256>::new(Some(b"clarity/v1 service"), root.expose())
-        .expand(purpose, out.as_mut_slice())
-        .map_err(|_| Error::internal("key derivation failed"))?;
-    Key::from_slice(out.as_slice())
-}
-
 impl Directory {
     /// Loads the directory key, creating it on first use.
     pub(super) async fn open(store: &dyn Store, keys: &dyn KeyProvider) -> Result<Directory> {
-        if store.get_meta(META_KEY).await?.is_none() {
+        if store.get_meta(meta::DIRECTORY_KEY).await?.is_none() {
             let fresh = Key::generate()?;
             let wrapped = keys.wrap(&fresh, CONTEXT).await?;
             let stored = StoredKey {
@@ -50,10 +39,10 @@ impl Directory {
             };
             let json = serde_json::to_string(&stored).map_err(|_| Error::internal("encoding"))?;
             // Of two instances starting together, the first one's key wins.
-            store.set_meta_if_absent(META_KEY, &json).await?;
+            store.set_meta_if_absent(meta::DIRECTORY_KEY, &json).await?;
         }
         let json = store
-            .get_meta(META_KEY)
+            .get_meta(meta::DIRECTORY_KEY)
             .await?
             .ok_or_else(|| Error::internal("directory key vanished"))?;
         let stored: StoredKey = serde_json::from_str(&json).map_err(|_| Error::Integrity)?;
@@ -96,7 +85,7 @@ impl Directory {
     /// The KEK version the stored directory key is wrapped with.
     pub(super) async fn kek_version(&self, store: &dyn Store) -> Result<i32> {
         let json = store
-            .get_meta(META_KEY)
+            .get_meta(meta::DIRECTORY_KEY)
             .await?
             .ok_or_else(|| Error::internal("directory key vanished"))?;
         let stored: StoredKey = serde_json::from_str(&json).map_err(|_| Error::Integrity)?;
@@ -114,7 +103,7 @@ impl Directory {
             wrapped: B64.encode(&wrapped.ciphertext),
         };
         let json = serde_json::to_string(&stored).map_err(|_| Error::internal("encoding"))?;
-        store.put_meta(META_KEY, &json).await
+        store.put_meta(meta::DIRECTORY_KEY, &json).await
     }
 
     /// An opaque pagination cursor for `id`, for callers who may not see ids.

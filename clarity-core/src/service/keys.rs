@@ -10,14 +10,12 @@ use super::auditing::Ev;
 use crate::access::{Action, Principal};
 use crate::audit::{AuditAction, AuditOutcome};
 use crate::crypto::WrappedKey;
+use crate::crypto::schedule::meta;
 use crate::error::Result;
 use crate::model::DataKeyRow;
 
 /// Data keys re-wrapped per batch.
 const BATCH: usize = 500;
-/// Metadata key of the token key's version and last rotation.
-const TOKEN_KEY_META: &str = "token_key";
-
 /// The token key's version as kept in the store's metadata.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 struct TokenKeyState {
@@ -46,7 +44,7 @@ pub(super) async fn token_keys(
 
 /// The token key's state the last rotation recorded in `store`, if any.
 async fn stored_token_state(store: &dyn crate::store::Store) -> Result<Option<TokenKeyState>> {
-    match store.get_meta(TOKEN_KEY_META).await? {
+    match store.get_meta(meta::TOKEN_KEY).await? {
         None => Ok(None),
         Some(json) => serde_json::from_str(&json)
             .map(Some)
@@ -288,7 +286,10 @@ impl Clarity {
         if let Some(first) = store.data_keys_by_kek().await?.first() {
             oldest = oldest.min(first.0);
         }
-        if let Some(json) = store.get_meta(crate::vault::TRANSIT_ROOT_KEY).await? {
+        if let Some(json) = store
+            .get_meta(crate::crypto::schedule::meta::TRANSIT_ROOT_KEY)
+            .await?
+        {
             oldest = oldest.min(crate::crypto::RootRecord::parse(&json)?.kek_version);
         }
         let before = keys.kek_versions().await?;
@@ -326,7 +327,7 @@ impl Clarity {
             };
             let json =
                 serde_json::to_string(&state).map_err(|_| crate::Error::internal("encoding"))?;
-            self.phi.store().put_meta(TOKEN_KEY_META, &json).await?;
+            self.phi.store().put_meta(meta::TOKEN_KEY, &json).await?;
             let report = TokenRotation {
                 version,
                 previous_accepted_until: until,

@@ -39,6 +39,7 @@ use crate::auth::{PasswordHasher, Throttle, TokenKeys};
 use crate::cache::RouteClass;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::crypto::schedule::{self, SubKey};
 use crate::crypto::{Key, KeyProvider};
 use crate::error::{Error, Result};
 use crate::store::{Backends, IdentityStore};
@@ -224,7 +225,7 @@ impl Clarity {
             &config.cache,
             &config.rate_limit,
             &config.store,
-            directory::derive(&root, b"shared cache values")?,
+            schedule::derive(&root, SubKey::SharedCache)?,
         )?;
         let rows: Arc<dyn crate::store::Store> = Arc::new(crate::cache::CachedStore::new(
             Arc::clone(&backends.rows),
@@ -243,8 +244,8 @@ impl Clarity {
         let directory = Directory::open(backends.rows.as_ref(), keys.as_ref()).await?;
         let tokens = keys::token_keys(&root, &config.auth, backends.rows.as_ref()).await?;
         let hasher = PasswordHasher::new(&config.auth)?;
-        let pseudonym_key = directory::derive(&root, b"research pseudonyms")?;
-        let query_key = directory::derive(&root, b"audit query hashes")?;
+        let pseudonym_key = schedule::derive(&root, SubKey::ResearchPseudonyms)?;
+        let query_key = schedule::derive(&root, SubKey::AuditQueryHashes)?;
         let audit_keys = AuditKeys::load(&root, backends.rows.as_ref()).await?;
         let audit = AuditWriter::start_timed(
             Arc::clone(&backends.audit),

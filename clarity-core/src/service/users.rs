@@ -11,14 +11,13 @@ use super::auditing::Ev;
 use crate::access::{Action, Principal, Reason};
 use crate::audit::{AuditAction, AuditOutcome};
 use crate::auth::{check_password_policy, hash_secret, new_setup_code, secrets_equal};
+use crate::crypto::schedule::meta;
 use crate::crypto::{IndexField, SecretString};
 use crate::error::{Error, Result};
 use crate::model::{Page, PageRequest, UserRow};
 use crate::model::{Role, RoleSet};
 
 pub(super) const USERS: &str = "users";
-const SETUP_META: &str = "setup_code";
-
 /// A user as returned by the API.
 #[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct User {
@@ -148,7 +147,7 @@ impl Clarity {
                 + chrono::Duration::seconds(secs(self.config.auth.setup_code_secs)),
         };
         let json = serde_json::to_string(&stored).map_err(|_| Error::internal("encoding"))?;
-        self.phi.store().put_meta(SETUP_META, &json).await?;
+        self.phi.store().put_meta(meta::SETUP_CODE, &json).await?;
         Ok(Some(code))
     }
 
@@ -161,7 +160,7 @@ impl Clarity {
     pub async fn setup(&self, request: SetupRequest) -> Result<User> {
         check_email(&request.email)?;
         check_password_policy(request.password.expose(), &[&request.email])?;
-        let Some(json) = self.phi.store().take_meta(SETUP_META).await? else {
+        let Some(json) = self.phi.store().take_meta(meta::SETUP_CODE).await? else {
             return Err(Error::Unauthenticated);
         };
         let stored: SetupCode = serde_json::from_str(&json).map_err(|_| Error::Integrity)?;
@@ -171,7 +170,7 @@ impl Clarity {
         if !valid || self.identity.count_users().await? > 0 {
             if self.clock.now() < stored.expires_at && self.identity.count_users().await? == 0 {
                 // A wrong guess must not burn the code for its owner.
-                self.phi.store().put_meta(SETUP_META, &json).await?;
+                self.phi.store().put_meta(meta::SETUP_CODE, &json).await?;
             }
             return Err(Error::Unauthenticated);
         }

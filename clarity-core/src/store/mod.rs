@@ -38,6 +38,7 @@ pub use memory::MemoryStore;
 pub use migrations::{Migration, migrations_for};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgTarget, PostgresStore};
+#[cfg(feature = "postgres")]
 pub(crate) use settings::validate_identifier;
 pub use settings::{Backend, SqliteSynchronous, StoreConfig};
 #[cfg(feature = "sqlite")]

@@ -5,12 +5,10 @@
 use std::sync::Arc;
 
 use crate::config::{Config, KeyProviderKind};
+use crate::crypto::schedule::meta;
 use crate::crypto::{KeyProvider, LocalKeyring};
 use crate::error::{Error, Result};
 use crate::store::Store;
-
-/// Metadata key under which a store remembers the fingerprint of its keyring.
-pub(crate) const FINGERPRINT_KEY: &str = "keyring_fingerprint";
 
 pub(super) fn foreign_keyring(ours: &str, theirs: &str) -> Error {
     Error::key(format!(
@@ -30,7 +28,7 @@ pub async fn open_key_provider(config: &Config, store: &dyn Store) -> Result<Arc
             if path.exists() {
                 return Ok(Arc::new(LocalKeyring::open(&path)?));
             }
-            let bound = store.get_meta(FINGERPRINT_KEY).await?;
+            let bound = store.get_meta(meta::KEYRING_FINGERPRINT).await?;
             if bound.is_some() || store.count_data_keys().await? > 0 {
                 return Err(Error::key(format!(
                     "keyring file {} not found, but this store holds data encrypted under keyring {}; restore that keyring file (a new one cannot read the data)",
@@ -54,9 +52,6 @@ pub async fn open_key_provider(config: &Config, store: &dyn Store) -> Result<Arc
     }
 }
 
-/// Metadata key of the transit-wrapped root secret.
-pub(crate) const TRANSIT_ROOT_KEY: &str = "transit_root_key";
-
 /// Connects to transit and loads the store's root secret, generating it
 /// (wrapped, never in plaintext: S-KEY-1) for a store that has none yet.
 ///
@@ -69,10 +64,10 @@ pub async fn open_transit(
 ) -> Result<Arc<crate::crypto::TransitKeyProvider>> {
     use crate::crypto::{RootRecord, TransitKeyProvider};
     let provider = TransitKeyProvider::connect(settings).await?;
-    let record = match store.get_meta(TRANSIT_ROOT_KEY).await? {
+    let record = match store.get_meta(meta::TRANSIT_ROOT_KEY).await? {
         Some(json) => json,
         None => {
-            if store.get_meta(FINGERPRINT_KEY).await?.is_some()
+            if store.get_meta(meta::KEYRING_FINGERPRINT).await?.is_some()
                 || store.count_data_keys().await? > 0
             {
                 return Err(Error::key(
@@ -81,7 +76,9 @@ pub async fn open_transit(
             }
             let fresh = provider.new_root().await?.to_json()?;
             // Of two instances starting together, the first one's root wins.
-            store.set_meta_if_absent(TRANSIT_ROOT_KEY, &fresh).await?
+            store
+                .set_meta_if_absent(meta::TRANSIT_ROOT_KEY, &fresh)
+                .await?
         }
     };
     Ok(Arc::new(
@@ -92,7 +89,7 @@ pub async fn open_transit(
 /// Re-wraps the transit root record under the current KEK version
 /// (rotation); a no-op for other providers and up-to-date records.
 pub async fn rewrap_root_record(store: &dyn Store, keys: &dyn KeyProvider) -> Result<()> {
-    let Some(json) = store.get_meta(TRANSIT_ROOT_KEY).await? else {
+    let Some(json) = store.get_meta(meta::TRANSIT_ROOT_KEY).await? else {
         return Ok(());
     };
     let record = crate::crypto::RootRecord::parse(&json)?;
@@ -103,5 +100,7 @@ pub async fn rewrap_root_record(store: &dyn Store, keys: &dyn KeyProvider) -> Re
         .rewrap(&record.to_wrapped(), crate::crypto::ROOT_CONTEXT)
         .await?;
     let fresh = crate::crypto::RootRecord::from_wrapped(&fresh)?;
-    store.put_meta(TRANSIT_ROOT_KEY, &fresh.to_json()?).await
+    store
+        .put_meta(meta::TRANSIT_ROOT_KEY, &fresh.to_json()?)
+        .await
 }

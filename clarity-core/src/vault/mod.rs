@@ -7,6 +7,5 @@
 mod keys;
 mod phi;
 
-pub(crate) use keys::{FINGERPRINT_KEY, TRANSIT_ROOT_KEY};
 pub use keys::{open_key_provider, open_transit, rewrap_root_record};
 pub use phi::PhiStore;

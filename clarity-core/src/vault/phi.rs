@@ -13,10 +13,11 @@ use serde::Serialize;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::keys::{FINGERPRINT_KEY, foreign_keyring, open_key_provider};
+use super::keys::{foreign_keyring, open_key_provider};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::crypto::envelope::{RowBinding, open_row, seal_row};
+use crate::crypto::schedule::meta;
 use crate::crypto::{BlindIndexer, IndexField, Key, KeyProvider, Phi, WrappedKey, fingerprint};
 use crate::error::{Error, Result};
 use crate::model::{
@@ -91,7 +92,7 @@ impl PhiStore {
     pub async fn new(store: Arc<dyn Store>, keys: Arc<dyn KeyProvider>) -> Result<PhiStore> {
         let root = keys.root_key().await?;
         let ours = fingerprint(&root);
-        match store.get_meta(FINGERPRINT_KEY).await? {
+        match store.get_meta(meta::KEYRING_FINGERPRINT).await? {
             Some(theirs) if theirs != ours => return Err(foreign_keyring(&ours, &theirs)),
             Some(_) => {}
             None => {
@@ -100,7 +101,9 @@ impl PhiStore {
                         "the store holds encrypted data but no keyring fingerprint; refusing to bind a keyring to it",
                     ));
                 }
-                let stored = store.set_meta_if_absent(FINGERPRINT_KEY, &ours).await?;
+                let stored = store
+                    .set_meta_if_absent(meta::KEYRING_FINGERPRINT, &ours)
+                    .await?;
                 if stored != ours {
                     return Err(foreign_keyring(&ours, &stored));
                 }
