@@ -5,7 +5,7 @@ use clarity_core::testing::{self, Harness, matrix};
 
 async fn run(h: Harness) {
     let clarity = h.clarity().await;
-    let mismatches = matrix::run(&clarity, h.identity.as_ref()).await;
+    let mismatches = matrix::run(&clarity, h.store().as_ref()).await;
     let report: Vec<String> = mismatches.iter().map(ToString::to_string).collect();
     assert!(
         report.is_empty(),

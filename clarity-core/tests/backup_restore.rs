@@ -175,7 +175,7 @@ async fn round_trip(
 
     wipe(&source);
     let target = target.unwrap_or(source);
-    let report = backup::restore(&target, &archive, &|_| {})
+    let report = Clarity::restore(&target, &archive, &|_| {})
         .await
         .expect("restore");
     assert_eq!(report.erased_patients_skipped, 0);
@@ -275,7 +275,7 @@ async fn tampered_and_wrong_key_archives_are_refused() {
             .await
             .expect_err(name);
         assert!(err.to_string().contains(expected), "{name}: {err}");
-        let err = backup::restore(&target, &path, &|_| {})
+        let err = Clarity::restore(&target, &path, &|_| {})
             .await
             .expect_err(name);
         assert!(
@@ -292,18 +292,18 @@ async fn tampered_and_wrong_key_archives_are_refused() {
         .expect("a store with its own keyring");
     other.shutdown().await;
     wipe_sqlite(&stranger);
-    let err = backup::restore(&stranger, &archive, &|_| {})
+    let err = Clarity::restore(&stranger, &archive, &|_| {})
         .await
         .expect_err("wrong key");
     assert_eq!(err.kind(), ErrorKind::Key);
     assert!(err.to_string().contains("wrong key"), "{err}");
     assert!(!stranger.sqlite_path().exists(), "nothing swapped in");
     // The untouched archive restores.
-    backup::restore(&target, &archive, &|_| {})
+    Clarity::restore(&target, &archive, &|_| {})
         .await
         .expect("restore");
     // And not twice: the target now holds data.
-    let err = backup::restore(&target, &archive, &|_| {})
+    let err = Clarity::restore(&target, &archive, &|_| {})
         .await
         .expect_err("not empty");
     assert!(err.to_string().contains("not empty"), "{err}");
@@ -343,7 +343,7 @@ async fn erasure_survives_a_restore_of_an_older_backup() {
     );
 
     wipe_sqlite(&config);
-    let report = backup::restore(&config, &archive, &|_| {})
+    let report = Clarity::restore(&config, &archive, &|_| {})
         .await
         .expect("restore");
     assert_eq!(report.erased_patients_skipped, 1);
@@ -416,7 +416,7 @@ async fn round_trip_with_transit_keys() {
     let mut other = config.clone();
     other.data_dir = dir.path().join("other");
     other.keys.transit_key = format!("{}-other", settings.key);
-    let err = backup::restore(&other, &dir.path().join("round-trip.cbak"), &|_| {})
+    let err = Clarity::restore(&other, &dir.path().join("round-trip.cbak"), &|_| {})
         .await
         .expect_err("another transit key");
     assert_eq!(err.kind(), ErrorKind::Key);

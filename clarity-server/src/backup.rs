@@ -82,7 +82,7 @@ pub(crate) async fn verify(config: Config, archive: &Path) -> Result<()> {
 
 pub(crate) async fn restore(config: Config, archive: &Path) -> Result<()> {
     let bar = bytes_bar("restoring");
-    let report = clarity_core::backup::restore(&config, archive, &show_bytes(&bar)).await;
+    let report = clarity_core::Clarity::restore(&config, archive, &show_bytes(&bar)).await;
     bar.finish_and_clear();
     let report = report?;
     println!(

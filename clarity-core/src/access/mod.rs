@@ -22,8 +22,8 @@ use crate::model::{RecordKind, RequestContext};
 /// Who is calling: established by authentication, carried into every operation.
 ///
 /// A `Principal` cannot be built outside this crate: it comes only from
-/// [`crate::Clarity::authenticate`] (a live session's access token) or from
-/// [`crate::Clarity::operator`] (the audited local operator, who holds the
+/// `Clarity::authenticate` (a live session's access token) or from
+/// `Clarity::operator` (the audited local operator, who holds the
 /// data directory and keys). Its fields are read through methods.
 ///
 /// ```compile_fail,E0451

@@ -13,7 +13,6 @@ use uuid::Uuid;
 use super::{AuditEvent, Checkpoint};
 use crate::audit::AuditStore;
 use crate::crypto::Key;
-use crate::crypto::schedule::meta;
 use crate::crypto::schedule::{self, SubKey};
 use crate::error::{Error, Result};
 
@@ -69,42 +68,6 @@ impl AuditKeys {
             .map(|v| Self::derive_version(root, v, Vec::new()))
             .collect::<Result<Vec<_>>>()?;
         Self::derive_version(root, version.max(1), older)
-    }
-
-    /// The keys in effect for `store`: the version its last audit-key
-    /// rotation recorded (1 when none).
-    ///
-    /// # Errors
-    /// Backend errors; [`Error::Integrity`] for an unreadable version.
-    pub async fn load(root: &Key, store: &dyn crate::store::Store) -> Result<Self> {
-        Self::derive_up_to(root, Self::stored_version(store).await?)
-    }
-
-    /// The version chains started from now on use in `store` (1 until a
-    /// rotation).
-    ///
-    /// # Errors
-    /// [`Error::Integrity`] when the stored version is malformed; backend errors.
-    pub async fn stored_version(store: &dyn crate::store::Store) -> Result<u32> {
-        match store.get_meta(meta::AUDIT_KEY_VERSION).await? {
-            Some(text) => text.parse::<u32>().map_err(|_| Error::Integrity),
-            None => Ok(1),
-        }
-    }
-
-    /// Makes the next version the one new chains use in `store` (it takes
-    /// effect for chains started afterwards); returns it.
-    ///
-    /// # Errors
-    /// Backend errors.
-    pub async fn advance(&self, store: &dyn crate::store::Store) -> Result<u32> {
-        // The store's version, not this instance's: a second rotation before
-        // a restart (or one made by another instance) moves on from it.
-        let next = Self::stored_version(store).await?.max(self.version) + 1;
-        store
-            .put_meta(meta::AUDIT_KEY_VERSION, &next.to_string())
-            .await?;
-        Ok(next)
     }
 
     /// The version new chains are written under.

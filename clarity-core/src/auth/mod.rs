@@ -2,7 +2,7 @@
 //! refresh and setup secrets, TOTP, and login throttling.
 //!
 //! The flows that use these (login, refresh, logout, authenticate) live in
-//! [`crate::service`], where sessions are stored and checked.
+//! the service (`Clarity`), where sessions are stored and checked.
 
 mod password;
 mod secrets;

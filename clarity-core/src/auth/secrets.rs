@@ -16,7 +16,7 @@ pub const REFRESH_PREFIX: &str = "crt_";
 /// A new refresh token: 256 bits from the OS CSPRNG.
 ///
 /// # Errors
-/// [`crate::Error::Internal`] if the random source fails.
+/// [`crate::error::Error::Internal`] if the random source fails.
 pub fn new_refresh_token() -> Result<SecretString> {
     let mut bytes = Zeroizing::new([0u8; 32]);
     fill_random(bytes.as_mut_slice())?;
@@ -29,7 +29,7 @@ pub fn new_refresh_token() -> Result<SecretString> {
 /// A new one-time setup code: 128 bits, written as eight groups of four hex digits.
 ///
 /// # Errors
-/// [`crate::Error::Internal`] if the random source fails.
+/// [`crate::error::Error::Internal`] if the random source fails.
 pub fn new_setup_code() -> Result<SecretString> {
     let mut bytes = Zeroizing::new([0u8; 16]);
     fill_random(bytes.as_mut_slice())?;

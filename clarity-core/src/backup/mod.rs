@@ -31,7 +31,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use ledger::ErasureLedger;
-pub use restore::{restore, verify};
+pub(crate) use restore::restore_unrecorded;
+pub use restore::verify;
 
 use self::archive::{ArchiveKeys, ArchiveWriter, Header};
 use self::restore::Importer;

@@ -212,14 +212,14 @@ pub async fn verify(config: &Config, path: &Path, progress: &ProgressFn<'_>) -> 
 
 /// Restores an archive into the store `config` names, which must be empty
 /// (stop Clarity first; move the old database away or drop it). See the
-/// module documentation for the order of checks. The restore is audited in
-/// the restored store.
+/// module documentation for the order of checks. `Clarity::restore` calls
+/// this and audits the restore in the restored store.
 ///
 /// # Errors
 /// As [`verify`]; [`Error::InvalidInput`] when the target holds data, the
 /// schema versions differ, the rows do not match the manifest or an audit
 /// chain fails to verify. Nothing is swapped in then.
-pub async fn restore(
+pub(crate) async fn restore_unrecorded(
     config: &Config,
     path: &Path,
     progress: &ProgressFn<'_>,
@@ -264,10 +264,6 @@ pub async fn restore(
         erased_patients_skipped: importer.skipped.len() as u64,
         audit_chains_verified: verified,
     };
-    let clarity = crate::Clarity::open(config.clone()).await?;
-    let recorded = clarity.record_restore(&report).await;
-    clarity.shutdown().await;
-    recorded?;
     Ok(report)
 }
 
@@ -314,7 +310,7 @@ async fn check_staging(job: &mut RestoreJob<'_>, staging: Backends) -> Result<us
     for (patient, at) in &importer.skipped {
         staging.rows.erase_patient(*patient, *at).await?;
     }
-    let keys = crate::audit::AuditKeys::load(root, staging.rows.as_ref()).await?;
+    let keys = crate::vault::audit_keys(root, staging.rows.as_ref()).await?;
     let cutoff = Utc::now() - chrono::Duration::days(i64::from(config.audit.retention_days));
     let reports = crate::audit::verify(staging.audit.as_ref(), &keys, cutoff).await?;
     if let Some(bad) = reports.iter().find(|r| !r.ok) {

@@ -30,6 +30,8 @@ impl CachedIdentity {
     }
 }
 
+// A decorator forwards every method, defaulted ones included.
+#[deny(clippy::missing_trait_methods)]
 #[async_trait]
 impl IdentityStore for CachedIdentity {
     async fn count_users(&self) -> Result<u64> {
@@ -131,28 +133,6 @@ impl IdentityStore for CachedIdentity {
         self.inner.rotate_refresh(used, at, next).await
     }
 
-    async fn upsert_care_team(&self, member: &CareTeamRow) -> Result<()> {
-        let result = self.inner.upsert_care_team(member).await;
-        self.invalidator
-            .invalidate(Invalidation::CareTeam {
-                patient: member.patient_id,
-                user: member.user_id,
-            })
-            .await;
-        result
-    }
-
-    async fn remove_care_team(&self, patient_id: Uuid, user_id: Uuid) -> Result<()> {
-        let result = self.inner.remove_care_team(patient_id, user_id).await;
-        self.invalidator
-            .invalidate(Invalidation::CareTeam {
-                patient: patient_id,
-                user: user_id,
-            })
-            .await;
-        result
-    }
-
     async fn care_team_member(
         &self,
         patient_id: Uuid,
@@ -173,14 +153,6 @@ impl IdentityStore for CachedIdentity {
 
     async fn care_team_of_user(&self, user_id: Uuid) -> Result<Vec<CareTeamRow>> {
         self.inner.care_team_of_user(user_id).await
-    }
-
-    async fn insert_grant(&self, grant: &GrantRow) -> Result<()> {
-        let result = self.inner.insert_grant(grant).await;
-        self.invalidator
-            .invalidate(Invalidation::Grants(grant.user_id))
-            .await;
-        result
     }
 
     async fn grants_of_user(&self, user_id: Uuid) -> Result<Vec<GrantRow>> {

@@ -1,5 +1,5 @@
-//! [`Invalidation`]: what a write changed, and [`Invalidator`]: removes it
-//! from this instance's cache and announces it to the others.
+//! [`Invalidator`]: removes what a write changed ([`Invalidation`]) from
+//! this instance's cache and announces it to the others.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,96 +14,23 @@ use uuid::Uuid;
 use super::channel::{ChannelKind, ChannelState};
 use super::{Cache, CacheStats};
 use crate::error::Result;
+use crate::model::Invalidation;
 
 /// The start of every session entry's key.
 const SESSION_PREFIX: &str = "s:";
 
-/// Something a write changed, named by ids only. Its text form (see
-/// [`Invalidation::encode`]) travels between instances.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Invalidation {
-    /// One session (logout, revocation, refresh-token reuse).
-    Session(Uuid),
-    /// Every session of a user (disable, password change).
-    UserSessions(Uuid),
-    /// A user's roles, status or profile.
-    User(Uuid),
-    /// One care-team membership.
-    CareTeam {
-        /// The patient.
-        patient: Uuid,
-        /// The member.
-        user: Uuid,
-    },
-    /// A user's break-glass grants.
-    Grants(Uuid),
-    /// A patient's profile and data key (update, erasure).
-    Patient(Uuid),
-    /// A patient's wrapped data key (rotation).
-    DataKey(Uuid),
-    /// One record (update, delete).
-    Record(Uuid),
-    /// Everything.
-    All,
-}
-
-impl Invalidation {
-    /// The wire form: `s:<id>`, `us:<id>`, `u:<id>`, `t:<patient>:<user>`,
-    /// `g:<id>`, `p:<id>`, `k:<id>`, `r:<id>` or `all`.
-    pub fn encode(&self) -> String {
-        match self {
-            Invalidation::Session(id) => format!("s:{id}"),
-            Invalidation::UserSessions(id) => format!("us:{id}"),
-            Invalidation::User(id) => format!("u:{id}"),
-            Invalidation::CareTeam { patient, user } => format!("t:{patient}:{user}"),
-            Invalidation::Grants(id) => format!("g:{id}"),
-            Invalidation::Patient(id) => format!("p:{id}"),
-            Invalidation::DataKey(id) => format!("k:{id}"),
-            Invalidation::Record(id) => format!("r:{id}"),
-            Invalidation::All => "all".to_string(),
+/// Removes the cache entries this invalidation names. A cache entry's
+/// key is the wire form of the invalidation that removes it alone
+/// (`Invalidation::Session(id).encode()` keys session `id`).
+async fn remove_from(invalidation: &Invalidation, cache: &dyn Cache) -> Result<()> {
+    match invalidation {
+        Invalidation::UserSessions(_) => cache.remove_prefix(SESSION_PREFIX).await,
+        Invalidation::Patient(id) => {
+            cache.remove(&invalidation.encode()).await?;
+            cache.remove(&Invalidation::DataKey(*id).encode()).await
         }
-    }
-
-    /// Parses [`Invalidation::encode`]'s form; `None` for anything else.
-    pub fn decode(text: &str) -> Option<Invalidation> {
-        if text == "all" {
-            return Some(Invalidation::All);
-        }
-        let (tag, rest) = text.split_once(':')?;
-        if tag == "t" {
-            let (patient, user) = rest.split_once(':')?;
-            return Some(Invalidation::CareTeam {
-                patient: Uuid::parse_str(patient).ok()?,
-                user: Uuid::parse_str(user).ok()?,
-            });
-        }
-        let id = Uuid::parse_str(rest).ok()?;
-        Some(match tag {
-            "s" => Invalidation::Session(id),
-            "us" => Invalidation::UserSessions(id),
-            "u" => Invalidation::User(id),
-            "g" => Invalidation::Grants(id),
-            "p" => Invalidation::Patient(id),
-            "k" => Invalidation::DataKey(id),
-            "r" => Invalidation::Record(id),
-            _ => return None,
-        })
-    }
-
-    /// Removes the cache entries this invalidation names. A cache entry's
-    /// key is the wire form of the invalidation that removes it alone
-    /// (`Invalidation::Session(id).encode()` keys session `id`).
-    async fn apply(&self, cache: &dyn Cache) -> Result<()> {
-        match self {
-            Invalidation::UserSessions(_) => cache.remove_prefix(SESSION_PREFIX).await,
-            Invalidation::Patient(id) => {
-                cache.remove(&self.encode()).await?;
-                cache.remove(&Invalidation::DataKey(*id).encode()).await
-            }
-            Invalidation::All => cache.clear().await,
-            other => cache.remove(&other.encode()).await,
-        }
+        Invalidation::All => cache.clear().await,
+        other => cache.remove(&other.encode()).await,
     }
 }
 
@@ -216,7 +143,7 @@ impl Invalidator {
 
     async fn apply(&self, change: Invalidation) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        if let Err(e) = change.apply(self.cache.as_ref()).await {
+        if let Err(e) = remove_from(&change, self.cache.as_ref()).await {
             // A shared cache that cannot be reached: its entries expire by
             // themselves; until then the channel is down and nothing is read.
             tracing::warn!(error = %e, "cache invalidation failed");

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{Invalidation, Invalidator};
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::Result;
-use crate::model::{Change, Changed, DataKeyRow, PatientRow, RecordRow};
+use crate::model::{Change, DataKeyRow, PatientRow, RecordRow};
 use crate::store::Store;
 
 /// A [`Store`] with cached point reads of patients, records and wrapped
@@ -28,6 +28,9 @@ impl CachedStore {
     }
 }
 
+// A decorator forwards every method, defaulted ones included: a default
+// would bypass the inner store (and its invalidation) silently.
+#[deny(clippy::missing_trait_methods)]
 #[async_trait]
 impl Store for CachedStore {
     fn backend(&self) -> &'static str {
@@ -88,23 +91,17 @@ impl Store for CachedStore {
     }
 
     async fn apply(&self, change: Change) -> Result<()> {
-        let changed = change.changed();
+        let stale = change.invalidations();
         let result = self.inner.apply(change).await;
         // Also after a failure: a conflict means the cached row is stale.
-        self.forget(&changed).await;
+        for what in stale {
+            self.invalidator.invalidate(what).await;
+        }
         result
     }
 
-    async fn forget(&self, changed: &[Changed]) {
-        for c in changed {
-            let what = match *c {
-                Changed::Patient(id) => Invalidation::Patient(id),
-                Changed::Record(id) => Invalidation::Record(id),
-                Changed::CareTeam(patient, user) => Invalidation::CareTeam { patient, user },
-                Changed::Grants(user) => Invalidation::Grants(user),
-            };
-            self.invalidator.invalidate(what).await;
-        }
+    async fn erase_patient(&self, id: Uuid, at: chrono::DateTime<chrono::Utc>) -> Result<()> {
+        self.apply(Change::ErasePatient { id, at }).await
     }
 
     async fn get_patient(&self, id: Uuid) -> Result<Option<PatientRow>> {
@@ -125,13 +122,6 @@ impl Store for CachedStore {
                 self.inner.get_data_key(patient_id)
             })
             .await
-    }
-
-    async fn get_data_key_fresh(&self, patient_id: Uuid) -> Result<Option<DataKeyRow>> {
-        self.invalidator
-            .forget(Invalidation::DataKey(patient_id))
-            .await;
-        self.inner.get_data_key(patient_id).await
     }
 
     async fn get_record(&self, id: Uuid) -> Result<Option<RecordRow>> {

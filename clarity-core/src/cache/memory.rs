@@ -74,7 +74,9 @@ impl Cache for MemoryCache {
         // matches is returned from here on.
         self.entries
             .invalidate_entries_if(move |key, _| key.starts_with(&*prefix))
-            .map_err(|_| crate::Error::internal("cache invalidation closures are disabled"))?;
+            .map_err(|_| {
+                crate::error::Error::internal("cache invalidation closures are disabled")
+            })?;
         Ok(())
     }
 

@@ -17,6 +17,7 @@
 //! microsecond for a 1 KiB body), data keys stay wrapped. Values sent to
 //! Redis are additionally sealed (AES-256-GCM, bound to their key).
 
+mod audit;
 mod channel;
 mod identity;
 mod invalidation;
@@ -34,9 +35,10 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 
+pub use self::audit::CachedAudit;
 pub use self::channel::{ChannelKind, ChannelState};
 pub use self::identity::CachedIdentity;
-pub use self::invalidation::{Invalidation, Invalidator};
+pub use self::invalidation::Invalidator;
 pub use self::layer::CachedStore;
 pub use self::memory::MemoryCache;
 pub use self::rate_limit::{
@@ -46,6 +48,7 @@ pub use self::rate_limit::{
 pub use self::redis::RedisCache;
 pub use self::settings::{CacheBackend, CacheConfig, RateLimitConfig};
 pub use self::setup::{Caching, open};
+pub use crate::model::Invalidation;
 
 /// Hit and size counters of a cache, for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,38 +74,38 @@ pub trait Cache: Send + Sync + fmt::Debug {
     /// The value under `key`, if present and not expired.
     ///
     /// # Errors
-    /// [`crate::Error::Unavailable`] when a shared cache cannot be reached.
+    /// [`crate::error::Error::Unavailable`] when a shared cache cannot be reached.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
 
     /// Stores `value` under `key` for `ttl`.
     ///
     /// # Errors
-    /// [`crate::Error::Unavailable`] when a shared cache cannot be reached.
+    /// [`crate::error::Error::Unavailable`] when a shared cache cannot be reached.
     async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<()>;
 
     /// Removes `key`.
     ///
     /// # Errors
-    /// [`crate::Error::Unavailable`] when a shared cache cannot be reached.
+    /// [`crate::error::Error::Unavailable`] when a shared cache cannot be reached.
     async fn remove(&self, key: &str) -> Result<()>;
 
     /// Removes every key that starts with `prefix`.
     ///
     /// # Errors
-    /// [`crate::Error::Unavailable`] when a shared cache cannot be reached.
+    /// [`crate::error::Error::Unavailable`] when a shared cache cannot be reached.
     async fn remove_prefix(&self, prefix: &str) -> Result<()>;
 
     /// Removes everything this cache holds for Clarity.
     ///
     /// # Errors
-    /// [`crate::Error::Unavailable`] when a shared cache cannot be reached.
+    /// [`crate::error::Error::Unavailable`] when a shared cache cannot be reached.
     async fn clear(&self) -> Result<()>;
 
     /// Every value as stored (sealed, for Redis): for inspection, such as
     /// the test that no PHI is readable in the cache (S-AC-6).
     ///
     /// # Errors
-    /// [`crate::Error::Unavailable`] when a shared cache cannot be reached.
+    /// [`crate::error::Error::Unavailable`] when a shared cache cannot be reached.
     async fn contents(&self) -> Result<Vec<Vec<u8>>>;
 
     /// Whether every instance sees the same entries (removals need no announcement).

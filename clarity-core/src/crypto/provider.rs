@@ -47,20 +47,20 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
     /// Older versions stay available for unwrapping.
     ///
     /// # Errors
-    /// [`crate::Error::Key`] when the provider cannot rotate; nothing changes then.
+    /// [`crate::error::Error::Key`] when the provider cannot rotate; nothing changes then.
     async fn rotate(&self) -> Result<i32>;
 
     /// Wraps `key` with the current KEK, bound to `context` (e.g. the patient id).
     ///
     /// # Errors
-    /// [`crate::Error::Key`] or [`crate::Error::Unavailable`] when the provider cannot wrap.
+    /// [`crate::error::Error::Key`] or [`crate::error::Error::Unavailable`] when the provider cannot wrap.
     async fn wrap(&self, key: &Key, context: &[u8]) -> Result<WrappedKey>;
 
     /// Unwraps a key wrapped by [`KeyProvider::wrap`] with the same `context`.
     ///
     /// # Errors
-    /// [`crate::Error::Integrity`] when the wrapped key or context was altered;
-    /// [`crate::Error::Key`] when its KEK version is unknown.
+    /// [`crate::error::Error::Integrity`] when the wrapped key or context was altered;
+    /// [`crate::error::Error::Key`] when its KEK version is unknown.
     async fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<Key>;
 
     /// Re-wraps a wrapped key under the current KEK version (rotation). The
@@ -79,14 +79,14 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
     /// (see `Clarity::retire_keys`).
     ///
     /// # Errors
-    /// [`crate::Error::InvalidInput`] when `version` is above the current
+    /// [`crate::error::Error::InvalidInput`] when `version` is above the current
     /// version; provider errors.
     async fn retire_below(&self, version: i32) -> Result<()>;
 
     /// The root secret from which local keys are derived.
     ///
     /// # Errors
-    /// [`crate::Error::Key`] or [`crate::Error::Unavailable`].
+    /// [`crate::error::Error::Key`] or [`crate::error::Error::Unavailable`].
     async fn root_key(&self) -> Result<Key>;
 
     /// Checks that the provider can serve keys now (for readiness).

@@ -63,8 +63,8 @@ impl Key {
     /// A fresh key from the operating system's CSPRNG.
     ///
     /// # Errors
-    /// [`crate::Error::Internal`] when the OS random source fails.
-    pub fn generate() -> crate::Result<Key> {
+    /// [`crate::error::Error::Internal`] when the OS random source fails.
+    pub fn generate() -> crate::error::Result<Key> {
         let mut key = Key(Box::new([0u8; 32]));
         super::fill_random(key.0.as_mut_slice())?;
         Ok(key)
@@ -73,11 +73,11 @@ impl Key {
     /// Copies key material from a slice of exactly 32 bytes.
     ///
     /// # Errors
-    /// [`crate::Error::Key`] when the length is wrong.
-    pub fn from_slice(bytes: &[u8]) -> crate::Result<Key> {
+    /// [`crate::error::Error::Key`] when the length is wrong.
+    pub fn from_slice(bytes: &[u8]) -> crate::error::Result<Key> {
         let array: [u8; 32] = bytes
             .try_into()
-            .map_err(|_| crate::Error::key("key material must be 32 bytes"))?;
+            .map_err(|_| crate::error::Error::key("key material must be 32 bytes"))?;
         let array = Zeroizing::new(array);
         Ok(Key(Box::new(*array)))
     }

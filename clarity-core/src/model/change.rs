@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::Invalidation;
 use super::rows::{CareTeamRow, DataKeyRow, GrantRow, PatientRow, RecordRow};
 
 /// A write of ciphertext rows. Every variant is all-or-nothing.
@@ -14,7 +15,7 @@ pub enum Change {
     /// A new patient with its data key and, optionally, its first care-team
     /// member (the clinician who created it).
     ///
-    /// Fails with [`crate::Error::AlreadyExists`] when the id or the MRN
+    /// Fails with [`crate::error::Error::AlreadyExists`] when the id or the MRN
     /// index is taken.
     InsertPatient {
         /// The wrapped data key.
@@ -27,35 +28,35 @@ pub enum Change {
     /// A patient row replaced if its stored version is `expected_version`
     /// (`patient.version` is `expected_version + 1`).
     ///
-    /// Fails with [`crate::Error::Conflict`] on a stale version,
-    /// [`crate::Error::NotFound`] when absent or erased,
-    /// [`crate::Error::AlreadyExists`] when the new MRN is taken.
+    /// Fails with [`crate::error::Error::Conflict`] on a stale version,
+    /// [`crate::error::Error::NotFound`] when absent or erased,
+    /// [`crate::error::Error::AlreadyExists`] when the new MRN is taken.
     UpdatePatient {
         /// The new row.
         patient: PatientRow,
         /// The version the caller read.
         expected_version: i64,
     },
-    /// A new record. Fails with [`crate::Error::NotFound`] when the patient
+    /// A new record. Fails with [`crate::error::Error::NotFound`] when the patient
     /// does not exist or is erased.
     InsertRecord(RecordRow),
     /// A record's body replaced if its stored version is `expected_version`
     /// (`record.version` is `expected_version + 1`).
     ///
-    /// Fails with [`crate::Error::Conflict`] on a stale version,
-    /// [`crate::Error::NotFound`] when absent.
+    /// Fails with [`crate::error::Error::Conflict`] on a stale version,
+    /// [`crate::error::Error::NotFound`] when absent.
     UpdateRecord {
         /// The new row.
         record: RecordRow,
         /// The version the caller read.
         expected_version: i64,
     },
-    /// A record deleted. Fails with [`crate::Error::NotFound`] when absent.
+    /// A record deleted. Fails with [`crate::error::Error::NotFound`] when absent.
     DeleteRecord(Uuid),
     /// A patient erased: its data key destroyed, its records and care-team
     /// memberships deleted, its row blanked and marked erased at `at`.
     /// Idempotent for an erased patient; fails with
-    /// [`crate::Error::NotFound`] when the patient never existed.
+    /// [`crate::error::Error::NotFound`] when the patient never existed.
     ErasePatient {
         /// The patient.
         id: Uuid,
@@ -63,57 +64,54 @@ pub enum Change {
         at: DateTime<Utc>,
     },
     /// A care-team membership added or replaced. Fails with
-    /// [`crate::Error::NotFound`] for an unknown or erased patient or an
+    /// [`crate::error::Error::NotFound`] for an unknown or erased patient or an
     /// unknown user.
     AddCareTeamMember(CareTeamRow),
     /// A care-team membership removed. Fails with
-    /// [`crate::Error::NotFound`] when there is none.
+    /// [`crate::error::Error::NotFound`] when there is none.
     RemoveCareTeamMember {
         /// The patient.
         patient_id: Uuid,
         /// The member.
         user_id: Uuid,
     },
-    /// A break-glass grant stored. Fails with [`crate::Error::NotFound`]
+    /// A break-glass grant stored. Fails with [`crate::error::Error::NotFound`]
     /// for an unknown patient.
     InsertGrant(GrantRow),
-}
-
-/// The cached rows a change makes stale, for the cache layer to forget once
-/// it has committed (or failed: a conflict means a cached row is stale).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Changed {
-    /// A patient's row.
-    Patient(Uuid),
-    /// A record's row.
-    Record(Uuid),
-    /// A care-team membership (patient, member).
-    CareTeam(Uuid, Uuid),
-    /// A user's break-glass grants.
-    Grants(Uuid),
 }
 
 impl Change {
     /// What the change may make stale in a cache (absent rows of patients
     /// and records are never cached, so inserts of them make nothing stale;
-    /// an absent care-team membership is).
-    pub fn changed(&self) -> Vec<Changed> {
+    /// an absent care-team membership is). Caches drop these once the
+    /// change has committed, or failed: a conflict means a cached row is
+    /// stale.
+    pub fn invalidations(&self) -> Vec<Invalidation> {
         match self {
             Change::InsertPatient { creator, .. } => creator
                 .iter()
-                .map(|m| Changed::CareTeam(m.patient_id, m.user_id))
+                .map(|m| Invalidation::CareTeam {
+                    patient: m.patient_id,
+                    user: m.user_id,
+                })
                 .collect(),
-            Change::UpdatePatient { patient, .. } => vec![Changed::Patient(patient.id)],
-            Change::ErasePatient { id, .. } => vec![Changed::Patient(*id)],
+            Change::UpdatePatient { patient, .. } => vec![Invalidation::Patient(patient.id)],
+            Change::ErasePatient { id, .. } => vec![Invalidation::Patient(*id)],
             Change::InsertRecord(_) => Vec::new(),
-            Change::UpdateRecord { record, .. } => vec![Changed::Record(record.id)],
-            Change::DeleteRecord(id) => vec![Changed::Record(*id)],
-            Change::AddCareTeamMember(m) => vec![Changed::CareTeam(m.patient_id, m.user_id)],
+            Change::UpdateRecord { record, .. } => vec![Invalidation::Record(record.id)],
+            Change::DeleteRecord(id) => vec![Invalidation::Record(*id)],
+            Change::AddCareTeamMember(m) => vec![Invalidation::CareTeam {
+                patient: m.patient_id,
+                user: m.user_id,
+            }],
             Change::RemoveCareTeamMember {
                 patient_id,
                 user_id,
-            } => vec![Changed::CareTeam(*patient_id, *user_id)],
-            Change::InsertGrant(g) => vec![Changed::Grants(g.user_id)],
+            } => vec![Invalidation::CareTeam {
+                patient: *patient_id,
+                user: *user_id,
+            }],
+            Change::InsertGrant(g) => vec![Invalidation::Grants(g.user_id)],
         }
     }
 }

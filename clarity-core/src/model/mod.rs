@@ -11,6 +11,7 @@
 mod change;
 mod context;
 mod documents;
+mod invalidation;
 mod roles;
 mod rows;
 
@@ -20,12 +21,13 @@ pub use documents::{
     Address, DEFAULT_PAGE, MAX_PAGE, Page, PageRequest, Patient, PatientLookup, PatientProfile,
     PatientSearch, Record, RecordKind, parse_json,
 };
+pub use invalidation::Invalidation;
 pub use roles::{Role, RoleSet};
 
 #[cfg(feature = "testing")]
-pub use change::{Change, Changed};
+pub use change::Change;
 #[cfg(not(feature = "testing"))]
-pub(crate) use change::{Change, Changed};
+pub(crate) use change::Change;
 #[cfg(feature = "testing")]
 pub use rows::{
     CareTeamRow, DataKeyRow, GrantRow, LoginFailures, PatientRow, RecordRow, RefreshRow,

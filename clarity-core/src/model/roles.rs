@@ -206,7 +206,7 @@ mod tests {
         ] {
             let set = RoleSet::from_roles([Role::Admin, role]);
             let err = set.check_assignable().expect_err("refused");
-            assert_eq!(err.kind(), crate::ErrorKind::InvalidInput, "{role}");
+            assert_eq!(err.kind(), crate::error::ErrorKind::InvalidInput, "{role}");
             assert!(RoleSet::from_roles([role]).check_assignable().is_ok());
         }
         assert!(

@@ -16,7 +16,7 @@ impl Clarity {
     /// Audit events matching `filter`, oldest first (auditors, admins).
     ///
     /// # Errors
-    /// [`crate::Error::PermissionDenied`]; [`crate::Error::InvalidInput`] for a bad page.
+    /// [`crate::error::Error::PermissionDenied`]; [`crate::error::Error::InvalidInput`] for a bad page.
     pub async fn audit_events(
         &self,
         principal: &Principal,
@@ -46,7 +46,7 @@ impl Clarity {
     /// an `AuditTampered` alert.
     ///
     /// # Errors
-    /// [`crate::Error::PermissionDenied`]; backend errors.
+    /// [`crate::error::Error::PermissionDenied`]; backend errors.
     pub async fn verify_audit(&self, principal: &Principal) -> Result<Vec<ChainReport>> {
         let result = async {
             let reason = self.authorize(principal, &Action::ReadAudit, None).await?;
@@ -72,7 +72,7 @@ impl Clarity {
     /// resource per line), at most `limit` events (auditors, admins).
     ///
     /// # Errors
-    /// [`crate::Error::PermissionDenied`]; backend errors.
+    /// [`crate::error::Error::PermissionDenied`]; backend errors.
     pub async fn export_audit_fhir(
         &self,
         principal: &Principal,
@@ -108,7 +108,7 @@ impl Clarity {
     /// events younger than `audit.retention_days` (S-AUD-6).
     ///
     /// # Errors
-    /// [`crate::Error::PermissionDenied`]; [`crate::Error::InvalidInput`].
+    /// [`crate::error::Error::PermissionDenied`]; [`crate::error::Error::InvalidInput`].
     pub async fn purge_audit(&self, principal: &Principal, before: DateTime<Utc>) -> Result<u64> {
         let result = async {
             let reason = self.authorize(principal, &Action::PurgeAudit, None).await?;

@@ -123,7 +123,6 @@ impl Clarity {
             Ok(prepared) => prepared,
             Err(e) => return self.audited(principal, ev, Err(e)).await,
         };
-        let changed = change.changed();
         let event = draft(
             Some(principal),
             None,
@@ -132,10 +131,12 @@ impl Clarity {
             Some(reason.as_str().to_string()),
             principal.context.clone(),
         );
-        let outcome = self.audit.append_change(event, change).await;
-        // Also after a failure: a stale version means a cached row is stale.
-        self.phi.store().forget(&changed).await;
-        outcome.map(|()| value)
+        // The cache drops what the change made stale as its batch commits
+        // (cache::CachedAudit, on the write path).
+        self.audit
+            .append_change(event, change)
+            .await
+            .map(|()| value)
     }
 
     /// Appends one successful event per `(ev, reason)` for `principal`,

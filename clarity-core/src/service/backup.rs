@@ -15,7 +15,7 @@ impl Clarity {
     /// must not exist (S-BAK-1). Admins only; audited.
     ///
     /// # Errors
-    /// [`crate::Error::PermissionDenied`]; file, key and backend errors (a
+    /// [`crate::error::Error::PermissionDenied`]; file, key and backend errors (a
     /// partial archive is removed).
     pub async fn backup(
         &self,
@@ -38,6 +38,29 @@ impl Clarity {
         }
         let ev = Ev::of("security", "backup.create", AuditAction::Execute);
         self.audited(principal, ev, result).await
+    }
+
+    /// Restores the archive at `path` into the empty store that `config`
+    /// names, after verifying everything (S-BAK-1), then records the restore
+    /// in the restored store's audit trail. For the local operator (the
+    /// `clarity restore` command): stop Clarity first.
+    ///
+    /// # Errors
+    /// As [`crate::backup::verify`]; [`crate::error::Error::InvalidInput`]
+    /// when the target holds data, the schema versions differ, the rows do
+    /// not match the manifest or an audit chain fails to verify. Nothing is
+    /// swapped in then.
+    pub async fn restore(
+        config: &crate::config::Config,
+        path: &Path,
+        progress: &ProgressFn<'_>,
+    ) -> Result<RestoreReport> {
+        let report = crate::backup::restore_unrecorded(config, path, progress).await?;
+        let clarity = Clarity::open(config.clone()).await?;
+        let recorded = clarity.record_restore(&report).await;
+        clarity.shutdown().await;
+        recorded?;
+        Ok(report)
     }
 
     /// Records a finished restore in the restored store's audit trail.

@@ -48,7 +48,7 @@ async fn stored_token_state(store: &dyn crate::store::Store) -> Result<Option<To
         None => Ok(None),
         Some(json) => serde_json::from_str(&json)
             .map(Some)
-            .map_err(|_| crate::Error::Integrity),
+            .map_err(|_| crate::error::Error::Integrity),
     }
 }
 
@@ -119,7 +119,7 @@ impl Clarity {
     /// The KEK versions and how many data keys each wraps (admins).
     ///
     /// # Errors
-    /// [`crate::Error::PermissionDenied`]; provider and backend errors.
+    /// [`crate::error::Error::PermissionDenied`]; provider and backend errors.
     pub async fn key_status(&self, principal: &Principal) -> Result<KeyStatus> {
         let result = async {
             let reason = self.authorize(principal, &Action::ManageKeys, None).await?;
@@ -143,7 +143,7 @@ impl Clarity {
                     .collect(),
                 token_key_version: token.as_ref().map_or(1, |t| t.version),
                 token_previous_accepted_until: token.map(|t| t.previous_until),
-                audit_key_version: crate::audit::AuditKeys::stored_version(store.as_ref()).await?,
+                audit_key_version: crate::vault::audit_key_version(store.as_ref()).await?,
             };
             Ok((status, reason))
         }
@@ -159,7 +159,7 @@ impl Clarity {
     /// making another version: rotation is resumable.
     ///
     /// # Errors
-    /// [`crate::Error::PermissionDenied`]; provider and backend errors (what
+    /// [`crate::error::Error::PermissionDenied`]; provider and backend errors (what
     /// was re-wrapped stays re-wrapped; run it again to finish).
     pub async fn rotate_keys(
         &self,
@@ -222,7 +222,7 @@ impl Clarity {
                 // unavailable key service stops the run (resume it later).
                 let new = match keys.rewrap(&old, context).await {
                     Ok(new) => new,
-                    Err(e @ crate::Error::Unavailable { .. }) => return Err(e),
+                    Err(e @ crate::error::Error::Unavailable { .. }) => return Err(e),
                     Err(e) => {
                         failed += 1;
                         tracing::error!(patient_id = %row.patient_id, error = %e, "data key could not be unwrapped during rotation");
@@ -263,7 +263,7 @@ impl Clarity {
     /// directory key or the root secret is never retired.
     ///
     /// # Errors
-    /// [`crate::Error::PermissionDenied`]; provider and backend errors.
+    /// [`crate::error::Error::PermissionDenied`]; provider and backend errors.
     pub async fn retire_keys(&self, principal: &Principal) -> Result<RetirementReport> {
         let result = async {
             let reason = self.authorize(principal, &Action::ManageKeys, None).await?;
@@ -312,7 +312,7 @@ impl Clarity {
     /// version adopts that version. Audited.
     ///
     /// # Errors
-    /// [`crate::Error::PermissionDenied`]; backend errors.
+    /// [`crate::error::Error::PermissionDenied`]; backend errors.
     pub async fn rotate_token_key(&self, principal: &Principal) -> Result<TokenRotation> {
         let result = async {
             let reason = self.authorize(principal, &Action::ManageKeys, None).await?;
@@ -325,8 +325,8 @@ impl Clarity {
                 version,
                 previous_until: until,
             };
-            let json =
-                serde_json::to_string(&state).map_err(|_| crate::Error::internal("encoding"))?;
+            let json = serde_json::to_string(&state)
+                .map_err(|_| crate::error::Error::internal("encoding"))?;
             self.phi.store().put_meta(meta::TOKEN_KEY, &json).await?;
             let report = TokenRotation {
                 version,
@@ -346,11 +346,13 @@ impl Clarity {
     /// chain keeps verifying. Audited. Returns the new version.
     ///
     /// # Errors
-    /// [`crate::Error::PermissionDenied`]; backend errors.
+    /// [`crate::error::Error::PermissionDenied`]; backend errors.
     pub async fn rotate_audit_key(&self, principal: &Principal) -> Result<u32> {
         let result = async {
             let reason = self.authorize(principal, &Action::ManageKeys, None).await?;
-            let version = self.audit_keys.advance(self.phi.store().as_ref()).await?;
+            let version =
+                crate::vault::advance_audit_key(&self.audit_keys, self.phi.store().as_ref())
+                    .await?;
             Ok((version, reason))
         }
         .await;

@@ -34,7 +34,7 @@ pub const MAX_REQUEST_BODY: usize = 2 * 1024 * 1024;
 pub use users::{NewUser, SetupRequest, User, UserUpdate};
 
 use crate::access::{Action, Policy, Principal, Reason, Relation, decide};
-use crate::audit::{AuditKeys, AuditWriter, WriterSettings};
+use crate::audit::{AuditKeys, AuditStore, AuditWriter, WriterSettings};
 use crate::auth::{PasswordHasher, Throttle, TokenKeys};
 use crate::cache::RouteClass;
 use crate::clock::Clock;
@@ -240,15 +240,22 @@ impl Clarity {
             .await?
             .with_clock(Arc::clone(&clock))
             .with_stage_times(times.clone())
-            .with_max_document_bytes(config.store.max_document_bytes);
+            .with_max_document_bytes(config.store.max_document_bytes)
+            .with_fresh_reads(Arc::clone(&backends.rows), Arc::clone(&caching.invalidator));
         let directory = Directory::open(backends.rows.as_ref(), keys.as_ref()).await?;
         let tokens = keys::token_keys(&root, &config.auth, backends.rows.as_ref()).await?;
         let hasher = PasswordHasher::new(&config.auth)?;
         let pseudonym_key = schedule::derive(&root, SubKey::ResearchPseudonyms)?;
         let query_key = schedule::derive(&root, SubKey::AuditQueryHashes)?;
-        let audit_keys = AuditKeys::load(&root, backends.rows.as_ref()).await?;
-        let audit = AuditWriter::start_timed(
+        let audit_keys = crate::vault::audit_keys(&root, backends.rows.as_ref()).await?;
+        // Changes commit in their event's batch: the cache forgets what they
+        // touched as each batch commits.
+        let audit_writes: Arc<dyn AuditStore> = Arc::new(crate::cache::CachedAudit::new(
             Arc::clone(&backends.audit),
+            Arc::clone(&caching.invalidator),
+        ));
+        let audit = AuditWriter::start_timed(
+            audit_writes,
             audit_keys.clone(),
             Arc::clone(&clock),
             WriterSettings {

@@ -17,7 +17,7 @@ use crate::model::{CareTeamRow, GrantRow, LoginFailures, RefreshRow, SessionRow,
 pub trait IdentityStore: Send + Sync + fmt::Debug {
     /// Number of users (zero means a fresh installation).
     async fn count_users(&self) -> Result<u64>;
-    /// Inserts a user. [`crate::Error::AlreadyExists`] when the email is taken.
+    /// Inserts a user. [`crate::error::Error::AlreadyExists`] when the email is taken.
     async fn insert_user(&self, user: &UserRow) -> Result<()>;
     /// Reads a user.
     async fn get_user(&self, id: Uuid) -> Result<Option<UserRow>>;
@@ -26,7 +26,7 @@ pub trait IdentityStore: Send + Sync + fmt::Debug {
     /// Users with ids after `after`, in id order.
     async fn list_users(&self, after: Option<Uuid>, limit: usize) -> Result<Vec<UserRow>>;
     /// Replaces a user row if its version is `expected_version` (`user.version`
-    /// is the new one). [`crate::Error::Conflict`], [`crate::Error::NotFound`].
+    /// is the new one). [`crate::error::Error::Conflict`], [`crate::error::Error::NotFound`].
     async fn update_user(&self, user: &UserRow, expected_version: i64) -> Result<()>;
     /// Records `step` as the last TOTP step used, if it is later than the
     /// recorded one; `false` means replay.
@@ -63,11 +63,6 @@ pub trait IdentityStore: Send + Sync + fmt::Debug {
         at: DateTime<Utc>,
         next: &RefreshRow,
     ) -> Result<bool>;
-    /// Adds or replaces a care-team assignment. [`crate::Error::NotFound`]
-    /// when the patient or user does not exist.
-    async fn upsert_care_team(&self, member: &CareTeamRow) -> Result<()>;
-    /// Removes an assignment. [`crate::Error::NotFound`] when there is none.
-    async fn remove_care_team(&self, patient_id: Uuid, user_id: Uuid) -> Result<()>;
     /// The assignment of `user_id` to `patient_id`, expired or not.
     async fn care_team_member(
         &self,
@@ -76,8 +71,6 @@ pub trait IdentityStore: Send + Sync + fmt::Debug {
     ) -> Result<Option<CareTeamRow>>;
     /// Every assignment of a user, expired or not, in patient id order.
     async fn care_team_of_user(&self, user_id: Uuid) -> Result<Vec<CareTeamRow>>;
-    /// Inserts a break-glass grant.
-    async fn insert_grant(&self, grant: &GrantRow) -> Result<()>;
     /// Grants of a user, newest first.
     async fn grants_of_user(&self, user_id: Uuid) -> Result<Vec<GrantRow>>;
     /// Grants with ids after `after`, in id order; only unreviewed ones when asked.
@@ -87,7 +80,7 @@ pub trait IdentityStore: Send + Sync + fmt::Debug {
         after: Option<Uuid>,
         limit: usize,
     ) -> Result<Vec<GrantRow>>;
-    /// Marks a grant reviewed. [`crate::Error::NotFound`] when absent.
+    /// Marks a grant reviewed. [`crate::error::Error::NotFound`] when absent.
     async fn review_grant(&self, id: Uuid, by: Uuid, at: DateTime<Utc>) -> Result<()>;
     /// Ids of live patients after `after`, in id order.
     async fn list_patient_ids(&self, after: Option<Uuid>, limit: usize) -> Result<Vec<Uuid>>;

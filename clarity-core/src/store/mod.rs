@@ -20,10 +20,12 @@ use uuid::Uuid;
 use crate::audit::AuditStore;
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::Result;
-use crate::model::{Change, Changed, DataKeyRow, PatientRow, RecordRow};
+use crate::model::{Change, DataKeyRow, PatientRow, RecordRow};
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod audit_sql;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use audit_sql::audit_query_sql;
 mod identity;
 mod memory;
 mod migrations;
@@ -102,13 +104,6 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Those each [`Change`] variant names, and the backend's.
     async fn apply(&self, change: Change) -> Result<()>;
 
-    /// Forgets cached copies of rows a change made stale. Called after a
-    /// change committed elsewhere (with its audit event, through the audit
-    /// store); a store without a cache has nothing to forget.
-    async fn forget(&self, changed: &[Changed]) {
-        let _ = changed;
-    }
-
     /// Reads a live (not erased) patient.
     async fn get_patient(&self, id: Uuid) -> Result<Option<PatientRow>>;
 
@@ -116,7 +111,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// its row and marks it erased. Idempotent for an erased patient.
     ///
     /// # Errors
-    /// [`crate::Error::NotFound`] when the patient never existed.
+    /// [`crate::error::Error::NotFound`] when the patient never existed.
     async fn erase_patient(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
         self.apply(Change::ErasePatient { id, at }).await
     }
@@ -126,13 +121,6 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The data key of a live patient.
     async fn get_data_key(&self, patient_id: Uuid) -> Result<Option<DataKeyRow>>;
-
-    /// [`Store::get_data_key`] from the database itself, past any cache: for
-    /// a cached wrapping that no longer unwraps (re-wrapped and retired by
-    /// another process).
-    async fn get_data_key_fresh(&self, patient_id: Uuid) -> Result<Option<DataKeyRow>> {
-        self.get_data_key(patient_id).await
-    }
 
     /// Reads a record.
     async fn get_record(&self, id: Uuid) -> Result<Option<RecordRow>>;
@@ -154,7 +142,7 @@ pub(crate) fn patient_index_column(field: IndexField) -> Result<&'static str> {
         IndexField::PatientMrn => Ok("mrn_index"),
         IndexField::PatientEmail => Ok("email_index"),
         IndexField::PatientNameBirthDate => Ok("name_dob_index"),
-        _ => Err(crate::Error::invalid("not a patient index")),
+        _ => Err(crate::error::Error::invalid("not a patient index")),
     }
 }
 
@@ -184,7 +172,7 @@ impl Backends {
 /// and applies pending migrations.
 ///
 /// # Errors
-/// [`crate::Error::Config`] for a backend not compiled in, or the backend's
+/// [`crate::error::Error::Config`] for a backend not compiled in, or the backend's
 /// error when it cannot be opened or migrated.
 pub async fn open(settings: &StoreConfig, data_dir: &std::path::Path) -> Result<Backends> {
     match settings.backend {
@@ -195,7 +183,7 @@ pub async fn open(settings: &StoreConfig, data_dir: &std::path::Path) -> Result<
         #[cfg(feature = "postgres")]
         Backend::Postgres => Ok(Backends::of(Arc::new(PostgresStore::open(settings).await?))),
         #[allow(unreachable_patterns)]
-        other => Err(crate::Error::config(
+        other => Err(crate::error::Error::config(
             "store.backend",
             format!("{other:?} support is not compiled into this build"),
         )),

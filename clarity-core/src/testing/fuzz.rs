@@ -13,15 +13,16 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::auth::TokenKeys;
+use crate::config::Config;
 use crate::config::{AuthConfig, TokenPurpose};
 use crate::crypto::envelope::{self, RowBinding};
 use crate::crypto::{Json, Key};
+use crate::error::ErrorKind;
 use crate::model::{PatientProfile, check_document, parse_json};
 use crate::service::{
     BreakGlassRequest, CareTeamAssignment, LoginRequest, MAX_REQUEST_BODY, MfaCode, NewRecord,
     NewUser, RecordUpdate, RefreshRequest, SetupRequest, UserUpdate,
 };
-use crate::{Config, ErrorKind};
 
 /// A fuzz target's body.
 pub type Target = fn(&[u8]);

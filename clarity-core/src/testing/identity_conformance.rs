@@ -7,7 +7,7 @@ use super::Harness;
 use super::conformance::profile;
 use crate::crypto::BlindIndex;
 use crate::error::ErrorKind;
-use crate::model::{CareTeamRow, GrantRow, RefreshRow, SessionRow, UserRow};
+use crate::model::{CareTeamRow, Change, GrantRow, RefreshRow, SessionRow, UserRow};
 use crate::model::{Role, RoleSet};
 
 fn t0() -> DateTime<Utc> {
@@ -40,7 +40,7 @@ async fn stored_user(h: &Harness, roles: &[Role]) -> UserRow {
     row
 }
 
-fn err_kind<T: std::fmt::Debug>(r: crate::Result<T>) -> ErrorKind {
+fn err_kind<T: std::fmt::Debug>(r: crate::error::Result<T>) -> ErrorKind {
     r.expect_err("expected an error").kind()
 }
 
@@ -249,13 +249,16 @@ pub async fn care_teams_and_grants(h: &Harness) {
         expires_at: None,
         created_at: t0(),
     };
-    h.identity.upsert_care_team(&member).await.expect("assign");
+    h.store
+        .apply(Change::AddCareTeamMember(member.clone()))
+        .await
+        .expect("assign");
     let expiring = CareTeamRow {
         expires_at: Some(t0() + Duration::days(1)),
         ..member.clone()
     };
-    h.identity
-        .upsert_care_team(&expiring)
+    h.store
+        .apply(Change::AddCareTeamMember(expiring.clone()))
         .await
         .expect("reassign");
     let read = h
@@ -277,7 +280,11 @@ pub async fn care_teams_and_grants(h: &Harness) {
         ..member.clone()
     };
     assert_eq!(
-        err_kind(h.identity.upsert_care_team(&unknown_user).await),
+        err_kind(
+            h.store
+                .apply(Change::AddCareTeamMember(unknown_user.clone()))
+                .await
+        ),
         ErrorKind::NotFound
     );
     let unknown_patient = CareTeamRow {
@@ -285,15 +292,29 @@ pub async fn care_teams_and_grants(h: &Harness) {
         ..member.clone()
     };
     assert_eq!(
-        err_kind(h.identity.upsert_care_team(&unknown_patient).await),
+        err_kind(
+            h.store
+                .apply(Change::AddCareTeamMember(unknown_patient.clone()))
+                .await
+        ),
         ErrorKind::NotFound
     );
-    h.identity
-        .remove_care_team(patient.id, u.id)
+    h.store
+        .apply(Change::RemoveCareTeamMember {
+            patient_id: patient.id,
+            user_id: u.id,
+        })
         .await
         .expect("remove");
     assert_eq!(
-        err_kind(h.identity.remove_care_team(patient.id, u.id).await),
+        err_kind(
+            h.store
+                .apply(Change::RemoveCareTeamMember {
+                    patient_id: patient.id,
+                    user_id: u.id,
+                })
+                .await
+        ),
         ErrorKind::NotFound
     );
 
@@ -307,7 +328,10 @@ pub async fn care_teams_and_grants(h: &Harness) {
         reviewed_at: None,
         reviewed_by: None,
     };
-    h.identity.insert_grant(&grant).await.expect("grant");
+    h.store
+        .apply(Change::InsertGrant(grant.clone()))
+        .await
+        .expect("grant");
     assert_eq!(
         h.identity.grants_of_user(u.id).await.expect("grants"),
         vec![grant.clone()]
@@ -367,7 +391,10 @@ pub async fn erasure_removes_care_team_assignments(h: &Harness) {
         expires_at: None,
         created_at: t0(),
     };
-    h.identity.upsert_care_team(&member).await.expect("assign");
+    h.store
+        .apply(Change::AddCareTeamMember(member.clone()))
+        .await
+        .expect("assign");
     h.phi.erase_patient(patient.id).await.expect("erase");
     assert!(
         h.identity
@@ -384,7 +411,11 @@ pub async fn erasure_removes_care_team_assignments(h: &Harness) {
             .contains(&patient.id)
     );
     assert_eq!(
-        err_kind(h.identity.upsert_care_team(&member).await),
+        err_kind(
+            h.store
+                .apply(Change::AddCareTeamMember(member.clone()))
+                .await
+        ),
         ErrorKind::NotFound
     );
 }

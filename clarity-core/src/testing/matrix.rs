@@ -13,10 +13,10 @@ use super::{access_token, user_with_role};
 use crate::access::Principal;
 use crate::crypto::Json;
 use crate::error::Error;
-use crate::model::{CareTeamRow, PageRequest, PatientLookup, PatientProfile};
+use crate::model::{CareTeamRow, Change, PageRequest, PatientLookup, PatientProfile};
 use crate::model::{Role, RoleSet};
 use crate::service::{BreakGlassRequest, CareTeamAssignment, Clarity, NewUser, UserUpdate};
-use crate::store::IdentityStore;
+use crate::store::Store;
 
 /// The caller's relationship to the patient an operation concerns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,7 +228,7 @@ fn note() -> Json {
     Json(serde_json::json!({ "text": "seen today" }))
 }
 
-fn outcome<T>(result: crate::Result<T>) -> Result<Outcome, String> {
+fn outcome<T>(result: crate::error::Result<T>) -> Result<Outcome, String> {
     match result {
         Ok(_) => Ok(Outcome::Allowed),
         Err(Error::NotFound { .. }) => Ok(Outcome::Hidden),
@@ -238,7 +238,7 @@ fn outcome<T>(result: crate::Result<T>) -> Result<Outcome, String> {
     }
 }
 
-fn listing(result: crate::Result<bool>) -> Result<Outcome, String> {
+fn listing(result: crate::error::Result<bool>) -> Result<Outcome, String> {
     match result {
         Ok(true) => Ok(Outcome::Listed),
         Ok(false) => Ok(Outcome::NotListed),
@@ -248,9 +248,9 @@ fn listing(result: crate::Result<bool>) -> Result<Outcome, String> {
 }
 
 /// Runs every cell through the Rust API and returns the cells that differ
-/// from [`expected`]. `identity` must be the store under `clarity` (it plants
+/// from [`expected`]. `rows` must be the store under `clarity` (it plants
 /// expired assignments, which the API refuses to make).
-pub async fn run(clarity: &Clarity, identity: &dyn IdentityStore) -> Vec<Mismatch> {
+pub async fn run(clarity: &Clarity, rows: &dyn Store) -> Vec<Mismatch> {
     let (_, admin_email) = user_with_role(clarity, Role::Admin).await;
     let admin = clarity
         .authenticate(&access_token(clarity, &admin_email).await)
@@ -278,7 +278,7 @@ pub async fn run(clarity: &Clarity, identity: &dyn IdentityStore) -> Vec<Mismatc
                 .await
                 .expect("record");
             establish(
-                clarity, identity, &admin, *role, *user_id, patient.id, rel, token,
+                clarity, rows, &admin, *role, *user_id, patient.id, rel, token,
             )
             .await;
             let principal = clarity.authenticate(token).await.expect("authenticate");
@@ -320,7 +320,7 @@ pub async fn run(clarity: &Clarity, identity: &dyn IdentityStore) -> Vec<Mismatc
 #[allow(clippy::too_many_arguments)]
 async fn establish(
     clarity: &Clarity,
-    identity: &dyn IdentityStore,
+    rows: &dyn Store,
     admin: &Principal,
     role: Role,
     user_id: Uuid,
@@ -352,16 +352,15 @@ async fn establish(
         }
         Relationship::ExpiredAssignment => {
             let past = chrono::Utc::now() - chrono::Duration::hours(1);
-            identity
-                .upsert_care_team(&CareTeamRow {
-                    patient_id: patient,
-                    user_id,
-                    relationship: "member".into(),
-                    expires_at: Some(past),
-                    created_at: past - chrono::Duration::hours(1),
-                })
-                .await
-                .expect("expired assignment");
+            rows.apply(Change::AddCareTeamMember(CareTeamRow {
+                patient_id: patient,
+                user_id,
+                relationship: "member".into(),
+                expires_at: Some(past),
+                created_at: past - chrono::Duration::hours(1),
+            }))
+            .await
+            .expect("expired assignment");
         }
         Relationship::BreakGlass if role == Role::Clinician => {
             let principal = clarity.authenticate(token).await.expect("authenticate");

@@ -10,6 +10,8 @@ pub mod conformance;
 pub mod fuzz;
 mod identity_conformance;
 pub mod matrix;
+#[cfg(feature = "postgres")]
+mod query_plans;
 pub(crate) mod raw;
 
 use std::sync::Arc;
@@ -185,7 +187,7 @@ pub async fn with_parts(
     backends: Backends,
     keys: Arc<dyn KeyProvider>,
     clock: Arc<dyn Clock>,
-) -> crate::Result<Clarity> {
+) -> crate::error::Result<Clarity> {
     Clarity::with_parts(config, backends, keys, clock).await
 }
 
@@ -194,7 +196,7 @@ pub async fn with_parts(
 ///
 /// # Errors
 /// The store's.
-pub async fn has_data_key(clarity: &Clarity, patient: uuid::Uuid) -> crate::Result<bool> {
+pub async fn has_data_key(clarity: &Clarity, patient: uuid::Uuid) -> crate::error::Result<bool> {
     Ok(clarity.phi().store().get_data_key(patient).await?.is_some())
 }
 
@@ -274,6 +276,37 @@ pub async fn memory() -> Option<Harness> {
     let store = Arc::new(MemoryStore::new());
     let raw = Box::new(raw::MemoryRaw(Arc::clone(&store)));
     Some(harness(Backends::of(store), raw, dir, keys, None).await)
+}
+
+/// A harness over the in-memory backend seen through the cache decorators
+/// an instance uses ([`crate::cache::CachedStore`], `CachedIdentity`,
+/// `CachedAudit`, with a local cache): the conformance suite holds them to
+/// the same behaviour as the store underneath.
+///
+/// # Panics
+/// When the cache cannot be set up.
+pub async fn memory_cached() -> Option<Harness> {
+    use crate::cache::{CachedAudit, CachedIdentity, CachedStore};
+    let (dir, keys) = temp_keyring();
+    let store = Arc::new(MemoryStore::new());
+    let caching = crate::cache::open(
+        &crate::cache::CacheConfig::default(),
+        &crate::cache::RateLimitConfig::default(),
+        &crate::store::StoreConfig::default(),
+        crate::crypto::Key::generate().expect("cache key"),
+    )
+    .expect("local cache");
+    let invalidator = caching.invalidator;
+    let raw = Box::new(raw::BehindCache {
+        inner: Box::new(raw::MemoryRaw(Arc::clone(&store))),
+        cache: Arc::clone(&invalidator),
+    });
+    let backends = Backends {
+        rows: Arc::new(CachedStore::new(store.clone(), Arc::clone(&invalidator))),
+        identity: Arc::new(CachedIdentity::new(store.clone(), Arc::clone(&invalidator))),
+        audit: Arc::new(CachedAudit::new(store, invalidator)),
+    };
+    Some(harness(backends, raw, dir, keys, None).await)
 }
 
 /// A harness over a fresh SQLite database in a temporary directory.

@@ -38,6 +38,57 @@ pub trait RawAccess: Send + Sync {
     }
 }
 
+/// Raw access to a backend whose reads an instance caches: a write behind
+/// the cache's back, followed (as an operator does with
+/// `Clarity::clear_cache`) by emptying the cache, so tamper tests see the
+/// tampered rows through the cached layers too.
+pub(super) struct BehindCache {
+    pub(super) inner: Box<dyn RawAccess>,
+    pub(super) cache: Arc<crate::cache::Invalidator>,
+}
+
+impl BehindCache {
+    async fn cleared(&self) {
+        self.cache.invalidate(crate::model::Invalidation::All).await;
+    }
+}
+
+// Forwards every method, defaulted ones included.
+#[deny(clippy::missing_trait_methods)]
+#[async_trait]
+impl RawAccess for BehindCache {
+    async fn record_body(&self, id: Uuid) -> Vec<u8> {
+        self.inner.record_body(id).await
+    }
+    async fn set_record_body(&self, id: Uuid, body: Vec<u8>) {
+        self.inner.set_record_body(id, body).await;
+        self.cleared().await;
+    }
+    async fn set_record_version(&self, id: Uuid, version: i64) {
+        self.inner.set_record_version(id, version).await;
+        self.cleared().await;
+    }
+    async fn patient_profile(&self, id: Uuid) -> Vec<u8> {
+        self.inner.patient_profile(id).await
+    }
+    async fn set_patient_profile(&self, id: Uuid, profile: Vec<u8>) {
+        self.inner.set_patient_profile(id, profile).await;
+        self.cleared().await;
+    }
+    async fn insert_record_row(&self, row: &RecordRow) {
+        self.inner.insert_record_row(row).await;
+        self.cleared().await;
+    }
+    async fn execute_sql(&self, sql: &str) -> u64 {
+        let changed = self.inner.execute_sql(sql).await;
+        self.cleared().await;
+        changed
+    }
+    fn dialect(&self) -> &'static str {
+        self.inner.dialect()
+    }
+}
+
 pub(super) struct MemoryRaw(pub(super) Arc<MemoryStore>);
 
 #[async_trait]

@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
+use crate::audit::AuditKeys;
 use crate::config::{Config, KeyProviderKind};
 use crate::crypto::schedule::meta;
-use crate::crypto::{KeyProvider, LocalKeyring};
+use crate::crypto::{Key, KeyProvider, LocalKeyring};
 use crate::error::{Error, Result};
 use crate::store::Store;
 
@@ -103,4 +104,41 @@ pub async fn rewrap_root_record(store: &dyn Store, keys: &dyn KeyProvider) -> Re
     store
         .put_meta(meta::TRANSIT_ROOT_KEY, &fresh.to_json()?)
         .await
+}
+
+/// The audit keys in effect for `store`: the version its last audit-key
+/// rotation recorded (1 when none), with every older version for verifying
+/// older chains.
+///
+/// # Errors
+/// Backend errors; [`Error::Integrity`] for an unreadable version.
+pub async fn audit_keys(root: &Key, store: &dyn Store) -> Result<AuditKeys> {
+    AuditKeys::derive_up_to(root, audit_key_version(store).await?)
+}
+
+/// The audit-key version chains started from now on use in `store` (1
+/// until a rotation).
+///
+/// # Errors
+/// [`Error::Integrity`] when the stored version is malformed; backend errors.
+pub async fn audit_key_version(store: &dyn Store) -> Result<u32> {
+    match store.get_meta(meta::AUDIT_KEY_VERSION).await? {
+        Some(text) => text.parse::<u32>().map_err(|_| Error::Integrity),
+        None => Ok(1),
+    }
+}
+
+/// Makes the version after `keys`' the one new chains use in `store` (it
+/// takes effect for chains started afterwards); returns it.
+///
+/// # Errors
+/// Backend errors.
+pub async fn advance_audit_key(keys: &AuditKeys, store: &dyn Store) -> Result<u32> {
+    // The store's version, not this instance's: a second rotation before a
+    // restart (or one made by another instance) moves on from it.
+    let next = audit_key_version(store).await?.max(keys.version()) + 1;
+    store
+        .put_meta(meta::AUDIT_KEY_VERSION, &next.to_string())
+        .await?;
+    Ok(next)
 }

@@ -7,5 +7,8 @@
 mod keys;
 mod phi;
 
-pub use keys::{open_key_provider, open_transit, rewrap_root_record};
+pub use keys::{
+    advance_audit_key, audit_key_version, audit_keys, open_key_provider, open_transit,
+    rewrap_root_record,
+};
 pub use phi::PhiStore;

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::keys::{foreign_keyring, open_key_provider};
+use crate::cache::Invalidator;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::crypto::envelope::{RowBinding, open_row, seal_row};
@@ -21,7 +22,8 @@ use crate::crypto::schedule::meta;
 use crate::crypto::{BlindIndexer, IndexField, Key, KeyProvider, Phi, WrappedKey, fingerprint};
 use crate::error::{Error, Result};
 use crate::model::{
-    CareTeamRow, Change, DataKeyRow, Patient, PatientLookup, PatientProfile, PatientRow,
+    CareTeamRow, Change, DataKeyRow, Invalidation, Patient, PatientLookup, PatientProfile,
+    PatientRow,
 };
 use crate::store::Store;
 use crate::timings::{Stage, StageTimes};
@@ -33,27 +35,10 @@ const DEK_VERSION: i32 = 1;
 const PATIENTS: &str = "patients";
 const RECORDS: &str = "records";
 
-/// Encrypted storage of patients and records over any [`Store`].
-///
-/// ```
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// use std::sync::Arc;
-/// use clarity_core::store::{MemoryStore, PatientProfile, PhiStore};
-/// use clarity_core::crypto::LocalKeyring;
-///
-/// let dir = tempfile::tempdir()?;
-/// let keys = Arc::new(LocalKeyring::create(&dir.path().join("keyring.json"))?);
-/// let phi = PhiStore::new(Arc::new(MemoryStore::new()), keys).await?;
-///
-/// let profile = PatientProfile::from_json(r#"{"mrn": "MRN-1", "given_name": "Ada",
-///     "family_name": "Example", "birth_date": "1990-05-17", "sex": "female"}"#)?;
-/// let patient = phi.create_patient(profile).await?;
-/// let read = phi.get_patient(patient.id).await?;
-/// assert_eq!(read.profile.expose().given_name, "Ada");
-/// assert_eq!(format!("{:?}", read.profile), "[REDACTED]");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// # }).unwrap();
-/// ```
+/// Encrypted storage of patients and records over any [`Store`]: plaintext
+/// for its caller, sealed rows for the store. It decides nothing and audits
+/// nothing, so only the service calls it (and, with the `testing` feature,
+/// this workspace's tests); applications use `Clarity` (S-API-1).
 #[derive(Debug, Clone)]
 pub struct PhiStore {
     store: Arc<dyn Store>,
@@ -62,6 +47,9 @@ pub struct PhiStore {
     clock: Arc<dyn Clock>,
     max_document_bytes: usize,
     times: StageTimes,
+    /// The database past the cache, and the cache to correct, for a cached
+    /// wrapping that no longer unwraps (see [`PhiStore::with_fresh_reads`]).
+    fresh: Option<(Arc<dyn Store>, Arc<Invalidator>)>,
 }
 
 impl PhiStore {
@@ -116,6 +104,7 @@ impl PhiStore {
             clock: Arc::new(SystemClock),
             times: StageTimes::new(),
             max_document_bytes: 1024 * 1024,
+            fresh: None,
         })
     }
 
@@ -135,6 +124,15 @@ impl PhiStore {
     /// Sets the largest accepted document, in bytes of JSON.
     pub fn with_max_document_bytes(mut self, bytes: usize) -> Self {
         self.max_document_bytes = bytes;
+        self
+    }
+
+    /// When this store's reads are cached: `database` is the same store past
+    /// the cache. A cached data-key wrapping that no longer unwraps (another
+    /// process re-wrapped it and retired its KEK, and the invalidation was
+    /// missed) is dropped from the cache and read again from `database`.
+    pub fn with_fresh_reads(mut self, database: Arc<dyn Store>, cache: Arc<Invalidator>) -> Self {
+        self.fresh = Some((database, cache));
         self
     }
 
@@ -389,11 +387,14 @@ impl PhiStore {
             // A cached wrapping can be stale (re-wrapped, and its KEK
             // retired, by another process): read it again before failing.
             Err(e @ (Error::Integrity | Error::Key { .. })) => {
-                let fresh = self
-                    .store
-                    .get_data_key_fresh(patient_id)
-                    .await?
-                    .ok_or(Error::NotFound { what })?;
+                let fresh = match &self.fresh {
+                    Some((database, cache)) => {
+                        cache.forget(Invalidation::DataKey(patient_id)).await;
+                        database.get_data_key(patient_id).await?
+                    }
+                    None => self.store.get_data_key(patient_id).await?,
+                }
+                .ok_or(Error::NotFound { what })?;
                 if fresh.kek_version == wrapped.kek_version && fresh.wrapped == wrapped.ciphertext {
                     return Err(unwrap_failed(patient_id, e));
                 }

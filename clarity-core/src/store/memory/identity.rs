@@ -5,10 +5,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{MemoryStore, Tables, after_id, change, check_version};
+use super::{MemoryStore, Tables, after_id, check_version};
 use crate::crypto::BlindIndex;
 use crate::error::{Error, Result};
-use crate::model::{CareTeamRow, Change, GrantRow, LoginFailures, RefreshRow, SessionRow, UserRow};
+use crate::model::{CareTeamRow, GrantRow, LoginFailures, RefreshRow, SessionRow, UserRow};
 use crate::store::identity::IdentityStore;
 
 fn email_taken(tables: &Tables, user: &UserRow) -> bool {
@@ -187,18 +187,6 @@ impl IdentityStore for MemoryStore {
         })
     }
 
-    async fn upsert_care_team(&self, member: &CareTeamRow) -> Result<()> {
-        self.with(|t| change::upsert_care_team(t, member))
-    }
-
-    async fn remove_care_team(&self, patient_id: Uuid, user_id: Uuid) -> Result<()> {
-        let change = Change::RemoveCareTeamMember {
-            patient_id,
-            user_id,
-        };
-        self.with(|t| change::apply_change(t, &change))
-    }
-
     async fn care_team_member(
         &self,
         patient_id: Uuid,
@@ -215,10 +203,6 @@ impl IdentityStore for MemoryStore {
                 .cloned()
                 .collect())
         })
-    }
-
-    async fn insert_grant(&self, grant: &GrantRow) -> Result<()> {
-        self.with(|t| change::apply_change(t, &Change::InsertGrant(grant.clone())))
     }
 
     async fn grants_of_user(&self, user_id: Uuid) -> Result<Vec<GrantRow>> {

@@ -13,7 +13,7 @@ use super::{PostgresStore, pg_error};
 use crate::audit::{AuditBatch, AuditStore, StoredBatch};
 use crate::audit::{AuditEvent, AuditFilter, Checkpoint};
 use crate::error::Result;
-use crate::store::audit_sql::audit_query_sql;
+use crate::store::audit_query_sql;
 
 const COLUMNS: &str = "id, chain_id, seq, recorded, event_type, subtype, action, outcome, purpose, \
      actor_id, actor_roles, client_address, patient_id, entity_id, query_hash, reason, request_id, \
@@ -233,64 +233,5 @@ impl AuditStore for PostgresStore {
             )
             .await
             .map_err(pg_error)
-    }
-}
-
-#[cfg(all(test, feature = "testing"))]
-mod tests {
-    use super::*;
-
-    /// The plan PostgreSQL makes for the audit query of `filter` when it
-    /// plans for any parameter values (a generic plan, as it may for a
-    /// statement run often), with sequential scans priced out so that the
-    /// plan shows whether an index can serve the query at all.
-    async fn generic_plan(client: &tokio_postgres::Client, filter: &AuditFilter) -> String {
-        let sql = audit_query_sql(COLUMNS, filter, |n| format!("${n}"));
-        client
-            .batch_execute(&format!(
-                "DEALLOCATE ALL; SET enable_seqscan = off; SET plan_cache_mode = force_generic_plan;
-                 PREPARE q(uuid, uuid, uuid, text, text, timestamptz, timestamptz, bigint) AS {sql}"
-            ))
-            .await
-            .expect("prepare");
-        let nil = Uuid::nil();
-        let rows = client
-            .query(
-                &format!(
-                    "EXPLAIN EXECUTE q('{nil}', '{nil}', '{nil}', 'patient.read', '0', NULL, NULL, 10)"
-                ),
-                &[],
-            )
-            .await
-            .expect("explain");
-        rows.iter()
-            .map(|r| r.get::<_, String>(0))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    /// A patient's or a user's audit trail is found through its index
-    /// under any plan, not by reading the whole log.
-    // S-AUD-5
-    #[tokio::test]
-    async fn audit_queries_by_patient_or_actor_use_their_index() {
-        let Some(harness) = crate::testing::postgres().await else {
-            return;
-        };
-        let url = std::env::var(crate::testing::POSTGRES_URL_VAR).expect("url");
-        let client = crate::testing::raw::pg_connect(&url, harness.schema()).await;
-        let by_patient = AuditFilter {
-            patient_id: Some(Uuid::nil()),
-            ..AuditFilter::default()
-        };
-        let plan = generic_plan(&client, &by_patient).await;
-        assert!(plan.contains("audit_events_patient"), "{plan}");
-        let by_actor = AuditFilter {
-            actor_id: Some(Uuid::nil()),
-            subtype: Some("patient.read".into()),
-            ..AuditFilter::default()
-        };
-        let plan = generic_plan(&client, &by_actor).await;
-        assert!(plan.contains("audit_events_actor"), "{plan}");
     }
 }

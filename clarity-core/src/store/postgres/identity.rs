@@ -10,7 +10,7 @@ use super::{PostgresStore, conflict_or_missing, pg_error};
 use crate::crypto::BlindIndex;
 use crate::error::{Error, Result};
 use crate::model::RoleSet;
-use crate::model::{CareTeamRow, Change, GrantRow, LoginFailures, RefreshRow, SessionRow, UserRow};
+use crate::model::{CareTeamRow, GrantRow, LoginFailures, RefreshRow, SessionRow, UserRow};
 use crate::store::identity::IdentityStore;
 
 const USER_COLUMNS: &str = "id, email_index, profile, password_hash, roles, disabled, patient_id, \
@@ -380,22 +380,6 @@ impl IdentityStore for PostgresStore {
         Ok(true)
     }
 
-    async fn upsert_care_team(&self, m: &CareTeamRow) -> Result<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        super::change::upsert_care_team(&tx, m).await?;
-        tx.commit().await.map_err(pg_error)
-    }
-
-    async fn remove_care_team(&self, patient_id: Uuid, user_id: Uuid) -> Result<()> {
-        let client = self.client().await?;
-        let change = Change::RemoveCareTeamMember {
-            patient_id,
-            user_id,
-        };
-        super::change::apply_change(&client, &change).await
-    }
-
     async fn care_team_member(
         &self,
         patient_id: Uuid,
@@ -427,11 +411,6 @@ impl IdentityStore for PostgresStore {
             .await
             .map_err(pg_error)?;
         Ok(rows.iter().map(care_team_row).collect())
-    }
-
-    async fn insert_grant(&self, g: &GrantRow) -> Result<()> {
-        let client = self.client().await?;
-        super::change::apply_change(&client, &Change::InsertGrant(g.clone())).await
     }
 
     async fn grants_of_user(&self, user_id: Uuid) -> Result<Vec<GrantRow>> {

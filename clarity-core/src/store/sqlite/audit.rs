@@ -10,7 +10,7 @@ use super::{SqliteStore, from_micros, micros, sqlite_error};
 use crate::audit::{AuditBatch, AuditStore, StoredBatch};
 use crate::audit::{AuditEvent, AuditFilter, Checkpoint};
 use crate::error::Result;
-use crate::store::audit_sql::audit_query_sql;
+use crate::store::audit_query_sql;
 
 const COLUMNS: &str = "id, chain_id, seq, recorded, event_type, subtype, action, outcome, purpose, \
      actor_id, actor_roles, client_address, patient_id, entity_id, query_hash, reason, request_id, \
@@ -259,7 +259,7 @@ impl AuditStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SqliteSynchronous;
+    use crate::store::SqliteSynchronous;
 
     /// The query plan of the audit query for `filter` on a migrated database.
     async fn plan(store: &SqliteStore, filter: AuditFilter) -> String {

@@ -10,7 +10,7 @@ use super::{SqliteStore, from_micros, micros, sqlite_error};
 use crate::crypto::BlindIndex;
 use crate::error::{Error, Result};
 use crate::model::RoleSet;
-use crate::model::{CareTeamRow, Change, GrantRow, LoginFailures, RefreshRow, SessionRow, UserRow};
+use crate::model::{CareTeamRow, GrantRow, LoginFailures, RefreshRow, SessionRow, UserRow};
 use crate::store::identity::IdentityStore;
 
 const USER_COLUMNS: &str = "id, email_index, profile, password_hash, roles, disabled, patient_id, \
@@ -410,23 +410,6 @@ impl IdentityStore for SqliteStore {
             .await
     }
 
-    async fn upsert_care_team(&self, member: &CareTeamRow) -> Result<()> {
-        let m = member.clone();
-        self.writer
-            .run(move |conn| super::change::upsert_care_team(conn, &m))
-            .await
-    }
-
-    async fn remove_care_team(&self, patient_id: Uuid, user_id: Uuid) -> Result<()> {
-        let change = Change::RemoveCareTeamMember {
-            patient_id,
-            user_id,
-        };
-        self.writer
-            .run(move |conn| super::change::apply_change(conn, &change))
-            .await
-    }
-
     async fn care_team_member(
         &self,
         patient_id: Uuid,
@@ -453,13 +436,6 @@ impl IdentityStore for SqliteStore {
             .collect()
         })
         .await
-    }
-
-    async fn insert_grant(&self, grant: &GrantRow) -> Result<()> {
-        let change = Change::InsertGrant(grant.clone());
-        self.writer
-            .run(move |conn| super::change::apply_change(conn, &change))
-            .await
     }
 
     async fn grants_of_user(&self, user_id: Uuid) -> Result<Vec<GrantRow>> {

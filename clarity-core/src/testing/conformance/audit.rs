@@ -11,7 +11,11 @@ use crate::testing::Harness;
 
 /// An unchained event for slot `seq` of `chain` (the store does not check
 /// MACs; the writer makes them).
-fn bare_event(chain: Uuid, seq: i64, outcome: &crate::Result<()>) -> crate::audit::AuditEvent {
+fn bare_event(
+    chain: Uuid,
+    seq: i64,
+    outcome: &crate::error::Result<()>,
+) -> crate::audit::AuditEvent {
     crate::audit::AuditEvent {
         id: Uuid::now_v7(),
         chain_id: chain,

@@ -103,7 +103,7 @@ fn body(n: u64) -> Json {
     Json(serde_json::json!({"code": "8867-4", "value": n, "unit": "/min"}))
 }
 
-fn kind_of<T: std::fmt::Debug>(result: crate::Result<T>) -> ErrorKind {
+fn kind_of<T: std::fmt::Debug>(result: crate::error::Result<T>) -> ErrorKind {
     match result {
         Ok(value) => panic!("expected an error, got {value:?}"),
         Err(e) => e.kind(),
