@@ -686,3 +686,101 @@ async fn users_are_administered_by_admins_only() {
         ErrorKind::InvalidInput
     );
 }
+
+// S-AC-8: nobody changes their own roles; no account holds admin together
+// with a role that reads PHI; every role change is audited as its own kind.
+#[tokio::test]
+async fn separation_of_duties_holds_for_every_account() {
+    let w = world().await;
+    let a = user(&w, "admin@x.org", &[Role::Admin]).await;
+    let admin = w
+        .clarity
+        .authenticate(login(&w, "admin@x.org").await.access_token.expose())
+        .await
+        .expect("admin");
+    let roles = |r: &[Role]| UserUpdate {
+        roles: Some(RoleSet::from_roles(r.iter().copied())),
+        ..UserUpdate::default()
+    };
+    // An admin may not give itself a PHI role, nor any other set of roles.
+    for own in [&[Role::Admin, Role::Clinician][..], &[Role::Auditor]] {
+        assert_eq!(
+            kind(w.clarity.update_user(&admin, a.id, roles(own)).await),
+            ErrorKind::PermissionDenied,
+            "{own:?}"
+        );
+    }
+    // Its other fields stay its own to change.
+    let renamed = UserUpdate {
+        display_name: Some("Renamed".into()),
+        ..UserUpdate::default()
+    };
+    w.clarity
+        .update_user(&admin, a.id, renamed)
+        .await
+        .expect("own display name");
+    // Admin with a PHI role: refused on creation, by an admin and by the operator.
+    let operator = w.clarity.operator().await.expect("operator");
+    assert!(!operator.roles().reads_phi());
+    for phi_role in [
+        Role::Clinician,
+        Role::Nurse,
+        Role::Patient,
+        Role::Researcher,
+    ] {
+        let mixed = NewUser {
+            email: format!("{phi_role}-admin@x.org"),
+            password: SecretString::new(PASSWORD),
+            roles: RoleSet::from_roles([Role::Admin, phi_role]),
+            display_name: None,
+            patient_id: None,
+        };
+        assert_eq!(
+            kind(w.clarity.create_user(&admin, mixed.clone()).await),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            kind(w.clarity.create_user(&operator, mixed).await),
+            ErrorKind::InvalidInput
+        );
+    }
+    // ... and on a change of another account's roles.
+    let c = user(&w, "c@x.org", &[Role::Clinician]).await;
+    assert_eq!(
+        kind(
+            w.clarity
+                .update_user(&admin, c.id, roles(&[Role::Clinician, Role::Admin]))
+                .await
+        ),
+        ErrorKind::InvalidInput
+    );
+    let changed = w
+        .clarity
+        .update_user(&admin, c.id, roles(&[Role::Nurse]))
+        .await
+        .expect("a role change of another account");
+    assert_eq!(changed.roles, RoleSet::from_roles([Role::Nurse]));
+    // Every role change, refused or made, is an event of its own kind.
+    let filter = clarity_core::audit::AuditFilter {
+        subtype: Some("user.roles".into()),
+        ..Default::default()
+    };
+    let events = w
+        .clarity
+        .audit_events(&operator, &filter, &Default::default())
+        .await
+        .expect("audit")
+        .items;
+    let about = |id| events.iter().filter(move |e| e.entity_id == Some(id));
+    assert_eq!(about(a.id).count(), 2, "both refused self-changes");
+    assert_eq!(about(c.id).count(), 2, "the refused and the made change");
+    assert_eq!(
+        about(c.id).filter(|e| e.outcome == "0").count(),
+        1,
+        "one success"
+    );
+    assert!(
+        events.iter().all(|e| e.actor_id == Some(a.id)),
+        "by the admin"
+    );
+}

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use clarity_core::Config;
 
+pub(crate) use crate::ops::{AuditFilterArgs, DemoArgs};
+
 /// Clarity: encrypted, audited storage of patient data.
 ///
 /// With no command, `clarity` runs `serve`.
@@ -124,43 +126,6 @@ enum AuditCommand {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
-}
-
-/// Which audit events.
-#[derive(Debug, Args, Clone, Default)]
-pub(crate) struct AuditFilterArgs {
-    /// Events about this patient.
-    #[arg(long)]
-    pub(crate) patient: Option<uuid::Uuid>,
-    /// Events by this user.
-    #[arg(long)]
-    pub(crate) actor: Option<uuid::Uuid>,
-    /// Events of this kind, e.g. `patient.read`.
-    #[arg(long)]
-    pub(crate) action: Option<String>,
-    /// Outcome: 0 (success), 4 (minor failure) or 8 (serious failure).
-    #[arg(long, value_parser = ["0", "4", "8"])]
-    pub(crate) outcome: Option<String>,
-    /// Recorded at or after (RFC 3339).
-    #[arg(long)]
-    pub(crate) from: Option<chrono::DateTime<chrono::Utc>>,
-    /// Recorded before (RFC 3339).
-    #[arg(long)]
-    pub(crate) to: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// `clarity demo` settings.
-#[derive(Debug, Args, Clone)]
-pub(crate) struct DemoArgs {
-    /// Synthetic patients to create.
-    #[arg(long, default_value_t = 100)]
-    pub(crate) patients: usize,
-    /// Records per patient.
-    #[arg(long, default_value_t = 3)]
-    pub(crate) records_per_patient: usize,
-    /// Patients created at once (their writes and audit events share commits).
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub(crate) concurrency: u16,
 }
 
 #[derive(Debug, Subcommand)]

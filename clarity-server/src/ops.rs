@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 
+use clap::Args;
 use clarity_core::audit::AuditFilter;
 use clarity_core::crypto::{Json, SecretString};
 use clarity_core::model::RoleSet;
@@ -14,7 +15,42 @@ use clarity_core::{Clarity, Config, Error, Result};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{AuditFilterArgs, DemoArgs};
+/// Which audit events.
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct AuditFilterArgs {
+    /// Events about this patient.
+    #[arg(long)]
+    pub(crate) patient: Option<uuid::Uuid>,
+    /// Events by this user.
+    #[arg(long)]
+    pub(crate) actor: Option<uuid::Uuid>,
+    /// Events of this kind, e.g. `patient.read`.
+    #[arg(long)]
+    pub(crate) action: Option<String>,
+    /// Outcome: 0 (success), 4 (minor failure) or 8 (serious failure).
+    #[arg(long, value_parser = ["0", "4", "8"])]
+    pub(crate) outcome: Option<String>,
+    /// Recorded at or after (RFC 3339).
+    #[arg(long)]
+    pub(crate) from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Recorded before (RFC 3339).
+    #[arg(long)]
+    pub(crate) to: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `clarity demo` settings.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct DemoArgs {
+    /// Synthetic patients to create.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) patients: usize,
+    /// Records per patient.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) records_per_patient: usize,
+    /// Patients created at once (their writes and audit events share commits).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) concurrency: u16,
+}
 
 fn filter(args: AuditFilterArgs) -> AuditFilter {
     AuditFilter {

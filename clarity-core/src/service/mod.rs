@@ -18,6 +18,7 @@ mod keys;
 mod patients;
 mod records;
 mod sessions;
+mod stats;
 mod users;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub use credentials::MfaEnrollment;
 pub use keys::{KekUsage, KeyStatus, RetirementReport, RotationReport, TokenRotation};
 pub use records::{NewRecord, RecordUpdate};
 pub use sessions::{LoginRequest, MfaCode, RefreshRequest, Tokens};
+pub use stats::{CacheStatus, Stats};
 
 /// Largest JSON request body the HTTP server reads, in bytes.
 pub const MAX_REQUEST_BODY: usize = 2 * 1024 * 1024;
@@ -94,97 +96,12 @@ pub struct Clarity {
     audit: AuditWriter,
     audit_store: Arc<dyn crate::audit::AuditStore>,
     audit_keys: AuditKeys,
-    counters: Counters,
+    counters: stats::Counters,
     times: StageTimes,
     caching: crate::cache::Caching,
     /// Where erasures are recorded for restores (S-KEY-3): every erasure
     /// takes the one path that writes it.
     erasure_ledger: crate::backup::ErasureLedger,
-}
-
-/// Operation counters, for metrics.
-#[derive(Debug, Default)]
-struct Counters {
-    token_cache_hits: std::sync::atomic::AtomicU64,
-    token_cache_misses: std::sync::atomic::AtomicU64,
-    rate_limited: [std::sync::atomic::AtomicU64; 5],
-    alerts: LogAlerts,
-}
-
-/// A snapshot of counters and gauges for metrics. Numbers only: no PHI.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Password verifications (logins and password changes).
-    pub password_verifications: u64,
-    /// Access tokens found already verified in the cache.
-    pub token_cache_hits: u64,
-    /// Access tokens verified cryptographically.
-    pub token_cache_misses: u64,
-    /// Verified tokens cached now.
-    pub token_cache_entries: u64,
-    /// Audit events waiting to be written.
-    pub audit_queue_depth: u64,
-    /// Audit events written by this instance.
-    pub audit_events_written: u64,
-    /// Audit transactions committed by this instance.
-    pub audit_batches: u64,
-    /// Time spent in audit commits, in microseconds.
-    pub audit_commit_micros: u64,
-    /// Security alerts raised, per kind.
-    pub alerts: Vec<(AlertKind, u64)>,
-    /// Database connections in use.
-    pub pool_in_use: u64,
-    /// Database pool size.
-    pub pool_size: u64,
-    /// Reads of cached state answered from the cache.
-    pub cache_hits: u64,
-    /// Reads of cached state that went to the database.
-    pub cache_misses: u64,
-    /// Entries in this instance's cache.
-    pub cache_entries: u64,
-    /// Requests refused by a rate limit, per route class.
-    pub rate_limited: Vec<(RouteClass, u64)>,
-    /// The cache, its invalidation channel and the rate limiter.
-    pub caching: CacheStatus,
-}
-
-/// How caching works right now, for readiness and metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CacheStatus {
-    /// `memory` or `redis`.
-    pub backend: &'static str,
-    /// The invalidation channel.
-    pub channel: crate::cache::ChannelState,
-    /// `local` or `redis`; `None` when rate limits are off.
-    pub rate_limiter: Option<&'static str>,
-    /// `false` while shared rate limits fall back to per-instance ones.
-    pub rate_limiter_healthy: bool,
-}
-
-impl CacheStatus {
-    /// Whether everything works as configured (readiness reports it; the
-    /// server keeps answering either way).
-    pub fn healthy(&self) -> bool {
-        self.channel.up && self.rate_limiter_healthy
-    }
-}
-
-impl Default for CacheStatus {
-    fn default() -> Self {
-        CacheStatus {
-            backend: "memory",
-            channel: crate::cache::ChannelState {
-                kind: crate::cache::ChannelKind::None,
-                up: true,
-                announced: 0,
-                received: 0,
-            },
-            rate_limiter: None,
-            rate_limiter_healthy: true,
-        }
-    }
 }
 
 impl std::fmt::Debug for Clarity {
@@ -291,7 +208,7 @@ impl Clarity {
             audit,
             audit_store: backends.audit,
             audit_keys,
-            counters: Counters::default(),
+            counters: stats::Counters::default(),
             times,
             caching,
             erasure_ledger,
@@ -371,71 +288,6 @@ impl Clarity {
         }
     }
 
-    /// How long the stages of serving requests take (latency
-    /// histograms, for metrics).
-    pub fn stage_times(&self) -> &StageTimes {
-        &self.times
-    }
-
-    /// Counters and gauges for metrics.
-    pub fn stats(&self) -> Stats {
-        use std::sync::atomic::Ordering::Relaxed;
-        let audit = self.audit.stats();
-        let (pool_in_use, pool_size) = self.phi.store().pool_usage();
-        let cache = self.caching.invalidator.stats();
-        Stats {
-            password_verifications: self.hasher.verifications(),
-            token_cache_hits: self.counters.token_cache_hits.load(Relaxed),
-            token_cache_misses: self.counters.token_cache_misses.load(Relaxed),
-            token_cache_entries: self.verified.entry_count(),
-            audit_queue_depth: self.audit.queue_depth() as u64,
-            audit_events_written: audit.0,
-            audit_batches: audit.1,
-            audit_commit_micros: audit.2,
-            pool_in_use: pool_in_use as u64,
-            pool_size: pool_size as u64,
-            cache_hits: cache.hits,
-            cache_misses: cache.misses,
-            cache_entries: cache.entries,
-            rate_limited: RouteClass::ALL
-                .into_iter()
-                .zip(&self.counters.rate_limited)
-                .map(|(class, n)| (class, n.load(Relaxed)))
-                .collect(),
-            caching: self.cache_status(),
-            alerts: [
-                AlertKind::BreakGlass,
-                AlertKind::AccountLocked,
-                AlertKind::RefreshTokenReuse,
-                AlertKind::AuditTampered,
-                AlertKind::IntegrityFailure,
-            ]
-            .into_iter()
-            .map(|kind| (kind, self.counters.alerts.count(kind)))
-            .collect(),
-        }
-    }
-
-    /// [`Clarity::cache_status`] after checking a degraded shared rate
-    /// limiter again (for readiness).
-    pub async fn probe_cache_status(&self) -> CacheStatus {
-        if let Some(limiter) = &self.caching.limiter {
-            limiter.probe().await;
-        }
-        self.cache_status()
-    }
-
-    /// The cache backend, its invalidation channel and the rate limiter.
-    pub fn cache_status(&self) -> CacheStatus {
-        let limiter = self.caching.limiter.as_ref();
-        CacheStatus {
-            backend: self.caching.invalidator.cache().name(),
-            channel: self.caching.invalidator.channel(),
-            rate_limiter: limiter.map(|l| l.name()),
-            rate_limiter_healthy: limiter.is_none_or(|l| l.healthy()),
-        }
-    }
-
     /// Empties this instance's cache (after a change made directly in the
     /// database, behind Clarity's back). Other instances are told too.
     pub async fn clear_cache(&self) {
@@ -490,12 +342,6 @@ impl Clarity {
     fn raise(&self, alert: &Alert) {
         self.counters.alerts.count_only(alert.kind);
         self.alerts.alert(alert);
-    }
-
-    /// Password verifications run so far (login attempts that reached the
-    /// hash check, whether or not the account exists).
-    pub fn password_verifications(&self) -> u64 {
-        self.hasher.verifications()
     }
 
     /// The configuration in effect.

@@ -1,14 +1,16 @@
-//! Persistence: the [`Store`] trait, its backends, and [`PhiStore`], the
-//! encrypting layer that callers use.
+//! Persistence: the [`Store`] and [`IdentityStore`] traits and their
+//! backends, which open from their own settings ([`StoreConfig`]).
 //!
 //! A [`Store`] sees ciphertext only: rows carry sealed envelopes, blind
-//! indexes and wrapped keys. [`PhiStore`] turns plaintext into those rows and
-//! back. Backends:
-//! - [`MemoryStore`]: in memory, the reference implementation (tests, doctests);
+//! indexes and wrapped keys; the encrypting layer above it (`vault`) turns
+//! plaintext into those rows and back. Rows are written only through
+//! [`Store::apply`] or in an audit batch. Backends:
+//! - [`MemoryStore`]: in memory, the reference implementation (tests);
 //! - `SqliteStore` (feature `sqlite`): embedded, one machine;
 //! - `PostgresStore` (feature `postgres`): several instances.
 //!
-//! Every backend passes the same conformance suite (`crate::testing`, feature `testing`).
+//! Every backend passes the same conformance suite (the `testing` module,
+//! feature `testing`).
 
 use std::fmt;
 use std::sync::Arc;
