@@ -2,7 +2,6 @@
 //! operation. Handlers translate; the core decides.
 
 use clarity_core::access::Principal;
-use clarity_core::audit::AuditFilter;
 use clarity_core::cache::RouteClass;
 use clarity_core::model::RequestContext;
 use clarity_core::model::{PatientProfile, PatientSearch};
@@ -13,13 +12,12 @@ use clarity_core::service::{
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
-use uuid::Uuid;
 
 use super::input::{
     bearer, id, if_match, json_body, page, param, public_json_body, purpose, query,
 };
 use super::reply::{ApiError, Reply, json, no_content, versioned};
-use super::{Ctx, Routed, method_not_allowed};
+use super::{Ctx, Routed, audit, method_not_allowed};
 
 /// Every `/v1` route: (method, path template). `{...}` segments are ids.
 /// The OpenAPI document lists exactly these (a test holds them together).
@@ -154,9 +152,9 @@ pub(crate) async fn dispatch(ctx: &Ctx, req: Request<Incoming>) -> Routed {
         (&M::GET, "/v1/break-glass/grants") => list_grants(ctx, req).await,
         (&M::POST, "/v1/break-glass/grants/{id}/review") => review_grant(ctx, req, p(0)).await,
         (&M::GET, "/v1/research/patients") => research(ctx, req).await,
-        (&M::GET, "/v1/audit/events") => audit_events(ctx, req).await,
-        (&M::GET, "/v1/audit/verify") => audit_verify(ctx, req).await,
-        (&M::GET, "/v1/audit/export") => audit_export(ctx, req).await,
+        (&M::GET, "/v1/audit/events") => audit::events(ctx, req).await,
+        (&M::GET, "/v1/audit/verify") => audit::verify(ctx, req).await,
+        (&M::GET, "/v1/audit/export") => audit::export(ctx, req).await,
         (&M::GET, "/v1/admin/keys") => key_status(ctx, req).await,
         (&M::POST, "/v1/admin/keys/rotate") => rotate_keys(ctx, req).await,
         _ => Err(ApiError::Core(clarity_core::Error::internal(
@@ -199,7 +197,7 @@ async fn limit_address(ctx: &Ctx, method: &Method, template: &'static str) -> Re
 }
 
 /// The authenticated caller, with this request's context for the audit trail.
-async fn principal(ctx: &Ctx, req: &Request<Incoming>) -> Result<Principal, ApiError> {
+pub(super) async fn principal(ctx: &Ctx, req: &Request<Incoming>) -> Result<Principal, ApiError> {
     let context = RequestContext {
         purpose: Some(purpose(req)?),
         client_address: Some(ctx.peer.ip()),
@@ -466,97 +464,6 @@ async fn rotate_keys(ctx: &Ctx, req: Request<Incoming>) -> Reply {
         StatusCode::OK,
         &ctx.clarity.rotate_keys(&p, &|_| {}).await?,
     ))
-}
-
-fn audit_filter(q: &[(String, String)]) -> Result<AuditFilter, ApiError> {
-    let uuid = |name: &str| {
-        param(q, name)
-            .map(|v| {
-                Uuid::try_parse(v)
-                    .map_err(|_| ApiError::bad_request(format!("{name} must be a UUID")))
-            })
-            .transpose()
-    };
-    let time = |name: &str| {
-        param(q, name)
-            .map(|v| {
-                chrono::DateTime::parse_from_rfc3339(v)
-                    .map(|t| t.with_timezone(&chrono::Utc))
-                    .map_err(|_| ApiError::bad_request(format!("{name} must be an RFC 3339 time")))
-            })
-            .transpose()
-    };
-    let outcome = param(q, "outcome").map(str::to_string);
-    if outcome
-        .as_deref()
-        .is_some_and(|o| !matches!(o, "0" | "4" | "8"))
-    {
-        return Err(ApiError::bad_request("outcome must be 0, 4 or 8"));
-    }
-    Ok(AuditFilter {
-        patient_id: uuid("patient_id")?,
-        actor_id: uuid("actor_id")?,
-        subtype: param(q, "action").map(str::to_string),
-        outcome,
-        from: time("from")?,
-        to: time("to")?,
-    })
-}
-
-const AUDIT_QUERY: &[&str] = &[
-    "limit",
-    "cursor",
-    "patient_id",
-    "actor_id",
-    "action",
-    "outcome",
-    "from",
-    "to",
-];
-
-async fn audit_events(ctx: &Ctx, req: Request<Incoming>) -> Reply {
-    let p = principal(ctx, &req).await?;
-    let q = query(&req, AUDIT_QUERY)?;
-    let events = ctx
-        .clarity
-        .audit_events(&p, &audit_filter(&q)?, &page(&q)?)
-        .await?;
-    Ok(json(StatusCode::OK, &events))
-}
-
-async fn audit_verify(ctx: &Ctx, req: Request<Incoming>) -> Reply {
-    let p = principal(ctx, &req).await?;
-    let chains = ctx.clarity.verify_audit(&p).await?;
-    let ok = chains.iter().all(|c| c.ok);
-    Ok(json(StatusCode::OK, &json!({ "ok": ok, "chains": chains })))
-}
-
-async fn audit_export(ctx: &Ctx, req: Request<Incoming>) -> Reply {
-    let p = principal(ctx, &req).await?;
-    let mut q = query(&req, &[AUDIT_QUERY, &["format"]].concat())?;
-    match param(&q, "format") {
-        Some("fhir") | None => {}
-        Some(_) => return Err(ApiError::bad_request("format must be fhir")),
-    }
-    q.retain(|(n, _)| n != "format");
-    let limit = param(&q, "limit")
-        .map(|l| {
-            l.parse::<usize>()
-                .map_err(|_| ApiError::bad_request("limit must be a whole number"))
-        })
-        .transpose()?
-        .unwrap_or(10_000)
-        .min(100_000);
-    let ndjson = ctx
-        .clarity
-        .export_audit_fhir(&p, &audit_filter(&q)?, limit)
-        .await?;
-    let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(ndjson)));
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/fhir+ndjson"),
-    );
-    Ok(response)
 }
 
 #[cfg(test)]

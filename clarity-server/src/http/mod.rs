@@ -2,6 +2,7 @@
 //! responses; every decision is the core's.
 
 mod api;
+mod audit;
 mod input;
 mod reply;
 
