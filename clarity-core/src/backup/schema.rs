@@ -139,6 +139,17 @@ pub(crate) const TABLES: &[Table] = &[
         order_by: "hash",
     },
     Table {
+        name: "service_secrets",
+        columns: &[
+            ("user_id", Uuid),
+            ("secret_hash", Bytes),
+            ("previous_hash", Bytes),
+            ("previous_until", Time),
+            ("rotated_at", Time),
+        ],
+        order_by: "user_id",
+    },
+    Table {
         name: "care_team",
         columns: &[
             ("patient_id", Uuid),

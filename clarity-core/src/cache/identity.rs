@@ -11,7 +11,9 @@ use uuid::Uuid;
 use super::{Invalidation, Invalidator};
 use crate::crypto::BlindIndex;
 use crate::error::Result;
-use crate::model::{CareTeamRow, GrantRow, LoginFailures, RefreshRow, SessionRow, UserRow};
+use crate::model::{
+    CareTeamRow, GrantRow, LoginFailures, RefreshRow, ServiceSecretRow, SessionRow, UserRow,
+};
 use crate::store::IdentityStore;
 
 /// An [`IdentityStore`] with the reads of the authentication and access
@@ -40,6 +42,30 @@ impl IdentityStore for CachedIdentity {
 
     async fn insert_user(&self, user: &UserRow) -> Result<()> {
         self.inner.insert_user(user).await
+    }
+
+    async fn insert_service_account(
+        &self,
+        user: &UserRow,
+        secret: &ServiceSecretRow,
+    ) -> Result<()> {
+        self.inner.insert_service_account(user, secret).await
+    }
+
+    async fn service_secret(&self, user_id: Uuid) -> Result<Option<ServiceSecretRow>> {
+        self.inner.service_secret(user_id).await
+    }
+
+    async fn replace_service_secret(
+        &self,
+        secret: &ServiceSecretRow,
+        rotated_at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.inner.replace_service_secret(secret, rotated_at).await
+    }
+
+    async fn delete_service_secret(&self, user_id: Uuid) -> Result<()> {
+        self.inner.delete_service_secret(user_id).await
     }
 
     async fn get_user(&self, id: Uuid) -> Result<Option<UserRow>> {

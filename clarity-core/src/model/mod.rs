@@ -31,10 +31,10 @@ pub(crate) use change::Change;
 #[cfg(feature = "testing")]
 pub use rows::{
     CareTeamRow, DataKeyRow, GrantRow, LoginFailures, PatientRow, RecordRow, RefreshRow,
-    SessionRow, UserRow,
+    ServiceSecretRow, SessionRow, UserRow,
 };
 #[cfg(not(feature = "testing"))]
 pub(crate) use rows::{
     CareTeamRow, DataKeyRow, GrantRow, LoginFailures, PatientRow, RecordRow, RefreshRow,
-    SessionRow, UserRow,
+    ServiceSecretRow, SessionRow, UserRow,
 };

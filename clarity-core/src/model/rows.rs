@@ -202,3 +202,33 @@ impl std::fmt::Debug for UserRow {
             .finish_non_exhaustive()
     }
 }
+
+/// A service account's client secrets, as SHA-256 hashes: the current one
+/// and, while a rotation's overlap lasts (until `previous_until`), the one
+/// before it.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServiceSecretRow {
+    /// The service account (a user row).
+    pub user_id: Uuid,
+    /// SHA-256 of the current secret.
+    #[serde(with = "serde_bytes")]
+    pub secret_hash: Vec<u8>,
+    /// SHA-256 of the previous secret, during an overlap.
+    #[serde(with = "serde_bytes")]
+    pub previous_hash: Option<Vec<u8>>,
+    /// When the previous secret stops working.
+    pub previous_until: Option<DateTime<Utc>>,
+    /// When the current secret was made (the version a rotation names).
+    pub rotated_at: DateTime<Utc>,
+}
+
+impl fmt::Debug for ServiceSecretRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Hashes of secrets stay out of Debug output.
+        f.debug_struct("ServiceSecretRow")
+            .field("user_id", &self.user_id)
+            .field("previous_until", &self.previous_until)
+            .field("rotated_at", &self.rotated_at)
+            .finish_non_exhaustive()
+    }
+}

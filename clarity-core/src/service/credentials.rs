@@ -64,11 +64,9 @@ impl Clarity {
         let mut row = self.user_row(principal.user_id).await?;
         // Guessing the current password here counts like failed logins.
         self.check_account_throttle(&row).await?;
-        if !self
-            .hasher
-            .verify(current.expose(), Some(&row.password_hash))
-            .await?
-        {
+        // A service account has no password to change (nor to guess).
+        let hash = super::accounts::password_hash(&row);
+        if hash.is_none() || !self.hasher.verify(current.expose(), hash).await? {
             self.record_account_failure(&row, principal.context.client_address)
                 .await?;
             return Err(Error::Unauthenticated);

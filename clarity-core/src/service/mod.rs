@@ -7,6 +7,7 @@
 //! that does not exist; an action the caller may not take on a patient it can
 //! read answers `PermissionDenied`.
 
+mod accounts;
 mod alerts;
 mod audit_log;
 mod auditing;
@@ -23,6 +24,7 @@ mod users;
 
 use std::sync::Arc;
 
+pub use accounts::{AccessToken, ClientSecret, NewServiceAccount, SecretRotation};
 pub use alerts::{Alert, AlertHook, AlertKind, LogAlerts};
 pub use care::{BreakGlassGrant, BreakGlassRequest, CareTeamAssignment, GrantView};
 pub use credentials::MfaEnrollment;

@@ -153,7 +153,13 @@ impl Clarity {
             .phi
             .indexer()
             .index(IndexField::UserEmail, &request.email);
-        let user = self.identity.find_user(&index).await?;
+        // A service account has no password: it answers like an unknown
+        // account (the same decoy work), and guesses cannot lock it out.
+        let user = self
+            .identity
+            .find_user(&index)
+            .await?
+            .filter(|u| !super::accounts::is_service_account(u));
         // Throttled accounts, known or not, answer alike.
         match &user {
             Some(row) => self.check_account_throttle(row).await?,
@@ -238,7 +244,7 @@ impl Clarity {
         Ok(())
     }
 
-    async fn login_failed(
+    pub(super) async fn login_failed(
         &self,
         user: Option<&UserRow>,
         unknown_key: [u8; 16],
@@ -511,7 +517,12 @@ impl Clarity {
         Ok(session)
     }
 
-    fn tokens_for(&self, user: &UserRow, session: Uuid, refresh: SecretString) -> Result<Tokens> {
+    pub(super) fn tokens_for(
+        &self,
+        user: &UserRow,
+        session: Uuid,
+        refresh: SecretString,
+    ) -> Result<Tokens> {
         let access = self
             .tokens
             .issue(user.id, session, user.roles, self.clock.now())?;

@@ -39,6 +39,9 @@ pub struct User {
     pub version: i64,
     /// Creation time.
     pub created_at: DateTime<Utc>,
+    /// A service account (a machine that obtains tokens with its client
+    /// secret), not a person who logs in with a password.
+    pub service_account: bool,
 }
 
 /// A new user (`POST /v1/users`).
@@ -117,7 +120,7 @@ fn check_email(email: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_display_name(name: &Option<String>) -> Result<()> {
+pub(super) fn check_display_name(name: &Option<String>) -> Result<()> {
     let bad = |n: &String| {
         n.trim().is_empty() || n.chars().count() > 200 || n.chars().any(char::is_control)
     };
@@ -427,6 +430,7 @@ impl Clarity {
             patient_id: row.patient_id,
             version: row.version,
             created_at: row.created_at,
+            service_account: super::accounts::is_service_account(row),
         })
     }
 }

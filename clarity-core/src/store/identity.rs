@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use crate::crypto::BlindIndex;
 use crate::error::Result;
-use crate::model::{CareTeamRow, GrantRow, LoginFailures, RefreshRow, SessionRow, UserRow};
+use crate::model::{
+    CareTeamRow, GrantRow, LoginFailures, RefreshRow, ServiceSecretRow, SessionRow, UserRow,
+};
 
 /// Persistence of identities and relationships.
 #[async_trait]
@@ -63,6 +65,24 @@ pub trait IdentityStore: Send + Sync + fmt::Debug {
         at: DateTime<Utc>,
         next: &RefreshRow,
     ) -> Result<bool>;
+    /// Inserts a service account, its user row and its secrets, in one
+    /// transaction. [`crate::error::Error::AlreadyExists`] for a taken name.
+    async fn insert_service_account(&self, user: &UserRow, secret: &ServiceSecretRow)
+    -> Result<()>;
+    /// A service account's secrets; `None` when it has none (not a service
+    /// account, or deleted).
+    async fn service_secret(&self, user_id: Uuid) -> Result<Option<ServiceSecretRow>>;
+    /// Replaces a service account's secrets if they are still those made at
+    /// `rotated_at`. [`crate::error::Error::Conflict`] when another rotation
+    /// came first; [`crate::error::Error::NotFound`] when there are none.
+    async fn replace_service_secret(
+        &self,
+        secret: &ServiceSecretRow,
+        rotated_at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Removes a service account's secrets; it can obtain no token after.
+    /// Idempotent.
+    async fn delete_service_secret(&self, user_id: Uuid) -> Result<()>;
     /// The assignment of `user_id` to `patient_id`, expired or not.
     async fn care_team_member(
         &self,

@@ -44,6 +44,11 @@ const SQLITE: &[Migration] = &[
         name: "audit",
         sql: include_str!("../../migrations/sqlite/0003_audit.sql"),
     },
+    Migration {
+        version: 4,
+        name: "service_accounts",
+        sql: include_str!("../../migrations/sqlite/0004_service_accounts.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -61,6 +66,11 @@ const POSTGRES: &[Migration] = &[
         version: 3,
         name: "audit",
         sql: include_str!("../../migrations/postgres/0003_audit.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "service_accounts",
+        sql: include_str!("../../migrations/postgres/0004_service_accounts.sql"),
     },
 ];
 

@@ -7,7 +7,9 @@ use super::Harness;
 use super::conformance::profile;
 use crate::crypto::BlindIndex;
 use crate::error::ErrorKind;
-use crate::model::{CareTeamRow, Change, GrantRow, RefreshRow, SessionRow, UserRow};
+use crate::model::{
+    CareTeamRow, Change, GrantRow, RefreshRow, ServiceSecretRow, SessionRow, UserRow,
+};
 use crate::model::{Role, RoleSet};
 
 fn t0() -> DateTime<Utc> {
@@ -416,6 +418,78 @@ pub async fn erasure_removes_care_team_assignments(h: &Harness) {
                 .apply(Change::AddCareTeamMember(member.clone()))
                 .await
         ),
+        ErrorKind::NotFound
+    );
+}
+
+/// Service accounts: the user row and its secrets stored together (or not at
+/// all), replaced only from the version read, removed idempotently.
+pub async fn service_account_secrets_are_versioned(h: &Harness) {
+    let row = user(&[Role::Auditor]);
+    let secret = ServiceSecretRow {
+        user_id: row.id,
+        secret_hash: vec![1; 32],
+        previous_hash: None,
+        previous_until: None,
+        rotated_at: t0(),
+    };
+    h.identity
+        .insert_service_account(&row, &secret)
+        .await
+        .expect("insert");
+    assert_eq!(
+        h.identity.get_user(row.id).await.expect("get"),
+        Some(row.clone())
+    );
+    assert_eq!(
+        h.identity.service_secret(row.id).await.expect("secret"),
+        Some(secret.clone())
+    );
+    // A taken name (email index) stores neither row nor secret.
+    let mut twin = user(&[Role::Auditor]);
+    twin.email_index = row.email_index;
+    let twin_secret = ServiceSecretRow {
+        user_id: twin.id,
+        ..secret.clone()
+    };
+    assert_eq!(
+        err_kind(h.identity.insert_service_account(&twin, &twin_secret).await),
+        ErrorKind::AlreadyExists
+    );
+    assert_eq!(h.identity.get_user(twin.id).await.expect("get"), None);
+    assert_eq!(h.identity.service_secret(twin.id).await.expect("get"), None);
+    // Rotation from the version read; a second one from the same version loses.
+    let later = t0() + Duration::seconds(5);
+    let rotated = ServiceSecretRow {
+        user_id: row.id,
+        secret_hash: vec![2; 32],
+        previous_hash: Some(vec![1; 32]),
+        previous_until: Some(later + Duration::hours(1)),
+        rotated_at: later,
+    };
+    h.identity
+        .replace_service_secret(&rotated, t0())
+        .await
+        .expect("rotate");
+    assert_eq!(
+        h.identity.service_secret(row.id).await.expect("secret"),
+        Some(rotated.clone())
+    );
+    assert_eq!(
+        err_kind(h.identity.replace_service_secret(&rotated, t0()).await),
+        ErrorKind::Conflict
+    );
+    h.identity
+        .delete_service_secret(row.id)
+        .await
+        .expect("delete");
+    h.identity
+        .delete_service_secret(row.id)
+        .await
+        .expect("delete again");
+    assert_eq!(h.identity.service_secret(row.id).await.expect("get"), None);
+    assert_eq!(
+        err_kind(h.identity.replace_service_secret(&rotated, later).await),
         ErrorKind::NotFound
     );
 }

@@ -8,7 +8,9 @@ use uuid::Uuid;
 use super::{MemoryStore, Tables, after_id, check_version};
 use crate::crypto::BlindIndex;
 use crate::error::{Error, Result};
-use crate::model::{CareTeamRow, GrantRow, LoginFailures, RefreshRow, SessionRow, UserRow};
+use crate::model::{
+    CareTeamRow, GrantRow, LoginFailures, RefreshRow, ServiceSecretRow, SessionRow, UserRow,
+};
 use crate::store::identity::IdentityStore;
 
 fn email_taken(tables: &Tables, user: &UserRow) -> bool {
@@ -16,6 +18,21 @@ fn email_taken(tables: &Tables, user: &UserRow) -> bool {
         .users
         .values()
         .any(|u| u.id != user.id && u.email_index == user.email_index)
+}
+
+/// Refuses a user row whose id or email is taken, or whose patient link
+/// names no patient.
+pub(super) fn check_new_user(t: &Tables, user: &UserRow) -> Result<()> {
+    if t.users.contains_key(&user.id) || email_taken(t, user) {
+        return Err(Error::AlreadyExists { what: "user" });
+    }
+    if user
+        .patient_id
+        .is_some_and(|p| !t.patients.contains_key(&p))
+    {
+        return Err(Error::NotFound { what: "patient" });
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -26,18 +43,34 @@ impl IdentityStore for MemoryStore {
 
     async fn insert_user(&self, user: &UserRow) -> Result<()> {
         self.with(|t| {
-            if t.users.contains_key(&user.id) || email_taken(t, user) {
-                return Err(Error::AlreadyExists { what: "user" });
-            }
-            if user
-                .patient_id
-                .is_some_and(|p| !t.patients.contains_key(&p))
-            {
-                return Err(Error::NotFound { what: "patient" });
-            }
+            check_new_user(t, user)?;
             t.users.insert(user.id, user.clone());
             Ok(())
         })
+    }
+
+    async fn insert_service_account(
+        &self,
+        user: &UserRow,
+        secret: &ServiceSecretRow,
+    ) -> Result<()> {
+        self.insert_service(user, secret)
+    }
+
+    async fn service_secret(&self, user_id: Uuid) -> Result<Option<ServiceSecretRow>> {
+        self.service_secret_row(user_id)
+    }
+
+    async fn replace_service_secret(
+        &self,
+        secret: &ServiceSecretRow,
+        rotated_at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.replace_service(secret, rotated_at)
+    }
+
+    async fn delete_service_secret(&self, user_id: Uuid) -> Result<()> {
+        self.delete_service(user_id)
     }
 
     async fn get_user(&self, id: Uuid) -> Result<Option<UserRow>> {

@@ -11,6 +11,7 @@ use uuid::Uuid;
 mod audit;
 mod change;
 mod identity;
+mod service;
 
 use super::migrations::migrations_for;
 use super::{Store, patient_index_column};
@@ -19,7 +20,7 @@ use crate::crypto::{BlindIndex, IndexField};
 use crate::error::{Error, Result};
 use crate::model::{
     CareTeamRow, Change, DataKeyRow, GrantRow, LoginFailures, PatientRow, RecordRow, RefreshRow,
-    SessionRow, UserRow,
+    ServiceSecretRow, SessionRow, UserRow,
 };
 
 #[derive(Debug, Default)]
@@ -31,13 +32,14 @@ pub(crate) struct Tables {
     pub(crate) erased: BTreeMap<Uuid, DateTime<Utc>>,
     pub(crate) data_keys: BTreeMap<Uuid, DataKeyRow>,
     pub(crate) records: BTreeMap<Uuid, RecordRow>,
-    users: BTreeMap<Uuid, UserRow>,
+    pub(crate) users: BTreeMap<Uuid, UserRow>,
     mfa_steps: BTreeMap<Uuid, i64>,
     login_failures: BTreeMap<Uuid, LoginFailures>,
     sessions: BTreeMap<Uuid, SessionRow>,
     refresh: BTreeMap<[u8; 32], RefreshRow>,
     care_team: BTreeMap<(Uuid, Uuid), CareTeamRow>,
     grants: BTreeMap<Uuid, GrantRow>,
+    pub(crate) service_secrets: BTreeMap<Uuid, ServiceSecretRow>,
     pub(crate) audit_events: BTreeMap<(Uuid, i64), AuditEvent>,
     audit_checkpoints: BTreeMap<(Uuid, i64), Checkpoint>,
 }

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -10,7 +11,9 @@ use super::{PostgresStore, conflict_or_missing, pg_error};
 use crate::crypto::BlindIndex;
 use crate::error::{Error, Result};
 use crate::model::RoleSet;
-use crate::model::{CareTeamRow, GrantRow, LoginFailures, RefreshRow, SessionRow, UserRow};
+use crate::model::{
+    CareTeamRow, GrantRow, LoginFailures, RefreshRow, ServiceSecretRow, SessionRow, UserRow,
+};
 use crate::store::identity::IdentityStore;
 
 const USER_COLUMNS: &str = "id, email_index, profile, password_hash, roles, disabled, patient_id, \
@@ -84,6 +87,33 @@ fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// Inserts a user row (in the caller's transaction, when it has one).
+pub(super) async fn insert_user_row(client: &impl GenericClient, user: &UserRow) -> Result<()> {
+    client
+        .execute(
+            &format!(
+                "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            ),
+            &[
+                &user.id,
+                &user.email_index.0.as_slice(),
+                &user.profile,
+                &user.password_hash,
+                &user.roles.to_csv(),
+                &user.disabled,
+                &user.patient_id,
+                &user.mfa_secret,
+                &user.mfa_enabled,
+                &user.version,
+                &user.created_at,
+                &user.updated_at,
+            ],
+        )
+        .await
+        .map(|_| ())
+        .map_err(missing_or("patient"))
+}
+
 #[async_trait]
 impl IdentityStore for PostgresStore {
     async fn count_users(&self) -> Result<u64> {
@@ -96,30 +126,31 @@ impl IdentityStore for PostgresStore {
     }
 
     async fn insert_user(&self, user: &UserRow) -> Result<()> {
-        let client = self.client().await?;
-        client
-            .execute(
-                &format!(
-                    "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-                ),
-                &[
-                    &user.id,
-                    &user.email_index.0.as_slice(),
-                    &user.profile,
-                    &user.password_hash,
-                    &user.roles.to_csv(),
-                    &user.disabled,
-                    &user.patient_id,
-                    &user.mfa_secret,
-                    &user.mfa_enabled,
-                    &user.version,
-                    &user.created_at,
-                    &user.updated_at,
-                ],
-            )
-            .await
-            .map(|_| ())
-            .map_err(missing_or("patient"))
+        insert_user_row(&self.client().await?, user).await
+    }
+
+    async fn insert_service_account(
+        &self,
+        user: &UserRow,
+        secret: &ServiceSecretRow,
+    ) -> Result<()> {
+        self.insert_service(user, secret).await
+    }
+
+    async fn service_secret(&self, user_id: Uuid) -> Result<Option<ServiceSecretRow>> {
+        self.service_secret_row(user_id).await
+    }
+
+    async fn replace_service_secret(
+        &self,
+        secret: &ServiceSecretRow,
+        rotated_at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.replace_service(secret, rotated_at).await
+    }
+
+    async fn delete_service_secret(&self, user_id: Uuid) -> Result<()> {
+        self.delete_service(user_id).await
     }
 
     async fn get_user(&self, id: Uuid) -> Result<Option<UserRow>> {

@@ -4,6 +4,7 @@
 mod audit;
 mod change;
 mod identity;
+mod service;
 mod target;
 
 use async_trait::async_trait;

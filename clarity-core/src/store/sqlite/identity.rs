@@ -10,7 +10,9 @@ use super::{SqliteStore, from_micros, micros, sqlite_error};
 use crate::crypto::BlindIndex;
 use crate::error::{Error, Result};
 use crate::model::RoleSet;
-use crate::model::{CareTeamRow, GrantRow, LoginFailures, RefreshRow, SessionRow, UserRow};
+use crate::model::{
+    CareTeamRow, GrantRow, LoginFailures, RefreshRow, ServiceSecretRow, SessionRow, UserRow,
+};
 use crate::store::identity::IdentityStore;
 
 const USER_COLUMNS: &str = "id, email_index, profile, password_hash, roles, disabled, patient_id, \
@@ -85,7 +87,7 @@ fn failures_row(row: &Row<'_>) -> rusqlite::Result<LoginFailures> {
 }
 
 impl SqliteStore {
-    async fn read<T: Send + 'static>(
+    pub(super) async fn read<T: Send + 'static>(
         &self,
         work: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -105,6 +107,31 @@ impl SqliteStore {
     }
 }
 
+/// Inserts a user row (in the caller's transaction, when it has one).
+pub(super) fn insert_user_row(conn: &rusqlite::Connection, user: &UserRow) -> Result<()> {
+    conn.execute(
+        &format!(
+            "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        ),
+        params![
+            user.id,
+            user.email_index.0.as_slice(),
+            user.profile,
+            user.password_hash,
+            user.roles.to_csv(),
+            user.disabled,
+            user.patient_id,
+            user.mfa_secret,
+            user.mfa_enabled,
+            user.version,
+            micros(user.created_at),
+            micros(user.updated_at),
+        ],
+    )
+    .map(|_| ())
+    .map_err(missing_or("patient"))
+}
+
 #[async_trait]
 impl IdentityStore for SqliteStore {
     async fn count_users(&self) -> Result<u64> {
@@ -117,30 +144,32 @@ impl IdentityStore for SqliteStore {
     async fn insert_user(&self, user: &UserRow) -> Result<()> {
         let user = user.clone();
         self.writer
-            .run(move |conn| {
-                conn.execute(
-                    &format!(
-                        "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-                    ),
-                    params![
-                        user.id,
-                        user.email_index.0.as_slice(),
-                        user.profile,
-                        user.password_hash,
-                        user.roles.to_csv(),
-                        user.disabled,
-                        user.patient_id,
-                        user.mfa_secret,
-                        user.mfa_enabled,
-                        user.version,
-                        micros(user.created_at),
-                        micros(user.updated_at),
-                    ],
-                )
-                .map(|_| ())
-                .map_err(missing_or("patient"))
-            })
+            .run(move |conn| insert_user_row(conn, &user))
             .await
+    }
+
+    async fn insert_service_account(
+        &self,
+        user: &UserRow,
+        secret: &ServiceSecretRow,
+    ) -> Result<()> {
+        self.insert_service(user, secret).await
+    }
+
+    async fn service_secret(&self, user_id: Uuid) -> Result<Option<ServiceSecretRow>> {
+        self.service_secret_row(user_id).await
+    }
+
+    async fn replace_service_secret(
+        &self,
+        secret: &ServiceSecretRow,
+        rotated_at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.replace_service(secret, rotated_at).await
+    }
+
+    async fn delete_service_secret(&self, user_id: Uuid) -> Result<()> {
+        self.delete_service(user_id).await
     }
 
     async fn get_user(&self, id: Uuid) -> Result<Option<UserRow>> {

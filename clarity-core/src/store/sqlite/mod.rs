@@ -8,6 +8,7 @@ mod audit;
 mod change;
 mod identity;
 mod pool;
+mod service;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};

@@ -58,7 +58,8 @@ macro_rules! conformance_suite {
             login_failures_count_within_a_window,
             sessions_end_and_refresh_tokens_rotate_once,
             care_teams_and_grants,
-            erasure_removes_care_team_assignments
+            erasure_removes_care_team_assignments,
+            service_account_secrets_are_versioned
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -112,6 +113,7 @@ fn kind_of<T: std::fmt::Debug>(result: crate::error::Result<T>) -> ErrorKind {
 
 pub use super::identity_conformance::{
     care_teams_and_grants, erasure_removes_care_team_assignments,
-    login_failures_count_within_a_window, sessions_end_and_refresh_tokens_rotate_once,
-    totp_steps_only_move_forward, users_are_unique_by_email_and_versioned,
+    login_failures_count_within_a_window, service_account_secrets_are_versioned,
+    sessions_end_and_refresh_tokens_rotate_once, totp_steps_only_move_forward,
+    users_are_unique_by_email_and_versioned,
 };
