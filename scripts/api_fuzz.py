@@ -70,7 +70,9 @@ def main():
             sys.exit("FAIL: clarity did not start")
         call(base, "POST", "/v1/setup", {"setup_code": code, "email": "admin@api.example", "password": PASSWORD})
         admin = call(base, "POST", "/v1/auth/login", {"email": "admin@api.example", "password": PASSWORD})["access_token"]
-        roles = ["admin", "clinician", "auditor"]
+        # Separation of duties (S-AC-8): no account is admin and clinician, so
+        # the fuzzing account reads PHI and the audit log but manages nobody.
+        roles = ["clinician", "auditor"]
         call(base, "POST", "/v1/users", {"email": "tester@api.example", "password": PASSWORD, "roles": roles}, admin)
         token = call(base, "POST", "/v1/auth/login", {"email": "tester@api.example", "password": PASSWORD})["access_token"]
         # Something to find: a patient with a record.
