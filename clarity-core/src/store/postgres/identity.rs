@@ -5,16 +5,13 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::change::{GRANT_COLUMNS, missing_or};
-use super::{PostgresStore, conflict_or_missing, pg_error};
+use super::change::{GRANT_COLUMNS, USER_COLUMNS, insert_user_row, update_user_row};
+use super::{PostgresStore, pg_error};
 use crate::crypto::BlindIndex;
 use crate::error::{Error, Result};
 use crate::model::RoleSet;
 use crate::model::{CareTeamRow, GrantRow, LoginFailures, RefreshRow, SessionRow, UserRow};
 use crate::store::identity::IdentityStore;
-
-const USER_COLUMNS: &str = "id, email_index, profile, password_hash, roles, disabled, patient_id, \
-     mfa_secret, mfa_enabled, version, created_at, updated_at";
 
 fn user_row(row: &Row) -> Result<UserRow> {
     Ok(UserRow {
@@ -96,30 +93,7 @@ impl IdentityStore for PostgresStore {
     }
 
     async fn insert_user(&self, user: &UserRow) -> Result<()> {
-        let client = self.client().await?;
-        client
-            .execute(
-                &format!(
-                    "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-                ),
-                &[
-                    &user.id,
-                    &user.email_index.0.as_slice(),
-                    &user.profile,
-                    &user.password_hash,
-                    &user.roles.to_csv(),
-                    &user.disabled,
-                    &user.patient_id,
-                    &user.mfa_secret,
-                    &user.mfa_enabled,
-                    &user.version,
-                    &user.created_at,
-                    &user.updated_at,
-                ],
-            )
-            .await
-            .map(|_| ())
-            .map_err(missing_or("patient"))
+        insert_user_row(&self.client().await?, user).await
     }
 
     async fn get_user(&self, id: Uuid) -> Result<Option<UserRow>> {
@@ -157,41 +131,7 @@ impl IdentityStore for PostgresStore {
     }
 
     async fn update_user(&self, user: &UserRow, expected_version: i64) -> Result<()> {
-        let client = self.client().await?;
-        let changed = client
-            .execute(
-                "UPDATE users SET email_index = $1, profile = $2, password_hash = $3, roles = $4,
-                        disabled = $5, patient_id = $6, mfa_secret = $7, mfa_enabled = $8,
-                        version = $9, updated_at = $10
-                 WHERE id = $11 AND version = $12",
-                &[
-                    &user.email_index.0.as_slice(),
-                    &user.profile,
-                    &user.password_hash,
-                    &user.roles.to_csv(),
-                    &user.disabled,
-                    &user.patient_id,
-                    &user.mfa_secret,
-                    &user.mfa_enabled,
-                    &user.version,
-                    &user.updated_at,
-                    &user.id,
-                    &expected_version,
-                ],
-            )
-            .await
-            .map_err(missing_or("patient"))?;
-        if changed == 0 {
-            return conflict_or_missing(
-                &client,
-                "SELECT version FROM users WHERE id = $1",
-                user.id,
-                "user",
-                expected_version,
-            )
-            .await;
-        }
-        Ok(())
+        update_user_row(&self.client().await?, user, expected_version).await
     }
 
     async fn advance_mfa_step(&self, user_id: Uuid, step: i64) -> Result<bool> {
