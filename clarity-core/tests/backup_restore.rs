@@ -183,6 +183,21 @@ async fn round_trip(
     let after = take_backup(&target, &dir.join("after.cbak")).await;
     assert_same_contents(&before, &after);
     assert_readable(&target, &written).await;
+    // The restore is in the restored store's audit trail, by the operator.
+    let clarity = Clarity::open(target.clone()).await.expect("open");
+    let operator = clarity.operator().await.expect("operator");
+    let restores = clarity_core::audit::AuditFilter {
+        subtype: Some("backup.restore".into()),
+        ..Default::default()
+    };
+    let events = clarity
+        .audit_events(&operator, &restores, &Default::default())
+        .await
+        .expect("audit")
+        .items;
+    assert_eq!(events.len(), 1, "one restore event");
+    assert_eq!(events[0].actor_id, Some(clarity_core::service::OPERATOR_ID));
+    clarity.shutdown().await;
 }
 
 // S-BAK-1

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration};
 use clarity_core::access::Principal;
 use clarity_core::audit::AuditFilter;
 use clarity_core::clock::{Clock, ManualClock};

@@ -784,3 +784,76 @@ async fn separation_of_duties_holds_for_every_account() {
         "by the admin"
     );
 }
+
+// S-API-1, S-AC-8: the operator's principal is handed out only with its own
+// audit event; it manages accounts (audited under its reserved id) and reads
+// no PHI.
+#[tokio::test]
+async fn the_operator_is_audited_and_reads_no_phi() {
+    use clarity_core::audit::AuditFilter;
+    use clarity_core::service::OPERATOR_ID;
+    let w = world().await;
+    let operator = w.clarity.operator().await.expect("operator");
+    assert_eq!(operator.user_id(), OPERATOR_ID);
+    assert!(!operator.roles().reads_phi());
+    let by = |subtype: &str| AuditFilter {
+        subtype: Some(subtype.into()),
+        ..AuditFilter::default()
+    };
+    let sessions = w
+        .clarity
+        .audit_events(&operator, &by("operator.session"), &Default::default())
+        .await
+        .expect("audit")
+        .items;
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].actor_id, Some(OPERATOR_ID));
+    assert_eq!(sessions[0].purpose.as_deref(), Some("HSYSADMIN"));
+
+    // Accounts created on the operator path are audited under its id, the
+    // refused ones too.
+    let made = user(&w, "op-made@x.org", &[Role::Clinician]).await;
+    let refused = w
+        .clarity
+        .create_user_as_operator(NewUser {
+            email: "both@x.org".into(),
+            password: SecretString::new(PASSWORD),
+            roles: RoleSet::from_roles([Role::Admin, Role::Nurse]),
+            display_name: None,
+            patient_id: None,
+        })
+        .await;
+    assert_eq!(kind(refused), ErrorKind::InvalidInput);
+    let created = w
+        .clarity
+        .audit_events(&operator, &by("user.create"), &Default::default())
+        .await
+        .expect("audit")
+        .items;
+    assert_eq!(created.len(), 2);
+    assert!(created.iter().all(|e| e.actor_id == Some(OPERATOR_ID)));
+    assert_eq!(created[0].entity_id, Some(made.id));
+    assert_eq!(created[0].outcome, "0");
+    assert_ne!(created[1].outcome, "0");
+
+    // No PHI for the operator: a patient it asks for does not exist for it.
+    let clinician = w
+        .clarity
+        .authenticate(login(&w, "op-made@x.org").await.access_token.expose())
+        .await
+        .expect("clinician");
+    let profile = clarity_core::model::PatientProfile::from_json(
+        r#"{"mrn": "OP-1", "given_name": "Ada", "family_name": "Example",
+            "birth_date": "1990-05-17", "sex": "female"}"#,
+    )
+    .expect("profile");
+    let patient = w
+        .clarity
+        .create_patient(&clinician, profile)
+        .await
+        .expect("patient");
+    assert_eq!(
+        kind(w.clarity.get_patient(&operator, patient.id).await),
+        ErrorKind::NotFound
+    );
+}

@@ -26,6 +26,11 @@ use crate::model::{RecordKind, RequestContext};
 /// `Clarity::operator` (the audited local operator, who holds the
 /// data directory and keys). Its fields are read through methods.
 ///
+/// A principal is what authentication found at that moment: hold it for one
+/// request, and authenticate the next one again (as the HTTP server and the
+/// C ABI do), so that a logout, a disabled account or a change of roles
+/// takes effect at once.
+///
 /// ```compile_fail,E0451
 /// // S-API-1: no struct literal from outside the crate (private fields).
 /// let forged = clarity_core::access::Principal {
@@ -280,7 +285,9 @@ pub fn decide(
     relation: Option<Relation>,
 ) -> Decision {
     let rel = relation.unwrap_or_default();
-    let roles = &principal.roles;
+    // S-AC-8: admin is never combined with a PHI role, even on an account
+    // made before the rule.
+    let roles = &principal.roles.effective();
     let clinical = |allow_nurse: bool| -> Decision {
         let clinician = roles.contains(Role::Clinician);
         let nurse = allow_nurse && roles.contains(Role::Nurse);
@@ -398,13 +405,36 @@ mod tests {
     }
 
     #[test]
-    fn admin_reads_no_phi_unless_also_clinician() {
+    // S-AC-8: an admin reads no PHI, even an account that also holds a PHI
+    // role (made before the rule refused such sets).
+    fn admin_reads_no_phi_even_with_a_phi_role() {
         let policy = Policy::default();
         let admin = principal(&[Role::Admin]);
         assert!(!decide(&policy, &admin, &Action::ReadPatient, Some(TEAM)).allow);
         assert!(decide(&policy, &admin, &Action::ManageUsers, None).allow);
-        let both = principal(&[Role::Admin, Role::Clinician]);
-        assert!(decide(&policy, &both, &Action::ReadPatient, Some(TEAM)).allow);
+        for phi_role in [
+            Role::Clinician,
+            Role::Nurse,
+            Role::Patient,
+            Role::Researcher,
+        ] {
+            let both = principal(&[Role::Admin, phi_role]);
+            let own = Relation {
+                own_record: true,
+                ..TEAM
+            };
+            for action in [
+                Action::ReadPatient,
+                Action::ReadRecords,
+                Action::ReadResearch,
+            ] {
+                assert!(
+                    !decide(&policy, &both, &action, Some(own)).allow,
+                    "{phi_role} {action:?}"
+                );
+            }
+            assert!(decide(&policy, &both, &Action::ManageUsers, None).allow);
+        }
     }
 
     #[test]

@@ -253,7 +253,12 @@ async fn run(
 ) {
     // Shared with each batch's sealer, so the key material is not copied.
     let keys = Arc::new(keys);
-    let mut tick = tokio::time::interval(settings.checkpoint_interval);
+    // The first timed checkpoint one interval from now: an interval's first
+    // tick is immediate, and would race the first events for a checkpoint.
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + settings.checkpoint_interval,
+        settings.checkpoint_interval,
+    );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let first = tokio::select! {

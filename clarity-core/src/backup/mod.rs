@@ -30,7 +30,10 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "testing")]
 pub use ledger::ErasureLedger;
+#[cfg(not(feature = "testing"))]
+pub(crate) use ledger::ErasureLedger;
 pub(crate) use restore::restore_unrecorded;
 pub use restore::verify;
 

@@ -39,16 +39,6 @@ impl IndexField {
         IndexField::UserEmail,
     ];
 
-    /// The HKDF `info` naming this field's key; never change it for a field in use.
-    fn info(self) -> &'static [u8] {
-        match self {
-            IndexField::PatientMrn => b"patients.mrn",
-            IndexField::PatientEmail => b"patients.email",
-            IndexField::PatientNameBirthDate => b"patients.family_name+birth_date",
-            IndexField::UserEmail => b"users.email",
-        }
-    }
-
     fn slot(self) -> usize {
         match self {
             IndexField::PatientMrn => 0,
@@ -100,7 +90,7 @@ impl BlindIndexer {
     /// # Errors
     /// [`Error::Internal`] only if HKDF rejects the output length (it cannot for 32 bytes).
     pub fn new(root: &Key) -> Result<Self> {
-        let derive = |field: IndexField| schedule::derive(root, SubKey::BlindIndex(field.info()));
+        let derive = |field: IndexField| schedule::derive(root, SubKey::BlindIndex(field));
         let [a, b, c, d] = IndexField::ALL;
         Ok(BlindIndexer {
             keys: [derive(a)?, derive(b)?, derive(c)?, derive(d)?],

@@ -27,9 +27,13 @@ pub use keyring::LocalKeyring;
 #[cfg(not(feature = "testing"))]
 pub(crate) use keyring::LocalKeyring;
 #[cfg(feature = "testing")]
-pub use provider::{KeyProvider, WrappedKey, fingerprint};
+pub use provider::{KeyProvider, WrappedKey};
 #[cfg(not(feature = "testing"))]
-pub(crate) use provider::{KeyProvider, WrappedKey, fingerprint};
+pub(crate) use provider::{KeyProvider, WrappedKey};
+#[cfg(feature = "testing")]
+pub use schedule::fingerprint;
+#[cfg(not(feature = "testing"))]
+pub(crate) use schedule::fingerprint;
 #[cfg(feature = "testing")]
 pub use transit::{ROOT_CONTEXT, RootRecord, TransitKeyProvider};
 #[cfg(not(feature = "testing"))]

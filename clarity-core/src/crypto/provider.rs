@@ -3,8 +3,6 @@
 use std::fmt;
 
 use async_trait::async_trait;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 use super::Key;
 use crate::error::Result;
@@ -94,13 +92,4 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
     /// # Errors
     /// Whatever prevents it from serving keys.
     async fn check(&self) -> Result<()>;
-}
-
-/// A public, non-secret identifier of a root key, recorded in the store at its
-/// first use so that a store is never opened with another keyring.
-pub fn fingerprint(root: &Key) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(root.expose())
-        .expect("HMAC-SHA-256 accepts a 32-byte key");
-    mac.update(b"clarity/v1 keyring fingerprint");
-    hex::encode(&mac.finalize().into_bytes()[..16])
 }

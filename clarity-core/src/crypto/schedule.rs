@@ -12,7 +12,9 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use super::Key;
+use hmac::{Hmac, Mac};
+
+use super::{IndexField, Key};
 use crate::error::{Error, Result};
 
 /// Names of the metadata entries a store keeps about its keys.
@@ -34,9 +36,8 @@ pub(crate) mod meta {
 /// A key derived from the root secret.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum SubKey<'a> {
-    /// A blind-index field key; the label names the field
-    /// (`patients.mrn`, `users.email`, ...).
-    BlindIndex(&'static [u8]),
+    /// A blind-index field's key.
+    BlindIndex(IndexField),
     /// The symmetric access-token key (PASETO v4.local) of a version.
     TokenLocal(u32),
     /// The seed of the access-token signing pair (PASETO v4.public) of a version.
@@ -61,7 +62,15 @@ impl SubKey<'_> {
     /// The HKDF salt (one per family of keys) and the info label.
     fn label(self) -> (&'static [u8], Vec<u8>) {
         match self {
-            SubKey::BlindIndex(field) => (b"clarity/v1 blind-index", field.to_vec()),
+            SubKey::BlindIndex(field) => {
+                let label: &[u8] = match field {
+                    IndexField::PatientMrn => b"patients.mrn",
+                    IndexField::PatientEmail => b"patients.email",
+                    IndexField::PatientNameBirthDate => b"patients.family_name+birth_date",
+                    IndexField::UserEmail => b"users.email",
+                };
+                (b"clarity/v1 blind-index", label.to_vec())
+            }
             SubKey::TokenLocal(v) => (b"clarity/v1 tokens", format!("v4.local key {v}").into()),
             SubKey::TokenPublicSeed(v) => {
                 (b"clarity/v1 tokens", format!("v4.public seed {v}").into())
@@ -99,6 +108,16 @@ pub(crate) fn derive_bytes(root: &Key, sub: SubKey<'_>) -> Result<Zeroizing<[u8;
     Ok(out)
 }
 
+/// A public, non-secret identifier of a root key (HMAC-SHA-256 of a fixed
+/// label, 128 bits in hex), recorded in the store at its first use so that
+/// a store is never opened with another keyring.
+pub fn fingerprint(root: &Key) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(root.expose())
+        .expect("HMAC-SHA-256 accepts a 32-byte key");
+    mac.update(b"clarity/v1 keyring fingerprint");
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
 /// `sub` under `root`, as a key.
 ///
 /// # Errors
@@ -117,13 +136,21 @@ mod tests {
     fn every_label_derives_its_known_answer() {
         let root = Key::from_slice(&(0u8..32).collect::<Vec<_>>()).expect("root");
         let id = [7u8; 16];
-        let cases: [(SubKey<'_>, &str); 11] = [
+        let cases: [(SubKey<'_>, &str); 13] = [
             (
-                SubKey::BlindIndex(b"patients.mrn"),
+                SubKey::BlindIndex(IndexField::PatientMrn),
                 "630d76d5c13ef2d05f72b2d1128e691adc6b9bb5104f8e0245ebe70d30f76a79",
             ),
             (
-                SubKey::BlindIndex(b"users.email"),
+                SubKey::BlindIndex(IndexField::PatientEmail),
+                "d78db1fde9a4c3c1ec5b162f602d6549e4e1b81b1b6870c9cce15707c1046f28",
+            ),
+            (
+                SubKey::BlindIndex(IndexField::PatientNameBirthDate),
+                "52fa76170ffdb9d1d94068d2ca40e5167b5247719ac37c7c4852d86b8ea737f2",
+            ),
+            (
+                SubKey::BlindIndex(IndexField::UserEmail),
                 "622292f0226e77ad917d416967fbb517a272c1ed776b167d89034ecd0879622b",
             ),
             (
@@ -167,5 +194,6 @@ mod tests {
             let got = derive_bytes(&root, sub).expect("derive");
             assert_eq!(hex::encode(got.as_slice()), want, "{sub:?}");
         }
+        assert_eq!(fingerprint(&root), "48647d5c010e45f67f122021e3eb2832");
     }
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Invalidation;
-use super::rows::{CareTeamRow, DataKeyRow, GrantRow, PatientRow, RecordRow};
+use super::rows::{CareTeamRow, DataKeyRow, GrantRow, PatientRow, RecordRow, UserRow};
 
 /// A write of ciphertext rows. Every variant is all-or-nothing.
 #[derive(Debug, Clone)]
@@ -78,6 +78,22 @@ pub enum Change {
     /// A break-glass grant stored. Fails with [`crate::error::Error::NotFound`]
     /// for an unknown patient.
     InsertGrant(GrantRow),
+    /// A new user. Fails with [`crate::error::Error::AlreadyExists`] for a
+    /// taken id or email index, [`crate::error::Error::NotFound`] when its
+    /// patient link names no patient.
+    InsertUser(UserRow),
+    /// A user row replaced if its stored version is `expected_version`
+    /// (`user.version` is `expected_version + 1`). Fails with
+    /// [`crate::error::Error::Conflict`] on a stale version,
+    /// [`crate::error::Error::NotFound`] when absent or when the patient link
+    /// names no patient, [`crate::error::Error::AlreadyExists`] for a taken
+    /// email index.
+    UpdateUser {
+        /// The new row.
+        user: UserRow,
+        /// The version the caller read.
+        expected_version: i64,
+    },
 }
 
 impl Change {
@@ -112,6 +128,8 @@ impl Change {
                 user: *user_id,
             }],
             Change::InsertGrant(g) => vec![Invalidation::Grants(g.user_id)],
+            Change::InsertUser(_) => Vec::new(),
+            Change::UpdateUser { user, .. } => vec![Invalidation::User(user.id)],
         }
     }
 }

@@ -142,6 +142,21 @@ impl RoleSet {
         Ok(())
     }
 
+    /// The roles that grant anything (S-AC-8): an account that holds
+    /// `admin` together with roles that read PHI (possible only for accounts
+    /// made before the rule) acts as an admin alone, so admins never read
+    /// PHI.
+    pub fn effective(self) -> Self {
+        if self.contains(Role::Admin) {
+            RoleSet::from_roles(
+                self.iter()
+                    .filter(|r| matches!(r, Role::Admin | Role::Auditor)),
+            )
+        } else {
+            self
+        }
+    }
+
     /// The roles as a comma-separated list (storage form).
     pub fn to_csv(self) -> String {
         self.iter().map(Role::as_str).collect::<Vec<_>>().join(",")

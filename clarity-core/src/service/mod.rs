@@ -219,6 +219,9 @@ impl Clarity {
 
     /// Records every erasure in `ledger`, so that restoring a backup taken
     /// before an erasure leaves the erased patient unreadable (S-KEY-3).
+    /// For tests only (feature `testing`): a store's erasures belong in the
+    /// ledger its configuration names, which restores read.
+    #[cfg(feature = "testing")]
     pub fn with_erasure_ledger(mut self, ledger: crate::backup::ErasureLedger) -> Self {
         self.erasure_ledger = ledger;
         self
@@ -304,6 +307,7 @@ impl Clarity {
     ///
     /// # Errors
     /// [`Error::Unavailable`] when a shared cache cannot be reached.
+    #[cfg(feature = "testing")]
     pub async fn cache_contents(&self) -> Result<Vec<Vec<u8>>> {
         self.caching.invalidator.cache().contents().await
     }

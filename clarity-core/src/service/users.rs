@@ -14,6 +14,7 @@ use crate::auth::{check_password_policy, hash_secret, new_setup_code, secrets_eq
 use crate::crypto::schedule::meta;
 use crate::crypto::{IndexField, SecretString};
 use crate::error::{Error, Result};
+use crate::model::Change;
 use crate::model::{Page, PageRequest, UserRow};
 use crate::model::{Role, RoleSet};
 
@@ -184,7 +185,8 @@ impl Clarity {
             display_name: None,
             patient_id: None,
         };
-        let created = self.insert_user(user).await?;
+        let (row, created) = self.prepare_user(user).await?;
+        self.identity.insert_user(&row).await?;
         let ev = Ev::of("admin", "user.setup", AuditAction::Create).entity(created.id);
         self.record(
             None,
@@ -197,23 +199,16 @@ impl Clarity {
         Ok(created)
     }
 
-    /// Creates a user without a caller: for operators with direct access to
-    /// the data directory and keyring (the `clarity user create` command).
+    /// Creates a user as the local operator (the `clarity user create`
+    /// command, and embedders bootstrapping their first accounts): the same
+    /// checks and audit event as [`Clarity::create_user`], under the
+    /// operator's principal ([`Clarity::operator`]).
     ///
     /// # Errors
-    /// As [`Clarity::create_user`], without the permission check.
+    /// As [`Clarity::create_user`].
     pub async fn create_user_as_operator(&self, user: NewUser) -> Result<User> {
-        let created = self.insert_user(user).await?;
-        let ev = Ev::of("admin", "user.create", AuditAction::Create).entity(created.id);
-        self.record(
-            None,
-            None,
-            ev,
-            AuditOutcome::Success,
-            Some("operator".into()),
-        )
-        .await?;
-        Ok(created)
+        let operator = self.operator().await?;
+        self.create_user(&operator, user).await
     }
 
     /// Creates a user (admin only).
@@ -222,19 +217,22 @@ impl Clarity {
     /// [`Error::PermissionDenied`]; [`Error::InvalidInput`] (email, password
     /// policy, empty roles); [`Error::AlreadyExists`] for a taken email.
     pub async fn create_user(&self, principal: &Principal, user: NewUser) -> Result<User> {
-        let result = async {
+        let prepared = async {
             let reason = self
                 .authorize(principal, &Action::ManageUsers, None)
                 .await?;
-            Ok((self.insert_user(user).await?, reason))
+            let (row, view) = self.prepare_user(user).await?;
+            Ok((Change::InsertUser(row), view, reason))
         }
         .await;
         let mut ev = Ev::of("admin", "user.create", AuditAction::Create);
-        ev.entity = result.as_ref().ok().map(|(u, _)| u.id);
-        self.audited(principal, ev, result).await
+        ev.entity = prepared.as_ref().ok().map(|(_, u, _)| u.id);
+        // The account and its event commit together (S-AUD-2).
+        self.audited_change(principal, ev, prepared).await
     }
 
-    async fn insert_user(&self, user: NewUser) -> Result<User> {
+    /// A checked, sealed user row for `user`, and what the caller sees of it.
+    async fn prepare_user(&self, user: NewUser) -> Result<(UserRow, User)> {
         check_email(&user.email)?;
         check_display_name(&user.display_name)?;
         user.roles.check_assignable()?;
@@ -268,8 +266,8 @@ impl Clarity {
             created_at: now,
             updated_at: now,
         };
-        self.identity.insert_user(&row).await?;
-        self.user_view(&row)
+        let view = self.user_view(&row)?;
+        Ok((row, view))
     }
 
     /// Reads a user: admins read anyone, others only themselves.
@@ -350,9 +348,11 @@ impl Clarity {
         } else {
             "user.update"
         };
-        let result = self.change_user(principal, id, update).await;
+        let prepared = self.change_user(principal, id, update).await;
         let ev = Ev::of("admin", subtype, AuditAction::Update).entity(id);
-        self.audited(principal, ev, result).await
+        // The change and its event commit together: no role change without
+        // its event (S-AC-8, S-AUD-2).
+        self.audited_change(principal, ev, prepared).await
     }
 
     async fn change_user(
@@ -360,7 +360,7 @@ impl Clarity {
         principal: &Principal,
         id: Uuid,
         update: UserUpdate,
-    ) -> Result<(User, Reason)> {
+    ) -> Result<(Change, User, Reason)> {
         let reason = self
             .authorize(principal, &Action::ManageUsers, None)
             .await?;
@@ -405,8 +405,12 @@ impl Clarity {
                 .revoke_user_sessions(id, self.clock.now())
                 .await?;
         }
-        self.identity.update_user(&row, expected).await?;
-        Ok((self.user_view(&row)?, reason))
+        let view = self.user_view(&row)?;
+        let change = Change::UpdateUser {
+            user: row,
+            expected_version: expected,
+        };
+        Ok((change, view, reason))
     }
 
     pub(super) async fn user_row(&self, id: Uuid) -> Result<UserRow> {

@@ -1,5 +1,8 @@
 //! Test support (feature `testing`): harnesses for every backend, direct
 //! access to stored rows for tamper tests, and the backend conformance suite.
+//! Not for production: the feature opens ways around the audited service
+//! (raw stores, the encrypting layer, key providers) for this workspace's
+//! own tests and benchmarks.
 //!
 //! Services: tests that need PostgreSQL read `CLARITY_TEST_POSTGRES_URL`.
 //! When it is unset they print a loud `SKIPPED` line and pass; in CI

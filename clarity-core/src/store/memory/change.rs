@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{Tables, check_version, mrn_taken};
 use crate::error::{Error, Result};
-use crate::model::{CareTeamRow, Change, DataKeyRow, GrantRow, PatientRow, RecordRow};
+use crate::model::{CareTeamRow, Change, DataKeyRow, GrantRow, PatientRow, RecordRow, UserRow};
 
 /// The rows a change may touch, as they were before it.
 pub(super) enum Undo {
@@ -15,6 +15,7 @@ pub(super) enum Undo {
     Record(Uuid, Option<RecordRow>),
     CareTeam((Uuid, Uuid), Option<CareTeamRow>),
     Grant(Uuid, Option<GrantRow>),
+    User(Uuid, Option<UserRow>),
     /// A patient's tombstone, and the records and memberships erasure removes.
     Erased {
         id: Uuid,
@@ -60,6 +61,9 @@ pub(super) fn before(t: &Tables, change: &Change) -> Vec<Undo> {
             user_id,
         } => vec![saved_member(t, *patient_id, *user_id)],
         Change::InsertGrant(g) => vec![Undo::Grant(g.id, t.grants.get(&g.id).cloned())],
+        Change::InsertUser(user) | Change::UpdateUser { user, .. } => {
+            vec![Undo::User(user.id, t.users.get(&user.id).cloned())]
+        }
         Change::ErasePatient { id, .. } => vec![
             Undo::Patient(*id, t.patients.get(id).cloned()),
             Undo::DataKey(*id, t.data_keys.get(id).cloned()),
@@ -104,6 +108,7 @@ pub(super) fn undo(t: &mut Tables, saved: Vec<Undo>) {
             Undo::Record(id, v) => put(&mut t.records, id, v),
             Undo::CareTeam(key, v) => put(&mut t.care_team, key, v),
             Undo::Grant(id, v) => put(&mut t.grants, id, v),
+            Undo::User(id, v) => put(&mut t.users, id, v),
             Undo::Erased {
                 id,
                 at,
@@ -232,6 +237,11 @@ pub(super) fn apply_change(t: &mut Tables, change: &Change) -> Result<()> {
             .ok_or(Error::NotFound {
                 what: "care-team assignment",
             }),
+        Change::InsertUser(user) => insert_user_row(t, user),
+        Change::UpdateUser {
+            user,
+            expected_version,
+        } => update_user_row(t, user, *expected_version),
         Change::InsertGrant(grant) => {
             if !t.patients.contains_key(&grant.patient_id) {
                 return Err(Error::NotFound { what: "patient" });
@@ -240,4 +250,46 @@ pub(super) fn apply_change(t: &mut Tables, change: &Change) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn email_taken(t: &Tables, user: &UserRow) -> bool {
+    t.users
+        .values()
+        .any(|u| u.id != user.id && u.email_index == user.email_index)
+}
+
+fn patient_link_missing(t: &Tables, user: &UserRow) -> bool {
+    user.patient_id
+        .is_some_and(|p| !t.patients.contains_key(&p))
+}
+
+/// Inserts a user row: its id and email index must be free, its patient
+/// link must name a patient.
+pub(super) fn insert_user_row(t: &mut Tables, user: &UserRow) -> Result<()> {
+    if t.users.contains_key(&user.id) || email_taken(t, user) {
+        return Err(Error::AlreadyExists { what: "user" });
+    }
+    if patient_link_missing(t, user) {
+        return Err(Error::NotFound { what: "patient" });
+    }
+    t.users.insert(user.id, user.clone());
+    Ok(())
+}
+
+/// Replaces a user row if it is still at `expected_version`.
+pub(super) fn update_user_row(t: &mut Tables, user: &UserRow, expected_version: i64) -> Result<()> {
+    let current = t
+        .users
+        .get(&user.id)
+        .ok_or(Error::NotFound { what: "user" })?
+        .version;
+    check_version("user", current, expected_version)?;
+    if email_taken(t, user) {
+        return Err(Error::AlreadyExists { what: "user" });
+    }
+    if patient_link_missing(t, user) {
+        return Err(Error::NotFound { what: "patient" });
+    }
+    t.users.insert(user.id, user.clone());
+    Ok(())
 }

@@ -5,35 +5,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{MemoryStore, Tables, after_id, check_version};
+use super::{MemoryStore, after_id, change};
 use crate::crypto::BlindIndex;
 use crate::error::{Error, Result};
 use crate::model::{
     CareTeamRow, GrantRow, LoginFailures, RefreshRow, ServiceSecretRow, SessionRow, UserRow,
 };
 use crate::store::identity::IdentityStore;
-
-fn email_taken(tables: &Tables, user: &UserRow) -> bool {
-    tables
-        .users
-        .values()
-        .any(|u| u.id != user.id && u.email_index == user.email_index)
-}
-
-/// Refuses a user row whose id or email is taken, or whose patient link
-/// names no patient.
-pub(super) fn check_new_user(t: &Tables, user: &UserRow) -> Result<()> {
-    if t.users.contains_key(&user.id) || email_taken(t, user) {
-        return Err(Error::AlreadyExists { what: "user" });
-    }
-    if user
-        .patient_id
-        .is_some_and(|p| !t.patients.contains_key(&p))
-    {
-        return Err(Error::NotFound { what: "patient" });
-    }
-    Ok(())
-}
 
 #[async_trait]
 impl IdentityStore for MemoryStore {
@@ -42,11 +20,7 @@ impl IdentityStore for MemoryStore {
     }
 
     async fn insert_user(&self, user: &UserRow) -> Result<()> {
-        self.with(|t| {
-            check_new_user(t, user)?;
-            t.users.insert(user.id, user.clone());
-            Ok(())
-        })
+        self.with(|t| change::insert_user_row(t, user))
     }
 
     async fn insert_service_account(
@@ -91,25 +65,7 @@ impl IdentityStore for MemoryStore {
     }
 
     async fn update_user(&self, user: &UserRow, expected_version: i64) -> Result<()> {
-        self.with(|t| {
-            let current = t
-                .users
-                .get(&user.id)
-                .ok_or(Error::NotFound { what: "user" })?
-                .version;
-            check_version("user", current, expected_version)?;
-            if email_taken(t, user) {
-                return Err(Error::AlreadyExists { what: "user" });
-            }
-            if user
-                .patient_id
-                .is_some_and(|p| !t.patients.contains_key(&p))
-            {
-                return Err(Error::NotFound { what: "patient" });
-            }
-            t.users.insert(user.id, user.clone());
-            Ok(())
-        })
+        self.with(|t| change::update_user_row(t, user, expected_version))
     }
 
     async fn advance_mfa_step(&self, user_id: Uuid, step: i64) -> Result<bool> {

@@ -4,15 +4,14 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::MemoryStore;
-use super::identity::check_new_user;
+use super::change::insert_user_row;
 use crate::error::{Error, Result};
 use crate::model::{ServiceSecretRow, UserRow};
 
 impl MemoryStore {
     pub(super) fn insert_service(&self, user: &UserRow, secret: &ServiceSecretRow) -> Result<()> {
         self.with(|t| {
-            check_new_user(t, user)?;
-            t.users.insert(user.id, user.clone());
+            insert_user_row(t, user)?;
             t.service_secrets.insert(secret.user_id, secret.clone());
             Ok(())
         })

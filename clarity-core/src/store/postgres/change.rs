@@ -7,7 +7,7 @@ use tokio_postgres::types::ToSql;
 
 use super::{conflict_or_missing, pg_error, unique_or};
 use crate::error::{Error, Result};
-use crate::model::{CareTeamRow, Change};
+use crate::model::{CareTeamRow, Change, UserRow};
 
 /// Applies `change` on `tx`, which is a transaction.
 pub(super) async fn apply_change(tx: &impl GenericClient, change: &Change) -> Result<()> {
@@ -210,6 +210,11 @@ pub(super) async fn apply_change(tx: &impl GenericClient, change: &Change) -> Re
             }
             Ok(())
         }
+        Change::InsertUser(user) => insert_user_row(tx, user).await,
+        Change::UpdateUser {
+            user,
+            expected_version,
+        } => update_user_row(tx, user, *expected_version).await,
         Change::InsertGrant(g) => tx
             .execute(
                 &format!(
@@ -309,7 +314,9 @@ async fn apply_in_batch(tx: &impl GenericClient, change: &Change) -> Result<()> 
         Change::InsertPatient { .. }
         | Change::UpdatePatient { .. }
         | Change::AddCareTeamMember(_)
-        | Change::InsertGrant(_) => apply_in_savepoint(tx, change).await,
+        | Change::InsertGrant(_)
+        | Change::InsertUser(_)
+        | Change::UpdateUser { .. } => apply_in_savepoint(tx, change).await,
         Change::InsertRecord(_)
         | Change::UpdateRecord { .. }
         | Change::DeleteRecord(_)
@@ -344,4 +351,77 @@ pub(super) fn missing_or(what: &'static str) -> impl FnOnce(tokio_postgres::Erro
         Some(code) if *code == SqlState::UNIQUE_VIOLATION => Error::AlreadyExists { what: "user" },
         _ => pg_error(err),
     }
+}
+
+/// The columns of a user row, in the order the statements here use.
+pub(super) const USER_COLUMNS: &str = "id, email_index, profile, password_hash, roles, disabled, \
+     patient_id, mfa_secret, mfa_enabled, version, created_at, updated_at";
+
+/// Inserts a user row (in the caller's transaction, when it has one).
+pub(super) async fn insert_user_row(client: &impl GenericClient, user: &UserRow) -> Result<()> {
+    client
+        .execute(
+            &format!(
+                "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            ),
+            &[
+                &user.id,
+                &user.email_index.0.as_slice(),
+                &user.profile,
+                &user.password_hash,
+                &user.roles.to_csv(),
+                &user.disabled,
+                &user.patient_id,
+                &user.mfa_secret,
+                &user.mfa_enabled,
+                &user.version,
+                &user.created_at,
+                &user.updated_at,
+            ],
+        )
+        .await
+        .map(|_| ())
+        .map_err(missing_or("patient"))
+}
+
+/// Replaces a user row if it is still at `expected_version`.
+pub(super) async fn update_user_row(
+    client: &impl GenericClient,
+    user: &UserRow,
+    expected_version: i64,
+) -> Result<()> {
+    let changed = client
+        .execute(
+            "UPDATE users SET email_index = $1, profile = $2, password_hash = $3, roles = $4,
+                    disabled = $5, patient_id = $6, mfa_secret = $7, mfa_enabled = $8,
+                    version = $9, updated_at = $10
+             WHERE id = $11 AND version = $12",
+            &[
+                &user.email_index.0.as_slice(),
+                &user.profile,
+                &user.password_hash,
+                &user.roles.to_csv(),
+                &user.disabled,
+                &user.patient_id,
+                &user.mfa_secret,
+                &user.mfa_enabled,
+                &user.version,
+                &user.updated_at,
+                &user.id,
+                &expected_version,
+            ],
+        )
+        .await
+        .map_err(missing_or("patient"))?;
+    if changed == 0 {
+        return conflict_or_missing(
+            client,
+            "SELECT version FROM users WHERE id = $1",
+            user.id,
+            "user",
+            expected_version,
+        )
+        .await;
+    }
+    Ok(())
 }

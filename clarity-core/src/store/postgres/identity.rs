@@ -6,8 +6,8 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::change::{GRANT_COLUMNS, missing_or};
-use super::{PostgresStore, conflict_or_missing, pg_error};
+use super::change::{GRANT_COLUMNS, USER_COLUMNS, insert_user_row, update_user_row};
+use super::{PostgresStore, pg_error};
 use crate::crypto::BlindIndex;
 use crate::error::{Error, Result};
 use crate::model::RoleSet;
@@ -15,9 +15,6 @@ use crate::model::{
     CareTeamRow, GrantRow, LoginFailures, RefreshRow, ServiceSecretRow, SessionRow, UserRow,
 };
 use crate::store::identity::IdentityStore;
-
-const USER_COLUMNS: &str = "id, email_index, profile, password_hash, roles, disabled, patient_id, \
-     mfa_secret, mfa_enabled, version, created_at, updated_at";
 
 fn user_row(row: &Row) -> Result<UserRow> {
     Ok(UserRow {
@@ -85,33 +82,6 @@ fn failures_row(row: &Row) -> Result<LoginFailures> {
 
 fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// Inserts a user row (in the caller's transaction, when it has one).
-pub(super) async fn insert_user_row(client: &impl GenericClient, user: &UserRow) -> Result<()> {
-    client
-        .execute(
-            &format!(
-                "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-            ),
-            &[
-                &user.id,
-                &user.email_index.0.as_slice(),
-                &user.profile,
-                &user.password_hash,
-                &user.roles.to_csv(),
-                &user.disabled,
-                &user.patient_id,
-                &user.mfa_secret,
-                &user.mfa_enabled,
-                &user.version,
-                &user.created_at,
-                &user.updated_at,
-            ],
-        )
-        .await
-        .map(|_| ())
-        .map_err(missing_or("patient"))
 }
 
 #[async_trait]
@@ -188,41 +158,7 @@ impl IdentityStore for PostgresStore {
     }
 
     async fn update_user(&self, user: &UserRow, expected_version: i64) -> Result<()> {
-        let client = self.client().await?;
-        let changed = client
-            .execute(
-                "UPDATE users SET email_index = $1, profile = $2, password_hash = $3, roles = $4,
-                        disabled = $5, patient_id = $6, mfa_secret = $7, mfa_enabled = $8,
-                        version = $9, updated_at = $10
-                 WHERE id = $11 AND version = $12",
-                &[
-                    &user.email_index.0.as_slice(),
-                    &user.profile,
-                    &user.password_hash,
-                    &user.roles.to_csv(),
-                    &user.disabled,
-                    &user.patient_id,
-                    &user.mfa_secret,
-                    &user.mfa_enabled,
-                    &user.version,
-                    &user.updated_at,
-                    &user.id,
-                    &expected_version,
-                ],
-            )
-            .await
-            .map_err(missing_or("patient"))?;
-        if changed == 0 {
-            return conflict_or_missing(
-                &client,
-                "SELECT version FROM users WHERE id = $1",
-                user.id,
-                "user",
-                expected_version,
-            )
-            .await;
-        }
-        Ok(())
+        update_user_row(&self.client().await?, user, expected_version).await
     }
 
     async fn advance_mfa_step(&self, user_id: Uuid, step: i64) -> Result<bool> {

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::identity::insert_user_row;
+use super::change::insert_user_row;
 use super::{PostgresStore, pg_error};
 use crate::error::{Error, Result};
 use crate::model::{ServiceSecretRow, UserRow};

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{conflict_or_missing, micros, sqlite_error, unique_or};
 use crate::error::{Error, Result};
-use crate::model::{CareTeamRow, Change};
+use crate::model::{CareTeamRow, Change, UserRow};
 
 /// Applies `change` on `conn`, which is inside a transaction.
 pub(super) fn apply_change(conn: &Connection, change: &Change) -> Result<()> {
@@ -191,6 +191,11 @@ pub(super) fn apply_change(conn: &Connection, change: &Change) -> Result<()> {
             }
             Ok(())
         }
+        Change::InsertUser(user) => insert_user_row(conn, user),
+        Change::UpdateUser {
+            user,
+            expected_version,
+        } => update_user_row(conn, user, *expected_version),
         Change::InsertGrant(g) => conn
             .execute(
                 &format!(
@@ -271,4 +276,73 @@ pub(super) fn missing_or(what: &'static str) -> impl FnOnce(rusqlite::Error) -> 
         Some(rusqlite::ErrorCode::ConstraintViolation) => Error::AlreadyExists { what: "user" },
         _ => sqlite_error(err),
     }
+}
+
+/// The columns of a user row, in the order the statements here use.
+pub(super) const USER_COLUMNS: &str = "id, email_index, profile, password_hash, roles, disabled, \
+     patient_id, mfa_secret, mfa_enabled, version, created_at, updated_at";
+
+/// Inserts a user row (in the caller's transaction).
+pub(super) fn insert_user_row(conn: &Connection, user: &UserRow) -> Result<()> {
+    conn.execute(
+        &format!(
+            "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        ),
+        params![
+            user.id,
+            user.email_index.0.as_slice(),
+            user.profile,
+            user.password_hash,
+            user.roles.to_csv(),
+            user.disabled,
+            user.patient_id,
+            user.mfa_secret,
+            user.mfa_enabled,
+            user.version,
+            micros(user.created_at),
+            micros(user.updated_at),
+        ],
+    )
+    .map(|_| ())
+    .map_err(missing_or("patient"))
+}
+
+/// Replaces a user row if it is still at `expected_version`.
+pub(super) fn update_user_row(
+    conn: &Connection,
+    user: &UserRow,
+    expected_version: i64,
+) -> Result<()> {
+    let changed = conn
+        .execute(
+            "UPDATE users SET email_index = ?1, profile = ?2, password_hash = ?3, roles = ?4,
+                    disabled = ?5, patient_id = ?6, mfa_secret = ?7, mfa_enabled = ?8,
+                    version = ?9, updated_at = ?10
+             WHERE id = ?11 AND version = ?12",
+            params![
+                user.email_index.0.as_slice(),
+                user.profile,
+                user.password_hash,
+                user.roles.to_csv(),
+                user.disabled,
+                user.patient_id,
+                user.mfa_secret,
+                user.mfa_enabled,
+                user.version,
+                micros(user.updated_at),
+                user.id,
+                expected_version
+            ],
+        )
+        .map_err(missing_or("patient"))?;
+    if changed == 0 {
+        return conflict_or_missing(
+            conn,
+            "SELECT version FROM users WHERE id = ?1",
+            user.id,
+            "user",
+            expected_version,
+        );
+    }
+    Ok(())
 }

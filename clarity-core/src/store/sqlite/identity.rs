@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 use uuid::Uuid;
 
-use super::change::{GRANT_COLUMNS, missing_or};
+use super::change::{GRANT_COLUMNS, USER_COLUMNS, insert_user_row, update_user_row};
 use super::{SqliteStore, from_micros, micros, sqlite_error};
 use crate::crypto::BlindIndex;
 use crate::error::{Error, Result};
@@ -14,9 +14,6 @@ use crate::model::{
     CareTeamRow, GrantRow, LoginFailures, RefreshRow, ServiceSecretRow, SessionRow, UserRow,
 };
 use crate::store::identity::IdentityStore;
-
-const USER_COLUMNS: &str = "id, email_index, profile, password_hash, roles, disabled, patient_id, \
-     mfa_secret, mfa_enabled, version, created_at, updated_at";
 
 fn conversion(msg: &'static str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, msg.into())
@@ -107,31 +104,6 @@ impl SqliteStore {
     }
 }
 
-/// Inserts a user row (in the caller's transaction, when it has one).
-pub(super) fn insert_user_row(conn: &rusqlite::Connection, user: &UserRow) -> Result<()> {
-    conn.execute(
-        &format!(
-            "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-        ),
-        params![
-            user.id,
-            user.email_index.0.as_slice(),
-            user.profile,
-            user.password_hash,
-            user.roles.to_csv(),
-            user.disabled,
-            user.patient_id,
-            user.mfa_secret,
-            user.mfa_enabled,
-            user.version,
-            micros(user.created_at),
-            micros(user.updated_at),
-        ],
-    )
-    .map(|_| ())
-    .map_err(missing_or("patient"))
-}
-
 #[async_trait]
 impl IdentityStore for SqliteStore {
     async fn count_users(&self) -> Result<u64> {
@@ -209,40 +181,7 @@ impl IdentityStore for SqliteStore {
     async fn update_user(&self, user: &UserRow, expected_version: i64) -> Result<()> {
         let user = user.clone();
         self.writer
-            .run(move |conn| {
-                let changed = conn
-                    .execute(
-                        "UPDATE users SET email_index = ?1, profile = ?2, password_hash = ?3, roles = ?4,
-                                disabled = ?5, patient_id = ?6, mfa_secret = ?7, mfa_enabled = ?8,
-                                version = ?9, updated_at = ?10
-                         WHERE id = ?11 AND version = ?12",
-                        params![
-                            user.email_index.0.as_slice(),
-                            user.profile,
-                            user.password_hash,
-                            user.roles.to_csv(),
-                            user.disabled,
-                            user.patient_id,
-                            user.mfa_secret,
-                            user.mfa_enabled,
-                            user.version,
-                            micros(user.updated_at),
-                            user.id,
-                            expected_version
-                        ],
-                    )
-                    .map_err(missing_or("patient"))?;
-                if changed == 0 {
-                    return super::conflict_or_missing(
-                        conn,
-                        "SELECT version FROM users WHERE id = ?1",
-                        user.id,
-                        "user",
-                        expected_version,
-                    );
-                }
-                Ok(())
-            })
+            .run(move |conn| update_user_row(conn, &user, expected_version))
             .await
     }
 

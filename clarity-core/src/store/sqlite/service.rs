@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use uuid::Uuid;
 
-use super::identity::insert_user_row;
+use super::change::insert_user_row;
 use super::{SqliteStore, from_micros, micros, sqlite_error};
 use crate::error::{Error, Result};
 use crate::model::{ServiceSecretRow, UserRow};
