@@ -46,6 +46,9 @@ enum Command {
     /// Manage users directly (an operator with access to the data directory and keys).
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage service accounts: machines that obtain tokens with a client secret.
+    #[command(subcommand)]
+    ServiceAccount(ServiceAccountCommand),
     /// Query, verify and export the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -60,6 +63,39 @@ enum Command {
     Setup,
     /// Fill the store with synthetic users of every role, patients, care teams and records.
     Demo(DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ServiceAccountCommand {
+    /// Create a service account; prints its client id and a client secret, once.
+    ///
+    /// Example: `clarity service-account create --name nightly-export --role auditor`
+    Create {
+        /// Unique name: a-z, 0-9, '.', '_' and '-'.
+        #[arg(long)]
+        name: String,
+        /// A role: admin, clinician, nurse, researcher or auditor. Repeat for several.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Display name.
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// Give a service account a new client secret; prints it, once.
+    Rotate {
+        /// The service account's id (its client id).
+        #[arg(long)]
+        id: uuid::Uuid,
+        /// How long the previous secret keeps working, in seconds (default 86400; 0 ends it now).
+        #[arg(long)]
+        overlap_secs: Option<u64>,
+    },
+    /// Delete a service account: its secrets are destroyed and its sessions end.
+    Delete {
+        /// The service account's id (its client id).
+        #[arg(long)]
+        id: uuid::Uuid,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,6 +245,17 @@ pub fn run(cli: Cli) -> clarity_core::Result<()> {
             }
             Command::User(UserCommand::SetRoles { id, roles }) => {
                 crate::ops::set_roles(config, id, &roles).await
+            }
+            Command::ServiceAccount(ServiceAccountCommand::Create {
+                name,
+                roles,
+                display_name,
+            }) => crate::service_accounts::create(config, name, &roles, display_name).await,
+            Command::ServiceAccount(ServiceAccountCommand::Rotate { id, overlap_secs }) => {
+                crate::service_accounts::rotate(config, id, overlap_secs).await
+            }
+            Command::ServiceAccount(ServiceAccountCommand::Delete { id }) => {
+                crate::service_accounts::delete(config, id).await
             }
             Command::Audit(AuditCommand::Verify) => crate::ops::audit_verify(config).await,
             Command::Audit(AuditCommand::Export {

@@ -9,4 +9,5 @@ mod logging;
 mod metrics;
 mod ops;
 pub mod serve;
+mod service_accounts;
 mod tls;

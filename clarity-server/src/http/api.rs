@@ -17,7 +17,7 @@ use super::input::{
     bearer, id, if_match, json_body, page, param, public_json_body, purpose, query,
 };
 use super::reply::{ApiError, Reply, json, no_content, versioned};
-use super::{Ctx, Routed, audit, method_not_allowed};
+use super::{Ctx, Routed, accounts, audit, method_not_allowed};
 
 /// Every `/v1` route: (method, path template). `{...}` segments are ids.
 /// The OpenAPI document lists exactly these (a test holds them together).
@@ -25,6 +25,7 @@ pub(crate) const ROUTES: &[(Method, &str)] = &[
     (Method::POST, "/v1/setup"),
     (Method::POST, "/v1/auth/login"),
     (Method::POST, "/v1/auth/refresh"),
+    (Method::POST, "/v1/auth/token"),
     (Method::POST, "/v1/auth/logout"),
     (Method::POST, "/v1/auth/mfa/enroll"),
     (Method::POST, "/v1/auth/mfa/confirm"),
@@ -33,6 +34,9 @@ pub(crate) const ROUTES: &[(Method, &str)] = &[
     (Method::GET, "/v1/users"),
     (Method::GET, "/v1/users/{id}"),
     (Method::PATCH, "/v1/users/{id}"),
+    (Method::POST, "/v1/service-accounts"),
+    (Method::POST, "/v1/service-accounts/{id}/secret"),
+    (Method::DELETE, "/v1/service-accounts/{id}"),
     (Method::POST, "/v1/patients"),
     (Method::GET, "/v1/patients"),
     (Method::POST, "/v1/patients/search"),
@@ -125,6 +129,7 @@ pub(crate) async fn dispatch(ctx: &Ctx, req: Request<Incoming>) -> Routed {
         (&M::POST, "/v1/setup") => setup(ctx, req).await,
         (&M::POST, "/v1/auth/login") => login(ctx, req).await,
         (&M::POST, "/v1/auth/refresh") => refresh(ctx, req).await,
+        (&M::POST, "/v1/auth/token") => accounts::token(ctx, req).await,
         (&M::POST, "/v1/auth/logout") => logout(ctx, req).await,
         (&M::POST, "/v1/auth/mfa/enroll") => mfa_enroll(ctx, req).await,
         (&M::POST, "/v1/auth/mfa/confirm") => mfa_confirm(ctx, req).await,
@@ -133,6 +138,9 @@ pub(crate) async fn dispatch(ctx: &Ctx, req: Request<Incoming>) -> Routed {
         (&M::GET, "/v1/users") => list_users(ctx, req).await,
         (&M::GET, "/v1/users/{id}") => get_user(ctx, req, p(0)).await,
         (&M::PATCH, "/v1/users/{id}") => update_user(ctx, req, p(0)).await,
+        (&M::POST, "/v1/service-accounts") => accounts::create(ctx, req).await,
+        (&M::POST, "/v1/service-accounts/{id}/secret") => accounts::rotate(ctx, req, p(0)).await,
+        (&M::DELETE, "/v1/service-accounts/{id}") => accounts::delete(ctx, req, p(0)).await,
         (&M::POST, "/v1/patients") => create_patient(ctx, req).await,
         (&M::GET, "/v1/patients") => list_patients(ctx, req).await,
         (&M::POST, "/v1/patients/search") => search_patients(ctx, req).await,
@@ -168,11 +176,14 @@ pub(crate) async fn dispatch(ctx: &Ctx, req: Request<Incoming>) -> Routed {
 /// client address; the others per account, by what they do.
 pub(crate) fn route_class(method: &Method, template: &str) -> RouteClass {
     match (method, template) {
-        (_, "/v1/setup" | "/v1/auth/login" | "/v1/auth/refresh") => RouteClass::Auth,
+        (_, "/v1/setup" | "/v1/auth/login" | "/v1/auth/refresh" | "/v1/auth/token") => {
+            RouteClass::Auth
+        }
         (_, t)
             if t.starts_with("/v1/audit/")
                 || t.starts_with("/v1/admin/")
                 || t.starts_with("/v1/users")
+                || t.starts_with("/v1/service-accounts")
                 || t.starts_with("/v1/break-glass/grants") =>
         {
             RouteClass::Admin

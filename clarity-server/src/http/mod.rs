@@ -1,6 +1,7 @@
 //! The HTTP layer: thin. It reads requests, asks the core, and writes
 //! responses; every decision is the core's.
 
+mod accounts;
 mod api;
 mod audit;
 mod input;
