@@ -4,8 +4,13 @@
 export interface User {
   id: string; email: string; roles: string[]; display_name: string | null;
   disabled: boolean; mfa_enabled: boolean; patient_id: string | null;
-  version: number; created_at: string;
+  version: number; created_at: string; service_account: boolean;
 }
+export interface NewServiceAccount { name: string; roles: string[]; display_name?: string; }
+export interface ClientSecret {
+  client_id: string; client_secret: string; previous_secret_expires_at: string | null; account: User;
+}
+export interface AccessToken { access_token: string; token_type: 'Bearer'; expires_in: number; }
 export interface NewUser {
   email: string; password: string; roles: string[];
   display_name?: string; patient_id?: string;
@@ -86,6 +91,11 @@ export class Clarity {
   getUser(token: string, userId: string): Promise<User>;
   listUsers(token: string, page?: PageOptions): Promise<Page<User>>;
   updateUser(token: string, userId: string, changes: UserChanges): Promise<User>;
+
+  createServiceAccount(token: string, account: NewServiceAccount): Promise<ClientSecret>;
+  rotateServiceSecret(token: string, accountId: string, options?: { overlapSecs?: number | null }): Promise<ClientSecret>;
+  deleteServiceAccount(token: string, accountId: string): Promise<void>;
+  clientCredentials(clientId: string, clientSecret: string): Promise<AccessToken>;
 
   createPatient(token: string, profile: PatientProfile): Promise<Patient>;
   getPatient(token: string, patientId: string): Promise<Patient>;

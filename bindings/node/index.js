@@ -178,6 +178,26 @@ class Clarity {
     return this.#json('clarity_user_update', token, userId, json(changes));
   }
 
+  // -- service accounts --------------------------------------------------------
+
+  /** Creates a service account (admins): `{name, roles, display_name?}`; the secret is shown once. */
+  createServiceAccount(token, account) {
+    return this.#json('clarity_service_account_create', token, json(account));
+  }
+  /** A new client secret (admins); the previous one works for `overlapSecs` (default one day). */
+  rotateServiceSecret(token, accountId, { overlapSecs = null } = {}) {
+    const rotation = overlapSecs === null ? null : json({ overlap_secs: overlapSecs });
+    return this.#json('clarity_service_secret_rotate', token, accountId, rotation);
+  }
+  /** Deletes a service account (admins): its secrets go, its sessions end. */
+  deleteServiceAccount(token, accountId) {
+    return this.#do('clarity_service_account_delete', token, accountId);
+  }
+  /** The client-credentials grant: a service account's access token. */
+  clientCredentials(clientId, clientSecret) {
+    return this.#json('clarity_client_credentials', clientId, clientSecret);
+  }
+
   // -- patients ----------------------------------------------------------------
 
   /** Creates a patient (clinicians); the creator joins its care team. */

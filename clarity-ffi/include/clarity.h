@@ -184,6 +184,61 @@ clarity_result clarity_grant_review(const struct clarity_client *client,
                                     const char *grant_id,
                                     struct clarity_error **err_out);
 
+// Creates a service account (admins) from `account_json`
+// (`{"name","roles":[..],"display_name"?}`) and writes
+// `{"client_id","client_secret","previous_secret_expires_at","account"}` to
+// `*secret_out`: the client secret is shown this once.
+//
+// # Errors
+// `CLARITY_RESULT_PERMISSION_DENIED`; `CLARITY_RESULT_INVALID_INPUT` for a
+// bad name or roles (none, `patient`, admin with a PHI role);
+// `CLARITY_RESULT_ALREADY_EXISTS` for a taken name.
+clarity_result clarity_service_account_create(const struct clarity_client *client,
+                                              const char *token,
+                                              const char *account_json,
+                                              char **secret_out,
+                                              struct clarity_error **err_out);
+
+// Gives a service account a new client secret (admins), with
+// `rotation_json` (`{"overlap_secs"?}`; NULL for the default one-day
+// overlap), and writes the same JSON as `clarity_service_account_create`.
+//
+// # Errors
+// `CLARITY_RESULT_NOT_FOUND` for anything but a service account;
+// `CLARITY_RESULT_INVALID_INPUT` for an overlap over seven days;
+// `CLARITY_RESULT_CONFLICT` when another rotation came first.
+clarity_result clarity_service_secret_rotate(const struct clarity_client *client,
+                                             const char *token,
+                                             const char *account_id,
+                                             const char *rotation_json,
+                                             char **secret_out,
+                                             struct clarity_error **err_out);
+
+// Deletes a service account (admins): its secrets are destroyed and its
+// sessions end at once.
+//
+// # Errors
+// `CLARITY_RESULT_NOT_FOUND` for anything but a service account.
+clarity_result clarity_service_account_delete(const struct clarity_client *client,
+                                              const char *token,
+                                              const char *account_id,
+                                              struct clarity_error **err_out);
+
+// The client-credentials grant: a service account's `client_id` and
+// `client_secret` for an access token, written to `*token_out` as
+// `{"access_token","token_type","expires_in"}` (no refresh token: ask
+// again). Use the access token like a login's.
+//
+// # Errors
+// `CLARITY_RESULT_UNAUTHENTICATED` for an unknown client, a wrong or
+// retired secret, or a disabled or deleted account (alike);
+// `CLARITY_RESULT_RATE_LIMITED` while throttled.
+clarity_result clarity_client_credentials(const struct clarity_client *client,
+                                          const char *client_id,
+                                          const char *client_secret,
+                                          char **token_out,
+                                          struct clarity_error **err_out);
+
 // One page of audit events matching `filter_json` (NULL for all;
 // `{"patient_id"?,"actor_id"?,"action"?,"outcome"?,"from"?,"to"?}`),
 // oldest first, as `{"items":[..],"next_cursor":..}`.

@@ -26,6 +26,7 @@ mod error;
 mod ffi;
 mod handle;
 mod ops_access;
+mod ops_accounts;
 mod ops_audit;
 mod ops_auth;
 mod ops_keys;
@@ -47,6 +48,10 @@ pub use handle::{
 pub use ops_access::{
     clarity_break_glass, clarity_care_team_add, clarity_care_team_remove, clarity_grant_list,
     clarity_grant_review,
+};
+pub use ops_accounts::{
+    clarity_client_credentials, clarity_service_account_create, clarity_service_account_delete,
+    clarity_service_secret_rotate,
 };
 pub use ops_audit::{
     clarity_audit_export, clarity_audit_purge, clarity_audit_query, clarity_audit_verify,

@@ -145,5 +145,33 @@ for (const backend of backends()) {
         await close();
       }
     });
+
+    // S-ID-2
+    it('service accounts and the client-credentials grant', async () => {
+      const { clarity: c, close } = await open(backend.name);
+      try {
+        const admin = await newUser(c, 'admin');
+        const name = `job-${crypto.randomUUID().slice(0, 12)}`;
+        const created = await c.createServiceAccount(admin.token, { name, roles: ['auditor'] });
+        assert.equal(created.account.service_account, true);
+        const token = await c.clientCredentials(created.client_id, created.client_secret);
+        assert.equal(token.token_type, 'Bearer');
+        const me = await c.authenticate(token.access_token);
+        assert.equal(me.user_id, created.client_id);
+        assert.deepEqual(me.roles, ['auditor']);
+        await assert.rejects(c.clientCredentials(created.client_id, `${created.client_secret}x`),
+          sdk.UnauthenticatedError);
+        await assert.rejects(c.createServiceAccount(admin.token, { name: `${name}-x`, roles: ['admin', 'nurse'] }),
+          sdk.InvalidInputError);
+        const rotated = await c.rotateServiceSecret(admin.token, created.client_id, { overlapSecs: 0 });
+        await assert.rejects(c.clientCredentials(created.client_id, created.client_secret),
+          sdk.UnauthenticatedError);
+        const again = await c.clientCredentials(created.client_id, rotated.client_secret);
+        await c.deleteServiceAccount(admin.token, created.client_id);
+        await assert.rejects(c.authenticate(again.access_token), sdk.UnauthenticatedError);
+      } finally {
+        await close();
+      }
+    });
   });
 }

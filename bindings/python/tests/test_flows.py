@@ -224,3 +224,29 @@ def test_errors_carry_codes_and_no_phi(client: clarity.Clarity) -> None:
     assert unauth.value.result == 8
     with pytest.raises(ValueError):
         client.get_patient("nul\x00byte", str(uuid.uuid4()))
+
+
+# S-ID-2
+def test_service_accounts_and_client_credentials(client: clarity.Clarity) -> None:
+    _, admin = new_user(client, "admin")
+    name = f"job-{uuid.uuid4().hex[:12]}"
+    created = client.create_service_account(admin, name, ["auditor"], display_name="Nightly job")
+    assert created["account"]["service_account"] is True
+    client_id, secret = created["client_id"], created["client_secret"]
+    token = client.client_credentials(client_id, secret)
+    assert token["token_type"] == "Bearer" and token["expires_in"] > 0
+    me = client.authenticate(token["access_token"])
+    assert me["user_id"] == client_id and me["roles"] == ["auditor"]
+    with pytest.raises(clarity.Unauthenticated):
+        client.client_credentials(client_id, secret + "x")
+    with pytest.raises(clarity.InvalidInput):
+        client.create_service_account(admin, f"{name}-mixed", ["admin", "clinician"])
+    rotated = client.rotate_service_secret(admin, client_id, overlap_secs=0)
+    with pytest.raises(clarity.Unauthenticated):
+        client.client_credentials(client_id, secret)
+    token = client.client_credentials(client_id, rotated["client_secret"])
+    client.delete_service_account(admin, client_id)
+    with pytest.raises(clarity.Unauthenticated):
+        client.authenticate(token["access_token"])
+    with pytest.raises(clarity.Unauthenticated):
+        client.client_credentials(client_id, rotated["client_secret"])

@@ -187,6 +187,43 @@ static void flows(const char *config) {
         clarity_string_free(report);
     }
 
+    /* S-ID-2: a service account, and its token by the client-credentials grant. */
+    char *secret_json = NULL;
+    err = NULL;
+    if (ok(clarity_service_account_create(client, admin_token,
+                                          "{\"name\":\"smoke-job\",\"roles\":[\"auditor\"]}",
+                                          &secret_json, &err),
+           &err, "service account create")) {
+        char *client_id = field(secret_json, "client_id");
+        char *client_secret = field(secret_json, "client_secret");
+        char *grant = NULL;
+        err = NULL;
+        if (ok(clarity_client_credentials(client, client_id, client_secret, &grant, &err), &err,
+               "client credentials")) {
+            char *machine = field(grant, "access_token");
+            char *again = NULL;
+            err = NULL;
+            CHECK(machine != NULL && ok(clarity_audit_verify(client, machine, &again, &err), &err,
+                                        "audit verify as the service account"),
+                  "the service account's token works within its roles");
+            clarity_string_free(again);
+            CHECK(clarity_client_credentials(client, client_id, "ccs_wrong", &grant, NULL) ==
+                      CLARITY_RESULT_UNAUTHENTICATED,
+                  "a wrong client secret is unauthenticated");
+            err = NULL;
+            ok(clarity_service_account_delete(client, admin_token, client_id, &err), &err,
+               "service account delete");
+            CHECK(clarity_audit_verify(client, machine, &again, NULL) ==
+                      CLARITY_RESULT_UNAUTHENTICATED,
+                  "a deleted service account's token ends at once");
+            free(machine);
+            clarity_string_free(grant);
+        }
+        free(client_id);
+        free(client_secret);
+        clarity_string_free(secret_json);
+    }
+
     free(patient_id);
     free(token);
     free(admin_token);

@@ -12,7 +12,18 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Union, cast
 from . import _native
 from ._native import encode, lib, take_string
 from .errors import ClarityError, error_for
-from .types import AuditReport, Grant, Page, Patient, Principal, Record, Tokens, User
+from .types import (
+    AccessToken,
+    AuditReport,
+    ClientSecret,
+    Grant,
+    Page,
+    Patient,
+    Principal,
+    Record,
+    Tokens,
+    User,
+)
 
 Config = Union[str, Mapping[str, Any]]
 
@@ -217,6 +228,50 @@ class Clarity:
         return cast(
             User,
             self._json("clarity_user_update", encode(token), encode(user_id), _dumps(changes)),
+        )
+
+    # -- service accounts ------------------------------------------------------
+
+    def create_service_account(
+        self,
+        token: str,
+        name: str,
+        roles: List[str],
+        display_name: Optional[str] = None,
+    ) -> ClientSecret:
+        """Creates a service account (admins); its client secret is shown this once."""
+        account: Dict[str, Any] = {"name": name, "roles": roles}
+        if display_name is not None:
+            account["display_name"] = display_name
+        return cast(
+            ClientSecret,
+            self._json("clarity_service_account_create", encode(token), _dumps(account)),
+        )
+
+    def rotate_service_secret(
+        self, token: str, account_id: str, overlap_secs: Optional[int] = None
+    ) -> ClientSecret:
+        """A new client secret (admins); the previous one works for ``overlap_secs``
+        (default one day, at most seven; 0 ends it at once)."""
+        rotation = None if overlap_secs is None else _dumps({"overlap_secs": overlap_secs})
+        return cast(
+            ClientSecret,
+            self._json(
+                "clarity_service_secret_rotate", encode(token), encode(account_id), rotation
+            ),
+        )
+
+    def delete_service_account(self, token: str, account_id: str) -> None:
+        """Deletes a service account (admins): its secrets go, its sessions end."""
+        self._do("clarity_service_account_delete", encode(token), encode(account_id))
+
+    def client_credentials(self, client_id: str, client_secret: str) -> AccessToken:
+        """The client-credentials grant: a service account's access token."""
+        return cast(
+            AccessToken,
+            self._json(
+                "clarity_client_credentials", encode(client_id), encode(client_secret)
+            ),
         )
 
     # -- patients --------------------------------------------------------------

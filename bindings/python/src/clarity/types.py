@@ -25,6 +25,24 @@ class User(TypedDict):
     patient_id: Optional[str]
     version: int
     created_at: str
+    service_account: bool
+
+
+class ClientSecret(TypedDict):
+    """A service account's client secret, shown this once."""
+
+    client_id: str
+    client_secret: str
+    previous_secret_expires_at: Optional[str]
+    account: User
+
+
+class AccessToken(TypedDict):
+    """What the client-credentials grant returns. The token is a secret."""
+
+    access_token: str
+    token_type: str
+    expires_in: int
 
 
 class Tokens(TypedDict):
