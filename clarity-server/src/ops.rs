@@ -69,12 +69,25 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     Ok(())
 }
 
-/// Opens Clarity, runs `work`, and writes out the audit trail before returning.
+/// Opens the existing store (never creating one: a mistyped data directory
+/// is an error), runs `work`, and writes out the audit trail before returning.
 pub(crate) async fn with_clarity<T>(
     config: Config,
     work: impl AsyncFnOnce(&Clarity) -> Result<T>,
 ) -> Result<T> {
-    let clarity = Clarity::open(config).await?;
+    run_on(Clarity::open_existing(config).await?, work).await
+}
+
+/// [`with_clarity`] for the commands that may start a new store (`setup`,
+/// `demo`): it is created when missing.
+pub(crate) async fn with_new_or_existing<T>(
+    config: Config,
+    work: impl AsyncFnOnce(&Clarity) -> Result<T>,
+) -> Result<T> {
+    run_on(Clarity::open(config).await?, work).await
+}
+
+async fn run_on<T>(clarity: Clarity, work: impl AsyncFnOnce(&Clarity) -> Result<T>) -> Result<T> {
     let result = work(&clarity).await;
     clarity.shutdown().await;
     result
@@ -319,7 +332,7 @@ pub(crate) async fn rotate_audit_key(config: Config) -> Result<()> {
 }
 
 pub(crate) async fn setup(config: Config) -> Result<()> {
-    with_clarity(config, async |clarity| match clarity.issue_setup_code().await? {
+    with_new_or_existing(config, async |clarity| match clarity.issue_setup_code().await? {
         Some(code) => {
             println!("setup code: {}", code.expose());
             println!(
@@ -352,7 +365,7 @@ const FAMILY: &[&str] = &[
 ];
 
 pub(crate) async fn demo(config: Config, args: DemoArgs) -> Result<()> {
-    with_clarity(config, async |clarity| {
+    with_new_or_existing(config, async |clarity| {
                 let operator = clarity.operator().await?;
         // Demo users share a printed password: never beside real accounts.
         if !clarity

@@ -264,3 +264,32 @@ fn keys_and_backups_from_the_command_line() {
     let (ok, _, stderr) = run(&args(target, &["restore", archive]), &[]);
     assert!(!ok && stderr.contains("not empty"), "{stderr}");
 }
+
+// A mistyped data directory is an error naming where no store was found,
+// and read-only and maintenance commands create nothing there.
+#[test]
+fn maintenance_commands_never_create_a_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("typo");
+    let data = missing.to_str().expect("utf-8");
+    for command in [
+        &["audit", "verify"][..],
+        &["audit", "query"],
+        &["keys", "status"],
+        &["keys", "rotate"],
+        &["user", "list"],
+        &["backup", "-o", "/nonexistent/never.cbak"],
+    ] {
+        let (ok, _, stderr) = run(&args(data, command), &[]);
+        assert!(!ok, "{command:?} must fail");
+        assert!(
+            stderr.contains("no Clarity store at") && stderr.contains("typo"),
+            "{command:?}: {stderr}"
+        );
+        assert!(
+            !missing.exists(),
+            "{command:?} created {}",
+            missing.display()
+        );
+    }
+}

@@ -10,6 +10,15 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use support::Api;
 
+/// A token request that must fail: the form, HTTP Basic credentials, and
+/// the status and RFC 6749 error code expected.
+type Case<'a> = (
+    Vec<(&'a str, &'a str)>,
+    Option<(&'a str, &'a str)>,
+    StatusCode,
+    &'a str,
+);
+
 /// `POST /v1/auth/token` with `form`, and HTTP Basic when given; (status,
 /// body, the `WWW-Authenticate` header, the `Cache-Control` header).
 async fn token(
@@ -91,7 +100,7 @@ async fn client_credentials_over_http() {
 
     // RFC 6749 §5.2 errors, and nothing that helps a guesser.
     let wrong = "ccs_0000000000000000000000000000000000000000000000000000000000000000";
-    let cases: Vec<(Vec<(&str, &str)>, Option<(&str, &str)>, StatusCode, &str)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             vec![("grant_type", "client_credentials")],
             Some((id.as_str(), wrong)),
@@ -249,6 +258,9 @@ async fn service_accounts_from_the_command_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let data_arg = data.to_str().expect("utf-8");
+    // Maintenance commands create no store: make it first.
+    let (ok, _, stderr) = run(&["--data-dir", data_arg, "migrate"], &[]);
+    assert!(ok, "{stderr}");
     let (ok, stdout, stderr) = run(
         &[
             "--data-dir",

@@ -125,6 +125,35 @@ impl Clarity {
         Self::with_parts(config, backends, keys, Arc::new(crate::clock::SystemClock)).await
     }
 
+    /// [`Clarity::open`] for a store that must exist already: nothing is
+    /// created (no database, no keyring) when it does not. For commands
+    /// that read or maintain a store, so that a mistyped data directory is
+    /// an error, not a new empty store.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming where no store was found; as
+    /// [`Clarity::open`] otherwise.
+    pub async fn open_existing(config: Config) -> Result<Clarity> {
+        if !crate::store::exists(&config.store, &config.data_dir).await? {
+            let place = match config.store.backend {
+                crate::store::Backend::Sqlite => config.sqlite_path().display().to_string(),
+                crate::store::Backend::Postgres => match &config.store.postgres_schema {
+                    Some(schema) => format!("the PostgreSQL schema {schema}"),
+                    None => "the PostgreSQL database".to_string(),
+                },
+            };
+            return Err(Error::config(
+                "data_dir",
+                format!(
+                    "no Clarity store at {place}; this command creates none: check the data \
+                     directory (--data-dir, CLARITY_DATA_DIR) or create the store with \
+                     `clarity migrate` or `clarity serve`"
+                ),
+            ));
+        }
+        Self::open(config).await
+    }
+
     /// Builds an instance from already opened parts (tests use a
     /// [`crate::clock::ManualClock`] and the in-memory backend here, through
     /// `testing::with_parts`). Erasures are recorded in the erasure ledger

@@ -170,6 +170,37 @@ impl Backends {
     }
 }
 
+/// Whether the store that `settings` name already exists (its SQLite file,
+/// or its PostgreSQL schema's migration table), without creating anything.
+///
+/// # Errors
+/// [`crate::error::Error::Unavailable`] when PostgreSQL cannot be reached;
+/// [`crate::error::Error::Config`] for a backend not compiled in.
+pub async fn exists(settings: &StoreConfig, data_dir: &std::path::Path) -> Result<bool> {
+    match settings.backend {
+        #[cfg(feature = "sqlite")]
+        Backend::Sqlite => Ok(settings.sqlite_file(data_dir).is_file()),
+        #[cfg(feature = "postgres")]
+        Backend::Postgres => {
+            let client = PgTarget::from_settings(settings)?
+                .connect("existence check")
+                .await?;
+            let row = client
+                .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+                .await
+                .map_err(|_| crate::error::Error::Unavailable {
+                    message: "the database did not answer".into(),
+                })?;
+            Ok(row.get::<_, bool>(0))
+        }
+        #[allow(unreachable_patterns)]
+        other => Err(crate::error::Error::config(
+            "store.backend",
+            format!("{other:?} support is not compiled into this build"),
+        )),
+    }
+}
+
 /// Opens the backend that `settings` name (SQLite files under `data_dir`)
 /// and applies pending migrations.
 ///
