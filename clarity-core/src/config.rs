@@ -52,6 +52,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Address the HTTP server listens on (default `127.0.0.1:8080`).
     pub listen: SocketAddr,
+    /// Open connections one client address may hold at once (default 256);
+    /// further ones are closed at once (S-NET-1).
+    pub max_connections_per_address: usize,
     /// PEM certificate chain: with `tls_key`, the server speaks only TLS 1.2/1.3 (HTTP/2 by ALPN).
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`. A secret: keep the file readable by the server only.
@@ -110,6 +113,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./clarity-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_connections_per_address: 256,
             tls_cert: None,
             tls_key: None,
             store: StoreConfig::default(),
@@ -166,6 +170,12 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         if self.data_dir.as_os_str().is_empty() {
             return Err(Error::config("data_dir", "must not be empty"));
+        }
+        if !(1..=100_000).contains(&self.max_connections_per_address) {
+            return Err(Error::config(
+                "max_connections_per_address",
+                "must be between 1 and 100000",
+            ));
         }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => return Err(Error::config("tls_key", "required with tls_cert")),

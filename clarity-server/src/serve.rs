@@ -14,7 +14,9 @@ use crate::http::Router;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
-/// How long a client may take to send its request headers.
+/// How long a client may take to send its request headers: from accept for
+/// the first request of a connection (TLS handshake included), from the end
+/// of the previous one for the others.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Open connections at most; further ones are closed at once.
 const MAX_CONNECTIONS: usize = 10_000;
@@ -70,6 +72,7 @@ pub async fn serve(config: Config) -> Result<()> {
         .max_concurrent_streams(64);
 
     let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_address = PerAddress::new(config.max_connections_per_address);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -87,19 +90,37 @@ pub async fn serve(config: Config) -> Result<()> {
                     drop(stream);
                     continue;
                 };
+                // S-NET-1: one address cannot hold every connection.
+                let Some(slot) = per_address.take(peer.ip()) else {
+                    tracing::warn!(client = %peer.ip(), "connection limit of the address reached; closing");
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                let service = router.service(peer);
+                let first_request = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let service = router.service(peer, Arc::clone(&first_request));
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 let tls = tls.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    let result = match tls {
+                    let _slot = slot;
+                    // S-NET-1: a connection whose first request head has not
+                    // arrived within the header timeout of accept is closed
+                    // (hyper's own timeout starts only once bytes arrive).
+                    let deadline = async {
+                        tokio::time::sleep(HEADER_TIMEOUT).await;
+                        if first_request.load(std::sync::atomic::Ordering::Relaxed) {
+                            std::future::pending::<()>().await;
+                        }
+                    };
+                    let serve = async {
+                        match tls {
                         Some(acceptor) => {
                             let handshake = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await;
                             let Ok(Ok(stream)) = handshake else {
                                 tracing::debug!(client = %peer.ip(), "TLS handshake failed");
-                                return;
+                                return Ok(());
                             };
                             let conn = builder.serve_connection(TokioIo::new(stream), service);
                             watcher.watch(conn.into_owned()).await
@@ -107,6 +128,14 @@ pub async fn serve(config: Config) -> Result<()> {
                         None => {
                             let conn = builder.serve_connection(TokioIo::new(stream), service);
                             watcher.watch(conn.into_owned()).await
+                        }
+                        }
+                    };
+                    let result = tokio::select! {
+                        result = serve => result,
+                        () = deadline => {
+                            tracing::debug!(client = %peer.ip(), "no request head within the header timeout; closing");
+                            return;
                         }
                     };
                     if let Err(e) = result {
@@ -205,5 +234,54 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), stop)
             .await
             .expect("the signal completes the future");
+    }
+}
+
+/// Open connections per client address, at most a limit (S-NET-1).
+#[derive(Debug, Clone)]
+struct PerAddress {
+    limit: usize,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// One connection's place in its address's count; given back on drop.
+#[derive(Debug)]
+struct AddressSlot {
+    address: std::net::IpAddr,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+impl PerAddress {
+    fn new(limit: usize) -> Self {
+        PerAddress {
+            limit,
+            open: Arc::default(),
+        }
+    }
+
+    /// A slot for a new connection from `address`, unless it has `limit` open.
+    fn take(&self, address: std::net::IpAddr) -> Option<AddressSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(address).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            address,
+            open: Arc::clone(&self.open),
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.address);
+            }
+        }
     }
 }

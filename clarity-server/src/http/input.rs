@@ -33,21 +33,34 @@ const PURPOSES: &[&str] = &[
 /// Largest body of the routes anyone may call (setup, login, refresh).
 pub(crate) const MAX_PUBLIC_BODY: usize = 16 * 1024;
 
-/// The body, at most `max` bytes.
+/// The body, at most `max` bytes. A body declared larger (`Content-Length`)
+/// is refused at once, before any of it is read (S-NET-1).
 pub(crate) async fn body_up_to(req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        return Err(too_large(max));
+    }
     let limited = http_body_util::Limited::new(req.into_body(), max);
     match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(_)) => Err(ApiError::Http {
-            status: http::StatusCode::PAYLOAD_TOO_LARGE,
-            code: "payload_too_large",
-            message: format!("request body must be at most {max} bytes"),
-        }),
+        Ok(Err(_)) => Err(too_large(max)),
         Err(_) => Err(ApiError::Http {
             status: http::StatusCode::REQUEST_TIMEOUT,
             code: "request_timeout",
             message: "the request body did not arrive in time".into(),
         }),
+    }
+}
+
+fn too_large(max: usize) -> ApiError {
+    ApiError::Http {
+        status: http::StatusCode::PAYLOAD_TOO_LARGE,
+        code: "payload_too_large",
+        message: format!("request body must be at most {max} bytes"),
     }
 }
 

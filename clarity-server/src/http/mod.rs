@@ -34,6 +34,9 @@ pub(crate) struct Router {
 pub(crate) struct ConnectionService {
     router: Router,
     peer: SocketAddr,
+    /// Set once a request head has arrived (S-NET-1: a connection without
+    /// one within the header timeout is closed).
+    first_request: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What a handler knows about its request besides the request itself.
@@ -57,10 +60,17 @@ impl Router {
         }
     }
 
-    pub(crate) fn service(&self, peer: SocketAddr) -> ConnectionService {
+    /// The service of one connection from `peer`; it sets `first_request`
+    /// when a request head has arrived.
+    pub(crate) fn service(
+        &self,
+        peer: SocketAddr,
+        first_request: Arc<std::sync::atomic::AtomicBool>,
+    ) -> ConnectionService {
         ConnectionService {
             router: self.clone(),
             peer,
+            first_request,
         }
     }
 
@@ -117,6 +127,8 @@ impl Service<Request<Incoming>> for ConnectionService {
     >;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
+        self.first_request
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let this = self.clone();
         Box::pin(async move {
             let started = Instant::now();
