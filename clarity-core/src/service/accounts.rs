@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::auditing::Ev;
-use super::users::{Profile, USERS, secs};
+use super::users::{NO_PASSWORD, Profile, USERS, is_service_account, secs};
 use super::{Clarity, User};
 use crate::access::{Action, Principal};
 use crate::audit::{AuditAction, AuditOutcome};
@@ -22,9 +22,6 @@ use crate::crypto::{IndexField, SecretString, fill_random};
 use crate::error::{Error, Result};
 use crate::model::{RequestContext, Role, RoleSet, ServiceSecretRow, SessionRow, UserRow};
 
-/// The password hash of a service account: not a PHC string, so no password
-/// ever matches it.
-const NO_PASSWORD: &str = "!service-account";
 /// The domain of service accounts' login names (reserved: RFC 2606).
 const NAME_DOMAIN: &str = "service-accounts.invalid";
 /// The prefix of client secrets (so a leaked one is recognisable).
@@ -32,16 +29,6 @@ const SECRET_PREFIX: &str = "ccs_";
 /// The default and the longest overlap of a rotation, in seconds.
 const DEFAULT_OVERLAP_SECS: u64 = 24 * 3600;
 const MAX_OVERLAP_SECS: u64 = 7 * 24 * 3600;
-
-/// Whether `row` is a service account.
-pub(super) fn is_service_account(row: &UserRow) -> bool {
-    row.password_hash == NO_PASSWORD
-}
-
-/// `row`'s password hash; `None` for a service account, which has none.
-pub(super) fn password_hash(row: &UserRow) -> Option<&str> {
-    (!is_service_account(row)).then_some(row.password_hash.as_str())
-}
 
 /// `POST /v1/service-accounts`: a new service account.
 #[derive(Debug, Clone, Deserialize)]

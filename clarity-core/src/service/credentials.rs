@@ -65,7 +65,7 @@ impl Clarity {
         // Guessing the current password here counts like failed logins.
         self.check_account_throttle(&row).await?;
         // A service account has no password to change (nor to guess).
-        let hash = super::accounts::password_hash(&row);
+        let hash = super::users::password_hash(&row);
         if hash.is_none() || !self.hasher.verify(current.expose(), hash).await? {
             self.record_account_failure(&row, principal.context.client_address)
                 .await?;

@@ -159,7 +159,7 @@ impl Clarity {
             .identity
             .find_user(&index)
             .await?
-            .filter(|u| !super::accounts::is_service_account(u));
+            .filter(|u| !super::users::is_service_account(u));
         // Throttled accounts, known or not, answer alike.
         match &user {
             Some(row) => self.check_account_throttle(row).await?,

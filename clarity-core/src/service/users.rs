@@ -19,6 +19,20 @@ use crate::model::{Page, PageRequest, UserRow};
 use crate::model::{Role, RoleSet};
 
 pub(super) const USERS: &str = "users";
+/// The password hash of a service account: not a PHC string, so no password
+/// ever matches it.
+pub(super) const NO_PASSWORD: &str = "!service-account";
+
+/// Whether `row` is a service account.
+pub(super) fn is_service_account(row: &UserRow) -> bool {
+    row.password_hash == NO_PASSWORD
+}
+
+/// `row`'s password hash; `None` for a service account, which has none.
+pub(super) fn password_hash(row: &UserRow) -> Option<&str> {
+    (!is_service_account(row)).then_some(row.password_hash.as_str())
+}
+
 /// A user as returned by the API.
 #[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct User {
@@ -434,7 +448,7 @@ impl Clarity {
             patient_id: row.patient_id,
             version: row.version,
             created_at: row.created_at,
-            service_account: super::accounts::is_service_account(row),
+            service_account: is_service_account(row),
         })
     }
 }

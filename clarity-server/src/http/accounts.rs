@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use super::Ctx;
-use super::api::principal;
+use super::caller::principal;
 use super::input::{MAX_PUBLIC_BODY, body_up_to, id, json_body};
 use super::reply::{Reply, json, no_content};
 

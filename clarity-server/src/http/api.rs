@@ -1,9 +1,7 @@
 //! The `/v1` API: routing on (method, path) and one small handler per
 //! operation. Handlers translate; the core decides.
 
-use clarity_core::access::Principal;
 use clarity_core::cache::RouteClass;
-use clarity_core::model::RequestContext;
 use clarity_core::model::{PatientProfile, PatientSearch};
 use clarity_core::service::{
     BreakGlassRequest, CareTeamAssignment, LoginRequest, MfaCode, NewRecord, NewUser, RecordUpdate,
@@ -13,9 +11,8 @@ use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 
-use super::input::{
-    bearer, id, if_match, json_body, page, param, public_json_body, purpose, query,
-};
+use super::caller::principal;
+use super::input::{id, if_match, json_body, page, param, public_json_body, query};
 use super::reply::{ApiError, Reply, json, no_content, versioned};
 use super::{Ctx, Routed, accounts, audit, method_not_allowed};
 
@@ -205,23 +202,6 @@ async fn limit_address(ctx: &Ctx, method: &Method, template: &'static str) -> Re
         ctx.clarity.rate_limit(RouteClass::Auth, &address).await?;
     }
     Ok(())
-}
-
-/// The authenticated caller, with this request's context for the audit trail.
-pub(super) async fn principal(ctx: &Ctx, req: &Request<Incoming>) -> Result<Principal, ApiError> {
-    let context = RequestContext {
-        purpose: Some(purpose(req)?),
-        client_address: Some(ctx.peer.ip()),
-        request_id: Some(ctx.request_id.clone()),
-    };
-    let principal = ctx.clarity.authenticate_with(bearer(req)?, context).await?;
-    *ctx.actor.lock().unwrap_or_else(|p| p.into_inner()) = Some(principal.user_id());
-    if let Some(class) = ctx.class.get() {
-        ctx.clarity
-            .rate_limit(*class, &principal.user_id().to_string())
-            .await?;
-    }
-    Ok(principal)
 }
 
 async fn setup(ctx: &Ctx, req: Request<Incoming>) -> Reply {

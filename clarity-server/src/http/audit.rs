@@ -8,7 +8,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::Ctx;
-use super::api::principal;
+use super::caller::principal;
 use super::input::{page, param, query};
 use super::reply::{ApiError, Reply, json};
 

@@ -4,6 +4,7 @@
 mod accounts;
 mod api;
 mod audit;
+mod caller;
 mod input;
 mod reply;
 
