@@ -435,3 +435,109 @@ async fn service_accounts_follow_the_role_rules() {
         ErrorKind::AlreadyExists
     );
 }
+
+// S-ID-2: failures are throttled per address only, alike for known and
+// unknown client ids, so nobody who knows a client id can lock it out.
+#[tokio::test]
+async fn failures_cannot_lock_a_service_account_out_or_tell_ids_apart() {
+    let w = world().await;
+    let created = w
+        .clarity
+        .create_service_account(&w.admin, account("steady", &[Role::Auditor]))
+        .await
+        .expect("create");
+    let known = created.client_id.to_string();
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let wrong = SecretString::new("ccs_not-the-secret");
+    // In process (no address): every attempt answers alike, and the right
+    // secret still works after many wrong ones.
+    for _ in 0..30 {
+        for id in [&known, &unknown] {
+            assert_eq!(
+                kind(w.clarity.client_credentials(id, &wrong, None).await),
+                ErrorKind::Unauthenticated
+            );
+        }
+    }
+    token(&w, &created)
+        .await
+        .expect("the right secret still works");
+    // From one address: throttled after repeated failures, for known and
+    // unknown ids alike.
+    let address = Some("192.0.2.7".parse().expect("ip"));
+    let mut answers = Vec::new();
+    for attempt in 0..12 {
+        let id = if attempt % 2 == 0 { &known } else { &unknown };
+        answers.push(kind(
+            w.clarity.client_credentials(id, &wrong, address).await,
+        ));
+    }
+    assert!(answers.contains(&ErrorKind::RateLimited), "{answers:?}");
+    let first_limited = answers
+        .iter()
+        .position(|k| *k == ErrorKind::RateLimited)
+        .expect("limited");
+    assert!(
+        answers[first_limited..]
+            .iter()
+            .all(|k| *k == ErrorKind::RateLimited),
+        "once limited, every id answers alike: {answers:?}"
+    );
+    // Another address is not held back by the first one's failures.
+    token(&w, &created).await.expect("from elsewhere");
+}
+
+// S-AC-8: the create-time rules hold on later changes too.
+#[tokio::test]
+async fn later_changes_keep_the_service_account_rules() {
+    let w = world().await;
+    let created = w
+        .clarity
+        .create_service_account(&w.admin, account("ruled", &[Role::Nurse]))
+        .await
+        .expect("create");
+    let patient = UserUpdate {
+        roles: Some(RoleSet::from_roles([Role::Patient])),
+        ..UserUpdate::default()
+    };
+    assert_eq!(
+        kind(
+            w.clarity
+                .update_user(&w.admin, created.client_id, patient)
+                .await
+        ),
+        ErrorKind::InvalidInput
+    );
+    w.clarity
+        .delete_service_account(&w.admin, created.client_id)
+        .await
+        .expect("delete");
+    let enable = UserUpdate {
+        disabled: Some(false),
+        ..UserUpdate::default()
+    };
+    assert_eq!(
+        kind(
+            w.clarity
+                .update_user(&w.admin, created.client_id, enable)
+                .await
+        ),
+        ErrorKind::InvalidInput
+    );
+    // Where admins need a second factor, no service account is an admin.
+    let h = testing::memory().await.expect("memory");
+    let mut config = Config::default();
+    config.auth.require_mfa_for_admin = true;
+    let strict = h
+        .clarity_with(config, Arc::new(ManualClock::new(w.clock.now())))
+        .await;
+    let operator = strict.operator().await.expect("operator");
+    assert_eq!(
+        kind(
+            strict
+                .create_service_account(&operator, account("boss", &[Role::Admin]))
+                .await
+        ),
+        ErrorKind::InvalidInput
+    );
+}

@@ -178,6 +178,13 @@ impl Clarity {
                 "roles: a service account cannot hold the patient role",
             ));
         }
+        // A client secret is no second factor: where admins must use one,
+        // no machine is an admin.
+        if account.roles.contains(Role::Admin) && self.config.auth.require_mfa_for_admin {
+            return Err(Error::invalid(
+                "roles: a service account cannot be an admin while auth.require_mfa_for_admin is on",
+            ));
+        }
         let id = Uuid::now_v7();
         let now = self.clock.now();
         let profile = Profile {
@@ -298,8 +305,8 @@ impl Clarity {
                 });
             }
             let now = self.clock.now();
-            self.identity.delete_service_secret(id).await?;
-            self.identity.revoke_user_sessions(id, now).await?;
+            // Disabled first, so that a grant in flight cannot leave a live
+            // session behind; then the secrets go and the sessions end.
             if !row.disabled {
                 let expected = row.version;
                 row.disabled = true;
@@ -311,6 +318,8 @@ impl Clarity {
                 row.profile = self.directory.seal(USERS, id, row.version, &profile)?;
                 self.identity.update_user(&row, expected).await?;
             }
+            self.identity.delete_service_secret(id).await?;
+            self.identity.revoke_user_sessions(id, now).await?;
             Ok(((), reason))
         }
         .await;
@@ -320,7 +329,8 @@ impl Clarity {
 
     /// The client-credentials grant (RFC 6749 §4.4): a service account's
     /// client id and secret for a short-lived access token, whose session
-    /// ends with it. Throttled like logins; audited as `auth.client_credentials`.
+    /// ends with it. Failures are throttled per client address, alike for
+    /// every client id; every attempt is audited as `auth.client_credentials`.
     ///
     /// # Errors
     /// [`Error::Unauthenticated`] for an unknown client, a wrong or retired
@@ -356,6 +366,15 @@ impl Clarity {
         presented: &SecretString,
         client: Option<IpAddr>,
     ) -> Result<AccessToken> {
+        // Throttled per client address only, one attempt at a time per
+        // address, and alike for every client id, known or not: a 256-bit
+        // secret cannot be guessed, and a per-account limit would let anyone
+        // who knows a client id (ids are not secret) lock the account out,
+        // or tell which ids exist.
+        let _address = match client {
+            Some(addr) => Some(self.address_locks.lock(addr).await),
+            None => None,
+        };
         let now = self.clock.now();
         if let Some(wait) = client.and_then(|addr| self.addresses.wait(addr, now)) {
             return Err(Error::RateLimited {
@@ -366,9 +385,6 @@ impl Clarity {
             Some(id) => self.identity.get_user(id).await?.filter(is_service_account),
             None => None,
         };
-        if let Some(row) = &row {
-            self.check_account_throttle(row).await?;
-        }
         let secret = match &row {
             Some(row) => self.identity.service_secret(row.id).await?,
             None => None,
@@ -383,13 +399,13 @@ impl Clarity {
         });
         let row = match row {
             Some(row) if matches && !row.disabled => row,
-            other => {
-                let unknown = id.map_or([0; 16], |id| *id.as_bytes());
-                self.login_failed(other.as_ref(), unknown, client).await?;
+            _ => {
+                if let Some(addr) = client {
+                    self.addresses.failed(addr, now);
+                }
                 return Err(Error::Unauthenticated);
             }
         };
-        self.identity.clear_login_failures(row.id).await?;
         // The session lives as long as the access token: a new grant, not a
         // refresh, gives the next one. The refresh token the session table
         // needs is made and never handed out.

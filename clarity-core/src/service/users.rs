@@ -390,9 +390,23 @@ impl Clarity {
                 return Err(Error::PermissionDenied);
             }
             roles.check_assignable()?;
+            if is_service_account(&row) && roles.contains(Role::Patient) {
+                return Err(Error::invalid(
+                    "roles: a service account cannot hold the patient role",
+                ));
+            }
             row.roles = roles;
         }
         if let Some(disabled) = update.disabled {
+            // A deleted service account (no secrets left) stays disabled.
+            if !disabled
+                && is_service_account(&row)
+                && self.identity.service_secret(id).await?.is_none()
+            {
+                return Err(Error::invalid(
+                    "disabled: a deleted service account cannot be enabled again",
+                ));
+            }
             row.disabled = disabled;
         }
         if let Some(patient) = update.patient_id {

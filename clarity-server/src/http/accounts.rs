@@ -26,14 +26,14 @@ pub(super) async fn create(ctx: &Ctx, req: Request<Incoming>) -> Reply {
 pub(super) async fn rotate(ctx: &Ctx, req: Request<Incoming>, account: &str) -> Reply {
     let p = principal(ctx, &req).await?;
     let account = id(account)?;
-    let empty = req
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .is_some_and(|v| v == "0");
-    let rotation: SecretRotation = if empty {
+    // The body is optional: none (or an empty one) asks for the defaults.
+    let body = body_up_to(req, MAX_PUBLIC_BODY).await?;
+    let rotation: SecretRotation = if body.is_empty() {
         SecretRotation::default()
     } else {
-        json_body(req).await?
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| super::reply::ApiError::bad_request("request body is not valid UTF-8"))?;
+        clarity_core::model::parse_json(text)?
     };
     let rotated = ctx
         .clarity
@@ -67,9 +67,10 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Reply {
 /// The client's credentials from HTTP Basic (RFC 6749 §2.3.1: each part
 /// form-encoded, then joined by `:` and base64-encoded).
 fn basic_credentials(header: &str) -> Option<(String, SecretString)> {
-    let encoded = header
-        .strip_prefix("Basic ")
-        .or_else(|| header.strip_prefix("basic "))?;
+    let (scheme, encoded) = header.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .ok()?;
@@ -90,7 +91,12 @@ pub(super) async fn token(ctx: &Ctx, req: Request<Incoming>) -> Reply {
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.split(';').next().is_some_and(|t| {
+                t.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        });
     if !form_type {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -116,6 +122,10 @@ pub(super) async fn token(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let mut form_id = None;
     let mut form_secret = None;
     for (name, value) in form_urlencoded::parse(&body) {
+        // RFC 6749 §3.1: a parameter sent without a value is as if omitted.
+        if value.is_empty() {
+            continue;
+        }
         let slot = match name.as_ref() {
             "grant_type" => &mut grant_type,
             "client_id" => &mut form_id,
