@@ -534,8 +534,52 @@ async fn a_failed_audit_write_fails_the_operation() {
         refused.expect_err("no event").kind(),
         ErrorKind::Unavailable
     );
+    // Accounts too: a new account and a change of roles (S-AC-8).
+    let unrecorded = clarity_core::service::NewUser {
+        email: "unrecorded@example.org".into(),
+        password: clarity_core::crypto::SecretString::new(testing::TEST_PASSWORD),
+        roles: clarity_core::model::RoleSet::from_roles([Role::Nurse]),
+        display_name: None,
+        patient_id: None,
+    };
+    let refused = clarity.create_user(&admin, unrecorded).await;
+    assert_eq!(
+        refused.expect_err("no event").kind(),
+        ErrorKind::Unavailable
+    );
+    let demote = clarity_core::service::UserUpdate {
+        roles: Some(clarity_core::model::RoleSet::from_roles([Role::Auditor])),
+        ..Default::default()
+    };
+    let refused = clarity
+        .update_user(&admin, colleague.user_id(), demote)
+        .await;
+    assert_eq!(
+        refused.expect_err("no event").kind(),
+        ErrorKind::Unavailable
+    );
 
     failing.failing.store(false, Ordering::SeqCst);
+    let users = clarity
+        .list_users(&admin, &PageRequest::first(1000))
+        .await
+        .expect("users");
+    assert!(
+        users
+            .items
+            .iter()
+            .all(|u| u.email != "unrecorded@example.org"),
+        "the refused account was not stored"
+    );
+    assert_eq!(
+        clarity
+            .get_user(&admin, colleague.user_id())
+            .await
+            .expect("colleague")
+            .roles,
+        clarity_core::model::RoleSet::from_roles([Role::Clinician]),
+        "the refused role change was not stored"
+    );
     let read = clarity
         .get_patient(&clinician, patient.id)
         .await
