@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 // Each module owns its settings; the configuration composes them.
 pub use crate::access::AccessConfig;
 pub use crate::audit::AuditConfig;
+pub use crate::auth::oidc::OidcProviderConfig;
 pub use crate::auth::{AuthConfig, TokenPurpose};
 pub use crate::cache::{CacheBackend, CacheConfig, RateLimitConfig};
 pub use crate::crypto::{KeyProviderKind, KeysConfig};

@@ -81,6 +81,22 @@ pub enum Error {
     #[error("permission denied")]
     PermissionDenied,
 
+    /// An identity provider's token verified, but its subject is not linked
+    /// to a Clarity user and the provider does not provision users.
+    #[error(
+        "authentication required: this identity is not linked to a Clarity user; \
+         an administrator can link it (POST /v1/users/{{id}}/identities)"
+    )]
+    NotLinked,
+
+    /// An identity provider's token verified, but the roles it maps to
+    /// cannot be used (none, or admin with a role that reads PHI).
+    #[error("permission denied: {message}")]
+    IdentityRoles {
+        /// Why, in words safe to show.
+        message: &'static str,
+    },
+
     /// The password was right but a second factor (TOTP code) is needed.
     #[error("a TOTP code is required")]
     MfaRequired,
@@ -211,8 +227,8 @@ impl Error {
             Error::Conflict { .. } => ErrorKind::Conflict,
             Error::Integrity => ErrorKind::Integrity,
             Error::Key { .. } => ErrorKind::Key,
-            Error::Unauthenticated => ErrorKind::Unauthenticated,
-            Error::PermissionDenied => ErrorKind::PermissionDenied,
+            Error::Unauthenticated | Error::NotLinked => ErrorKind::Unauthenticated,
+            Error::PermissionDenied | Error::IdentityRoles { .. } => ErrorKind::PermissionDenied,
             Error::MfaRequired => ErrorKind::MfaRequired,
             Error::RateLimited { .. } => ErrorKind::RateLimited,
             Error::Backend { .. } => ErrorKind::Backend,

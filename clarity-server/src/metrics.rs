@@ -98,6 +98,15 @@ pub(crate) struct Metrics {
     pool_in_use: Gauge,
     pool_size: Gauge,
     cache: CacheGauges,
+    oidc: OidcGauges,
+}
+
+/// Identity-provider tokens (S-ID-1).
+struct OidcGauges {
+    verified: Gauge,
+    refused: Family<KindLabels, Gauge>,
+    jwks_refreshes: Gauge,
+    jwks_refresh_failures: Gauge,
 }
 
 /// The cache, its invalidation channel and the rate limits.
@@ -250,7 +259,31 @@ impl Metrics {
             "Requests refused by a rate limit, by route class",
             cache.rate_limited.clone(),
         );
+        let oidc = OidcGauges {
+            verified: gauge(
+                &mut registry,
+                "oidc_tokens_verified",
+                "Identity-provider access tokens verified",
+            ),
+            refused: Family::<KindLabels, Gauge>::default(),
+            jwks_refreshes: gauge(
+                &mut registry,
+                "oidc_jwks_refreshes",
+                "Identity-provider key sets (JWKS) fetched",
+            ),
+            jwks_refresh_failures: gauge(
+                &mut registry,
+                "oidc_jwks_refresh_failures",
+                "Identity-provider key set fetches that failed (cached keys stay in use)",
+            ),
+        };
+        registry.register(
+            "oidc_tokens_refused",
+            "Identity-provider tokens refused, by reason",
+            oidc.refused.clone(),
+        );
         Metrics {
+            oidc,
             registry: Mutex::new(registry),
             requests,
             latency,
@@ -338,6 +371,18 @@ impl Metrics {
                 kind: class.as_str().to_string(),
             };
             set(&self.cache.rate_limited.get_or_create(&labels), count);
+        }
+        set(&self.oidc.verified, stats.oidc.verified);
+        set(&self.oidc.jwks_refreshes, stats.oidc.jwks_refreshes);
+        set(
+            &self.oidc.jwks_refresh_failures,
+            stats.oidc.jwks_refresh_failures,
+        );
+        for (reason, count) in &stats.oidc.refused {
+            let labels = KindLabels {
+                kind: reason.as_str().to_string(),
+            };
+            set(&self.oidc.refused.get_or_create(&labels), *count);
         }
         for (kind, count) in stats.alerts {
             let labels = KindLabels {

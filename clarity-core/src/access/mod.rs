@@ -17,7 +17,7 @@ pub use crate::model::{Role, RoleSet};
 pub use deid::{DeidentifiedPatient, deidentify};
 pub use settings::AccessConfig;
 
-use crate::model::{RecordKind, RequestContext};
+use crate::model::{ExternalIdentity, RecordKind, RequestContext};
 
 /// Who is calling: established by authentication, carried into every operation.
 ///
@@ -40,6 +40,7 @@ use crate::model::{RecordKind, RequestContext};
 ///     patient_id: None,
 ///     mfa: true,
 ///     context: Default::default(),
+///     identity: None,
 /// };
 /// ```
 ///
@@ -64,6 +65,9 @@ pub struct Principal {
     /// The request being served (purpose of use, client address, request
     /// id), recorded in audit events. Set by authentication per request.
     pub(crate) context: RequestContext,
+    /// For a caller who came with an OpenID Connect provider's token: the
+    /// provider and subject (named in audit events).
+    pub(crate) identity: Option<std::sync::Arc<ExternalIdentity>>,
 }
 
 impl Principal {
@@ -95,6 +99,12 @@ impl Principal {
     /// The request being served, as recorded in audit events.
     pub fn context(&self) -> &RequestContext {
         &self.context
+    }
+
+    /// The identity provider and subject the caller came with, if the
+    /// caller authenticated with a provider's token.
+    pub fn identity(&self) -> Option<&ExternalIdentity> {
+        self.identity.as_deref()
     }
 }
 

@@ -188,6 +188,12 @@ fn write_canonical(e: &AuditEvent, out: &mut Vec<u8>) {
         query_hash: Option<&'a str>,
         reason: Option<&'a str>,
         request_id: Option<&'a str>,
+        // Absent (not null) for events without them, so events made before
+        // these fields existed keep their MACs.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        actor_issuer: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        actor_subject: Option<&'a str>,
     }
     // Serialising these plain fields into a Vec cannot fail.
     let _ = serde_json::to_writer(
@@ -211,6 +217,8 @@ fn write_canonical(e: &AuditEvent, out: &mut Vec<u8>) {
             query_hash: e.query_hash.as_deref(),
             reason: e.reason.as_deref(),
             request_id: e.request_id.as_deref(),
+            actor_issuer: e.actor_issuer.as_deref(),
+            actor_subject: e.actor_subject.as_deref(),
         },
     );
 }

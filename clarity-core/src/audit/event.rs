@@ -99,6 +99,8 @@ pub struct EventDraft {
     pub reason: Option<String>,
     /// The request's context.
     pub context: RequestContext,
+    /// The identity provider and subject the actor came with, if any.
+    pub identity: Option<std::sync::Arc<crate::model::ExternalIdentity>>,
 }
 
 /// A stored audit event, linked into its writer's chain.
@@ -138,6 +140,10 @@ pub struct AuditEvent {
     pub reason: Option<String>,
     /// Request id.
     pub request_id: Option<String>,
+    /// For a caller who came with an identity provider's token: its issuer.
+    pub actor_issuer: Option<String>,
+    /// For a caller who came with an identity provider's token: the subject.
+    pub actor_subject: Option<String>,
     /// MAC of the previous event (zeros for the first).
     #[serde(skip)]
     pub prev_mac: Vec<u8>,

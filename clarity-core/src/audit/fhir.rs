@@ -35,6 +35,10 @@ pub fn to_fhir(event: &AuditEvent) -> Value {
     if let Some(roles) = &event.actor_roles {
         agent["role"] = json!([{ "text": roles }]);
     }
+    if let (Some(issuer), Some(subject)) = (&event.actor_issuer, &event.actor_subject) {
+        // The identity provider's account, in FHIR's `system|value` form.
+        agent["altId"] = json!(format!("{issuer}|{subject}"));
+    }
     if let Some(address) = &event.client_address {
         agent["network"] = json!({ "address": address, "type": "2" });
     }

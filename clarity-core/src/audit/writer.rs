@@ -448,6 +448,8 @@ impl Sealer {
                 query_hash: d.query_hash,
                 reason,
                 request_id: d.context.request_id,
+                actor_issuer: d.identity.as_ref().map(|i| i.issuer.clone()),
+                actor_subject: d.identity.as_ref().map(|i| i.subject.clone()),
                 prev_mac: mac,
                 mac: Vec::new(),
             };

@@ -1,9 +1,11 @@
 //! Authentication: password hashing and policy, PASETO access tokens,
+//! tokens of OpenID Connect providers ([`oidc`]),
 //! refresh and setup secrets, TOTP, and login throttling.
 //!
 //! The flows that use these (login, refresh, logout, authenticate) live in
 //! the service (`Clarity`), where sessions are stored and checked.
 
+pub mod oidc;
 mod password;
 mod secrets;
 mod settings;

@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use super::oidc::{OidcProviderConfig, validate_all};
 use crate::error::{Error, Result};
 
 /// Which PASETO v4 purpose access tokens use.
@@ -48,6 +49,9 @@ pub struct AuthConfig {
     pub require_mfa_for_admin: bool,
     /// Lifetime of the one-time setup code in seconds (default 3600).
     pub setup_code_secs: u64,
+    /// OpenID Connect providers whose access tokens are accepted
+    /// (`[[auth.oidc]]`, docs/authentication.md); none by default.
+    pub oidc: Vec<OidcProviderConfig>,
 }
 
 impl Default for AuthConfig {
@@ -67,6 +71,7 @@ impl Default for AuthConfig {
             backoff_after_failures: 5,
             require_mfa_for_admin: false,
             setup_code_secs: 3600,
+            oidc: Vec::new(),
         }
     }
 }
@@ -130,6 +135,6 @@ impl AuthConfig {
                 "must be below auth.max_failed_logins_per_hour",
             ));
         }
-        Ok(())
+        validate_all(&self.oidc)
     }
 }

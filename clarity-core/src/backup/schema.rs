@@ -150,6 +150,23 @@ pub(crate) const TABLES: &[Table] = &[
         order_by: "user_id",
     },
     Table {
+        name: "external_identities",
+        columns: &[
+            ("id", Uuid),
+            ("issuer", Text),
+            ("subject", Text),
+            ("user_id", Uuid),
+            ("created_at", Time),
+            ("logged_out_at", Time),
+        ],
+        order_by: "id",
+    },
+    Table {
+        name: "external_sessions_ended",
+        columns: &[("id", Uuid), ("ended_at", Time)],
+        order_by: "id",
+    },
+    Table {
         name: "care_team",
         columns: &[
             ("patient_id", Uuid),
@@ -194,6 +211,8 @@ pub(crate) const TABLES: &[Table] = &[
             ("query_hash", Text),
             ("reason", Text),
             ("request_id", Text),
+            ("actor_issuer", Text),
+            ("actor_subject", Text),
             ("prev_mac", Bytes),
             ("mac", Bytes),
         ],

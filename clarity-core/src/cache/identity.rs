@@ -12,7 +12,7 @@ use super::{Invalidation, Invalidator};
 use crate::crypto::BlindIndex;
 use crate::error::Result;
 use crate::model::{
-    CareTeamRow, GrantRow, LoginFailures, RefreshRow, ServiceSecretRow, SessionRow, UserRow,
+    CareTeamRow, ExternalIdentityRow, GrantRow, LoginFailures, RefreshRow, ServiceSecretRow, SessionRow, UserRow,
 };
 use crate::store::IdentityStore;
 
@@ -66,6 +66,63 @@ impl IdentityStore for CachedIdentity {
 
     async fn delete_service_secret(&self, user_id: Uuid) -> Result<()> {
         self.inner.delete_service_secret(user_id).await
+    }
+
+    async fn external_identity(&self, id: Uuid) -> Result<Option<ExternalIdentityRow>> {
+        self.invalidator
+            .cached(Invalidation::ExternalIdentity(id).encode(), false, || {
+                self.inner.external_identity(id)
+            })
+            .await
+    }
+
+    async fn link_external_identity(
+        &self,
+        identity: &ExternalIdentityRow,
+        new_user: Option<&UserRow>,
+    ) -> Result<()> {
+        let result = self.inner.link_external_identity(identity, new_user).await;
+        // A refused link may have raced another instance's: forget either way.
+        self.invalidator
+            .invalidate(Invalidation::ExternalIdentity(identity.id))
+            .await;
+        result
+    }
+
+    async fn unlink_external_identity(&self, id: Uuid) -> Result<()> {
+        let result = self.inner.unlink_external_identity(id).await;
+        self.invalidator
+            .invalidate(Invalidation::ExternalIdentity(id))
+            .await;
+        result
+    }
+
+    async fn external_identities_of(&self, user_id: Uuid) -> Result<Vec<ExternalIdentityRow>> {
+        self.inner.external_identities_of(user_id).await
+    }
+
+    async fn end_external_logins(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool> {
+        let result = self.inner.end_external_logins(id, at).await;
+        self.invalidator
+            .invalidate(Invalidation::ExternalIdentity(id))
+            .await;
+        result
+    }
+
+    async fn end_external_session(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
+        let result = self.inner.end_external_session(id, at).await;
+        self.invalidator
+            .invalidate(Invalidation::ExternalSession(id))
+            .await;
+        result
+    }
+
+    async fn external_session_ended(&self, id: Uuid) -> Result<Option<DateTime<Utc>>> {
+        self.invalidator
+            .cached(Invalidation::ExternalSession(id).encode(), false, || {
+                self.inner.external_session_ended(id)
+            })
+            .await
     }
 
     async fn get_user(&self, id: Uuid) -> Result<Option<UserRow>> {

@@ -248,6 +248,8 @@ mod tests {
             Invalidation::Patient(a),
             Invalidation::DataKey(a),
             Invalidation::Record(a),
+            Invalidation::ExternalIdentity(a),
+            Invalidation::ExternalSession(a),
             Invalidation::All,
         ] {
             assert_eq!(Invalidation::decode(&change.encode()), Some(change));

@@ -14,3 +14,13 @@ pub struct RequestContext {
     /// The request id given to the client.
     pub request_id: Option<String>,
 }
+
+/// Who an authenticated caller is at an identity provider, for callers who
+/// came with an OpenID Connect provider's token: audit events name both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExternalIdentity {
+    /// The provider's issuer.
+    pub issuer: String,
+    /// The subject at that provider.
+    pub subject: String,
+}

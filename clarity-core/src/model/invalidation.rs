@@ -29,13 +29,19 @@ pub enum Invalidation {
     DataKey(Uuid),
     /// One record (update, delete).
     Record(Uuid),
+    /// A link to an identity provider's subject (link, unlink, logout),
+    /// by [`crate::model::ExternalIdentityRow::id_for`].
+    ExternalIdentity(Uuid),
+    /// A provider session ended by a back-channel logout, by
+    /// [`crate::model::ExternalIdentityRow::session_id_for`].
+    ExternalSession(Uuid),
     /// Everything.
     All,
 }
 
 impl Invalidation {
     /// The wire form: `s:<id>`, `us:<id>`, `u:<id>`, `t:<patient>:<user>`,
-    /// `g:<id>`, `p:<id>`, `k:<id>`, `r:<id>` or `all`.
+    /// `g:<id>`, `p:<id>`, `k:<id>`, `r:<id>`, `x:<id>`, `xs:<id>` or `all`.
     pub fn encode(&self) -> String {
         match self {
             Invalidation::Session(id) => format!("s:{id}"),
@@ -46,6 +52,8 @@ impl Invalidation {
             Invalidation::Patient(id) => format!("p:{id}"),
             Invalidation::DataKey(id) => format!("k:{id}"),
             Invalidation::Record(id) => format!("r:{id}"),
+            Invalidation::ExternalIdentity(id) => format!("x:{id}"),
+            Invalidation::ExternalSession(id) => format!("xs:{id}"),
             Invalidation::All => "all".to_string(),
         }
     }
@@ -72,6 +80,8 @@ impl Invalidation {
             "p" => Invalidation::Patient(id),
             "k" => Invalidation::DataKey(id),
             "r" => Invalidation::Record(id),
+            "x" => Invalidation::ExternalIdentity(id),
+            "xs" => Invalidation::ExternalSession(id),
             _ => return None,
         })
     }

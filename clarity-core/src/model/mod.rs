@@ -15,7 +15,7 @@ mod invalidation;
 mod roles;
 mod rows;
 
-pub use context::RequestContext;
+pub use context::{ExternalIdentity, RequestContext};
 pub(crate) use documents::check_document;
 pub use documents::{
     Address, DEFAULT_PAGE, MAX_PAGE, Page, PageRequest, Patient, PatientLookup, PatientProfile,
@@ -30,11 +30,11 @@ pub use change::Change;
 pub(crate) use change::Change;
 #[cfg(feature = "testing")]
 pub use rows::{
-    CareTeamRow, DataKeyRow, GrantRow, LoginFailures, PatientRow, RecordRow, RefreshRow,
+    CareTeamRow, DataKeyRow, ExternalIdentityRow, GrantRow, LoginFailures, PatientRow, RecordRow, RefreshRow,
     ServiceSecretRow, SessionRow, UserRow,
 };
 #[cfg(not(feature = "testing"))]
 pub(crate) use rows::{
-    CareTeamRow, DataKeyRow, GrantRow, LoginFailures, PatientRow, RecordRow, RefreshRow,
+    CareTeamRow, DataKeyRow, ExternalIdentityRow, GrantRow, LoginFailures, PatientRow, RecordRow, RefreshRow,
     ServiceSecretRow, SessionRow, UserRow,
 };

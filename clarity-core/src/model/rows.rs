@@ -232,3 +232,49 @@ impl fmt::Debug for ServiceSecretRow {
             .finish_non_exhaustive()
     }
 }
+
+/// A subject at an OpenID Connect provider, linked to a Clarity user (by an
+/// admin, or on first use where the provider provisions users).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExternalIdentityRow {
+    /// Derived from issuer and subject ([`ExternalIdentityRow::id_for`]).
+    pub id: Uuid,
+    /// The provider's issuer.
+    pub issuer: String,
+    /// The subject at that provider.
+    pub subject: String,
+    /// The Clarity user.
+    pub user_id: Uuid,
+    /// When it was linked.
+    pub created_at: DateTime<Utc>,
+    /// Tokens issued at or before this time no longer count (a
+    /// back-channel logout naming the subject, or the user's own logout).
+    pub logged_out_at: Option<DateTime<Utc>>,
+}
+
+impl ExternalIdentityRow {
+    /// The id of the link of `subject` at `issuer`: a name-based UUID (v8,
+    /// SHA-256), so it is found without a second index.
+    pub fn id_for(issuer: &str, subject: &str) -> Uuid {
+        name_uuid(b"clarity/v1 external identity", issuer, subject)
+    }
+
+    /// The id under which the end of provider session `sid` at `issuer` is kept.
+    pub fn session_id_for(issuer: &str, sid: &str) -> Uuid {
+        name_uuid(b"clarity/v1 external session", issuer, sid)
+    }
+}
+
+fn name_uuid(domain: &[u8], issuer: &str, name: &str) -> Uuid {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(domain);
+    for part in [issuer, name] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part.as_bytes());
+    }
+    let digest = hash.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}

@@ -55,7 +55,7 @@ impl Ev {
 }
 
 /// The event for `ev`, by `principal` (or `actor` when there is none).
-fn draft(
+pub(super) fn draft(
     principal: Option<&Principal>,
     actor: Option<Uuid>,
     ev: Ev,
@@ -75,6 +75,7 @@ fn draft(
         query_hash: ev.query_hash,
         reason,
         context,
+        identity: principal.and_then(|p| p.identity.clone()),
     }
 }
 

@@ -15,6 +15,7 @@ mod backup;
 mod care;
 mod credentials;
 mod directory;
+mod external;
 mod keys;
 mod patients;
 mod records;
@@ -28,9 +29,11 @@ pub use accounts::{AccessToken, ClientSecret, NewServiceAccount, SecretRotation}
 pub use alerts::{Alert, AlertHook, AlertKind, LogAlerts};
 pub use care::{BreakGlassGrant, BreakGlassRequest, CareTeamAssignment, GrantView};
 pub use credentials::MfaEnrollment;
+pub use external::{IdentityLink, LinkedIdentity};
 pub use keys::{KekUsage, KeyStatus, RetirementReport, RotationReport, TokenRotation};
 pub use records::{NewRecord, RecordUpdate};
 pub use sessions::{LoginRequest, MfaCode, RefreshRequest, Tokens};
+pub use crate::auth::oidc::{OidcStats, Refusal};
 pub use stats::{CacheStatus, Stats};
 
 /// Largest JSON request body the HTTP server reads, in bytes.
@@ -90,6 +93,11 @@ pub struct Clarity {
         [u8; 32],
         Arc<(crate::auth::AccessClaims, chrono::DateTime<chrono::Utc>)>,
     >,
+    /// Verified identity-provider tokens by SHA-256 of the token (links,
+    /// logouts and users are still checked on every use).
+    verified_external: moka::sync::Cache<[u8; 32], Arc<crate::auth::oidc::ExternalToken>>,
+    /// The configured OpenID Connect providers and their keys.
+    oidc: Arc<crate::auth::oidc::OidcVerifier>,
     addresses: Throttle<std::net::IpAddr>,
     unknown_accounts: Throttle<[u8; 16]>,
     account_locks: crate::auth::KeyedLocks<[u8; 16]>,
@@ -214,6 +222,7 @@ impl Clarity {
             times.clone(),
         );
         let erasure_ledger = crate::backup::ErasureLedger::in_dir(config.erasure_ledger_dir());
+        let oidc = Arc::new(crate::auth::oidc::OidcVerifier::new(&config.auth.oidc)?);
         let free = config.auth.backoff_after_failures;
         let config_token_secs = config.auth.access_token_secs;
         Ok(Clarity {
@@ -231,6 +240,11 @@ impl Clarity {
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(config_token_secs))
                 .build(),
+            verified_external: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs(3600))
+                .build(),
+            oidc,
             addresses: Throttle::new(free),
             unknown_accounts: Throttle::new(free),
             account_locks: Default::default(),
@@ -314,6 +328,7 @@ impl Clarity {
             ]),
             patient_id: None,
             mfa: false,
+            identity: None,
             context: crate::model::RequestContext {
                 purpose: Some("HSYSADMIN".into()),
                 client_address: None,

@@ -159,7 +159,7 @@ impl Clarity {
             .identity
             .find_user(&index)
             .await?
-            .filter(|u| !super::users::is_service_account(u));
+            .filter(|u| super::users::password_hash(u).is_some());
         // Throttled accounts, known or not, answer alike.
         match &user {
             Some(row) => self.check_account_throttle(row).await?,
@@ -368,6 +368,9 @@ impl Clarity {
     /// # Errors
     /// Backend errors.
     pub async fn logout(&self, principal: &Principal) -> Result<()> {
+        if let Some(identity) = principal.identity.clone() {
+            return self.logout_external(principal, &identity).await;
+        }
         let result = self
             .identity
             .revoke_session(principal.session_id, self.clock.now())
@@ -430,6 +433,9 @@ impl Clarity {
     }
 
     async fn check_token(&self, access_token: &str) -> Result<Principal> {
+        if self.is_external_token(access_token) {
+            return self.check_external(access_token).await;
+        }
         let now = self.clock.now();
         let verified = self.verified_claims(access_token, now)?;
         let claims = &verified.0;
@@ -454,6 +460,7 @@ impl Clarity {
             patient_id: user.patient_id,
             mfa: session.mfa,
             context: Default::default(),
+            identity: None,
         })
     }
 

@@ -50,6 +50,8 @@ pub struct Stats {
     pub rate_limited: Vec<(RouteClass, u64)>,
     /// The cache, its invalidation channel and the rate limiter.
     pub caching: CacheStatus,
+    /// Identity-provider tokens: verified, refused by reason, JWKS fetches.
+    pub oidc: crate::auth::oidc::OidcStats,
 }
 
 /// How caching works right now, for readiness and metrics.
@@ -123,6 +125,7 @@ impl Clarity {
                 .map(|(class, n)| (class, n.load(Relaxed)))
                 .collect(),
             caching: self.cache_status(),
+            oidc: self.oidc.stats(),
             alerts: [
                 AlertKind::BreakGlass,
                 AlertKind::AccountLocked,

@@ -28,9 +28,14 @@ pub(super) fn is_service_account(row: &UserRow) -> bool {
     row.password_hash == NO_PASSWORD
 }
 
-/// `row`'s password hash; `None` for a service account, which has none.
+/// The password hash of a user provisioned by an identity provider: not a
+/// PHC string, so no password ever matches it.
+pub(super) const NO_PASSWORD_EXTERNAL: &str = "!identity-provider";
+
+/// `row`'s password hash; `None` for a service account or a user
+/// provisioned by an identity provider, who have none.
 pub(super) fn password_hash(row: &UserRow) -> Option<&str> {
-    (!is_service_account(row)).then_some(row.password_hash.as_str())
+    (!row.password_hash.starts_with('!')).then_some(row.password_hash.as_str())
 }
 
 /// A user as returned by the API.

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::crypto::BlindIndex;
 use crate::error::Result;
 use crate::model::{
-    CareTeamRow, GrantRow, LoginFailures, RefreshRow, ServiceSecretRow, SessionRow, UserRow,
+    CareTeamRow, ExternalIdentityRow, GrantRow, LoginFailures, RefreshRow, ServiceSecretRow, SessionRow, UserRow,
 };
 
 /// Persistence of identities and relationships.
@@ -83,6 +83,31 @@ pub trait IdentityStore: Send + Sync + fmt::Debug {
     /// Removes a service account's secrets; it can obtain no token after.
     /// Idempotent.
     async fn delete_service_secret(&self, user_id: Uuid) -> Result<()>;
+    /// The link of an identity provider's subject, by
+    /// [`ExternalIdentityRow::id_for`].
+    async fn external_identity(&self, id: Uuid) -> Result<Option<ExternalIdentityRow>>;
+    /// Stores a link, and with it `new_user` (provisioning), together.
+    /// Fails with [`crate::error::Error::AlreadyExists`] when the subject is
+    /// linked already (or the new user's email is taken), and
+    /// [`crate::error::Error::NotFound`] for an unknown user.
+    async fn link_external_identity(
+        &self,
+        identity: &ExternalIdentityRow,
+        new_user: Option<&UserRow>,
+    ) -> Result<()>;
+    /// Removes a link. Fails with [`crate::error::Error::NotFound`] when absent.
+    async fn unlink_external_identity(&self, id: Uuid) -> Result<()>;
+    /// The links of a user.
+    async fn external_identities_of(&self, user_id: Uuid) -> Result<Vec<ExternalIdentityRow>>;
+    /// Ends the tokens of a linked subject issued at or before `at` (the
+    /// later of this and an earlier end counts). Returns whether the
+    /// subject is linked.
+    async fn end_external_logins(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool>;
+    /// Records that a provider session ended (idempotent), by
+    /// [`ExternalIdentityRow::session_id_for`].
+    async fn end_external_session(&self, id: Uuid, at: DateTime<Utc>) -> Result<()>;
+    /// When a provider session ended, if it did.
+    async fn external_session_ended(&self, id: Uuid) -> Result<Option<DateTime<Utc>>>;
     /// The assignment of `user_id` to `patient_id`, expired or not.
     async fn care_team_member(
         &self,

@@ -49,6 +49,11 @@ const SQLITE: &[Migration] = &[
         name: "service_accounts",
         sql: include_str!("../../migrations/sqlite/0004_service_accounts.sql"),
     },
+    Migration {
+        version: 5,
+        name: "external_identities",
+        sql: include_str!("../../migrations/sqlite/0005_external_identities.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -71,6 +76,11 @@ const POSTGRES: &[Migration] = &[
         version: 4,
         name: "service_accounts",
         sql: include_str!("../../migrations/postgres/0004_service_accounts.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "external_identities",
+        sql: include_str!("../../migrations/postgres/0005_external_identities.sql"),
     },
 ];
 

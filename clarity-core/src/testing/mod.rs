@@ -270,6 +270,7 @@ pub fn read_event_draft() -> crate::audit::EventDraft {
             client_address: Some(std::net::IpAddr::from([10, 1, 2, 3])),
             request_id: Some(uuid::Uuid::new_v4().to_string()),
         },
+        identity: None,
     }
 }
 

@@ -64,6 +64,20 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Reply {
     Ok(response)
 }
 
+/// Whether the request's body is declared `application/x-www-form-urlencoded`
+/// (media types compare case-insensitively; parameters are ignored).
+pub(super) fn is_form(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';').next().is_some_and(|t| {
+                t.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        })
+}
+
 /// The client's credentials from HTTP Basic (RFC 6749 §2.3.1: each part
 /// form-encoded, then joined by `:` and base64-encoded).
 fn basic_credentials(header: &str) -> Option<(String, SecretString)> {
@@ -87,17 +101,7 @@ fn basic_credentials(header: &str) -> Option<(String, SecretString)> {
 
 /// `POST /v1/auth/token`: the client-credentials grant.
 pub(super) async fn token(ctx: &Ctx, req: Request<Incoming>) -> Reply {
-    let form_type = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';').next().is_some_and(|t| {
-                t.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            })
-        });
-    if !form_type {
+    if !is_form(&req) {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",

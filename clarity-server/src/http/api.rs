@@ -14,7 +14,7 @@ use serde_json::json;
 use super::caller::principal;
 use super::input::{id, if_match, json_body, page, param, public_json_body, query};
 use super::reply::{ApiError, Reply, json, no_content, versioned};
-use super::{Ctx, Routed, accounts, audit, method_not_allowed};
+use super::{Ctx, Routed, accounts, audit, identities, method_not_allowed};
 
 /// Every `/v1` route: (method, path template). `{...}` segments are ids.
 /// The OpenAPI document lists exactly these (a test holds them together).
@@ -23,6 +23,7 @@ pub(crate) const ROUTES: &[(Method, &str)] = &[
     (Method::POST, "/v1/auth/login"),
     (Method::POST, "/v1/auth/refresh"),
     (Method::POST, "/v1/auth/token"),
+    (Method::POST, "/v1/auth/oidc/backchannel-logout"),
     (Method::POST, "/v1/auth/logout"),
     (Method::POST, "/v1/auth/mfa/enroll"),
     (Method::POST, "/v1/auth/mfa/confirm"),
@@ -31,6 +32,9 @@ pub(crate) const ROUTES: &[(Method, &str)] = &[
     (Method::GET, "/v1/users"),
     (Method::GET, "/v1/users/{id}"),
     (Method::PATCH, "/v1/users/{id}"),
+    (Method::GET, "/v1/users/{id}/identities"),
+    (Method::POST, "/v1/users/{id}/identities"),
+    (Method::DELETE, "/v1/users/{id}/identities/{link_id}"),
     (Method::POST, "/v1/service-accounts"),
     (Method::POST, "/v1/service-accounts/{id}/secret"),
     (Method::DELETE, "/v1/service-accounts/{id}"),
@@ -127,6 +131,9 @@ pub(crate) async fn dispatch(ctx: &Ctx, req: Request<Incoming>) -> Routed {
         (&M::POST, "/v1/auth/login") => login(ctx, req).await,
         (&M::POST, "/v1/auth/refresh") => refresh(ctx, req).await,
         (&M::POST, "/v1/auth/token") => accounts::token(ctx, req).await,
+        (&M::POST, "/v1/auth/oidc/backchannel-logout") => {
+            identities::backchannel_logout(ctx, req).await
+        }
         (&M::POST, "/v1/auth/logout") => logout(ctx, req).await,
         (&M::POST, "/v1/auth/mfa/enroll") => mfa_enroll(ctx, req).await,
         (&M::POST, "/v1/auth/mfa/confirm") => mfa_confirm(ctx, req).await,
@@ -135,6 +142,11 @@ pub(crate) async fn dispatch(ctx: &Ctx, req: Request<Incoming>) -> Routed {
         (&M::GET, "/v1/users") => list_users(ctx, req).await,
         (&M::GET, "/v1/users/{id}") => get_user(ctx, req, p(0)).await,
         (&M::PATCH, "/v1/users/{id}") => update_user(ctx, req, p(0)).await,
+        (&M::GET, "/v1/users/{id}/identities") => identities::list(ctx, req, p(0)).await,
+        (&M::POST, "/v1/users/{id}/identities") => identities::link(ctx, req, p(0)).await,
+        (&M::DELETE, "/v1/users/{id}/identities/{link_id}") => {
+            identities::unlink(ctx, req, p(0), p(1)).await
+        }
         (&M::POST, "/v1/service-accounts") => accounts::create(ctx, req).await,
         (&M::POST, "/v1/service-accounts/{id}/secret") => accounts::rotate(ctx, req, p(0)).await,
         (&M::DELETE, "/v1/service-accounts/{id}") => accounts::delete(ctx, req, p(0)).await,
@@ -173,7 +185,14 @@ pub(crate) async fn dispatch(ctx: &Ctx, req: Request<Incoming>) -> Routed {
 /// client address; the others per account, by what they do.
 pub(crate) fn route_class(method: &Method, template: &str) -> RouteClass {
     match (method, template) {
-        (_, "/v1/setup" | "/v1/auth/login" | "/v1/auth/refresh" | "/v1/auth/token") => {
+        (
+            _,
+            "/v1/setup"
+            | "/v1/auth/login"
+            | "/v1/auth/refresh"
+            | "/v1/auth/token"
+            | "/v1/auth/oidc/backchannel-logout",
+        ) => {
             RouteClass::Auth
         }
         (_, t)

@@ -5,6 +5,7 @@ mod accounts;
 mod api;
 mod audit;
 mod caller;
+mod identities;
 mod input;
 mod reply;
 

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{MemoryStore, after_id, change};
 use crate::crypto::BlindIndex;
 use crate::error::{Error, Result};
-use crate::model::{
+use crate::model::{ExternalIdentityRow, 
     CareTeamRow, GrantRow, LoginFailures, RefreshRow, ServiceSecretRow, SessionRow, UserRow,
 };
 use crate::store::identity::IdentityStore;
@@ -41,6 +41,38 @@ impl IdentityStore for MemoryStore {
         rotated_at: DateTime<Utc>,
     ) -> Result<()> {
         self.replace_service(secret, rotated_at)
+    }
+
+    async fn external_identity(&self, id: Uuid) -> Result<Option<ExternalIdentityRow>> {
+        self.external_identity_row(id)
+    }
+
+    async fn link_external_identity(
+        &self,
+        identity: &ExternalIdentityRow,
+        new_user: Option<&UserRow>,
+    ) -> Result<()> {
+        self.link_external(identity, new_user)
+    }
+
+    async fn unlink_external_identity(&self, id: Uuid) -> Result<()> {
+        self.unlink_external(id)
+    }
+
+    async fn external_identities_of(&self, user_id: Uuid) -> Result<Vec<ExternalIdentityRow>> {
+        self.external_identities_of_user(user_id)
+    }
+
+    async fn end_external_logins(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool> {
+        self.end_external(id, at)
+    }
+
+    async fn end_external_session(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
+        self.end_external_session_row(id, at)
+    }
+
+    async fn external_session_ended(&self, id: Uuid) -> Result<Option<DateTime<Utc>>> {
+        self.external_session_end(id)
     }
 
     async fn delete_service_secret(&self, user_id: Uuid) -> Result<()> {

@@ -11,6 +11,7 @@ use uuid::Uuid;
 mod audit;
 mod change;
 mod identity;
+mod external;
 mod service;
 
 use super::migrations::migrations_for;
@@ -40,6 +41,8 @@ pub(crate) struct Tables {
     care_team: BTreeMap<(Uuid, Uuid), CareTeamRow>,
     grants: BTreeMap<Uuid, GrantRow>,
     pub(crate) service_secrets: BTreeMap<Uuid, ServiceSecretRow>,
+    pub(crate) external_identities: BTreeMap<Uuid, crate::model::ExternalIdentityRow>,
+    external_sessions_ended: BTreeMap<Uuid, DateTime<Utc>>,
     pub(crate) audit_events: BTreeMap<(Uuid, i64), AuditEvent>,
     audit_checkpoints: BTreeMap<(Uuid, i64), Checkpoint>,
 }

@@ -17,7 +17,7 @@ use crate::store::audit_query_sql;
 
 const COLUMNS: &str = "id, chain_id, seq, recorded, event_type, subtype, action, outcome, purpose, \
      actor_id, actor_roles, client_address, patient_id, entity_id, query_hash, reason, request_id, \
-     prev_mac, mac";
+     prev_mac, mac, actor_issuer, actor_subject";
 
 fn event_row(row: &Row) -> AuditEvent {
     AuditEvent {
@@ -40,6 +40,8 @@ fn event_row(row: &Row) -> AuditEvent {
         request_id: row.get(16),
         prev_mac: row.get(17),
         mac: row.get(18),
+        actor_issuer: row.get(19),
+        actor_subject: row.get(20),
     }
 }
 
@@ -56,13 +58,13 @@ async fn insert_events(
     let insert = tx
         .prepare_cached(&format!(
             "INSERT INTO audit_events ({COLUMNS}) VALUES
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
         ))
         .await
         .map_err(pg_error)?;
     // One round trip for the whole batch: the inserts are pipelined.
     let inserts = events.iter().map(|e| {
-        let params: [&(dyn ToSql + Sync); 19] = [
+        let params: [&(dyn ToSql + Sync); 21] = [
             &e.id,
             &e.chain_id,
             &e.seq,
@@ -82,6 +84,8 @@ async fn insert_events(
             &e.request_id,
             &e.prev_mac,
             &e.mac,
+            &e.actor_issuer,
+            &e.actor_subject,
         ];
         tx.execute_raw(&insert, params)
     });

@@ -4,6 +4,7 @@
 mod audit;
 mod change;
 mod identity;
+mod external;
 mod service;
 mod target;
 

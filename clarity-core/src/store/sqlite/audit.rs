@@ -14,7 +14,7 @@ use crate::store::audit_query_sql;
 
 const COLUMNS: &str = "id, chain_id, seq, recorded, event_type, subtype, action, outcome, purpose, \
      actor_id, actor_roles, client_address, patient_id, entity_id, query_hash, reason, request_id, \
-     prev_mac, mac";
+     prev_mac, mac, actor_issuer, actor_subject";
 
 fn event_row(row: &Row<'_>) -> rusqlite::Result<AuditEvent> {
     Ok(AuditEvent {
@@ -37,6 +37,8 @@ fn event_row(row: &Row<'_>) -> rusqlite::Result<AuditEvent> {
         request_id: row.get(16)?,
         prev_mac: row.get(17)?,
         mac: row.get(18)?,
+        actor_issuer: row.get(19)?,
+        actor_subject: row.get(20)?,
     })
 }
 
@@ -59,7 +61,7 @@ fn insert_events(
     let mut insert = conn
         .prepare_cached(&format!(
             "INSERT INTO audit_events ({COLUMNS}) VALUES
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
         ))
         .map_err(sqlite_error)?;
     for e in events {
@@ -83,7 +85,9 @@ fn insert_events(
                 e.reason,
                 e.request_id,
                 e.prev_mac,
-                e.mac
+                e.mac,
+                e.actor_issuer,
+                e.actor_subject
             ])
             .map_err(sqlite_error)?;
     }

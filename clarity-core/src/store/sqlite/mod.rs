@@ -8,6 +8,7 @@ mod audit;
 mod change;
 mod identity;
 mod pool;
+mod external;
 mod service;
 
 use std::fs::OpenOptions;

@@ -34,6 +34,8 @@ fn bare_event(
         query_hash: None,
         reason: None,
         request_id: None,
+        actor_issuer: None,
+        actor_subject: None,
         prev_mac: vec![0; 32],
         mac: vec![1; 32],
     }
