@@ -12,7 +12,8 @@ use super::{Invalidation, Invalidator};
 use crate::crypto::BlindIndex;
 use crate::error::Result;
 use crate::model::{
-    CareTeamRow, ExternalIdentityRow, GrantRow, LoginFailures, RefreshRow, ServiceSecretRow, SessionRow, UserRow,
+    CareTeamRow, ExternalIdentityRow, GrantRow, LoginFailures, RefreshRow, ServiceSecretRow,
+    SessionRow, UserRow,
 };
 use crate::store::IdentityStore;
 

@@ -30,11 +30,11 @@ pub use change::Change;
 pub(crate) use change::Change;
 #[cfg(feature = "testing")]
 pub use rows::{
-    CareTeamRow, DataKeyRow, ExternalIdentityRow, GrantRow, LoginFailures, PatientRow, RecordRow, RefreshRow,
-    ServiceSecretRow, SessionRow, UserRow,
+    CareTeamRow, DataKeyRow, ExternalIdentityRow, GrantRow, LoginFailures, PatientRow, RecordRow,
+    RefreshRow, ServiceSecretRow, SessionRow, UserRow,
 };
 #[cfg(not(feature = "testing"))]
 pub(crate) use rows::{
-    CareTeamRow, DataKeyRow, ExternalIdentityRow, GrantRow, LoginFailures, PatientRow, RecordRow, RefreshRow,
-    ServiceSecretRow, SessionRow, UserRow,
+    CareTeamRow, DataKeyRow, ExternalIdentityRow, GrantRow, LoginFailures, PatientRow, RecordRow,
+    RefreshRow, ServiceSecretRow, SessionRow, UserRow,
 };

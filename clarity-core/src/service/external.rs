@@ -120,12 +120,12 @@ impl Clarity {
                           PHI; Clarity allows neither to such an account (separation of duties)",
             });
         }
-        if roles.contains(Role::Admin) && self.config.auth.require_mfa_for_admin && !verified.mfa
-        {
+        if roles.contains(Role::Admin) && self.config.auth.require_mfa_for_admin && !verified.mfa {
             return Err(Error::MfaRequired);
         }
         if user.roles != roles {
-            self.follow_provider_roles(&user, &verified, &identity).await?;
+            self.follow_provider_roles(&user, &verified, &identity)
+                .await?;
         }
         Ok(Principal {
             user_id: user.id,
@@ -150,8 +150,7 @@ impl Clarity {
     ) -> Result<Arc<ExternalToken>> {
         let key = crate::auth::hash_secret(token);
         if let Some(hit) = self.verified_external.get(&key) {
-            if now < hit.expires_at + chrono::Duration::seconds(crate::auth::oidc::MAX_SKEW_SECS)
-            {
+            if now < hit.expires_at + chrono::Duration::seconds(crate::auth::oidc::MAX_SKEW_SECS) {
                 return Ok(hit);
             }
             self.verified_external.invalidate(&key);
@@ -207,7 +206,11 @@ impl Clarity {
             created_at: now,
             logged_out_at: None,
         };
-        match self.identity.link_external_identity(&link, Some(&user)).await {
+        match self
+            .identity
+            .link_external_identity(&link, Some(&user))
+            .await
+        {
             Ok(()) => {}
             // Another request (or instance) provisioned this subject first.
             Err(Error::AlreadyExists { .. }) => {
@@ -225,8 +228,14 @@ impl Clarity {
             issuer: link.issuer.clone(),
             subject: link.subject.clone(),
         };
-        self.record_external(Some(user_id), &identity, ev, AuditOutcome::Success, "identity_provider")
-            .await?;
+        self.record_external(
+            Some(user_id),
+            &identity,
+            ev,
+            AuditOutcome::Success,
+            "identity_provider",
+        )
+        .await?;
         Ok(link)
     }
 
@@ -253,8 +262,14 @@ impl Clarity {
         }
         let mut ev = Ev::of("admin", "user.roles.provider", AuditAction::Update);
         ev.entity = Some(user.id);
-        self.record_external(Some(user.id), identity, ev, AuditOutcome::Success, "identity_provider")
-            .await
+        self.record_external(
+            Some(user.id),
+            identity,
+            ev,
+            AuditOutcome::Success,
+            "identity_provider",
+        )
+        .await
     }
 
     /// Records an event naming `identity`, by `actor`.
@@ -376,7 +391,13 @@ impl Clarity {
             let reason = self
                 .authorize(principal, &Action::ManageUsers, None)
                 .await?;
-            if !self.config.auth.oidc.iter().any(|p| p.issuer == link.issuer) {
+            if !self
+                .config
+                .auth
+                .oidc
+                .iter()
+                .any(|p| p.issuer == link.issuer)
+            {
                 return Err(Error::invalid(
                     "issuer: not a provider configured under [[auth.oidc]]",
                 ));
@@ -455,7 +476,10 @@ impl Clarity {
                 .await?;
             self.user_row(user_id).await?;
             let links = self.identity.external_identities_of(user_id).await?;
-            Ok((links.into_iter().map(LinkedIdentity::from).collect(), reason))
+            Ok((
+                links.into_iter().map(LinkedIdentity::from).collect(),
+                reason,
+            ))
         }
         .await;
         let ev = Ev::of("admin", "user.identity.list", AuditAction::Read).entity(user_id);

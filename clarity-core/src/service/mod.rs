@@ -25,6 +25,7 @@ mod users;
 
 use std::sync::Arc;
 
+pub use crate::auth::oidc::{OidcStats, Refusal};
 pub use accounts::{AccessToken, ClientSecret, NewServiceAccount, SecretRotation};
 pub use alerts::{Alert, AlertHook, AlertKind, LogAlerts};
 pub use care::{BreakGlassGrant, BreakGlassRequest, CareTeamAssignment, GrantView};
@@ -33,7 +34,6 @@ pub use external::{IdentityLink, LinkedIdentity};
 pub use keys::{KekUsage, KeyStatus, RetirementReport, RotationReport, TokenRotation};
 pub use records::{NewRecord, RecordUpdate};
 pub use sessions::{LoginRequest, MfaCode, RefreshRequest, Tokens};
-pub use crate::auth::oidc::{OidcStats, Refusal};
 pub use stats::{CacheStatus, Stats};
 
 /// Largest JSON request body the HTTP server reads, in bytes.

@@ -11,7 +11,8 @@ use uuid::Uuid;
 use crate::crypto::BlindIndex;
 use crate::error::Result;
 use crate::model::{
-    CareTeamRow, ExternalIdentityRow, GrantRow, LoginFailures, RefreshRow, ServiceSecretRow, SessionRow, UserRow,
+    CareTeamRow, ExternalIdentityRow, GrantRow, LoginFailures, RefreshRow, ServiceSecretRow,
+    SessionRow, UserRow,
 };
 
 /// Persistence of identities and relationships.

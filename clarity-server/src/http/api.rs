@@ -192,9 +192,7 @@ pub(crate) fn route_class(method: &Method, template: &str) -> RouteClass {
             | "/v1/auth/refresh"
             | "/v1/auth/token"
             | "/v1/auth/oidc/backchannel-logout",
-        ) => {
-            RouteClass::Auth
-        }
+        ) => RouteClass::Auth,
         (_, t)
             if t.starts_with("/v1/audit/")
                 || t.starts_with("/v1/admin/")
@@ -266,7 +264,12 @@ async fn me(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let user = ctx.clarity.get_user(&p, p.user_id()).await?;
     Ok(json(
         StatusCode::OK,
-        &json!({ "user": user, "session_id": p.session_id(), "mfa": p.mfa() }),
+        &json!({
+            "user": user,
+            "session_id": p.session_id(),
+            "mfa": p.mfa(),
+            "identity": p.identity(),
+        }),
     ))
 }
 

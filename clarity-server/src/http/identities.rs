@@ -59,7 +59,9 @@ pub(super) async fn backchannel_logout(ctx: &Ctx, req: Request<Incoming>) -> Rep
     match ctx.clarity.backchannel_logout(&token, context).await {
         Ok(()) => {
             let mut response = no_content();
-            response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+                .headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             *response.status_mut() = StatusCode::OK;
             Ok(response)
         }
@@ -93,6 +95,8 @@ pub(super) async fn link(ctx: &Ctx, req: Request<Incoming>, user: &str) -> Reply
 /// `DELETE /v1/users/{id}/identities/{link_id}`.
 pub(super) async fn unlink(ctx: &Ctx, req: Request<Incoming>, user: &str, link: &str) -> Reply {
     let p = principal(ctx, &req).await?;
-    ctx.clarity.unlink_identity(&p, id(user)?, id(link)?).await?;
+    ctx.clarity
+        .unlink_identity(&p, id(user)?, id(link)?)
+        .await?;
     Ok(no_content())
 }

@@ -36,6 +36,9 @@ struct Cached {
     keys: Vec<std::sync::Arc<Key>>,
     fetched: Option<Instant>,
     attempted: Option<Instant>,
+    /// Whether the last fetch failed (an unknown key may then be one the
+    /// provider published but could not be fetched).
+    failed: bool,
 }
 
 /// How a key lookup failed.
@@ -44,7 +47,7 @@ pub(crate) enum KeyError {
     /// No key with this id (after a refresh, or while refreshes wait out
     /// their interval).
     Unknown,
-    /// The provider could not be reached and no key is cached.
+    /// No such key is cached and the provider's keys could not be fetched.
     Unavailable,
 }
 
@@ -140,7 +143,7 @@ impl ProviderKeys {
         let cached = self.cached.read().await;
         match find(&cached.keys, kid, alg) {
             Some(key) => Ok(key),
-            None if cached.fetched.is_none() => Err(KeyError::Unavailable),
+            None if cached.fetched.is_none() || cached.failed => Err(KeyError::Unavailable),
             None => Err(KeyError::Unknown),
         }
     }
@@ -167,8 +170,10 @@ impl ProviderKeys {
                 cached.jwks_uri = Some(uri);
                 cached.keys = keys;
                 cached.fetched = Some(Instant::now());
+                cached.failed = false;
             }
             Err(e) => {
+                cached.failed = true;
                 self.refresh_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(issuer = %self.issuer, error = %e, "cannot fetch the provider's keys; cached keys stay in use");
             }
@@ -200,7 +205,12 @@ impl ProviderKeys {
         };
         let set: JwkSet = serde_json::from_slice(&self.get(&uri).await?)
             .map_err(|_| unavailable("the JWKS is not valid JSON"))?;
-        let keys = set.keys.iter().filter_map(usable).map(std::sync::Arc::new).collect();
+        let keys = set
+            .keys
+            .iter()
+            .filter_map(usable)
+            .map(std::sync::Arc::new)
+            .collect();
         Ok((uri, keys))
     }
 

@@ -180,7 +180,11 @@ impl std::fmt::Debug for OidcVerifier {
         f.debug_struct("OidcVerifier")
             .field(
                 "issuers",
-                &self.providers.iter().map(|p| &p.config.issuer).collect::<Vec<_>>(),
+                &self
+                    .providers
+                    .iter()
+                    .map(|p| &p.config.issuer)
+                    .collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
     }
@@ -208,7 +212,11 @@ impl OidcVerifier {
             .map(|config| {
                 Ok(Provider {
                     roles: config.roles()?,
-                    algorithms: config.algorithms.iter().filter_map(|a| algorithm(a)).collect(),
+                    algorithms: config
+                        .algorithms
+                        .iter()
+                        .filter_map(|a| algorithm(a))
+                        .collect(),
                     keys: ProviderKeys::new(config)?,
                     config: config.clone(),
                 })
@@ -299,17 +307,16 @@ impl OidcVerifier {
             .filter(|s| !s.is_empty() && s.len() <= MAX_SUBJECT_BYTES)
             .ok_or(Refusal::Claims)?;
         let session = string_claim(&claims, "sid");
-        let roles = RoleSet::from_roles(
-            role_values(&claims, &config.roles_claim)
-                .iter()
-                .filter_map(|value| {
+        let roles =
+            RoleSet::from_roles(role_values(&claims, &config.roles_claim).iter().filter_map(
+                |value| {
                     provider
                         .roles
                         .iter()
                         .find(|(from, _)| from == value)
                         .map(|(_, role)| *role)
-                }),
-        );
+                },
+            ));
         let display_name = ["preferred_username", "name", "client_id"]
             .iter()
             .find_map(|c| string_claim(&claims, c))
@@ -552,8 +559,14 @@ mod tests {
     #[test]
     fn audience_may_be_a_string_or_a_list() {
         assert!(audience_names(&claims(r#"{"aud":"clarity"}"#), "clarity"));
-        assert!(audience_names(&claims(r#"{"aud":["x","clarity"]}"#), "clarity"));
-        assert!(!audience_names(&claims(r#"{"aud":"clarity-x"}"#), "clarity"));
+        assert!(audience_names(
+            &claims(r#"{"aud":["x","clarity"]}"#),
+            "clarity"
+        ));
+        assert!(!audience_names(
+            &claims(r#"{"aud":"clarity-x"}"#),
+            "clarity"
+        ));
         assert!(!audience_names(&claims(r#"{}"#), "clarity"));
     }
 

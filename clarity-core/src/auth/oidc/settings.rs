@@ -152,7 +152,10 @@ impl OidcProviderConfig {
             }
         }
         if self.algorithms.is_empty() {
-            return Err(Error::config("auth.oidc.algorithms", "must name at least one"));
+            return Err(Error::config(
+                "auth.oidc.algorithms",
+                "must name at least one",
+            ));
         }
         for alg in &self.algorithms {
             if !ALLOWED_ALGORITHMS.contains(&alg.as_str()) {
@@ -162,17 +165,42 @@ impl OidcProviderConfig {
                 ));
             }
         }
-        if self.logout_client_id.as_deref().is_some_and(|c| c.trim().is_empty()) {
-            return Err(Error::config("auth.oidc.logout_client_id", "must not be empty"));
+        if self
+            .logout_client_id
+            .as_deref()
+            .is_some_and(|c| c.trim().is_empty())
+        {
+            return Err(Error::config(
+                "auth.oidc.logout_client_id",
+                "must not be empty",
+            ));
         }
         let bounded = [
-            ("auth.oidc.jwks_min_refresh_secs", self.jwks_min_refresh_secs, 1, 3600),
-            ("auth.oidc.jwks_max_age_secs", self.jwks_max_age_secs, 60, 7 * 24 * 3600),
-            ("auth.oidc.fetch_timeout_secs", self.fetch_timeout_secs, 1, 60),
+            (
+                "auth.oidc.jwks_min_refresh_secs",
+                self.jwks_min_refresh_secs,
+                1,
+                3600,
+            ),
+            (
+                "auth.oidc.jwks_max_age_secs",
+                self.jwks_max_age_secs,
+                60,
+                7 * 24 * 3600,
+            ),
+            (
+                "auth.oidc.fetch_timeout_secs",
+                self.fetch_timeout_secs,
+                1,
+                60,
+            ),
         ];
         for (key, value, low, high) in bounded {
             if !(low..=high).contains(&value) {
-                return Err(Error::config(key, format!("must be between {low} and {high}")));
+                return Err(Error::config(
+                    key,
+                    format!("must be between {low} and {high}"),
+                ));
             }
         }
         Ok(())

@@ -8,8 +8,9 @@ use uuid::Uuid;
 use super::{MemoryStore, after_id, change};
 use crate::crypto::BlindIndex;
 use crate::error::{Error, Result};
-use crate::model::{ExternalIdentityRow, 
-    CareTeamRow, GrantRow, LoginFailures, RefreshRow, ServiceSecretRow, SessionRow, UserRow,
+use crate::model::{
+    CareTeamRow, ExternalIdentityRow, GrantRow, LoginFailures, RefreshRow, ServiceSecretRow,
+    SessionRow, UserRow,
 };
 use crate::store::identity::IdentityStore;
 

@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 mod audit;
 mod change;
-mod identity;
 mod external;
+mod identity;
 mod service;
 
 use super::migrations::migrations_for;

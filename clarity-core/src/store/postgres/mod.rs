@@ -3,8 +3,8 @@
 
 mod audit;
 mod change;
-mod identity;
 mod external;
+mod identity;
 mod service;
 mod target;
 

@@ -10,8 +10,9 @@ use super::{SqliteStore, from_micros, micros, sqlite_error};
 use crate::crypto::BlindIndex;
 use crate::error::{Error, Result};
 use crate::model::RoleSet;
-use crate::model::{ExternalIdentityRow, 
-    CareTeamRow, GrantRow, LoginFailures, RefreshRow, ServiceSecretRow, SessionRow, UserRow,
+use crate::model::{
+    CareTeamRow, ExternalIdentityRow, GrantRow, LoginFailures, RefreshRow, ServiceSecretRow,
+    SessionRow, UserRow,
 };
 use crate::store::identity::IdentityStore;
 

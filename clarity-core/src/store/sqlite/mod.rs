@@ -6,9 +6,9 @@
 
 mod audit;
 mod change;
+mod external;
 mod identity;
 mod pool;
-mod external;
 mod service;
 
 use std::fs::OpenOptions;
