@@ -25,6 +25,8 @@ export interface Tokens {
 export interface Principal {
   user_id: string; session_id: string; roles: string[];
   patient_id: string | null; mfa: boolean;
+  /** For an OpenID Connect provider's access token (`[[auth.oidc]]`): who at which provider. */
+  identity: { issuer: string; subject: string } | null;
 }
 export interface PatientProfile {
   mrn: string; given_name: string; family_name: string; birth_date: string; sex: string;

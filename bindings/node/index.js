@@ -149,7 +149,11 @@ class Clarity {
   refresh(refreshToken) { return this.#json('clarity_refresh', refreshToken); }
   /** Ends the token's session now. */
   logout(token) { return this.#do('clarity_logout', token); }
-  /** Who the token belongs to. */
+  /**
+   * Who the token belongs to. The token is Clarity's own, or the access token
+   * of an OpenID Connect provider configured under `[[auth.oidc]]`
+   * (docs/authentication.md); every method taking a token accepts either.
+   */
   authenticate(token) { return this.#json('clarity_authenticate', token); }
   /** Starts TOTP enrolment: `{secret, otpauth_url}` (show once). */
   mfaEnroll(token) { return this.#json('clarity_mfa_enroll', token); }

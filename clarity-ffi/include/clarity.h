@@ -330,8 +330,11 @@ clarity_result clarity_logout(const struct clarity_client *client,
                               struct clarity_error **err_out);
 
 // Checks an access token and its session and writes the caller as JSON
-// (`{"user_id","session_id","roles","patient_id","mfa",...}`) to
-// `*principal_out`.
+// (`{"user_id","session_id","roles","patient_id","mfa","identity",...}`)
+// to `*principal_out`. The token is Clarity's own, or a configured OpenID
+// Connect provider's access token (`[[auth.oidc]]`); for the latter
+// `"identity"` is `{"issuer","subject"}`, otherwise null. Every operation
+// taking a `token` accepts either kind.
 //
 // # Errors
 // `CLARITY_RESULT_UNAUTHENTICATED` for any failure.

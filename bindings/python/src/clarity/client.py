@@ -171,7 +171,12 @@ class Clarity:
         self._do("clarity_logout", encode(token))
 
     def authenticate(self, token: str) -> Principal:
-        """Who the token belongs to (raises :class:`Unauthenticated` if it is not live)."""
+        """Who the token belongs to (raises :class:`Unauthenticated` if it is not live).
+
+        The token is Clarity's own, or the access token of an OpenID Connect
+        provider configured under ``[[auth.oidc]]`` (docs/authentication.md):
+        a host application passes on the token its user already has. Every
+        method taking a ``token`` accepts either kind."""
         return cast(Principal, self._json("clarity_authenticate", encode(token)))
 
     def mfa_enroll(self, token: str) -> Dict[str, str]:

@@ -55,6 +55,13 @@ class Tokens(TypedDict):
     user: User
 
 
+class ExternalIdentity(TypedDict):
+    """The OpenID Connect provider and subject a caller came with."""
+
+    issuer: str
+    subject: str
+
+
 class Principal(TypedDict):
     """Who a token belongs to."""
 
@@ -63,6 +70,8 @@ class Principal(TypedDict):
     roles: List[str]
     patient_id: Optional[str]
     mfa: bool
+    #: For a provider's access token (``[[auth.oidc]]``): issuer and subject.
+    identity: Optional[ExternalIdentity]
 
 
 class Patient(TypedDict):

@@ -1,0 +1,79 @@
+"""An OpenID Connect provider's access token through the Python package
+(S-ID-1): the host passes on the token its caller already has; Clarity
+authenticates it, maps its roles, decides and audits. Runs against the
+loopback provider scripts/test starts (tests/oidc), whose `ehr-integration`
+client holds the provider role `ehr-clinician`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+
+import clarity
+
+from conftest import PASSWORD, REPO, config_for, in_ci, profile
+
+SECRET = "integration-secret-0123456789abcdef0123456789ab"
+
+
+def issuer() -> str:
+    value = os.environ.get("CLARITY_TEST_OIDC_ISSUER", "").strip()
+    if not value:
+        if in_ci():
+            pytest.fail("CLARITY_TEST_OIDC_ISSUER is not set: CI runs every OIDC test")
+        pytest.skip("SKIPPED: OIDC test not run: scripts/test starts the provider")
+    return value
+
+
+def provider_token(iss: str) -> str:
+    out = subprocess.run(
+        ["node", str(REPO / "tests/oidc/browser.mjs"), "client-credentials",
+         "--issuer", iss, "--client", "ehr-integration", "--secret", SECRET],
+        check=True, capture_output=True, text=True,
+    )
+    return str(json.loads(out.stdout)["access_token"])
+
+
+def with_oidc(config: Dict[str, Any], iss: str) -> Dict[str, Any]:
+    config["auth"] = {"oidc": [{
+        "issuer": iss,
+        "audience": "clarity",
+        "provision": True,
+        "role_map": {"ehr-clinician": "clinician"},
+    }]}
+    return config
+
+
+# S-ID-1
+def test_a_provider_token_authenticates_and_acts_within_its_roles(backend: str, tmp_path: Path) -> None:
+    iss = issuer()
+    config, cleanup = config_for(backend, tmp_path / "data")
+    c = clarity.Clarity(with_oidc(config, iss))
+    try:
+        token = provider_token(iss)
+        me = c.authenticate(token)
+        assert me["identity"] == {"issuer": iss, "subject": "ehr-integration"}
+        assert me["roles"] == ["clinician"]
+
+        patient = c.create_patient(token, profile())
+        assert c.get_patient(token, patient["id"])["given_name"] == "Ada"
+
+        auditor = f"auditor-{patient['id']}@test.example"
+        c.create_user_as_operator(auditor, PASSWORD, ["auditor"])
+        audit_token = c.login(auditor, PASSWORD)["access_token"]
+        events = c.audit_events(audit_token, {"patient_id": patient["id"]})["items"]
+        reads = [e for e in events if e["subtype"] == "patient.read"]
+        assert reads and reads[0]["actor_issuer"] == iss
+        assert reads[0]["actor_subject"] == "ehr-integration"
+
+        forged = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+        with pytest.raises(clarity.Unauthenticated):
+            c.authenticate(forged)
+    finally:
+        c.close()
+        cleanup()
