@@ -136,7 +136,12 @@ pub extern "C" fn clarity_logout(
 /// taking a `token` accepts either kind.
 ///
 /// # Errors
-/// `CLARITY_RESULT_UNAUTHENTICATED` for any failure.
+/// `CLARITY_RESULT_UNAUTHENTICATED` for a token that does not verify or is
+/// no longer live. For a provider's token also:
+/// `CLARITY_RESULT_PERMISSION_DENIED` when its roles map to none Clarity can
+/// use, `CLARITY_RESULT_MFA_REQUIRED` for an admin without a second factor
+/// where one is required, `CLARITY_RESULT_UNAVAILABLE` while the provider's
+/// keys cannot be fetched.
 #[unsafe(no_mangle)]
 pub extern "C" fn clarity_authenticate(
     client: *const clarity_client,

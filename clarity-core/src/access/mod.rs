@@ -372,6 +372,7 @@ mod tests {
             patient_id: None,
             mfa: false,
             context: Default::default(),
+            identity: None,
         }
     }
 

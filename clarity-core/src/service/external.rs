@@ -411,6 +411,13 @@ impl Clarity {
                     "a service account authenticates with its client secret, not a provider",
                 ));
             }
+            if user.roles.contains(Role::Patient) || user.patient_id.is_some() {
+                // A provider's roles would replace the patient role while the
+                // account stays linked to its record.
+                return Err(Error::invalid(
+                    "a patient's account cannot be linked to an identity provider",
+                ));
+            }
             let row = ExternalIdentityRow {
                 id: ExternalIdentityRow::id_for(&link.issuer, &link.subject),
                 issuer: link.issuer,

@@ -384,10 +384,16 @@ impl Clarity {
     ///
     /// The token must verify (purpose, key, issuer, audience, expiry), and
     /// its session must be live: not logged out or revoked, used within the
-    /// idle limit, younger than the absolute limit (S-AC-5).
+    /// idle limit, younger than the absolute limit (S-AC-5). An access token
+    /// of a provider configured under `[[auth.oidc]]` is verified against
+    /// that provider instead, and its subject found among the linked users
+    /// (S-ID-1, docs/authentication.md).
     ///
     /// # Errors
-    /// [`Error::Unauthenticated`] for any failure.
+    /// [`Error::Unauthenticated`] for a token that does not verify or is no
+    /// longer live. For a provider's token also [`Error::NotLinked`],
+    /// [`Error::IdentityRoles`], [`Error::MfaRequired`] and
+    /// [`Error::Unavailable`] (its keys cannot be fetched).
     pub async fn authenticate(&self, access_token: &str) -> Result<Principal> {
         self.authenticate_with(access_token, RequestContext::default())
             .await

@@ -295,6 +295,11 @@ impl OidcVerifier {
     ) -> std::result::Result<ExternalToken, Refusal> {
         let (provider, claims) = self.signed_claims(token).await?;
         let config = &provider.config;
+        // An ID token (`nonce`) or a logout token (`events`) is no access
+        // token, even where its audience matches.
+        if claims.contains_key("nonce") || claims.contains_key("events") {
+            return Err(Refusal::Claims);
+        }
         if !audience_names(&claims, &config.audience) {
             return Err(Refusal::Audience);
         }

@@ -1,0 +1,47 @@
+//! Every TOML block of the authentication documentation is a configuration
+//! Clarity accepts: an operator copying one gets a server that starts
+//! (S-ID-1: the `[[auth.oidc]]` examples of docs/authentication.md and the
+//! provider pages).
+
+use std::path::Path;
+
+fn toml_blocks(text: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        match (&mut current, line.trim_end()) {
+            (None, "```toml") => current = Some(String::new()),
+            (Some(block), "```") => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            (Some(block), line) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+// S-ID-1
+#[test]
+fn the_documented_identity_provider_settings_are_accepted() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    let mut providers = 0;
+    for page in ["authentication.md", "oidc-keycloak.md", "oidc-entra.md"] {
+        let text = std::fs::read_to_string(docs.join(page)).expect(page);
+        let blocks = toml_blocks(&text);
+        assert!(!blocks.is_empty(), "{page} has no TOML example");
+        for block in blocks {
+            let config = clarity_core::Config::from_toml(&block)
+                .unwrap_or_else(|e| panic!("{page}: {e}\n{block}"));
+            config
+                .validate()
+                .unwrap_or_else(|e| panic!("{page}: {e}\n{block}"));
+            providers += config.auth.oidc.len();
+        }
+    }
+    assert!(providers >= 3, "each page shows a provider");
+}
