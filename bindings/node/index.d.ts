@@ -84,6 +84,7 @@ export class Clarity {
   refresh(refreshToken: string): Promise<Tokens>;
   logout(token: string): Promise<void>;
   authenticate(token: string): Promise<Principal>;
+  backchannelLogout(logoutToken: string): Promise<void>;
   mfaEnroll(token: string): Promise<{ secret: string; otpauth_url: string }>;
   mfaConfirm(token: string, code: string): Promise<User>;
   changePassword(token: string, currentPassword: string, newPassword: string): Promise<void>;

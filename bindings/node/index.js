@@ -155,6 +155,12 @@ class Clarity {
    * (docs/authentication.md); every method taking a token accepts either.
    */
   authenticate(token) { return this.#json('clarity_authenticate', token); }
+  /**
+   * Ends sessions at an OpenID Connect provider's request: pass on the
+   * `logout_token` the provider POSTed to your back-channel logout endpoint.
+   * Rejects with InvalidInputError for a token that does not verify.
+   */
+  backchannelLogout(logoutToken) { return this.#do('clarity_oidc_backchannel_logout', logoutToken); }
   /** Starts TOTP enrolment: `{secret, otpauth_url}` (show once). */
   mfaEnroll(token) { return this.#json('clarity_mfa_enroll', token); }
   /** Confirms TOTP enrolment with a current code. */

@@ -377,6 +377,22 @@ clarity_result clarity_password_change(const struct clarity_client *client,
                                        const char *request_json,
                                        struct clarity_error **err_out);
 
+// Ends sessions at an OpenID Connect provider's request (back-channel
+// logout, S-ID-1): a host application that receives the provider's
+// `logout_token` at its own endpoint passes it on here. The token is
+// verified (signature, issuer, `aud` = the provider's `logout_client_id`,
+// the logout event); then the tokens of the subject it names issued until
+// its `iat`, and every token of the provider session it names, stop
+// working at once. Audited.
+//
+// # Errors
+// `CLARITY_RESULT_INVALID_INPUT` for a token that does not verify (no
+// detail); `CLARITY_RESULT_UNAVAILABLE` while the provider's keys cannot
+// be fetched.
+clarity_result clarity_oidc_backchannel_logout(const struct clarity_client *client,
+                                               const char *logout_token,
+                                               struct clarity_error **err_out);
+
 // Writes the KEK versions and how many data keys each wraps
 // (`{"provider","current_kek_version","kek_versions","usage"}`) to `*status_out`.
 clarity_result clarity_keys_status(const struct clarity_client *client,

@@ -58,7 +58,8 @@ pub use ops_audit::{
 };
 pub use ops_auth::{
     clarity_authenticate, clarity_login, clarity_logout, clarity_mfa_confirm, clarity_mfa_enroll,
-    clarity_password_change, clarity_refresh, clarity_setup, clarity_setup_code_issue,
+    clarity_oidc_backchannel_logout, clarity_password_change, clarity_refresh, clarity_setup,
+    clarity_setup_code_issue,
 };
 pub use ops_keys::{clarity_keys_rotate, clarity_keys_status};
 pub use ops_patients::{

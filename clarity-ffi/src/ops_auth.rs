@@ -233,3 +233,32 @@ pub extern "C" fn clarity_password_change(
         },
     )
 }
+
+/// Ends sessions at an OpenID Connect provider's request (back-channel
+/// logout, S-ID-1): a host application that receives the provider's
+/// `logout_token` at its own endpoint passes it on here. The token is
+/// verified (signature, issuer, `aud` = the provider's `logout_client_id`,
+/// the logout event); then the tokens of the subject it names issued until
+/// its `iat`, and every token of the provider session it names, stop
+/// working at once. Audited.
+///
+/// # Errors
+/// `CLARITY_RESULT_INVALID_INPUT` for a token that does not verify (no
+/// detail); `CLARITY_RESULT_UNAVAILABLE` while the provider's keys cannot
+/// be fetched.
+#[unsafe(no_mangle)]
+pub extern "C" fn clarity_oidc_backchannel_logout(
+    client: *const clarity_client,
+    logout_token: *const c_char,
+    err_out: *mut *mut clarity_error,
+) -> clarity_result {
+    boundary(err_out, || {
+        let client = ffi::try_ref(client)?;
+        let token = ffi::str_arg(logout_token, "logout_token")?;
+        Ok(client.block_on(
+            client
+                .core()
+                .backchannel_logout(token, clarity_core::model::RequestContext::default()),
+        )?)
+    })
+}

@@ -11,5 +11,6 @@ fn main() {
         patient_id: None,
         mfa: true,
         context: Default::default(),
+        identity: None,
     };
 }

@@ -546,7 +546,28 @@ async fn without_provisioning_an_admin_links_the_subject_first() {
     let server = Server::start(&dir.path().join("data"), &env);
     let api = Api::new(&server);
     let admin = api.bootstrap(&server).await;
-    let _provider = Provider::start(port, &dir.path().join("keys.json"), None, 0);
+    let keys_file = dir.path().join("keys.json");
+    let _provider = Provider::start(port, &keys_file, None, 0);
+    let early = login(&issuer, "alice", &dir.path().join("early.jar"));
+    // The provider logs alice out before she is linked: that token stays
+    // ended once she is.
+    let key = &keys(&keys_file)[0];
+    let logout = mint(
+        key,
+        &key.0,
+        &json!({"iss": issuer, "aud": "clarity-web", "sub": "alice", "iat": now(),
+                "jti": uuid::Uuid::new_v4().to_string(),
+                "events": {"http://schemas.openid.net/event/backchannel-logout": {}}}),
+    );
+    let reply = api
+        .client
+        .post(server.url("/v1/auth/oidc/backchannel-logout"))
+        .form(&[("logout_token", logout.as_str())])
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(reply.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1100)).await; // a later iat
     let alice = login(&issuer, "alice", &dir.path().join("alice.jar"));
 
     let (status, body) = get(&api, "/v1/me", &alice).await;
@@ -597,6 +618,7 @@ async fn without_provisioning_an_admin_links_the_subject_first() {
     let (status, me) = get(&api, "/v1/me", &alice).await;
     assert_eq!(status, StatusCode::OK, "{me}");
     assert_eq!(me["user"]["id"], alice_id.as_str());
+    refused(&api, &early, "a token the provider ended before the link").await;
     let links = api.ok("GET", &path, Some(&admin), None).await;
     assert_eq!(links["items"][0]["subject"], "alice");
 

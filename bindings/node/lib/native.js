@@ -42,6 +42,7 @@ const PROTOTYPES = [
   'clarity_result clarity_login(const clarity_client *client, const char *request_json, _Out_ void **tokens_out, _Out_ clarity_error **err_out)',
   'clarity_result clarity_refresh(const clarity_client *client, const char *refresh_token, _Out_ void **tokens_out, _Out_ clarity_error **err_out)',
   'clarity_result clarity_logout(const clarity_client *client, const char *token, _Out_ clarity_error **err_out)',
+  'clarity_result clarity_oidc_backchannel_logout(const clarity_client *client, const char *logout_token, _Out_ clarity_error **err_out)',
   'clarity_result clarity_authenticate(const clarity_client *client, const char *token, _Out_ void **principal_out, _Out_ clarity_error **err_out)',
   'clarity_result clarity_mfa_enroll(const clarity_client *client, const char *token, _Out_ void **enrollment_out, _Out_ clarity_error **err_out)',
   'clarity_result clarity_mfa_confirm(const clarity_client *client, const char *token, const char *code, _Out_ void **user_out, _Out_ clarity_error **err_out)',

@@ -204,7 +204,7 @@ impl Clarity {
             subject: verified.subject.clone(),
             user_id,
             created_at: now,
-            logged_out_at: None,
+            logged_out_at: self.identity.external_session_ended(id).await?,
         };
         match self
             .identity
@@ -329,6 +329,12 @@ impl Clarity {
         let mut actor = None;
         if let Some(subject) = &verified.subject {
             let id = ExternalIdentityRow::id_for(&verified.issuer, subject);
+            // Kept apart from the link too, so that a subject linked or
+            // provisioned later (or unlinked and linked again) still has
+            // its earlier tokens ended.
+            self.identity
+                .end_external_session(id, verified.issued_at)
+                .await?;
             self.identity
                 .end_external_logins(id, verified.issued_at)
                 .await?;
@@ -418,13 +424,15 @@ impl Clarity {
                     "a patient's account cannot be linked to an identity provider",
                 ));
             }
+            let id = ExternalIdentityRow::id_for(&link.issuer, &link.subject);
             let row = ExternalIdentityRow {
-                id: ExternalIdentityRow::id_for(&link.issuer, &link.subject),
+                id,
                 issuer: link.issuer,
                 subject: link.subject,
                 user_id,
                 created_at: self.clock.now(),
-                logged_out_at: None,
+                // A logout the provider sent before the link still counts.
+                logged_out_at: self.identity.external_session_ended(id).await?,
             };
             self.identity.link_external_identity(&row, None).await?;
             Ok((LinkedIdentity::from(row), reason))

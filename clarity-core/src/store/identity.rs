@@ -104,8 +104,10 @@ pub trait IdentityStore: Send + Sync + fmt::Debug {
     /// later of this and an earlier end counts). Returns whether the
     /// subject is linked.
     async fn end_external_logins(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool>;
-    /// Records that a provider session ended (idempotent), by
-    /// [`ExternalIdentityRow::session_id_for`].
+    /// Records that a provider session (by
+    /// [`ExternalIdentityRow::session_id_for`]) or a subject's logins (by
+    /// [`ExternalIdentityRow::id_for`]) ended at `at`; the later of this and
+    /// an earlier end is kept.
     async fn end_external_session(&self, id: Uuid, at: DateTime<Utc>) -> Result<()>;
     /// When a provider session ended, if it did.
     async fn external_session_ended(&self, id: Uuid) -> Result<Option<DateTime<Utc>>>;

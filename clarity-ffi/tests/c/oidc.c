@@ -5,7 +5,10 @@
  * against the loopback provider of tests/oidc with a client-credentials
  * token of the provider's `ehr-integration` client (roles: ehr-clinician).
  *
- *   oidc 'CONFIG' ISSUER TOKEN   (CONFIG: TOML with an [[auth.oidc]] entry)
+ *   oidc 'CONFIG' ISSUER TOKEN LOGOUT_TOKEN
+ *
+ * CONFIG: TOML with an [[auth.oidc]] entry; LOGOUT_TOKEN: a back-channel
+ * logout token for TOKEN's subject, signed with the provider's key.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,8 +60,8 @@ static char *field(const char *json, const char *name) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: oidc CONFIG ISSUER TOKEN\n");
+    if (argc != 5) {
+        fprintf(stderr, "usage: oidc CONFIG ISSUER TOKEN LOGOUT_TOKEN\n");
         return 2;
     }
     const char *issuer = argv[2];
@@ -110,7 +113,24 @@ int main(int argc, char **argv) {
     CHECK(principal == NULL, "no principal for a forged token");
     clarity_error_free(err);
     err = NULL;
+
+    /* A back-channel logout the host passes on: a forged one is refused and
+     * changes nothing; the provider's ends the subject's tokens at once. */
+    CHECK(clarity_oidc_backchannel_logout(client, forged, &err) == CLARITY_RESULT_INVALID_INPUT,
+          "a forged logout token is refused");
+    clarity_error_free(err);
+    err = NULL;
     free(forged);
+    principal = NULL;
+    if (ok(clarity_authenticate(client, token, &principal, &err), &err, "still live")) {
+        clarity_string_free(principal);
+    }
+    ok(clarity_oidc_backchannel_logout(client, argv[4], &err), &err, "back-channel logout");
+    principal = NULL;
+    CHECK(clarity_authenticate(client, token, &principal, &err) == CLARITY_RESULT_UNAUTHENTICATED,
+          "the token no longer works after the logout");
+    clarity_error_free(err);
+    err = NULL;
 
     clarity_client_close(client);
     if (failures) {

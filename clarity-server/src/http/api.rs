@@ -185,14 +185,13 @@ pub(crate) async fn dispatch(ctx: &Ctx, req: Request<Incoming>) -> Routed {
 /// client address; the others per account, by what they do.
 pub(crate) fn route_class(method: &Method, template: &str) -> RouteClass {
     match (method, template) {
-        (
-            _,
-            "/v1/setup"
-            | "/v1/auth/login"
-            | "/v1/auth/refresh"
-            | "/v1/auth/token"
-            | "/v1/auth/oidc/backchannel-logout",
-        ) => RouteClass::Auth,
+        (_, "/v1/setup" | "/v1/auth/login" | "/v1/auth/refresh" | "/v1/auth/token") => {
+            RouteClass::Auth
+        }
+        // Called by an identity provider, which may end many sessions at
+        // once and seldom retries: only the per-address limit of every
+        // request applies (there is no account to limit per).
+        (_, "/v1/auth/oidc/backchannel-logout") => RouteClass::Write,
         (_, t)
             if t.starts_with("/v1/audit/")
                 || t.starts_with("/v1/admin/")

@@ -34,6 +34,7 @@ SIGNATURES: Dict[str, Tuple[object, List[object]]] = {
     "clarity_login": (_RESULT, [_HANDLE, _STR, _OUT, _OUT]),
     "clarity_refresh": (_RESULT, [_HANDLE, _STR, _OUT, _OUT]),
     "clarity_logout": (_RESULT, [_HANDLE, _STR, _OUT]),
+    "clarity_oidc_backchannel_logout": (_RESULT, [_HANDLE, _STR, _OUT]),
     "clarity_authenticate": (_RESULT, [_HANDLE, _STR, _OUT, _OUT]),
     "clarity_mfa_enroll": (_RESULT, [_HANDLE, _STR, _OUT, _OUT]),
     "clarity_mfa_confirm": (_RESULT, [_HANDLE, _STR, _STR, _OUT, _OUT]),

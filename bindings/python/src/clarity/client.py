@@ -179,6 +179,14 @@ class Clarity:
         method taking a ``token`` accepts either kind."""
         return cast(Principal, self._json("clarity_authenticate", encode(token)))
 
+    def backchannel_logout(self, logout_token: str) -> None:
+        """Ends sessions at an OpenID Connect provider's request: pass on the
+        ``logout_token`` the provider POSTed to your back-channel logout
+        endpoint. The subject's tokens issued until then, and the provider
+        session's tokens, stop working at once. Raises :class:`InvalidInput`
+        for a token that does not verify."""
+        self._do("clarity_oidc_backchannel_logout", encode(logout_token))
+
     def mfa_enroll(self, token: str) -> Dict[str, str]:
         """Starts TOTP enrolment: ``{"secret", "otpauth_url"}`` (show once)."""
         return cast(Dict[str, str], self._json("clarity_mfa_enroll", encode(token)))

@@ -57,6 +57,7 @@ pub(crate) struct ProviderKeys {
     http: reqwest::Client,
     min_refresh: Duration,
     max_age: Duration,
+    timeout: Duration,
     cached: tokio::sync::RwLock<Cached>,
     /// One fetch at a time; others wait for it (bounded by the timeout).
     fetching: tokio::sync::Mutex<()>,
@@ -107,6 +108,7 @@ impl ProviderKeys {
             issuer: config.issuer.clone(),
             http,
             min_refresh: Duration::from_secs(config.jwks_min_refresh_secs),
+            timeout,
             max_age: Duration::from_secs(config.jwks_max_age_secs),
             cached: tokio::sync::RwLock::new(Cached::default()),
             fetching: tokio::sync::Mutex::new(()),
@@ -161,7 +163,11 @@ impl ProviderKeys {
             }
         }
         let jwks_uri = self.cached.read().await.jwks_uri.clone();
-        let result = self.fetch(jwks_uri).await;
+        // Discovery and the JWKS together within one timeout: no request
+        // waits longer than that for keys.
+        let result = tokio::time::timeout(self.timeout, self.fetch(jwks_uri))
+            .await
+            .unwrap_or_else(|_| Err(unavailable("the identity provider did not answer in time")));
         let mut cached = self.cached.write().await;
         cached.attempted = Some(Instant::now());
         match result {

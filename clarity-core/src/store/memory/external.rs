@@ -75,7 +75,10 @@ impl MemoryStore {
 
     pub(super) fn end_external_session_row(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
         self.with(|t| {
-            t.external_sessions_ended.entry(id).or_insert(at);
+            t.external_sessions_ended
+                .entry(id)
+                .and_modify(|ended| *ended = (*ended).max(at))
+                .or_insert(at);
             Ok(())
         })
     }

@@ -127,7 +127,8 @@ impl PostgresStore {
         client
             .execute(
                 "INSERT INTO external_sessions_ended (id, ended_at) VALUES ($1, $2) \
-                 ON CONFLICT (id) DO NOTHING",
+                 ON CONFLICT (id) DO UPDATE SET ended_at = \
+                 GREATEST(external_sessions_ended.ended_at, EXCLUDED.ended_at)",
                 &[&id, &at],
             )
             .await

@@ -131,7 +131,7 @@ impl SqliteStore {
             .run(move |conn| {
                 conn.execute(
                     "INSERT INTO external_sessions_ended (id, ended_at) VALUES (?1, ?2) \
-                     ON CONFLICT (id) DO NOTHING",
+                     ON CONFLICT (id) DO UPDATE SET ended_at = MAX(ended_at, excluded.ended_at)",
                     params![id, micros(at)],
                 )
                 .map(|_| ())
