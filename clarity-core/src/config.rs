@@ -213,6 +213,15 @@ impl Config {
         }
     }
 
+    /// The audit witness's directory: `audit.witness_dir`, else
+    /// `<data_dir>/audit-witness` (S-AUD-7).
+    pub fn witness_dir(&self) -> PathBuf {
+        self.audit
+            .witness_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit-witness"))
+    }
+
     /// The local keyring file in effect.
     pub fn keyring_path(&self) -> PathBuf {
         self.keys

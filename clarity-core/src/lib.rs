@@ -28,6 +28,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod error;
+mod host;
 pub mod model;
 pub mod service;
 #[cfg(feature = "testing")]

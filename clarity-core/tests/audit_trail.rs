@@ -412,7 +412,7 @@ async fn a_failed_audit_write_fails_the_operation() {
         audit: failing.clone(),
     };
     let clarity = testing::with_parts(
-        Config::default(),
+        h.config(),
         backends,
         Arc::clone(&h.keys),
         Arc::new(SystemClock),

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use clarity_core::audit::AuditFilter;
 use clarity_core::clock::SystemClock;
-use clarity_core::config::Config;
 use clarity_core::crypto::Json;
 use clarity_core::crypto::{Key, KeyProvider, WrappedKey};
 use clarity_core::model::Role;
@@ -295,7 +294,7 @@ async fn crash_in_the_middle_of_rewrapping(h: Harness) {
         identity: Arc::clone(&h.identity),
         audit: Arc::clone(&h.audit),
     };
-    let doomed = testing::with_parts(Config::default(), backends, crashing, Arc::new(SystemClock))
+    let doomed = testing::with_parts(h.config(), backends, crashing, Arc::new(SystemClock))
         .await
         .expect("open");
     let err = doomed

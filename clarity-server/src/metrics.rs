@@ -94,11 +94,20 @@ pub(crate) struct Metrics {
     audit_events: Gauge,
     audit_batches: Gauge,
     audit_commit_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    verification: VerificationGauges,
     alerts: Family<KindLabels, Gauge>,
     pool_in_use: Gauge,
     pool_size: Gauge,
     cache: CacheGauges,
     oidc: OidcGauges,
+}
+
+/// Verifications of the whole audit trail (S-AUD-7).
+struct VerificationGauges {
+    runs: Gauge,
+    failed: Gauge,
+    ok: Gauge,
+    last: Gauge,
 }
 
 /// Identity-provider tokens (S-ID-1).
@@ -200,6 +209,28 @@ impl Metrics {
             "Time spent committing audit batches",
             audit_commit_seconds.clone(),
         );
+        let verification = VerificationGauges {
+            runs: gauge(
+                &mut registry,
+                "audit_verifications",
+                "Verifications of the whole audit trail by this instance (scheduled and asked for)",
+            ),
+            failed: gauge(
+                &mut registry,
+                "audit_verifications_failed",
+                "Verifications of the audit trail that found a problem or could not run",
+            ),
+            ok: gauge(
+                &mut registry,
+                "audit_verify_ok",
+                "1 when the last verification of the audit trail found it whole, 0 when not, -1 before the first",
+            ),
+            last: gauge(
+                &mut registry,
+                "audit_verify_last_timestamp_seconds",
+                "When the last verification of the audit trail finished (0: never)",
+            ),
+        };
         let pool_in_use = gauge(
             &mut registry,
             "db_pool_connections_in_use",
@@ -297,6 +328,7 @@ impl Metrics {
             audit_events,
             audit_batches,
             audit_commit_seconds,
+            verification,
             alerts,
             pool_in_use,
             pool_size,
@@ -346,6 +378,17 @@ impl Metrics {
         set(&self.audit_queue_depth, stats.audit_queue_depth);
         set(&self.audit_events, stats.audit_events_written);
         set(&self.audit_batches, stats.audit_batches);
+        set(&self.verification.runs, stats.audit_verifications);
+        set(&self.verification.failed, stats.audit_verifications_failed);
+        self.verification
+            .ok
+            .set(match stats.audit_last_verification_ok {
+                None => -1,
+                Some(ok) => i64::from(ok),
+            });
+        self.verification
+            .last
+            .set(stats.audit_last_verification_unix);
         set(&self.pool_in_use, stats.pool_in_use);
         set(&self.pool_size, stats.pool_size);
         self.audit_commit_seconds

@@ -156,10 +156,20 @@ pub(crate) async fn audit_verify(config: Config) -> Result<()> {
                     "chain {}: ok ({} events, {} checkpoints, last seq {})",
                     report.chain_id, report.events, report.checkpoints, report.last_seq
                 );
-            } else {
+            } else if report.chain_id.is_nil() {
                 bad += 1;
                 println!(
-                    "chain {}: FAILED at seq {}: {}",
+                    "store: FAILED: {}",
+                    report.problem.as_deref().unwrap_or("unknown")
+                );
+            } else {
+                bad += 1;
+                let witnessed = report
+                    .witnessed_seq
+                    .map(|w| format!(" (last witnessed seq {w})"))
+                    .unwrap_or_default();
+                println!(
+                    "chain {}: FAILED at seq {}{witnessed}: {}",
                     report.chain_id,
                     report.first_bad_seq.unwrap_or_default(),
                     report.problem.as_deref().unwrap_or("unknown")

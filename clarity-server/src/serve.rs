@@ -55,6 +55,7 @@ pub async fn serve(config: Config) -> Result<()> {
     tracing::info!(%local, backend = clarity.backend(), "listening");
 
     let clarity = Arc::new(clarity);
+    let verifier = scheduled_verification(Arc::clone(&clarity), config.audit.verify_interval_secs);
     let router = Router::new(Arc::clone(&clarity), tls.is_some());
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
@@ -154,10 +155,44 @@ pub async fn serve(config: Config) -> Result<()> {
     {
         tracing::warn!("drain deadline passed; closing remaining connections");
     }
+    if let Some(verifier) = verifier {
+        verifier.abort();
+    }
     // Every event of every finished request is written, then a final checkpoint.
     clarity.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Verifies the whole audit trail every `secs` seconds, the first time one
+/// interval after start (S-AUD-7). A failure raises the `AuditTampered`
+/// alert and shows in the metrics (`clarity_audit_verify_ok`); an error
+/// (the database or witness unreadable) is logged and counts as a failure.
+fn scheduled_verification(clarity: Arc<Clarity>, secs: u64) -> Option<tokio::task::JoinHandle<()>> {
+    if secs == 0 {
+        return None;
+    }
+    let every = Duration::from_secs(secs);
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match clarity.verify_audit_scheduled().await {
+                Ok(reports) if reports.iter().all(|r| r.ok) => {
+                    tracing::info!(chains = reports.len(), "scheduled audit verification: ok");
+                }
+                Ok(reports) => {
+                    let failed = reports.iter().filter(|r| !r.ok).count();
+                    tracing::error!(failed, "scheduled audit verification: FAILED");
+                }
+                Err(e) => {
+                    clarity.count_failed_verification();
+                    tracing::error!(error = %e, "scheduled audit verification could not run");
+                }
+            }
+        }
+    }))
 }
 
 /// The operator-facing lines on standard output.

@@ -195,16 +195,9 @@ async fn refused(api: &Api, token: &str, what: &str) {
 }
 
 async fn metric(api: &Api, name: &str) -> f64 {
-    let text = api
-        .client
-        .get(format!("{}/metrics", api.base))
-        .send()
+    api.metrics()
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
+        .lines()
         .filter(|l| l.starts_with(name))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()

@@ -10,6 +10,7 @@ use serde::Serialize;
 use sha2::Sha256;
 use uuid::Uuid;
 
+use super::witness::{Witnessed, WitnessedChain};
 use super::{AuditEvent, Checkpoint};
 use crate::audit::AuditStore;
 use crate::crypto::Key;
@@ -114,6 +115,22 @@ impl AuditKeys {
             .sk
             .sign(checkpoint_message(chain, seq, mac, signed_at), None)
             .to_vec()
+    }
+
+    /// Signs `message` with the checkpoint key (witness entries).
+    pub(crate) fn sign_bytes(&self, message: &[u8]) -> Vec<u8> {
+        self.signing.sk.sign(message, None).to_vec()
+    }
+
+    /// Whether `signature` over `message` is this key's or an older
+    /// version's.
+    pub(crate) fn verify_bytes(&self, message: &[u8], signature: &[u8]) -> bool {
+        let Ok(signature) = ed25519_compact::Signature::from_slice(signature) else {
+            return false;
+        };
+        std::iter::once(self)
+            .chain(self.older.iter())
+            .any(|k| k.signing.pk.verify(message, &signature).is_ok())
     }
 
     /// Whether `checkpoint` carries a valid signature.
@@ -234,6 +251,9 @@ pub struct ChainReport {
     pub checkpoints: u64,
     /// The last sequence number present.
     pub last_seq: i64,
+    /// The highest sequence number the witness saw the chain reach, when
+    /// the witness knows the chain (S-AUD-7).
+    pub witnessed_seq: Option<i64>,
     /// Whether the chain verified.
     pub ok: bool,
     /// The first sequence number where it failed.
@@ -253,9 +273,46 @@ pub async fn verify(
     keys: &AuditKeys,
     purge_cutoff: DateTime<Utc>,
 ) -> Result<Vec<ChainReport>> {
-    let mut reports = Vec::new();
-    for chain in store.audit_chains().await? {
-        reports.push(verify_chain(store, keys, chain, purge_cutoff).await?);
+    verify_witnessed(store, keys, purge_cutoff, &Witnessed::default()).await
+}
+
+/// [`verify`], holding each chain to what `witnessed` saw of it as well
+/// (S-AUD-7): a witnessed chain missing from the store, a chain shorter than
+/// witnessed, a witnessed checkpoint that is gone or differs, and an event
+/// that differs from the witnessed head at its sequence number all fail.
+///
+/// # Errors
+/// As [`verify`].
+pub async fn verify_witnessed(
+    store: &dyn AuditStore,
+    keys: &AuditKeys,
+    purge_cutoff: DateTime<Utc>,
+    witnessed: &Witnessed,
+) -> Result<Vec<ChainReport>> {
+    let stored = store.audit_chains().await?;
+    let mut reports = Vec::with_capacity(stored.len());
+    for &chain in &stored {
+        let seen = witnessed.chains.get(&chain);
+        reports.push(verify_chain(store, keys, chain, purge_cutoff, seen).await?);
+    }
+    let stored: std::collections::HashSet<Uuid> = stored.into_iter().collect();
+    // A chain witnessed only at its start may never have stored anything.
+    for (&chain, seen) in &witnessed.chains {
+        if seen.last_seq > 0 && !stored.contains(&chain) {
+            reports.push(ChainReport {
+                chain_id: chain,
+                events: 0,
+                checkpoints: 0,
+                last_seq: 0,
+                witnessed_seq: Some(seen.last_seq),
+                ok: false,
+                first_bad_seq: Some(1),
+                problem: Some(format!(
+                    "the chain is missing from the store: the witness saw it reach {}",
+                    seen.last_seq
+                )),
+            });
+        }
     }
     Ok(reports)
 }
@@ -274,6 +331,7 @@ async fn verify_chain(
     keys: &AuditKeys,
     chain: Uuid,
     purge_cutoff: DateTime<Utc>,
+    seen: Option<&WitnessedChain>,
 ) -> Result<ChainReport> {
     const PAGE: usize = 10_000;
     let checkpoints = store.audit_checkpoints(chain).await?;
@@ -284,6 +342,7 @@ async fn verify_chain(
         events: 0,
         checkpoints: checkpoints.len() as u64,
         last_seq: 0,
+        witnessed_seq: seen.map(|w| w.last_seq),
         ok: true,
         first_bad_seq: None,
         problem: None,
@@ -306,6 +365,18 @@ async fn verify_chain(
         prev: None,
         expected_seq: 0,
         macs_at_checkpoints: Vec::new(),
+        watched: seen.map_or_else(Vec::new, |w| {
+            let mut seqs: Vec<i64> = w
+                .checkpoints
+                .keys()
+                .chain(w.heads.keys())
+                .copied()
+                .collect();
+            seqs.sort_unstable();
+            seqs.dedup();
+            seqs
+        }),
+        macs_at_watched: Vec::new(),
         report,
     };
     let mut page = store.audit_chain_events(chain, 0, PAGE).await?;
@@ -328,6 +399,7 @@ async fn verify_chain(
     let Links {
         checkpoints,
         macs_at_checkpoints,
+        macs_at_watched,
         mut report,
         ..
     } = links;
@@ -355,7 +427,59 @@ async fn verify_chain(
             );
         }
     }
+    if let Some(seen) = seen {
+        check_witnessed(&mut report, seen, &checkpoints, &macs_at_watched);
+    }
     Ok(report)
+}
+
+/// Holds a verified chain to what the witness saw of it (S-AUD-7).
+fn check_witnessed(
+    report: &mut ChainReport,
+    seen: &WitnessedChain,
+    checkpoints: &[Checkpoint],
+    macs_at_watched: &[(i64, Vec<u8>)],
+) {
+    // Retention purges delete events, never checkpoints: a chain reaches
+    // its last event or its last checkpoint, whichever is further.
+    let reached = checkpoints
+        .last()
+        .map_or(report.last_seq, |c| c.seq.max(report.last_seq));
+    if seen.last_seq > reached {
+        fail(
+            report,
+            reached + 1,
+            format!(
+                "events after {reached} are missing: the witness saw the chain reach {}",
+                seen.last_seq
+            ),
+        );
+    }
+    for (&seq, mac) in &seen.checkpoints {
+        match checkpoints.binary_search_by_key(&seq, |c| c.seq) {
+            Err(_) => fail(
+                report,
+                seq,
+                format!("the checkpoint at {seq} is gone: the witness holds it"),
+            ),
+            Ok(i) if checkpoints[i].mac != *mac => fail(
+                report,
+                seq,
+                format!("the checkpoint at {seq} differs from the witness's"),
+            ),
+            Ok(_) => {}
+        }
+    }
+    for (seq, mac) in macs_at_watched {
+        let witnessed = seen.checkpoints.get(seq).or_else(|| seen.heads.get(seq));
+        if witnessed.is_some_and(|w| w != mac) {
+            fail(
+                report,
+                *seq,
+                format!("event {seq} differs from what the witness saw"),
+            );
+        }
+    }
 }
 
 /// The state of a chain's verification between pages: the link to the
@@ -369,6 +493,9 @@ struct Links {
     prev: Option<Vec<u8>>,
     expected_seq: i64,
     macs_at_checkpoints: Vec<(i64, Vec<u8>)>,
+    /// Sequence numbers the witness saw, in order, and the MACs found there.
+    watched: Vec<i64>,
+    macs_at_watched: Vec<(i64, Vec<u8>)>,
     report: ChainReport,
 }
 
@@ -411,6 +538,9 @@ impl Links {
             {
                 self.macs_at_checkpoints
                     .push((event.seq, event.mac.clone()));
+            }
+            if self.watched.binary_search(&event.seq).is_ok() {
+                self.macs_at_watched.push((event.seq, event.mac.clone()));
             }
             self.prev = Some(event.mac.clone());
             self.expected_seq = event.seq + 1;

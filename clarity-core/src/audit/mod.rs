@@ -3,13 +3,16 @@
 //! chained with HMAC-SHA-256 per writer and pinned by Ed25519-signed
 //! checkpoints (S-AUD-3), written by a group-commit writer, queried, exported
 //! as FHIR R4 AuditEvent NDJSON (S-AUD-5) and purged only past retention
-//! (S-AUD-6).
+//! (S-AUD-6). A witness outside the audit tables records each chain's start,
+//! checkpoints and heads, so that deleting whole chains or tails is reported
+//! (S-AUD-7).
 
 mod chain;
 mod event;
 mod fhir;
 mod settings;
 mod store;
+mod witness;
 mod writer;
 
 pub use chain::ChainReport;
@@ -17,9 +20,9 @@ pub use chain::ChainReport;
 // the crate; applications verify with `Clarity::verify_audit`.
 pub use crate::model::RequestContext;
 #[cfg(feature = "testing")]
-pub use chain::{AuditKeys, verify};
+pub use chain::{AuditKeys, verify, verify_witnessed};
 #[cfg(not(feature = "testing"))]
-pub(crate) use chain::{AuditKeys, verify};
+pub(crate) use chain::{AuditKeys, verify, verify_witnessed};
 pub use event::{AuditAction, AuditEvent, AuditFilter, AuditOutcome, Checkpoint, EventDraft};
 pub use fhir::to_fhir;
 pub use settings::AuditConfig;
@@ -27,6 +30,7 @@ pub use settings::AuditConfig;
 pub use store::{AuditBatch, AuditStore, SealBatch, StoredBatch};
 #[cfg(not(feature = "testing"))]
 pub(crate) use store::{AuditBatch, AuditStore, SealBatch, StoredBatch};
+pub use witness::{Witness, WitnessKind, Witnessed, WitnessedChain};
 #[cfg(feature = "testing")]
 pub use writer::{AuditWriter, WriterSettings};
 #[cfg(not(feature = "testing"))]

@@ -1,5 +1,7 @@
 //! The `[audit]` settings: the writer's queue, checkpoints and retention.
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -13,10 +15,18 @@ pub struct AuditConfig {
     pub queue: usize,
     /// A signed checkpoint after this many events (default 1000)...
     pub checkpoint_every: i64,
-    /// ... or after this many seconds with new events (default 60).
+    /// ... or after this many seconds with new events (default 5): the
+    /// most an instance killed at once can leave unwitnessed.
     pub checkpoint_secs: u64,
     /// Days events are kept before they may be purged (default 2196: six years).
     pub retention_days: u32,
+    /// The audit witness's directory (S-AUD-7); default
+    /// `<data_dir>/audit-witness`. Give it a volume of its own, out of
+    /// reach of whoever can write to the database.
+    pub witness_dir: Option<PathBuf>,
+    /// Seconds between scheduled verifications of the whole trail by a
+    /// running server (default 3600); 0 turns them off.
+    pub verify_interval_secs: u64,
 }
 
 impl Default for AuditConfig {
@@ -24,8 +34,10 @@ impl Default for AuditConfig {
         AuditConfig {
             queue: 65_536,
             checkpoint_every: 1000,
-            checkpoint_secs: 60,
+            checkpoint_secs: 5,
             retention_days: crate::audit::DEFAULT_RETENTION_DAYS,
+            witness_dir: None,
+            verify_interval_secs: 3600,
         }
     }
 }
@@ -53,6 +65,19 @@ impl AuditConfig {
                 "audit.checkpoint_secs",
                 "must be between 1 and 86400",
             ));
+        }
+        if self.verify_interval_secs > 604_800 {
+            return Err(Error::config(
+                "audit.verify_interval_secs",
+                "must be 0 (off) or at most 604800 (a week)",
+            ));
+        }
+        if self
+            .witness_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return Err(Error::config("audit.witness_dir", "must not be empty"));
         }
         if self.retention_days < super::DEFAULT_RETENTION_DAYS {
             return Err(Error::config(

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::chain::{AuditKeys, MAC_LEN};
+use super::witness::{Witness, WitnessKind};
 use super::{AuditEvent, AuditOutcome, Checkpoint, EventDraft};
 use crate::audit::{AuditBatch, AuditStore, StoredBatch};
 use crate::clock::Clock;
@@ -84,17 +85,20 @@ impl AuditWriter {
         clock: Arc<dyn Clock>,
         settings: WriterSettings,
     ) -> AuditWriter {
-        AuditWriter::start_timed(store, keys, clock, settings, StageTimes::new())
+        AuditWriter::start_timed(store, keys, clock, settings, StageTimes::new(), None)
     }
 
     /// [`AuditWriter::start`], counting each batch into `times` as
-    /// [`Stage::AuditCommit`] and each caller's wait as [`Stage::AuditWait`].
+    /// [`Stage::AuditCommit`] and each caller's wait as [`Stage::AuditWait`],
+    /// and recording the chain's start, every checkpoint and a clean end in
+    /// `witness` (S-AUD-7).
     pub fn start_timed(
         store: Arc<dyn AuditStore>,
         keys: AuditKeys,
         clock: Arc<dyn Clock>,
         settings: WriterSettings,
         times: StageTimes,
+        witness: Option<Witness>,
     ) -> AuditWriter {
         let chain_id = Uuid::now_v7();
         let (tx, rx) = mpsc::channel(settings.queue.max(1));
@@ -109,10 +113,13 @@ impl AuditWriter {
             ..WriterStats::default()
         });
         let task = tokio::spawn(run(
-            store,
-            keys,
-            clock,
-            settings,
+            Parts {
+                store,
+                keys: Arc::new(keys),
+                clock,
+                settings,
+                witness: witness.map(Arc::new),
+            },
             chain,
             rx,
             Arc::clone(&stats),
@@ -242,29 +249,56 @@ fn stopped() -> Error {
     }
 }
 
-async fn run(
+/// What the writer's task works with.
+struct Parts {
     store: Arc<dyn AuditStore>,
-    keys: AuditKeys,
+    /// Shared with each batch's sealer, so the key material is not copied.
+    keys: Arc<AuditKeys>,
     clock: Arc<dyn Clock>,
     settings: WriterSettings,
-    mut chain: Chain,
-    mut rx: mpsc::Receiver<Job>,
-    stats: Arc<WriterStats>,
-) {
-    // Shared with each batch's sealer, so the key material is not copied.
-    let keys = Arc::new(keys);
+    witness: Option<Arc<Witness>>,
+}
+
+impl Parts {
+    /// Records an entry in the witness off the async runtime (a synced
+    /// append). A failure is logged: the events are stored, and
+    /// verification holds the chain to what the witness did record.
+    async fn witness(&self, kind: WitnessKind, chain: &Chain) {
+        let Some(witness) = self.witness.clone() else {
+            return;
+        };
+        let (keys, id, seq, mac) = (
+            Arc::clone(&self.keys),
+            chain.id,
+            chain.seq,
+            chain.mac.clone(),
+        );
+        let at = self.clock.now();
+        let recorded =
+            tokio::task::spawn_blocking(move || witness.record(&keys, kind, id, seq, &mac, at))
+                .await;
+        match recorded {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the audit witness could not record the chain")
+            }
+            Err(_) => tracing::error!("the audit witness could not record the chain"),
+        }
+    }
+}
+
+async fn run(parts: Parts, mut chain: Chain, mut rx: mpsc::Receiver<Job>, stats: Arc<WriterStats>) {
+    parts.witness(WitnessKind::Start, &chain).await;
     // The first timed checkpoint one interval from now: an interval's first
     // tick is immediate, and would race the first events for a checkpoint.
-    let mut tick = tokio::time::interval_at(
-        tokio::time::Instant::now() + settings.checkpoint_interval,
-        settings.checkpoint_interval,
-    );
+    let interval = parts.settings.checkpoint_interval;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let first = tokio::select! {
             job = rx.recv() => job,
             _ = tick.tick() => {
-                checkpoint_if_due(store.as_ref(), &keys, clock.as_ref(), &mut chain).await;
+                checkpoint_if_due(&parts, &mut chain).await;
                 continue;
             }
         };
@@ -279,16 +313,8 @@ async fn run(
         stats.queued.fetch_sub(jobs.len(), Ordering::Relaxed);
         let started = std::time::Instant::now();
         let count = jobs.len() as u64;
-        if write_batch(
-            store.as_ref(),
-            &keys,
-            clock.as_ref(),
-            &settings,
-            &mut chain,
-            jobs,
-        )
-        .await
-        {
+        let before = chain.checkpointed;
+        if write_batch(&parts, &mut chain, jobs).await {
             stats.events.fetch_add(count, Ordering::Relaxed);
             stats.batches.fetch_add(1, Ordering::Relaxed);
             let took = started.elapsed();
@@ -296,18 +322,18 @@ async fn run(
             let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
             stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
         }
+        if chain.checkpointed != before && chain.checkpointed == chain.seq {
+            parts.witness(WitnessKind::Checkpoint, &chain).await;
+        }
     }
-    checkpoint_if_due(store.as_ref(), &keys, clock.as_ref(), &mut chain).await;
+    checkpoint_if_due(&parts, &mut chain).await;
+    if chain.seq == chain.checkpointed {
+        parts.witness(WitnessKind::End, &chain).await;
+    }
 }
 
-async fn write_batch(
-    store: &dyn AuditStore,
-    keys: &Arc<AuditKeys>,
-    clock: &dyn Clock,
-    settings: &WriterSettings,
-    chain: &mut Chain,
-    jobs: Vec<Job>,
-) -> bool {
+async fn write_batch(parts: &Parts, chain: &mut Chain, jobs: Vec<Job>) -> bool {
+    let store = parts.store.as_ref();
     let mut drafts = Vec::with_capacity(jobs.len());
     let mut changes = Vec::with_capacity(jobs.len());
     let mut waiters = Vec::with_capacity(jobs.len());
@@ -319,12 +345,12 @@ async fn write_batch(
     let with_change: Vec<bool> = changes.iter().map(Option::is_some).collect();
     let ids: Vec<Uuid> = drafts.iter().map(|_| Uuid::now_v7()).collect();
     let seal = Sealer {
-        keys: Arc::clone(keys),
+        keys: Arc::clone(&parts.keys),
         chain_id: chain.id,
         seq: chain.seq,
         mac: chain.mac.clone(),
-        checkpoint_due: chain.checkpointed + settings.checkpoint_every,
-        now: clock.now(),
+        checkpoint_due: chain.checkpointed + parts.settings.checkpoint_every,
+        now: parts.clock.now(),
         ids: ids.clone(),
         drafts,
     };
@@ -468,16 +494,12 @@ impl Sealer {
     }
 }
 
-async fn checkpoint_if_due(
-    store: &dyn AuditStore,
-    keys: &AuditKeys,
-    clock: &dyn Clock,
-    chain: &mut Chain,
-) {
+async fn checkpoint_if_due(parts: &Parts, chain: &mut Chain) {
     if chain.seq == chain.checkpointed {
         return;
     }
-    let signed_at = clock.now();
+    let keys = &parts.keys;
+    let signed_at = parts.clock.now();
     let checkpoint = Checkpoint {
         chain_id: chain.id,
         seq: chain.seq,
@@ -485,8 +507,11 @@ async fn checkpoint_if_due(
         signed_at,
         signature: keys.sign(chain.id, chain.seq, &chain.mac, signed_at),
     };
-    match store.append_audit(&[], Some(&checkpoint)).await {
-        Ok(()) => chain.checkpointed = chain.seq,
+    match parts.store.append_audit(&[], Some(&checkpoint)).await {
+        Ok(()) => {
+            chain.checkpointed = chain.seq;
+            parts.witness(WitnessKind::Checkpoint, chain).await;
+        }
         Err(e) => tracing::error!(error = %e, "audit checkpoint could not be stored"),
     }
 }

@@ -35,23 +35,14 @@ pub struct ErasureLedger {
 impl ErasureLedger {
     /// The ledger in `dir`; this host appends to its own file there.
     pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
-        Self::for_host(dir, &host_name())
+        Self::for_host(dir, &crate::host::name())
     }
 
     /// The ledger in `dir` as written by `host` (any name; characters other
     /// than letters, digits, `.`, `-` and `_` become `_`).
     pub fn for_host(dir: impl Into<PathBuf>, host: &str) -> Self {
         let dir = dir.into();
-        let host: String = host
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let host = crate::host::file_safe(host);
         let file = dir.join(format!("{PREFIX}-{host}{SUFFIX}"));
         ErasureLedger { dir, file }
     }
@@ -158,14 +149,6 @@ fn parse(path: &Path, text: &str) -> Result<Vec<(Uuid, DateTime<Utc>)>> {
 }
 
 /// This machine's host name (unique per pod or task), or `local`.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "local".to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -255,6 +255,12 @@ pub(crate) async fn restore_unrecorded(
         #[allow(unreachable_patterns)]
         other => return Err(not_compiled(other)),
     };
+    // S-AUD-7: the witness expects the chains no further than restored.
+    let restored = crate::store::open(&config.store, &config.data_dir).await?;
+    let keys = crate::vault::audit_keys(&root, restored.rows.as_ref()).await?;
+    crate::audit::Witness::in_dir(config.witness_dir())
+        .record_restore(restored.audit.as_ref(), &keys, Utc::now())
+        .await?;
     let report = RestoreReport {
         backup_id: manifest.backup_id.clone(),
         created_at: manifest.created_at,

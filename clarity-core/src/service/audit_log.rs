@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use super::Clarity;
 use super::auditing::Ev;
 use crate::access::{Action, Principal};
-use crate::audit::{AuditAction, AuditEvent, AuditFilter, ChainReport, purge, to_fhir, verify};
+use crate::audit::{
+    AuditAction, AuditEvent, AuditFilter, ChainReport, purge, to_fhir, verify_witnessed,
+};
 use crate::error::Result;
 use crate::model::{Page, PageRequest};
 
@@ -42,30 +44,89 @@ impl Clarity {
         self.audited(principal, ev, result).await
     }
 
-    /// Verifies every audit chain (auditors, admins). A broken chain raises
-    /// an `AuditTampered` alert.
+    /// Verifies every audit chain (auditors, admins), each held to what
+    /// the audit witness saw of it (S-AUD-3, S-AUD-7). Besides one report
+    /// per chain, problems of the store as a whole come as reports under
+    /// the nil chain id: a damaged or forged witness line, and a store that
+    /// holds accounts or patients but no audit trail. Anything not ok
+    /// raises an `AuditTampered` alert.
     ///
     /// # Errors
-    /// [`crate::error::Error::PermissionDenied`]; backend errors.
+    /// [`crate::error::Error::PermissionDenied`]; backend errors; an
+    /// unreadable witness.
     pub async fn verify_audit(&self, principal: &Principal) -> Result<Vec<ChainReport>> {
         let result = async {
             let reason = self.authorize(principal, &Action::ReadAudit, None).await?;
-            let retention = chrono::Duration::days(i64::from(self.config.audit.retention_days));
-            let cutoff = self.clock.now() - retention;
-            let reports = verify(self.audit_store.as_ref(), &self.audit_keys, cutoff).await?;
-            for report in reports.iter().filter(|r| !r.ok) {
-                tracing::error!(chain = %report.chain_id, seq = ?report.first_bad_seq, problem = ?report.problem, "audit chain failed verification");
-                self.raise(&Alert {
-                    kind: AlertKind::AuditTampered,
-                    user_id: None,
-                    patient_id: None,
-                });
-            }
-            Ok((reports, reason))
+            Ok((self.verify_trail().await?, reason))
         }
         .await;
         let ev = Ev::of("security", "audit.verify", AuditAction::Execute);
         self.audited(principal, ev, result).await
+    }
+
+    /// The scheduled verification of a running server: [`Clarity::verify_audit`]
+    /// as the local operator, audited under its id.
+    ///
+    /// # Errors
+    /// As [`Clarity::verify_audit`].
+    pub async fn verify_audit_scheduled(&self) -> Result<Vec<ChainReport>> {
+        self.verify_audit(&self.operator_principal()).await
+    }
+
+    /// Counts a verification that could not run (the database or the
+    /// witness unreadable) as a failed one, and raises the alert.
+    pub fn count_failed_verification(&self) {
+        self.counters.record_verification(false);
+        self.raise(&Alert {
+            kind: AlertKind::AuditTampered,
+            user_id: None,
+            patient_id: None,
+        });
+    }
+
+    async fn verify_trail(&self) -> Result<Vec<ChainReport>> {
+        let retention = chrono::Duration::days(i64::from(self.config.audit.retention_days));
+        let cutoff = self.clock.now() - retention;
+        let (witness, keys) = (self.witness.clone(), self.audit_keys.clone());
+        let witnessed = tokio::task::spawn_blocking(move || witness.load(&keys))
+            .await
+            .map_err(|_| crate::error::Error::internal("cannot read the audit witness"))??;
+        let mut reports = verify_witnessed(
+            self.audit_store.as_ref(),
+            &self.audit_keys,
+            cutoff,
+            &witnessed,
+        )
+        .await?;
+        for problem in &witnessed.problems {
+            reports.push(store_report(format!(
+                "the audit witness is damaged: {problem}"
+            )));
+        }
+        // This instance's own chain began after it opened: when the store
+        // held data then, a trail from before it must exist.
+        let own = self.audit_chain();
+        let trail = reports
+            .iter()
+            .any(|r| r.chain_id != own && (r.events > 0 || r.checkpoints > 0));
+        if self.opened_on_data && !trail {
+            reports.push(store_report(
+                "the store held accounts or patients when this instance opened it, \
+                 but there is no audit trail from before"
+                    .to_string(),
+            ));
+        }
+        for report in reports.iter().filter(|r| !r.ok) {
+            tracing::error!(chain = %report.chain_id, seq = ?report.first_bad_seq, problem = ?report.problem, "audit chain failed verification");
+            self.raise(&Alert {
+                kind: AlertKind::AuditTampered,
+                user_id: None,
+                patient_id: None,
+            });
+        }
+        self.counters
+            .record_verification(reports.iter().all(|r| r.ok));
+        Ok(reports)
     }
 
     /// The events matching `filter` as FHIR R4 AuditEvent NDJSON (one
@@ -125,5 +186,19 @@ impl Clarity {
         .await;
         let ev = Ev::of("admin", "audit.purge", AuditAction::Delete);
         self.audited(principal, ev, result).await
+    }
+}
+
+/// A failed report about the store as a whole, under the nil chain id.
+fn store_report(problem: String) -> ChainReport {
+    ChainReport {
+        chain_id: uuid::Uuid::nil(),
+        events: 0,
+        checkpoints: 0,
+        last_seq: 0,
+        witnessed_seq: None,
+        ok: false,
+        first_bad_seq: None,
+        problem: Some(problem),
     }
 }

@@ -106,6 +106,11 @@ pub struct Clarity {
     audit: AuditWriter,
     audit_store: Arc<dyn crate::audit::AuditStore>,
     audit_keys: AuditKeys,
+    /// Where chains' progress is recorded outside the audit tables (S-AUD-7).
+    witness: crate::audit::Witness,
+    /// Whether the store held accounts or patients when this instance
+    /// opened it (S-AUD-7).
+    opened_on_data: bool,
     counters: stats::Counters,
     times: StageTimes,
     caching: crate::cache::Caching,
@@ -210,6 +215,21 @@ impl Clarity {
             Arc::clone(&backends.audit),
             Arc::clone(&caching.invalidator),
         ));
+        // S-AUD-7: whether this instance opened a store that already held
+        // data, which an audit trail from before it must then account for.
+        let opened_on_data = !backends.identity.list_users(None, 1).await?.is_empty()
+            || !backends
+                .identity
+                .list_patient_ids(None, 1)
+                .await?
+                .is_empty();
+        // S-AUD-7: the witness must be writable; heads a killed predecessor
+        // left unwitnessed are recorded before this instance's chain begins.
+        let witness = crate::audit::Witness::in_dir(config.witness_dir());
+        witness.check_writable()?;
+        witness
+            .record_predecessors(backends.audit.as_ref(), &audit_keys, clock.now())
+            .await?;
         let audit = AuditWriter::start_timed(
             audit_writes,
             audit_keys.clone(),
@@ -220,6 +240,7 @@ impl Clarity {
                 checkpoint_interval: std::time::Duration::from_secs(config.audit.checkpoint_secs),
             },
             times.clone(),
+            Some(witness.clone()),
         );
         let erasure_ledger = crate::backup::ErasureLedger::in_dir(config.erasure_ledger_dir());
         let oidc = Arc::new(crate::auth::oidc::OidcVerifier::new(&config.auth.oidc)?);
@@ -253,6 +274,8 @@ impl Clarity {
             audit,
             audit_store: backends.audit,
             audit_keys,
+            witness,
+            opened_on_data,
             counters: stats::Counters::default(),
             times,
             caching,

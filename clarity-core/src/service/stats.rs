@@ -12,6 +12,26 @@ pub(super) struct Counters {
     pub(super) token_cache_misses: std::sync::atomic::AtomicU64,
     pub(super) rate_limited: [std::sync::atomic::AtomicU64; 5],
     pub(super) alerts: LogAlerts,
+    pub(super) verifications: std::sync::atomic::AtomicU64,
+    pub(super) verifications_failed: std::sync::atomic::AtomicU64,
+    /// 0: none yet; 1: the last one was ok; 2: it was not.
+    pub(super) last_verification: std::sync::atomic::AtomicU8,
+    pub(super) last_verification_unix: std::sync::atomic::AtomicI64,
+}
+
+impl Counters {
+    /// Counts a verification of the whole trail and its verdict.
+    pub(super) fn record_verification(&self, ok: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.verifications.fetch_add(1, Relaxed);
+        if !ok {
+            self.verifications_failed.fetch_add(1, Relaxed);
+        }
+        self.last_verification
+            .store(if ok { 1 } else { 2 }, Relaxed);
+        self.last_verification_unix
+            .store(chrono::Utc::now().timestamp(), Relaxed);
+    }
 }
 
 /// A snapshot of counters and gauges for metrics. Numbers only: no PHI.
@@ -34,6 +54,15 @@ pub struct Stats {
     pub audit_batches: u64,
     /// Time spent in audit commits, in microseconds.
     pub audit_commit_micros: u64,
+    /// Verifications of the whole audit trail by this instance (scheduled
+    /// and asked for).
+    pub audit_verifications: u64,
+    /// Those that found a problem.
+    pub audit_verifications_failed: u64,
+    /// The verdict of the last one; `None` before the first.
+    pub audit_last_verification_ok: Option<bool>,
+    /// When the last one finished, seconds since the epoch (0: never).
+    pub audit_last_verification_unix: i64,
     /// Security alerts raised, per kind.
     pub alerts: Vec<(AlertKind, u64)>,
     /// Database connections in use.
@@ -114,6 +143,13 @@ impl Clarity {
             audit_events_written: audit.0,
             audit_batches: audit.1,
             audit_commit_micros: audit.2,
+            audit_verifications: self.counters.verifications.load(Relaxed),
+            audit_verifications_failed: self.counters.verifications_failed.load(Relaxed),
+            audit_last_verification_ok: match self.counters.last_verification.load(Relaxed) {
+                0 => None,
+                n => Some(n == 1),
+            },
+            audit_last_verification_unix: self.counters.last_verification_unix.load(Relaxed),
             pool_in_use: pool_in_use as u64,
             pool_size: pool_size as u64,
             cache_hits: cache.hits,

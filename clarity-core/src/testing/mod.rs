@@ -108,6 +108,15 @@ impl Harness {
         self._schema.as_ref().map(|s| s.schema.as_str())
     }
 
+    /// Default settings with the erasure ledger and the audit witness in
+    /// this harness's directory (for instances built with [`with_parts`]).
+    pub fn config(&self) -> Config {
+        let mut config = Config::default();
+        config.keys.erasure_ledger_dir = Some(self.dir.path().join("erasures"));
+        config.audit.witness_dir = Some(self.dir.path().join("audit-witness"));
+        config
+    }
+
     /// The backend under test.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -162,6 +171,10 @@ impl Harness {
         // harness's directory unless the test names one.
         if config.keys.erasure_ledger_dir.is_none() {
             config.keys.erasure_ledger_dir = Some(self.dir.path().join("erasures"));
+        }
+        // Likewise the audit witness (S-AUD-7).
+        if config.audit.witness_dir.is_none() {
+            config.audit.witness_dir = Some(self.dir.path().join("audit-witness"));
         }
         let backends = Backends {
             rows: Arc::clone(&self.store),

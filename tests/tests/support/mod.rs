@@ -156,6 +156,18 @@ impl Api {
             .to_string()
     }
 
+    /// The server's `/metrics` text.
+    pub(crate) async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Creates the first admin with the setup code `server` printed; the
     /// admin's token.
     pub(crate) async fn bootstrap(&self, server: &Server) -> String {
