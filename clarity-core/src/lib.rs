@@ -38,6 +38,7 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod timings;
+mod tls;
 #[cfg(feature = "testing")]
 pub mod vault;
 #[cfg(not(feature = "testing"))]

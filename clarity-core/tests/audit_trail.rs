@@ -396,6 +396,33 @@ impl AuditStore for FailingAudit {
     async fn purge_audit_before(&self, before: DateTime<Utc>) -> clarity_core::Result<u64> {
         self.inner.purge_audit_before(before).await
     }
+    async fn audit_head_seq(&self, chain: Uuid) -> clarity_core::Result<i64> {
+        self.inner.audit_head_seq(chain).await
+    }
+
+    async fn sink_cursors(&self, sink: &str) -> clarity_core::Result<Vec<(Uuid, i64)>> {
+        self.inner.sink_cursors(sink).await
+    }
+
+    async fn advance_sink_cursor(
+        &self,
+        sink: &str,
+        chain: Uuid,
+        seq: i64,
+        at: DateTime<Utc>,
+    ) -> clarity_core::Result<()> {
+        self.inner.advance_sink_cursor(sink, chain, seq, at).await
+    }
+
+    async fn claim_sink_lease(
+        &self,
+        sink: &str,
+        holder: Uuid,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> clarity_core::Result<bool> {
+        self.inner.claim_sink_lease(sink, holder, now, until).await
+    }
 }
 
 // S-AUD-2: if the audit write fails, the operation fails and returns no PHI.

@@ -224,6 +224,12 @@ pub fn run(cli: Cli) -> clarity_core::Result<()> {
         config.listen = *listen;
     }
     config.validate()?;
+    if !matches!(command, Command::Serve(_)) {
+        // Audit sinks run in long-lived processes: a one-off command's
+        // events are streamed by the server, which finds its chain in the
+        // store (S-AUD-8).
+        config.audit.sinks.clear();
+    }
     crate::logging::init(&config.log)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

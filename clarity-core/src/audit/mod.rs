@@ -5,12 +5,14 @@
 //! as FHIR R4 AuditEvent NDJSON (S-AUD-5) and purged only past retention
 //! (S-AUD-6). A witness outside the audit tables records each chain's start,
 //! checkpoints and heads, so that deleting whole chains or tails is reported
-//! (S-AUD-7).
+//! (S-AUD-7). Sinks stream the trail out of the database as it is written
+//! (S-AUD-8).
 
 mod chain;
 mod event;
 mod fhir;
 mod settings;
+mod sink;
 mod store;
 mod witness;
 mod writer;
@@ -26,6 +28,8 @@ pub(crate) use chain::{AuditKeys, verify, verify_witnessed};
 pub use event::{AuditAction, AuditEvent, AuditFilter, AuditOutcome, Checkpoint, EventDraft};
 pub use fhir::to_fhir;
 pub use settings::AuditConfig;
+pub use sink::{LEASE as SINK_LEASE, SinkConfig, SinkFormat, SinkKind, SinkStatus};
+pub(crate) use sink::{SinkGate, Sinks};
 #[cfg(feature = "testing")]
 pub use store::{AuditBatch, AuditStore, SealBatch, StoredBatch};
 #[cfg(not(feature = "testing"))]

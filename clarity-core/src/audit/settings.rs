@@ -1,4 +1,5 @@
-//! The `[audit]` settings: the writer's queue, checkpoints and retention.
+//! The `[audit]` settings: the writer's queue, checkpoints, retention,
+//! witness, scheduled verification and sinks.
 
 use std::path::PathBuf;
 
@@ -27,6 +28,9 @@ pub struct AuditConfig {
     /// Seconds between scheduled verifications of the whole trail by a
     /// running server (default 3600); 0 turns them off.
     pub verify_interval_secs: u64,
+    /// Where the trail is streamed as it is written (`[[audit.sinks]]`,
+    /// S-AUD-8).
+    pub sinks: Vec<super::SinkConfig>,
 }
 
 impl Default for AuditConfig {
@@ -38,6 +42,7 @@ impl Default for AuditConfig {
             retention_days: crate::audit::DEFAULT_RETENTION_DAYS,
             witness_dir: None,
             verify_interval_secs: 3600,
+            sinks: Vec::new(),
         }
     }
 }
@@ -79,6 +84,7 @@ impl AuditConfig {
         {
             return Err(Error::config("audit.witness_dir", "must not be empty"));
         }
+        super::sink::validate_all(&self.sinks)?;
         if self.retention_days < super::DEFAULT_RETENTION_DAYS {
             return Err(Error::config(
                 "audit.retention_days",

@@ -81,4 +81,29 @@ pub trait AuditStore: Send + Sync + fmt::Debug {
     /// Deletes, per chain, the events up to the last checkpoint whose event
     /// was recorded before `before`; returns how many.
     async fn purge_audit_before(&self, before: DateTime<Utc>) -> Result<u64>;
+    /// The highest sequence number stored for `chain` (0 when it has none).
+    async fn audit_head_seq(&self, chain: Uuid) -> Result<i64>;
+    /// Per chain, the last sequence number delivered to the sink `sink`
+    /// (S-AUD-8).
+    async fn sink_cursors(&self, sink: &str) -> Result<Vec<(Uuid, i64)>>;
+    /// Records that `sink` has received `chain` up to `seq`; a cursor never
+    /// moves back.
+    async fn advance_sink_cursor(
+        &self,
+        sink: &str,
+        chain: Uuid,
+        seq: i64,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Takes or renews the delivery lease of `sink` for `holder` until
+    /// `until`, when the lease is free, expired at `now` or already
+    /// `holder`'s; returns whether `holder` holds it now. An `until`
+    /// before `now` releases the holder's lease.
+    async fn claim_sink_lease(
+        &self,
+        sink: &str,
+        holder: Uuid,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool>;
 }

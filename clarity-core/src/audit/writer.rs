@@ -58,6 +58,8 @@ pub struct AuditWriter {
     jobs: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
     task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     stats: Arc<WriterStats>,
+    /// Fail-closed sinks that may hold new events back (S-AUD-8).
+    gate: std::sync::OnceLock<Arc<super::SinkGate>>,
 }
 
 /// What a writer holds and has done, for back-pressure and metrics.
@@ -129,7 +131,14 @@ impl AuditWriter {
             jobs: std::sync::Mutex::new(Some(tx)),
             task: tokio::sync::Mutex::new(Some(task)),
             stats,
+            gate: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Refuses events while `gate` says a fail-closed sink is too far
+    /// behind (S-AUD-8). Set once; later calls are ignored.
+    pub(crate) fn hold_for(&self, gate: Arc<super::SinkGate>) {
+        let _ = self.gate.set(gate);
     }
 
     /// This writer's chain.
@@ -200,6 +209,9 @@ impl AuditWriter {
     }
 
     async fn enqueue_untimed(&self, jobs: Vec<(EventDraft, Option<Change>)>) -> Result<()> {
+        if let Some(refusal) = self.gate.get().and_then(|gate| gate.refusal()) {
+            return Err(refusal);
+        }
         let sender = self
             .jobs
             .lock()

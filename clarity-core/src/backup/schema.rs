@@ -229,6 +229,21 @@ pub(crate) const TABLES: &[Table] = &[
         ],
         order_by: "chain_id, seq",
     },
+    Table {
+        name: "audit_sink_cursors",
+        columns: &[
+            ("sink", Text),
+            ("chain_id", Uuid),
+            ("seq", Int),
+            ("updated_at", Time),
+        ],
+        order_by: "sink, chain_id",
+    },
+    Table {
+        name: "audit_sink_leases",
+        columns: &[("sink", Text), ("holder", Uuid), ("expires_at", Time)],
+        order_by: "sink",
+    },
 ];
 
 /// The table named `name`.

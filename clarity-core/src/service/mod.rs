@@ -108,6 +108,8 @@ pub struct Clarity {
     audit_keys: AuditKeys,
     /// Where chains' progress is recorded outside the audit tables (S-AUD-7).
     witness: crate::audit::Witness,
+    /// Where the trail is streamed (S-AUD-8).
+    sinks: crate::audit::Sinks,
     /// Whether the store held accounts or patients when this instance
     /// opened it (S-AUD-7).
     opened_on_data: bool,
@@ -242,6 +244,21 @@ impl Clarity {
             times.clone(),
             Some(witness.clone()),
         );
+        // S-AUD-8: the sinks stream what this and every other instance
+        // writes; a fail-closed one holds this writer's events back.
+        let sinks = match crate::audit::Sinks::start(
+            &config.audit.sinks,
+            Arc::clone(&backends.audit),
+            Arc::clone(&clock),
+            audit.chain_id(),
+        ) {
+            Ok(sinks) => sinks,
+            Err(e) => {
+                audit.shutdown().await;
+                return Err(e);
+            }
+        };
+        audit.hold_for(sinks.gate());
         let erasure_ledger = crate::backup::ErasureLedger::in_dir(config.erasure_ledger_dir());
         let oidc = Arc::new(crate::auth::oidc::OidcVerifier::new(&config.auth.oidc)?);
         let free = config.auth.backoff_after_failures;
@@ -275,6 +292,7 @@ impl Clarity {
             audit_store: backends.audit,
             audit_keys,
             witness,
+            sinks,
             opened_on_data,
             counters: stats::Counters::default(),
             times,
@@ -423,9 +441,18 @@ impl Clarity {
     }
 
     /// Writes queued audit events and a final checkpoint, then stops the
-    /// audit writer: call before the process exits. Later operations fail.
+    /// audit writer and gives each audit sink a last chance to deliver:
+    /// call before the process exits. Later operations fail.
     pub async fn shutdown(&self) {
         self.audit.shutdown().await;
+        self.sinks.shutdown().await;
+    }
+
+    /// Each configured audit sink's progress as this instance sees it
+    /// (S-AUD-8): delivered, failed, pending, and whether it is holding
+    /// the service.
+    pub fn audit_sinks(&self) -> Vec<crate::audit::SinkStatus> {
+        self.sinks.statuses()
     }
 
     /// This instance's audit chain.

@@ -36,3 +36,23 @@ pub(crate) fn audit_query_sql(
     sql.push_str(&format!(" ORDER BY id LIMIT {}", placeholder(8)));
     sql
 }
+
+/// Every chain id with events or checkpoints, in order. Each table is
+/// walked by its `(chain_id, seq)` index one chain at a time (a loose
+/// index scan), so the cost grows with the number of chains, not events:
+/// sinks ask this every few seconds of a trail with millions of events.
+pub(crate) const AUDIT_CHAINS_SQL: &str = "WITH RECURSIVE
+    e(id) AS (
+        SELECT (SELECT chain_id FROM audit_events ORDER BY chain_id LIMIT 1)
+        UNION ALL
+        SELECT (SELECT chain_id FROM audit_events WHERE chain_id > e.id ORDER BY chain_id LIMIT 1)
+        FROM e WHERE e.id IS NOT NULL),
+    c(id) AS (
+        SELECT (SELECT chain_id FROM audit_checkpoints ORDER BY chain_id LIMIT 1)
+        UNION ALL
+        SELECT (SELECT chain_id FROM audit_checkpoints WHERE chain_id > c.id ORDER BY chain_id LIMIT 1)
+        FROM c WHERE c.id IS NOT NULL)
+SELECT id FROM e WHERE id IS NOT NULL
+UNION
+SELECT id FROM c WHERE id IS NOT NULL
+ORDER BY 1";

@@ -54,6 +54,11 @@ const SQLITE: &[Migration] = &[
         name: "external_identities",
         sql: include_str!("../../migrations/sqlite/0005_external_identities.sql"),
     },
+    Migration {
+        version: 6,
+        name: "audit_sinks",
+        sql: include_str!("../../migrations/sqlite/0006_audit_sinks.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -81,6 +86,11 @@ const POSTGRES: &[Migration] = &[
         version: 5,
         name: "external_identities",
         sql: include_str!("../../migrations/postgres/0005_external_identities.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "audit_sinks",
+        sql: include_str!("../../migrations/postgres/0006_audit_sinks.sql"),
     },
 ];
 

@@ -27,7 +27,7 @@ use crate::model::{Change, DataKeyRow, PatientRow, RecordRow};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod audit_sql;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) use audit_sql::audit_query_sql;
+pub(crate) use audit_sql::{AUDIT_CHAINS_SQL, audit_query_sql};
 mod identity;
 mod memory;
 mod migrations;

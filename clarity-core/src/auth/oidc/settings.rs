@@ -80,25 +80,7 @@ fn default_timeout() -> u64 {
     5
 }
 
-/// Whether `url` may be fetched for a provider: `https`, or `http` to a
-/// loopback host (a provider on the same machine, in development and tests).
-pub(crate) fn acceptable_url(url: &str) -> bool {
-    let Ok(parsed) = reqwest::Url::parse(url) else {
-        return false;
-    };
-    match parsed.scheme() {
-        "https" => parsed.host().is_some(),
-        "http" => parsed.host_str().is_some_and(|host| {
-            host == "localhost"
-                || host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        }),
-        _ => false,
-    }
-}
+pub(crate) use crate::tls::acceptable_url;
 
 impl OidcProviderConfig {
     /// The role map with Clarity roles parsed.

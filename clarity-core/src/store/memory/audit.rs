@@ -169,4 +169,61 @@ impl AuditStore for MemoryStore {
             Ok((before_len - t.audit_events.len()) as u64)
         })
     }
+
+    async fn audit_head_seq(&self, chain: Uuid) -> Result<i64> {
+        self.with(|t| {
+            Ok(t.audit_events
+                .range((chain, i64::MIN)..=(chain, i64::MAX))
+                .next_back()
+                .map_or(0, |((_, seq), _)| *seq))
+        })
+    }
+
+    async fn sink_cursors(&self, sink: &str) -> Result<Vec<(Uuid, i64)>> {
+        self.with(|t| {
+            Ok(t.audit_sink_cursors
+                .iter()
+                .filter(|((s, _), _)| s == sink)
+                .map(|((_, chain), seq)| (*chain, *seq))
+                .collect())
+        })
+    }
+
+    async fn advance_sink_cursor(
+        &self,
+        sink: &str,
+        chain: Uuid,
+        seq: i64,
+        _at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.with(|t| {
+            let cursor = t
+                .audit_sink_cursors
+                .entry((sink.to_string(), chain))
+                .or_insert(seq);
+            *cursor = (*cursor).max(seq);
+            Ok(())
+        })
+    }
+
+    async fn claim_sink_lease(
+        &self,
+        sink: &str,
+        holder: Uuid,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.with(|t| {
+            let lease = t
+                .audit_sink_leases
+                .entry(sink.to_string())
+                .or_insert((holder, until));
+            if lease.0 == holder || lease.1 < now {
+                *lease = (holder, until);
+                Ok(true)
+            } else {
+                Ok(false)
+            }
+        })
+    }
 }

@@ -45,6 +45,9 @@ pub(crate) struct Tables {
     external_sessions_ended: BTreeMap<Uuid, DateTime<Utc>>,
     pub(crate) audit_events: BTreeMap<(Uuid, i64), AuditEvent>,
     audit_checkpoints: BTreeMap<(Uuid, i64), Checkpoint>,
+    audit_sink_cursors: BTreeMap<(String, Uuid), i64>,
+    /// Per sink: the holder of its delivery lease, and until when.
+    audit_sink_leases: BTreeMap<String, (Uuid, DateTime<Utc>)>,
 }
 
 /// An in-memory [`Store`].

@@ -133,10 +133,7 @@ impl AuditStore for PostgresStore {
     async fn audit_chains(&self) -> Result<Vec<Uuid>> {
         let client = self.client().await?;
         let rows = client
-            .query(
-                "SELECT chain_id FROM audit_events UNION SELECT chain_id FROM audit_checkpoints ORDER BY 1",
-                &[],
-            )
+            .query(crate::store::AUDIT_CHAINS_SQL, &[])
             .await
             .map_err(pg_error)?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
@@ -237,5 +234,73 @@ impl AuditStore for PostgresStore {
             )
             .await
             .map_err(pg_error)
+    }
+
+    async fn audit_head_seq(&self, chain: Uuid) -> Result<i64> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT coalesce(max(seq), 0) FROM audit_events WHERE chain_id = $1",
+                &[&chain],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(row.get(0))
+    }
+
+    async fn sink_cursors(&self, sink: &str) -> Result<Vec<(Uuid, i64)>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT chain_id, seq FROM audit_sink_cursors WHERE sink = $1 ORDER BY chain_id",
+                &[&sink],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn advance_sink_cursor(
+        &self,
+        sink: &str,
+        chain: Uuid,
+        seq: i64,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO audit_sink_cursors (sink, chain_id, seq, updated_at)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (sink, chain_id) DO UPDATE
+                 SET seq = excluded.seq, updated_at = excluded.updated_at
+                 WHERE audit_sink_cursors.seq < excluded.seq",
+                &[&sink, &chain, &seq, &at],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn claim_sink_lease(
+        &self,
+        sink: &str,
+        holder: Uuid,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let client = self.client().await?;
+        let changed = client
+            .execute(
+                "INSERT INTO audit_sink_leases (sink, holder, expires_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (sink) DO UPDATE
+                 SET holder = excluded.holder, expires_at = excluded.expires_at
+                 WHERE audit_sink_leases.holder = excluded.holder
+                    OR audit_sink_leases.expires_at < $4",
+                &[&sink, &holder, &until, &now],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(changed == 1)
     }
 }

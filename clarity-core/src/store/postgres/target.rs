@@ -9,18 +9,16 @@
 //! at start: TLS without verification would only look safe.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::RootCertStore;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::crypto::SecretString;
 use crate::error::{Error, Result, causes};
 use crate::store::{StoreConfig, validate_identifier};
+use crate::tls::client_config;
 
 /// How long a connection attempt may take unless the URL says otherwise.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -172,34 +170,8 @@ impl PgTarget {
 
 /// A connector that trusts only the CA certificates in the PEM file `path`.
 fn verifying(path: &Path) -> Result<MakeRustlsConnect> {
-    let unreadable = |why: String| {
-        Error::config(
-            "store.postgres_ca_cert",
-            format!("{}: {why}", path.display()),
-        )
-    };
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path).map_err(|e| unreadable(e.to_string()))? {
-        let cert = cert.map_err(|e| unreadable(e.to_string()))?;
-        roots
-            .add(cert)
-            .map_err(|e| unreadable(format!("not a usable CA certificate: {e}")))?;
-    }
-    if roots.is_empty() {
-        return Err(unreadable("holds no certificate".into()));
-    }
+    let roots = crate::tls::roots_from_pem(path, "store.postgres_ca_cert")?;
     Ok(MakeRustlsConnect::new(client_config(roots)?))
-}
-
-/// TLS 1.2 and 1.3 with the ring provider, server verified against `roots`.
-fn client_config(roots: RootCertStore) -> Result<rustls::ClientConfig> {
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| Error::internal(format!("TLS settings: {e}")))?
-    .with_root_certificates(roots)
-    .with_no_client_auth())
 }
 
 #[cfg(test)]

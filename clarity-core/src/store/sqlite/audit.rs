@@ -156,9 +156,7 @@ impl AuditStore for SqliteStore {
         self.readers
             .run(|conn| {
                 let mut stmt = conn
-                    .prepare(
-                        "SELECT chain_id FROM audit_events UNION SELECT chain_id FROM audit_checkpoints ORDER BY 1",
-                    )
+                    .prepare(crate::store::AUDIT_CHAINS_SQL)
                     .map_err(sqlite_error)?;
                 stmt.query_map([], |r| r.get(0))
                     .map_err(sqlite_error)?
@@ -255,6 +253,85 @@ impl AuditStore for SqliteStore {
                     .map_err(sqlite_error)?;
                 tx.commit().map_err(sqlite_error)?;
                 Ok(deleted as u64)
+            })
+            .await
+    }
+
+    async fn audit_head_seq(&self, chain: Uuid) -> Result<i64> {
+        self.readers
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "SELECT coalesce(max(seq), 0) FROM audit_events WHERE chain_id = ?1",
+                )
+                .and_then(|mut stmt| stmt.query_row(params![chain], |r| r.get(0)))
+                .map_err(sqlite_error)
+            })
+            .await
+    }
+
+    async fn sink_cursors(&self, sink: &str) -> Result<Vec<(Uuid, i64)>> {
+        let sink = sink.to_string();
+        self.readers
+            .run(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT chain_id, seq FROM audit_sink_cursors WHERE sink = ?1 ORDER BY chain_id",
+                    )
+                    .map_err(sqlite_error)?;
+                stmt.query_map(params![sink], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(sqlite_error)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(sqlite_error)
+            })
+            .await
+    }
+
+    async fn advance_sink_cursor(
+        &self,
+        sink: &str,
+        chain: Uuid,
+        seq: i64,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let sink = sink.to_string();
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO audit_sink_cursors (sink, chain_id, seq, updated_at)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (sink, chain_id) DO UPDATE
+                     SET seq = excluded.seq, updated_at = excluded.updated_at
+                     WHERE audit_sink_cursors.seq < excluded.seq",
+                )
+                .and_then(|mut stmt| stmt.execute(params![sink, chain, seq, micros(at)]))
+                .map(|_| ())
+                .map_err(sqlite_error)
+            })
+            .await
+    }
+
+    async fn claim_sink_lease(
+        &self,
+        sink: &str,
+        holder: Uuid,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let sink = sink.to_string();
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO audit_sink_leases (sink, holder, expires_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (sink) DO UPDATE
+                     SET holder = excluded.holder, expires_at = excluded.expires_at
+                     WHERE audit_sink_leases.holder = excluded.holder
+                        OR audit_sink_leases.expires_at < ?4",
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![sink, holder, micros(until), micros(now)])
+                })
+                .map(|changed| changed == 1)
+                .map_err(sqlite_error)
             })
             .await
     }

@@ -219,3 +219,98 @@ pub async fn changes_commit_with_their_audit_events(h: &Harness) {
         6
     );
 }
+
+/// Audit sinks' state (S-AUD-8): a chain's head, cursors that never move
+/// back and are kept per sink, and a delivery lease that one holder has at
+/// a time until it expires.
+pub async fn sink_cursors_and_leases(h: &Harness) {
+    let store = &h.audit;
+    let chain = Uuid::now_v7();
+    assert_eq!(store.audit_head_seq(chain).await.expect("head"), 0);
+    let events: Vec<_> = (1..=3).map(|seq| bare_event(chain, seq, &Ok(()))).collect();
+    store.append_audit(&events, None).await.expect("append");
+    assert_eq!(store.audit_head_seq(chain).await.expect("head"), 3);
+
+    let now = chrono::Utc::now();
+    assert!(
+        store
+            .sink_cursors("siem")
+            .await
+            .expect("cursors")
+            .is_empty()
+    );
+    store
+        .advance_sink_cursor("siem", chain, 2, now)
+        .await
+        .expect("advance");
+    store
+        .advance_sink_cursor("siem", chain, 1, now)
+        .await
+        .expect("a stale advance is ignored");
+    assert_eq!(
+        store.sink_cursors("siem").await.expect("cursors"),
+        vec![(chain, 2)]
+    );
+    assert!(
+        store
+            .sink_cursors("other")
+            .await
+            .expect("cursors")
+            .is_empty()
+    );
+
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    let later = now + chrono::Duration::seconds(15);
+    assert!(
+        store
+            .claim_sink_lease("siem", a, now, later)
+            .await
+            .expect("claim")
+    );
+    assert!(
+        !store
+            .claim_sink_lease("siem", b, now, later)
+            .await
+            .expect("claim"),
+        "a live lease is its holder's"
+    );
+    assert!(
+        store
+            .claim_sink_lease("siem", a, now, later)
+            .await
+            .expect("renew")
+    );
+    assert!(
+        store
+            .claim_sink_lease("other", b, now, later)
+            .await
+            .expect("claim"),
+        "leases are per sink"
+    );
+    let expired = later + chrono::Duration::seconds(1);
+    assert!(
+        store
+            .claim_sink_lease("siem", b, expired, expired + chrono::Duration::seconds(15))
+            .await
+            .expect("take over"),
+        "an expired lease passes to another holder"
+    );
+    assert!(
+        !store
+            .claim_sink_lease("siem", a, expired, later)
+            .await
+            .expect("claim")
+    );
+    // A holder that stops hands the lease back at once.
+    store
+        .claim_sink_lease("siem", b, expired, expired - chrono::Duration::seconds(1))
+        .await
+        .expect("release");
+    assert!(
+        store
+            .claim_sink_lease("siem", a, expired, expired + chrono::Duration::seconds(15))
+            .await
+            .expect("claim"),
+        "a released lease is free"
+    );
+}

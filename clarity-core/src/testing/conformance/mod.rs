@@ -20,7 +20,7 @@ use crate::crypto::Json;
 use crate::error::ErrorKind;
 use crate::model::{Patient, PatientProfile};
 
-pub use self::audit::changes_commit_with_their_audit_events;
+pub use self::audit::{changes_commit_with_their_audit_events, sink_cursors_and_leases};
 pub use self::keys::{
     erasure_destroys_the_data_key, metadata_is_set_once,
     moved_or_altered_ciphertext_fails_uniformly, store_refuses_a_foreign_keyring,
@@ -48,6 +48,7 @@ macro_rules! conformance_suite {
             record_lifecycle,
             record_pagination,
             changes_commit_with_their_audit_events,
+            sink_cursors_and_leases,
             bad_input_gives_typed_errors,
             moved_or_altered_ciphertext_fails_uniformly,
             erasure_destroys_the_data_key,
