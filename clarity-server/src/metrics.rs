@@ -33,6 +33,12 @@ struct KindLabels {
     kind: String,
 }
 
+/// An audit sink, by its configured name (a fixed set the operator chose).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabels {
+    sink: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StageLabels {
     stage: &'static str,
@@ -100,6 +106,19 @@ pub(crate) struct Metrics {
     pool_size: Gauge,
     cache: CacheGauges,
     oidc: OidcGauges,
+    sinks: SinkGauges,
+}
+
+/// Audit sinks (S-AUD-8), per sink.
+struct SinkGauges {
+    delivered: Family<SinkLabels, Gauge>,
+    failures: Family<SinkLabels, Gauge>,
+    gaps: Family<SinkLabels, Gauge>,
+    pending: Family<SinkLabels, Gauge>,
+    oldest_pending: Family<SinkLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    delivering: Family<SinkLabels, Gauge>,
+    blocking: Family<SinkLabels, Gauge>,
+    last_delivery: Family<SinkLabels, Gauge>,
 }
 
 /// Verifications of the whole audit trail (S-AUD-7).
@@ -313,7 +332,58 @@ impl Metrics {
             "Identity-provider tokens refused, by reason",
             oidc.refused.clone(),
         );
+        let sinks = SinkGauges {
+            delivered: Family::default(),
+            failures: Family::default(),
+            gaps: Family::default(),
+            pending: Family::default(),
+            oldest_pending: Family::default(),
+            delivering: Family::default(),
+            blocking: Family::default(),
+            last_delivery: Family::default(),
+        };
+        registry.register(
+            "audit_sink_delivered",
+            "Audit events this instance delivered to the sink",
+            sinks.delivered.clone(),
+        );
+        registry.register(
+            "audit_sink_failures",
+            "Deliveries to the sink by this instance that failed (retried)",
+            sinks.failures.clone(),
+        );
+        registry.register(
+            "audit_sink_gaps",
+            "Times events were missing from the store before the sink received them",
+            sinks.gaps.clone(),
+        );
+        registry.register(
+            "audit_sink_pending_events",
+            "Audit events written but not yet delivered to the sink",
+            sinks.pending.clone(),
+        );
+        registry.register(
+            "audit_sink_oldest_pending_seconds",
+            "Age of the oldest audit event not yet delivered to the sink (0: none)",
+            sinks.oldest_pending.clone(),
+        );
+        registry.register(
+            "audit_sink_delivering",
+            "1 while this instance holds the sink's delivery lease",
+            sinks.delivering.clone(),
+        );
+        registry.register(
+            "audit_sink_blocking",
+            "1 while a fail-closed sink is too far behind and audited operations are refused",
+            sinks.blocking.clone(),
+        );
+        registry.register(
+            "audit_sink_last_delivery_timestamp_seconds",
+            "When this instance last delivered to the sink (0: never)",
+            sinks.last_delivery.clone(),
+        );
         Metrics {
+            sinks,
             oidc,
             registry: Mutex::new(registry),
             requests,
@@ -414,6 +484,27 @@ impl Metrics {
                 kind: class.as_str().to_string(),
             };
             set(&self.cache.rate_limited.get_or_create(&labels), count);
+        }
+        for sink in clarity.audit_sinks() {
+            let labels = SinkLabels {
+                sink: sink.name.clone(),
+            };
+            let g = &self.sinks;
+            set(&g.delivered.get_or_create(&labels), sink.delivered);
+            set(&g.failures.get_or_create(&labels), sink.failures);
+            set(&g.gaps.get_or_create(&labels), sink.gaps);
+            set(&g.pending.get_or_create(&labels), sink.pending);
+            g.oldest_pending
+                .get_or_create(&labels)
+                .set(sink.oldest_pending_secs);
+            set(
+                &g.delivering.get_or_create(&labels),
+                u64::from(sink.delivering),
+            );
+            set(&g.blocking.get_or_create(&labels), u64::from(sink.blocking));
+            g.last_delivery
+                .get_or_create(&labels)
+                .set(sink.last_delivery_unix);
         }
         set(&self.oidc.verified, stats.oidc.verified);
         set(&self.oidc.jwks_refreshes, stats.oidc.jwks_refreshes);
