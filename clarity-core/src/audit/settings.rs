@@ -27,6 +27,12 @@ pub struct AuditConfig {
     /// Seconds between scheduled verifications of the whole trail by a
     /// running server (default 3600); 0 turns them off.
     pub verify_interval_secs: u64,
+    /// The network address clients reach Clarity's server at (a host name,
+    /// IP address or URL), named as the server's address in FHIR
+    /// AuditEvent exports (S-AUD-5). IHE BALP profiles need it: unset, no
+    /// exported event declares one. Events do not record it, so it must be
+    /// one address for the whole deployment.
+    pub server_address: Option<String>,
 }
 
 impl Default for AuditConfig {
@@ -38,6 +44,7 @@ impl Default for AuditConfig {
             retention_days: crate::audit::DEFAULT_RETENTION_DAYS,
             witness_dir: None,
             verify_interval_secs: 3600,
+            server_address: None,
         }
     }
 }
@@ -78,6 +85,16 @@ impl AuditConfig {
             .is_some_and(|d| d.as_os_str().is_empty())
         {
             return Err(Error::config("audit.witness_dir", "must not be empty"));
+        }
+        if self
+            .server_address
+            .as_ref()
+            .is_some_and(|a| a.is_empty() || a.len() > 255 || a.chars().any(char::is_whitespace))
+        {
+            return Err(Error::config(
+                "audit.server_address",
+                "must be a host name, IP address or URL: not empty, no spaces, at most 255 characters",
+            ));
         }
         if self.retention_days < super::DEFAULT_RETENTION_DAYS {
             return Err(Error::config(
