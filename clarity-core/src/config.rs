@@ -365,6 +365,11 @@ mod tests {
                 "store.max_document_bytes",
             ),
             ("data_dir = \"\"", "data_dir"),
+            ("[audit]\nserver_address = \"\"", "audit.server_address"),
+            (
+                "[audit]\nserver_address = \"clarity example\"",
+                "audit.server_address",
+            ),
             ("[cache]\nredis_url = \"http://x\"", "cache.redis_url"),
             ("[cache]\nfallback_ttl_secs = 0", "cache.fallback_ttl_secs"),
             ("[rate_limit]\nread_burst = 0", "rate_limit.read_burst"),

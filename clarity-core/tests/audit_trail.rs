@@ -847,32 +847,320 @@ async fn events_hold_identifiers_only_and_export_as_fhir() {
     );
     let lookup = lines
         .iter()
-        .find(|r| r["subtype"][0]["code"] == "patient.lookup")
+        .find(|r| r["meta"]["tag"][0]["code"] == "patient.lookup")
         .expect("lookup event");
-    assert!(lookup["entity"].to_string().contains("query-hmac-sha256"));
+    let query = lookup["entity"]
+        .as_array()
+        .expect("entities")
+        .iter()
+        .find_map(|e| e["query"].as_str())
+        .expect("the lookup's query entity");
+    let query = String::from_utf8(
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, query).expect("base64"),
+    )
+    .expect("text");
+    assert!(
+        query.starts_with("patient.lookup?mrn:") && !query.contains(&canary),
+        "the lookup's field and keyed hash only: {query}"
+    );
 
     // Validated by an independent FHIR implementation when one is configured.
-    if let Some(python) = testing::service_var(
+    validate_fhir(&h, &ndjson, false);
+}
+
+/// Runs scripts/validate_fhir_auditevents.py (fhir.resources and the BALP
+/// FHIRPath rules) on `ndjson`, after its self-test when `self_test`; skipped
+/// outside CI when CLARITY_TEST_FHIR_PYTHON is not set, a failure in CI.
+fn validate_fhir(h: &Harness, ndjson: &str, self_test: bool) -> Option<String> {
+    let python = testing::service_var(
         "CLARITY_TEST_FHIR_PYTHON",
-        "FHIR validator (fhir.resources)",
-    ) {
-        let file = h.dir.path().join("audit.ndjson");
-        std::fs::write(&file, &ndjson).expect("write export");
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../scripts/validate_fhir_auditevents.py"
-        );
-        let output = std::process::Command::new(python)
+        "FHIR validator (fhir.resources, fhirpathpy)",
+    )?;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/validate_fhir_auditevents.py"
+    );
+    let run = |arg: &std::ffi::OsStr| {
+        let output = std::process::Command::new(&python)
             .arg(script)
-            .arg(&file)
+            .arg(arg)
             .output()
             .expect("run validator");
-        assert!(
-            output.status.success(),
-            "FHIR validation failed: {}{}",
+        let text = format!(
+            "{}{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
+        assert!(output.status.success(), "FHIR validation failed: {text}");
+        eprintln!("{text}");
+        text
+    };
+    if self_test {
+        run(std::ffi::OsStr::new("--self-test"));
+    }
+    let file = h.dir.path().join("audit.ndjson");
+    std::fs::write(&file, ndjson).expect("write export");
+    Some(run(file.as_os_str()))
+}
+
+const BALP: &str = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.";
+
+// S-AUD-5: the FHIR export declares the IHE BALP profile of each event that
+// carries what the profile requires (requests with a client address, a
+// configured server address, success), covering every profile Clarity
+// declares; logins, logouts and failures declare none. Each line is checked
+// by fhir.resources (R4) and the BALP FHIRPath rules, after the rules'
+// self-test shows each one catches a resource broken on purpose.
+#[tokio::test]
+async fn fhir_export_declares_balp_profiles() {
+    use clarity_core::audit::RequestContext;
+    use clarity_core::crypto::SecretString;
+    use clarity_core::model::RoleSet;
+    use clarity_core::service::{LoginRequest, NewServiceAccount, NewUser, UserUpdate};
+
+    let h = testing::sqlite().await.expect("sqlite");
+    let mut config = config(1000);
+    config.audit.server_address = Some("https://clarity.test".into());
+    let clarity = h.clarity_with(config, Arc::new(SystemClock)).await;
+    let client: std::net::IpAddr = [192, 0, 2, 7].into();
+    let context = RequestContext {
+        purpose: Some("TREAT".into()),
+        client_address: Some(client),
+        request_id: Some(Uuid::new_v4().to_string()),
+    };
+    // Callers as the HTTP server makes them: logged in and authenticated
+    // with the request's client address.
+    let caller = |role: Role| {
+        let clarity = &clarity;
+        let context = context.clone();
+        async move {
+            let (_, email) = testing::user_with_role(clarity, role).await;
+            let tokens = clarity
+                .login(
+                    LoginRequest {
+                        email,
+                        password: SecretString::new(testing::TEST_PASSWORD),
+                        totp: None,
+                    },
+                    Some(client),
+                )
+                .await
+                .expect("login");
+            clarity
+                .authenticate_with(tokens.access_token.expose(), context)
+                .await
+                .expect("authenticate")
+        }
+    };
+    let clinician = caller(Role::Clinician).await;
+    let admin = caller(Role::Admin).await;
+    let auditor = caller(Role::Auditor).await;
+
+    // PatientCreate, PatientRead, PatientUpdate (patients and records).
+    let patient = clarity
+        .create_patient(&clinician, profile("Balp"))
+        .await
+        .expect("patient");
+    clarity
+        .get_patient(&clinician, patient.id)
+        .await
+        .expect("read");
+    let patient = clarity
+        .update_patient(&clinician, patient.id, patient.version, profile("Balp"))
+        .await
+        .expect("update");
+    let record = clarity
+        .create_record(
+            &clinician,
+            patient.id,
+            "note",
+            Json(serde_json::json!({ "text": "x" })),
+        )
+        .await
+        .expect("record");
+    clarity
+        .get_record(&clinician, record.id)
+        .await
+        .expect("read record");
+    clarity
+        .update_record(
+            &clinician,
+            record.id,
+            record.version,
+            Json(serde_json::json!({ "text": "y" })),
+        )
+        .await
+        .expect("update record");
+    // PatientQuery (a patient's records, a list naming a patient), Query (a
+    // lookup by a hashed field).
+    clarity
+        .list_records(&clinician, patient.id, &PageRequest::default())
+        .await
+        .expect("records");
+    clarity
+        .list_patients(&clinician, &PageRequest::default())
+        .await
+        .expect("patients");
+    clarity
+        .find_patients(&clinician, &PatientLookup::Mrn("nobody".into()))
+        .await
+        .expect("lookup");
+    // PatientDelete: a record deleted, a patient erased.
+    clarity
+        .delete_record(&clinician, record.id)
+        .await
+        .expect("delete record");
+    // Create, Read, Update, Delete: administration of accounts.
+    let user = clarity
+        .create_user(
+            &admin,
+            NewUser {
+                email: format!("balp-{}@test.example", Uuid::new_v4().simple()),
+                password: SecretString::new(testing::TEST_PASSWORD),
+                roles: RoleSet::from_roles([Role::Nurse]),
+                display_name: None,
+                patient_id: None,
+            },
+        )
+        .await
+        .expect("user");
+    clarity.get_user(&admin, user.id).await.expect("read user");
+    clarity
+        .update_user(
+            &admin,
+            user.id,
+            UserUpdate {
+                display_name: Some("Nurse".into()),
+                ..UserUpdate::default()
+            },
+        )
+        .await
+        .expect("update user");
+    let account = clarity
+        .create_service_account(
+            &admin,
+            NewServiceAccount {
+                name: format!("balp-{}", Uuid::new_v4().simple()),
+                roles: RoleSet::from_roles([Role::Researcher]),
+                display_name: None,
+            },
+        )
+        .await
+        .expect("service account");
+    clarity
+        .delete_service_account(&admin, account.client_id)
+        .await
+        .expect("delete service account");
+    clarity
+        .erase_patient(&admin, patient.id)
+        .await
+        .expect("erase");
+    // No profile: a denied read, a failed login, a logout.
+    let outsider = caller(Role::Clinician).await;
+    clarity
+        .get_patient(&outsider, patient.id)
+        .await
+        .expect_err("not on the care team");
+    let failed = clarity
+        .login(
+            LoginRequest {
+                email: "nobody@test.example".into(),
+                password: SecretString::new("wrong password for nobody"),
+                totp: None,
+            },
+            Some(client),
+        )
+        .await;
+    assert!(failed.is_err());
+    clarity.logout(&outsider).await.expect("logout");
+
+    let ndjson = clarity
+        .export_audit_fhir(&auditor, &AuditFilter::default(), 10_000)
+        .await
+        .expect("export");
+    let lines: Vec<serde_json::Value> = ndjson
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    let profile_of = |r: &serde_json::Value| -> Option<String> {
+        let profiles = r["meta"]["profile"].as_array()?;
+        assert_eq!(profiles.len(), 1, "one profile: {r}");
+        Some(
+            profiles[0]
+                .as_str()
+                .expect("uri")
+                .strip_prefix(BALP)
+                .expect("a BALP profile")
+                .to_string(),
+        )
+    };
+    let subtype_of =
+        |r: &serde_json::Value| r["meta"]["tag"][0]["code"].as_str().map(str::to_string);
+    let mut declared =
+        std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    for r in &lines {
+        let subtype = subtype_of(r).expect("Clarity's subtype in meta.tag");
+        match profile_of(r) {
+            Some(p) => {
+                assert_eq!(r["outcome"], "0", "successes only: {r}");
+                declared.entry(p).or_default().insert(subtype);
+            }
+            None => {
+                // Without a profile: what BALP has none for, failures, and
+                // what this test did not make through a client.
+                let nodes = r["agent"]
+                    .as_array()
+                    .expect("agents")
+                    .iter()
+                    .filter(|a| a.get("network").is_some() && a["requestor"] == false)
+                    .count();
+                let why = r["type"]["code"] != "rest" || r["outcome"] != "0" || nodes < 2;
+                assert!(why, "{subtype} should declare a profile: {r}");
+            }
+        }
+    }
+    let expect = [
+        ("PatientCreate", &["patient.create", "record.create"][..]),
+        ("PatientRead", &["patient.read", "record.read"]),
+        ("PatientUpdate", &["patient.update", "record.update"]),
+        ("PatientDelete", &["record.delete", "patient.erase"]),
+        ("PatientQuery", &["record.list", "patient.list"]),
+        ("Query", &["patient.lookup"]),
+        ("Create", &["user.create", "service_account.create"]),
+        ("Read", &["user.read"]),
+        ("Update", &["user.update"]),
+        ("Delete", &["service_account.delete"]),
+    ];
+    for (profile, subtypes) in expect {
+        let got = declared.get(profile).cloned().unwrap_or_default();
+        for subtype in subtypes {
+            assert!(
+                got.contains(*subtype),
+                "{subtype} declares {profile}: {declared:?}"
+            );
+        }
+    }
+    for r in &lines {
+        if matches!(r["type"]["code"].as_str(), Some("110114" | "110113")) {
+            assert!(profile_of(r).is_none(), "BALP has no profile for {r}");
+        }
+    }
+    for subtype in ["auth.login", "auth.logout"] {
+        assert!(
+            lines
+                .iter()
+                .any(|r| subtype_of(r).as_deref() == Some(subtype)),
+            "the export holds {subtype}"
+        );
+    }
+
+    if let Some(report) = validate_fhir(&h, &ndjson, true) {
+        for (profile, _) in expect {
+            assert!(
+                report.contains(&format!("\n  {profile}: ")),
+                "the validator checked {profile}: {report}"
+            );
+        }
     }
 }
 

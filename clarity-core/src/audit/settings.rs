@@ -31,6 +31,12 @@ pub struct AuditConfig {
     /// Where the trail is streamed as it is written (`[[audit.sinks]]`,
     /// S-AUD-8).
     pub sinks: Vec<super::SinkConfig>,
+    /// The network address clients reach Clarity's server at (a host name,
+    /// IP address or URL), named as the server's address in FHIR
+    /// AuditEvent exports (S-AUD-5). IHE BALP profiles need it: unset, no
+    /// exported event declares one. Events do not record it, so it must be
+    /// one address for the whole deployment.
+    pub server_address: Option<String>,
 }
 
 impl Default for AuditConfig {
@@ -43,6 +49,7 @@ impl Default for AuditConfig {
             witness_dir: None,
             verify_interval_secs: 3600,
             sinks: Vec::new(),
+            server_address: None,
         }
     }
 }
@@ -85,6 +92,16 @@ impl AuditConfig {
             return Err(Error::config("audit.witness_dir", "must not be empty"));
         }
         super::sink::validate_all(&self.sinks)?;
+        if self
+            .server_address
+            .as_ref()
+            .is_some_and(|a| a.is_empty() || a.len() > 255 || a.chars().any(char::is_whitespace))
+        {
+            return Err(Error::config(
+                "audit.server_address",
+                "must be a host name, IP address or URL: not empty, no spaces, at most 255 characters",
+            ));
+        }
         if self.retention_days < super::DEFAULT_RETENTION_DAYS {
             return Err(Error::config(
                 "audit.retention_days",

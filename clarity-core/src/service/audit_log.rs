@@ -130,7 +130,9 @@ impl Clarity {
     }
 
     /// The events matching `filter` as FHIR R4 AuditEvent NDJSON (one
-    /// resource per line), at most `limit` events (auditors, admins).
+    /// resource per line), at most `limit` events (auditors, admins). Each
+    /// declares the IHE BALP profile it conforms to, if any
+    /// ([`crate::audit::to_fhir`], docs/audit.md).
     ///
     /// # Errors
     /// [`crate::error::Error::PermissionDenied`]; backend errors.
@@ -145,6 +147,7 @@ impl Clarity {
             let mut out = String::new();
             let mut after = None;
             let mut written = 0;
+            let server = self.config.audit.server_address.as_deref();
             while written < limit {
                 let batch = self
                     .audit_store
@@ -153,7 +156,7 @@ impl Clarity {
                 let Some(last) = batch.last() else { break };
                 after = Some(last.id);
                 for event in &batch {
-                    out.push_str(&to_fhir(event).to_string());
+                    out.push_str(&to_fhir(event, server).to_string());
                     out.push('\n');
                 }
                 written += batch.len();

@@ -251,6 +251,7 @@ impl Clarity {
             Arc::clone(&backends.audit),
             Arc::clone(&clock),
             audit.chain_id(),
+            config.audit.server_address.as_deref(),
         ) {
             Ok(sinks) => sinks,
             Err(e) => {

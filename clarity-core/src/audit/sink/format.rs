@@ -7,9 +7,10 @@ use serde_json::{Value, json};
 use super::settings::SinkFormat;
 use crate::audit::AuditEvent;
 
-/// The event as one JSON value in `format`. Identifiers only, as stored
+/// The event as one JSON value in `format` (`server`: the deployment's
+/// address for FHIR, `audit.server_address`). Identifiers only, as stored
 /// (S-AUD-4): no PHI, no secrets.
-pub(crate) fn record(event: &AuditEvent, format: SinkFormat) -> Value {
+pub(crate) fn record(event: &AuditEvent, format: SinkFormat, server: Option<&str>) -> Value {
     match format {
         SinkFormat::Json => {
             let mut value = json!(event);
@@ -17,13 +18,13 @@ pub(crate) fn record(event: &AuditEvent, format: SinkFormat) -> Value {
             value["mac"] = json!(hex::encode(&event.mac));
             value
         }
-        SinkFormat::Fhir => crate::audit::to_fhir(event),
+        SinkFormat::Fhir => crate::audit::to_fhir(event, server),
     }
 }
 
 /// `record` as one line of text, without the newline.
-pub(crate) fn line(event: &AuditEvent, format: SinkFormat) -> String {
-    record(event, format).to_string()
+pub(crate) fn line(event: &AuditEvent, format: SinkFormat, server: Option<&str>) -> String {
+    record(event, format, server).to_string()
 }
 
 /// RFC 5424 facility 13, "log audit".
@@ -131,12 +132,12 @@ mod tests {
     #[test]
     fn s_aud_8_json_records_carry_chain_seq_and_mac() {
         let e = event("0");
-        let v = record(&e, SinkFormat::Json);
+        let v = record(&e, SinkFormat::Json, None);
         assert_eq!(v["seq"], 7);
         assert_eq!(v["chain_id"], e.chain_id.to_string());
         assert_eq!(v["mac"], hex::encode([2u8; 32]));
         assert_eq!(v["subtype"], "record.read");
-        let f = record(&e, SinkFormat::Fhir);
+        let f = record(&e, SinkFormat::Fhir, Some("clarity.example.org"));
         assert_eq!(f["resourceType"], "AuditEvent");
     }
 }

@@ -137,7 +137,8 @@ pub(crate) struct Sinks {
 
 impl Sinks {
     /// Starts a task per sink in `configs` on the current runtime,
-    /// delivering from `store` under the lease holder id `holder`.
+    /// delivering from `store` under the lease holder id `holder`
+    /// (`server_address`: `audit.server_address`, for FHIR records).
     ///
     /// # Errors
     /// [`Error::Config`] when a sink's CA file or token cannot be used.
@@ -146,10 +147,11 @@ impl Sinks {
         store: Arc<dyn AuditStore>,
         clock: Arc<dyn Clock>,
         holder: Uuid,
+        server_address: Option<&str>,
     ) -> Result<Sinks> {
         let mut transports = Vec::with_capacity(configs.len());
         for config in configs {
-            transports.push(Transport::new(config)?);
+            transports.push(Transport::new(config, server_address.map(str::to_string))?);
         }
         let states: Vec<Arc<SinkState>> = configs
             .iter()

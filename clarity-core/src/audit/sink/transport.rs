@@ -20,7 +20,13 @@ use crate::error::{Error, Result};
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A configured sink's way to its receiver.
-pub(crate) enum Transport {
+pub(crate) struct Transport {
+    way: Way,
+    /// `audit.server_address`, for FHIR records.
+    server_address: Option<String>,
+}
+
+enum Way {
     Syslog {
         address: String,
         host: String,
@@ -40,11 +46,11 @@ pub(crate) enum Transport {
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Transport::Syslog { .. } => "Transport::Syslog",
-            Transport::Http { .. } => "Transport::Http",
-            Transport::File(_) => "Transport::File",
-            Transport::Stdout => "Transport::Stdout",
+        f.write_str(match self.way {
+            Way::Syslog { .. } => "Transport::Syslog",
+            Way::Http { .. } => "Transport::Http",
+            Way::File(_) => "Transport::File",
+            Way::Stdout => "Transport::Stdout",
         })
     }
 }
@@ -54,9 +60,9 @@ impl Transport {
     ///
     /// # Errors
     /// [`Error::Config`] when its CA file or token cannot be used.
-    pub(crate) fn new(config: &SinkConfig) -> Result<Transport> {
+    pub(crate) fn new(config: &SinkConfig, server_address: Option<String>) -> Result<Transport> {
         let key = |k: &str| format!("audit.sinks.{}.{k}", config.name);
-        Ok(match config.kind {
+        let way = match config.kind {
             SinkKind::Syslog => {
                 let host = config.syslog_host()?;
                 let tls = match (&config.ca_cert, config.tls) {
@@ -71,7 +77,7 @@ impl Transport {
                     }
                     _ => None,
                 };
-                Transport::Syslog {
+                Way::Syslog {
                     address: config.address.clone().unwrap_or_default(),
                     host: crate::host::name(),
                     tls,
@@ -97,7 +103,7 @@ impl Transport {
                     })?)),
                     None => None,
                 };
-                Transport::Http {
+                Way::Http {
                     client: builder
                         .build()
                         .map_err(|e| Error::internal(format!("HTTP client: {e}")))?,
@@ -105,8 +111,12 @@ impl Transport {
                     token,
                 }
             }
-            SinkKind::File => Transport::File(config.path.clone().unwrap_or_default()),
-            SinkKind::Stdout => Transport::Stdout,
+            SinkKind::File => Way::File(config.path.clone().unwrap_or_default()),
+            SinkKind::Stdout => Way::Stdout,
+        };
+        Ok(Transport {
+            way,
+            server_address,
         })
     }
 
@@ -124,15 +134,24 @@ impl Transport {
         }
     }
 
+    fn lines(&self, events: &[AuditEvent], format: SinkFormat) -> String {
+        let mut text = String::new();
+        for event in events {
+            text.push_str(&format::line(event, format, self.server_address.as_deref()));
+            text.push('\n');
+        }
+        text
+    }
+
     async fn deliver_untimed(&self, events: &[AuditEvent], format: SinkFormat) -> Result<()> {
-        match self {
-            Transport::Syslog { address, host, tls } => {
+        match &self.way {
+            Way::Syslog { address, host, tls } => {
                 let mut frames = Vec::new();
                 for event in events {
                     frames.extend(format::syslog_frame(
                         event,
                         host,
-                        &format::line(event, format),
+                        &format::line(event, format, self.server_address.as_deref()),
                     ));
                 }
                 let tcp = tokio::net::TcpStream::connect(address.as_str())
@@ -149,10 +168,10 @@ impl Transport {
                     None => send_and_await_close(tcp, &frames).await,
                 }
             }
-            Transport::Http { client, url, token } => {
+            Way::Http { client, url, token } => {
                 let mut body = String::new();
                 for event in events {
-                    body.push_str(&format::line(event, format));
+                    body.push_str(&format::line(event, format, self.server_address.as_deref()));
                     body.push('\n');
                 }
                 let mut request = client
@@ -175,8 +194,8 @@ impl Transport {
                     )))
                 }
             }
-            Transport::File(path) => {
-                let lines = lines(events, format);
+            Way::File(path) => {
+                let lines = self.lines(events, format);
                 let path = path.clone();
                 tokio::task::spawn_blocking(move || {
                     let mut file = std::fs::OpenOptions::new()
@@ -190,8 +209,8 @@ impl Transport {
                 .map_err(|e| unavailable(format!("file writer: {e}")))?
                 .map_err(|e| unavailable(format!("cannot append to the file: {e}")))
             }
-            Transport::Stdout => {
-                let lines = lines(events, format);
+            Way::Stdout => {
+                let lines = self.lines(events, format);
                 tokio::task::spawn_blocking(move || {
                     let mut out = std::io::stdout().lock();
                     out.write_all(lines.as_bytes())?;
@@ -203,15 +222,6 @@ impl Transport {
             }
         }
     }
-}
-
-fn lines(events: &[AuditEvent], format: SinkFormat) -> String {
-    let mut text = String::new();
-    for event in events {
-        text.push_str(&format::line(event, format));
-        text.push('\n');
-    }
-    text
 }
 
 /// Writes `frames`, ends the stream (TLS close_notify, then TCP FIN), and
