@@ -45,3 +45,26 @@ fn the_documented_identity_provider_settings_are_accepted() {
     }
     assert!(providers >= 3, "each page shows a provider");
 }
+
+// S-AUD-8: the `[[audit.sinks]]` example of docs/audit.md is a
+// configuration Clarity accepts, with each kind of sink.
+#[test]
+fn s_aud_8_the_documented_audit_sinks_are_accepted() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    let text = std::fs::read_to_string(docs.join("audit.md")).expect("audit.md");
+    let blocks = toml_blocks(&text);
+    assert!(!blocks.is_empty(), "audit.md has no TOML example");
+    let mut kinds = std::collections::BTreeSet::new();
+    for block in blocks {
+        let config = clarity_core::Config::from_toml(&block)
+            .unwrap_or_else(|e| panic!("audit.md: {e}\n{block}"));
+        config
+            .validate()
+            .unwrap_or_else(|e| panic!("audit.md: {e}\n{block}"));
+        kinds.extend(config.audit.sinks.iter().map(|s| s.kind.as_str()));
+    }
+    assert!(
+        ["syslog", "http", "file"].iter().all(|k| kinds.contains(k)),
+        "{kinds:?}"
+    );
+}

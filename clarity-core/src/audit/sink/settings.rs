@@ -176,14 +176,6 @@ impl SinkConfig {
                         "must be an https:// URL (http:// only on a loopback address)",
                     ));
                 }
-                if let Some(var) = &self.token_env
-                    && std::env::var_os(var).is_none()
-                {
-                    return Err(Error::config(
-                        key("token_env"),
-                        format!("names the environment variable {var}, which is not set"),
-                    ));
-                }
             }
             SinkKind::File => {
                 needs(self.path.is_some(), "path")?;

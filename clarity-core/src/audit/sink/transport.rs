@@ -99,7 +99,7 @@ impl Transport {
                 }
                 let token = match &config.token_env {
                     Some(var) => Some(SecretString::new(std::env::var(var).map_err(|_| {
-                        Error::config(key("token_env"), format!("{var} is not set to text"))
+                        Error::config(key("token_env"), format!("names the environment variable {var}, which is not set (or not text)"))
                     })?)),
                     None => None,
                 };
