@@ -272,16 +272,6 @@ impl Drop for Rsyslog {
     }
 }
 
-/// The value of the metric line starting with `name`.
-async fn metric(api: &Api, name: &str) -> Option<f64> {
-    api.metrics()
-        .await
-        .lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let started = Instant::now();
     while !check().await {
@@ -374,7 +364,10 @@ async fn outage_and_kill(receiver: &mut dyn Receiver, sink_toml: &str) {
     }
     wait_until("the first events are delivered", async || {
         !receiver.events().is_empty()
-            && metric(&api, "clarity_audit_sink_pending_events{sink=\"siem\"}").await == Some(0.0)
+            && api
+                .metric("clarity_audit_sink_pending_events{sink=\"siem\"}")
+                .await
+                == Some(0.0)
     })
     .await;
 
@@ -384,10 +377,11 @@ async fn outage_and_kill(receiver: &mut dyn Receiver, sink_toml: &str) {
         read(&api).await;
     }
     wait_until("failed deliveries are counted", async || {
-        metric(&api, "clarity_audit_sink_failures{sink=\"siem\"}")
+        api.metric("clarity_audit_sink_failures{sink=\"siem\"}")
             .await
             .is_some_and(|f| f > 0.0)
-            && metric(&api, "clarity_audit_sink_pending_events{sink=\"siem\"}")
+            && api
+                .metric("clarity_audit_sink_pending_events{sink=\"siem\"}")
                 .await
                 .is_some_and(|p| p > 0.0)
     })
@@ -401,7 +395,9 @@ async fn outage_and_kill(receiver: &mut dyn Receiver, sink_toml: &str) {
         read(&api).await;
     }
     wait_until("the backlog and new events are delivered", async || {
-        metric(&api, "clarity_audit_sink_pending_events{sink=\"siem\"}").await == Some(0.0)
+        api.metric("clarity_audit_sink_pending_events{sink=\"siem\"}")
+            .await
+            == Some(0.0)
     })
     .await;
     let (stopped, _) = second.terminate();

@@ -69,21 +69,11 @@ impl Drop for Db {
     }
 }
 
-/// The value of the metric line starting with `name` (labels included).
-async fn metric(api: &Api, name: &str) -> Option<f64> {
-    api.metrics()
-        .await
-        .lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 /// Waits up to `limit` for the metric `name` to read `want`.
 async fn wait_for_metric(api: &Api, name: &str, want: f64, limit: Duration) {
     let started = Instant::now();
     loop {
-        let got = metric(api, name).await;
+        let got = api.metric(name).await;
         if got == Some(want) {
             return;
         }
@@ -166,7 +156,8 @@ async fn emptied_tables_are_reported(db: Db) {
         Duration::from_secs(20),
     )
     .await;
-    let alerts = metric(&api, "clarity_security_alerts{kind=\"AuditTampered\"}")
+    let alerts = api
+        .metric("clarity_security_alerts{kind=\"AuditTampered\"}")
         .await
         .unwrap_or(0.0);
     assert!(alerts >= 1.0, "the tamper alert is raised: {alerts}");

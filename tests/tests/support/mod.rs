@@ -168,6 +168,17 @@ impl Api {
             .expect("metrics text")
     }
 
+    /// The value of the first `/metrics` line starting with `name` (labels
+    /// included, e.g. `clarity_audit_sink_failures{sink="siem"}`).
+    pub(crate) async fn metric(&self, name: &str) -> Option<f64> {
+        self.metrics()
+            .await
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
     /// Creates the first admin with the setup code `server` printed; the
     /// admin's token.
     pub(crate) async fn bootstrap(&self, server: &Server) -> String {
