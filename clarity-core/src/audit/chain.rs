@@ -4,13 +4,14 @@
 //! deleting, inserting, reordering or truncating events is detected and
 //! located, and nobody without the audit key can forge a chain (S-AUD-3).
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 use uuid::Uuid;
 
-use super::witness::{Witnessed, WitnessedChain};
 use super::{AuditEvent, Checkpoint};
 use crate::audit::AuditStore;
 use crate::crypto::Key;
@@ -19,6 +20,19 @@ use crate::error::{Error, Result};
 
 /// Length of a MAC.
 pub(crate) const MAC_LEN: usize = 32;
+
+/// What the witness holds about one chain.
+#[derive(Debug, Clone, Default)]
+pub struct WitnessedChain {
+    /// The highest sequence number witnessed (0: only the start).
+    pub last_seq: i64,
+    /// Witnessed checkpoints: sequence number → MAC.
+    pub checkpoints: BTreeMap<i64, Vec<u8>>,
+    /// Witnessed heads (`head` and `end` entries past 0): sequence number → MAC.
+    pub heads: BTreeMap<i64, Vec<u8>>,
+    /// Whether its writer shut down cleanly (or a restore replaced it).
+    pub ended: bool,
+}
 
 /// The audit MAC key and checkpoint signing key, derived from the root secret.
 ///
@@ -273,7 +287,7 @@ pub async fn verify(
     keys: &AuditKeys,
     purge_cutoff: DateTime<Utc>,
 ) -> Result<Vec<ChainReport>> {
-    verify_witnessed(store, keys, purge_cutoff, &Witnessed::default()).await
+    verify_witnessed(store, keys, purge_cutoff, &BTreeMap::new()).await
 }
 
 /// [`verify`], holding each chain to what `witnessed` saw of it as well
@@ -287,17 +301,17 @@ pub async fn verify_witnessed(
     store: &dyn AuditStore,
     keys: &AuditKeys,
     purge_cutoff: DateTime<Utc>,
-    witnessed: &Witnessed,
+    witnessed: &BTreeMap<Uuid, WitnessedChain>,
 ) -> Result<Vec<ChainReport>> {
     let stored = store.audit_chains().await?;
     let mut reports = Vec::with_capacity(stored.len());
     for &chain in &stored {
-        let seen = witnessed.chains.get(&chain);
+        let seen = witnessed.get(&chain);
         reports.push(verify_chain(store, keys, chain, purge_cutoff, seen).await?);
     }
     let stored: std::collections::HashSet<Uuid> = stored.into_iter().collect();
     // A chain witnessed only at its start may never have stored anything.
-    for (&chain, seen) in &witnessed.chains {
+    for (&chain, seen) in witnessed {
         if seen.last_seq > 0 && !stored.contains(&chain) {
             reports.push(ChainReport {
                 chain_id: chain,

@@ -17,7 +17,7 @@ mod store;
 mod witness;
 mod writer;
 
-pub use chain::ChainReport;
+pub use chain::{ChainReport, WitnessedChain};
 // The writer, the keys and verification over a raw store: test-only outside
 // the crate; applications verify with `Clarity::verify_audit`.
 pub use crate::model::RequestContext;
@@ -34,7 +34,7 @@ pub(crate) use sink::{SinkGate, Sinks};
 pub use store::{AuditBatch, AuditStore, SealBatch, StoredBatch};
 #[cfg(not(feature = "testing"))]
 pub(crate) use store::{AuditBatch, AuditStore, SealBatch, StoredBatch};
-pub use witness::{Witness, WitnessKind, Witnessed, WitnessedChain};
+pub use witness::{Witness, WitnessKind, Witnessed};
 #[cfg(feature = "testing")]
 pub use writer::{AuditWriter, WriterSettings};
 #[cfg(not(feature = "testing"))]

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::AuditStore;
-use super::chain::AuditKeys;
+use super::chain::{AuditKeys, WitnessedChain};
 use crate::error::{Error, Result};
 
 /// Names of witness files start and end so.
@@ -331,19 +331,6 @@ impl Witness {
         }
         Ok(recorded)
     }
-}
-
-/// What the witness holds about one chain.
-#[derive(Debug, Clone, Default)]
-pub struct WitnessedChain {
-    /// The highest sequence number witnessed (0: only the start).
-    pub last_seq: i64,
-    /// Witnessed checkpoints: sequence number → MAC.
-    pub checkpoints: BTreeMap<i64, Vec<u8>>,
-    /// Witnessed heads (`head` and `end` entries past 0): sequence number → MAC.
-    pub heads: BTreeMap<i64, Vec<u8>>,
-    /// Whether its writer shut down cleanly (or a restore replaced it).
-    pub ended: bool,
 }
 
 /// Everything a witness directory holds.

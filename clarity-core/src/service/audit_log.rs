@@ -95,7 +95,7 @@ impl Clarity {
             self.audit_store.as_ref(),
             &self.audit_keys,
             cutoff,
-            &witnessed,
+            &witnessed.chains,
         )
         .await?;
         for problem in &witnessed.problems {
