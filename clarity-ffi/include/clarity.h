@@ -93,20 +93,6 @@ extern "C" {
 // The string is static: never free it. Never NULL. Safe to call from any thread.
 const char *clarity_version(void);
 
-// The message of `err`: UTF-8, NUL-terminated, never PHI or secrets.
-//
-// Borrowed from `err`: valid until `clarity_error_free(err)`; do not free it
-// separately. Returns NULL when `err` is NULL. Thread-safe.
-const char *clarity_error_message(const struct clarity_error *err);
-
-// The result code `err` was reported with (`CLARITY_RESULT_NULL_PARAMETER`
-// when `err` is NULL). Thread-safe.
-clarity_result clarity_error_code(const struct clarity_error *err);
-
-// Frees an error returned through `err_out`. NULL is allowed and does
-// nothing. Freeing the same error twice is undefined behaviour.
-void clarity_error_free(struct clarity_error *err);
-
 // Opens Clarity with the configuration `config` (TOML text, or a JSON
 // object; `""` for the defaults) and writes the new handle to `*client_out`.
 //
@@ -393,6 +379,26 @@ clarity_result clarity_oidc_backchannel_logout(const struct clarity_client *clie
                                                const char *logout_token,
                                                struct clarity_error **err_out);
 
+// The message of `err`: UTF-8, NUL-terminated, never PHI or secrets.
+//
+// Borrowed from `err`: valid until `clarity_error_free(err)`; do not free it
+// separately. Returns NULL when `err` is NULL. Thread-safe.
+const char *clarity_error_message(const struct clarity_error *err);
+
+// The result code `err` was reported with (`CLARITY_RESULT_NULL_PARAMETER`
+// when `err` is NULL). Thread-safe.
+clarity_result clarity_error_code(const struct clarity_error *err);
+
+// Frees an error returned through `err_out`. NULL is allowed and does
+// nothing. Freeing the same error twice is undefined behaviour.
+void clarity_error_free(struct clarity_error *err);
+
+// The stable name of a result code, e.g. `"not_found"`; `"unknown"` for a
+// value this library does not define.
+//
+// The string is static: never free it. Never NULL. Thread-safe.
+const char *clarity_result_name(uint32_t result);
+
 // Writes the KEK versions and how many data keys each wraps
 // (`{"provider","current_kek_version","kek_versions","usage"}`) to `*status_out`.
 clarity_result clarity_keys_status(const struct clarity_client *client,
@@ -570,12 +576,6 @@ clarity_result clarity_user_update(const struct clarity_client *client,
                                    const char *update_json,
                                    char **user_out,
                                    struct clarity_error **err_out);
-
-// The stable name of a result code, e.g. `"not_found"`; `"unknown"` for a
-// value this library does not define.
-//
-// The string is static: never free it. Never NULL. Thread-safe.
-const char *clarity_result_name(uint32_t result);
 
 #if defined(CLARITY_TESTING)
 // The authorisation matrix specification (S-AC-1) as JSON:

@@ -5,7 +5,7 @@
 //! tokens or SQL (STYLE.md §3); input errors name fields and positions,
 //! never values.
 
-use std::ffi::{CString, c_char};
+use std::ffi::CString;
 
 use crate::result::clarity_result;
 
@@ -53,8 +53,8 @@ impl From<clarity_core::Error> for Failure {
 #[allow(non_camel_case_types)]
 #[derive(Debug)]
 pub struct clarity_error {
-    code: clarity_result,
-    message: CString,
+    pub(crate) code: clarity_result,
+    pub(crate) message: CString,
 }
 
 impl clarity_error {
@@ -66,35 +66,4 @@ impl clarity_error {
             message: CString::new(bytes).unwrap_or_default(),
         }
     }
-}
-
-impl crate::ffi::Boxed for clarity_error {}
-
-/// The message of `err`: UTF-8, NUL-terminated, never PHI or secrets.
-///
-/// Borrowed from `err`: valid until `clarity_error_free(err)`; do not free it
-/// separately. Returns NULL when `err` is NULL. Thread-safe.
-#[unsafe(no_mangle)]
-pub extern "C" fn clarity_error_message(err: *const clarity_error) -> *const c_char {
-    crate::panic::never_unwind(std::ptr::null(), || match crate::ffi::try_ref(err) {
-        Ok(err) => err.message.as_ptr(),
-        Err(_) => std::ptr::null(),
-    })
-}
-
-/// The result code `err` was reported with (`CLARITY_RESULT_NULL_PARAMETER`
-/// when `err` is NULL). Thread-safe.
-#[unsafe(no_mangle)]
-pub extern "C" fn clarity_error_code(err: *const clarity_error) -> clarity_result {
-    crate::panic::never_unwind(clarity_result::Panic, || match crate::ffi::try_ref(err) {
-        Ok(err) => err.code,
-        Err(_) => clarity_result::NullParameter,
-    })
-}
-
-/// Frees an error returned through `err_out`. NULL is allowed and does
-/// nothing. Freeing the same error twice is undefined behaviour.
-#[unsafe(no_mangle)]
-pub extern "C" fn clarity_error_free(err: *mut clarity_error) {
-    crate::panic::never_unwind((), || drop(crate::ffi::take_box(err)));
 }

@@ -18,6 +18,8 @@ use crate::result::clarity_result;
 /// back exactly once by its `_free`/`_close` function.
 pub(crate) trait Boxed: Sized {}
 
+impl Boxed for clarity_error {}
+
 /// Moves `value` to the heap and hands ownership to C.
 pub(crate) fn into_raw<T: Boxed>(value: T) -> *mut T {
     Box::into_raw(Box::new(value))

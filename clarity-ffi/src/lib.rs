@@ -29,6 +29,7 @@ mod ops_access;
 mod ops_accounts;
 mod ops_audit;
 mod ops_auth;
+mod ops_errors;
 mod ops_keys;
 mod ops_patients;
 mod ops_records;
@@ -40,7 +41,7 @@ mod testing;
 
 use std::ffi::{CStr, c_char};
 
-pub use error::{clarity_error, clarity_error_code, clarity_error_free, clarity_error_message};
+pub use error::clarity_error;
 pub use handle::{
     clarity_client, clarity_client_check, clarity_client_close, clarity_client_open,
     clarity_string_free,
@@ -61,6 +62,9 @@ pub use ops_auth::{
     clarity_oidc_backchannel_logout, clarity_password_change, clarity_refresh, clarity_setup,
     clarity_setup_code_issue,
 };
+pub use ops_errors::{
+    clarity_error_code, clarity_error_free, clarity_error_message, clarity_result_name,
+};
 pub use ops_keys::{clarity_keys_rotate, clarity_keys_status};
 pub use ops_patients::{
     clarity_patient_create, clarity_patient_erase, clarity_patient_get, clarity_patient_list,
@@ -74,7 +78,7 @@ pub use ops_users::{
     clarity_user_create, clarity_user_create_as_operator, clarity_user_get, clarity_user_list,
     clarity_user_update,
 };
-pub use result::{clarity_result, clarity_result_name};
+pub use result::clarity_result;
 #[cfg(feature = "testing")]
 pub use testing::clarity_testing_matrix;
 

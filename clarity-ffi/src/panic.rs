@@ -38,23 +38,3 @@ pub(crate) fn boundary(
 pub(crate) fn never_unwind<T>(fallback: T, body: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_panic_becomes_a_result_code_and_a_message() {
-        let mut err: *mut clarity_error = std::ptr::null_mut();
-        let result = boundary(&mut err, || panic!("boom"));
-        assert_eq!(result, clarity_result::Panic);
-        assert!(!err.is_null());
-        assert_eq!(crate::error::clarity_error_code(err), clarity_result::Panic);
-        crate::error::clarity_error_free(err);
-        // Without an error out-parameter, only the code comes back.
-        assert_eq!(
-            boundary(std::ptr::null_mut(), || panic!("boom")),
-            clarity_result::Panic
-        );
-    }
-}

@@ -5,7 +5,7 @@
 //! A new kind in the core that this table does not know yet maps to
 //! [`clarity_result::Unknown`], never to a panic.
 
-use std::ffi::{CStr, c_char};
+use std::ffi::CStr;
 
 use clarity_core::ErrorKind;
 
@@ -103,17 +103,6 @@ impl clarity_result {
             clarity_result::Unknown => c"unknown",
         }
     }
-}
-
-/// The stable name of a result code, e.g. `"not_found"`; `"unknown"` for a
-/// value this library does not define.
-///
-/// The string is static: never free it. Never NULL. Thread-safe.
-#[unsafe(no_mangle)]
-pub extern "C" fn clarity_result_name(result: u32) -> *const c_char {
-    crate::panic::never_unwind(c"unknown".as_ptr(), || {
-        crate::result::from_code(result).name().as_ptr()
-    })
 }
 
 /// The result with discriminant `code`, or `Unknown`.
