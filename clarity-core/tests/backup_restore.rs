@@ -159,7 +159,7 @@ async fn round_trip(
     clarity.shutdown().await;
     let archive = dir.join("round-trip.cbak");
     let before = take_backup(&source, &archive).await;
-    assert_eq!(before.tables.len(), 17);
+    assert_eq!(before.tables.len(), 18);
     assert!(
         before
             .tables

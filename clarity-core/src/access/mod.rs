@@ -144,6 +144,12 @@ pub enum Action {
     ManageKeys,
     /// Delete audit events past their retention.
     PurgeAudit,
+    /// See who accessed a patient's record (S-AUD-9).
+    ReadAccessLog,
+    /// Record a disclosure of a patient's information to an outside recipient.
+    RecordDisclosure,
+    /// List a patient's disclosures and produce their accounting.
+    ReadDisclosures,
 }
 
 impl Action {
@@ -166,6 +172,9 @@ impl Action {
             Action::ReadAudit => "audit.read",
             Action::ManageKeys => "keys.manage",
             Action::PurgeAudit => "audit.purge",
+            Action::ReadAccessLog => "access_log.read",
+            Action::RecordDisclosure => "disclosure.create",
+            Action::ReadDisclosures => "disclosure.read",
         }
     }
 }
@@ -287,7 +296,13 @@ impl Policy {
 ///   updates records of the configured kinds there.
 /// - `patient`: reads its own profile and records.
 /// - `researcher`: de-identified data only.
-/// - `auditor`: the audit log only.
+/// - `auditor`: the audit log only, and for any patient its access log,
+///   disclosures and their accounting (the privacy office's duties).
+///
+/// A patient sees its own access log, disclosures and accounting.
+/// Disclosures are recorded by those who hold the patient's PHI: clinicians
+/// and nurses on the care team, clinicians under break-glass; they may read
+/// the disclosures they and their colleagues recorded.
 pub fn decide(
     policy: &Policy,
     principal: &Principal,
@@ -330,6 +345,21 @@ pub fn decide(
             decision
         }
     };
+    // The patient itself, or the privacy office (auditors), after `first`.
+    let own_or_auditor = |first: Decision| -> Decision {
+        if first.allow {
+            first
+        } else if roles.contains(Role::Patient) && rel.own_record {
+            Decision::allow(Reason::OwnRecord)
+        } else if roles.contains(Role::Auditor) {
+            Decision::allow(Reason::Role)
+        } else if first.reason == Reason::NoRole && !roles.contains(Role::Patient) {
+            Decision::deny(Reason::NoRole)
+        } else {
+            Decision::deny(Reason::NoRelationship)
+        }
+    };
+    let clinical_denied = || Decision::deny(Reason::NoRole);
     let role_only = |role: Role| {
         if roles.contains(role) {
             Decision::allow(Reason::Role)
@@ -357,6 +387,9 @@ pub fn decide(
                 Decision::deny(Reason::NoRole)
             }
         }
+        Action::ReadAccessLog => own_or_auditor(clinical_denied()),
+        Action::RecordDisclosure => clinical(true),
+        Action::ReadDisclosures => own_or_auditor(clinical(true)),
     }
 }
 
@@ -480,5 +513,50 @@ mod tests {
         );
         assert!(!decide(&policy, &patient, &Action::ReadRecords, Some(TEAM)).allow);
         assert!(!decide(&policy, &patient, &Action::UpdatePatient, Some(OWN)).allow);
+    }
+
+    // S-AUD-9: a patient sees its own access log and disclosures; the
+    // privacy office (auditors) any patient's; those who treat the patient
+    // record disclosures; nobody else, and no admin.
+    #[test]
+    fn the_patients_view_and_disclosures_follow_the_patient_and_the_care_team() {
+        let policy = Policy::default();
+        let allowed = |roles: &[Role], action: Action, rel: Relation| {
+            decide(&policy, &principal(roles), &action, Some(rel)).allow
+        };
+        let patient = [Role::Patient];
+        assert!(allowed(&patient, Action::ReadAccessLog, OWN));
+        assert!(allowed(&patient, Action::ReadDisclosures, OWN));
+        assert!(!allowed(&patient, Action::RecordDisclosure, OWN));
+        let stranger = Relation::default();
+        assert!(!allowed(&patient, Action::ReadAccessLog, stranger));
+        assert!(!allowed(&patient, Action::ReadDisclosures, stranger));
+
+        let auditor = [Role::Auditor];
+        assert!(allowed(&auditor, Action::ReadAccessLog, stranger));
+        assert!(allowed(&auditor, Action::ReadDisclosures, stranger));
+        assert!(!allowed(&auditor, Action::RecordDisclosure, stranger));
+
+        for clinical in [[Role::Clinician], [Role::Nurse]] {
+            assert!(allowed(&clinical, Action::RecordDisclosure, TEAM));
+            assert!(allowed(&clinical, Action::ReadDisclosures, TEAM));
+            assert!(!allowed(&clinical, Action::RecordDisclosure, stranger));
+            assert!(!allowed(&clinical, Action::ReadAccessLog, TEAM));
+        }
+        assert!(allowed(&[Role::Clinician], Action::RecordDisclosure, GLASS));
+        assert!(!allowed(&[Role::Nurse], Action::RecordDisclosure, GLASS));
+
+        for other in [[Role::Admin], [Role::Researcher]] {
+            for action in [
+                Action::ReadAccessLog,
+                Action::RecordDisclosure,
+                Action::ReadDisclosures,
+            ] {
+                assert!(
+                    !allowed(&other, action.clone(), TEAM),
+                    "{other:?} {action:?}"
+                );
+            }
+        }
     }
 }

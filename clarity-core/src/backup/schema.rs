@@ -87,6 +87,18 @@ pub(crate) const TABLES: &[Table] = &[
         order_by: "id",
     },
     Table {
+        name: "disclosures",
+        columns: &[
+            ("id", Uuid),
+            ("patient_id", Uuid),
+            ("disclosed_at", Time),
+            ("details", Bytes),
+            ("recorded_by", Uuid),
+            ("recorded_at", Time),
+        ],
+        order_by: "id",
+    },
+    Table {
         name: "users",
         columns: &[
             ("id", Uuid),

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{Invalidation, Invalidator};
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::Result;
-use crate::model::{Change, DataKeyRow, PatientRow, RecordRow};
+use crate::model::{Change, DataKeyRow, DisclosureRow, PatientRow, RecordRow};
 use crate::store::Store;
 
 /// A [`Store`] with cached point reads of patients, records and wrapped
@@ -139,5 +139,17 @@ impl Store for CachedStore {
         limit: usize,
     ) -> Result<Vec<RecordRow>> {
         self.inner.list_records(patient_id, after, limit).await
+    }
+
+    async fn list_disclosures(
+        &self,
+        patient_id: Uuid,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<DisclosureRow>> {
+        self.inner
+            .list_disclosures(patient_id, since, after, limit)
+            .await
     }
 }

@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Invalidation;
-use super::rows::{CareTeamRow, DataKeyRow, GrantRow, PatientRow, RecordRow, UserRow};
+use super::rows::{
+    CareTeamRow, DataKeyRow, DisclosureRow, GrantRow, PatientRow, RecordRow, UserRow,
+};
 
 /// A write of ciphertext rows. Every variant is all-or-nothing.
 #[derive(Debug, Clone)]
@@ -78,6 +80,10 @@ pub enum Change {
     /// A break-glass grant stored. Fails with [`crate::error::Error::NotFound`]
     /// for an unknown patient.
     InsertGrant(GrantRow),
+    /// A disclosure recorded. Fails with [`crate::error::Error::NotFound`]
+    /// when the patient does not exist or is erased,
+    /// [`crate::error::Error::AlreadyExists`] for a taken id.
+    InsertDisclosure(DisclosureRow),
     /// A new user. Fails with [`crate::error::Error::AlreadyExists`] for a
     /// taken id or email index, [`crate::error::Error::NotFound`] when its
     /// patient link names no patient.
@@ -128,6 +134,7 @@ impl Change {
                 user: *user_id,
             }],
             Change::InsertGrant(g) => vec![Invalidation::Grants(g.user_id)],
+            Change::InsertDisclosure(_) => Vec::new(),
             Change::InsertUser(_) => Vec::new(),
             Change::UpdateUser { user, .. } => vec![Invalidation::User(user.id)],
         }

@@ -427,7 +427,7 @@ fn depth(value: &serde_json::Value) -> usize {
     }
 }
 
-fn check_text(name: &str, value: &str, max_chars: usize) -> Result<()> {
+pub(super) fn check_text(name: &str, value: &str, max_chars: usize) -> Result<()> {
     if value.trim().is_empty() {
         return Err(Error::invalid(format!("{name} must not be empty")));
     }

@@ -178,6 +178,25 @@ pub struct GrantRow {
     pub reviewed_by: Option<Uuid>,
 }
 
+/// A disclosure to an outside recipient, as stored: what was disclosed, to
+/// whom and why is a sealed envelope under the patient's data key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DisclosureRow {
+    /// Disclosure id (UUIDv7).
+    pub id: Uuid,
+    /// The patient whose information was disclosed.
+    pub patient_id: Uuid,
+    /// When the information was disclosed (may be before it was recorded).
+    pub disclosed_at: DateTime<Utc>,
+    /// The sealed details (recipient, purpose, description, legal basis).
+    #[serde(with = "serde_bytes")]
+    pub details: Vec<u8>,
+    /// The user who recorded it.
+    pub recorded_by: Uuid,
+    /// When it was recorded.
+    pub recorded_at: DateTime<Utc>,
+}
+
 /// Failed logins of an account in the current window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginFailures {

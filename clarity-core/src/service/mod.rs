@@ -15,6 +15,7 @@ mod backup;
 mod care;
 mod credentials;
 mod directory;
+mod disclosures;
 mod external;
 mod keys;
 mod patients;
@@ -30,6 +31,7 @@ pub use accounts::{AccessToken, ClientSecret, NewServiceAccount, SecretRotation}
 pub use alerts::{Alert, AlertHook, AlertKind, LogAlerts};
 pub use care::{BreakGlassGrant, BreakGlassRequest, CareTeamAssignment, GrantView};
 pub use credentials::MfaEnrollment;
+pub use disclosures::AccessLogRange;
 pub use external::{IdentityLink, LinkedIdentity};
 pub use keys::{KekUsage, KeyStatus, RetirementReport, RotationReport, TokenRotation};
 pub use records::{NewRecord, RecordUpdate};

@@ -59,6 +59,11 @@ const SQLITE: &[Migration] = &[
         name: "audit_sinks",
         sql: include_str!("../../migrations/sqlite/0006_audit_sinks.sql"),
     },
+    Migration {
+        version: 7,
+        name: "disclosures",
+        sql: include_str!("../../migrations/sqlite/0007_disclosures.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -91,6 +96,11 @@ const POSTGRES: &[Migration] = &[
         version: 6,
         name: "audit_sinks",
         sql: include_str!("../../migrations/postgres/0006_audit_sinks.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "disclosures",
+        sql: include_str!("../../migrations/postgres/0007_disclosures.sql"),
     },
 ];
 

@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::audit::AuditStore;
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::Result;
-use crate::model::{Change, DataKeyRow, PatientRow, RecordRow};
+use crate::model::{Change, DataKeyRow, DisclosureRow, PatientRow, RecordRow};
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod audit_sql;
@@ -134,6 +134,16 @@ pub trait Store: Send + Sync + fmt::Debug {
         after: Option<Uuid>,
         limit: usize,
     ) -> Result<Vec<RecordRow>>;
+
+    /// Disclosures of a patient made at or after `since` (all when `None`), with ids greater
+    /// than `after`, in id order, at most `limit`.
+    async fn list_disclosures(
+        &self,
+        patient_id: Uuid,
+        since: Option<DateTime<Utc>>,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<DisclosureRow>>;
 }
 
 /// The column holding a patient blind index: a fixed string, never input,

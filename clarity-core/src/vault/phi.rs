@@ -1,4 +1,4 @@
-//! [`PhiStore`]: patients and records in plaintext for the caller, sealed
+//! [`PhiStore`]: patients, records and disclosures in plaintext for the caller, sealed
 //! envelopes for the [`Store`].
 //!
 //! Each patient gets its own data key (DEK) at creation, wrapped by the key
@@ -28,12 +28,14 @@ use crate::model::{
 use crate::store::Store;
 use crate::timings::{Stage, StageTimes};
 
-/// Every DEK is version 1 until DEK rotation exists; the version is in every envelope's AAD.
+mod disclosures;
 mod records;
 
+/// Every DEK is version 1 until DEK rotation exists; the version is in every envelope's AAD.
 const DEK_VERSION: i32 = 1;
 const PATIENTS: &str = "patients";
 const RECORDS: &str = "records";
+const DISCLOSURES: &str = "disclosures";
 
 /// Encrypted storage of patients and records over any [`Store`]: plaintext
 /// for its caller, sealed rows for the store. It decides nothing and audits

@@ -6,13 +6,16 @@ use uuid::Uuid;
 
 use super::{Tables, check_version, mrn_taken};
 use crate::error::{Error, Result};
-use crate::model::{CareTeamRow, Change, DataKeyRow, GrantRow, PatientRow, RecordRow, UserRow};
+use crate::model::{
+    CareTeamRow, Change, DataKeyRow, DisclosureRow, GrantRow, PatientRow, RecordRow, UserRow,
+};
 
 /// The rows a change may touch, as they were before it.
 pub(super) enum Undo {
     Patient(Uuid, Option<PatientRow>),
     DataKey(Uuid, Option<DataKeyRow>),
     Record(Uuid, Option<RecordRow>),
+    Disclosure(Uuid, Option<DisclosureRow>),
     CareTeam((Uuid, Uuid), Option<CareTeamRow>),
     Grant(Uuid, Option<GrantRow>),
     User(Uuid, Option<UserRow>),
@@ -51,6 +54,9 @@ pub(super) fn before(t: &Tables, change: &Change) -> Vec<Undo> {
             vec![Undo::Record(record.id, t.records.get(&record.id).cloned())]
         }
         Change::DeleteRecord(id) => vec![Undo::Record(*id, t.records.get(id).cloned())],
+        Change::InsertDisclosure(d) => {
+            vec![Undo::Disclosure(d.id, t.disclosures.get(&d.id).cloned())]
+        }
         Change::AddCareTeamMember(CareTeamRow {
             patient_id,
             user_id,
@@ -106,6 +112,7 @@ pub(super) fn undo(t: &mut Tables, saved: Vec<Undo>) {
             Undo::Patient(id, v) => put(&mut t.patients, id, v),
             Undo::DataKey(id, v) => put(&mut t.data_keys, id, v),
             Undo::Record(id, v) => put(&mut t.records, id, v),
+            Undo::Disclosure(id, v) => put(&mut t.disclosures, id, v),
             Undo::CareTeam(key, v) => put(&mut t.care_team, key, v),
             Undo::Grant(id, v) => put(&mut t.grants, id, v),
             Undo::User(id, v) => put(&mut t.users, id, v),
@@ -195,6 +202,16 @@ pub(super) fn apply_change(t: &mut Tables, change: &Change) -> Result<()> {
                 return Err(Error::AlreadyExists { what: "record" });
             }
             t.records.insert(record.id, record.clone());
+            Ok(())
+        }
+        Change::InsertDisclosure(disclosure) => {
+            if !t.patients.contains_key(&disclosure.patient_id) {
+                return Err(Error::NotFound { what: "patient" });
+            }
+            if t.disclosures.contains_key(&disclosure.id) {
+                return Err(Error::AlreadyExists { what: "disclosure" });
+            }
+            t.disclosures.insert(disclosure.id, disclosure.clone());
             Ok(())
         }
         Change::UpdateRecord {

@@ -20,8 +20,8 @@ use crate::audit::{AuditEvent, Checkpoint};
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::{Error, Result};
 use crate::model::{
-    CareTeamRow, Change, DataKeyRow, GrantRow, LoginFailures, PatientRow, RecordRow, RefreshRow,
-    ServiceSecretRow, SessionRow, UserRow,
+    CareTeamRow, Change, DataKeyRow, DisclosureRow, GrantRow, LoginFailures, PatientRow, RecordRow,
+    RefreshRow, ServiceSecretRow, SessionRow, UserRow,
 };
 
 #[derive(Debug, Default)]
@@ -33,6 +33,7 @@ pub(crate) struct Tables {
     pub(crate) erased: BTreeMap<Uuid, DateTime<Utc>>,
     pub(crate) data_keys: BTreeMap<Uuid, DataKeyRow>,
     pub(crate) records: BTreeMap<Uuid, RecordRow>,
+    pub(crate) disclosures: BTreeMap<Uuid, DisclosureRow>,
     pub(crate) users: BTreeMap<Uuid, UserRow>,
     mfa_steps: BTreeMap<Uuid, i64>,
     login_failures: BTreeMap<Uuid, LoginFailures>,
@@ -221,6 +222,21 @@ impl Store for MemoryStore {
         self.with(|t| {
             Ok(after_id(&t.records, after)
                 .filter(|r| r.patient_id == patient_id)
+                .take(limit)
+                .cloned()
+                .collect())
+        })
+    }
+    async fn list_disclosures(
+        &self,
+        patient_id: Uuid,
+        since: Option<DateTime<Utc>>,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<DisclosureRow>> {
+        self.with(|t| {
+            Ok(after_id(&t.disclosures, after)
+                .filter(|d| d.patient_id == patient_id && since.is_none_or(|s| d.disclosed_at >= s))
                 .take(limit)
                 .cloned()
                 .collect())

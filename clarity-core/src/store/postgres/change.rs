@@ -121,6 +121,7 @@ pub(super) async fn apply_change(tx: &impl GenericClient, change: &Change) -> Re
             }
             Ok(())
         }
+        Change::InsertDisclosure(d) => super::disclosures::insert(tx, d).await,
         Change::UpdateRecord {
             record,
             expected_version,
@@ -315,6 +316,7 @@ async fn apply_in_batch(tx: &impl GenericClient, change: &Change) -> Result<()> 
         | Change::UpdatePatient { .. }
         | Change::AddCareTeamMember(_)
         | Change::InsertGrant(_)
+        | Change::InsertDisclosure(_)
         | Change::InsertUser(_)
         | Change::UpdateUser { .. } => apply_in_savepoint(tx, change).await,
         Change::InsertRecord(_)

@@ -3,12 +3,14 @@
 
 mod audit;
 mod change;
+mod disclosures;
 mod external;
 mod identity;
 mod service;
 mod target;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
@@ -19,7 +21,7 @@ use super::migrations::pending;
 use super::{Store, patient_index_column};
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::{Error, Result};
-use crate::model::{Change, DataKeyRow, PatientRow, RecordRow};
+use crate::model::{Change, DataKeyRow, DisclosureRow, PatientRow, RecordRow};
 use crate::store::StoreConfig;
 
 const BACKEND: &str = "postgres";
@@ -448,5 +450,15 @@ impl Store for PostgresStore {
             .await
             .map_err(pg_error)?;
         Ok(rows.iter().map(record_row).collect())
+    }
+
+    async fn list_disclosures(
+        &self,
+        patient_id: Uuid,
+        since: Option<DateTime<Utc>>,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<DisclosureRow>> {
+        self.disclosures_of(patient_id, since, after, limit).await
     }
 }

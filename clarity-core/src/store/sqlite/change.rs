@@ -110,6 +110,7 @@ pub(super) fn apply_change(conn: &Connection, change: &Change) -> Result<()> {
             }
             Ok(())
         }
+        Change::InsertDisclosure(d) => super::disclosures::insert(conn, d),
         Change::UpdateRecord {
             record,
             expected_version,

@@ -6,6 +6,7 @@
 
 mod audit;
 mod change;
+mod disclosures;
 mod external;
 mod identity;
 mod pool;
@@ -25,7 +26,7 @@ use super::migrations::pending;
 use super::{Store, patient_index_column};
 use crate::crypto::{BlindIndex, IndexField};
 use crate::error::{Error, Result};
-use crate::model::{Change, DataKeyRow, PatientRow, RecordRow};
+use crate::model::{Change, DataKeyRow, DisclosureRow, PatientRow, RecordRow};
 use crate::store::{SqliteSynchronous, StoreConfig};
 
 const BACKEND: &str = "sqlite";
@@ -554,5 +555,15 @@ impl Store for SqliteStore {
                     .map_err(sqlite_error)
             })
             .await
+    }
+
+    async fn list_disclosures(
+        &self,
+        patient_id: Uuid,
+        since: Option<DateTime<Utc>>,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<DisclosureRow>> {
+        self.disclosures_of(patient_id, since, after, limit).await
     }
 }
