@@ -348,14 +348,15 @@ async fn scenario(h: Harness) {
         ),
         ErrorKind::PermissionDenied
     );
-    assert_eq!(
-        kind(
-            clarity
-                .record_disclosure(&auditor, patient.id, disclosure("X", None))
-                .await
-        ),
-        ErrorKind::NotFound
-    );
+    // The privacy office answers legal requests.
+    let subpoena = clarity
+        .record_disclosure(
+            &auditor,
+            patient.id,
+            disclosure("Court of Appeals", Some(start() - Duration::days(2))),
+        )
+        .await
+        .expect("an auditor records one");
     assert_eq!(
         kind(
             clarity
@@ -391,7 +392,7 @@ async fn scenario(h: Harness) {
         .list_disclosures(patient.id, None, None, 100)
         .await
         .expect("rows");
-    assert_eq!(rows.len(), 3);
+    assert_eq!(rows.len(), 4);
     for row in &rows {
         assert!(
             !row.details
@@ -412,7 +413,7 @@ async fn scenario(h: Harness) {
         )
         .await
         .expect("events");
-    assert_eq!(events.items.len(), 3 + 5, "three recorded, five refused");
+    assert_eq!(events.items.len(), 4 + 4, "four recorded, four refused");
     let recorded_ids: Vec<_> = events.items.iter().filter_map(|e| e.entity_id).collect();
     assert!(recorded_ids.contains(&recent.id));
     assert!(
@@ -427,7 +428,7 @@ async fn scenario(h: Harness) {
         .await
         .expect("patient lists its disclosures");
     let ids: Vec<_> = listed.items.iter().map(|d| d.id).collect();
-    assert_eq!(ids, vec![recent.id, backdated.id, ancient.id]);
+    assert_eq!(ids, vec![recent.id, backdated.id, ancient.id, subpoena.id]);
     assert_eq!(
         listed.items[0].details.expose().recipient,
         format!("County Health {canary}")
@@ -487,7 +488,7 @@ async fn scenario(h: Harness) {
         .disclosure_accounting(&auditor, patient.id, Some(start() - Duration::days(1)))
         .await
         .expect("a shorter period");
-    assert_eq!(narrower.disclosures.len(), 1);
+    assert_eq!(narrower.disclosures.len(), 1, "only the one recorded today");
     assert_eq!(
         kind(
             clarity

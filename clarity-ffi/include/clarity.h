@@ -379,6 +379,54 @@ clarity_result clarity_oidc_backchannel_logout(const struct clarity_client *clie
                                                const char *logout_token,
                                                struct clarity_error **err_out);
 
+// One page of who accessed the patient's record, oldest first, as
+// `{"items":[{"event_id","at","accessor_id","accessor_name",
+// "accessor_roles","action","action_code","purpose","break_glass",
+// "entity_id"},..],"next_cursor":..}`. `range_json` is NULL for all, or
+// `{"from"?,"to"?}` (RFC 3339). The patient (its own record) and auditors.
+clarity_result clarity_patient_access_log(const struct clarity_client *client,
+                                          const char *token,
+                                          const char *patient_id,
+                                          const char *range_json,
+                                          uint32_t limit,
+                                          const char *cursor,
+                                          char **page_out,
+                                          struct clarity_error **err_out);
+
+// Records a disclosure of the patient's information, described by
+// `disclosure_json` (`{"recipient","recipient_address"?,"purpose",
+// "description","legal_basis","disclosed_at"?}`), and writes the recorded
+// disclosure to `*disclosure_out`. The care team and auditors.
+clarity_result clarity_disclosure_record(const struct clarity_client *client,
+                                         const char *token,
+                                         const char *patient_id,
+                                         const char *disclosure_json,
+                                         char **disclosure_out,
+                                         struct clarity_error **err_out);
+
+// One page of the patient's disclosures, in the order they were recorded,
+// as `{"items":[..],"next_cursor":..}`. The patient, auditors and the care team.
+clarity_result clarity_disclosure_list(const struct clarity_client *client,
+                                       const char *token,
+                                       const char *patient_id,
+                                       uint32_t limit,
+                                       const char *cursor,
+                                       char **page_out,
+                                       struct clarity_error **err_out);
+
+// The accounting of the patient's disclosures from `from` (RFC 3339, at
+// most six years back; NULL for six years) until now, written to
+// `*accounting_out` as JSON (`format` NULL or `"json"`:
+// `{"patient_id","from","to","disclosures":[..]}`) or as text to print
+// (`format` `"text"`). The patient, auditors and the care team.
+clarity_result clarity_disclosure_accounting(const struct clarity_client *client,
+                                             const char *token,
+                                             const char *patient_id,
+                                             const char *from,
+                                             const char *format,
+                                             char **accounting_out,
+                                             struct clarity_error **err_out);
+
 // The message of `err`: UTF-8, NUL-terminated, never PHI or secrets.
 //
 // Borrowed from `err`: valid until `clarity_error_free(err)`; do not free it

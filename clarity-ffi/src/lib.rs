@@ -29,6 +29,7 @@ mod ops_access;
 mod ops_accounts;
 mod ops_audit;
 mod ops_auth;
+mod ops_disclosures;
 mod ops_errors;
 mod ops_keys;
 mod ops_patients;
@@ -61,6 +62,10 @@ pub use ops_auth::{
     clarity_authenticate, clarity_login, clarity_logout, clarity_mfa_confirm, clarity_mfa_enroll,
     clarity_oidc_backchannel_logout, clarity_password_change, clarity_refresh, clarity_setup,
     clarity_setup_code_issue,
+};
+pub use ops_disclosures::{
+    clarity_disclosure_accounting, clarity_disclosure_list, clarity_disclosure_record,
+    clarity_patient_access_log,
 };
 pub use ops_errors::{
     clarity_error_code, clarity_error_free, clarity_error_message, clarity_result_name,

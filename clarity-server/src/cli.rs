@@ -52,6 +52,10 @@ enum Command {
     /// Query, verify and export the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Disclosures of a patient's information to outside recipients, and
+    /// their accounting (45 CFR 164.528).
+    #[command(subcommand)]
+    Disclosure(DisclosureCommand),
     /// Key-encryption keys: status, rotation and retirement.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -161,6 +165,49 @@ enum AuditCommand {
         /// Print at most this many events.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+    },
+    /// Print who accessed a patient's record, one JSON object per line,
+    /// oldest first (what the patient sees at `GET /v1/patients/{id}/access-log`).
+    AccessLog {
+        /// The patient's id.
+        patient: uuid::Uuid,
+        /// Accesses recorded at or after (RFC 3339).
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Accesses recorded before (RFC 3339).
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        /// Print at most this many entries.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DisclosureCommand {
+    /// Record a disclosure, described by a JSON object on standard input:
+    /// {"recipient", "recipient_address"?, "purpose", "description",
+    /// "legal_basis", "disclosed_at"?}. Prints the recorded disclosure.
+    Record {
+        /// The patient's id.
+        patient: uuid::Uuid,
+    },
+    /// Print a patient's disclosures, one JSON object per line.
+    List {
+        /// The patient's id.
+        patient: uuid::Uuid,
+    },
+    /// Print the accounting of a patient's disclosures over the last six
+    /// years (or from --from), as text to print or as JSON.
+    Accounting {
+        /// The patient's id.
+        patient: uuid::Uuid,
+        /// The start of the period (RFC 3339), at most six years back.
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Output format.
+        #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+        format: String,
     },
 }
 
@@ -272,6 +319,26 @@ pub fn run(cli: Cli) -> clarity_core::Result<()> {
             Command::Audit(AuditCommand::Query { filter, limit }) => {
                 crate::ops::audit_query(config, filter, limit).await
             }
+            Command::Audit(AuditCommand::AccessLog {
+                patient,
+                from,
+                to,
+                limit,
+            }) => {
+                let range = clarity_core::service::AccessLogRange { from, to };
+                crate::disclosures::access_log(config, patient, range, limit).await
+            }
+            Command::Disclosure(DisclosureCommand::Record { patient }) => {
+                crate::disclosures::record(config, patient).await
+            }
+            Command::Disclosure(DisclosureCommand::List { patient }) => {
+                crate::disclosures::list(config, patient).await
+            }
+            Command::Disclosure(DisclosureCommand::Accounting {
+                patient,
+                from,
+                format,
+            }) => crate::disclosures::accounting(config, patient, from, format == "json").await,
             Command::Setup => crate::ops::setup(config).await,
             Command::Keys(KeysCommand::Status) => crate::ops::key_status(config).await,
             Command::Keys(KeysCommand::Rotate) => crate::ops::rotate_keys(config).await,

@@ -4,6 +4,7 @@
 
 mod backup;
 pub mod cli;
+mod disclosures;
 mod http;
 mod logging;
 mod metrics;

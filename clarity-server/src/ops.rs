@@ -63,7 +63,7 @@ fn filter(args: AuditFilterArgs) -> AuditFilter {
     }
 }
 
-fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     let line = serde_json::to_string(value).map_err(|_| Error::internal("encoding"))?;
     println!("{line}");
     Ok(())

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::caller::principal;
 use super::input::{id, if_match, json_body, page, param, public_json_body, query};
 use super::reply::{ApiError, Reply, json, no_content, versioned};
-use super::{Ctx, Routed, accounts, audit, identities, method_not_allowed};
+use super::{Ctx, Routed, accounts, audit, identities, method_not_allowed, patient_view};
 
 /// Every `/v1` route: (method, path template). `{...}` segments are ids.
 /// The OpenAPI document lists exactly these (a test holds them together).
@@ -46,6 +46,10 @@ pub(crate) const ROUTES: &[(Method, &str)] = &[
     (Method::DELETE, "/v1/patients/{id}"),
     (Method::POST, "/v1/patients/{id}/care-team"),
     (Method::DELETE, "/v1/patients/{id}/care-team/{user_id}"),
+    (Method::GET, "/v1/patients/{id}/access-log"),
+    (Method::POST, "/v1/patients/{id}/disclosures"),
+    (Method::GET, "/v1/patients/{id}/disclosures"),
+    (Method::GET, "/v1/patients/{id}/disclosures/accounting"),
     (Method::POST, "/v1/patients/{id}/records"),
     (Method::GET, "/v1/patients/{id}/records"),
     (Method::GET, "/v1/records/{id}"),
@@ -159,6 +163,16 @@ pub(crate) async fn dispatch(ctx: &Ctx, req: Request<Incoming>) -> Routed {
         (&M::POST, "/v1/patients/{id}/care-team") => add_care_team(ctx, req, p(0)).await,
         (&M::DELETE, "/v1/patients/{id}/care-team/{user_id}") => {
             remove_care_team(ctx, req, p(0), p(1)).await
+        }
+        (&M::GET, "/v1/patients/{id}/access-log") => patient_view::access_log(ctx, req, p(0)).await,
+        (&M::POST, "/v1/patients/{id}/disclosures") => {
+            patient_view::record_disclosure(ctx, req, p(0)).await
+        }
+        (&M::GET, "/v1/patients/{id}/disclosures") => {
+            patient_view::list_disclosures(ctx, req, p(0)).await
+        }
+        (&M::GET, "/v1/patients/{id}/disclosures/accounting") => {
+            patient_view::accounting(ctx, req, p(0)).await
         }
         (&M::POST, "/v1/patients/{id}/records") => create_record(ctx, req, p(0)).await,
         (&M::GET, "/v1/patients/{id}/records") => list_records(ctx, req, p(0)).await,

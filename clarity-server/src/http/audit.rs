@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::Ctx;
 use super::caller::principal;
-use super::input::{page, param, query};
+use super::input::{page, param, query, time_param};
 use super::reply::{ApiError, Reply, json};
 
 fn audit_filter(q: &[(String, String)]) -> Result<AuditFilter, ApiError> {
@@ -18,15 +18,6 @@ fn audit_filter(q: &[(String, String)]) -> Result<AuditFilter, ApiError> {
             .map(|v| {
                 Uuid::try_parse(v)
                     .map_err(|_| ApiError::bad_request(format!("{name} must be a UUID")))
-            })
-            .transpose()
-    };
-    let time = |name: &str| {
-        param(q, name)
-            .map(|v| {
-                chrono::DateTime::parse_from_rfc3339(v)
-                    .map(|t| t.with_timezone(&chrono::Utc))
-                    .map_err(|_| ApiError::bad_request(format!("{name} must be an RFC 3339 time")))
             })
             .transpose()
     };
@@ -42,8 +33,8 @@ fn audit_filter(q: &[(String, String)]) -> Result<AuditFilter, ApiError> {
         actor_id: uuid("actor_id")?,
         subtype: param(q, "action").map(str::to_string),
         outcome,
-        from: time("from")?,
-        to: time("to")?,
+        from: time_param(q, "from")?,
+        to: time_param(q, "to")?,
     })
 }
 

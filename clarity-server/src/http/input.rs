@@ -182,6 +182,20 @@ pub(crate) fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a
         .map(|(_, v)| v.as_str())
 }
 
+/// An optional RFC 3339 time query parameter.
+pub(crate) fn time_param(
+    pairs: &[(String, String)],
+    name: &str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    param(pairs, name)
+        .map(|v| {
+            chrono::DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|_| ApiError::bad_request(format!("{name} must be an RFC 3339 time")))
+        })
+        .transpose()
+}
+
 /// The page of a list request (`limit`, `cursor`).
 pub(crate) fn page(
     pairs: &[(String, String)],

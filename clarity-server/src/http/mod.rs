@@ -7,6 +7,7 @@ mod audit;
 mod caller;
 mod identities;
 mod input;
+mod patient_view;
 mod reply;
 
 use std::convert::Infallible;
