@@ -59,6 +59,21 @@ export interface AuditEvent {
   reason: string | null; [field: string]: unknown;
 }
 export interface AuditReport { ok: boolean; chains: Array<Record<string, unknown>>; }
+export interface AccessLogEntry {
+  event_id: string; at: string; accessor_id: string | null; accessor_name: string | null;
+  accessor_roles: string[]; action: string; action_code: 'C' | 'R' | 'U' | 'D' | 'E';
+  purpose: string | null; break_glass: boolean; entity_id: string | null;
+}
+export interface NewDisclosure {
+  recipient: string; recipient_address?: string; purpose: string; description: string;
+  legal_basis: string; disclosed_at?: Date | string;
+}
+export interface Disclosure {
+  id: string; patient_id: string; disclosed_at: string;
+  recipient: string; recipient_address?: string; purpose: string; description: string;
+  legal_basis: string; recorded_by: string; recorded_at: string;
+}
+export interface Accounting { patient_id: string; from: string; to: string; disclosures: Disclosure[]; }
 export type Search = { mrn: string } | { email: string } | { family_name: string; birth_date: string };
 export type Config = string | Record<string, unknown>;
 
@@ -127,6 +142,15 @@ export class Clarity {
   purgeAudit(token: string, before: Date | string): Promise<number>;
   keyStatus(token: string): Promise<Record<string, unknown>>;
   rotateKeys(token: string): Promise<Record<string, unknown>>;
+
+  patientAccessLog(token: string, patientId: string,
+    options?: PageOptions & { from?: Date | string | null; to?: Date | string | null }): Promise<Page<AccessLogEntry>>;
+  recordDisclosure(token: string, patientId: string, disclosure: NewDisclosure): Promise<Disclosure>;
+  listDisclosures(token: string, patientId: string, page?: PageOptions): Promise<Page<Disclosure>>;
+  disclosureAccounting(token: string, patientId: string,
+    options?: { from?: Date | string | null; format?: 'json' }): Promise<Accounting>;
+  disclosureAccounting(token: string, patientId: string,
+    options: { from?: Date | string | null; format: 'text' }): Promise<string>;
 }
 
 /** Base class of every error from Clarity. */

@@ -306,6 +306,46 @@ class Clarity {
   keyStatus(token) { return this.#json('clarity_keys_status', token); }
   /** Rotates the key-encryption key and re-wraps every data key (admins). */
   rotateKeys(token) { return this.#json('clarity_keys_rotate', token); }
+
+  // -- the patient's view and disclosures (S-AUD-9) --------------------------------
+
+  /**
+   * Who accessed a patient's record, oldest first: one page of
+   * `{event_id, at, accessor_id, accessor_name, accessor_roles, action,
+   * action_code, purpose, break_glass, entity_id}`, optionally from `from`
+   * and before `to`. The patient its own; auditors any.
+   */
+  patientAccessLog(token, patientId, { from = null, to = null, limit = 0, cursor = null } = {}) {
+    const range = {};
+    if (from !== null && from !== undefined) range.from = time(from);
+    if (to !== null && to !== undefined) range.to = time(to);
+    const rangeJson = Object.keys(range).length ? json(range) : null;
+    return this.#json('clarity_patient_access_log', token, patientId, rangeJson, limit, cursor);
+  }
+  /**
+   * Records a disclosure of the patient's information to an outside recipient:
+   * `{recipient, recipient_address?, purpose, description, legal_basis, disclosed_at?}`
+   * (the care team, clinicians under break-glass, auditors).
+   */
+  recordDisclosure(token, patientId, disclosure) {
+    return this.#json('clarity_disclosure_record', token, patientId, json(disclosure));
+  }
+  /** One page of a patient's disclosures, in the order they were recorded (the patient, auditors, the care team). */
+  listDisclosures(token, patientId, { limit = 0, cursor = null } = {}) {
+    return this.#json('clarity_disclosure_list', token, patientId, limit, cursor);
+  }
+  /**
+   * The accounting of a patient's disclosures from `from` (at most six years
+   * back; six years when null) until now, oldest first: an object with
+   * `format: 'json'`, printable text with `format: 'text'`.
+   */
+  disclosureAccounting(token, patientId, { from = null, format = 'json' } = {}) {
+    const start = from === null || from === undefined ? null : time(from);
+    if (format === 'text') {
+      return this.#string('clarity_disclosure_accounting', token, patientId, start, format);
+    }
+    return this.#json('clarity_disclosure_accounting', token, patientId, start, format);
+  }
 }
 
 /** The authorisation matrix specification, from test builds of the library only (else null). */

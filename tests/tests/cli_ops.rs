@@ -134,6 +134,75 @@ fn users_demo_and_audit_from_the_command_line() {
             .all(|e| e["subtype"] == "patient.create" && e["outcome"] == "0")
     );
 
+    // S-AUD-9: the privacy office's commands. Disclosure details come on
+    // standard input, never on the command line.
+    let patient = lines[0]["patient_id"]
+        .as_str()
+        .expect("patient id")
+        .to_string();
+    let (ok, stdout, stderr) = run(&args(data, &["audit", "access-log", &patient]), &[]);
+    assert!(ok, "{stderr}");
+    let accesses: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert!(
+        accesses
+            .iter()
+            .any(|e| e["action"] == "patient.create" && e["accessor_roles"][0] == "clinician"),
+        "{stdout}"
+    );
+    let disclosure = r#"{"recipient":"Registry of Deeds Canary","purpose":"court order",
+        "description":"discharge summary","legal_basis":"subpoena 42"}"#;
+    let (ok, stdout, stderr) = run_with_input(
+        &args(data, &["disclosure", "record", &patient]),
+        &[],
+        disclosure,
+    );
+    assert!(ok, "{stderr}");
+    let recorded: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
+    assert_eq!(recorded["recipient"], "Registry of Deeds Canary");
+    let (ok, _, stderr) = run_with_input(
+        &args(data, &["disclosure", "record", &patient]),
+        &[],
+        r#"{"recipient":"x","purpose":"y","description":"z"}"#,
+    );
+    assert!(!ok && stderr.contains("legal_basis"), "{stderr}");
+    let (ok, stdout, stderr) = run(&args(data, &["disclosure", "list", &patient]), &[]);
+    assert!(ok && stdout.lines().count() == 1, "{stdout}{stderr}");
+    let (ok, stdout, stderr) = run(&args(data, &["disclosure", "accounting", &patient]), &[]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.starts_with("ACCOUNTING OF DISCLOSURES")
+            && stdout.contains("Registry of Deeds Canary")
+            && stdout.contains("subpoena 42"),
+        "{stdout}"
+    );
+    let (ok, stdout, stderr) = run(
+        &args(
+            data,
+            &["disclosure", "accounting", &patient, "--format", "json"],
+        ),
+        &[],
+    );
+    assert!(ok, "{stderr}");
+    let accounting: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
+    assert_eq!(accounting["disclosures"][0]["legal_basis"], "subpoena 42");
+    let (ok, _, stderr) = run(
+        &args(
+            data,
+            &[
+                "disclosure",
+                "accounting",
+                &patient,
+                "--from",
+                "2001-01-01T00:00:00Z",
+            ],
+        ),
+        &[],
+    );
+    assert!(!ok && stderr.contains("six years"), "{stderr}");
+
     let export = dir.path().join("audit.ndjson");
     let (ok, _, stderr) = run(
         &args(
@@ -155,6 +224,10 @@ fn users_demo_and_audit_from_the_command_line() {
             .all(|l| l.contains("\"resourceType\":\"AuditEvent\""))
     );
     assert!(!text.contains("Lovelace"), "no PHI in the audit export");
+    assert!(
+        !text.contains("Canary"),
+        "no disclosure details in the audit export"
+    );
     let (ok, _, stderr) = run(
         &args(
             data,

@@ -77,6 +77,10 @@ const PROTOTYPES = [
   'clarity_result clarity_audit_verify(const clarity_client *client, const char *token, _Out_ void **report_out, _Out_ clarity_error **err_out)',
   'clarity_result clarity_audit_export(const clarity_client *client, const char *token, const char *filter_json, uint32_t limit, _Out_ void **ndjson_out, _Out_ clarity_error **err_out)',
   'clarity_result clarity_audit_purge(const clarity_client *client, const char *token, const char *before, _Out_ uint64_t *purged_out, _Out_ clarity_error **err_out)',
+  'clarity_result clarity_patient_access_log(const clarity_client *client, const char *token, const char *patient_id, const char *range_json, uint32_t limit, const char *cursor, _Out_ void **page_out, _Out_ clarity_error **err_out)',
+  'clarity_result clarity_disclosure_record(const clarity_client *client, const char *token, const char *patient_id, const char *disclosure_json, _Out_ void **disclosure_out, _Out_ clarity_error **err_out)',
+  'clarity_result clarity_disclosure_list(const clarity_client *client, const char *token, const char *patient_id, uint32_t limit, const char *cursor, _Out_ void **page_out, _Out_ clarity_error **err_out)',
+  'clarity_result clarity_disclosure_accounting(const clarity_client *client, const char *token, const char *patient_id, const char *from, const char *format, _Out_ void **accounting_out, _Out_ clarity_error **err_out)',
   'clarity_result clarity_keys_status(const clarity_client *client, const char *token, _Out_ void **status_out, _Out_ clarity_error **err_out)',
   'clarity_result clarity_keys_rotate(const clarity_client *client, const char *token, _Out_ void **report_out, _Out_ clarity_error **err_out)',
 ];

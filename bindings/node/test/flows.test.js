@@ -1,5 +1,6 @@
 // The main flows through the Node package, as the Rust service tests run
-// them; errors are Error subclasses with codes.
+// them (the patient's access log and disclosures too); errors are Error
+// subclasses with codes.
 'use strict';
 
 const assert = require('node:assert/strict');
@@ -141,6 +142,92 @@ for (const backend of backends()) {
         await assert.rejects(c.mfaConfirm(token, '000000'), sdk.UnauthenticatedError);
         await c.changePassword(token, PASSWORD, 'a different passphrase, just as long');
         await assert.rejects(c.authenticate(token), sdk.UnauthenticatedError);
+      } finally {
+        await close();
+      }
+    });
+
+    // S-AUD-9: a patient sees who accessed its record; disclosures to outside
+    // recipients are recorded by the care team and accounted for to the patient.
+    it("the patient's access log and disclosures", async () => {
+      const { clarity: c, close } = await open(backend.name);
+      try {
+        const person = async (role, name, patientId) => {
+          const email = `${role}-${crypto.randomUUID()}@test.example`;
+          const user = { email, password: PASSWORD, roles: [role], display_name: name };
+          if (patientId) user.patient_id = patientId;
+          const created = await c.createUserAsOperator(user);
+          return { id: created.id, token: (await c.login(email, PASSWORD)).access_token };
+        };
+        const doctor = await person('clinician', 'Dr Meredith Grey');
+        const patient = await c.createPatient(doctor.token, profile());
+        const other = await c.createPatient(doctor.token, profile());
+        const record = await c.createRecord(doctor.token, patient.id, 'note', { text: 'seen in clinic' });
+        const ada = await person('patient', 'Ada', patient.id);
+        const auditor = await person('auditor', 'Privacy Office');
+        const outsider = await person('clinician', 'Dr Nobody');
+        await c.getRecord(doctor.token, record.id);
+
+        // The patient lists who accessed its own record, with names and roles.
+        const log = await allItems((cursor) => c.patientAccessLog(ada.token, patient.id, { limit: 2, cursor }));
+        const read = log.find((e) => e.action === 'record.read' && e.accessor_id === doctor.id);
+        assert.ok(read, "the clinician's read is listed");
+        assert.equal(read.accessor_name, 'Dr Meredith Grey');
+        assert.deepEqual(read.accessor_roles, ['clinician']);
+        assert.equal(read.entity_id, record.id);
+        assert.equal(read.action_code, 'R');
+        assert.equal(read.purpose, 'TREAT');
+        assert.equal(read.break_glass, false);
+        assert.ok(log.some((e) => e.action === 'patient.create'));
+        // A range narrows it; the auditor sees any patient's log.
+        const old = new Date('2000-01-01T00:00:00Z');
+        assert.deepEqual((await c.patientAccessLog(ada.token, patient.id, { to: old })).items, []);
+        await assert.rejects(c.patientAccessLog(ada.token, patient.id, { from: old, to: old }), sdk.InvalidInputError);
+        const audited = await c.patientAccessLog(auditor.token, patient.id, { from: old, limit: 100 });
+        assert.ok(audited.items.some((e) => e.event_id === read.event_id));
+        // The care team does not read the access log; others cannot tell the patient exists.
+        await assert.rejects(c.patientAccessLog(doctor.token, patient.id), sdk.PermissionDeniedError);
+        await assert.rejects(c.patientAccessLog(ada.token, other.id), sdk.NotFoundError);
+        await assert.rejects(c.patientAccessLog(outsider.token, patient.id), sdk.NotFoundError);
+
+        // The care team records disclosures (now, or backdated).
+        const details = {
+          recipient: 'County Health Department', recipient_address: '1 Public Health Way',
+          purpose: 'notifiable disease report', description: 'laboratory result',
+          legal_basis: 'state public health reporting statute',
+        };
+        const recent = await c.recordDisclosure(doctor.token, patient.id, details);
+        assert.equal(recent.patient_id, patient.id);
+        assert.equal(recent.recorded_by, doctor.id);
+        assert.equal(recent.recipient, 'County Health Department');
+        const monthAgo = new Date(Date.now() - 30 * 24 * 3600 * 1000);
+        const backdated = await c.recordDisclosure(doctor.token, patient.id,
+          { ...details, recipient: 'State Registry', disclosed_at: monthAgo });
+        await assert.rejects(c.recordDisclosure(ada.token, patient.id, details), sdk.PermissionDeniedError);
+        await assert.rejects(c.recordDisclosure(outsider.token, patient.id, details), sdk.NotFoundError);
+        await assert.rejects(c.recordDisclosure(doctor.token, patient.id, { ...details, legal_basis: ' ' }),
+          sdk.InvalidInputError);
+
+        const listed = await allItems((cursor) => c.listDisclosures(ada.token, patient.id, { limit: 1, cursor }));
+        assert.deepEqual(listed.map((d) => d.id), [recent.id, backdated.id]);
+        await assert.rejects(c.listDisclosures(outsider.token, patient.id), sdk.NotFoundError);
+
+        // The accounting, as the patient: oldest first, as JSON and as text.
+        const accounting = await c.disclosureAccounting(ada.token, patient.id);
+        assert.equal(accounting.patient_id, patient.id);
+        assert.deepEqual(accounting.disclosures.map((d) => d.id), [backdated.id, recent.id]);
+        assert.equal(accounting.disclosures[1].legal_basis, details.legal_basis);
+        const text = await c.disclosureAccounting(ada.token, patient.id, { format: 'text' });
+        assert.ok(text.startsWith('ACCOUNTING OF DISCLOSURES'));
+        assert.ok(text.includes('County Health Department') && text.includes('State Registry'));
+        const since = new Date(Date.now() - 24 * 3600 * 1000);
+        const narrower = await c.disclosureAccounting(auditor.token, patient.id, { from: since });
+        assert.deepEqual(narrower.disclosures.map((d) => d.id), [recent.id]);
+        const sevenYears = new Date(Date.now() - 7 * 365 * 24 * 3600 * 1000);
+        await assert.rejects(c.disclosureAccounting(ada.token, patient.id, { from: sevenYears }), sdk.InvalidInputError);
+        await assert.rejects(c.disclosureAccounting(ada.token, patient.id, { format: 'xml' }), sdk.InvalidInputError);
+        await assert.rejects(c.disclosureAccounting(outsider.token, patient.id), (e) =>
+          e instanceof sdk.NotFoundError && !e.message.includes('County') && !e.message.includes(patient.family_name));
       } finally {
         await close();
       }

@@ -1,10 +1,12 @@
 """The main flows through the Python package, as the Rust service tests run
 them: setup, login/refresh/logout, users, patients, records, care team,
-break-glass, audit and keys; errors map to the exception hierarchy."""
+break-glass, audit and keys, the patient's access log and disclosures;
+errors map to the exception hierarchy."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -250,3 +252,97 @@ def test_service_accounts_and_client_credentials(client: clarity.Clarity) -> Non
         client.authenticate(token["access_token"])
     with pytest.raises(clarity.Unauthenticated):
         client.client_credentials(client_id, rotated["client_secret"])
+
+
+# S-AUD-9: a patient sees who accessed its record; disclosures to outside
+# recipients are recorded by the care team and accounted for to the patient.
+def test_patient_access_log_and_disclosures(client: clarity.Clarity) -> None:
+    def person(role: str, name: str, patient_id: str | None = None) -> tuple[str, str]:
+        email = f"{role}-{uuid.uuid4().hex}@test.example"
+        user = client.create_user_as_operator(
+            email, PASSWORD, [role], display_name=name, patient_id=patient_id
+        )
+        return user["id"], client.login(email, PASSWORD)["access_token"]
+
+    doctor_id, doctor = person("clinician", "Dr Meredith Grey")
+    patient = client.create_patient(doctor, profile())
+    other = client.create_patient(doctor, profile())
+    record = client.create_record(doctor, patient["id"], "note", {"text": "seen in clinic"})
+    _, ada = person("patient", "Ada", patient["id"])
+    _, auditor = person("auditor", "Privacy Office")
+    _, outsider = person("clinician", "Dr Nobody")
+    client.get_record(doctor, record["id"])
+
+    # The patient lists who accessed its own record, with names and roles.
+    log = all_items(
+        lambda cur: client.patient_access_log(ada, patient["id"], limit=2, cursor=cur)
+    )
+    read = next(
+        e for e in log if e["action"] == "record.read" and e["accessor_id"] == doctor_id
+    )
+    assert read["accessor_name"] == "Dr Meredith Grey"
+    assert read["accessor_roles"] == ["clinician"]
+    assert read["entity_id"] == record["id"] and read["action_code"] == "R"
+    assert read["purpose"] == "TREAT" and read["break_glass"] is False
+    assert any(e["action"] == "patient.create" for e in log)
+    # A range narrows it; the auditor sees any patient's log.
+    old = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    assert client.patient_access_log(ada, patient["id"], to=old)["items"] == []
+    with pytest.raises(clarity.InvalidInput):
+        client.patient_access_log(ada, patient["id"], from_=old, to=old)
+    audited = client.patient_access_log(auditor, patient["id"], from_=old, limit=100)["items"]
+    assert any(e["event_id"] == read["event_id"] for e in audited)
+    # The care team does not read the access log; others cannot tell the patient exists.
+    with pytest.raises(clarity.PermissionDenied):
+        client.patient_access_log(doctor, patient["id"])
+    with pytest.raises(clarity.NotFound):
+        client.patient_access_log(ada, other["id"])
+    with pytest.raises(clarity.NotFound):
+        client.patient_access_log(outsider, patient["id"])
+
+    # The care team records disclosures (now, or backdated).
+    details = {
+        "recipient": "County Health Department",
+        "recipient_address": "1 Public Health Way",
+        "purpose": "notifiable disease report",
+        "description": "laboratory result",
+        "legal_basis": "state public health reporting statute",
+    }
+    recent = client.record_disclosure(doctor, patient["id"], details)
+    assert recent["patient_id"] == patient["id"] and recent["recorded_by"] == doctor_id
+    assert recent["recipient"] == "County Health Department"
+    month_ago = datetime.now(timezone.utc) - timedelta(days=30)
+    backdated = client.record_disclosure(
+        doctor, patient["id"], dict(details, recipient="State Registry", disclosed_at=month_ago)
+    )
+    with pytest.raises(clarity.PermissionDenied):
+        client.record_disclosure(ada, patient["id"], details)
+    with pytest.raises(clarity.NotFound):
+        client.record_disclosure(outsider, patient["id"], details)
+    with pytest.raises(clarity.InvalidInput):
+        client.record_disclosure(doctor, patient["id"], dict(details, legal_basis=" "))
+
+    listed = all_items(lambda cur: client.list_disclosures(ada, patient["id"], 1, cur))
+    assert [d["id"] for d in listed] == [recent["id"], backdated["id"]]
+    with pytest.raises(clarity.NotFound):
+        client.list_disclosures(outsider, patient["id"])
+
+    # The accounting, as the patient: oldest first, as JSON and as text.
+    accounting = client.disclosure_accounting(ada, patient["id"])
+    assert accounting["patient_id"] == patient["id"]
+    assert [d["id"] for d in accounting["disclosures"]] == [backdated["id"], recent["id"]]
+    assert accounting["disclosures"][1]["legal_basis"] == details["legal_basis"]
+    text = client.disclosure_accounting(ada, patient["id"], format="text")
+    assert text.startswith("ACCOUNTING OF DISCLOSURES")
+    assert "County Health Department" in text and "State Registry" in text
+    since = datetime.now(timezone.utc) - timedelta(days=1)
+    narrower = client.disclosure_accounting(auditor, patient["id"], from_=since)
+    assert [d["id"] for d in narrower["disclosures"]] == [recent["id"]]
+    seven_years = datetime.now(timezone.utc) - timedelta(days=7 * 365)
+    with pytest.raises(clarity.InvalidInput):
+        client.disclosure_accounting(ada, patient["id"], from_=seven_years)
+    with pytest.raises(clarity.InvalidInput):
+        client.disclosure_accounting(ada, patient["id"], format="xml")
+    with pytest.raises(clarity.NotFound) as hidden:
+        client.disclosure_accounting(outsider, patient["id"])
+    assert "County" not in str(hidden.value) and patient["family_name"] not in str(hidden.value)

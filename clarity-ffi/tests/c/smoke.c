@@ -1,7 +1,8 @@
 /*
  * C smoke client of the Clarity ABI: first-admin setup, login, create a
- * patient, read it back, verify the audit trail; plus the ABI's rules (NULL
- * checks, error codes and messages, _free accepting NULL, version macros).
+ * patient, read it back, verify the audit trail, the patient's access log
+ * and disclosures; plus the ABI's rules (NULL checks, error codes and
+ * messages, _free accepting NULL, version macros).
  * scripts/test builds it against the cdylib and runs it plainly and under
  * valgrind (no leaks, no errors).
  *
@@ -107,6 +108,121 @@ static void abi_rules(void) {
 
 static const char *ADMIN_PW = "violet lantern orbit under quiet rain";
 static const char *DOCTOR_PW = "copper meadow whistle beyond seven hills";
+static const char *PATIENT_PW = "amber harbour lantern drifting past nine reefs";
+
+/* S-AUD-9: the patient sees who accessed its record; the clinician records a
+ * disclosure, which the patient lists and finds in its accounting. */
+static void patient_view(clarity_client *client, const char *admin_token, const char *token,
+                         const char *patient_id) {
+    char request[512];
+    snprintf(request, sizeof request,
+             "{\"email\":\"patient@clinic.example\",\"password\":\"%s\",\"roles\":[\"patient\"],"
+             "\"display_name\":\"Ada\",\"patient_id\":\"%s\"}",
+             PATIENT_PW, patient_id);
+    char *user = NULL;
+    clarity_error *err = NULL;
+    if (!ok(clarity_user_create(client, admin_token, request, &user, &err), &err,
+            "create patient user")) {
+        return;
+    }
+    clarity_string_free(user);
+    char *own = login(client, "patient@clinic.example", PATIENT_PW);
+    if (!own) {
+        return;
+    }
+
+    /* Who accessed the record: the clinician's read, with its roles. */
+    char *page = NULL;
+    err = NULL;
+    if (ok(clarity_patient_access_log(client, own, patient_id, NULL, 0, NULL, &page, &err), &err,
+           "access log")) {
+        CHECK(strstr(page, "\"accessor_roles\":[\"clinician\"],\"action\":\"patient.read\"") != NULL,
+              "the clinician's read is in the patient's access log");
+        clarity_string_free(page);
+    }
+    page = NULL;
+    err = NULL;
+    if (ok(clarity_patient_access_log(client, own, patient_id, "{\"to\":\"2000-01-01T00:00:00Z\"}",
+                                      10, NULL, &page, &err),
+           &err, "access log in a range")) {
+        CHECK(strstr(page, "\"items\":[]") != NULL, "a range narrows the access log");
+        clarity_string_free(page);
+    }
+    page = NULL;
+    CHECK(clarity_patient_access_log(client, admin_token, patient_id, NULL, 0, NULL, &page, NULL) ==
+              CLARITY_RESULT_NOT_FOUND,
+          "an admin cannot tell the patient exists");
+    CHECK(clarity_patient_access_log(client, own, patient_id, "{\"when\":1}", 0, NULL, &page, NULL) ==
+              CLARITY_RESULT_INVALID_INPUT,
+          "an unknown range field is invalid input");
+    CHECK(clarity_patient_access_log(client, own, patient_id, NULL, 0, NULL, NULL, NULL) ==
+              CLARITY_RESULT_NULL_PARAMETER,
+          "a NULL page_out is refused");
+    CHECK(page == NULL, "no output on failure");
+
+    /* The clinician records a disclosure; the patient may not. */
+    const char *disclosure_json =
+        "{\"recipient\":\"County Health Department\",\"purpose\":\"notifiable disease report\","
+        "\"description\":\"laboratory result\",\"legal_basis\":\"state reporting statute\"}";
+    char *disclosure = NULL;
+    char *disclosure_id = NULL;
+    err = NULL;
+    if (ok(clarity_disclosure_record(client, token, patient_id, disclosure_json, &disclosure, &err),
+           &err, "record disclosure")) {
+        disclosure_id = field(disclosure, "id");
+        CHECK(strstr(disclosure, "\"recipient\":\"County Health Department\"") != NULL,
+              "the recorded disclosure reads back");
+        clarity_string_free(disclosure);
+    }
+    disclosure = NULL;
+    err = NULL;
+    CHECK(clarity_disclosure_record(client, own, patient_id, disclosure_json, &disclosure, &err) ==
+              CLARITY_RESULT_PERMISSION_DENIED,
+          "a patient does not record disclosures");
+    CHECK(disclosure == NULL, "no output on failure");
+    CHECK(err != NULL && strstr(clarity_error_message(err), "County") == NULL,
+          "the message holds no PHI");
+    clarity_error_free(err);
+
+    /* The patient lists it, and finds it in the accounting (JSON and text). */
+    char pattern[128];
+    snprintf(pattern, sizeof pattern, "\"id\":\"%s\"", disclosure_id ? disclosure_id : "-");
+    page = NULL;
+    err = NULL;
+    if (ok(clarity_disclosure_list(client, own, patient_id, 0, NULL, &page, &err), &err,
+           "list disclosures")) {
+        CHECK(strstr(page, pattern) != NULL, "the patient lists the disclosure");
+        clarity_string_free(page);
+    }
+    char *accounting = NULL;
+    err = NULL;
+    if (ok(clarity_disclosure_accounting(client, own, patient_id, NULL, NULL, &accounting, &err),
+           &err, "accounting")) {
+        CHECK(strstr(accounting, "\"disclosures\":[{") != NULL && strstr(accounting, pattern) != NULL,
+              "the accounting lists the disclosure");
+        clarity_string_free(accounting);
+    }
+    accounting = NULL;
+    err = NULL;
+    if (ok(clarity_disclosure_accounting(client, own, patient_id, NULL, "text", &accounting, &err),
+           &err, "printable accounting")) {
+        CHECK(strncmp(accounting, "ACCOUNTING OF DISCLOSURES", 25) == 0 &&
+                  strstr(accounting, "County Health Department") != NULL,
+              "the printable accounting lists the disclosure");
+        clarity_string_free(accounting);
+    }
+    accounting = NULL;
+    CHECK(clarity_disclosure_accounting(client, own, patient_id, "2000-01-01T00:00:00Z", NULL,
+                                        &accounting, NULL) == CLARITY_RESULT_INVALID_INPUT,
+          "an accounting reaches at most six years back");
+    CHECK(clarity_disclosure_accounting(client, own, patient_id, NULL, "xml", &accounting, NULL) ==
+              CLARITY_RESULT_INVALID_INPUT,
+          "an unknown format is invalid input");
+    CHECK(accounting == NULL, "no output on failure");
+
+    free(disclosure_id);
+    free(own);
+}
 
 static void flows(const char *config) {
     clarity_client *client = NULL;
@@ -185,6 +301,10 @@ static void flows(const char *config) {
     if (ok(clarity_audit_verify(client, admin_token, &report, &err), &err, "audit verify")) {
         CHECK(strstr(report, "\"ok\":true") != NULL, "every audit chain verifies");
         clarity_string_free(report);
+    }
+
+    if (patient_id) {
+        patient_view(client, admin_token, token, patient_id);
     }
 
     /* S-ID-2: a service account, and its token by the client-credentials grant. */

@@ -69,6 +69,10 @@ SIGNATURES: Dict[str, Tuple[object, List[object]]] = {
     "clarity_audit_verify": (_RESULT, [_HANDLE, _STR, _OUT, _OUT]),
     "clarity_audit_export": (_RESULT, [_HANDLE, _STR, _STR, c_uint32, _OUT, _OUT]),
     "clarity_audit_purge": (_RESULT, [_HANDLE, _STR, _STR, POINTER(c_uint64), _OUT]),
+    "clarity_patient_access_log": (_RESULT, [_HANDLE, _STR, _STR, _STR, c_uint32, _STR, _OUT, _OUT]),
+    "clarity_disclosure_record": (_RESULT, [_HANDLE, _STR, _STR, _STR, _OUT, _OUT]),
+    "clarity_disclosure_list": (_RESULT, [_HANDLE, _STR, _STR, c_uint32, _STR, _OUT, _OUT]),
+    "clarity_disclosure_accounting": (_RESULT, [_HANDLE, _STR, _STR, _STR, _STR, _OUT, _OUT]),
     "clarity_keys_status": (_RESULT, [_HANDLE, _STR, _OUT, _OUT]),
     "clarity_keys_rotate": (_RESULT, [_HANDLE, _STR, _OUT, _OUT]),
 }

@@ -7,15 +7,17 @@ import json
 import threading
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Union, cast
+from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Union, cast, overload
 
 from . import _native
 from ._native import encode, lib, take_string
 from .errors import ClarityError, error_for
 from .types import (
     AccessToken,
+    Accounting,
     AuditReport,
     ClientSecret,
+    Disclosure,
     Grant,
     Page,
     Patient,
@@ -502,6 +504,107 @@ class Clarity:
     def rotate_keys(self, token: str) -> Dict[str, Any]:
         """Rotates the key-encryption key and re-wraps every data key (admins)."""
         return cast(Dict[str, Any], self._json("clarity_keys_rotate", encode(token)))
+
+    # -- the patient's view and disclosures (S-AUD-9) ----------------------------
+
+    def patient_access_log(
+        self,
+        token: str,
+        patient_id: str,
+        *,
+        from_: Union[str, datetime, None] = None,
+        to: Union[str, datetime, None] = None,
+        limit: int = 0,
+        cursor: Optional[str] = None,
+    ) -> Page:
+        """Who accessed a patient's record, oldest first: one page of
+        :class:`~clarity.types.AccessLogEntry` (when, the accessor's name and
+        roles, the action, the purpose of use, break-glass), optionally from
+        ``from_`` and before ``to``. The patient its own; auditors any."""
+        bounds = {k: _time(v) for k, v in (("from", from_), ("to", to)) if v is not None}
+        return cast(
+            Page,
+            self._json(
+                "clarity_patient_access_log",
+                encode(token),
+                encode(patient_id),
+                _dumps(bounds) if bounds else None,
+                limit,
+                encode(cursor),
+            ),
+        )
+
+    def record_disclosure(
+        self, token: str, patient_id: str, disclosure: Mapping[str, Any]
+    ) -> Disclosure:
+        """Records a disclosure of the patient's information to an outside
+        recipient: ``{"recipient", "recipient_address"?, "purpose",
+        "description", "legal_basis", "disclosed_at"?}`` (the care team,
+        clinicians under break-glass, auditors)."""
+        details = dict(disclosure)
+        if "disclosed_at" in details:
+            details["disclosed_at"] = _time(details["disclosed_at"])
+        return cast(
+            Disclosure,
+            self._json(
+                "clarity_disclosure_record", encode(token), encode(patient_id), _dumps(details)
+            ),
+        )
+
+    def list_disclosures(
+        self, token: str, patient_id: str, limit: int = 0, cursor: Optional[str] = None
+    ) -> Page:
+        """One page of a patient's disclosures, in the order they were recorded
+        (the patient, auditors, the care team)."""
+        return cast(
+            Page,
+            self._json(
+                "clarity_disclosure_list", encode(token), encode(patient_id), limit, encode(cursor)
+            ),
+        )
+
+    @overload
+    def disclosure_accounting(
+        self,
+        token: str,
+        patient_id: str,
+        *,
+        from_: Union[str, datetime, None] = ...,
+        format: Literal["json"] = ...,
+    ) -> Accounting: ...
+
+    @overload
+    def disclosure_accounting(
+        self,
+        token: str,
+        patient_id: str,
+        *,
+        from_: Union[str, datetime, None] = ...,
+        format: Literal["text"],
+    ) -> str: ...
+
+    def disclosure_accounting(
+        self,
+        token: str,
+        patient_id: str,
+        *,
+        from_: Union[str, datetime, None] = None,
+        format: str = "json",
+    ) -> Union[Accounting, str]:
+        """The accounting of a patient's disclosures from ``from_`` (at most six
+        years back; six years when None) until now, oldest first: a dict with
+        ``format="json"``, printable text with ``format="text"`` (the patient,
+        auditors, the care team)."""
+        text = self._call(
+            "clarity_disclosure_accounting",
+            encode(token),
+            encode(patient_id),
+            encode(_time(from_)),
+            encode(format),
+        )
+        if format == "text":
+            return text
+        return cast(Accounting, json.loads(text))
 
 
 def _new_user(

@@ -125,3 +125,64 @@ class AuditReport(TypedDict):
 
     ok: bool
     chains: List[Dict[str, Any]]
+
+
+class AccessLogEntry(TypedDict):
+    """One access to a patient's record (S-AUD-9), as the patient sees it:
+    an audited operation on the patient that went ahead. The items of
+    :meth:`Clarity.patient_access_log`'s pages."""
+
+    event_id: str
+    at: str
+    #: The user or service account; None for the local operator's maintenance.
+    accessor_id: Optional[str]
+    #: The accessor's display name now, if the account has one.
+    accessor_name: Optional[str]
+    #: The accessor's roles at the time.
+    accessor_roles: List[str]
+    #: What was done, e.g. ``"record.read"``, ``"patient.update"``.
+    action: str
+    #: The FHIR action code: C, R, U, D or E.
+    action_code: str
+    #: The purpose of use the accessor declared, if any.
+    purpose: Optional[str]
+    #: Whether the access went through a break-glass grant.
+    break_glass: bool
+    #: The record, grant or user the access concerned, if any.
+    entity_id: Optional[str]
+
+
+class NewDisclosure(TypedDict):
+    """A disclosure to record: what was disclosed, to whom, why and under
+    which legal basis (PHI), and when (now when absent; not in the future)."""
+
+    recipient: str
+    recipient_address: NotRequired[str]
+    purpose: str
+    description: str
+    legal_basis: str
+    disclosed_at: NotRequired[str]
+
+
+class Disclosure(TypedDict):
+    """A recorded disclosure of a patient's information (its details are PHI)."""
+
+    id: str
+    patient_id: str
+    disclosed_at: str
+    recipient: str
+    recipient_address: NotRequired[str]
+    purpose: str
+    description: str
+    legal_basis: str
+    recorded_by: str
+    recorded_at: str
+
+
+#: An accounting of a patient's disclosures (45 CFR 164.528) from ``from``
+#: (at most six years back) to ``to`` (when it was produced), oldest
+#: disclosure first. The functional form, since ``from`` is a Python keyword.
+Accounting = TypedDict(
+    "Accounting",
+    {"patient_id": str, "from": str, "to": str, "disclosures": List[Disclosure]},
+)
