@@ -1,16 +1,22 @@
 //! Every TOML block of the authentication documentation is a configuration
 //! Clarity accepts: an operator copying one gets a server that starts
 //! (S-ID-1: the `[[auth.oidc]]` examples of docs/authentication.md and the
-//! provider pages).
+//! provider pages); the audit page's sinks and disclosure are accepted too.
 
 use std::path::Path;
 
 fn toml_blocks(text: &str) -> Vec<String> {
+    fenced_blocks(text, "toml")
+}
+
+/// The code blocks of `text` fenced as `lang`.
+fn fenced_blocks(text: &str, lang: &str) -> Vec<String> {
+    let opening = format!("```{lang}");
     let mut blocks = Vec::new();
     let mut current: Option<String> = None;
     for line in text.lines() {
         match (&mut current, line.trim_end()) {
-            (None, "```toml") => current = Some(String::new()),
+            (None, fence) if fence == opening => current = Some(String::new()),
             (Some(block), "```") => {
                 blocks.push(std::mem::take(block));
                 current = None;
@@ -67,4 +73,22 @@ fn s_aud_8_the_documented_audit_sinks_are_accepted() {
         ["syslog", "http", "file"].iter().all(|k| kinds.contains(k)),
         "{kinds:?}"
     );
+}
+
+// S-AUD-9: the disclosure of docs/audit.md is one Clarity records as it
+// stands.
+#[test]
+fn s_aud_9_the_documented_disclosure_is_accepted() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    let text = std::fs::read_to_string(docs.join("audit.md")).expect("audit.md");
+    let blocks = fenced_blocks(&text, "json");
+    assert_eq!(blocks.len(), 1, "audit.md shows one disclosure");
+    let disclosure: clarity_core::model::NewDisclosure =
+        clarity_core::model::parse_json(&blocks[0]).expect("a disclosure");
+    disclosure
+        .details
+        .expose()
+        .validate()
+        .expect("valid details");
+    assert!(disclosure.disclosed_at.is_some());
 }
