@@ -25,6 +25,8 @@ locals {
     CLARITY_KEYS_TRANSIT_KEY                   = "clarity"
     CLARITY_KEYS_TRANSIT_TOKEN_FILE            = "/run/clarity/transit-token"
     CLARITY_KEYS_ERASURE_LEDGER_DIR            = "/var/lib/clarity-ledger"
+    CLARITY_AUDIT_WITNESS_DIR                  = "/var/lib/clarity-witness"
+    CLARITY_AUDIT_SERVER_ADDRESS               = aws_lb.main.dns_name
     CLARITY_ACCESS_REQUIRE_MFA_FOR_BREAK_GLASS = "true"
   }
 
@@ -134,6 +136,19 @@ resource "aws_ecs_task_definition" "clarity" {
     }
   }
 
+  # The audit witness, shared by every task (efs.tf).
+  volume {
+    name = "audit-witness"
+    efs_volume_configuration {
+      file_system_id     = aws_efs_file_system.ledger.id
+      transit_encryption = "ENABLED"
+      authorization_config {
+        access_point_id = aws_efs_access_point.witness.id
+        iam             = "ENABLED"
+      }
+    }
+  }
+
   container_definitions = jsonencode([
     {
       # Clarity reads the transit token (keys.transit_token_file) and the
@@ -190,6 +205,7 @@ resource "aws_ecs_task_definition" "clarity" {
         { sourceVolume = "data", containerPath = "/var/lib/clarity", readOnly = false },
         { sourceVolume = "tmp", containerPath = "/tmp", readOnly = false },
         { sourceVolume = "erasure-ledger", containerPath = "/var/lib/clarity-ledger", readOnly = false },
+        { sourceVolume = "audit-witness", containerPath = "/var/lib/clarity-witness", readOnly = false },
       ]
       dependsOn = [
         { containerName = "prepare-files", condition = "SUCCESS" },

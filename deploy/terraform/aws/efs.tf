@@ -40,6 +40,27 @@ resource "aws_efs_access_point" "ledger" {
   }
 }
 
+# The audit witness (audit.witness_dir, docs/audit.md, S-AUD-7) on the same
+# encrypted file system, through an access point of its own: outside the
+# database, so that whoever can rewrite the database cannot rewrite it.
+resource "aws_efs_access_point" "witness" {
+  file_system_id = aws_efs_file_system.ledger.id
+
+  posix_user {
+    uid = 65532
+    gid = 65532
+  }
+
+  root_directory {
+    path = "/audit-witness"
+    creation_info {
+      owner_uid   = 65532
+      owner_gid   = 65532
+      permissions = "0700"
+    }
+  }
+}
+
 resource "aws_efs_mount_target" "ledger" {
   count           = length(aws_subnet.private)
   file_system_id  = aws_efs_file_system.ledger.id
@@ -71,7 +92,7 @@ resource "aws_vpc_security_group_egress_rule" "tasks_to_ledger" {
   to_port                      = 2049
 }
 
-# Mounting and writing through the access point is the one thing the
+# Mounting and writing through the two access points is the one thing the
 # task role may do.
 data "aws_iam_policy_document" "task_ledger" {
   statement {
@@ -80,7 +101,7 @@ data "aws_iam_policy_document" "task_ledger" {
     condition {
       test     = "StringEquals"
       variable = "elasticfilesystem:AccessPointArn"
-      values   = [aws_efs_access_point.ledger.arn]
+      values   = [aws_efs_access_point.ledger.arn, aws_efs_access_point.witness.arn]
     }
   }
 }
