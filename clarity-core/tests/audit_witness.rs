@@ -295,3 +295,93 @@ async fn an_unwritable_witness_stops_the_instance_from_opening() {
         .expect_err("no witness, no instance");
     assert!(err.to_string().contains("audit.witness_dir"), "{err}");
 }
+
+/// Scheduled verification: the first run is full, the next ones read each
+/// chain only from where the last run left it, and still fail on an altered
+/// head; an edit below the head is found by the next full run (S-AUD-7).
+async fn incremental_scheduled_verification(h: Harness) {
+    use clarity_core::audit::FULL_VERIFY_EVERY;
+    let (clarity, chain) = busy(&h).await;
+    let c = lit(&h, chain);
+    let clinician = principal(&clarity, Role::Clinician).await;
+    let patient = clarity
+        .create_patient(&clinician, profile())
+        .await
+        .expect("patient");
+    let full = clarity.verify_audit_scheduled().await.expect("first run");
+    let first = report(&full, chain);
+    assert!(full.iter().all(|r| r.ok), "{full:?}");
+    assert!(first.events >= 27, "the first run is full: {first:?}");
+    for _ in 0..3 {
+        clarity
+            .get_patient(&clinician, patient.id)
+            .await
+            .expect("read");
+    }
+    let next = clarity.verify_audit_scheduled().await.expect("second run");
+    let second = report(&next, chain);
+    assert!(next.iter().all(|r| r.ok), "{next:?}");
+    assert!(second.last_seq > first.last_seq);
+    assert_eq!(
+        second.events as i64,
+        second.last_seq - first.last_seq + 1,
+        "reads only the new events and the head again: {second:?}"
+    );
+
+    // The head of the last run, altered: the incremental run fails there.
+    let head = second.last_seq;
+    h.raw
+        .execute_sql(&format!(
+            "UPDATE audit_events SET reason = 'forged' WHERE chain_id = {c} AND seq = {head}"
+        ))
+        .await;
+    let third = clarity.verify_audit_scheduled().await.expect("third run");
+    let altered = report(&third, chain);
+    assert!(!altered.ok, "{altered:?}");
+    assert_eq!(altered.first_bad_seq, Some(head));
+    h.raw
+        .execute_sql(&format!(
+            "UPDATE audit_events SET reason = 'care_team' WHERE chain_id = {c} AND seq = {head}"
+        ))
+        .await;
+    let mended = clarity.verify_audit_scheduled().await.expect("fourth run");
+    assert!(report(&mended, chain).ok, "{mended:?}");
+
+    // Below the head: not read by an incremental run, found by the next full one.
+    h.raw
+        .execute_sql(&format!(
+            "UPDATE audit_events SET reason = 'forged' WHERE chain_id = {c} AND seq = 5"
+        ))
+        .await;
+    let mut runs = 4;
+    let mut found = None;
+    while runs < FULL_VERIFY_EVERY {
+        let reports = clarity.verify_audit_scheduled().await.expect("run");
+        runs += 1;
+        assert!(
+            report(&reports, chain).ok,
+            "an incremental run reads past the head only"
+        );
+    }
+    let reports = clarity.verify_audit_scheduled().await.expect("full run");
+    if let Some(r) = reports.iter().find(|r| r.chain_id == chain && !r.ok) {
+        found = r.first_bad_seq;
+    }
+    assert_eq!(found, Some(5), "the full run finds it: {reports:?}");
+    clarity.shutdown().await;
+}
+
+// S-AUD-7
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_incremental_scheduled_verification() {
+    incremental_scheduled_verification(testing::sqlite().await.expect("sqlite")).await;
+}
+
+// S-AUD-7
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_incremental_scheduled_verification() {
+    let Some(h) = testing::postgres().await else {
+        return;
+    };
+    incremental_scheduled_verification(h).await;
+}

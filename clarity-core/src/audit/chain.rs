@@ -259,7 +259,8 @@ fn write_canonical(e: &AuditEvent, out: &mut Vec<u8>) {
 pub struct ChainReport {
     /// The chain (one per writer: server instance or embedded handle).
     pub chain_id: Uuid,
-    /// Events read.
+    /// Events read (in an incremental run, those past where the last run
+    /// left the chain).
     pub events: u64,
     /// Checkpoints read.
     pub checkpoints: u64,
@@ -303,11 +304,52 @@ pub async fn verify_witnessed(
     purge_cutoff: DateTime<Utc>,
     witnessed: &BTreeMap<Uuid, WitnessedChain>,
 ) -> Result<Vec<ChainReport>> {
+    let (reports, _) =
+        verify_incremental(store, keys, purge_cutoff, witnessed, &BTreeMap::new()).await?;
+    Ok(reports)
+}
+
+/// Where an earlier verification of a chain ended with the chain intact:
+/// its last event's sequence number and the MAC that event links to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedHead {
+    /// The last event verified.
+    pub seq: i64,
+    /// The MAC of the event before it (what it links to).
+    pub prev_mac: Vec<u8>,
+}
+
+/// [`verify_witnessed`], reading each chain's events only past where an
+/// earlier run left it intact (`from`); the heads of the chains that verify
+/// now come back for the next run. Everything but the events before a head
+/// is checked as in a full run: every chain the store and the witness know,
+/// every checkpoint's signature and presence, the witness's view; and the
+/// event at the head is verified again (its link and MAC), so a head that
+/// was altered fails. A chain whose head event is gone (a retention purge,
+/// or a deletion) is verified in full. Edits to events before a head are found
+/// only by a full run: run one regularly (the server does, every
+/// [`FULL_VERIFY_EVERY`] scheduled runs).
+///
+/// # Errors
+/// As [`verify`].
+pub async fn verify_incremental(
+    store: &dyn AuditStore,
+    keys: &AuditKeys,
+    purge_cutoff: DateTime<Utc>,
+    witnessed: &BTreeMap<Uuid, WitnessedChain>,
+    from: &BTreeMap<Uuid, VerifiedHead>,
+) -> Result<(Vec<ChainReport>, BTreeMap<Uuid, VerifiedHead>)> {
     let stored = store.audit_chains().await?;
     let mut reports = Vec::with_capacity(stored.len());
+    let mut heads = BTreeMap::new();
     for &chain in &stored {
         let seen = witnessed.get(&chain);
-        reports.push(verify_chain(store, keys, chain, purge_cutoff, seen).await?);
+        let (report, head) =
+            verify_chain(store, keys, chain, purge_cutoff, seen, from.get(&chain)).await?;
+        if let Some(head) = head.filter(|_| report.ok) {
+            heads.insert(chain, head);
+        }
+        reports.push(report);
     }
     let stored: std::collections::HashSet<Uuid> = stored.into_iter().collect();
     // A chain witnessed only at its start may never have stored anything.
@@ -328,8 +370,14 @@ pub async fn verify_witnessed(
             });
         }
     }
-    Ok(reports)
+    Ok((reports, heads))
 }
+
+/// How many scheduled verifications of a server make one full verification:
+/// the first after start is full, then every this many (with the default
+/// hourly interval, a full verification a day); the others are incremental
+/// ([`verify_incremental`]).
+pub const FULL_VERIFY_EVERY: u64 = 24;
 
 /// Records the first failure of a chain; later ones add nothing.
 fn fail(report: &mut ChainReport, seq: i64, problem: String) {
@@ -346,8 +394,19 @@ async fn verify_chain(
     chain: Uuid,
     purge_cutoff: DateTime<Utc>,
     seen: Option<&WitnessedChain>,
-) -> Result<ChainReport> {
+    from: Option<&VerifiedHead>,
+) -> Result<(ChainReport, Option<VerifiedHead>)> {
     const PAGE: usize = 10_000;
+    // Resume at a head only while an event is stored there.
+    let from = match from {
+        Some(head) => {
+            let at = store.audit_chain_events(chain, head.seq - 1, 1).await?;
+            at.first()
+                .is_some_and(|e| e.seq == head.seq)
+                .then_some(head)
+        }
+        None => None,
+    };
     let checkpoints = store.audit_checkpoints(chain).await?;
     let first = store.audit_chain_events(chain, 0, 1).await?;
     let keys = keys.for_chain(first.first(), &checkpoints);
@@ -393,9 +452,17 @@ async fn verify_chain(
         macs_at_watched: Vec::new(),
         report,
     };
-    let mut page = store.audit_chain_events(chain, 0, PAGE).await?;
+    if let Some(head) = from {
+        links.prev = Some(head.prev_mac.clone());
+        links.expected_seq = head.seq;
+    }
+    let mut page = store
+        .audit_chain_events(chain, from.map_or(0, |h| h.seq - 1), PAGE)
+        .await?;
+    let mut last_prev = None;
     while let Some(last) = page.last() {
         let (after, full) = (last.seq, page.len() == PAGE);
+        last_prev = Some(last.prev_mac.clone());
         let check = tokio::task::spawn_blocking(move || {
             links.check(&page);
             links
@@ -418,7 +485,9 @@ async fn verify_chain(
         ..
     } = links;
     // A chain whose events were all purged keeps only old checkpoints.
-    let fully_purged = report.events == 0 && checkpoints.iter().all(|c| c.signed_at < purge_cutoff);
+    let fully_purged = from.is_none()
+        && report.events == 0
+        && checkpoints.iter().all(|c| c.signed_at < purge_cutoff);
     for cp in checkpoints.iter().filter(|_| !fully_purged) {
         let last = report.last_seq;
         if cp.seq > last {
@@ -444,7 +513,11 @@ async fn verify_chain(
     if let Some(seen) = seen {
         check_witnessed(&mut report, seen, &checkpoints, &macs_at_watched);
     }
-    Ok(report)
+    let head = last_prev.map(|prev_mac| VerifiedHead {
+        seq: report.last_seq,
+        prev_mac,
+    });
+    Ok((report, head))
 }
 
 /// Holds a verified chain to what the witness saw of it (S-AUD-7).

@@ -17,14 +17,14 @@ mod store;
 mod witness;
 mod writer;
 
-pub use chain::{ChainReport, WitnessedChain};
+pub use chain::{ChainReport, FULL_VERIFY_EVERY, VerifiedHead, WitnessedChain};
 // The writer, the keys and verification over a raw store: test-only outside
 // the crate; applications verify with `Clarity::verify_audit`.
 pub use crate::model::RequestContext;
 #[cfg(feature = "testing")]
-pub use chain::{AuditKeys, verify, verify_witnessed};
+pub use chain::{AuditKeys, verify, verify_incremental, verify_witnessed};
 #[cfg(not(feature = "testing"))]
-pub(crate) use chain::{AuditKeys, verify, verify_witnessed};
+pub(crate) use chain::{AuditKeys, verify, verify_incremental, verify_witnessed};
 pub use event::{AuditAction, AuditEvent, AuditFilter, AuditOutcome, Checkpoint, EventDraft};
 pub use fhir::to_fhir;
 pub use settings::AuditConfig;

@@ -6,8 +6,11 @@ use chrono::{DateTime, Utc};
 use super::Clarity;
 use super::auditing::Ev;
 use crate::access::{Action, Principal};
+use std::collections::BTreeMap;
+
 use crate::audit::{
-    AuditAction, AuditEvent, AuditFilter, ChainReport, purge, to_fhir, verify_witnessed,
+    AuditAction, AuditEvent, AuditFilter, ChainReport, FULL_VERIFY_EVERY, purge, to_fhir,
+    verify_incremental,
 };
 use crate::error::Result;
 use crate::model::{Page, PageRequest};
@@ -55,22 +58,40 @@ impl Clarity {
     /// [`crate::error::Error::PermissionDenied`]; backend errors; an
     /// unreadable witness.
     pub async fn verify_audit(&self, principal: &Principal) -> Result<Vec<ChainReport>> {
-        let result = async {
-            let reason = self.authorize(principal, &Action::ReadAudit, None).await?;
-            Ok((self.verify_trail().await?, reason))
-        }
-        .await;
-        let ev = Ev::of("security", "audit.verify", AuditAction::Execute);
-        self.audited(principal, ev, result).await
+        self.verify_as(principal, false).await
     }
 
-    /// The scheduled verification of a running server: [`Clarity::verify_audit`]
-    /// as the local operator, audited under its id.
+    /// The scheduled verification of a running server, as the local
+    /// operator and audited under its id: the first run and every
+    /// [`FULL_VERIFY_EVERY`]th are full ([`Clarity::verify_audit`]); the
+    /// others read only the events written since the last run left each
+    /// chain intact, and check everything else in full
+    /// ([`crate::audit::verify_incremental`]).
     ///
     /// # Errors
     /// As [`Clarity::verify_audit`].
     pub async fn verify_audit_scheduled(&self) -> Result<Vec<ChainReport>> {
-        self.verify_audit(&self.operator_principal()).await
+        let run = self
+            .scheduled_verifications
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let incremental = !run.is_multiple_of(FULL_VERIFY_EVERY);
+        self.verify_as(&self.operator_principal(), incremental)
+            .await
+    }
+
+    /// An audited verification by `principal`, in full or incremental.
+    async fn verify_as(
+        &self,
+        principal: &Principal,
+        incremental: bool,
+    ) -> Result<Vec<ChainReport>> {
+        let result = async {
+            let reason = self.authorize(principal, &Action::ReadAudit, None).await?;
+            Ok((self.verify_trail(incremental).await?, reason))
+        }
+        .await;
+        let ev = Ev::of("security", "audit.verify", AuditAction::Execute);
+        self.audited(principal, ev, result).await
     }
 
     /// Counts a verification that could not run (the database or the
@@ -84,20 +105,34 @@ impl Clarity {
         });
     }
 
-    async fn verify_trail(&self) -> Result<Vec<ChainReport>> {
+    /// Verifies every chain, in full or past the heads the last run left
+    /// intact; keeps the heads of this run for the next incremental one.
+    async fn verify_trail(&self, incremental: bool) -> Result<Vec<ChainReport>> {
         let retention = chrono::Duration::days(i64::from(self.config.audit.retention_days));
         let cutoff = self.clock.now() - retention;
         let (witness, keys) = (self.witness.clone(), self.audit_keys.clone());
         let witnessed = tokio::task::spawn_blocking(move || witness.load(&keys))
             .await
             .map_err(|_| crate::error::Error::internal("cannot read the audit witness"))??;
-        let mut reports = verify_witnessed(
+        let from = if incremental {
+            self.verified_heads
+                .lock()
+                .map(|heads| heads.clone())
+                .unwrap_or_default()
+        } else {
+            BTreeMap::new()
+        };
+        let (mut reports, heads) = verify_incremental(
             self.audit_store.as_ref(),
             &self.audit_keys,
             cutoff,
             &witnessed.chains,
+            &from,
         )
         .await?;
+        if let Ok(mut kept) = self.verified_heads.lock() {
+            *kept = heads;
+        }
         for problem in &witnessed.problems {
             reports.push(store_report(format!(
                 "the audit witness is damaged: {problem}"

@@ -115,6 +115,12 @@ pub struct Clarity {
     /// Whether the store held accounts or patients when this instance
     /// opened it (S-AUD-7).
     opened_on_data: bool,
+    /// Where the last verification left each chain intact, for the next
+    /// incremental one.
+    verified_heads:
+        std::sync::Mutex<std::collections::BTreeMap<uuid::Uuid, crate::audit::VerifiedHead>>,
+    /// Scheduled verifications run so far (every [`crate::audit::FULL_VERIFY_EVERY`]th is full).
+    scheduled_verifications: std::sync::atomic::AtomicU64,
     counters: stats::Counters,
     times: StageTimes,
     caching: crate::cache::Caching,
@@ -297,6 +303,8 @@ impl Clarity {
             witness,
             sinks,
             opened_on_data,
+            verified_heads: Default::default(),
+            scheduled_verifications: Default::default(),
             counters: stats::Counters::default(),
             times,
             caching,
