@@ -25,8 +25,9 @@ pub struct AuditConfig {
     /// `<data_dir>/audit-witness`. Give it a volume of its own, out of
     /// reach of whoever can write to the database.
     pub witness_dir: Option<PathBuf>,
-    /// Seconds between scheduled verifications of the whole trail by a
-    /// running server (default 3600); 0 turns them off.
+    /// Seconds between scheduled verifications of the trail by a running
+    /// server (default 3600; incremental, with a full pass first and every
+    /// [`crate::audit::FULL_VERIFY_EVERY`]th run); 0 turns them off.
     pub verify_interval_secs: u64,
     /// Where the trail is streamed as it is written (`[[audit.sinks]]`,
     /// S-AUD-8).
