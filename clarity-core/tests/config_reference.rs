@@ -46,6 +46,7 @@ const SAMPLES: &[(&str, &str)] = &[
         "rediss://:sample@redis.example:6379",
     ),
     ("CLARITY_KEYS_TRANSIT_ADDR", "https://openbao.example:8200"),
+    ("CLARITY_AUDIT_SERVER_ADDRESS", "clarity.example"),
 ];
 
 /// An error raised while reading the settings (a wrong name, type or value

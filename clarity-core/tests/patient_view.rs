@@ -470,7 +470,7 @@ async fn scenario(h: Harness) {
     let ids: Vec<_> = accounting.disclosures.iter().map(|d| d.id).collect();
     assert_eq!(
         ids,
-        vec![backdated.id, recent.id],
+        vec![backdated.id, subpoena.id, recent.id],
         "six years, oldest first"
     );
     let text = accounting.printable();

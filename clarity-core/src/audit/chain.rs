@@ -376,7 +376,7 @@ pub async fn verify_incremental(
 /// How many scheduled verifications of a server make one full verification:
 /// the first after start is full, then every this many (with the default
 /// hourly interval, a full verification a day); the others are incremental
-/// ([`verify_incremental`]).
+/// (they read each chain only from where the last run left it intact).
 pub const FULL_VERIFY_EVERY: u64 = 24;
 
 /// Records the first failure of a chain; later ones add nothing.

@@ -63,10 +63,10 @@ impl Clarity {
 
     /// The scheduled verification of a running server, as the local
     /// operator and audited under its id: the first run and every
-    /// [`FULL_VERIFY_EVERY`]th are full ([`Clarity::verify_audit`]); the
+    /// [`crate::audit::FULL_VERIFY_EVERY`]th are full ([`Clarity::verify_audit`]); the
     /// others read only the events written since the last run left each
-    /// chain intact, and check everything else in full
-    /// ([`crate::audit::verify_incremental`]).
+    /// chain intact, and check everything else in full (docs/audit.md,
+    /// "Completeness: the witness").
     ///
     /// # Errors
     /// As [`Clarity::verify_audit`].
