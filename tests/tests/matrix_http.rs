@@ -296,6 +296,40 @@ async fn perform(
                 json!({"email": email, "password": PASSWORD, "roles": ["admin", "clinician"]});
             outcome(&h.call("POST", "/v1/users", token, Some(body), None).await)
         }
+        O::ReadAccessLog => outcome(
+            &h.call(
+                "GET",
+                &format!("/v1/patients/{p}/access-log"),
+                token,
+                None,
+                None,
+            )
+            .await,
+        ),
+        O::ListDisclosures => outcome(
+            &h.call(
+                "GET",
+                &format!("/v1/patients/{p}/disclosures"),
+                token,
+                None,
+                None,
+            )
+            .await,
+        ),
+        O::RecordDisclosure => {
+            let body =
+                json!({"recipient": "R", "purpose": "P", "description": "D", "legal_basis": "L"});
+            outcome(
+                &h.call(
+                    "POST",
+                    &format!("/v1/patients/{p}/disclosures"),
+                    token,
+                    Some(body),
+                    None,
+                )
+                .await,
+            )
+        }
         O::ErasePatient => outcome(
             &h.call("DELETE", &format!("/v1/patients/{p}"), token, None, None)
                 .await,

@@ -13,6 +13,7 @@ const crypto = require('node:crypto');
 const { PASSWORD, backends, open, newUser, profile, inCi } = require('./helpers');
 
 const NOTE = { text: 'seen today' };
+const DISCLOSURE = { recipient: 'R', purpose: 'P', description: 'D', legal_basis: 'L' };
 
 async function outcome(call) {
   try {
@@ -71,6 +72,9 @@ async function perform(c, caller, owner, op, cell) {
       const email = `mixed-${crypto.randomUUID()}@test.example`;
       return outcome(() => c.createUser(token, { email, password: PASSWORD, roles: ['admin', 'clinician'] }));
     }
+    case 'ReadAccessLog': return outcome(() => c.patientAccessLog(token, p));
+    case 'ListDisclosures': return outcome(() => c.listDisclosures(token, p));
+    case 'RecordDisclosure': return outcome(() => c.recordDisclosure(token, p, DISCLOSURE));
     case 'ErasePatient': return outcome(() => c.erasePatient(token, p));
     default: throw new Error(`the specification names an operation this test does not know: ${op}`);
   }

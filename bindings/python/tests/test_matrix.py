@@ -19,6 +19,7 @@ from clarity.client import matrix_specification
 from conftest import PASSWORD, in_ci, new_user, profile
 
 NOTE = {"text": "seen today"}
+DISCLOSURE = {"recipient": "R", "purpose": "P", "description": "D", "legal_basis": "L"}
 
 
 def spec() -> Dict[str, Any]:
@@ -95,6 +96,12 @@ def perform(
     if op == "AdminWithPhiRole":
         email = f"mixed-{uuid.uuid4().hex}@test.example"
         return outcome(lambda: c.create_user(token, email, PASSWORD, ["admin", "clinician"]))
+    if op == "ReadAccessLog":
+        return outcome(lambda: c.patient_access_log(token, p))
+    if op == "ListDisclosures":
+        return outcome(lambda: c.list_disclosures(token, p))
+    if op == "RecordDisclosure":
+        return outcome(lambda: c.record_disclosure(token, p, DISCLOSURE))
     if op == "ErasePatient":
         return outcome(lambda: c.erase_patient(token, p))
     raise AssertionError(f"the specification names an operation this test does not know: {op}")

@@ -13,9 +13,13 @@ use super::{access_token, user_with_role};
 use crate::access::Principal;
 use crate::crypto::Json;
 use crate::error::Error;
-use crate::model::{CareTeamRow, Change, PageRequest, PatientLookup, PatientProfile};
+use crate::model::{
+    CareTeamRow, Change, NewDisclosure, PageRequest, PatientLookup, PatientProfile,
+};
 use crate::model::{Role, RoleSet};
-use crate::service::{BreakGlassRequest, CareTeamAssignment, Clarity, NewUser, UserUpdate};
+use crate::service::{
+    AccessLogRange, BreakGlassRequest, CareTeamAssignment, Clarity, NewUser, UserUpdate,
+};
 use crate::store::Store;
 
 /// The caller's relationship to the patient an operation concerns.
@@ -83,6 +87,12 @@ pub enum Operation {
     /// Create an account holding `admin` and `clinician` together: refused
     /// as invalid for admins, denied to everyone else (S-AC-8).
     AdminWithPhiRole,
+    /// Read who accessed the patient's record (S-AUD-9).
+    ReadAccessLog,
+    /// List the patient's recorded disclosures (S-AUD-9).
+    ListDisclosures,
+    /// Record a disclosure of the patient's information (S-AUD-9).
+    RecordDisclosure,
     /// Ask for break-glass access to the patient.
     BreakGlass,
     /// Erase the patient.
@@ -91,8 +101,9 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in an order where none changes what a later one sees
-    /// (break-glass and erasure come last).
-    pub const ALL: [Operation; 19] = [
+    /// (a read comes before the writes that change what it reads, as listing
+    /// disclosures before recording one; break-glass and erasure come last).
+    pub const ALL: [Operation; 22] = [
         Operation::CreatePatient,
         Operation::ReadPatient,
         Operation::ListPatients,
@@ -110,6 +121,9 @@ impl Operation {
         Operation::ResearchView,
         Operation::ChangeOwnRoles,
         Operation::AdminWithPhiRole,
+        Operation::ReadAccessLog,
+        Operation::ListDisclosures,
+        Operation::RecordDisclosure,
         Operation::BreakGlass,
         Operation::ErasePatient,
     ];
@@ -182,6 +196,21 @@ pub fn expected(role: Role, op: Operation, rel: Relationship) -> Outcome {
         // S-AC-8: only admins create accounts, and never admin + a PHI role.
         O::AdminWithPhiRole if role == Role::Admin => Outcome::Refused,
         O::AdminWithPhiRole => Outcome::Denied,
+        // S-AUD-9: the patient reads its own access log, the privacy office
+        // (auditors) any patient's; the care team may not.
+        O::ReadAccessLog => {
+            on_patient((role == Role::Patient && rel == R::Own) || role == Role::Auditor)
+        }
+        // S-AUD-9: those who hold the patient's PHI (the care team,
+        // clinicians under break-glass) and the privacy office record
+        // disclosures; the patient does not.
+        O::RecordDisclosure => on_patient(
+            clinician_treating
+                || (role == Role::Nurse && rel == R::Assigned)
+                || role == Role::Auditor,
+        ),
+        // S-AUD-9: whoever may read the patient, and the privacy office.
+        O::ListDisclosures => on_patient(can_read || role == Role::Auditor),
     }
 }
 
@@ -222,6 +251,16 @@ fn patient_profile() -> PatientProfile {
         address: None,
         data: None,
     }
+}
+
+fn disclosure() -> NewDisclosure {
+    serde_json::from_value(serde_json::json!({
+        "recipient": "R",
+        "purpose": "P",
+        "description": "D",
+        "legal_basis": "L",
+    }))
+    .expect("disclosure")
 }
 
 fn note() -> Json {
@@ -476,6 +515,13 @@ async fn perform(
             };
             outcome(clarity.create_user(p, user).await)
         }
+        O::ReadAccessLog => outcome(
+            clarity
+                .patient_access_log(p, patient, AccessLogRange::default(), &page)
+                .await,
+        ),
+        O::RecordDisclosure => outcome(clarity.record_disclosure(p, patient, disclosure()).await),
+        O::ListDisclosures => outcome(clarity.list_disclosures(p, patient, &page).await),
         O::ErasePatient => outcome(clarity.erase_patient(p, patient).await),
     }
 }
@@ -518,5 +564,80 @@ mod tests {
             ),
             Outcome::Hidden
         );
+    }
+
+    #[test]
+    fn the_patients_view_goes_to_the_patient_and_the_privacy_office() {
+        use Operation as O;
+        use Relationship as R;
+        // S-AUD-9: auditors on any patient, for all three.
+        for rel in Relationship::ALL {
+            for op in [O::ReadAccessLog, O::ListDisclosures, O::RecordDisclosure] {
+                assert_eq!(
+                    expected(Role::Auditor, op, rel),
+                    Outcome::Allowed,
+                    "{op:?} {rel:?}"
+                );
+            }
+        }
+        let cases = [
+            (Role::Patient, O::ReadAccessLog, R::Own, Outcome::Allowed),
+            (Role::Patient, O::ListDisclosures, R::Own, Outcome::Allowed),
+            (Role::Patient, O::RecordDisclosure, R::Own, Outcome::Denied),
+            (Role::Patient, O::ReadAccessLog, R::Other, Outcome::Hidden),
+            (
+                Role::Clinician,
+                O::ReadAccessLog,
+                R::Assigned,
+                Outcome::Denied,
+            ),
+            (
+                Role::Clinician,
+                O::ReadAccessLog,
+                R::BreakGlass,
+                Outcome::Denied,
+            ),
+            (Role::Nurse, O::ReadAccessLog, R::Assigned, Outcome::Denied),
+            (
+                Role::Nurse,
+                O::ReadAccessLog,
+                R::BreakGlass,
+                Outcome::Hidden,
+            ),
+            (
+                Role::Clinician,
+                O::RecordDisclosure,
+                R::BreakGlass,
+                Outcome::Allowed,
+            ),
+            (
+                Role::Nurse,
+                O::RecordDisclosure,
+                R::Assigned,
+                Outcome::Allowed,
+            ),
+            (
+                Role::Clinician,
+                O::RecordDisclosure,
+                R::ExpiredAssignment,
+                Outcome::Hidden,
+            ),
+            (
+                Role::Clinician,
+                O::ListDisclosures,
+                R::BreakGlass,
+                Outcome::Allowed,
+            ),
+            (Role::Admin, O::ListDisclosures, R::Other, Outcome::Hidden),
+            (
+                Role::Researcher,
+                O::RecordDisclosure,
+                R::Assigned,
+                Outcome::Hidden,
+            ),
+        ];
+        for (role, op, rel, want) in cases {
+            assert_eq!(expected(role, op, rel), want, "{role} {op:?} {rel:?}");
+        }
     }
 }

@@ -199,6 +199,13 @@ static const char *perform(const char *t, const char *self_id, const char *owner
         free(tag);
         return outcome(clarity_user_create(c, t, body, &out, NULL), &out);
     }
+    if (!strcmp(op, "ReadAccessLog"))
+        return outcome(clarity_patient_access_log(c, t, p, NULL, 0, NULL, &out, NULL), &out);
+    if (!strcmp(op, "ListDisclosures")) return outcome(clarity_disclosure_list(c, t, p, 0, NULL, &out, NULL), &out);
+    if (!strcmp(op, "RecordDisclosure")) {
+        const char *disclosure = "{\"recipient\":\"R\",\"purpose\":\"P\",\"description\":\"D\",\"legal_basis\":\"L\"}";
+        return outcome(clarity_disclosure_record(c, t, p, disclosure, &out, NULL), &out);
+    }
     if (!strcmp(op, "ErasePatient")) return outcome(clarity_patient_erase(c, t, p, NULL), NULL);
     fprintf(stderr, "matrix: the specification names an operation this test does not know: %s\n", op);
     exit(1);
