@@ -32,6 +32,16 @@ const NEW_EVENTS: u64 = 1024;
 /// Patients the query bench's events are about.
 const PATIENTS: usize = 10_000;
 
+/// A SQLite store in `dir` for filling with many events
+/// (`synchronous = normal`: the fill's durability is not what is measured).
+async fn fill_store(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
+    Arc::new(
+        SqliteStore::open_path(&dir.path().join("audit.db"), 2, SqliteSynchronous::Normal)
+            .await
+            .expect("sqlite"),
+    )
+}
+
 /// Appends about `count` events (a multiple of [`CALLERS`]) on a new chain;
 /// returns how many.
 async fn fill(store: &Arc<SqliteStore>, keys: &AuditKeys, count: u64) -> u64 {
@@ -135,14 +145,7 @@ fn audit(c: &mut Criterion) {
     // Verification cost against log length: the log grows to each length
     // in VERIFY_LENGTHS (one chain per step) and all of it is verified.
     let verify_dir = tempfile::tempdir().expect("tempdir");
-    let verify_store: Arc<SqliteStore> = Arc::new(
-        rt.block_on(SqliteStore::open_path(
-            &verify_dir.path().join("v.db"),
-            2,
-            SqliteSynchronous::Normal,
-        ))
-        .expect("sqlite"),
-    );
+    let verify_store = rt.block_on(fill_store(&verify_dir));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(10));
     let mut events = 0;
@@ -200,14 +203,7 @@ fn audit(c: &mut Criterion) {
     // The audit query by patient (its first page of 100) over 1M events
     // about 10k patients: ~100 events each.
     let query_dir = tempfile::tempdir().expect("tempdir");
-    let query_store: Arc<SqliteStore> = Arc::new(
-        rt.block_on(SqliteStore::open_path(
-            &query_dir.path().join("q.db"),
-            2,
-            SqliteSynchronous::Normal,
-        ))
-        .expect("sqlite"),
-    );
+    let query_store = rt.block_on(fill_store(&query_dir));
     let patients: Vec<uuid::Uuid> = (0..PATIENTS).map(|_| uuid::Uuid::now_v7()).collect();
     let stored = rt.block_on(fill_about(&query_store, &keys, 1_024_000, &patients));
     let query = |i: usize| {
