@@ -346,21 +346,23 @@ pub fn decide(
             decision
         }
     };
-    // The patient itself, or the privacy office (auditors), after `first`.
-    let own_or_auditor = |first: Decision| -> Decision {
-        if first.allow {
-            first
-        } else if roles.contains(Role::Patient) && rel.own_record {
-            Decision::allow(Reason::OwnRecord)
-        } else if roles.contains(Role::Auditor) {
+    // The privacy office (auditors) may, whatever `first` says.
+    let or_auditor = |first: Decision| -> Decision {
+        if !first.allow && roles.contains(Role::Auditor) {
             Decision::allow(Reason::Role)
-        } else if first.reason == Reason::NoRole && !roles.contains(Role::Patient) {
+        } else {
+            first
+        }
+    };
+    let own_only = || -> Decision {
+        if !roles.contains(Role::Patient) {
             Decision::deny(Reason::NoRole)
+        } else if rel.own_record {
+            Decision::allow(Reason::OwnRecord)
         } else {
             Decision::deny(Reason::NoRelationship)
         }
     };
-    let clinical_denied = || Decision::deny(Reason::NoRole);
     let role_only = |role: Role| {
         if roles.contains(role) {
             Decision::allow(Reason::Role)
@@ -388,16 +390,9 @@ pub fn decide(
                 Decision::deny(Reason::NoRole)
             }
         }
-        Action::ReadAccessLog => own_or_auditor(clinical_denied()),
-        Action::RecordDisclosure => {
-            let decision = clinical(true);
-            if !decision.allow && roles.contains(Role::Auditor) {
-                Decision::allow(Reason::Role)
-            } else {
-                decision
-            }
-        }
-        Action::ReadDisclosures => own_or_auditor(clinical(true)),
+        Action::ReadAccessLog => or_auditor(own_only()),
+        Action::RecordDisclosure => or_auditor(clinical(true)),
+        Action::ReadDisclosures => or_auditor(read()),
     }
 }
 
