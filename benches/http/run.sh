@@ -6,10 +6,15 @@
 #                       [--connections N] [--duration SECONDS]
 #                       [--postgres URL] [--binary PATH] [--perf FILE]
 #                       [--perf-phase get_patient|get_record|post_record]
+#                       [--syscalls]
 #
 # --perf records a CPU profile of the server (perf record -g, 999 Hz) during
 # one phase (--perf-phase, the first by default) into FILE; read it with
 # `perf report -i FILE`.
+#
+# --syscalls counts the server's system calls (strace -f -c) during that
+# same phase and prints them per request: a count that holds on a noisy
+# machine. strace slows the server, so take rates from a run without it.
 #
 # --binary runs a given `clarity` build instead of building this checkout's
 # (to compare two builds in one sitting).
@@ -32,6 +37,7 @@ postgres=""
 bin=""
 perf_out=""
 perf_phase=get_patient
+syscalls=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --patients) patients="$2"; shift 2 ;;
@@ -42,6 +48,7 @@ while [ $# -gt 0 ]; do
         --binary) bin="$2"; shift 2 ;;
         --perf) perf_out="$2"; shift 2 ;;
         --perf-phase) perf_phase="$2"; shift 2 ;;
+        --syscalls) syscalls=1; shift ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -129,11 +136,35 @@ phase() { # name paths-file [body]
         perf record -F 999 -g -p "$server_pid" -o "$perf_out" -- sleep "$duration" >/dev/null 2>&1 &
         perf_out=""
     fi
+    local strace_pid=""
+    if [ -n "$syscalls" ] && [ "$name" = "$perf_phase" ]; then
+        command -v strace >/dev/null || { echo "--syscalls needs strace (Debian: strace)" >&2; exit 1; }
+        strace -f -c -qq -p "$server_pid" -o "$work/strace.txt" &
+        strace_pid=$!
+        sleep 0.5
+    fi
     curl -fs "$base/metrics" >"$work/$name.before"
     CLARITY_TOKEN="$token" CLARITY_PATHS="$paths" CLARITY_BODY="$phase_body" \
         wrk -t1 -c"$connections" -d"${duration}s" --latency -s benches/http/paths.lua "$base" >"$work/$name.wrk"
     local line
     line=$(grep '^RESULT' "$work/$name.wrk")
+    if [ -n "$strace_pid" ]; then
+        kill -INT "$strace_pid"
+        wait "$strace_pid" || true
+        python3 - "$line" "$work/strace.txt" <<'PY'
+import sys
+fields = dict(kv.split("=") for kv in sys.argv[1].split()[1:])
+requests = int(fields["requests"])
+rows = []
+for row in open(sys.argv[2]):
+    parts = row.split()
+    if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
+        rows.append((int(parts[3]), parts[-1]))
+total = sum(calls for calls, _ in rows)
+top = ", ".join(f"{name} {calls / requests:.2f}" for calls, name in sorted(rows, reverse=True)[:8])
+print(f"   syscalls per request: {total / requests:.2f} ({top}) over {requests} requests")
+PY
+    fi
     python3 - "$name" "$line" "$(rss_kb)" "$duration" <<'PY'
 import sys
 name, line, rss, duration = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]

@@ -227,7 +227,7 @@ fn migrate_reports_the_schema_version_and_bad_config_is_named() {
     let data_arg = data.to_str().expect("utf-8 path");
     let (ok, stdout, stderr) = run(&["--data-dir", data_arg, "migrate"], &[]);
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("sqlite schema is at version 7"), "{stdout}");
+    assert!(stdout.contains("sqlite schema is at version 8"), "{stdout}");
 
     let (ok, _, stderr) = run(
         &["--data-dir", data_arg, "migrate"],

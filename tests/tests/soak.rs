@@ -34,10 +34,12 @@ const RSS_PEAK_BOUND_KIB: u64 = 400 * 1024;
 
 /// Reader connections the soak's server may open (`store.pool_size`).
 const READERS: usize = 8;
-/// At most the SQLite files those connections and the writer hold: each
-/// has the database and, from its first read of a non-empty write-ahead
-/// log, the log; the shared-memory index is one for the process.
-const DATABASE_FILES_BOUND: usize = 2 * (READERS + 1) + 1;
+/// At most the SQLite files those connections, the writer and the audit
+/// indexer hold: each has the database and, from its first read of a
+/// non-empty write-ahead log, the log; the shared-memory index is one for
+/// the process. The readers and the indexer also attach the audit index
+/// database (`<file>-audit-index`), with its own log and shared memory.
+const DATABASE_FILES_BOUND: usize = (2 * (READERS + 2) + 1) + (2 * (READERS + 1) + 1);
 
 /// One sample of `pid`: RSS in KiB, open file descriptors other than
 /// sockets and the database's files, sockets, and the database's files.

@@ -11,6 +11,7 @@
 mod chain;
 mod event;
 mod fhir;
+mod indexer;
 mod settings;
 mod sink;
 mod store;
@@ -27,6 +28,7 @@ pub use chain::{AuditKeys, verify, verify_incremental, verify_witnessed};
 pub(crate) use chain::{AuditKeys, verify, verify_incremental, verify_witnessed};
 pub use event::{AuditAction, AuditEvent, AuditFilter, AuditOutcome, Checkpoint, EventDraft};
 pub use fhir::to_fhir;
+pub(crate) use indexer::AuditIndexer;
 pub use settings::AuditConfig;
 pub use sink::{LEASE as SINK_LEASE, SinkConfig, SinkFormat, SinkKind, SinkStatus};
 pub(crate) use sink::{SinkGate, Sinks};

@@ -81,6 +81,16 @@ pub trait AuditStore: Send + Sync + fmt::Debug {
     /// Deletes, per chain, the events up to the last checkpoint whose event
     /// was recorded before `before`; returns how many.
     async fn purge_audit_before(&self, before: DateTime<Utc>) -> Result<u64>;
+    /// Brings the query indexes of the trail (by patient, by actor) forward
+    /// by up to `max` events not yet indexed, off the commit path, and
+    /// returns how many it indexed. Queries are complete whether or not
+    /// this has run: they also read each chain's events past its index
+    /// mark. Several instances may run it at once. A backend without such
+    /// indexes (the in-memory one) indexes nothing.
+    async fn index_audit(&self, max: usize) -> Result<usize> {
+        let _ = max;
+        Ok(0)
+    }
     /// The highest sequence number stored for `chain` (0 when it has none).
     async fn audit_head_seq(&self, chain: Uuid) -> Result<i64>;
     /// Per chain, the last sequence number delivered to the sink `sink`

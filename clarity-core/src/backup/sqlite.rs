@@ -29,12 +29,15 @@ pub(super) fn sibling(path: &Path, what: &str) -> Result<PathBuf> {
     Ok(path.with_file_name(format!(".{name}.{what}-{}", hex::encode(suffix))))
 }
 
-/// Removes a database file and its WAL and shared-memory files.
+/// Removes a database file, its WAL and shared-memory files, and its audit
+/// index database (derived from the events, rebuilt when missing).
 pub(super) fn remove_db(path: &Path) {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(p));
+    for db in [path.to_path_buf(), crate::store::audit_index_path(path)] {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut p = db.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::remove_file(PathBuf::from(p));
+        }
     }
 }
 
@@ -186,11 +189,9 @@ pub(super) fn seal(staging: &Path) -> Result<()> {
 pub(super) fn swap(staging: &Path, target: &Path) -> Result<()> {
     remove_db(target);
     std::fs::rename(staging, target).map_err(super::schema::io_error)?;
-    for suffix in ["-wal", "-shm"] {
-        let mut p = staging.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(p));
-    }
+    // What is left under the staging name: its WAL and shared-memory
+    // files and its audit index (the target's is rebuilt from the events).
+    remove_db(staging);
     if let Some(dir) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())

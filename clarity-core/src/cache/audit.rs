@@ -55,6 +55,10 @@ impl AuditStore for CachedAudit {
         result
     }
 
+    async fn index_audit(&self, max: usize) -> Result<usize> {
+        self.inner.index_audit(max).await
+    }
+
     async fn audit_chains(&self) -> Result<Vec<Uuid>> {
         self.inner.audit_chains().await
     }

@@ -106,6 +106,8 @@ pub struct Clarity {
     address_locks: crate::auth::KeyedLocks<std::net::IpAddr>,
     alerts: Arc<dyn AlertHook>,
     audit: AuditWriter,
+    /// Fills the trail's query indexes off the commit path.
+    audit_indexer: crate::audit::AuditIndexer,
     audit_store: Arc<dyn crate::audit::AuditStore>,
     audit_keys: AuditKeys,
     /// Where chains' progress is recorded outside the audit tables (S-AUD-7).
@@ -268,6 +270,7 @@ impl Clarity {
             }
         };
         audit.hold_for(sinks.gate());
+        let audit_indexer = crate::audit::AuditIndexer::start(Arc::clone(&backends.audit));
         let erasure_ledger = crate::backup::ErasureLedger::in_dir(config.erasure_ledger_dir());
         let oidc = Arc::new(crate::auth::oidc::OidcVerifier::new(&config.auth.oidc)?);
         let free = config.auth.backoff_after_failures;
@@ -298,6 +301,7 @@ impl Clarity {
             address_locks: Default::default(),
             alerts: Arc::new(LogAlerts::default()),
             audit,
+            audit_indexer,
             audit_store: backends.audit,
             audit_keys,
             witness,
@@ -457,6 +461,7 @@ impl Clarity {
     pub async fn shutdown(&self) {
         self.audit.shutdown().await;
         self.sinks.shutdown().await;
+        self.audit_indexer.shutdown().await;
     }
 
     /// Each configured audit sink's progress as this instance sees it

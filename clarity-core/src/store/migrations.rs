@@ -64,6 +64,11 @@ const SQLITE: &[Migration] = &[
         name: "disclosures",
         sql: include_str!("../../migrations/sqlite/0007_disclosures.sql"),
     },
+    Migration {
+        version: 8,
+        name: "audit_index_off_the_commit",
+        sql: include_str!("../../migrations/sqlite/0008_audit_index_off_the_commit.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -101,6 +106,11 @@ const POSTGRES: &[Migration] = &[
         version: 7,
         name: "disclosures",
         sql: include_str!("../../migrations/postgres/0007_disclosures.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "audit_index_off_the_commit",
+        sql: include_str!("../../migrations/postgres/0008_audit_index_off_the_commit.sql"),
     },
 ];
 

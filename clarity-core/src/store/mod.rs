@@ -27,7 +27,10 @@ use crate::model::{Change, DataKeyRow, DisclosureRow, PatientRow, RecordRow};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod audit_sql;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) use audit_sql::{AUDIT_CHAINS_SQL, audit_query_sql};
+pub(crate) use audit_sql::{
+    AUDIT_CHAINS_SQL, Dialect, IndexedEvent, audit_query_sql, discover_chains_sql, purge_condition,
+    sorted_entries,
+};
 mod identity;
 mod memory;
 mod migrations;
@@ -47,6 +50,8 @@ pub(crate) use settings::validate_identifier;
 pub use settings::{Backend, SqliteSynchronous, StoreConfig};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+#[cfg(feature = "sqlite")]
+pub(crate) use sqlite::audit_index_path;
 
 /// Persistence of ciphertext rows. Implementations never see plaintext PHI.
 ///

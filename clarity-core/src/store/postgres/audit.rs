@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use deadpool_postgres::GenericClient;
@@ -13,7 +13,9 @@ use super::{PostgresStore, pg_error};
 use crate::audit::{AuditBatch, AuditStore, StoredBatch};
 use crate::audit::{AuditEvent, AuditFilter, Checkpoint};
 use crate::error::Result;
-use crate::store::audit_query_sql;
+use crate::store::{
+    Dialect, audit_query_sql, discover_chains_sql, purge_condition, sorted_entries,
+};
 
 const COLUMNS: &str = "id, chain_id, seq, recorded, event_type, subtype, action, outcome, purpose, \
      actor_id, actor_roles, client_address, patient_id, entity_id, query_hash, reason, request_id, \
@@ -55,43 +57,71 @@ async fn insert_events(
     events: &[AuditEvent],
     checkpoint: Option<&Checkpoint>,
 ) -> Result<()> {
-    let insert = tx
-        .prepare_cached(&format!(
-            "INSERT INTO audit_events ({COLUMNS}) VALUES
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
-        ))
+    if !events.is_empty() {
+        // One statement for the whole batch, its columns as arrays: one
+        // parse, plan and executor start instead of one per event.
+        let insert = tx
+            .prepare_cached(&format!(
+                "INSERT INTO audit_events ({COLUMNS})
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::timestamptz[],
+                     $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::uuid[],
+                     $11::text[], $12::text[], $13::uuid[], $14::uuid[], $15::text[], $16::text[],
+                     $17::text[], $18::bytea[], $19::bytea[], $20::text[], $21::text[])"
+            ))
+            .await
+            .map_err(pg_error)?;
+        let column =
+            |f: fn(&AuditEvent) -> Option<String>| events.iter().map(f).collect::<Vec<_>>();
+        let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+        let chains: Vec<Uuid> = events.iter().map(|e| e.chain_id).collect();
+        let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+        let recorded: Vec<DateTime<Utc>> = events.iter().map(|e| e.recorded).collect();
+        let event_types = column(|e| Some(e.event_type.clone()));
+        let subtypes = column(|e| Some(e.subtype.clone()));
+        let actions = column(|e| Some(e.action.clone()));
+        let outcomes = column(|e| Some(e.outcome.clone()));
+        let purposes = column(|e| e.purpose.clone());
+        let actors: Vec<Option<Uuid>> = events.iter().map(|e| e.actor_id).collect();
+        let roles = column(|e| e.actor_roles.clone());
+        let addresses = column(|e| e.client_address.clone());
+        let patients: Vec<Option<Uuid>> = events.iter().map(|e| e.patient_id).collect();
+        let entities: Vec<Option<Uuid>> = events.iter().map(|e| e.entity_id).collect();
+        let query_hashes = column(|e| e.query_hash.clone());
+        let reasons = column(|e| e.reason.clone());
+        let request_ids = column(|e| e.request_id.clone());
+        let prev_macs: Vec<&[u8]> = events.iter().map(|e| e.prev_mac.as_slice()).collect();
+        let macs: Vec<&[u8]> = events.iter().map(|e| e.mac.as_slice()).collect();
+        let issuers = column(|e| e.actor_issuer.clone());
+        let subjects = column(|e| e.actor_subject.clone());
+        tx.execute(
+            &insert,
+            &[
+                &ids,
+                &chains,
+                &seqs,
+                &recorded,
+                &event_types,
+                &subtypes,
+                &actions,
+                &outcomes,
+                &purposes,
+                &actors,
+                &roles,
+                &addresses,
+                &patients,
+                &entities,
+                &query_hashes,
+                &reasons,
+                &request_ids,
+                &prev_macs,
+                &macs,
+                &issuers,
+                &subjects,
+            ],
+        )
         .await
         .map_err(pg_error)?;
-    // One round trip for the whole batch: the inserts are pipelined.
-    let inserts = events.iter().map(|e| {
-        let params: [&(dyn ToSql + Sync); 21] = [
-            &e.id,
-            &e.chain_id,
-            &e.seq,
-            &e.recorded,
-            &e.event_type,
-            &e.subtype,
-            &e.action,
-            &e.outcome,
-            &e.purpose,
-            &e.actor_id,
-            &e.actor_roles,
-            &e.client_address,
-            &e.patient_id,
-            &e.entity_id,
-            &e.query_hash,
-            &e.reason,
-            &e.request_id,
-            &e.prev_mac,
-            &e.mac,
-            &e.actor_issuer,
-            &e.actor_subject,
-        ];
-        tx.execute_raw(&insert, params)
-    });
-    futures_util::future::try_join_all(inserts)
-        .await
-        .map_err(pg_error)?;
+    }
     if let Some(cp) = checkpoint {
         tx.execute(
             "INSERT INTO audit_checkpoints (chain_id, seq, mac, signed_at, signature) VALUES ($1, $2, $3, $4, $5)",
@@ -189,7 +219,7 @@ impl AuditStore for PostgresStore {
         // combination of filters (at most 64).
         let stmt = client
             .prepare_typed_cached(
-                &audit_query_sql(COLUMNS, f, |n| format!("${n}")),
+                &audit_query_sql(COLUMNS, f, Dialect::Postgres),
                 &[
                     Type::UUID,
                     Type::UUID,
@@ -224,16 +254,98 @@ impl AuditStore for PostgresStore {
 
     async fn purge_audit_before(&self, before: DateTime<Utc>) -> Result<u64> {
         let client = self.client().await?;
-        client
-            .execute(
-                "DELETE FROM audit_events e WHERE e.seq <= (
-                     SELECT max(c.seq) FROM audit_checkpoints c
-                     JOIN audit_events x ON x.chain_id = c.chain_id AND x.seq = c.seq
-                     WHERE c.chain_id = e.chain_id AND x.recorded < $1)",
+        // The index entries go in the same statement as their events.
+        let row = client
+            .query_one(
+                &format!(
+                    "WITH gone AS (
+                         DELETE FROM audit_events e WHERE {}
+                         RETURNING e.id, e.patient_id, e.actor_id),
+                     p AS (DELETE FROM audit_by_patient x USING gone g
+                           WHERE x.patient_id = g.patient_id AND x.id = g.id),
+                     a AS (DELETE FROM audit_by_actor x USING gone g
+                           WHERE x.actor_id = g.actor_id AND x.id = g.id)
+                     SELECT count(*) FROM gone",
+                    purge_condition("$1")
+                ),
                 &[&before],
             )
             .await
-            .map_err(pg_error)
+            .map_err(pg_error)?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or_default())
+    }
+
+    async fn index_audit(&self, max: usize) -> Result<usize> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        tx.execute(&discover_chains_sql(Dialect::Postgres), &[])
+            .await
+            .map_err(pg_error)?;
+        // Another instance indexing at the same time takes other chains.
+        let marks = tx
+            .query(
+                "SELECT chain_id, seq FROM audit_index_marks ORDER BY chain_id
+                 FOR UPDATE SKIP LOCKED",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        let pending = tx
+            .prepare_cached(
+                "SELECT id, seq, patient_id, actor_id FROM audit_events
+                 WHERE chain_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            )
+            .await
+            .map_err(pg_error)?;
+        let mut events = Vec::new();
+        let (mut chains, mut seqs) = (Vec::new(), Vec::new());
+        for mark in &marks {
+            let room = max.saturating_sub(events.len());
+            if room == 0 {
+                break;
+            }
+            let (chain, from): (Uuid, i64) = (mark.get(0), mark.get(1));
+            let rows = tx
+                .query(&pending, &[&chain, &from, &limit(room)])
+                .await
+                .map_err(pg_error)?;
+            if let Some(last) = rows.last() {
+                chains.push(chain);
+                seqs.push(last.get::<_, i64>(1));
+            }
+            events.extend(rows.iter().map(|r| (r.get(0), r.get(2), r.get(3))));
+        }
+        let (by_patient, by_actor) = sorted_entries(&events);
+        for (sql, entries) in [
+            (
+                "INSERT INTO audit_by_patient (patient_id, id)
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[]) ON CONFLICT DO NOTHING",
+                by_patient,
+            ),
+            (
+                "INSERT INTO audit_by_actor (actor_id, id)
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[]) ON CONFLICT DO NOTHING",
+                by_actor,
+            ),
+        ] {
+            if entries.is_empty() {
+                continue;
+            }
+            let (keys, ids): (Vec<Uuid>, Vec<Uuid>) = entries.into_iter().unzip();
+            tx.execute(sql, &[&keys, &ids]).await.map_err(pg_error)?;
+        }
+        if !chains.is_empty() {
+            tx.execute(
+                "UPDATE audit_index_marks m SET seq = v.seq
+                 FROM unnest($1::uuid[], $2::bigint[]) AS v(chain_id, seq)
+                 WHERE m.chain_id = v.chain_id",
+                &[&chains, &seqs],
+            )
+            .await
+            .map_err(pg_error)?;
+        }
+        tx.commit().await.map_err(pg_error)?;
+        Ok(events.len())
     }
 
     async fn audit_head_seq(&self, chain: Uuid) -> Result<i64> {

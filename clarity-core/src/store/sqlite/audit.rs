@@ -10,7 +10,7 @@ use super::{SqliteStore, from_micros, micros, sqlite_error};
 use crate::audit::{AuditBatch, AuditStore, StoredBatch};
 use crate::audit::{AuditEvent, AuditFilter, Checkpoint};
 use crate::error::Result;
-use crate::store::audit_query_sql;
+use crate::store::{Dialect, audit_query_sql, purge_condition};
 
 const COLUMNS: &str = "id, chain_id, seq, recorded, event_type, subtype, action, outcome, purpose, \
      actor_id, actor_roles, client_address, patient_id, entity_id, query_hash, reason, request_id, \
@@ -104,7 +104,7 @@ fn insert_events(
 /// The audit query for `filter` in SQLite's placeholder syntax (see
 /// [`audit_query_sql`]).
 fn query_sql(filter: &AuditFilter) -> String {
-    audit_query_sql(COLUMNS, filter, |n| format!("?{n}"))
+    audit_query_sql(COLUMNS, filter, Dialect::Sqlite)
 }
 
 #[async_trait]
@@ -237,23 +237,40 @@ impl AuditStore for SqliteStore {
     }
 
     async fn purge_audit_before(&self, before: DateTime<Utc>) -> Result<u64> {
-        self.writer
+        let gone = self
+            .writer
             .run(move |conn| {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sqlite_error)?;
-                let deleted = tx
-                    .execute(
-                        "DELETE FROM audit_events AS e WHERE e.seq <= (
-                             SELECT max(c.seq) FROM audit_checkpoints c
-                             JOIN audit_events x ON x.chain_id = c.chain_id AND x.seq = c.seq
-                             WHERE c.chain_id = e.chain_id AND x.recorded < ?1)",
-                        [micros(before)],
-                    )
-                    .map_err(sqlite_error)?;
+                let gone = {
+                    let mut delete = tx
+                        .prepare(&format!(
+                            "DELETE FROM audit_events AS e WHERE {}
+                             RETURNING id, patient_id, actor_id",
+                            purge_condition("?1")
+                        ))
+                        .map_err(sqlite_error)?;
+                    delete
+                        .query_map([micros(before)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .map_err(sqlite_error)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                        .map_err(sqlite_error)?
+                };
                 tx.commit().map_err(sqlite_error)?;
-                Ok(deleted as u64)
+                Ok(gone)
             })
+            .await?;
+        let count = gone.len() as u64;
+        self.indexer
+            .run(move |conn| super::audit_index::forget(conn, &gone))
+            .await?;
+        Ok(count)
+    }
+
+    async fn index_audit(&self, max: usize) -> Result<usize> {
+        self.indexer
+            .run(move |conn| super::audit_index::index_step(conn, max))
             .await
     }
 
@@ -381,7 +398,15 @@ mod tests {
             },
         )
         .await;
-        assert!(by_patient.contains("audit_events_patient"), "{by_patient}");
+        // The index entries by their key, the tails by each chain's key,
+        // and no pass over the whole log.
+        let tail = "SEARCH e USING INDEX sqlite_autoindex_audit_events_2 (chain_id=? AND seq>?)";
+        assert!(
+            by_patient.contains("SEARCH x USING PRIMARY KEY (patient_id=? AND id>?)"),
+            "{by_patient}"
+        );
+        assert!(by_patient.contains(tail), "{by_patient}");
+        assert!(!by_patient.contains("SCAN e"), "{by_patient}");
         let by_actor = plan(
             &store,
             AuditFilter {
@@ -391,6 +416,11 @@ mod tests {
             },
         )
         .await;
-        assert!(by_actor.contains("audit_events_actor"), "{by_actor}");
+        assert!(
+            by_actor.contains("SEARCH x USING PRIMARY KEY (actor_id=? AND id>?)"),
+            "{by_actor}"
+        );
+        assert!(by_actor.contains(tail), "{by_actor}");
+        assert!(!by_actor.contains("SCAN e"), "{by_actor}");
     }
 }

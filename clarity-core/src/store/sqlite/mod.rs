@@ -5,6 +5,7 @@
 //! which WAL lets run beside the writer. All SQL runs on Tokio's blocking pool.
 
 mod audit;
+mod audit_index;
 mod change;
 mod disclosures;
 mod external;
@@ -21,6 +22,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
 use uuid::Uuid;
 
+pub(crate) use self::audit_index::index_path as audit_index_path;
 use self::pool::{Opener, Pool};
 use super::migrations::pending;
 use super::{Store, patient_index_column};
@@ -37,6 +39,9 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Pool,
     readers: Pool,
+    /// One connection that fills the audit index database and checkpoints
+    /// the store's WAL, beside the writer.
+    indexer: Pool,
 }
 
 impl SqliteStore {
@@ -71,13 +76,28 @@ impl SqliteStore {
         };
         let common =
             "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;";
+        let index = audit_index::index_path(path);
+        create_private_file(&index)?;
+        // The writer's own checkpoints are a backstop (16 MiB of WAL): the
+        // indexer checkpoints passively every round, outside the commits.
         let writer = Pool::new(
             Opener {
                 path: path.to_path_buf(),
                 read_only: false,
                 pragmas: format!(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; {common}"
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
+                     PRAGMA wal_autocheckpoint = 4096; {common}"
                 ),
+                attach: None,
+            },
+            1,
+        );
+        let indexer = Pool::new(
+            Opener {
+                path: path.to_path_buf(),
+                read_only: false,
+                pragmas: format!("PRAGMA synchronous = {synchronous}; {common}"),
+                attach: Some(index.clone()),
             },
             1,
         );
@@ -86,16 +106,20 @@ impl SqliteStore {
                 path: path.to_path_buf(),
                 read_only: true,
                 pragmas: format!("{common} PRAGMA query_only = ON;"),
+                attach: Some(index),
             },
             readers.max(1),
         );
         writer.run(migrate).await?;
-        // Readers open once the schema exists (WAL mode is set by then).
+        // The index database's tables exist before the readers attach it,
+        // and readers open once the schema exists (WAL mode is set by then).
+        indexer.open_all().await?;
         store_readers.open_all().await?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             writer,
             readers: store_readers,
+            indexer,
         })
     }
 

@@ -20,6 +20,9 @@ pub(super) struct Opener {
     pub(super) path: PathBuf,
     pub(super) read_only: bool,
     pub(super) pragmas: String,
+    /// The audit index database to attach, if any (see
+    /// [`audit_index`](super::audit_index)).
+    pub(super) attach: Option<PathBuf>,
 }
 
 impl Opener {
@@ -33,6 +36,9 @@ impl Opener {
         };
         let conn = Connection::open_with_flags(&self.path, flags).map_err(sqlite_error)?;
         conn.execute_batch(&self.pragmas).map_err(sqlite_error)?;
+        if let Some(index) = &self.attach {
+            super::audit_index::attach(&conn, index, !self.read_only)?;
+        }
         Ok(conn)
     }
 }

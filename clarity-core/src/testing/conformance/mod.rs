@@ -20,7 +20,10 @@ use crate::crypto::Json;
 use crate::error::ErrorKind;
 use crate::model::{Patient, PatientProfile};
 
-pub use self::audit::{changes_commit_with_their_audit_events, sink_cursors_and_leases};
+pub use self::audit::{
+    audit_queries_read_the_index_and_the_tail, changes_commit_with_their_audit_events,
+    sink_cursors_and_leases,
+};
 pub use self::keys::{
     erasure_destroys_the_data_key, metadata_is_set_once,
     moved_or_altered_ciphertext_fails_uniformly, store_refuses_a_foreign_keyring,
@@ -49,6 +52,7 @@ macro_rules! conformance_suite {
             record_pagination,
             changes_commit_with_their_audit_events,
             sink_cursors_and_leases,
+            audit_queries_read_the_index_and_the_tail,
             bad_input_gives_typed_errors,
             moved_or_altered_ciphertext_fails_uniformly,
             erasure_destroys_the_data_key,
