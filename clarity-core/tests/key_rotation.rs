@@ -228,6 +228,8 @@ async fn rotation_on_transit() {
 struct CrashingProvider {
     inner: Arc<dyn KeyProvider>,
     rewraps_left: AtomicI64,
+    /// Data keys unwrapped through it.
+    unwraps: AtomicI64,
 }
 
 #[async_trait::async_trait]
@@ -248,6 +250,7 @@ impl KeyProvider for CrashingProvider {
         self.inner.wrap(key, context).await
     }
     async fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> clarity_core::Result<Key> {
+        self.unwraps.fetch_add(1, Ordering::SeqCst);
         self.inner.unwrap(wrapped, context).await
     }
     async fn rewrap(
@@ -288,6 +291,7 @@ async fn crash_in_the_middle_of_rewrapping(h: Harness) {
     let crashing = Arc::new(CrashingProvider {
         inner: Arc::clone(&h.keys),
         rewraps_left: AtomicI64::new(5),
+        unwraps: AtomicI64::new(0),
     });
     let backends = Backends {
         rows: Arc::clone(&h.store),
@@ -537,4 +541,84 @@ async fn audit_key_rotation_keeps_every_chain_verifying() {
     assert_eq!(ok(first_chain), Some(true));
     assert_eq!(ok(second_chain), Some(false));
     assert_eq!(events_of(&h, "keys.audit_rotate").await, 1, "audited");
+}
+
+/// A data key is unwrapped once per wrapping, not once per read: reads
+/// after the first reuse it; a rotation's new wrapping is unwrapped anew
+/// (the old one is never used again); an erased patient's key is not
+/// found whatever was unwrapped before.
+async fn data_keys_are_unwrapped_once_per_wrapping(h: Harness) {
+    let counting = Arc::new(CrashingProvider {
+        inner: Arc::clone(&h.keys),
+        rewraps_left: AtomicI64::new(i64::MAX),
+        unwraps: AtomicI64::new(0),
+    });
+    let backends = Backends {
+        rows: Arc::clone(&h.store),
+        identity: Arc::clone(&h.identity),
+        audit: Arc::clone(&h.audit),
+    };
+    let clarity = testing::with_parts(
+        h.config(),
+        backends,
+        Arc::clone(&counting) as Arc<dyn KeyProvider>,
+        Arc::new(SystemClock),
+    )
+    .await
+    .expect("open");
+    let clinician = principal(&clarity, Role::Clinician).await;
+    let admin = principal(&clarity, Role::Admin).await;
+    let (patient, record, _) = patients_with_records(&clarity, &clinician, 1)
+        .await
+        .remove(0);
+    let before = counting.unwraps.load(Ordering::SeqCst);
+    for _ in 0..5 {
+        clarity
+            .get_patient(&clinician, patient)
+            .await
+            .expect("patient");
+        clarity
+            .get_record(&clinician, record)
+            .await
+            .expect("record");
+    }
+    let read = counting.unwraps.load(Ordering::SeqCst) - before;
+    assert!(read <= 1, "ten reads unwrapped the data key {read} times");
+
+    clarity.rotate_keys(&admin, &|_| {}).await.expect("rotate");
+    let before = counting.unwraps.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        clarity
+            .get_record(&clinician, record)
+            .await
+            .expect("record");
+    }
+    assert_eq!(
+        counting.unwraps.load(Ordering::SeqCst) - before,
+        1,
+        "the new wrapping is unwrapped once"
+    );
+
+    clarity.erase_patient(&admin, patient).await.expect("erase");
+    let err = clarity
+        .get_record(&clinician, record)
+        .await
+        .expect_err("an erased patient's record");
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    clarity.shutdown().await;
+}
+
+// S-KEY-2, S-KEY-3
+#[tokio::test]
+async fn data_keys_are_unwrapped_once_per_wrapping_on_sqlite() {
+    data_keys_are_unwrapped_once_per_wrapping(testing::sqlite().await.expect("sqlite")).await;
+}
+
+// S-KEY-2, S-KEY-3
+#[tokio::test]
+async fn data_keys_are_unwrapped_once_per_wrapping_on_postgres() {
+    let Some(h) = testing::postgres().await else {
+        return;
+    };
+    data_keys_are_unwrapped_once_per_wrapping(h).await;
 }

@@ -296,6 +296,7 @@ impl Clarity {
         let retired: Vec<i32> = before.iter().copied().filter(|v| *v < oldest).collect();
         if !retired.is_empty() {
             keys.retire_below(oldest).await?;
+            self.phi.forget_data_keys();
         }
         tracing::info!(below = oldest, retired = retired.len(), "key retirement");
         Ok(RetirementReport {

@@ -214,6 +214,7 @@ impl Clarity {
             .with_clock(Arc::clone(&clock))
             .with_stage_times(times.clone())
             .with_max_document_bytes(config.store.max_document_bytes)
+            .with_data_key_cache(&config.keys)
             .with_fresh_reads(Arc::clone(&backends.rows), Arc::clone(&caching.invalidator));
         let directory = Directory::open(backends.rows.as_ref(), keys.as_ref()).await?;
         let tokens = keys::token_keys(&root, &config.auth, backends.rows.as_ref()).await?;

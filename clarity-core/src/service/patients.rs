@@ -113,6 +113,7 @@ impl Clarity {
         .await;
         let ev = Ev::rest("patient.erase", AuditAction::Delete).patient(id);
         self.audited_change(principal, ev, prepared).await?;
+        self.phi.forget_data_key(id);
         self.erasure_ledger.record(id, at)?;
         Ok(())
     }

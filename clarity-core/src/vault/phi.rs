@@ -52,6 +52,36 @@ pub struct PhiStore {
     /// The database past the cache, and the cache to correct, for a cached
     /// wrapping that no longer unwraps (see [`PhiStore::with_fresh_reads`]).
     fresh: Option<(Arc<dyn Store>, Arc<Invalidator>)>,
+    /// Data keys already unwrapped, each beside the wrapping it came from:
+    /// a read whose key row still holds that wrapping skips the unwrap (an
+    /// AES key unwrap locally, a round trip to a remote key service).
+    unwrapped: moka::sync::Cache<Uuid, Arc<UnwrappedKey>>,
+}
+
+/// A data key and the stored wrapping it was unwrapped from. Zeroized when
+/// the last copy is dropped ([`Key`] is).
+struct UnwrappedKey {
+    kek_version: i32,
+    dek_version: i32,
+    wrapped: Vec<u8>,
+    key: Key,
+}
+
+/// The cache of unwrapped data keys that `keys` configures.
+fn unwrapped_keys(keys: &crate::crypto::KeysConfig) -> moka::sync::Cache<Uuid, Arc<UnwrappedKey>> {
+    moka::sync::Cache::builder()
+        .max_capacity(keys.dek_cache_entries)
+        .time_to_live(std::time::Duration::from_secs(keys.dek_cache_secs))
+        .build()
+}
+
+impl std::fmt::Debug for UnwrappedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnwrappedKey")
+            .field("kek_version", &self.kek_version)
+            .field("dek_version", &self.dek_version)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PhiStore {
@@ -107,6 +137,7 @@ impl PhiStore {
             times: StageTimes::new(),
             max_document_bytes: 1024 * 1024,
             fresh: None,
+            unwrapped: unwrapped_keys(&crate::crypto::KeysConfig::default()),
         })
     }
 
@@ -312,6 +343,7 @@ impl PhiStore {
     /// # Errors
     /// [`Error::NotFound`] when the patient never existed.
     pub async fn erase_patient(&self, id: Uuid) -> Result<()> {
+        self.forget_data_key(id);
         self.store.erase_patient(id, self.clock.now()).await
     }
 
@@ -367,6 +399,27 @@ impl PhiStore {
         })
     }
 
+    /// Keeps unwrapped data keys as `keys` says (`keys.dek_cache_entries`
+    /// at most, each `keys.dek_cache_secs` after it was unwrapped): a key
+    /// is never used once its key row is gone (an erasure) or re-wrapped,
+    /// and does not outlive that in memory for longer than this.
+    pub fn with_data_key_cache(mut self, keys: &crate::crypto::KeysConfig) -> Self {
+        self.unwrapped = unwrapped_keys(keys);
+        self
+    }
+
+    /// Drops every unwrapped data key from memory (after a KEK version is
+    /// retired: what it wrapped must unwrap through the provider again).
+    pub(crate) fn forget_data_keys(&self) {
+        self.unwrapped.invalidate_all();
+    }
+
+    /// Drops the patient's unwrapped data key from memory (after an
+    /// erasure: it could no longer be used, as its key row is gone).
+    pub(crate) fn forget_data_key(&self, patient_id: Uuid) {
+        self.unwrapped.invalidate(&patient_id);
+    }
+
     /// The unwrapped DEK of a live patient; `NotFound { what }` once erased.
     async fn data_key(&self, patient_id: Uuid, what: &'static str) -> Result<(Key, i32)> {
         self.times
@@ -380,12 +433,30 @@ impl PhiStore {
             .get_data_key(patient_id)
             .await?
             .ok_or(Error::NotFound { what })?;
+        if let Some(known) = self.unwrapped.get(&patient_id).filter(|k| {
+            k.kek_version == row.kek_version
+                && k.dek_version == row.dek_version
+                && k.wrapped == row.wrapped
+        }) {
+            return Ok((known.key.clone(), known.dek_version));
+        }
         let wrapped = WrappedKey {
             kek_version: row.kek_version,
             ciphertext: row.wrapped,
         };
         match self.keys.unwrap(&wrapped, patient_id.as_bytes()).await {
-            Ok(dek) => Ok((dek, row.dek_version)),
+            Ok(dek) => {
+                self.unwrapped.insert(
+                    patient_id,
+                    Arc::new(UnwrappedKey {
+                        kek_version: wrapped.kek_version,
+                        dek_version: row.dek_version,
+                        wrapped: wrapped.ciphertext,
+                        key: dek.clone(),
+                    }),
+                );
+                Ok((dek, row.dek_version))
+            }
             // A cached wrapping can be stale (re-wrapped, and its KEK
             // retired, by another process): read it again before failing.
             Err(e @ (Error::Integrity | Error::Key { .. })) => {

@@ -1,7 +1,7 @@
 //! [`TransitKeyProvider`]: KEKs held by an OpenBao / HashiCorp Vault transit
 //! engine. Data keys are sent to the engine to be wrapped and unwrapped; the
-//! KEKs never leave it. Unwrapped data keys are cached in zeroizing memory,
-//! bounded in number and time.
+//! KEKs never leave it. Unwrapped data keys are cached by the encrypting
+//! layer, whatever the provider (see `PhiStore`), not here.
 //!
 //! The root secret (from which blind-index, token and audit keys are derived)
 //! is a random key generated once per store and kept in the store's metadata
@@ -47,8 +47,6 @@ pub struct RootRecord {
 /// KEKs in an OpenBao / Vault transit engine (see the module documentation).
 pub struct TransitKeyProvider {
     client: TransitClient,
-    /// Unwrapped data keys by SHA-256 of (context, wrapped key).
-    cache: moka::sync::Cache<[u8; 32], Key>,
     root: Option<Key>,
 }
 
@@ -56,7 +54,6 @@ impl std::fmt::Debug for TransitKeyProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TransitKeyProvider")
             .field("key", &self.client.key_name())
-            .field("cached_keys", &self.cache.entry_count())
             .field("root_loaded", &self.root.is_some())
             .finish_non_exhaustive()
     }
@@ -71,20 +68,12 @@ impl TransitKeyProvider {
     /// [`Error::Unavailable`] when the server does not answer; [`Error::Key`]
     /// when the token is refused or the key cannot be made.
     pub async fn connect(settings: TransitSettings) -> Result<TransitKeyProvider> {
-        let cache = moka::sync::Cache::builder()
-            .max_capacity(settings.cache_entries)
-            .time_to_live(settings.cache_ttl)
-            .build();
         let client = TransitClient::new(settings)?;
         if client.key_info().await?.is_none() {
             client.create_key().await?;
             tracing::warn!(key = client.key_name(), "created the transit key");
         }
-        Ok(TransitKeyProvider {
-            client,
-            cache,
-            root: None,
-        })
+        Ok(TransitKeyProvider { client, root: None })
     }
 
     /// Generates a new root secret and returns it wrapped, for storing.
@@ -106,14 +95,6 @@ impl TransitKeyProvider {
         let root = self.unwrap(&record.to_wrapped(), ROOT_CONTEXT).await?;
         self.root = Some(root);
         Ok(self)
-    }
-
-    fn cache_key(wrapped: &WrappedKey, context: &[u8]) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update((context.len() as u64).to_be_bytes());
-        h.update(context);
-        h.update(&wrapped.ciphertext);
-        h.finalize().into()
     }
 
     async fn info(&self) -> Result<client::KeyInfo> {
@@ -225,10 +206,6 @@ impl KeyProvider for TransitKeyProvider {
     }
 
     async fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<Key> {
-        let cache_key = Self::cache_key(wrapped, context);
-        if let Some(key) = self.cache.get(&cache_key) {
-            return Ok(key);
-        }
         let ciphertext = std::str::from_utf8(&wrapped.ciphertext).map_err(|_| Error::Integrity)?;
         if version_of(ciphertext)? != wrapped.kek_version {
             return Err(Error::Integrity);
@@ -242,9 +219,7 @@ impl KeyProvider for TransitKeyProvider {
         if !bool::from(digest.ct_eq(&context_digest(context))) {
             return Err(Error::Integrity);
         }
-        let key = Key::from_slice(key)?;
-        self.cache.insert(cache_key, key.clone());
-        Ok(key)
+        Key::from_slice(key)
     }
 
     async fn rewrap(&self, wrapped: &WrappedKey, _context: &[u8]) -> Result<WrappedKey> {
@@ -269,7 +244,6 @@ impl KeyProvider for TransitKeyProvider {
         if version > info.min_decryption_version {
             self.client.set_min_decryption_version(version).await?;
         }
-        self.cache.invalidate_all();
         Ok(())
     }
 

@@ -25,10 +25,6 @@ pub struct TransitSettings {
     pub ca_cert_pem: Option<Vec<u8>>,
     /// Timeout of one request.
     pub timeout: Duration,
-    /// Unwrapped data keys cached at most.
-    pub cache_entries: u64,
-    /// How long an unwrapped data key stays cached.
-    pub cache_ttl: Duration,
 }
 
 impl std::fmt::Debug for TransitSettings {
@@ -40,8 +36,6 @@ impl std::fmt::Debug for TransitSettings {
             .field("key", &self.key)
             .field("ca_cert", &self.ca_cert_pem.is_some())
             .field("timeout", &self.timeout)
-            .field("cache_entries", &self.cache_entries)
-            .field("cache_ttl", &self.cache_ttl)
             .finish()
     }
 }
@@ -57,8 +51,6 @@ impl TransitSettings {
             key: defaults.transit_key,
             ca_cert_pem: None,
             timeout: Duration::from_millis(defaults.transit_timeout_ms),
-            cache_entries: defaults.dek_cache_entries,
-            cache_ttl: Duration::from_secs(defaults.dek_cache_secs),
         }
     }
 
@@ -100,8 +92,6 @@ impl TransitSettings {
             key: keys.transit_key.clone(),
             ca_cert_pem,
             timeout: Duration::from_millis(keys.transit_timeout_ms),
-            cache_entries: keys.dek_cache_entries,
-            cache_ttl: Duration::from_secs(keys.dek_cache_secs),
         })
     }
 }
