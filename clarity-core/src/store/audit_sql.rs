@@ -68,8 +68,10 @@ const EVENT_CHAINS_CTE: &str = "chains(id) AS (
 pub(crate) enum Dialect {
     /// SQLite: `?n` placeholders, the index tables in the attached
     /// `audit_index` database.
+    #[cfg(feature = "sqlite")]
     Sqlite,
     /// PostgreSQL: `$n` placeholders, the index tables beside the events.
+    #[cfg(feature = "postgres")]
     Postgres,
 }
 
@@ -77,7 +79,9 @@ impl Dialect {
     /// Parameter `n` in this dialect.
     pub(crate) fn placeholder(self, n: usize) -> String {
         match self {
+            #[cfg(feature = "sqlite")]
             Dialect::Sqlite => format!("?{n}"),
+            #[cfg(feature = "postgres")]
             Dialect::Postgres => format!("${n}"),
         }
     }
@@ -85,7 +89,9 @@ impl Dialect {
     /// The prefix of the index tables' names.
     pub(crate) fn index_schema(self) -> &'static str {
         match self {
+            #[cfg(feature = "sqlite")]
             Dialect::Sqlite => "audit_index.",
+            #[cfg(feature = "postgres")]
             Dialect::Postgres => "",
         }
     }
@@ -107,8 +113,10 @@ impl Dialect {
 /// the id to start after; 2 to 7 the filter's patient, actor, subtype,
 /// outcome, `from` and `to`; 8 the limit.
 pub(crate) fn audit_query_sql(columns: &str, filter: &AuditFilter, dialect: Dialect) -> String {
-    let placeholder = match dialect {
+    let placeholder: fn(usize) -> String = match dialect {
+        #[cfg(feature = "sqlite")]
         Dialect::Sqlite => |n| Dialect::Sqlite.placeholder(n),
+        #[cfg(feature = "postgres")]
         Dialect::Postgres => |n| Dialect::Postgres.placeholder(n),
     };
     let (after, limit) = (placeholder(1), placeholder(8));
@@ -132,10 +140,12 @@ pub(crate) fn audit_query_sql(columns: &str, filter: &AuditFilter, dialect: Dial
     // CROSS JOIN as written; PostgreSQL is held to it by a LATERAL
     // subquery it may not flatten (OFFSET 0).
     let tail_events = match dialect {
+        #[cfg(feature = "sqlite")]
         Dialect::Sqlite => {
             "CROSS JOIN audit_events e
              WHERE e.chain_id = c.id AND e.seq > coalesce(m.seq, 0)"
         }
+        #[cfg(feature = "postgres")]
         Dialect::Postgres => {
             "CROSS JOIN LATERAL (
                  SELECT * FROM audit_events t
