@@ -277,7 +277,8 @@ pub fn run(cli: Cli) -> clarity_core::Result<()> {
         // store (S-AUD-8).
         config.audit.sinks.clear();
     }
-    crate::logging::init(&config.log)?;
+    // Held to the end: dropping it writes the log lines still queued.
+    let _log_thread = crate::logging::init(&config.log)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
