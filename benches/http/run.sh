@@ -6,7 +6,7 @@
 #                       [--connections N] [--duration SECONDS]
 #                       [--postgres URL] [--binary PATH] [--perf FILE]
 #                       [--perf-phase get_patient|get_record|post_record]
-#                       [--syscalls]
+#                       [--syscalls] [--log-level LEVEL]
 #
 # --perf records a CPU profile of the server (perf record -g, 999 Hz) during
 # one phase (--perf-phase, the first by default) into FILE; read it with
@@ -15,6 +15,9 @@
 # --syscalls counts the server's system calls (strace -f -c) during that
 # same phase and prints them per request: a count that holds on a noisy
 # machine. strace slows the server, so take rates from a run without it.
+#
+# --log-level sets the server's log level (default warn: no per-request
+# line; production's info writes one access-log line per request).
 #
 # --binary runs a given `clarity` build instead of building this checkout's
 # (to compare two builds in one sitting).
@@ -38,6 +41,7 @@ bin=""
 perf_out=""
 perf_phase=get_patient
 syscalls=""
+log_level=warn
 while [ $# -gt 0 ]; do
     case "$1" in
         --patients) patients="$2"; shift 2 ;;
@@ -49,6 +53,7 @@ while [ $# -gt 0 ]; do
         --perf) perf_out="$2"; shift 2 ;;
         --perf-phase) perf_phase="$2"; shift 2 ;;
         --syscalls) syscalls=1; shift ;;
+        --log-level) log_level="$2"; shift 2 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -72,7 +77,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-export CLARITY_LOG_LEVEL=warn
+export CLARITY_LOG_LEVEL="$log_level"
 # One client address and one account drive the whole load: lift their limits.
 export CLARITY_RATE_LIMIT_ADDRESS_PER_SEC=10000000 CLARITY_RATE_LIMIT_ADDRESS_BURST=10000000
 export CLARITY_RATE_LIMIT_READ_PER_SEC=10000000 CLARITY_RATE_LIMIT_READ_BURST=10000000
