@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use clarity_core::audit::{AuditEvent, AuditFilter, AuditStore};
+use clarity_core::testing::conformance::bare_event;
 use clarity_core::testing::{self, Harness};
 use uuid::Uuid;
 
@@ -16,29 +17,10 @@ const INDEXERS: usize = 3;
 
 /// An unchained event (the store does not check MACs) about `patient`.
 fn event(chain: Uuid, seq: i64, patient: Uuid, actor: Uuid) -> AuditEvent {
-    AuditEvent {
-        id: Uuid::now_v7(),
-        chain_id: chain,
-        seq,
-        recorded: chrono::Utc::now(),
-        event_type: "rest".into(),
-        subtype: "patient.read".into(),
-        action: "R".into(),
-        outcome: "0".into(),
-        purpose: None,
-        actor_id: Some(actor),
-        actor_roles: None,
-        client_address: None,
-        patient_id: Some(patient),
-        entity_id: None,
-        query_hash: None,
-        reason: None,
-        request_id: None,
-        actor_issuer: None,
-        actor_subject: None,
-        prev_mac: vec![0; 32],
-        mac: vec![1; 32],
-    }
+    let mut event = bare_event(chain, seq, &Ok(()));
+    event.patient_id = Some(patient);
+    event.actor_id = Some(actor);
+    event
 }
 
 /// Every page of `filter`'s events, in order.

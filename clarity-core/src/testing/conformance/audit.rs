@@ -10,8 +10,9 @@ use crate::error::{Error, ErrorKind};
 use crate::testing::Harness;
 
 /// An unchained event for slot `seq` of `chain` (the store does not check
-/// MACs; the writer makes them).
-fn bare_event(
+/// MACs; the writer makes them), with outcome success when `outcome` is
+/// `Ok` and about no one.
+pub fn bare_event(
     chain: Uuid,
     seq: i64,
     outcome: &crate::error::Result<()>,

@@ -21,7 +21,7 @@ use crate::error::ErrorKind;
 use crate::model::{Patient, PatientProfile};
 
 pub use self::audit::{
-    audit_queries_read_the_index_and_the_tail, changes_commit_with_their_audit_events,
+    audit_queries_read_the_index_and_the_tail, bare_event, changes_commit_with_their_audit_events,
     sink_cursors_and_leases,
 };
 pub use self::keys::{
