@@ -17,7 +17,7 @@ use crate::audit::AuditFilter;
 
 /// The filter's conditions on the events table, each as ` AND column op
 /// placeholder`, columns prefixed by `alias`.
-fn conditions(filter: &AuditFilter, placeholder: fn(usize) -> String, alias: &str) -> String {
+fn conditions(filter: &AuditFilter, dialect: Dialect, alias: &str) -> String {
     let mut sql = String::new();
     for (set, condition, n) in [
         (filter.patient_id.is_some(), "patient_id =", 2),
@@ -28,7 +28,10 @@ fn conditions(filter: &AuditFilter, placeholder: fn(usize) -> String, alias: &st
         (filter.to.is_some(), "recorded <", 7),
     ] {
         if set {
-            sql.push_str(&format!(" AND {alias}{condition} {}", placeholder(n)));
+            sql.push_str(&format!(
+                " AND {alias}{condition} {}",
+                dialect.placeholder(n)
+            ));
         }
     }
     sql
@@ -113,12 +116,7 @@ impl Dialect {
 /// the id to start after; 2 to 7 the filter's patient, actor, subtype,
 /// outcome, `from` and `to`; 8 the limit.
 pub(crate) fn audit_query_sql(columns: &str, filter: &AuditFilter, dialect: Dialect) -> String {
-    let placeholder: fn(usize) -> String = match dialect {
-        #[cfg(feature = "sqlite")]
-        Dialect::Sqlite => |n| Dialect::Sqlite.placeholder(n),
-        #[cfg(feature = "postgres")]
-        Dialect::Postgres => |n| Dialect::Postgres.placeholder(n),
-    };
+    let placeholder = |n| dialect.placeholder(n);
     let (after, limit) = (placeholder(1), placeholder(8));
     let by = if filter.patient_id.is_some() {
         Some(("audit_by_patient", "patient_id", placeholder(2)))
@@ -130,11 +128,11 @@ pub(crate) fn audit_query_sql(columns: &str, filter: &AuditFilter, dialect: Dial
     let Some((table, key, value)) = by else {
         return format!(
             "SELECT {columns} FROM audit_events WHERE id > {after}{} ORDER BY id LIMIT {limit}",
-            conditions(filter, placeholder, "")
+            conditions(filter, dialect, "")
         );
     };
     let schema = dialect.index_schema();
-    let checks = conditions(filter, placeholder, "e.");
+    let checks = conditions(filter, dialect, "e.");
     let (indexed, tail) = (qualified(columns, "x"), qualified(columns, "e"));
     // Each chain's tail by its key: SQLite takes the join order of a
     // CROSS JOIN as written; PostgreSQL is held to it by a LATERAL
