@@ -70,29 +70,31 @@ async fn insert_events(
             ))
             .await
             .map_err(pg_error)?;
-        let column =
-            |f: fn(&AuditEvent) -> Option<String>| events.iter().map(f).collect::<Vec<_>>();
+        // Borrowed from the events: nothing is copied but the arrays.
+        let column = |f: for<'e> fn(&'e AuditEvent) -> Option<&'e str>| {
+            events.iter().map(f).collect::<Vec<_>>()
+        };
         let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
         let chains: Vec<Uuid> = events.iter().map(|e| e.chain_id).collect();
         let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
         let recorded: Vec<DateTime<Utc>> = events.iter().map(|e| e.recorded).collect();
-        let event_types = column(|e| Some(e.event_type.clone()));
-        let subtypes = column(|e| Some(e.subtype.clone()));
-        let actions = column(|e| Some(e.action.clone()));
-        let outcomes = column(|e| Some(e.outcome.clone()));
-        let purposes = column(|e| e.purpose.clone());
+        let event_types = column(|e| Some(e.event_type.as_str()));
+        let subtypes = column(|e| Some(e.subtype.as_str()));
+        let actions = column(|e| Some(e.action.as_str()));
+        let outcomes = column(|e| Some(e.outcome.as_str()));
+        let purposes = column(|e| e.purpose.as_deref());
         let actors: Vec<Option<Uuid>> = events.iter().map(|e| e.actor_id).collect();
-        let roles = column(|e| e.actor_roles.clone());
-        let addresses = column(|e| e.client_address.clone());
+        let roles = column(|e| e.actor_roles.as_deref());
+        let addresses = column(|e| e.client_address.as_deref());
         let patients: Vec<Option<Uuid>> = events.iter().map(|e| e.patient_id).collect();
         let entities: Vec<Option<Uuid>> = events.iter().map(|e| e.entity_id).collect();
-        let query_hashes = column(|e| e.query_hash.clone());
-        let reasons = column(|e| e.reason.clone());
-        let request_ids = column(|e| e.request_id.clone());
+        let query_hashes = column(|e| e.query_hash.as_deref());
+        let reasons = column(|e| e.reason.as_deref());
+        let request_ids = column(|e| e.request_id.as_deref());
         let prev_macs: Vec<&[u8]> = events.iter().map(|e| e.prev_mac.as_slice()).collect();
         let macs: Vec<&[u8]> = events.iter().map(|e| e.mac.as_slice()).collect();
-        let issuers = column(|e| e.actor_issuer.clone());
-        let subjects = column(|e| e.actor_subject.clone());
+        let issuers = column(|e| e.actor_issuer.as_deref());
+        let subjects = column(|e| e.actor_subject.as_deref());
         tx.execute(
             &insert,
             &[
