@@ -26,7 +26,7 @@ pub use crate::audit::AuditConfig;
 pub use crate::auth::oidc::OidcProviderConfig;
 pub use crate::auth::{AuthConfig, TokenPurpose};
 pub use crate::cache::{CacheBackend, CacheConfig, RateLimitConfig};
-pub use crate::crypto::{KeyProviderKind, KeysConfig};
+pub use crate::crypto::{KeyProviderKind, KeysConfig, TransitAuthMethod};
 pub use crate::store::{Backend, SqliteSynchronous, StoreConfig};
 
 /// Prefix of the environment variables that override the file.
@@ -432,6 +432,46 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    // S-KEY-4: each auth method names the settings it needs.
+    #[test]
+    fn transit_auth_methods_name_what_they_need() {
+        let base = "[keys]\nprovider = \"transit\"\ntransit_addr = \"https://bao.example\"\n";
+        let refused = |extra: &str, key: &str| {
+            let err = Config::from_toml(&format!("{base}{extra}")).expect_err(extra);
+            assert!(
+                matches!(&err, Error::Config { key: k, .. } if k == key),
+                "{extra}: {err}"
+            );
+        };
+        refused("", "keys.transit_token_file");
+        refused("transit_auth = \"approle\"", "keys.transit_approle_role_id");
+        refused(
+            "transit_auth = \"approle\"\ntransit_approle_role_id = \"r\"",
+            "keys.transit_approle_secret_id_file",
+        );
+        refused(
+            "transit_auth = \"kubernetes\"",
+            "keys.transit_kubernetes_role",
+        );
+        refused(
+            "transit_auth = \"kubernetes\"\ntransit_kubernetes_role = \"clarity\"\ntransit_auth_mount = \"/k8s\"",
+            "keys.transit_auth_mount",
+        );
+        let approle = Config::from_toml(&format!(
+            "{base}transit_auth = \"approle\"\ntransit_approle_role_id = \"r\"\ntransit_approle_secret_id_file = \"/run/secrets/secret-id\""
+        ))
+        .expect("approle");
+        assert_eq!(approle.keys.transit_auth, TransitAuthMethod::Approle);
+        let kubernetes = Config::from_toml(&format!(
+            "{base}transit_auth = \"kubernetes\"\ntransit_kubernetes_role = \"clarity\"\ntransit_auth_mount = \"kubernetes/prod\""
+        ))
+        .expect("kubernetes");
+        assert_eq!(
+            kubernetes.keys.transit_kubernetes_jwt_file,
+            std::path::Path::new("/var/run/secrets/kubernetes.io/serviceaccount/token")
+        );
     }
 
     #[test]

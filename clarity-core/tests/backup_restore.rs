@@ -412,8 +412,8 @@ async fn round_trip_with_transit_keys() {
         .mode(0o600)
         .open(&token_file)
         .expect("token file");
-    out.write_all(settings.token.expose().as_bytes())
-        .expect("write token");
+    let token = std::env::var(testing::OPENBAO_TOKEN_VAR).expect("transit_settings read it");
+    out.write_all(token.as_bytes()).expect("write token");
     let mut config = sqlite_config(dir.path());
     config.keys.provider = KeyProviderKind::Transit;
     config.keys.transit_addr = Some(settings.addr.clone());

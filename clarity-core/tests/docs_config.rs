@@ -92,3 +92,29 @@ fn s_aud_9_the_documented_disclosure_is_accepted() {
         .expect("valid details");
     assert!(disclosure.disclosed_at.is_some());
 }
+
+// S-KEY-4: each login method shown on docs/keys-openbao.md is a
+// configuration Clarity accepts as it stands.
+#[test]
+fn s_key_4_the_documented_transit_logins_are_accepted() {
+    use clarity_core::config::TransitAuthMethod;
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    let text = std::fs::read_to_string(docs.join("keys-openbao.md")).expect("keys-openbao.md");
+    let mut methods = Vec::new();
+    for block in toml_blocks(&text) {
+        let config = clarity_core::Config::from_toml(&block)
+            .unwrap_or_else(|e| panic!("keys-openbao.md: {e}\n{block}"));
+        config
+            .validate()
+            .unwrap_or_else(|e| panic!("keys-openbao.md: {e}\n{block}"));
+        methods.push(config.keys.transit_auth);
+    }
+    assert_eq!(
+        methods,
+        [
+            TransitAuthMethod::Token,
+            TransitAuthMethod::Approle,
+            TransitAuthMethod::Kubernetes
+        ]
+    );
+}

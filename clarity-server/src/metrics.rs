@@ -107,6 +107,7 @@ pub(crate) struct Metrics {
     cache: CacheGauges,
     oidc: OidcGauges,
     sinks: SinkGauges,
+    key_access: KeyAccessGauges,
 }
 
 /// Audit sinks (S-AUD-8), per sink.
@@ -135,6 +136,15 @@ struct OidcGauges {
     refused: Family<KindLabels, Gauge>,
     jwks_refreshes: Gauge,
     jwks_refresh_failures: Gauge,
+}
+
+/// The key provider's access to its key service (S-KEY-4).
+struct KeyAccessGauges {
+    logins: Gauge,
+    renewals: Gauge,
+    failures: Gauge,
+    healthy: Gauge,
+    expires_in: Gauge,
 }
 
 /// The cache, its invalidation channel and the rate limits.
@@ -382,7 +392,35 @@ impl Metrics {
             "When this instance last delivered to the sink (0: never)",
             sinks.last_delivery.clone(),
         );
+        let key_access = KeyAccessGauges {
+            logins: gauge(
+                &mut registry,
+                "key_provider_logins",
+                "Logins of the key provider to its key service (OpenBao / Vault)",
+            ),
+            renewals: gauge(
+                &mut registry,
+                "key_provider_token_renewals",
+                "Renewals of the key provider's token",
+            ),
+            failures: gauge(
+                &mut registry,
+                "key_provider_access_failures",
+                "Renewals and logins of the key provider that failed (each raises a KeyAccessFailing alert)",
+            ),
+            healthy: gauge(
+                &mut registry,
+                "key_provider_access_healthy",
+                "1 while the key provider's last renewal or login succeeded",
+            ),
+            expires_in: gauge(
+                &mut registry,
+                "key_provider_token_expires_in_seconds",
+                "Seconds until the key provider's token expires (0 when it never does)",
+            ),
+        };
         Metrics {
+            key_access,
             sinks,
             oidc,
             registry: Mutex::new(registry),
@@ -517,6 +555,16 @@ impl Metrics {
                 kind: reason.as_str().to_string(),
             };
             set(&self.oidc.refused.get_or_create(&labels), *count);
+        }
+        if let Some(access) = &stats.key_access {
+            set(&self.key_access.logins, access.logins);
+            set(&self.key_access.renewals, access.renewals);
+            set(&self.key_access.failures, access.failures);
+            set(&self.key_access.healthy, u64::from(access.healthy));
+            set(
+                &self.key_access.expires_in,
+                access.expires_in_secs.unwrap_or_default(),
+            );
         }
         for (kind, count) in stats.alerts {
             let labels = KindLabels {

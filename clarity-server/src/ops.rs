@@ -246,10 +246,26 @@ pub(crate) async fn audit_query(config: Config, args: AuditFilterArgs, limit: us
 pub(crate) async fn key_status(config: Config) -> Result<()> {
     with_clarity(config, async |clarity| {
         let status = clarity.key_status(&clarity.operator().await?).await?;
-        println!(
-            "provider {}: current KEK version {} (versions held: {:?})",
-            status.provider, status.current_kek_version, status.kek_versions
-        );
+        match &status.provider_error {
+            None => println!(
+                "provider {}: healthy; current KEK version {} (versions held: {:?})",
+                status.provider, status.current_kek_version, status.kek_versions
+            ),
+            Some(why) => println!("provider {}: UNAVAILABLE: {why}", status.provider),
+        }
+        if let Some(access) = &status.access {
+            let expiry = access
+                .expires_in_secs
+                .map_or("never expires".to_string(), |s| format!("expires in {s} s"));
+            println!(
+                "  login {}: {}; token {expiry}; {} logins, {} renewals, {} failures",
+                access.method,
+                if access.healthy { "ok" } else { "FAILING" },
+                access.logins,
+                access.renewals,
+                access.failures
+            );
+        }
         for usage in &status.usage {
             println!(
                 "  KEK version {}: {} data keys",

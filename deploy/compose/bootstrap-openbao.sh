@@ -48,8 +48,18 @@ path "transit/decrypt/clarity" { capabilities = ["update"] }
 path "transit/rewrap/clarity"  { capabilities = ["update"] }
 path "transit/keys/clarity"    { capabilities = ["read"] }
 path "transit/keys/clarity/rotate" { capabilities = ["update"] }
+path "transit/keys/clarity/config" { capabilities = ["update"] }
 POLICY
 # A periodic token: it lives as long as it is renewed, and it is Clarity's own.
-bao token create -policy=clarity -period=24h -orphan -field=token >"$dir/openbao_token"
-chmod 0644 "$dir/openbao_token"
+# Clarity renews it at half its period (docs/keys-openbao.md).
+(umask 077; bao token create -policy=clarity -period=24h -orphan -field=token >"$dir/openbao_token")
+# The secret-file rule (docs/security.md, "Secret files"): the container
+# user (65532) reads a bind-mounted secret that root owns through its group,
+# mode 0440; a file other users may read is refused.
+if [ "$(id -u)" = 0 ]; then
+    chown 0:65532 "$dir/openbao_token"
+    chmod 0440 "$dir/openbao_token"
+else
+    echo "bootstrap-openbao: as root, run: chown 0:65532 $dir/openbao_token && chmod 0440 $dir/openbao_token" >&2
+fi
 echo "bootstrap-openbao: transit key 'clarity' and Clarity's token are ready"

@@ -1,14 +1,14 @@
 //! [`LocalKeyring`]: versioned KEKs and a root secret in a local file.
 //!
-//! The file is created on first use with mode 0600 and is refused when group
-//! or others may read it. It is meant for development and single-node use: the
+//! The file is created on first use with mode 0600 and read under the
+//! secret-file rule (`secret_file`): refused when others may read it. It is meant for development and single-node use: the
 //! keys sit on the same disk as the data they protect, so whoever copies both
 //! has everything. Production deployments use an external key service.
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -68,21 +68,10 @@ impl LocalKeyring {
     /// Opens an existing keyring file.
     ///
     /// # Errors
-    /// [`Error::Key`] when the file is missing, readable by group or others,
-    /// or not a keyring. The message names the file, never its contents.
+    /// [`Error::Key`] when the file is missing, fails the secret-file rule
+    /// (see `secret_file`), or is not a keyring. The message names the file, never its contents.
     pub fn open(path: &Path) -> Result<LocalKeyring> {
-        let meta = fs::metadata(path)
-            .map_err(|e| Error::key(format!("cannot read keyring file {}: {e}", path.display())))?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(Error::key(format!(
-                "keyring file {} has mode {mode:03o}: it must be readable by its owner only (chmod 600)",
-                path.display()
-            )));
-        }
-        let text = Zeroizing::new(fs::read(path).map_err(|e| {
-            Error::key(format!("cannot read keyring file {}: {e}", path.display()))
-        })?);
+        let text = super::read_secret_file("keyring file", path)?;
         // serde_json's messages can quote the input; report only the position.
         let file: KeyringFile = serde_json::from_slice(&text).map_err(|e| {
             Error::key(format!(
@@ -367,6 +356,8 @@ fn write_file(path: &Path, file: &KeyringFile) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[tokio::test]

@@ -12,20 +12,23 @@ mod keyring;
 mod provider;
 pub(crate) mod schedule;
 mod secret;
+mod secret_file;
 mod settings;
 mod transit;
 
 pub use blind_index::{BlindIndex, BlindIndexer, IndexField};
 pub use secret::{Json, Key, Phi, SecretString};
+pub use secret_file::{read_secret_file, read_token_file};
 pub(crate) use settings::readable_file;
-pub use settings::{KeyProviderKind, KeysConfig};
-pub use transit::TransitSettings;
+pub use settings::{KeyProviderKind, KeysConfig, TransitAuthMethod};
+pub use transit::{TransitAuth, TransitSettings};
 // Key providers hand out the root secret: outside the crate only for tests
 // (S-API-1); applications reach keys through `Clarity::open` alone.
 #[cfg(feature = "testing")]
 pub use keyring::LocalKeyring;
 #[cfg(not(feature = "testing"))]
 pub(crate) use keyring::LocalKeyring;
+pub use provider::AccessStatus;
 #[cfg(feature = "testing")]
 pub use provider::{KeyProvider, WrappedKey};
 #[cfg(not(feature = "testing"))]

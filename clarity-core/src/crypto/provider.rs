@@ -25,6 +25,24 @@ impl fmt::Debug for WrappedKey {
     }
 }
 
+/// How a provider's access to its key service is doing (its login and
+/// token), for `keys status` and metrics.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AccessStatus {
+    /// The auth method (`token`, `approle`, `kubernetes`).
+    pub method: &'static str,
+    /// Seconds until the current token expires; `None` when it never does.
+    pub expires_in_secs: Option<u64>,
+    /// Successful renewals so far.
+    pub renewals: u64,
+    /// Successful logins so far (the first one included).
+    pub logins: u64,
+    /// Failed renewals and logins so far.
+    pub failures: u64,
+    /// Whether the last renewal or login succeeded.
+    pub healthy: bool,
+}
+
 /// Holds the key-encryption keys (KEKs) and the root secret.
 ///
 /// KEKs never leave the provider: it wraps and unwraps data keys. Only the
@@ -86,6 +104,18 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`crate::error::Error::Key`] or [`crate::error::Error::Unavailable`].
     async fn root_key(&self) -> Result<Key>;
+
+    /// How the provider's access to its key service is doing; `None` for a
+    /// provider that keeps no session (the local keyring).
+    fn access(&self) -> Option<AccessStatus> {
+        None
+    }
+
+    /// Calls `hook` each time the provider fails to renew or replace its
+    /// access (S-KEY-4), so the failure can be raised as an alert. Set once.
+    fn on_access_failure(&self, hook: std::sync::Arc<dyn Fn() + Send + Sync>) {
+        let _ = hook;
+    }
 
     /// Checks that the provider can serve keys now (for readiness).
     ///

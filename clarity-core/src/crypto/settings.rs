@@ -19,6 +19,32 @@ pub enum KeyProviderKind {
     Transit,
 }
 
+/// How the transit provider logs in to OpenBao / Vault (`keys.transit_auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TransitAuthMethod {
+    /// A token from `keys.transit_token_file`, renewed while it runs.
+    #[default]
+    Token,
+    /// AppRole: `keys.transit_approle_role_id` and a secret id from
+    /// `keys.transit_approle_secret_id_file`.
+    Approle,
+    /// Kubernetes: the pod's service-account token as role
+    /// `keys.transit_kubernetes_role`.
+    Kubernetes,
+}
+
+impl TransitAuthMethod {
+    /// The name as the setting spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransitAuthMethod::Token => "token",
+            TransitAuthMethod::Approle => "approle",
+            TransitAuthMethod::Kubernetes => "kubernetes",
+        }
+    }
+}
+
 /// Key settings (`[keys]`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -30,8 +56,21 @@ pub struct KeysConfig {
     pub keyring_path: Option<PathBuf>,
     /// Transit server URL; `https://` except for loopback `http://` (provider `transit`).
     pub transit_addr: Option<String>,
-    /// File holding the transit token; readable by its owner only, like the keyring.
+    /// How the transit provider logs in (default `token`).
+    pub transit_auth: TransitAuthMethod,
+    /// File holding the transit token (auth `token`); a secret file.
     pub transit_token_file: Option<PathBuf>,
+    /// Mount path of the auth method (default: the method's name).
+    pub transit_auth_mount: Option<String>,
+    /// The AppRole role id (auth `approle`).
+    pub transit_approle_role_id: Option<String>,
+    /// File holding the AppRole secret id (auth `approle`); a secret file.
+    pub transit_approle_secret_id_file: Option<PathBuf>,
+    /// The Kubernetes auth role (auth `kubernetes`).
+    pub transit_kubernetes_role: Option<String>,
+    /// The service-account token file (auth `kubernetes`; default
+    /// `/var/run/secrets/kubernetes.io/serviceaccount/token`).
+    pub transit_kubernetes_jwt_file: PathBuf,
     /// Mount path of the transit engine (default `transit`).
     pub transit_mount: String,
     /// Name of the transit key that wraps data keys (default `clarity`).
@@ -56,7 +95,15 @@ impl Default for KeysConfig {
             provider: KeyProviderKind::Local,
             keyring_path: None,
             transit_addr: None,
+            transit_auth: TransitAuthMethod::Token,
             transit_token_file: None,
+            transit_auth_mount: None,
+            transit_approle_role_id: None,
+            transit_approle_secret_id_file: None,
+            transit_kubernetes_role: None,
+            transit_kubernetes_jwt_file: PathBuf::from(
+                "/var/run/secrets/kubernetes.io/serviceaccount/token",
+            ),
             transit_mount: "transit".into(),
             transit_key: "clarity".into(),
             transit_ca_cert: None,
@@ -92,10 +139,12 @@ impl KeysConfig {
                 "must be between 1 and 86400",
             ));
         }
-        for (key, value) in [
-            ("keys.transit_mount", &self.transit_mount),
-            ("keys.transit_key", &self.transit_key),
-        ] {
+        let paths = [
+            ("keys.transit_mount", Some(&self.transit_mount)),
+            ("keys.transit_key", Some(&self.transit_key)),
+            ("keys.transit_auth_mount", self.transit_auth_mount.as_ref()),
+        ];
+        for (key, value) in paths.into_iter().filter_map(|(k, v)| Some((k, v?))) {
             let ok = !value.is_empty()
                 && value.len() <= 128
                 && value
@@ -120,10 +169,32 @@ impl KeysConfig {
                     "required when keys.provider is \"transit\"",
                 ));
             }
-            if self.transit_token_file.is_none() {
+            let method = self.transit_auth.as_str();
+            let missing = match self.transit_auth {
+                TransitAuthMethod::Token => self
+                    .transit_token_file
+                    .is_none()
+                    .then_some("keys.transit_token_file"),
+                TransitAuthMethod::Approle => {
+                    if self.transit_approle_role_id.is_none() {
+                        Some("keys.transit_approle_role_id")
+                    } else {
+                        self.transit_approle_secret_id_file
+                            .is_none()
+                            .then_some("keys.transit_approle_secret_id_file")
+                    }
+                }
+                TransitAuthMethod::Kubernetes => self
+                    .transit_kubernetes_role
+                    .is_none()
+                    .then_some("keys.transit_kubernetes_role"),
+            };
+            if let Some(key) = missing {
                 return Err(Error::config(
-                    "keys.transit_token_file",
-                    "required when keys.provider is \"transit\"",
+                    key,
+                    format!(
+                        "required when keys.provider is \"transit\" and keys.transit_auth is \"{method}\""
+                    ),
                 ));
             }
         }

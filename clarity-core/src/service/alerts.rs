@@ -18,6 +18,21 @@ pub enum AlertKind {
     AuditTampered,
     /// Stored data failed its integrity check (a ciphertext moved or altered).
     IntegrityFailure,
+    /// The key provider could not renew or replace its access to the key
+    /// service (an OpenBao / Vault token about to expire, S-KEY-4).
+    KeyAccessFailing,
+}
+
+impl AlertKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [AlertKind; 6] = [
+        AlertKind::BreakGlass,
+        AlertKind::AccountLocked,
+        AlertKind::RefreshTokenReuse,
+        AlertKind::AuditTampered,
+        AlertKind::IntegrityFailure,
+        AlertKind::KeyAccessFailing,
+    ];
 }
 
 /// An alert. Identifiers only: never PHI, never secrets.
@@ -41,18 +56,15 @@ pub trait AlertHook: Send + Sync + std::fmt::Debug {
 /// kind (for metrics).
 #[derive(Debug, Default)]
 pub struct LogAlerts {
-    counts: [std::sync::atomic::AtomicU64; 5],
+    counts: [std::sync::atomic::AtomicU64; AlertKind::ALL.len()],
 }
 
 impl LogAlerts {
     fn slot(kind: AlertKind) -> usize {
-        match kind {
-            AlertKind::BreakGlass => 0,
-            AlertKind::AccountLocked => 1,
-            AlertKind::RefreshTokenReuse => 2,
-            AlertKind::AuditTampered => 3,
-            AlertKind::IntegrityFailure => 4,
-        }
+        AlertKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or_default()
     }
 
     /// Counts an alert without logging it.
@@ -75,6 +87,42 @@ impl AlertHook for LogAlerts {
             patient_id = ?alert.patient_id,
             "security alert"
         );
+    }
+}
+
+/// Where a service's alerts go: its hook, which may be replaced, and a count
+/// per kind. Shared with the parts that raise alerts on their own (the key
+/// provider's keeper).
+#[derive(Debug)]
+pub(crate) struct Alerting {
+    hook: std::sync::RwLock<std::sync::Arc<dyn AlertHook>>,
+    counts: LogAlerts,
+}
+
+impl Alerting {
+    /// Alerts logged by [`LogAlerts`].
+    pub(crate) fn new() -> Alerting {
+        Alerting {
+            hook: std::sync::RwLock::new(std::sync::Arc::new(LogAlerts::default())),
+            counts: LogAlerts::default(),
+        }
+    }
+
+    /// Sends alerts to `hook` from now on.
+    pub(crate) fn set_hook(&self, hook: std::sync::Arc<dyn AlertHook>) {
+        *self.hook.write().unwrap_or_else(|p| p.into_inner()) = hook;
+    }
+
+    /// Counts an alert and hands it to the hook.
+    pub(crate) fn raise(&self, alert: &Alert) {
+        self.counts.count_only(alert.kind);
+        let hook = std::sync::Arc::clone(&self.hook.read().unwrap_or_else(|p| p.into_inner()));
+        hook.alert(alert);
+    }
+
+    /// Alerts of `kind` raised so far.
+    pub(crate) fn count(&self, kind: AlertKind) -> u64 {
+        self.counts.count(kind)
     }
 }
 

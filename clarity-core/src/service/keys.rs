@@ -75,9 +75,14 @@ pub struct KekUsage {
 pub struct KeyStatus {
     /// The key provider (`local`, ...).
     pub provider: &'static str,
-    /// The KEK version new data keys are wrapped with.
+    /// Whether the provider serves keys now; why not, when it does not.
+    pub provider_error: Option<String>,
+    /// The provider's access to its key service (its token), when it keeps one.
+    pub access: Option<crate::crypto::AccessStatus>,
+    /// The KEK version new data keys are wrapped with (0 when the provider
+    /// cannot be asked).
     pub current_kek_version: i32,
-    /// Every KEK version the provider holds.
+    /// Every KEK version the provider holds (none when it cannot be asked).
     pub kek_versions: Vec<i32>,
     /// Data keys per KEK version.
     pub usage: Vec<KekUsage>,
@@ -128,8 +133,11 @@ impl Clarity {
             let token = stored_token_state(store.as_ref()).await?;
             let status = KeyStatus {
                 provider: keys.name(),
-                current_kek_version: keys.current_kek_version().await?,
-                kek_versions: keys.kek_versions().await?,
+                provider_error: keys.check().await.err().map(|e| e.to_string()),
+                access: keys.access(),
+                // Reported as unknown (0, none) while the provider is down.
+                current_kek_version: keys.current_kek_version().await.unwrap_or_default(),
+                kek_versions: keys.kek_versions().await.unwrap_or_default(),
                 usage: self
                     .phi
                     .store()

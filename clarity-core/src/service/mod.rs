@@ -104,7 +104,7 @@ pub struct Clarity {
     unknown_accounts: Throttle<[u8; 16]>,
     account_locks: crate::auth::KeyedLocks<[u8; 16]>,
     address_locks: crate::auth::KeyedLocks<std::net::IpAddr>,
-    alerts: Arc<dyn AlertHook>,
+    alerts: Arc<alerts::Alerting>,
     audit: AuditWriter,
     /// Fills the trail's query indexes off the commit path.
     audit_indexer: crate::audit::AuditIndexer,
@@ -194,6 +194,15 @@ impl Clarity {
     ) -> Result<Clarity> {
         config.validate()?;
         let root = keys.root_key().await?;
+        let alerts = Arc::new(alerts::Alerting::new());
+        let raise_on = Arc::clone(&alerts);
+        keys.on_access_failure(Arc::new(move || {
+            raise_on.raise(&Alert {
+                kind: AlertKind::KeyAccessFailing,
+                user_id: None,
+                patient_id: None,
+            });
+        }));
         let caching = crate::cache::open(
             &config.cache,
             &config.rate_limit,
@@ -300,7 +309,7 @@ impl Clarity {
             unknown_accounts: Throttle::new(free),
             account_locks: Default::default(),
             address_locks: Default::default(),
-            alerts: Arc::new(LogAlerts::default()),
+            alerts,
             audit,
             audit_indexer,
             audit_store: backends.audit,
@@ -327,9 +336,10 @@ impl Clarity {
         self
     }
 
-    /// Sends security alerts (break-glass, refresh-token reuse, lockouts) to `hook`.
-    pub fn with_alert_hook(mut self, hook: Arc<dyn AlertHook>) -> Self {
-        self.alerts = hook;
+    /// Sends security alerts (break-glass, refresh-token reuse, lockouts,
+    /// a key provider that cannot keep its access) to `hook`.
+    pub fn with_alert_hook(self, hook: Arc<dyn AlertHook>) -> Self {
+        self.alerts.set_hook(hook);
         self
     }
 
@@ -447,8 +457,7 @@ impl Clarity {
 
     /// Counts an alert and hands it to the hook.
     fn raise(&self, alert: &Alert) {
-        self.counters.alerts.count_only(alert.kind);
-        self.alerts.alert(alert);
+        self.alerts.raise(alert);
     }
 
     /// The configuration in effect.

@@ -1,7 +1,7 @@
 //! What an instance reports about itself, for metrics and readiness:
 //! counters, the stage timings, and how its cache and rate limits work.
 
-use super::{AlertKind, Clarity, LogAlerts};
+use super::{AlertKind, Clarity};
 use crate::cache::RouteClass;
 use crate::timings::StageTimes;
 
@@ -11,7 +11,6 @@ pub(super) struct Counters {
     pub(super) token_cache_hits: std::sync::atomic::AtomicU64,
     pub(super) token_cache_misses: std::sync::atomic::AtomicU64,
     pub(super) rate_limited: [std::sync::atomic::AtomicU64; 5],
-    pub(super) alerts: LogAlerts,
     pub(super) verifications: std::sync::atomic::AtomicU64,
     pub(super) verifications_failed: std::sync::atomic::AtomicU64,
     /// 0: none yet; 1: the last one was ok; 2: it was not.
@@ -65,6 +64,9 @@ pub struct Stats {
     pub audit_last_verification_unix: i64,
     /// Security alerts raised, per kind.
     pub alerts: Vec<(AlertKind, u64)>,
+    /// The key provider's access to its key service (its token), when it
+    /// keeps one.
+    pub key_access: Option<crate::crypto::AccessStatus>,
     /// Database connections in use.
     pub pool_in_use: u64,
     /// Database pool size.
@@ -162,16 +164,11 @@ impl Clarity {
                 .collect(),
             caching: self.cache_status(),
             oidc: self.oidc.stats(),
-            alerts: [
-                AlertKind::BreakGlass,
-                AlertKind::AccountLocked,
-                AlertKind::RefreshTokenReuse,
-                AlertKind::AuditTampered,
-                AlertKind::IntegrityFailure,
-            ]
-            .into_iter()
-            .map(|kind| (kind, self.counters.alerts.count(kind)))
-            .collect(),
+            alerts: AlertKind::ALL
+                .into_iter()
+                .map(|kind| (kind, self.alerts.count(kind)))
+                .collect(),
+            key_access: self.phi.keys().access(),
         }
     }
 

@@ -62,6 +62,24 @@ pub fn transit_settings() -> Option<crate::crypto::TransitSettings> {
     Some(settings)
 }
 
+/// Writes `secret` to `path` as a secret file (mode 0600), replacing a
+/// file that is there.
+///
+/// # Panics
+/// When the file cannot be written.
+pub fn write_secret_file(path: &std::path::Path, secret: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut out| out.write_all(secret.as_bytes()))
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}
+
 /// True when running in CI (`CI=true`), where a missing service is a failure.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")

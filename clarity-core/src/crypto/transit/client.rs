@@ -1,8 +1,11 @@
 //! The HTTP side of the transit provider: requests to the transit engine with
-//! token auth, TLS, a timeout per request and retries with backoff on server
-//! errors and timeouts only. Error messages name the operation and the HTTP
-//! status, never the token, the request body or the server's reply text.
+//! the token of the current [`Session`], TLS, a timeout per request and
+//! retries with backoff on server errors and timeouts only; a refused token
+//! is replaced by logging in again (see `auth`) and the request sent once
+//! more. Error messages name the operation and the HTTP status, never the
+//! token, the request body or the server's reply text.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -10,6 +13,7 @@ use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
 use super::TransitSettings;
+use super::auth::{Access, Session};
 use crate::error::{Error, Result};
 
 /// Attempts per idempotent request (the first try plus retries).
@@ -17,13 +21,12 @@ const ATTEMPTS: u32 = 3;
 /// Delay before the first retry; doubles after each.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
-/// A transit engine at one address, for one key.
+/// A transit engine at one address, for one key, and the session with it.
 pub(super) struct TransitClient {
     http: reqwest::Client,
-    settings: TransitSettings,
-    /// The token as a header value marked sensitive (kept out of the HTTP
-    /// client's debug output).
-    token: reqwest::header::HeaderValue,
+    pub(super) settings: Arc<TransitSettings>,
+    /// The session's token, its lease and how it is kept.
+    pub(super) access: Arc<Access>,
 }
 
 /// What the server says about the key.
@@ -53,9 +56,12 @@ struct Plaintext {
 enum Failure {
     Retry(Error),
     Fail(Error),
+    /// The token was refused (HTTP 401 or 403).
+    Refused(Error),
 }
 
 impl TransitClient {
+    /// A client that has not logged in yet (see [`TransitClient::log_in`]).
     pub(super) fn new(settings: TransitSettings) -> Result<TransitClient> {
         let mut builder = reqwest::Client::builder()
             .timeout(settings.timeout)
@@ -73,13 +79,10 @@ impl TransitClient {
         let http = builder
             .build()
             .map_err(|_| Error::key("cannot set up the transit HTTP client"))?;
-        let mut token = reqwest::header::HeaderValue::from_str(settings.token.expose())
-            .map_err(|_| Error::key("the transit token is not a valid HTTP header value"))?;
-        token.set_sensitive(true);
         Ok(TransitClient {
             http,
-            settings,
-            token,
+            access: Arc::new(Access::new(settings.auth.method())),
+            settings: Arc::new(settings),
         })
     }
 
@@ -89,6 +92,25 @@ impl TransitClient {
 
     fn url(&self, path: &str) -> String {
         format!("{}/v1/{}/{path}", self.settings.addr, self.settings.mount)
+    }
+
+    /// Sends a request to an API path outside the transit mount (`auth/...`)
+    /// with `token`, or none; not retried. For logging in and renewing.
+    pub(super) async fn call_auth<T: DeserializeOwned>(
+        &self,
+        what: &'static str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        token: Option<&reqwest::header::HeaderValue>,
+    ) -> Result<T> {
+        let url = format!("{}/v1/{path}", self.settings.addr);
+        let bytes = Zeroizing::new(
+            self.send_once(what, url, body, token)
+                .await
+                .map_err(|(Failure::Retry(e) | Failure::Fail(e) | Failure::Refused(e))| e)?,
+        );
+        serde_json::from_slice(&bytes)
+            .map_err(|_| Error::key(format!("transit {what}: unexpected reply from the server")))
     }
 
     /// Reads the key's versions; `None` when the key does not exist.
@@ -191,7 +213,9 @@ impl TransitClient {
             .map_err(|_| Error::key(format!("transit {what}: unexpected reply from the server")))
     }
 
-    /// Sends one request, retrying server errors and timeouts when `retry`.
+    /// Sends one request with the session's token, retrying server errors
+    /// and timeouts when `retry`; a refused token is replaced once by
+    /// logging in again, when the method can.
     async fn send(
         &self,
         what: &'static str,
@@ -202,8 +226,14 @@ impl TransitClient {
         let attempts = if retry { ATTEMPTS } else { 1 };
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 1;
+        let mut logged_in_again = false;
         loop {
-            match self.send_once(what, path, body.clone()).await {
+            let session = self.access.session();
+            let token = session.as_ref().map(|s| &s.token);
+            match self
+                .send_once(what, self.url(path), body.clone(), token)
+                .await
+            {
                 Ok(bytes) => return Ok(bytes),
                 Err(Failure::Retry(e)) if attempt < attempts => {
                     tracing::warn!(operation = what, attempt, error = %e, "transit request failed; retrying");
@@ -211,18 +241,38 @@ impl TransitClient {
                     backoff *= 2;
                     attempt += 1;
                 }
-                Err(Failure::Retry(e) | Failure::Fail(e)) => return Err(e),
+                Err(Failure::Refused(e)) if !logged_in_again && self.settings.auth.can_log_in() => {
+                    logged_in_again = true;
+                    tracing::warn!(
+                        operation = what,
+                        "the transit token was refused; logging in again"
+                    );
+                    if self.log_in_again(session.as_deref()).await.is_err() {
+                        return Err(e);
+                    }
+                }
+                Err(Failure::Retry(e) | Failure::Fail(e) | Failure::Refused(e)) => return Err(e),
             }
         }
+    }
+
+    /// Logs in again unless another request already replaced `seen`.
+    async fn log_in_again(&self, seen: Option<&Session>) -> Result<()> {
+        let _one_at_a_time = self.access.login_lock.lock().await;
+        let current = self.access.session();
+        if current.as_deref().map(Session::generation) != seen.map(Session::generation) {
+            return Ok(());
+        }
+        self.log_in().await.map(drop)
     }
 
     async fn send_once(
         &self,
         what: &'static str,
-        path: &str,
+        url: String,
         body: Option<Vec<u8>>,
+        token: Option<&reqwest::header::HeaderValue>,
     ) -> std::result::Result<Vec<u8>, Failure> {
-        let url = self.url(path);
         let request = match body {
             Some(body) => self
                 .http
@@ -231,8 +281,11 @@ impl TransitClient {
                 .body(body),
             None => self.http.get(url),
         };
+        let request = match token {
+            Some(token) => request.header("X-Vault-Token", token.clone()),
+            None => request,
+        };
         let response = request
-            .header("X-Vault-Token", self.token.clone())
             .send()
             .await
             .map_err(|e| {
@@ -266,8 +319,9 @@ impl TransitClient {
             }),
             // An altered or foreign ciphertext: the uniform integrity error.
             400 if matches!(what, "unwrap" | "rewrap") => Failure::Fail(Error::Integrity),
-            401 | 403 => Failure::Fail(Error::key(format!(
-                "transit {what}: the token was refused (HTTP {code}); check keys.transit_token_file and its policy"
+            401 | 403 => Failure::Refused(Error::key(format!(
+                "transit {what}: refused (HTTP {code}); check the credentials of keys.transit_auth \"{}\" and the policy",
+                self.settings.auth.method()
             ))),
             404 => Failure::Fail(Error::NotFound {
                 what: "transit key",

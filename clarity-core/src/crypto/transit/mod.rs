@@ -14,6 +14,7 @@
 //! like a damaged one. This needs no "derived" transit key, so any transit key
 //! of type `aes256-gcm96` works.
 
+mod auth;
 mod client;
 mod settings;
 
@@ -25,7 +26,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-pub use settings::TransitSettings;
+pub use settings::{TransitAuth, TransitSettings};
 
 use self::client::TransitClient;
 use super::{Key, KeyProvider, WrappedKey};
@@ -46,8 +47,16 @@ pub struct RootRecord {
 
 /// KEKs in an OpenBao / Vault transit engine (see the module documentation).
 pub struct TransitKeyProvider {
-    client: TransitClient,
+    client: std::sync::Arc<TransitClient>,
+    /// Renews the token (see `auth`); stopped when the provider is dropped.
+    keeper: tokio::task::JoinHandle<()>,
     root: Option<Key>,
+}
+
+impl Drop for TransitKeyProvider {
+    fn drop(&mut self) {
+        self.keeper.abort();
+    }
 }
 
 impl std::fmt::Debug for TransitKeyProvider {
@@ -60,20 +69,29 @@ impl std::fmt::Debug for TransitKeyProvider {
 }
 
 impl TransitKeyProvider {
-    /// Connects to the transit engine and checks the key, creating it
-    /// (`aes256-gcm96`, not exportable) when it does not exist yet. The
-    /// provider has no root secret until [`TransitKeyProvider::with_root`].
+    /// Logs in, connects to the transit engine and checks the key, creating
+    /// it (`aes256-gcm96`, not exportable) when it does not exist yet. From
+    /// then on a task renews the token before half its lease has passed, and
+    /// logs in again when it must (S-KEY-4). The provider has no root secret
+    /// until [`TransitKeyProvider::with_root`].
     ///
     /// # Errors
     /// [`Error::Unavailable`] when the server does not answer; [`Error::Key`]
-    /// when the token is refused or the key cannot be made.
+    /// when the credentials are refused or the key cannot be made.
     pub async fn connect(settings: TransitSettings) -> Result<TransitKeyProvider> {
         let client = TransitClient::new(settings)?;
+        client.log_in().await?;
         if client.key_info().await?.is_none() {
             client.create_key().await?;
             tracing::warn!(key = client.key_name(), "created the transit key");
         }
-        Ok(TransitKeyProvider { client, root: None })
+        let client = std::sync::Arc::new(client);
+        let keeper = tokio::spawn(auth::keep(std::sync::Arc::downgrade(&client)));
+        Ok(TransitKeyProvider {
+            client,
+            keeper,
+            root: None,
+        })
     }
 
     /// Generates a new root secret and returns it wrapped, for storing.
@@ -255,6 +273,14 @@ impl KeyProvider for TransitKeyProvider {
 
     async fn check(&self) -> Result<()> {
         self.info().await.map(drop)
+    }
+
+    fn access(&self) -> Option<crate::crypto::AccessStatus> {
+        Some(self.client.access.status())
+    }
+
+    fn on_access_failure(&self, hook: std::sync::Arc<dyn Fn() + Send + Sync>) {
+        self.client.access.on_failure(hook);
     }
 }
 

@@ -1,13 +1,11 @@
-//! [`TransitSettings`]: what the transit provider needs, read from `[keys]`.
+//! [`TransitSettings`]: what the transit provider needs, read from `[keys]`,
+//! and [`TransitAuth`]: how it logs in to OpenBao / Vault.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use zeroize::Zeroizing;
-
-use crate::crypto::KeysConfig;
 use crate::crypto::SecretString;
+use crate::crypto::{KeysConfig, TransitAuthMethod};
 use crate::error::{Error, Result};
 
 /// Connection and cache settings of a [`super::TransitKeyProvider`].
@@ -15,8 +13,8 @@ use crate::error::{Error, Result};
 pub struct TransitSettings {
     /// Base URL of the OpenBao / Vault server, e.g. `https://bao.internal:8200`.
     pub addr: String,
-    /// The token sent as `X-Vault-Token`.
-    pub token: SecretString,
+    /// How the provider gets the token it sends as `X-Vault-Token`.
+    pub auth: TransitAuth,
     /// Mount path of the transit engine.
     pub mount: String,
     /// Name of the transit key.
@@ -31,7 +29,7 @@ impl std::fmt::Debug for TransitSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TransitSettings")
             .field("addr", &self.addr)
-            .field("token", &"[REDACTED]")
+            .field("auth", &self.auth.method())
             .field("mount", &self.mount)
             .field("key", &self.key)
             .field("ca_cert", &self.ca_cert_pem.is_some())
@@ -43,10 +41,16 @@ impl std::fmt::Debug for TransitSettings {
 impl TransitSettings {
     /// Settings with defaults for everything but the address and token.
     pub fn new(addr: impl Into<String>, token: SecretString) -> Self {
+        Self::with_auth(addr, TransitAuth::Token(token))
+    }
+
+    /// Settings with defaults for everything but the address and the way
+    /// to log in.
+    pub fn with_auth(addr: impl Into<String>, auth: TransitAuth) -> Self {
         let defaults = KeysConfig::default();
         TransitSettings {
             addr: addr.into(),
-            token,
+            auth,
             mount: defaults.transit_mount,
             key: defaults.transit_key,
             ca_cert_pem: None,
@@ -60,22 +64,18 @@ impl TransitSettings {
         self
     }
 
-    /// Reads the settings of a validated `[keys]` section, including the
-    /// token file (which must be readable by its owner only).
+    /// Reads the settings of a validated `[keys]` section. Secret files
+    /// (token, secret id, service-account token) are read when the provider
+    /// logs in, under the secret-file rule.
     ///
     /// # Errors
     /// [`Error::Config`] naming the key that is missing; [`Error::Key`] for an
-    /// unreadable or too widely readable token file or CA file.
+    /// unreadable CA file.
     pub fn from_config(keys: &KeysConfig) -> Result<TransitSettings> {
         let addr = keys.transit_addr.clone().ok_or_else(|| {
             Error::config("keys.transit_addr", "required for the transit provider")
         })?;
-        let token_file = keys.transit_token_file.as_deref().ok_or_else(|| {
-            Error::config(
-                "keys.transit_token_file",
-                "required for the transit provider",
-            )
-        })?;
+        let auth = TransitAuth::from_config(keys)?;
         let ca_cert_pem = match &keys.transit_ca_cert {
             Some(path) => Some(std::fs::read(path).map_err(|e| {
                 Error::key(format!(
@@ -87,7 +87,7 @@ impl TransitSettings {
         };
         Ok(TransitSettings {
             addr: addr.trim_end_matches('/').to_string(),
-            token: read_token_file(token_file)?,
+            auth,
             mount: keys.transit_mount.clone(),
             key: keys.transit_key.clone(),
             ca_cert_pem,
@@ -96,71 +96,100 @@ impl TransitSettings {
     }
 }
 
-/// Reads a token file, refusing one that group or others may read (S-KEY-1).
-fn read_token_file(path: &Path) -> Result<SecretString> {
-    let meta = std::fs::metadata(path).map_err(|e| {
-        Error::key(format!(
-            "cannot read keys.transit_token_file {}: {e}",
-            path.display()
-        ))
-    })?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(Error::key(format!(
-            "keys.transit_token_file {} has mode {mode:03o}: it must be readable by its owner only (chmod 600)",
-            path.display()
-        )));
-    }
-    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
-        Error::key(format!(
-            "cannot read keys.transit_token_file {}: {e}",
-            path.display()
-        ))
-    })?);
-    let text = std::str::from_utf8(&bytes).map_err(|_| {
-        Error::key(format!(
-            "keys.transit_token_file {} is not UTF-8",
-            path.display()
-        ))
-    })?;
-    let token = text.trim();
-    if token.is_empty() || token.chars().any(|c| c.is_control() || c == ' ') {
-        return Err(Error::key(format!(
-            "keys.transit_token_file {} does not hold one token",
-            path.display()
-        )));
-    }
-    Ok(SecretString::new(token))
+/// How the transit provider logs in. Every method but a fixed token can log
+/// in again when its token expires or is revoked; every token is renewed
+/// before half its lease has passed (S-KEY-4).
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum TransitAuth {
+    /// A token given directly (tests, embedding applications).
+    Token(SecretString),
+    /// A token read from a secret file; read again when the token is
+    /// refused, so an agent or operator may replace it.
+    TokenFile(PathBuf),
+    /// AppRole: a role id and a secret id read from a secret file.
+    AppRole {
+        /// Mount path of the AppRole auth method.
+        mount: String,
+        /// The role id (not a secret on its own).
+        role_id: String,
+        /// File holding the secret id.
+        secret_id_file: PathBuf,
+    },
+    /// Kubernetes: the pod's service-account token, exchanged for a token.
+    Kubernetes {
+        /// Mount path of the Kubernetes auth method.
+        mount: String,
+        /// The role to log in as.
+        role: String,
+        /// File holding the service-account token (a JWT).
+        jwt_file: PathBuf,
+    },
 }
 
-#[cfg(test)]
-mod tests {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+impl TransitAuth {
+    /// The method's name, as `keys.transit_auth` spells it.
+    pub fn method(&self) -> &'static str {
+        match self {
+            TransitAuth::Token(_) | TransitAuth::TokenFile(_) => "token",
+            TransitAuth::AppRole { .. } => "approle",
+            TransitAuth::Kubernetes { .. } => "kubernetes",
+        }
+    }
 
-    use super::*;
+    /// Whether a refused or expired token can be replaced by logging in.
+    pub(super) fn can_log_in(&self) -> bool {
+        !matches!(self, TransitAuth::Token(_))
+    }
 
-    // S-KEY-1: the token file is a secret like the keyring.
-    #[test]
-    fn token_file_must_be_private() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("token");
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .expect("create");
-        out.write_all(b"s.secret-token-value\n").expect("write");
-        assert_eq!(
-            read_token_file(&path).expect("private file").expose(),
-            "s.secret-token-value"
-        );
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        let err = read_token_file(&path).unwrap_err().to_string();
-        assert!(err.contains("chmod 600"), "{err}");
-        assert!(!err.contains("secret-token"), "{err}");
-        let settings = TransitSettings::new("http://127.0.0.1:1", SecretString::new("tok-xyz"));
-        assert!(!format!("{settings:?}").contains("tok-xyz"));
+    fn from_config(keys: &KeysConfig) -> Result<TransitAuth> {
+        let required = |key: &'static str| {
+            move || {
+                Error::config(
+                    key,
+                    format!(
+                        "required when keys.transit_auth is \"{}\"",
+                        keys.transit_auth.as_str()
+                    ),
+                )
+            }
+        };
+        let mount = || {
+            keys.transit_auth_mount
+                .clone()
+                .unwrap_or_else(|| keys.transit_auth.as_str().to_string())
+        };
+        Ok(match keys.transit_auth {
+            TransitAuthMethod::Token => TransitAuth::TokenFile(
+                keys.transit_token_file
+                    .clone()
+                    .ok_or_else(required("keys.transit_token_file"))?,
+            ),
+            TransitAuthMethod::Approle => TransitAuth::AppRole {
+                mount: mount(),
+                role_id: keys
+                    .transit_approle_role_id
+                    .clone()
+                    .ok_or_else(required("keys.transit_approle_role_id"))?,
+                secret_id_file: keys
+                    .transit_approle_secret_id_file
+                    .clone()
+                    .ok_or_else(required("keys.transit_approle_secret_id_file"))?,
+            },
+            TransitAuthMethod::Kubernetes => TransitAuth::Kubernetes {
+                mount: mount(),
+                role: keys
+                    .transit_kubernetes_role
+                    .clone()
+                    .ok_or_else(required("keys.transit_kubernetes_role"))?,
+                jwt_file: keys.transit_kubernetes_jwt_file.clone(),
+            },
+        })
+    }
+}
+
+impl std::fmt::Debug for TransitAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.method())
     }
 }

@@ -1,0 +1,332 @@
+//! The transit provider keeps its access to OpenBao alive (S-KEY-4): a
+//! token is renewed before half its lease has passed, AppRole logs in again
+//! when its token reaches its maximum lifetime, and a token that can no
+//! longer be renewed is a metric and one alert until a good one replaces it.
+//! Against the OpenBao dev server of the test run (`scripts/test` starts
+//! it), with tokens of a few seconds so that several lifetimes pass in a
+//! test.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clarity_core::Clarity;
+use clarity_core::config::{Config, KeyProviderKind, TransitAuthMethod};
+use clarity_core::crypto::{Key, KeyProvider, TransitAuth, TransitKeyProvider, TransitSettings};
+use clarity_core::service::{Alert, AlertHook, AlertKind};
+use clarity_core::testing;
+use serde_json::{Value, json};
+
+/// The test run's OpenBao, reached with its root token to set things up.
+struct Bao {
+    http: reqwest::Client,
+    addr: String,
+    root: String,
+    ca: Option<PathBuf>,
+}
+
+impl Bao {
+    fn from_env() -> Option<Bao> {
+        let addr = testing::service_var(testing::OPENBAO_ADDR_VAR, "OpenBao transit")?;
+        let root = testing::service_var(testing::OPENBAO_TOKEN_VAR, "OpenBao transit")?;
+        let ca = std::env::var(testing::OPENBAO_CA_CERT_VAR)
+            .ok()
+            .map(PathBuf::from);
+        let mut builder = reqwest::Client::builder();
+        if let Some(ca) = &ca {
+            let pem = std::fs::read(ca).expect("CA file");
+            builder =
+                builder.add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA PEM"));
+        }
+        Some(Bao {
+            http: builder.build().expect("client"),
+            addr,
+            root: root.trim().to_string(),
+            ca,
+        })
+    }
+
+    /// Calls the API as root; returns the status and the JSON reply.
+    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .request(method, format!("{}/v1/{path}", self.addr))
+            .header("X-Vault-Token", &self.root)
+            .json(&body)
+            .send()
+            .await
+            .expect("OpenBao answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("reply");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let (status, reply) = self.call(reqwest::Method::POST, path, body).await;
+        assert!(status < 300, "POST {path}: HTTP {status}: {reply}");
+        reply
+    }
+
+    /// The policy of docs/keys-openbao.md for the transit key `key`
+    /// (the page's is for the key `clarity`); returns its name.
+    async fn documented_policy(&self, key: &str) -> String {
+        let page = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/keys-openbao.md"
+        ))
+        .expect("docs/keys-openbao.md");
+        let policy = page
+            .split("```hcl\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("the page shows the policy");
+        assert!(policy.contains("transit/encrypt/clarity\""), "{policy}");
+        let policy = policy
+            .replace("/clarity\"", &format!("/{key}\""))
+            .replace("/clarity/", &format!("/{key}/"));
+        let name = format!("policy-{key}");
+        self.post(
+            &format!("sys/policies/acl/{name}"),
+            json!({ "policy": policy }),
+        )
+        .await;
+        name
+    }
+
+    /// A renewable token with `ttl` seconds to live and the documented
+    /// policy for the transit key `key`.
+    async fn token(&self, key: &str, ttl: u64) -> String {
+        let policy = self.documented_policy(key).await;
+        let reply = self
+            .post(
+                "auth/token/create",
+                json!({ "policies": [policy], "ttl": format!("{ttl}s"), "renewable": true, "no_parent": true }),
+            )
+            .await;
+        reply["auth"]["client_token"]
+            .as_str()
+            .expect("token")
+            .to_string()
+    }
+
+    /// Settings for the transit key `key`, logging in with `auth`.
+    fn settings(&self, key: &str, auth: TransitAuth) -> TransitSettings {
+        let mut settings = TransitSettings::with_auth(self.addr.clone(), auth).with_key(key);
+        settings.ca_cert_pem = self.ca.as_ref().map(|ca| std::fs::read(ca).expect("CA"));
+        settings
+    }
+}
+
+/// A transit key name of its own for a test.
+fn fresh_key() -> String {
+    format!("clarity-test-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Writes `secret` to a new file readable by its owner only.
+fn secret_file(dir: &Path, name: &str, secret: &str) -> PathBuf {
+    let path = dir.join(name);
+    testing::write_secret_file(&path, secret);
+    path
+}
+
+/// Wraps and unwraps a key through transit once a second for `run`;
+/// every round must succeed.
+async fn keep_using(provider: &TransitKeyProvider, run: Duration) {
+    let started = Instant::now();
+    let mut round = 0;
+    while started.elapsed() < run {
+        round += 1;
+        let key = Key::generate().expect("key");
+        let context = format!("patient-{round}");
+        let wrapped = provider
+            .wrap(&key, context.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("wrap, round {round}, {:?}: {e}", started.elapsed()));
+        let back = provider
+            .unwrap(&wrapped, context.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("unwrap, round {round}, {:?}: {e}", started.elapsed()));
+        assert_eq!(back.expose(), key.expose());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+// S-KEY-4: a token of 4 s serves for 14 s (three and a half lifetimes),
+// renewed before half of each lease has passed.
+#[tokio::test]
+async fn a_token_is_renewed_past_three_lifetimes() {
+    let Some(bao) = Bao::from_env() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = fresh_key();
+    let token = bao.token(&key, 4).await;
+    let file = secret_file(dir.path(), "token", &token);
+    let provider = TransitKeyProvider::connect(bao.settings(&key, TransitAuth::TokenFile(file)))
+        .await
+        .expect("connect");
+    keep_using(&provider, Duration::from_secs(14)).await;
+    // The documented policy allows what `keys rotate` and `keys retire` ask.
+    let version = provider.rotate().await.expect("rotate");
+    provider.retire_below(version).await.expect("retire");
+    assert_eq!(
+        provider.kek_versions().await.expect("versions"),
+        vec![version]
+    );
+    let access = provider.access().expect("transit reports its access");
+    assert_eq!(access.method, "token");
+    assert!(access.renewals >= 5, "{access:?}");
+    assert_eq!(access.failures, 0, "{access:?}");
+    assert!(access.healthy, "{access:?}");
+    assert!(access.expires_in_secs.is_some_and(|s| s <= 4), "{access:?}");
+}
+
+// S-KEY-4: AppRole tokens live 3 s and at most 6 s; the provider renews
+// them, and logs in again with its secret id when renewal would not
+// outlive the maximum.
+#[tokio::test]
+async fn approle_logs_in_again_at_the_maximum_lifetime() {
+    let Some(bao) = Bao::from_env() else { return };
+    let (status, reply) = bao
+        .call(
+            reqwest::Method::POST,
+            "sys/auth/approle",
+            json!({ "type": "approle" }),
+        )
+        .await;
+    assert!(
+        status < 300 || reply.to_string().contains("path is already in use"),
+        "enable AppRole: HTTP {status}: {reply}"
+    );
+    let key = fresh_key();
+    let policy = bao.documented_policy(&key).await;
+    let role = format!("clarity-{}", uuid::Uuid::new_v4().simple());
+    bao.post(
+        &format!("auth/approle/role/{role}"),
+        json!({ "token_policies": [policy], "token_ttl": "3s", "token_max_ttl": "6s" }),
+    )
+    .await;
+    let (_, reply) = bao
+        .call(
+            reqwest::Method::GET,
+            &format!("auth/approle/role/{role}/role-id"),
+            Value::Null,
+        )
+        .await;
+    let role_id = reply["data"]["role_id"]
+        .as_str()
+        .expect("role id")
+        .to_string();
+    let reply = bao
+        .post(&format!("auth/approle/role/{role}/secret-id"), json!({}))
+        .await;
+    let secret_id = reply["data"]["secret_id"].as_str().expect("secret id");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret_id_file = secret_file(dir.path(), "secret-id", secret_id);
+
+    let provider = TransitKeyProvider::connect(bao.settings(
+        &key,
+        TransitAuth::AppRole {
+            mount: "approle".into(),
+            role_id,
+            secret_id_file,
+        },
+    ))
+    .await
+    .expect("connect");
+    keep_using(&provider, Duration::from_secs(14)).await;
+    let access = provider.access().expect("access");
+    assert_eq!(access.method, "approle");
+    assert!(access.logins >= 3, "logged in again: {access:?}");
+    assert!(access.renewals >= 1, "{access:?}");
+    assert_eq!(access.failures, 0, "{access:?}");
+}
+
+/// Alerts a test receives.
+#[derive(Debug, Default)]
+struct Received(Mutex<Vec<AlertKind>>);
+
+impl AlertHook for Received {
+    fn alert(&self, alert: &Alert) {
+        self.0.lock().expect("lock").push(alert.kind);
+    }
+}
+
+/// Waits up to `limit` for `ready`.
+async fn wait_for(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if ready() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ready()
+}
+
+// S-KEY-4: configured as an operator would (`keys.transit_auth = "token"`),
+// a revoked token fails its renewal: the failure is counted, raised as one
+// alert, and shown by `keys status`; once the token file holds a good
+// token again, the provider takes it and is healthy.
+#[tokio::test]
+async fn a_failing_renewal_is_an_alert_until_the_token_file_is_replaced() {
+    let Some(bao) = Bao::from_env() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = fresh_key();
+    let first = bao.token(&key, 3).await;
+    let token_file = secret_file(dir.path(), "token", &first);
+    let mut config = Config::default();
+    config.data_dir = dir.path().join("data");
+    config.keys.provider = KeyProviderKind::Transit;
+    config.keys.transit_auth = TransitAuthMethod::Token;
+    config.keys.transit_addr = Some(bao.addr.clone());
+    config.keys.transit_token_file = Some(token_file);
+    config.keys.transit_ca_cert = bao.ca.clone();
+    config.keys.transit_key = key.clone();
+    let received = Arc::new(Received::default());
+    let clarity = Clarity::open(config)
+        .await
+        .expect("open on transit")
+        .with_alert_hook(received.clone());
+    let operator = clarity.operator().await.expect("operator");
+    let status = clarity.key_status(&operator).await.expect("status");
+    assert_eq!(status.provider, "transit");
+    assert_eq!(status.provider_error, None);
+    assert!(
+        status.access.as_ref().is_some_and(|a| a.healthy),
+        "{status:?}"
+    );
+
+    bao.post("auth/token/revoke", json!({ "token": first }))
+        .await;
+    let failing = wait_for(Duration::from_secs(8), || {
+        clarity
+            .stats()
+            .key_access
+            .is_some_and(|a| !a.healthy && a.failures >= 2)
+    })
+    .await;
+    assert!(
+        failing,
+        "renewal failed and was retried: {:?}",
+        clarity.stats().key_access
+    );
+    assert_eq!(
+        *received.0.lock().expect("lock"),
+        vec![AlertKind::KeyAccessFailing],
+        "one alert for the outage, not one per retry"
+    );
+    let status = clarity.key_status(&operator).await.expect("status");
+    assert!(status.provider_error.is_some(), "{status:?}");
+
+    // The operator (or an agent) puts a good token in the file.
+    let second = bao.token(&key, 3).await;
+    secret_file(dir.path(), "token", &second);
+    let healthy = wait_for(Duration::from_secs(40), || {
+        clarity.stats().key_access.is_some_and(|a| a.healthy)
+    })
+    .await;
+    assert!(healthy, "{:?}", clarity.stats().key_access);
+    let status = clarity.key_status(&operator).await.expect("status");
+    assert_eq!(status.provider_error, None, "{status:?}");
+    assert!(status.current_kek_version >= 1);
+    clarity.shutdown().await;
+}
