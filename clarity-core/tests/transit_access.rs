@@ -185,17 +185,7 @@ async fn a_token_is_renewed_past_three_lifetimes() {
 #[tokio::test]
 async fn approle_logs_in_again_at_the_maximum_lifetime() {
     let Some(bao) = Bao::from_env() else { return };
-    let (status, reply) = bao
-        .call(
-            reqwest::Method::POST,
-            "sys/auth/approle",
-            json!({ "type": "approle" }),
-        )
-        .await;
-    assert!(
-        status < 300 || reply.to_string().contains("path is already in use"),
-        "enable AppRole: HTTP {status}: {reply}"
-    );
+    enable_auth(&bao, "approle", "approle").await;
     let key = fresh_key();
     let policy = bao.documented_policy(&key).await;
     let role = format!("clarity-{}", uuid::Uuid::new_v4().simple());
@@ -238,6 +228,183 @@ async fn approle_logs_in_again_at_the_maximum_lifetime() {
     assert!(access.logins >= 3, "logged in again: {access:?}");
     assert!(access.renewals >= 1, "{access:?}");
     assert_eq!(access.failures, 0, "{access:?}");
+}
+
+/// Enables an auth method at `mount`, unless the server has it already.
+async fn enable_auth(bao: &Bao, mount: &str, kind: &str) {
+    let (status, reply) = bao
+        .call(
+            reqwest::Method::POST,
+            &format!("sys/auth/{mount}"),
+            json!({ "type": kind }),
+        )
+        .await;
+    assert!(
+        status < 300 || reply.to_string().contains("path is already in use"),
+        "enable {kind}: HTTP {status}: {reply}"
+    );
+}
+
+/// A stand-in for the Kubernetes API's TokenReview, which OpenBao's
+/// Kubernetes auth asks whether a service-account token is valid: it
+/// answers "authenticated" for `jwt` alone. Returns its address and a
+/// count of the reviews it answered.
+async fn token_review(
+    jwt: String,
+    user: String,
+    uid: String,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = format!("http://{}", listener.local_addr().expect("addr"));
+    let reviews = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&reviews);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Headers, then the body its Content-Length announces.
+            loop {
+                let n = socket.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request);
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        break;
+                    }
+                }
+            }
+            let text = String::from_utf8_lossy(&request);
+            let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+            let review: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+            let authenticated = review["spec"]["token"].as_str() == Some(jwt.as_str());
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let status = if authenticated {
+                json!({ "authenticated": true, "user": { "username": user, "uid": uid, "groups": ["system:serviceaccounts"] } })
+            } else {
+                json!({ "authenticated": false, "error": "token not valid" })
+            };
+            let reply = json!({
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenReview",
+                "status": status,
+            })
+            .to_string();
+            let response = format!(
+                "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+        }
+    });
+    (addr, reviews)
+}
+
+// S-KEY-4: Kubernetes auth: the provider logs in with the service-account
+// token from its file (as a pod's is mounted), and logs in again when its
+// OpenBao token reaches its maximum lifetime. OpenBao is real; the
+// Kubernetes API that confirms the service-account token is a stand-in.
+#[tokio::test]
+async fn kubernetes_auth_logs_in_with_the_service_account_token() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    let Some(bao) = Bao::from_env() else { return };
+    let mount = format!("k8s-{}", uuid::Uuid::new_v4().simple());
+    enable_auth(&bao, &mount, "kubernetes").await;
+    // A service-account token as the kubelet mounts it (its signature is
+    // checked by the TokenReview, not by OpenBao).
+    let uid = uuid::Uuid::new_v4().to_string();
+    let claims = json!({
+        "iss": "kubernetes/serviceaccount",
+        "sub": "system:serviceaccount:clarity:clarity",
+        "kubernetes.io/serviceaccount/namespace": "clarity",
+        "kubernetes.io/serviceaccount/service-account.name": "clarity",
+        "kubernetes.io/serviceaccount/service-account.uid": uid,
+    });
+    let jwt = format!(
+        "{}.{}.{}",
+        B64.encode(br#"{"alg":"RS256","typ":"JWT"}"#),
+        B64.encode(claims.to_string()),
+        B64.encode(b"not-checked-by-openbao")
+    );
+    let (api, reviews) = token_review(
+        jwt.clone(),
+        "system:serviceaccount:clarity:clarity".into(),
+        uid,
+    )
+    .await;
+    bao.post(
+        &format!("auth/{mount}/config"),
+        json!({
+            "kubernetes_host": api,
+            "disable_local_ca_jwt": true,
+            // Required, and unused for an http:// stand-in.
+            "kubernetes_ca_cert": rcgen::generate_simple_self_signed(vec!["kubernetes".to_string()])
+                .expect("a certificate")
+                .cert
+                .pem(),
+        }),
+    )
+    .await;
+    let key = fresh_key();
+    let policy = bao.documented_policy(&key).await;
+    bao.post(
+        &format!("auth/{mount}/role/clarity"),
+        json!({
+            "bound_service_account_names": ["clarity"],
+            "bound_service_account_namespaces": ["clarity"],
+            "token_policies": [policy],
+            "token_ttl": "3s",
+            "token_max_ttl": "6s",
+        }),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jwt_file = secret_file(dir.path(), "token", &jwt);
+
+    let provider = TransitKeyProvider::connect(bao.settings(
+        &key,
+        TransitAuth::Kubernetes {
+            mount: mount.clone(),
+            role: "clarity".into(),
+            jwt_file,
+        },
+    ))
+    .await
+    .expect("connect");
+    keep_using(&provider, Duration::from_secs(10)).await;
+    let access = provider.access().expect("access");
+    assert_eq!(access.method, "kubernetes");
+    assert!(access.logins >= 2, "logged in again: {access:?}");
+    assert_eq!(access.failures, 0, "{access:?}");
+    let reviewed = reviews.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(reviewed >= 2, "each login was reviewed: {reviewed}");
+
+    // Another role's name is refused, and says which method.
+    let wrong = TransitKeyProvider::connect(bao.settings(
+        &key,
+        TransitAuth::Kubernetes {
+            mount,
+            role: "not-a-role".into(),
+            jwt_file: secret_file(dir.path(), "token-2", &jwt),
+        },
+    ))
+    .await
+    .expect_err("unknown role");
+    assert!(wrong.to_string().contains("Kubernetes login"), "{wrong}");
 }
 
 /// Alerts a test receives.
