@@ -152,6 +152,18 @@ struct LookupReply {
 struct Lookup {
     ttl: u64,
     renewable: bool,
+    /// Absent (null) for a token that never expires.
+    expire_time: Option<String>,
+}
+
+impl Lookup {
+    /// The token's remaining lease: none for a token that never expires,
+    /// and at least a second for one that does (the server rounds down).
+    fn lease(&self) -> Option<Duration> {
+        self.expire_time
+            .as_ref()
+            .map(|_| Duration::from_secs(self.ttl.max(1)))
+    }
 }
 
 fn header(token: &SecretString) -> Result<HeaderValue> {
@@ -236,7 +248,7 @@ impl TransitClient {
             .call_auth("token lookup", "auth/token/lookup-self", None, Some(&value))
             .await?;
         self.access
-            .replace(value, lease(reply.data.ttl), reply.data.renewable);
+            .replace(value, reply.data.lease(), reply.data.renewable);
         Ok(())
     }
 
@@ -319,9 +331,10 @@ pub(super) async fn keep(client: Weak<TransitClient>) {
             match (failing, client.access.session()) {
                 (true, _) => retry,
                 (false, Some(session)) => match session.lease {
-                    Some(lease) => {
-                        (session.obtained + lease / 2).saturating_duration_since(Instant::now())
-                    }
+                    // Never more often than once a second, however short the lease.
+                    Some(lease) => (session.obtained + lease / 2)
+                        .saturating_duration_since(Instant::now())
+                        .max(MIN_RETRY),
                     // A token that never expires needs no care.
                     None => return,
                 },
