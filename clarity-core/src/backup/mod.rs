@@ -17,6 +17,7 @@
 //! refused with a message that says which.
 
 mod archive;
+mod host_log;
 mod ledger;
 #[cfg(feature = "postgres")]
 mod postgres;
