@@ -3,6 +3,10 @@
 //! chains, on SQLite, on PostgreSQL and from SQLite to PostgreSQL; tampered
 //! and wrong-key archives are refused before anything is swapped in.
 //! S-KEY-3: a patient erased after a backup stays unreadable after a restore.
+//! S-BAK-2: a backup whose KEK version was retired is refused by verify and
+//! restore, naming the version, before anything is written (the target stays
+//! as it was, and the same restore works once the keyring is put back);
+//! retiring a version a recorded backup needs is refused unless forced.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -36,17 +40,19 @@ fn postgres_config(dir: &Path) -> Option<(Config, String)> {
     Some((config, schema))
 }
 
-fn drop_schema(schema: &str) {
+/// Runs `sql` in the test PostgreSQL database; returns what it printed.
+fn psql(sql: &str) -> String {
     let url = std::env::var(testing::POSTGRES_URL_VAR).expect("url");
-    let status = std::process::Command::new("psql")
-        .args([
-            url.as_str(),
-            "-qAtc",
-            &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
-        ])
-        .status()
+    let out = std::process::Command::new("psql")
+        .args([url.as_str(), "-qAtc", sql])
+        .output()
         .expect("psql");
-    assert!(status.success());
+    assert!(out.status.success(), "{sql}: {out:?}");
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn drop_schema(schema: &str) {
+    psql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
 }
 
 /// What the test wrote, to read back after the restore.
@@ -169,7 +175,8 @@ async fn round_trip(
     assert_eq!(
         backup::verify(&source, &archive, &|_| {})
             .await
-            .expect("verify"),
+            .expect("verify")
+            .manifest,
         before
     );
 
@@ -436,4 +443,331 @@ async fn round_trip_with_transit_keys() {
         .expect_err("another transit key");
     assert_eq!(err.kind(), ErrorKind::Key);
     assert!(err.to_string().contains("wrong key"), "{err}");
+}
+
+/// Everything a restore could change in a SQLite target: every file and
+/// directory under its data directory, with the files' bytes.
+fn sqlite_state(config: &Config) -> Vec<(PathBuf, Vec<u8>)> {
+    fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                out.push((path.clone(), Vec::new()));
+                walk(&path, out);
+            } else {
+                let bytes = std::fs::read(&path).expect("read");
+                out.push((path, bytes));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&config.data_dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Everything a restore could change in a PostgreSQL target: its schema's
+/// tables and the rows of those that hold data.
+fn postgres_state(schema: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let tables = psql(&format!(
+        "SELECT tablename FROM pg_tables WHERE schemaname = '{schema}' ORDER BY tablename"
+    ));
+    let mut out = vec![(PathBuf::from("tables"), tables.clone().into_bytes())];
+    if !tables.is_empty() {
+        for table in [
+            "meta",
+            "data_keys",
+            "patients",
+            "records",
+            "users",
+            "audit_events",
+        ] {
+            let rows = psql(&format!(
+                "SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {schema}.{table} t"
+            ));
+            out.push((PathBuf::from(table), rows.into_bytes()));
+        }
+    }
+    out
+}
+
+/// A restore target and how to read its state.
+struct Target {
+    config: Config,
+    state: Box<dyn Fn() -> Vec<(PathBuf, Vec<u8>)>>,
+}
+
+impl Target {
+    fn sqlite(config: Config) -> Target {
+        let seen = config.clone();
+        Target {
+            config,
+            state: Box::new(move || sqlite_state(&seen)),
+        }
+    }
+
+    fn postgres(config: Config, schema: String) -> Target {
+        Target {
+            config,
+            state: Box::new(move || postgres_state(&schema)),
+        }
+    }
+
+    /// With KEK version 1 retired, verify and restore of `archive` fail
+    /// with the same message, which names the version, and the restore
+    /// changes nothing. `refusal`: what restore says instead, where that
+    /// comes first.
+    async fn refuses_untouched(&self, archive: &Path, refusal: Option<&str>) {
+        let before = (self.state)();
+        let err = backup::verify(&self.config, archive, &|_| {})
+            .await
+            .expect_err("verify: version 1 is retired");
+        assert_eq!(err.kind(), ErrorKind::Key);
+        let message = err.to_string();
+        assert!(
+            message.contains(
+                "this backup needs KEK version 1, which the configured keyring no longer holds (retired"
+            ) && message.contains("keys.keyring_path"),
+            "{message}"
+        );
+        let err = Clarity::restore(&self.config, archive, &|_| {})
+            .await
+            .expect_err("restore: version 1 is retired");
+        match refusal {
+            None => assert_eq!(err.to_string(), message, "the same message as verify"),
+            Some(refusal) => assert!(err.to_string().contains(refusal), "{err}"),
+        }
+        assert!((self.state)() == before, "the target is as it was");
+    }
+}
+
+/// S-BAK-2 set-up: `source` (filled with data when `patients`), backed up,
+/// then its KEK rotated and version 1 retired, which is refused while the
+/// backup needs it and done when forced. Returns the archive, what was
+/// written and a copy of the keyring from before the rotation.
+async fn back_up_then_retire(
+    source: &Config,
+    dir: &Path,
+    patients: bool,
+) -> (PathBuf, Option<Written>, PathBuf) {
+    let clarity = Clarity::open(source.clone()).await.expect("open");
+    let written = if patients {
+        Some(fill(&clarity).await)
+    } else {
+        None
+    };
+    clarity.shutdown().await;
+    let archive = dir.join("before-retirement.cbak");
+    let manifest = take_backup(source, &archive).await;
+    let recorded = backup::BackupCatalog::in_dir(source.erasure_ledger_dir())
+        .load()
+        .expect("catalog");
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].backup_id, manifest.backup_id);
+    assert_eq!(recorded[0].kek_versions, vec![1], "data and directory keys");
+    let escrow = dir.join("escrow-keyring.json");
+    std::fs::copy(source.keyring_path(), &escrow).expect("escrow copy");
+
+    let clarity = Clarity::open(source.clone()).await.expect("open");
+    let operator = clarity.operator().await.expect("operator");
+    clarity
+        .rotate_keys(&operator, &|_| {})
+        .await
+        .expect("rotate");
+    let refused = clarity
+        .retire_keys(&operator, false)
+        .await
+        .expect_err("a recorded backup needs version 1");
+    assert!(
+        refused.to_string().contains(&manifest.backup_id),
+        "{refused}"
+    );
+    let forced = clarity.retire_keys(&operator, true).await.expect("forced");
+    assert_eq!(forced.retired, vec![1]);
+    assert_eq!(forced.stranded_backups, recorded);
+    clarity.shutdown().await;
+    (archive, written, escrow)
+}
+
+/// S-BAK-2 on `source` and an empty `target`: with KEK version 1 retired,
+/// verify and restore say so and nothing is written (into the empty target
+/// nor over the source); with the keyring from before put back, the same
+/// restore succeeds.
+async fn retired_version_is_refused_until_the_keyring_is_back(
+    source: Target,
+    target: Target,
+    dir: &Path,
+    patients: bool,
+) {
+    let (archive, written, escrow) = back_up_then_retire(&source.config, dir, patients).await;
+    std::fs::create_dir_all(&target.config.data_dir).expect("mkdir");
+    std::fs::copy(source.config.keyring_path(), target.config.keyring_path())
+        .expect("the keyring as it is now");
+    target.refuses_untouched(&archive, None).await;
+    // Over the original store: data keys are checked from the signed
+    // manifest before the target is looked at; the directory key only from
+    // the rows, which are not read into a store that is not empty.
+    let over_data = (!patients).then_some("the target store is not empty");
+    source.refuses_untouched(&archive, over_data).await;
+    // A retry with the keyring from before the retirement restores.
+    std::fs::copy(&escrow, target.config.keyring_path()).expect("put the keyring back");
+    let verified = backup::verify(&target.config, &archive, &|_| {})
+        .await
+        .expect("verify with the keyring back");
+    assert_eq!(verified.kek_versions, vec![1]);
+    Clarity::restore(&target.config, &archive, &|_| {})
+        .await
+        .expect("restore with the keyring back");
+    match written {
+        Some(written) => assert_readable(&target.config, &written).await,
+        None => {
+            let clarity = Clarity::open(target.config.clone()).await.expect("open");
+            clarity.shutdown().await;
+        }
+    }
+}
+
+/// The S-BAK-2 scenario from one SQLite store into an empty one.
+async fn retired_version_on_sqlite(patients: bool) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = Target::sqlite(sqlite_config(&dir.path().join("source")));
+    let target = Target::sqlite(sqlite_config(&dir.path().join("target")));
+    retired_version_is_refused_until_the_keyring_is_back(source, target, dir.path(), patients)
+        .await;
+}
+
+/// The S-BAK-2 scenario from one PostgreSQL schema into another (keyrings
+/// in `source` and `target` directories); skipped without PostgreSQL.
+async fn retired_version_on_postgres(patients: bool) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((source, a)) = postgres_config(&dir.path().join("source")) else {
+        return;
+    };
+    let Some((target, b)) = postgres_config(&dir.path().join("target")) else {
+        return;
+    };
+    let (source, target) = (
+        Target::postgres(source, a.clone()),
+        Target::postgres(target, b.clone()),
+    );
+    retired_version_is_refused_until_the_keyring_is_back(source, target, dir.path(), patients)
+        .await;
+    drop_schema(&a);
+    drop_schema(&b);
+}
+
+// S-BAK-2: data keys wrapped by a retired version, SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s_bak_2_retired_data_key_version_refused_before_writing_on_sqlite() {
+    retired_version_on_sqlite(true).await;
+}
+
+// S-BAK-2: no data key at all, only the directory key wrapped by the
+// retired version: found in the rows, refused before the swap (the staging
+// file is removed), SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s_bak_2_retired_directory_key_version_refused_before_the_swap_on_sqlite() {
+    retired_version_on_sqlite(false).await;
+}
+
+// S-BAK-2: data keys wrapped by a retired version, PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s_bak_2_retired_data_key_version_refused_before_writing_on_postgres() {
+    retired_version_on_postgres(true).await;
+}
+
+// S-BAK-2: only the directory key wrapped by the retired version, refused
+// before the swap (the staging schema is dropped), PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s_bak_2_retired_directory_key_version_refused_before_the_swap_on_postgres() {
+    retired_version_on_postgres(false).await;
+}
+
+// S-BAK-2: retiring a KEK version a recorded backup needs is refused,
+// naming the backup and the version, and retires nothing; forced, it
+// retires and the audit event names the stranded backup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s_bak_2_retire_refuses_versions_recorded_backups_need() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = sqlite_config(dir.path());
+    let clarity = Clarity::open(config.clone()).await.expect("open");
+    fill(&clarity).await;
+    clarity.shutdown().await;
+    let archive = dir.path().join("kept.cbak");
+    let manifest = take_backup(&config, &archive).await;
+
+    let clarity = Clarity::open(config.clone()).await.expect("open");
+    let operator = clarity.operator().await.expect("operator");
+    clarity
+        .rotate_keys(&operator, &|_| {})
+        .await
+        .expect("rotate");
+    let err = clarity
+        .retire_keys(&operator, false)
+        .await
+        .expect_err("refused");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    let message = err.to_string();
+    for part in [
+        "refused to retire KEK version 1: 1 recorded backup still needs it",
+        &format!("backup {} taken", manifest.backup_id),
+        "kept.cbak",
+        "--force",
+    ] {
+        assert!(message.contains(part), "{part}: {message}");
+    }
+    assert_eq!(
+        kek_versions_held(&config).await,
+        vec![1, 2],
+        "nothing retired"
+    );
+
+    let forced = clarity.retire_keys(&operator, true).await.expect("forced");
+    assert_eq!(forced.retired, vec![1]);
+    assert_eq!(forced.stranded_backups.len(), 1);
+    assert_eq!(forced.stranded_backups[0].backup_id, manifest.backup_id);
+    assert_eq!(kek_versions_held(&config).await, vec![2]);
+    let retirements = clarity_core::audit::AuditFilter {
+        subtype: Some("keys.retire".into()),
+        ..Default::default()
+    };
+    let events = clarity
+        .audit_events(&operator, &retirements, &Default::default())
+        .await
+        .expect("audit")
+        .items;
+    let outcomes: Vec<(&str, Option<&str>)> = events
+        .iter()
+        .map(|e| (e.outcome.as_str(), e.reason.as_deref()))
+        .collect();
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    assert!(
+        outcomes.iter().any(|(outcome, _)| *outcome != "0"),
+        "the refusal is audited: {outcomes:?}"
+    );
+    let forced_reason = format!(
+        "forced: retired KEK versions 1 needed by recorded backups {}",
+        manifest.backup_id
+    );
+    assert!(
+        outcomes.contains(&("0", Some(forced_reason.as_str()))),
+        "{outcomes:?}"
+    );
+    // Nothing older is left to retire, and nothing is refused.
+    let again = clarity.retire_keys(&operator, false).await.expect("again");
+    assert!(again.retired.is_empty() && again.stranded_backups.is_empty());
+    clarity.shutdown().await;
+}
+
+/// The KEK versions the keyring file of `config` holds.
+async fn kek_versions_held(config: &Config) -> Vec<i32> {
+    use clarity_core::crypto::KeyProvider;
+    clarity_core::crypto::LocalKeyring::open(&config.keyring_path())
+        .expect("keyring")
+        .kek_versions()
+        .await
+        .expect("versions")
 }

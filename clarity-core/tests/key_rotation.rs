@@ -333,7 +333,7 @@ async fn crash_in_the_middle_of_rewrapping(h: Harness) {
         (resumed.kek_version, resumed.new_version, resumed.rewrapped),
         (2, false, 7)
     );
-    let retired = clarity.retire_keys(&admin).await.expect("retire");
+    let retired = clarity.retire_keys(&admin, false).await.expect("retire");
     assert_eq!(retired.retired, vec![1]);
     assert_eq!(retired.kek_versions, vec![2]);
     for id in &records {

@@ -64,9 +64,10 @@ pub(crate) async fn backup(config: Config, output: Option<PathBuf>) -> Result<()
 
 pub(crate) async fn verify(config: Config, archive: &Path) -> Result<()> {
     let bar = bytes_bar("verifying");
-    let manifest = clarity_core::backup::verify(&config, archive, &show_bytes(&bar)).await;
+    let verified = clarity_core::backup::verify(&config, archive, &show_bytes(&bar)).await;
     bar.finish_and_clear();
-    let manifest = manifest?;
+    let verified = verified?;
+    let manifest = &verified.manifest;
     println!(
         "backup {} is intact: taken {} from {}, signed manifest verified, {} tables, {} rows",
         manifest.backup_id,
@@ -76,6 +77,10 @@ pub(crate) async fn verify(config: Config, archive: &Path) -> Result<()> {
         manifest.source_backend,
         manifest.tables.len(),
         manifest.tables.iter().map(|t| t.rows).sum::<u64>()
+    );
+    println!(
+        "the configured keys can restore it: they hold every KEK version it needs {:?}",
+        verified.kek_versions
     );
     Ok(())
 }

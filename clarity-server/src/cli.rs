@@ -109,7 +109,15 @@ enum KeysCommand {
     /// Make a new KEK version current and re-wrap every data key (resumes an interrupted rotation).
     Rotate,
     /// Retire the KEK versions that no longer wrap anything (after a finished rotation).
-    Retire,
+    ///
+    /// Versions that recorded backups still need are kept: the command
+    /// refuses and names those backups, unless `--force` is given.
+    Retire {
+        /// Retire even versions that recorded backups need; keep a copy of
+        /// the keys from before the retirement with those backups.
+        #[arg(long)]
+        force: bool,
+    },
     /// Rotate the access-token key; tokens of the previous key stay valid until they expire.
     RotateToken,
     /// Rotate the audit key: chains started from now on use the new version; all keep verifying.
@@ -343,7 +351,9 @@ pub fn run(cli: Cli) -> clarity_core::Result<()> {
             Command::Setup => crate::ops::setup(config).await,
             Command::Keys(KeysCommand::Status) => crate::ops::key_status(config).await,
             Command::Keys(KeysCommand::Rotate) => crate::ops::rotate_keys(config).await,
-            Command::Keys(KeysCommand::Retire) => crate::ops::retire_keys(config).await,
+            Command::Keys(KeysCommand::Retire { force }) => {
+                crate::ops::retire_keys(config, force).await
+            }
             Command::Keys(KeysCommand::RotateToken) => crate::ops::rotate_token_key(config).await,
             Command::Keys(KeysCommand::RotateAudit) => crate::ops::rotate_audit_key(config).await,
             Command::Backup(BackupArgs {

@@ -318,13 +318,27 @@ pub(crate) async fn rotate_keys(config: Config) -> Result<()> {
     .await
 }
 
-pub(crate) async fn retire_keys(config: Config) -> Result<()> {
+pub(crate) async fn retire_keys(config: Config, force: bool) -> Result<()> {
     with_clarity(config, async |clarity| {
-        let report = clarity.retire_keys(&clarity.operator().await?).await?;
+        let report = clarity
+            .retire_keys(&clarity.operator().await?, force)
+            .await?;
         if report.retired.is_empty() {
             println!("no KEK version to retire: every old version still wraps data keys (finish the rotation first)");
         } else {
             println!("retired KEK versions {:?}", report.retired);
+        }
+        for backup in &report.stranded_backups {
+            let retired: Vec<i32> = backup
+                .kek_versions
+                .iter()
+                .copied()
+                .filter(|v| report.retired.contains(v))
+                .collect();
+            println!(
+                "warning: backup {} ({}) needs retired KEK versions {retired:?}: it restores only with a copy of the keys from before this retirement",
+                backup.backup_id, backup.archive
+            );
         }
         println!("KEK versions in use: {:?}", report.kek_versions);
         Ok(())

@@ -263,22 +263,24 @@ fn help_reads_well() {
     );
 }
 
+/// A store in `data` filled by `clarity demo` with `patients` patients of
+/// two records each; returns `data` as the CLI takes it.
+fn demo_store(data: &std::path::Path, patients: &str) -> String {
+    let data = data.to_str().expect("utf-8").to_string();
+    let demo = ["demo", "--patients", patients, "--records-per-patient", "2"];
+    let (ok, _, stderr) = run(&args(&data, &demo), &[]);
+    assert!(ok, "{stderr}");
+    data
+}
+
 // S-BAK-1, S-KEY-2 from the command line: key rotation and retirement,
 // token and audit key rotation, backup, verify and restore (whose chain
 // check meets chains under both audit key versions).
 #[test]
 fn keys_and_backups_from_the_command_line() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let source = dir.path().join("source");
-    let source = source.to_str().expect("utf-8");
-    let (ok, _, stderr) = run(
-        &args(
-            source,
-            &["demo", "--patients", "5", "--records-per-patient", "2"],
-        ),
-        &[],
-    );
-    assert!(ok, "{stderr}");
+    let source = demo_store(&dir.path().join("source"), "5");
+    let source = source.as_str();
     let (ok, stdout, stderr) = run(&args(source, &["keys", "rotate"]), &[]);
     assert!(ok && stdout.contains("KEK version 2"), "{stdout}{stderr}");
     let (ok, stdout, stderr) = run(&args(source, &["keys", "retire"]), &[]);
@@ -336,6 +338,95 @@ fn keys_and_backups_from_the_command_line() {
     assert!(ok && stdout.contains("chains verified"), "{stdout}{stderr}");
     let (ok, _, stderr) = run(&args(target, &["restore", archive]), &[]);
     assert!(!ok && stderr.contains("not empty"), "{stderr}");
+}
+
+/// Every file under `dir` with its bytes, in name order.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            out.push((path.clone(), Vec::new()));
+            out.extend(files_under(&path));
+        } else {
+            let bytes = std::fs::read(&path).expect("read");
+            out.push((path, bytes));
+        }
+    }
+    out.sort();
+    out
+}
+
+// S-BAK-2 from the command line: `keys retire` refuses a KEK version a
+// recorded backup needs, naming both, unless `--force`; then `backup
+// verify` and `restore` fail (non-zero) naming the version, the restore
+// target stays as it was, and with the keyring from before the retirement
+// put back the same restore succeeds.
+#[test]
+fn s_bak_2_retired_versions_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = demo_store(&dir.path().join("source"), "3");
+    let source = source.as_str();
+    let archive = dir.path().join("kept.cbak");
+    let archive = archive.to_str().expect("utf-8");
+    let (ok, stdout, stderr) = run(&args(source, &["backup", "-o", archive]), &[]);
+    assert!(ok, "{stderr}");
+    let backup_id = stdout
+        .split_whitespace()
+        .nth(1)
+        .expect("backup <id> written")
+        .to_string();
+    let escrow = dir.path().join("escrow-keyring.json");
+    std::fs::copy(dir.path().join("source/keyring.json"), &escrow).expect("escrow copy");
+    let (ok, _, stderr) = run(&args(source, &["keys", "rotate"]), &[]);
+    assert!(ok, "{stderr}");
+
+    let (ok, _, stderr) = run(&args(source, &["keys", "retire"]), &[]);
+    assert!(!ok, "refused");
+    assert!(
+        stderr.contains("refused to retire KEK version 1")
+            && stderr.contains(&backup_id)
+            && stderr.contains("kept.cbak")
+            && stderr.contains("--force"),
+        "{stderr}"
+    );
+    let (ok, stdout, stderr) = run(&args(source, &["keys", "status"]), &[]);
+    assert!(
+        ok && stdout.contains("versions held: [1, 2]"),
+        "{stdout}{stderr}"
+    );
+    let (ok, stdout, stderr) = run(&args(source, &["keys", "retire", "--force"]), &[]);
+    assert!(
+        ok && stdout.contains("retired KEK versions [1]")
+            && stdout.contains(&format!("warning: backup {backup_id}")),
+        "{stdout}{stderr}"
+    );
+
+    let retired =
+        "this backup needs KEK version 1, which the configured keyring no longer holds (retired";
+    let (ok, _, stderr) = run(&args(source, &["backup", "verify", archive]), &[]);
+    assert!(!ok && stderr.contains(retired), "{stderr}");
+    let target = dir.path().join("target");
+    std::fs::create_dir_all(&target).expect("mkdir");
+    std::fs::copy(
+        dir.path().join("source/keyring.json"),
+        target.join("keyring.json"),
+    )
+    .expect("the keyring as it is now");
+    let before = files_under(&target);
+    let target_dir = target.to_str().expect("utf-8");
+    let (ok, _, stderr) = run(&args(target_dir, &["restore", archive]), &[]);
+    assert!(!ok && stderr.contains(retired), "{stderr}");
+    assert!(files_under(&target) == before, "the target is as it was");
+
+    std::fs::copy(&escrow, target.join("keyring.json")).expect("put the keyring back");
+    let (ok, stdout, stderr) = run(&args(target_dir, &["backup", "verify", archive]), &[]);
+    assert!(
+        ok && stdout.contains("the configured keys can restore it"),
+        "{stdout}{stderr}"
+    );
+    let (ok, stdout, stderr) = run(&args(target_dir, &["restore", archive]), &[]);
+    assert!(ok && stdout.contains("restored backup"), "{stdout}{stderr}");
 }
 
 // A mistyped data directory is an error naming where no store was found,

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use super::needs::KekNeeds;
 use super::schema::{self, Table, Value, io_error, unwrap_io};
 use super::{Manifest, TableSummary};
 use crate::crypto::schedule::{self, SubKey};
@@ -133,6 +134,8 @@ pub(crate) struct ArchiveWriter {
     tables: Vec<TableSummary>,
     current: Option<(Sha256, u64)>,
     row_buf: Zeroizing<Vec<u8>>,
+    /// What the rows written need, read off them as they pass (S-BAK-2).
+    needs: KekNeeds,
 }
 
 impl std::fmt::Debug for ArchiveWriter {
@@ -171,6 +174,7 @@ impl ArchiveWriter {
             tables: Vec::new(),
             current: None,
             row_buf: Zeroizing::new(Vec::with_capacity(4096)),
+            needs: KekNeeds::default(),
         })
     }
 
@@ -186,6 +190,7 @@ impl ArchiveWriter {
     }
 
     pub(crate) fn row(&mut self, table: &Table, row: &[Value]) -> Result<()> {
+        self.needs.note(table, row)?;
         self.row_buf.clear();
         schema::encode_row(table, row, &mut self.row_buf)?;
         let (hash, rows) = self
@@ -253,6 +258,11 @@ impl ArchiveWriter {
         self.plain.extend_from_slice(&rest);
         self.chunks += 1;
         Ok(())
+    }
+
+    /// The KEK versions the rows written so far need.
+    pub(crate) fn kek_needs(&self) -> &KekNeeds {
+        &self.needs
     }
 
     /// Writes the last chunk and the signed manifest; syncs the file.

@@ -11,25 +11,21 @@
 //! created with mode 0600, appended to and synced at each erasure.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::error::{Error, Result};
+use super::host_log::HostLog;
+use crate::error::Result;
 
 /// Names of ledger files start and end so.
-const PREFIX: &str = "erasure-ledger";
-const SUFFIX: &str = ".log";
+const FILES: (&str, &str) = ("erasure-ledger", ".log");
 
 /// An append-only list of erased patients (see the module documentation).
 #[derive(Debug, Clone)]
 pub struct ErasureLedger {
-    dir: PathBuf,
-    file: PathBuf,
+    log: HostLog,
 }
 
 impl ErasureLedger {
@@ -41,114 +37,53 @@ impl ErasureLedger {
     /// The ledger in `dir` as written by `host` (any name; characters other
     /// than letters, digits, `.`, `-` and `_` become `_`).
     pub fn for_host(dir: impl Into<PathBuf>, host: &str) -> Self {
-        let dir = dir.into();
-        let host = crate::host::file_safe(host);
-        let file = dir.join(format!("{PREFIX}-{host}{SUFFIX}"));
-        ErasureLedger { dir, file }
+        ErasureLedger {
+            log: HostLog::new("erasure ledger", FILES, dir.into(), host),
+        }
     }
 
     /// The file this host appends to.
     pub fn path(&self) -> &Path {
-        &self.file
+        self.log.path()
     }
 
     /// Appends an erasure to this host's file and syncs it to disk,
     /// creating the directory (mode 0700) when missing.
     ///
     /// # Errors
-    /// [`Error::Key`] when the file cannot be written.
+    /// [`crate::error::Error::Key`] when the file cannot be written.
     pub fn record(&self, patient: Uuid, at: DateTime<Utc>) -> Result<()> {
-        let io = |e: std::io::Error| {
-            Error::key(format!(
-                "cannot write the erasure ledger {}: {e}",
-                self.file.display()
-            ))
-        };
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-            .map_err(io)?;
-        let mut file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&self.file)
-            .map_err(io)?;
-        let line = format!(
+        self.log.append(&format!(
             "{patient} {}\n",
             at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-        );
-        file.write_all(line.as_bytes()).map_err(io)?;
-        file.sync_all().map_err(io)
+        ))
     }
 
     /// Every erasure recorded by any host, by patient (the earliest time);
     /// empty when there is no ledger yet.
     ///
     /// # Errors
-    /// [`Error::Key`] when a ledger file exists but cannot be read or parsed.
+    /// [`crate::error::Error::Key`] when a ledger file exists but cannot be
+    /// read or parsed.
     pub fn load(&self) -> Result<BTreeMap<Uuid, DateTime<Utc>>> {
-        let unreadable = |path: &Path, e: std::io::Error| {
-            Error::key(format!(
-                "cannot read the erasure ledger {}: {e}",
-                path.display()
-            ))
-        };
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-            Err(e) => return Err(unreadable(&self.dir, e)),
-        };
-        let mut files = Vec::new();
-        for entry in entries {
-            let path = entry.map_err(|e| unreadable(&self.dir, e))?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name.starts_with(PREFIX) && name.ends_with(SUFFIX) {
-                files.push(path);
-            }
-        }
-        files.sort();
         let mut out = BTreeMap::new();
-        for path in files {
-            let text = std::fs::read_to_string(&path).map_err(|e| unreadable(&path, e))?;
-            for (id, at) in parse(&path, &text)? {
-                let earliest = out.entry(id).or_insert(at);
-                *earliest = (*earliest).min(at);
-            }
+        for (id, at) in self.log.entries(parse)? {
+            let earliest = out.entry(id).or_insert(at);
+            *earliest = (*earliest).min(at);
         }
         Ok(out)
     }
 }
 
-/// The lines of one ledger file.
-fn parse(path: &Path, text: &str) -> Result<Vec<(Uuid, DateTime<Utc>)>> {
-    let lines = text.lines().count();
-    let mut out = Vec::with_capacity(lines);
-    for (n, line) in text.lines().enumerate() {
-        let parsed = line.split_once(' ').and_then(|(id, at)| {
-            Some((
-                id.parse::<Uuid>().ok()?,
-                DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc),
-            ))
-        });
-        match parsed {
-            Some(entry) => out.push(entry),
-            // A torn last line (a crash mid-append) is not an erasure.
-            None if n + 1 == lines && !text.ends_with('\n') => {}
-            None => {
-                return Err(Error::key(format!(
-                    "the erasure ledger {} is damaged at line {}",
-                    path.display(),
-                    n + 1
-                )));
-            }
-        }
-    }
-    Ok(out)
+/// One ledger line: `<patient uuid> <RFC 3339 time>`.
+fn parse(line: &str) -> Option<(Uuid, DateTime<Utc>)> {
+    let (id, at) = line.split_once(' ')?;
+    Some((
+        id.parse::<Uuid>().ok()?,
+        DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc),
+    ))
 }
 
-/// This machine's host name (unique per pod or task), or `local`.
 #[cfg(test)]
 mod tests {
     use super::*;

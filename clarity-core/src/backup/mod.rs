@@ -8,16 +8,26 @@
 //! schema version, key versions and row counts is signed (HMAC-SHA-256) under
 //! another derived key: see [`archive`](self) for the file layout.
 //!
-//! A restore checks the keys and the manifest before reading any row, loads
+//! Each backup written is recorded in the backup catalog with the KEK
+//! versions it needs, so that retiring a version a recorded backup needs is
+//! refused unless forced (S-BAK-2).
+//!
+//! A restore checks the keys, the manifest and that the configured keys hold
+//! every KEK version the archive needs (S-BAK-2) before reading any row, loads
 //! the rows into a staging database (a file beside the SQLite database, or a
 //! schema beside the PostgreSQL one), leaves out the data keys of patients
 //! erased since the backup (the [`ErasureLedger`], S-KEY-3), checks every
 //! table's rows against the manifest and verifies every audit chain, and only
-//! then swaps the staging database in. A tampered archive or a wrong key is
-//! refused with a message that says which.
+//! then (the KEK versions its rows need checked once more, the directory
+//! key's included) swaps the staging database in. A tampered archive, a
+//! wrong key or a missing KEK version is refused with a message that says
+//! which, and the target is left as it was.
 
 mod archive;
+mod catalog;
+mod host_log;
 mod ledger;
+mod needs;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod restore;
@@ -31,9 +41,15 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "testing")]
+pub use catalog::BackupCatalog;
+#[cfg(not(feature = "testing"))]
+pub(crate) use catalog::BackupCatalog;
+pub use catalog::RecordedBackup;
+#[cfg(feature = "testing")]
 pub use ledger::ErasureLedger;
 #[cfg(not(feature = "testing"))]
 pub(crate) use ledger::ErasureLedger;
+pub(crate) use needs::in_words;
 pub(crate) use restore::restore_unrecorded;
 pub use restore::verify;
 
@@ -127,6 +143,19 @@ pub struct Manifest {
     pub header_sha256: String,
 }
 
+/// What [`verify`] found: the archive is intact, and the configured keys
+/// hold every KEK version a restore of it needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Verification {
+    /// The archive's signed manifest.
+    pub manifest: Manifest,
+    /// Every KEK version a restore needs (data keys, the directory key and,
+    /// with transit, the root secret), ascending; the configured keys hold
+    /// them all.
+    pub kek_versions: Vec<i32>,
+}
+
 /// What a restore did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -171,7 +200,8 @@ pub(crate) fn insert_sql(table: &Table, placeholder: impl Fn(usize) -> String) -
 }
 
 /// Writes a backup of `store` (opened from `config`) to `out`, which must not
-/// exist. Called through `Clarity::backup`, which authorises and audits it.
+/// exist, and records it in the [`BackupCatalog`]. Called through
+/// `Clarity::backup`, which authorises and audits it.
 pub(crate) async fn write(
     config: &Config,
     store: &dyn Store,
@@ -231,12 +261,32 @@ pub(crate) async fn write(
         header_sha256: String::new(),
     };
     let mut writer = ArchiveWriter::create(out, &header, ArchiveKeys::derive(&root, id)?)?;
-    let exported = export(config, &mut writer, progress).await;
-    let result = exported.and_then(|()| writer.finish(manifest));
+    let result = async {
+        export(config, &mut writer, progress).await?;
+        let needs = writer.kek_needs().versions();
+        let manifest = writer.finish(manifest)?;
+        record(config, out, &manifest, needs)?;
+        Ok(manifest)
+    }
+    .await;
     if result.is_err() {
         let _ = std::fs::remove_file(out);
     }
     result
+}
+
+/// Records a written backup, with the KEK versions its rows need, in the
+/// catalog beside the erasure ledger (S-BAK-2). A backup that cannot be
+/// recorded fails, so that no archive exists that `keys retire` would not
+/// know about.
+fn record(config: &Config, out: &Path, manifest: &Manifest, needs: Vec<i32>) -> Result<()> {
+    let archive = std::fs::canonicalize(out).unwrap_or_else(|_| out.to_path_buf());
+    BackupCatalog::in_dir(config.erasure_ledger_dir()).record(&RecordedBackup::new(
+        manifest.backup_id.clone(),
+        manifest.created_at,
+        &archive,
+        needs,
+    ))
 }
 
 async fn export(

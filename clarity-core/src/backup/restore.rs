@@ -1,7 +1,7 @@
-//! The read side of backups: opening an archive and checking its keys and
-//! signed manifest, [`verify`] (read and check everything, touch nothing), and
-//! [`restore`] through a staging database that is swapped in only once every
-//! check has passed.
+//! The read side of backups: opening an archive and checking its keys,
+//! signed manifest and the KEK versions it needs, [`verify`] (read and check
+//! everything, touch nothing), and [`restore_unrecorded`] through a staging
+//! database that is swapped in only once every check has passed.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,46 +12,29 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::archive::{self, ArchiveKeys, ArchiveReader, Header};
+use super::needs::{self, KekNeeds};
 #[cfg(feature = "postgres")]
 use super::postgres;
 use super::schema::{self, Table, Value};
 #[cfg(feature = "sqlite")]
 use super::sqlite;
 use super::{
-    ErasureLedger, Manifest, Progress, ProgressFn, RestoreReport, TableSummary, not_compiled,
+    ErasureLedger, Manifest, Progress, ProgressFn, RestoreReport, TableSummary, Verification,
+    not_compiled,
 };
 use crate::config::{Backend, Config, KeyProviderKind};
 use crate::crypto::{Key, KeyProvider, LocalKeyring, fingerprint};
 use crate::error::{Error, Result};
 use crate::store::Backends;
 
-/// The root secret of the configured keys, checked against the archive's.
-async fn archive_root(config: &Config, header: &Header) -> Result<Key> {
-    let root = match config.keys.provider {
-        KeyProviderKind::Local => {
-            let keyring = LocalKeyring::open(&config.keyring_path())?;
-            keyring.root_key().await?
-        }
-        KeyProviderKind::Transit => {
-            let record = header.transit_root.as_ref().ok_or_else(|| {
-                Error::key(
-                    "wrong key: the archive was made with a local keyring, but the transit provider is configured; configure that keyring (keys.provider = \"local\") to read it",
-                )
-            })?;
-            let settings = crate::crypto::TransitSettings::from_config(&config.keys)?;
-            let provider = crate::crypto::TransitKeyProvider::connect(settings)
-                .await?
-                .with_root(record)
-                .await
-                .map_err(|e| match e {
-                    Error::Integrity | Error::NotFound { .. } => Error::key(
-                        "wrong key: the configured transit key cannot unwrap this archive's root secret",
-                    ),
-                    other => other,
-                })?;
-            provider.root_key().await?
-        }
+/// The configured keys, opened for an archive: the provider and the root
+/// secret, checked against the archive's.
+async fn archive_keys(config: &Config, header: &Header) -> Result<(Arc<dyn KeyProvider>, Key)> {
+    let keys: Arc<dyn KeyProvider> = match config.keys.provider {
+        KeyProviderKind::Local => Arc::new(LocalKeyring::open(&config.keyring_path())?),
+        KeyProviderKind::Transit => Arc::new(transit_keys(config, header).await?),
     };
+    let root = keys.root_key().await?;
     let ours = fingerprint(&root);
     if ours != header.root_fingerprint {
         return Err(Error::key(format!(
@@ -59,13 +42,45 @@ async fn archive_root(config: &Config, header: &Header) -> Result<Key> {
             header.root_fingerprint
         )));
     }
-    Ok(root)
+    Ok((keys, root))
 }
 
-/// Opens an archive and checks keys and manifest before anything else.
-async fn open_verified(config: &Config, path: &Path) -> Result<(ArchiveReader, Manifest, Key)> {
+/// The configured transit key with the archive's root secret unwrapped,
+/// once the key is known to still hold the version that wrapped it.
+async fn transit_keys(
+    config: &Config,
+    header: &Header,
+) -> Result<crate::crypto::TransitKeyProvider> {
+    let record = header.transit_root.as_ref().ok_or_else(|| {
+        Error::key(
+            "wrong key: the archive was made with a local keyring, but the transit provider is configured; configure that keyring (keys.provider = \"local\") to read it",
+        )
+    })?;
+    let settings = crate::crypto::TransitSettings::from_config(&config.keys)?;
+    let provider = crate::crypto::TransitKeyProvider::connect(settings).await?;
+    needs::ensure_held(config, &provider, &KekNeeds::of_header(header)).await?;
+    provider.with_root(record).await.map_err(|e| match e {
+        Error::Integrity | Error::NotFound { .. } => Error::key(
+            "wrong key: the configured transit key cannot unwrap this archive's root secret",
+        ),
+        other => other,
+    })
+}
+
+/// An archive whose keys and signed manifest are checked.
+struct Opened {
+    reader: ArchiveReader,
+    manifest: Manifest,
+    root: Key,
+    keys: Arc<dyn KeyProvider>,
+}
+
+/// Opens an archive and checks, before anything else: the keys, the
+/// manifest's signature, and that the configured keys hold every KEK
+/// version the manifest declares (S-BAK-2).
+async fn open_verified(config: &Config, path: &Path) -> Result<Opened> {
     let mut reader = ArchiveReader::open(path)?;
-    let root = archive_root(config, reader.header()).await?;
+    let (keys, root) = archive_keys(config, reader.header()).await?;
     let id: [u8; 16] = hex::decode(&reader.header().backup_id)
         .ok()
         .and_then(|b| b.try_into().ok())
@@ -73,7 +88,14 @@ async fn open_verified(config: &Config, path: &Path) -> Result<(ArchiveReader, M
             Error::invalid("backup archive refused: its header names no valid archive id")
         })?;
     let manifest = reader.verify_manifest(ArchiveKeys::derive(&root, id)?)?;
-    Ok((reader, manifest, root))
+    let declared = KekNeeds::declared(&manifest, reader.header());
+    needs::ensure_held(config, keys.as_ref(), &declared).await?;
+    Ok(Opened {
+        reader,
+        manifest,
+        root,
+        keys,
+    })
 }
 
 /// Follows the rows of an archive: hashes and counts them per table, and
@@ -86,6 +108,8 @@ pub(crate) struct Importer {
     restored: Vec<TableSummary>,
     scratch: Vec<u8>,
     rows: u64,
+    /// The KEK versions of the rows to restore (S-BAK-2).
+    needs: KekNeeds,
 }
 
 impl std::fmt::Debug for Importer {
@@ -106,6 +130,7 @@ impl Importer {
             restored: Vec::new(),
             scratch: Vec::new(),
             rows: 0,
+            needs: KekNeeds::default(),
         }
     }
 
@@ -132,6 +157,7 @@ impl Importer {
             self.skipped.push((*patient, *at));
             return Ok(false);
         }
+        self.needs.note(table, row)?;
         *restored += 1;
         Ok(true)
     }
@@ -180,13 +206,26 @@ impl Importer {
 }
 
 /// Reads a whole archive and checks it against its manifest, without
-/// touching any store: keys, signature, every chunk, every table's rows.
+/// touching any store: keys, signature, every chunk, every table's rows; and
+/// whether the configured keys can restore it: they must hold every KEK
+/// version it needs (S-BAK-2).
 ///
 /// # Errors
-/// [`Error::Key`] for a missing or wrong key; [`Error::InvalidInput`] for a
-/// tampered, truncated or foreign archive (the message says which).
-pub async fn verify(config: &Config, path: &Path, progress: &ProgressFn<'_>) -> Result<Manifest> {
-    let (mut reader, manifest, _) = open_verified(config, path).await?;
+/// [`Error::Key`] for a missing or wrong key, or a KEK version the
+/// configured keys do not hold (the same message a restore gives);
+/// [`Error::InvalidInput`] for a tampered, truncated or foreign archive (the
+/// message says which).
+pub async fn verify(
+    config: &Config,
+    path: &Path,
+    progress: &ProgressFn<'_>,
+) -> Result<Verification> {
+    let Opened {
+        mut reader,
+        manifest,
+        keys,
+        ..
+    } = open_verified(config, path).await?;
     let mut importer = Importer::new(BTreeMap::new());
     let mut current = None;
     while let Some(item) = archive::next_item(&mut reader, current)? {
@@ -207,7 +246,13 @@ pub async fn verify(config: &Config, path: &Path, progress: &ProgressFn<'_>) -> 
         }
     }
     importer.check(&mut reader, &manifest)?;
-    Ok(manifest)
+    let mut all = KekNeeds::declared(&manifest, reader.header());
+    all.extend(&importer.needs);
+    needs::ensure_held(config, keys.as_ref(), &all).await?;
+    Ok(Verification {
+        manifest,
+        kek_versions: all.versions(),
+    })
 }
 
 /// Restores an archive into the store `config` names, which must be empty
@@ -215,16 +260,26 @@ pub async fn verify(config: &Config, path: &Path, progress: &ProgressFn<'_>) -> 
 /// module documentation for the order of checks. `Clarity::restore` calls
 /// this and audits the restore in the restored store.
 ///
+/// Keys, signature and the KEK versions the manifest declares are checked
+/// before the target is looked at; the KEK versions of the rows themselves
+/// (the directory key's too) before the swap (S-BAK-2).
+///
 /// # Errors
 /// As [`verify`]; [`Error::InvalidInput`] when the target holds data, the
 /// schema versions differ, the rows do not match the manifest or an audit
-/// chain fails to verify. Nothing is swapped in then.
+/// chain fails to verify. Nothing is swapped in then: the target is as it
+/// was, and the same restore works once the cause is fixed.
 pub(crate) async fn restore_unrecorded(
     config: &Config,
     path: &Path,
     progress: &ProgressFn<'_>,
 ) -> Result<RestoreReport> {
-    let (mut reader, manifest, root) = open_verified(config, path).await?;
+    let Opened {
+        mut reader,
+        manifest,
+        root,
+        keys,
+    } = open_verified(config, path).await?;
     let (backend, latest) = match config.store.backend {
         Backend::Sqlite => ("sqlite", crate::store::migrations_for("sqlite")),
         Backend::Postgres => ("postgres", crate::store::migrations_for("postgres")),
@@ -245,6 +300,7 @@ pub(crate) async fn restore_unrecorded(
         importer: &mut importer,
         manifest: &manifest,
         root: &root,
+        keys: keys.as_ref(),
         progress,
     };
     let verified = match config.store.backend {
@@ -274,7 +330,9 @@ pub(crate) async fn restore_unrecorded(
 }
 
 async fn ensure_empty_target(config: &Config) -> Result<()> {
-    if config.store.backend == Backend::Sqlite && !config.sqlite_path().exists() {
+    // Opening a store that does not exist would create it: a refused
+    // restore must leave no store behind where there was none.
+    if !crate::store::exists(&config.store, &config.data_dir).await? {
         return Ok(());
     }
     let target = crate::store::open(&config.store, &config.data_dir).await?;
@@ -305,14 +363,17 @@ struct RestoreJob<'a> {
     importer: &'a mut Importer,
     manifest: &'a Manifest,
     root: &'a Key,
+    keys: &'a dyn KeyProvider,
     progress: &'a ProgressFn<'a>,
 }
 
 /// The checks on a filled staging store, before it is swapped in: rows
-/// against the manifest, erasures applied, every audit chain verified.
+/// against the manifest, the KEK versions they need held by the configured
+/// keys (S-BAK-2), erasures applied, every audit chain verified.
 async fn check_staging(job: &mut RestoreJob<'_>, staging: Backends) -> Result<usize> {
     let (importer, root, config) = (&*job.importer, job.root, job.config);
     importer.check(job.reader, job.manifest)?;
+    needs::ensure_held(config, job.keys, &importer.needs).await?;
     for (patient, at) in &importer.skipped {
         staging.rows.erase_patient(*patient, *at).await?;
     }

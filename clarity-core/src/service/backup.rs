@@ -12,11 +12,15 @@ use crate::error::Result;
 
 impl Clarity {
     /// Writes an encrypted, signed backup of the whole store to `out`, which
-    /// must not exist (S-BAK-1). Admins only; audited.
+    /// must not exist (S-BAK-1), and records it, with the KEK versions it
+    /// needs, in the backup catalog beside the erasure ledger, so that
+    /// [`Clarity::retire_keys`] keeps those versions (S-BAK-2). Admins only;
+    /// audited.
     ///
     /// # Errors
-    /// [`crate::error::Error::PermissionDenied`]; file, key and backend errors (a
-    /// partial archive is removed).
+    /// [`crate::error::Error::PermissionDenied`]; file, key and backend errors,
+    /// [`crate::error::Error::Key`] when the catalog cannot be written (a
+    /// partial or unrecorded archive is removed).
     pub async fn backup(
         &self,
         principal: &Principal,

@@ -1,7 +1,9 @@
 //! Key management: the status of the key-encryption keys, and rotation
 //! (S-KEY-2): a new KEK version, every data key re-wrapped under it in
 //! batches, records untouched (their associated data names the DEK version,
-//! not the KEK's). Old KEK versions stay available for unwrapping.
+//! not the KEK's). Old KEK versions stay available for unwrapping until
+//! they are retired, which keeps the versions recorded backups still need
+//! unless forced (S-BAK-2).
 
 use serde::Serialize;
 
@@ -9,9 +11,10 @@ use super::Clarity;
 use super::auditing::Ev;
 use crate::access::{Action, Principal};
 use crate::audit::{AuditAction, AuditOutcome};
+use crate::backup::{BackupCatalog, RecordedBackup, in_words};
 use crate::crypto::WrappedKey;
 use crate::crypto::schedule::meta;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::DataKeyRow;
 
 /// Data keys re-wrapped per batch.
@@ -102,7 +105,14 @@ pub struct RetirementReport {
     pub retired: Vec<i32>,
     /// KEK versions still available.
     pub kek_versions: Vec<i32>,
+    /// Recorded backups that need a version retired by this (forced)
+    /// retirement: from now on they restore only with a copy of the keys
+    /// from before it (S-BAK-2). Empty unless forced.
+    pub stranded_backups: Vec<RecordedBackup>,
 }
+
+/// Backups named in a refusal, at most; the rest are counted.
+const NAMED_BACKUPS: usize = 5;
 
 /// What a rotation did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -268,24 +278,70 @@ impl Clarity {
     /// a finished rotation, the versions below the oldest one in use are
     /// removed from the local keyring, or made undecryptable in transit
     /// (`min_decryption_version`). A version still wrapping a data key, the
-    /// directory key or the root secret is never retired.
+    /// directory key or the root secret is never retired. A version that a
+    /// backup recorded in the backup catalog needs is retired only when
+    /// `force` is set (S-BAK-2); the report then names those backups, and so
+    /// does the audit event (`keys.retire`).
     ///
     /// # Errors
-    /// [`crate::error::Error::PermissionDenied`]; provider and backend errors.
-    pub async fn retire_keys(&self, principal: &Principal) -> Result<RetirementReport> {
+    /// [`crate::error::Error::PermissionDenied`];
+    /// [`crate::error::Error::InvalidInput`] when recorded backups need a
+    /// version to retire and `force` is not set (the message names the
+    /// backups and versions; nothing is retired); [`crate::error::Error::Key`]
+    /// when the backup catalog cannot be read; provider and backend errors.
+    pub async fn retire_keys(
+        &self,
+        principal: &Principal,
+        force: bool,
+    ) -> Result<RetirementReport> {
         let result = async {
             let reason = self.authorize(principal, &Action::ManageKeys, None).await?;
-            Ok((self.retire_unused().await?, reason))
+            Ok((self.retire_unused(force).await?, reason))
         }
         .await;
         let ev = Ev::of("security", "keys.retire", AuditAction::Delete);
-        self.audited(principal, ev, result).await
+        match result {
+            Ok((report, _)) if !report.stranded_backups.is_empty() => {
+                let reason = Some(forced_reason(&report));
+                self.record(Some(principal), None, ev, AuditOutcome::Success, reason)
+                    .await?;
+                Ok(report)
+            }
+            result => self.audited(principal, ev, result).await,
+        }
     }
 
-    async fn retire_unused(&self) -> Result<RetirementReport> {
+    async fn retire_unused(&self, force: bool) -> Result<RetirementReport> {
         let keys = self.phi.keys();
+        let oldest = self.oldest_kek_in_use().await?;
+        let before = keys.kek_versions().await?;
+        let retired: Vec<i32> = before.iter().copied().filter(|v| *v < oldest).collect();
+        let stranded = BackupCatalog::in_dir(self.config.erasure_ledger_dir()).needing(&retired)?;
+        if !stranded.is_empty() && !force {
+            return Err(refusal(&retired, &stranded));
+        }
+        if !retired.is_empty() {
+            keys.retire_below(oldest).await?;
+            self.phi.forget_data_keys();
+        }
+        tracing::info!(
+            below = oldest,
+            retired = retired.len(),
+            stranded_backups = stranded.len(),
+            "key retirement"
+        );
+        Ok(RetirementReport {
+            retired,
+            kek_versions: keys.kek_versions().await?,
+            stranded_backups: stranded,
+        })
+    }
+
+    /// The oldest KEK version still wrapping a data key, the directory key
+    /// or the transit root (the current one when nothing older does).
+    async fn oldest_kek_in_use(&self) -> Result<i32> {
         let store = self.phi.store();
-        let current = keys.current_kek_version().await?;
+        let current = self.phi.keys().current_kek_version().await?;
         let mut oldest = self
             .directory
             .kek_version(store.as_ref())
@@ -300,17 +356,7 @@ impl Clarity {
         {
             oldest = oldest.min(crate::crypto::RootRecord::parse(&json)?.kek_version);
         }
-        let before = keys.kek_versions().await?;
-        let retired: Vec<i32> = before.iter().copied().filter(|v| *v < oldest).collect();
-        if !retired.is_empty() {
-            keys.retire_below(oldest).await?;
-            self.phi.forget_data_keys();
-        }
-        tracing::info!(below = oldest, retired = retired.len(), "key retirement");
-        Ok(RetirementReport {
-            retired,
-            kek_versions: keys.kek_versions().await?,
-        })
+        Ok(oldest)
     }
 
     /// Rotates the access-token key (admins): new tokens are issued under
@@ -368,4 +414,78 @@ impl Clarity {
         let ev = Ev::of("security", "keys.audit_rotate", AuditAction::Execute);
         self.audited(principal, ev, result).await
     }
+}
+
+/// The refusal to retire `retired` while the `needing` recorded backups
+/// need some of them: which versions, which backups (the newest
+/// [`NAMED_BACKUPS`], the rest counted), and what to do.
+fn refusal(retired: &[i32], needing: &[RecordedBackup]) -> Error {
+    let wanted = |b: &RecordedBackup| -> Vec<i32> {
+        let mut versions: Vec<i32> = b
+            .kek_versions
+            .iter()
+            .copied()
+            .filter(|v| retired.contains(v))
+            .collect();
+        versions.dedup();
+        versions
+    };
+    let mut needed: Vec<i32> = needing.iter().flat_map(wanted).collect();
+    needed.sort_unstable();
+    needed.dedup();
+    let named: Vec<String> = needing
+        .iter()
+        .rev()
+        .take(NAMED_BACKUPS)
+        .map(|b| {
+            format!(
+                "backup {} taken {} ({}) needs {}",
+                b.backup_id,
+                b.created_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                b.archive,
+                in_words("KEK version", &wanted(b))
+            )
+        })
+        .collect();
+    let more = match needing.len().saturating_sub(NAMED_BACKUPS) {
+        0 => String::new(),
+        n => format!(" and {n} older"),
+    };
+    let (count, verb) = match needing.len() {
+        1 => ("1 recorded backup".to_string(), "needs"),
+        n => (format!("{n} recorded backups"), "need"),
+    };
+    let it = if needed.len() == 1 { "it" } else { "them" };
+    Error::invalid(format!(
+        "refused to retire {}: {count} still {verb} {it}: {}{more}; keep the keys while those backups are kept, or force the retirement (clarity keys retire --force) and keep a copy of the keys from before it with those backups",
+        in_words("KEK version", &needed),
+        named.join("; ")
+    ))
+}
+
+/// Backup ids an audit reason names, at most; the rest are counted.
+const AUDITED_BACKUPS: usize = 20;
+
+/// The audit reason of a forced retirement: which recorded backups it
+/// stranded (identifiers only; the newest [`AUDITED_BACKUPS`], the rest
+/// counted).
+fn forced_reason(report: &RetirementReport) -> String {
+    let stranded = &report.stranded_backups;
+    let ids: Vec<&str> = stranded
+        .iter()
+        .rev()
+        .take(AUDITED_BACKUPS)
+        .map(|b| b.backup_id.as_str())
+        .collect();
+    let more = match stranded.len().saturating_sub(AUDITED_BACKUPS) {
+        0 => String::new(),
+        n => format!(" and {n} older"),
+    };
+    let retired: Vec<String> = report.retired.iter().map(i32::to_string).collect();
+    format!(
+        "forced: retired KEK versions {} needed by recorded backups {}{more}",
+        retired.join(","),
+        ids.join(",")
+    )
 }
