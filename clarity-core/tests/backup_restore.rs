@@ -8,8 +8,6 @@
 //! as it was, and the same restore works once the keyring is put back);
 //! retiring a version a recorded backup needs is refused unless forced.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use clarity_core::backup::{self, Manifest};
@@ -403,6 +401,23 @@ async fn erasure_survives_a_restore_of_an_older_backup() {
     clarity.shutdown().await;
 }
 
+/// A SQLite store in `dir` with its KEKs in the transit key of `settings`,
+/// logged in with the test run's token from a secret file.
+fn transit_config(dir: &Path, settings: &clarity_core::crypto::TransitSettings) -> Config {
+    let token_file = dir.join("bao-token");
+    let token = std::env::var(testing::OPENBAO_TOKEN_VAR).expect("transit_settings read it");
+    testing::write_secret_file(&token_file, &token);
+    let mut config = sqlite_config(dir);
+    config.keys.provider = KeyProviderKind::Transit;
+    config.keys.transit_addr = Some(settings.addr.clone());
+    config.keys.transit_token_file = Some(token_file);
+    config.keys.transit_key = settings.key.clone();
+    config.keys.transit_ca_cert = std::env::var(testing::OPENBAO_CA_CERT_VAR)
+        .ok()
+        .map(std::path::PathBuf::from);
+    config
+}
+
 // S-BAK-1, S-KEY-1: with the KEKs in OpenBao transit, the archive carries
 // the root secret only wrapped by transit; it restores with the same transit
 // key and is refused with another.
@@ -412,23 +427,7 @@ async fn round_trip_with_transit_keys() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let token_file = dir.path().join("bao-token");
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&token_file)
-        .expect("token file");
-    let token = std::env::var(testing::OPENBAO_TOKEN_VAR).expect("transit_settings read it");
-    out.write_all(token.as_bytes()).expect("write token");
-    let mut config = sqlite_config(dir.path());
-    config.keys.provider = KeyProviderKind::Transit;
-    config.keys.transit_addr = Some(settings.addr.clone());
-    config.keys.transit_token_file = Some(token_file);
-    config.keys.transit_key = settings.key.clone();
-    config.keys.transit_ca_cert = std::env::var(testing::OPENBAO_CA_CERT_VAR)
-        .ok()
-        .map(std::path::PathBuf::from);
+    let config = transit_config(dir.path(), &settings);
     round_trip(config.clone(), None, dir.path(), wipe_sqlite).await;
     assert!(
         !config.keyring_path().exists(),
@@ -770,4 +769,73 @@ async fn kek_versions_held(config: &Config) -> Vec<i32> {
         .kek_versions()
         .await
         .expect("versions")
+}
+
+// S-BAK-2, with the KEKs in OpenBao transit: once the transit key's version
+// 1 is retired (its minimum decryption version raised), verify and restore
+// of a backup whose data keys it wraps fail before anything is written,
+// naming the version; with the version usable again, the same restore works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s_bak_2_retired_transit_version_refused_before_writing() {
+    let Some(settings) = testing::transit_settings() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = transit_config(dir.path(), &settings);
+    let clarity = Clarity::open(config.clone()).await.expect("open");
+    let written = fill(&clarity).await;
+    clarity.shutdown().await;
+    let archive = dir.path().join("transit.cbak");
+    take_backup(&config, &archive).await;
+
+    let clarity = Clarity::open(config.clone()).await.expect("open");
+    let operator = clarity.operator().await.expect("operator");
+    clarity
+        .rotate_keys(&operator, &|_| {})
+        .await
+        .expect("rotate");
+    let report = clarity.retire_keys(&operator, true).await.expect("forced");
+    assert_eq!(report.retired, vec![1]);
+    clarity.shutdown().await;
+
+    let mut target = config.clone();
+    target.data_dir = dir.path().join("target");
+    let err = backup::verify(&target, &archive, &|_| {})
+        .await
+        .expect_err("verify: version 1 is retired");
+    assert_eq!(err.kind(), ErrorKind::Key);
+    let message = err.to_string();
+    assert!(
+        message.contains("this backup needs KEK version 1"),
+        "{message}"
+    );
+    let err = Clarity::restore(&target, &archive, &|_| {})
+        .await
+        .expect_err("restore: version 1 is retired");
+    assert_eq!(err.to_string(), message, "the same message as verify");
+    assert!(sqlite_state(&target).is_empty(), "nothing written");
+
+    // The operator lowers the key's minimum decryption version again.
+    let mut http = reqwest::Client::builder();
+    if let Some(pem) = &settings.ca_cert_pem {
+        http = http.add_root_certificate(reqwest::Certificate::from_pem(pem).expect("CA"));
+    }
+    let token = std::env::var(testing::OPENBAO_TOKEN_VAR).expect("token");
+    let response = http
+        .build()
+        .expect("client")
+        .post(format!(
+            "{}/v1/transit/keys/{}/config",
+            settings.addr, settings.key
+        ))
+        .header("X-Vault-Token", token.trim())
+        .json(&serde_json::json!({ "min_decryption_version": 1 }))
+        .send()
+        .await
+        .expect("OpenBao answers");
+    assert!(response.status().is_success(), "{}", response.status());
+    Clarity::restore(&target, &archive, &|_| {})
+        .await
+        .expect("restore with version 1 usable");
+    assert_readable(&target, &written).await;
 }
