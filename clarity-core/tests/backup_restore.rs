@@ -401,6 +401,19 @@ async fn erasure_survives_a_restore_of_an_older_backup() {
     clarity.shutdown().await;
 }
 
+/// A SQLite store in a temporary directory with its KEKs in a transit key
+/// of its own; `None` (skipped) without OpenBao outside CI.
+fn transit_store() -> Option<(
+    tempfile::TempDir,
+    clarity_core::crypto::TransitSettings,
+    Config,
+)> {
+    let settings = testing::transit_settings()?;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = transit_config(dir.path(), &settings);
+    Some((dir, settings, config))
+}
+
 /// A SQLite store in `dir` with its KEKs in the transit key of `settings`,
 /// logged in with the test run's token from a secret file.
 fn transit_config(dir: &Path, settings: &clarity_core::crypto::TransitSettings) -> Config {
@@ -423,11 +436,9 @@ fn transit_config(dir: &Path, settings: &clarity_core::crypto::TransitSettings) 
 // key and is refused with another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_with_transit_keys() {
-    let Some(settings) = testing::transit_settings() else {
+    let Some((dir, settings, config)) = transit_store() else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = transit_config(dir.path(), &settings);
     round_trip(config.clone(), None, dir.path(), wipe_sqlite).await;
     assert!(
         !config.keyring_path().exists(),
@@ -777,11 +788,9 @@ async fn kek_versions_held(config: &Config) -> Vec<i32> {
 // naming the version; with the version usable again, the same restore works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s_bak_2_retired_transit_version_refused_before_writing() {
-    let Some(settings) = testing::transit_settings() else {
+    let Some((dir, settings, config)) = transit_store() else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = transit_config(dir.path(), &settings);
     let clarity = Clarity::open(config.clone()).await.expect("open");
     let written = fill(&clarity).await;
     clarity.shutdown().await;
