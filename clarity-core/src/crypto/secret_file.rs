@@ -196,7 +196,11 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("token");
-        crate::testing::write_secret_file(&path, "s.secret-token-value\n");
+        let write = |text: &str| {
+            std::fs::write(&path, text).expect("write");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        };
+        write("s.secret-token-value\n");
         let read = |path| read_token_file("keys.transit_token_file", path);
         assert_eq!(
             read(&path).expect("private file").expose(),
@@ -209,7 +213,7 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains("secret-token"), "{err}");
-        crate::testing::write_secret_file(&path, "two tokens");
+        write("two tokens");
         let err = read(&path).expect_err("not one token").to_string();
         assert!(
             err.contains("does not hold one token") && !err.contains("two"),
