@@ -14,7 +14,8 @@ use tokio_rustls::TlsAcceptor;
 ///
 /// # Errors
 /// [`Error::Config`] naming `tls_cert` or `tls_key` when they cannot be read
-/// or do not belong together.
+/// or do not belong together; [`Error::Key`] when the key file fails the
+/// secret-file rule.
 pub(crate) fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
@@ -22,7 +23,9 @@ pub(crate) fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
     if chain.is_empty() {
         return Err(Error::config("tls_cert", "holds no certificate"));
     }
-    let key = PrivateKeyDer::from_pem_file(key)
+    // A secret file like the keyring: read under the one rule (S-KEY-1).
+    let pem = clarity_core::crypto::read_secret_file("tls_key", key)?;
+    let key = PrivateKeyDer::from_pem_slice(&pem)
         .map_err(|_| Error::config("tls_key", "is not a PEM private key"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)

@@ -1,6 +1,7 @@
 //! S-TLS-1: with a certificate configured the server speaks TLS 1.2/1.3
 //! only, offers HTTP/2 by ALPN, sends HSTS, and refuses plaintext.
 
+use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use clarity_tests::Server;
@@ -24,6 +25,8 @@ fn start() -> Tls {
     let key_path = dir.path().join("key.pem");
     std::fs::write(&cert_path, issued.cert.pem()).expect("write cert");
     std::fs::write(&key_path, issued.signing_key.serialize_pem()).expect("write key");
+    // The key is a secret file: readable by its owner only (S-KEY-1).
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let env = [
         ("CLARITY_TLS_CERT", cert_path.to_str().expect("utf-8")),
         ("CLARITY_TLS_KEY", key_path.to_str().expect("utf-8")),
