@@ -60,10 +60,18 @@ impl Provider {
         }
         let mut child = command.spawn().expect("start the provider");
         let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("provider output");
+        // Bounded: a provider that never announces itself fails the test
+        // instead of hanging it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(30)) else {
+            let _ = child.kill();
+            panic!("the provider did not start within 30 s");
+        };
         let issuer = line
             .trim()
             .strip_prefix("READY ")
@@ -82,9 +90,11 @@ impl Drop for Provider {
     }
 }
 
-/// Runs the scripted browser; its JSON output.
+/// Runs the scripted browser; its JSON output. Bounded by `timeout`: a
+/// browser stuck on a request fails the test instead of hanging it.
 fn browser(args: &[&str]) -> Value {
-    let output = Command::new("node")
+    let output = Command::new("timeout")
+        .args(["--kill-after=5", "60", "node"])
         .arg(harness_dir().join("browser.mjs"))
         .args(args)
         .output()
