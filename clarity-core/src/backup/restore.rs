@@ -32,24 +32,27 @@ async fn archive_root(config: &Config, header: &Header) -> Result<Key> {
             let keyring = LocalKeyring::open(&config.keyring_path())?;
             keyring.root_key().await?
         }
-        KeyProviderKind::Transit => {
+        KeyProviderKind::Transit | KeyProviderKind::Pkcs11 => {
             let record = header.transit_root.as_ref().ok_or_else(|| {
                 Error::key(
-                    "wrong key: the archive was made with a local keyring, but the transit provider is configured; configure that keyring (keys.provider = \"local\") to read it",
+                    "wrong key: the archive was made with a local keyring, but an external key provider is configured; configure that keyring (keys.provider = \"local\") to read it",
                 )
             })?;
-            let settings = crate::crypto::TransitSettings::from_config(&config.keys)?;
-            let provider = crate::crypto::TransitKeyProvider::connect(settings)
-                .await?
-                .with_root(record)
-                .await
-                .map_err(|e| match e {
-                    Error::Integrity | Error::NotFound { .. } => Error::key(
-                        "wrong key: the configured transit key cannot unwrap this archive's root secret",
-                    ),
-                    other => other,
-                })?;
-            provider.root_key().await?
+            let wrong = |e| match e {
+                Error::Integrity | Error::NotFound { .. } => Error::key(
+                    "wrong key: the configured key provider cannot unwrap this archive's root secret",
+                ),
+                other => other,
+            };
+            if config.keys.provider == KeyProviderKind::Pkcs11 {
+                let settings = crate::crypto::Pkcs11Settings::from_config(&config.keys)?;
+                let provider = crate::crypto::Pkcs11KeyProvider::connect(settings).await?;
+                record.unwrap_with(&provider).await.map_err(wrong)?
+            } else {
+                let settings = crate::crypto::TransitSettings::from_config(&config.keys)?;
+                let provider = crate::crypto::TransitKeyProvider::connect(settings).await?;
+                record.unwrap_with(&provider).await.map_err(wrong)?
+            }
         }
     };
     let ours = fingerprint(&root);
