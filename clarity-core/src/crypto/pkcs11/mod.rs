@@ -515,7 +515,18 @@ impl KeyProvider for Pkcs11KeyProvider {
                             let plain = Zeroizing::new(plain);
                             return Ok(Key::from_slice(&plain).map_err(|_| Error::Integrity)?);
                         }
-                        Err(e) if is_outage(&e) => {
+                        // A failed tag check is CKR_ENCRYPTED_DATA_INVALID
+                        // for most tokens, CKR_GENERAL_ERROR for SoftHSM2.
+                        Err(e)
+                            if is_outage(&e)
+                                && !matches!(
+                                    e,
+                                    CkError::Pkcs11(
+                                        RvError::GeneralError | RvError::FunctionFailed,
+                                        _
+                                    )
+                                ) =>
+                        {
                             return Err(Failure::Token("unwrapping a data key", e));
                         }
                         Err(_) => {}
