@@ -93,6 +93,41 @@ fn s_aud_9_the_documented_disclosure_is_accepted() {
     assert!(disclosure.disclosed_at.is_some());
 }
 
+// S-KEY-4: each token shown on docs/keys-pkcs11.md (SoftHSM2, YubiHSM 2,
+// AWS CloudHSM, Thales Luna) is a configuration Clarity accepts as it stands.
+#[test]
+fn s_key_4_the_documented_pkcs11_tokens_are_accepted() {
+    use clarity_core::config::KeyProviderKind;
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    let text = std::fs::read_to_string(docs.join("keys-pkcs11.md")).expect("keys-pkcs11.md");
+    let mut modules = Vec::new();
+    for block in toml_blocks(&text) {
+        let config = clarity_core::Config::from_toml(&block)
+            .unwrap_or_else(|e| panic!("keys-pkcs11.md: {e}\n{block}"));
+        config
+            .validate()
+            .unwrap_or_else(|e| panic!("keys-pkcs11.md: {e}\n{block}"));
+        assert_eq!(config.keys.provider, KeyProviderKind::Pkcs11, "{block}");
+        let module = config.keys.pkcs11_module.expect("pkcs11_module");
+        modules.push(
+            module
+                .file_name()
+                .expect("a file")
+                .to_string_lossy()
+                .into_owned(),
+        );
+    }
+    assert_eq!(
+        modules,
+        [
+            "libsofthsm2.so",
+            "yubihsm_pkcs11.so",
+            "libcloudhsm_pkcs11.so",
+            "libCryptoki2_64.so"
+        ]
+    );
+}
+
 // S-KEY-4: each login method shown on docs/keys-openbao.md is a
 // configuration Clarity accepts as it stands.
 #[test]

@@ -222,6 +222,15 @@ async fn rotation_on_transit() {
     rotation(h).await;
 }
 
+// S-KEY-2, S-KEY-4: the same rotation with the KEKs in a PKCS#11 token (SoftHSM2).
+#[tokio::test]
+async fn rotation_on_pkcs11() {
+    let Some(h) = testing::sqlite_pkcs11().await else {
+        return;
+    };
+    rotation(h).await;
+}
+
 /// A key provider that stops working after a number of re-wraps, like a
 /// process killed in the middle of a rotation.
 #[derive(Debug)]
@@ -359,6 +368,16 @@ async fn crash_mid_rewrap_resumes_on_sqlite() {
 #[tokio::test]
 async fn crash_mid_rewrap_resumes_on_transit() {
     let Some(h) = testing::sqlite_transit().await else {
+        return;
+    };
+    crash_in_the_middle_of_rewrapping(h).await;
+}
+
+// S-KEY-2, S-KEY-4: resumable after a crash, and the old version retired,
+// with the KEKs in a PKCS#11 token.
+#[tokio::test]
+async fn crash_mid_rewrap_resumes_on_pkcs11() {
+    let Some(h) = testing::sqlite_pkcs11().await else {
         return;
     };
     crash_in_the_middle_of_rewrapping(h).await;

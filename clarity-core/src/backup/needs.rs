@@ -116,6 +116,8 @@ pub(crate) async fn ensure_held(
 enum Holder {
     Keyring(String),
     Transit(String),
+    /// The token's label and the KEK objects' label.
+    Pkcs11(String, String),
 }
 
 impl Holder {
@@ -123,6 +125,10 @@ impl Holder {
         match config.keys.provider {
             KeyProviderKind::Local => Holder::Keyring(config.keyring_path().display().to_string()),
             KeyProviderKind::Transit => Holder::Transit(config.keys.transit_key.clone()),
+            KeyProviderKind::Pkcs11 => Holder::Pkcs11(
+                config.keys.pkcs11_token_label.clone().unwrap_or_default(),
+                config.keys.pkcs11_key_label.clone(),
+            ),
         }
     }
 
@@ -130,6 +136,9 @@ impl Holder {
         match self {
             Holder::Keyring(_) => "the configured keyring".to_string(),
             Holder::Transit(key) => format!("the configured transit key {key}"),
+            Holder::Pkcs11(token, key) => {
+                format!("the PKCS#11 token {token} (keys labelled {key})")
+            }
         }
     }
 
@@ -142,6 +151,7 @@ impl Holder {
                 "lower the transit key's min_decryption_version to {} (the versions are still in the engine), then try again",
                 versions.first().copied().unwrap_or_default()
             ),
+            Holder::Pkcs11(..) => "restore the token from the HSM's backup taken before the retirement (retiring destroyed the key objects), then try again".to_string(),
         };
         format!(
             "this backup needs {}, which {} no longer holds (retired: it holds {}); {remedy}",

@@ -23,7 +23,7 @@ use super::{
     not_compiled,
 };
 use crate::config::{Backend, Config, KeyProviderKind};
-use crate::crypto::{Key, KeyProvider, LocalKeyring, fingerprint};
+use crate::crypto::{HoldsRoot, Key, KeyProvider, LocalKeyring, fingerprint, with_root};
 use crate::error::{Error, Result};
 use crate::store::Backends;
 
@@ -32,7 +32,16 @@ use crate::store::Backends;
 async fn archive_keys(config: &Config, header: &Header) -> Result<(Arc<dyn KeyProvider>, Key)> {
     let keys: Arc<dyn KeyProvider> = match config.keys.provider {
         KeyProviderKind::Local => Arc::new(LocalKeyring::open(&config.keyring_path())?),
-        KeyProviderKind::Transit => Arc::new(transit_keys(config, header).await?),
+        KeyProviderKind::Transit => {
+            let settings = crate::crypto::TransitSettings::from_config(&config.keys)?;
+            let provider = crate::crypto::TransitKeyProvider::connect(settings).await?;
+            Arc::new(external_keys(config, header, provider).await?)
+        }
+        KeyProviderKind::Pkcs11 => {
+            let settings = crate::crypto::Pkcs11Settings::from_config(&config.keys)?;
+            let provider = crate::crypto::Pkcs11KeyProvider::connect(settings).await?;
+            Arc::new(external_keys(config, header, provider).await?)
+        }
     };
     let root = keys.root_key().await?;
     let ours = fingerprint(&root);
@@ -45,24 +54,22 @@ async fn archive_keys(config: &Config, header: &Header) -> Result<(Arc<dyn KeyPr
     Ok((keys, root))
 }
 
-/// The configured transit key with the archive's root secret unwrapped,
-/// once the key is known to still hold the version that wrapped it.
-async fn transit_keys(
-    config: &Config,
-    header: &Header,
-) -> Result<crate::crypto::TransitKeyProvider> {
+/// An external provider (transit, PKCS#11) with the archive's root secret
+/// unwrapped, once the provider is known to still hold the KEK version
+/// that wrapped it (S-BAK-2).
+async fn external_keys<P: HoldsRoot>(config: &Config, header: &Header, provider: P) -> Result<P> {
     let record = header.transit_root.as_ref().ok_or_else(|| {
-        Error::key(
-            "wrong key: the archive was made with a local keyring, but the transit provider is configured; configure that keyring (keys.provider = \"local\") to read it",
-        )
+        Error::key(format!(
+            "wrong key: the archive was made with a local keyring, but the {} provider is configured; configure that keyring (keys.provider = \"local\") to read it",
+            provider.name()
+        ))
     })?;
-    let settings = crate::crypto::TransitSettings::from_config(&config.keys)?;
-    let provider = crate::crypto::TransitKeyProvider::connect(settings).await?;
     needs::ensure_held(config, &provider, &KekNeeds::of_header(header)).await?;
-    provider.with_root(record).await.map_err(|e| match e {
-        Error::Integrity | Error::NotFound { .. } => Error::key(
-            "wrong key: the configured transit key cannot unwrap this archive's root secret",
-        ),
+    let name = provider.name();
+    with_root(provider, record).await.map_err(|e| match e {
+        Error::Integrity | Error::NotFound { .. } => Error::key(format!(
+            "wrong key: the configured {name} key cannot unwrap this archive's root secret"
+        )),
         other => other,
     })
 }

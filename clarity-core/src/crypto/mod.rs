@@ -9,7 +9,9 @@
 mod blind_index;
 pub mod envelope;
 mod keyring;
+mod pkcs11;
 mod provider;
+mod root;
 pub(crate) mod schedule;
 mod secret;
 mod secret_file;
@@ -17,6 +19,9 @@ mod settings;
 mod transit;
 
 pub use blind_index::{BlindIndex, BlindIndexer, IndexField};
+pub use pkcs11::Pkcs11Settings;
+pub(crate) use root::split_versioned;
+pub(crate) use root::{HoldsRoot, with_root};
 pub use secret::{Json, Key, Phi, SecretString};
 pub use secret_file::{read_secret_file, read_token_file};
 pub(crate) use settings::readable_file;
@@ -28,19 +33,27 @@ pub use transit::{TransitAuth, TransitSettings};
 pub use keyring::LocalKeyring;
 #[cfg(not(feature = "testing"))]
 pub(crate) use keyring::LocalKeyring;
+#[cfg(not(feature = "testing"))]
+pub(crate) use pkcs11::Pkcs11KeyProvider;
+#[cfg(feature = "testing")]
+pub use pkcs11::{Pkcs11KeyProvider, create_token as create_pkcs11_token};
 pub use provider::AccessStatus;
 #[cfg(feature = "testing")]
 pub use provider::{KeyProvider, WrappedKey};
 #[cfg(not(feature = "testing"))]
 pub(crate) use provider::{KeyProvider, WrappedKey};
 #[cfg(feature = "testing")]
+pub use root::{ROOT_CONTEXT, RootRecord};
+#[cfg(not(feature = "testing"))]
+pub(crate) use root::{ROOT_CONTEXT, RootRecord};
+#[cfg(feature = "testing")]
 pub use schedule::fingerprint;
 #[cfg(not(feature = "testing"))]
 pub(crate) use schedule::fingerprint;
 #[cfg(feature = "testing")]
-pub use transit::{ROOT_CONTEXT, RootRecord, TransitKeyProvider};
+pub use transit::TransitKeyProvider;
 #[cfg(not(feature = "testing"))]
-pub(crate) use transit::{ROOT_CONTEXT, RootRecord, TransitKeyProvider};
+pub(crate) use transit::TransitKeyProvider;
 
 use crate::error::{Error, Result};
 

@@ -21,7 +21,8 @@ use crate::error::{Error, Result};
 pub(crate) mod meta {
     /// The fingerprint of the keyring a store is bound to.
     pub(crate) const KEYRING_FINGERPRINT: &str = "keyring_fingerprint";
-    /// The root secret, wrapped by the transit key (transit provider only).
+    /// The root secret, wrapped by an external provider (transit, PKCS#11);
+    /// the name is historical.
     pub(crate) const TRANSIT_ROOT_KEY: &str = "transit_root_key";
     /// The audit-key version new chains use.
     pub(crate) const AUDIT_KEY_VERSION: &str = "audit_key_version";

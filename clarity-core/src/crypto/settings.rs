@@ -17,6 +17,8 @@ pub enum KeyProviderKind {
     Local,
     /// An OpenBao / HashiCorp Vault transit engine: KEKs never leave it.
     Transit,
+    /// A PKCS#11 token (an HSM): KEKs never leave it.
+    Pkcs11,
 }
 
 /// How the transit provider logs in to OpenBao / Vault (`keys.transit_auth`).
@@ -79,6 +81,17 @@ pub struct KeysConfig {
     pub transit_ca_cert: Option<PathBuf>,
     /// Timeout of one transit request, in milliseconds (default 5000).
     pub transit_timeout_ms: u64,
+    /// Path of the PKCS#11 module (provider `pkcs11`), e.g.
+    /// `/usr/lib/softhsm/libsofthsm2.so`.
+    pub pkcs11_module: Option<PathBuf>,
+    /// Label of the PKCS#11 token holding the KEKs (provider `pkcs11`).
+    pub pkcs11_token_label: Option<String>,
+    /// File holding the token's user PIN (provider `pkcs11`); a secret file.
+    pub pkcs11_pin_file: Option<PathBuf>,
+    /// Label of the KEK objects in the token (default `clarity-kek`).
+    pub pkcs11_key_label: String,
+    /// Logged-in PKCS#11 sessions kept open at most (default 4).
+    pub pkcs11_sessions: usize,
     /// Unwrapped data keys kept in memory at most (default 10000).
     pub dek_cache_entries: u64,
     /// Seconds an unwrapped data key stays in memory (default 300).
@@ -108,6 +121,11 @@ impl Default for KeysConfig {
             transit_key: "clarity".into(),
             transit_ca_cert: None,
             transit_timeout_ms: 5000,
+            pkcs11_module: None,
+            pkcs11_token_label: None,
+            pkcs11_pin_file: None,
+            pkcs11_key_label: "clarity-kek".into(),
+            pkcs11_sessions: 4,
             dek_cache_entries: 10_000,
             dek_cache_secs: 300,
             erasure_ledger_dir: None,
@@ -198,7 +216,46 @@ impl KeysConfig {
                 ));
             }
         }
+        self.validate_pkcs11()?;
         readable_file("keys.transit_ca_cert", &self.transit_ca_cert)
+    }
+
+    /// The `pkcs11_*` settings.
+    fn validate_pkcs11(&self) -> Result<()> {
+        if !(1..=256).contains(&self.pkcs11_sessions) {
+            return Err(Error::config(
+                "keys.pkcs11_sessions",
+                "must be between 1 and 256",
+            ));
+        }
+        // PKCS#11 labels are at most 32 bytes.
+        let labels = [
+            ("keys.pkcs11_key_label", Some(&self.pkcs11_key_label)),
+            ("keys.pkcs11_token_label", self.pkcs11_token_label.as_ref()),
+        ];
+        for (key, label) in labels.into_iter().filter_map(|(k, v)| Some((k, v?))) {
+            if label.trim().is_empty() || label.len() > 32 || label.chars().any(char::is_control) {
+                return Err(Error::config(
+                    key,
+                    "must be a label of 1 to 32 bytes, without control characters",
+                ));
+            }
+        }
+        if self.provider != KeyProviderKind::Pkcs11 {
+            return Ok(());
+        }
+        let required = [
+            ("keys.pkcs11_module", self.pkcs11_module.is_some()),
+            ("keys.pkcs11_token_label", self.pkcs11_token_label.is_some()),
+            ("keys.pkcs11_pin_file", self.pkcs11_pin_file.is_some()),
+        ];
+        if let Some((key, _)) = required.into_iter().find(|(_, set)| !set) {
+            return Err(Error::config(
+                key,
+                "required when keys.provider is \"pkcs11\"",
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -41,6 +41,41 @@ pub const OPENBAO_TOKEN_VAR: &str = "CLARITY_TEST_OPENBAO_TOKEN";
 /// OpenBao with TLS).
 pub const OPENBAO_CA_CERT_VAR: &str = "CLARITY_TEST_OPENBAO_CA_CERT";
 
+/// Environment variable naming the SoftHSM2 PKCS#11 module for PKCS#11
+/// tests (e.g. `/usr/lib/softhsm/libsofthsm2.so`). `SOFTHSM2_CONF` must
+/// name a configuration whose `directories.tokendir` is a scratch directory
+/// (`scripts/test` writes one): every test creates a token of its own there.
+pub const SOFTHSM2_MODULE_VAR: &str = "CLARITY_TEST_SOFTHSM2_MODULE";
+
+/// The user PIN of the tokens [`pkcs11_settings`] creates.
+pub const TEST_PKCS11_PIN: &str = "clarity-test-pin-1234";
+
+/// Settings for a fresh SoftHSM2 token of its own (S-KEY-4), created in the
+/// module named by `CLARITY_TEST_SOFTHSM2_MODULE`, its PIN file written in
+/// `dir`; or `None` after a SKIPPED line when the variable is unset
+/// outside CI.
+///
+/// # Panics
+/// In CI when the variable is unset; when `SOFTHSM2_CONF` is unset (the
+/// tokens would go to the system's token directory) or the token cannot be
+/// created.
+pub fn pkcs11_settings(dir: &std::path::Path) -> Option<crate::crypto::Pkcs11Settings> {
+    let module = service_var(SOFTHSM2_MODULE_VAR, "SoftHSM2 PKCS#11")?;
+    if std::env::var_os("SOFTHSM2_CONF").is_none() {
+        panic!(
+            "{SOFTHSM2_MODULE_VAR} is set but SOFTHSM2_CONF is not: point it at a softhsm2.conf whose directories.tokendir is a scratch directory (scripts/test writes one)"
+        );
+    }
+    // Token labels are at most 32 bytes.
+    let mut label = format!("clarity-{}", uuid::Uuid::new_v4().simple());
+    label.truncate(32);
+    crate::crypto::create_pkcs11_token(std::path::Path::new(&module), &label, TEST_PKCS11_PIN)
+        .unwrap_or_else(|e| panic!("{SOFTHSM2_MODULE_VAR}={module} cannot create a token: {e}"));
+    let pin_file = dir.join("pkcs11.pin");
+    write_secret_file(&pin_file, TEST_PKCS11_PIN);
+    Some(crate::crypto::Pkcs11Settings::new(module, label, pin_file))
+}
+
 /// Settings for the OpenBao server of the test run, with a transit key of
 /// its own for each call (created on first use), or `None` after a SKIPPED
 /// line when the variables are unset outside CI.
@@ -344,17 +379,35 @@ pub async fn memory_cached() -> Option<Harness> {
     Some(harness(backends, raw, dir, keys, None).await)
 }
 
-/// A harness over a fresh SQLite database in a temporary directory.
+/// A fresh SQLite database in `dir`, and its path.
 #[cfg(feature = "sqlite")]
-pub async fn sqlite() -> Option<Harness> {
-    let (dir, keys) = temp_keyring();
+async fn open_sqlite(dir: &tempfile::TempDir) -> (crate::store::SqliteStore, std::path::PathBuf) {
     let path = dir.path().join("clarity.db");
     let store =
         crate::store::SqliteStore::open_path(&path, 4, crate::config::SqliteSynchronous::Full)
             .await
             .expect("open sqlite");
+    (store, path)
+}
+
+/// A harness over `store`, a SQLite database at `path` in `dir`.
+#[cfg(feature = "sqlite")]
+async fn sqlite_harness(
+    dir: tempfile::TempDir,
+    store: crate::store::SqliteStore,
+    path: std::path::PathBuf,
+    keys: Arc<dyn KeyProvider>,
+) -> Harness {
     let raw = Box::new(raw::SqliteRaw(path));
-    Some(harness(Backends::of(Arc::new(store)), raw, dir, keys, None).await)
+    harness(Backends::of(Arc::new(store)), raw, dir, keys, None).await
+}
+
+/// A harness over a fresh SQLite database in a temporary directory.
+#[cfg(feature = "sqlite")]
+pub async fn sqlite() -> Option<Harness> {
+    let (dir, keys) = temp_keyring();
+    let (store, path) = open_sqlite(&dir).await;
+    Some(sqlite_harness(dir, store, path, keys).await)
 }
 
 /// A harness over a fresh SQLite database whose keys live in the OpenBao
@@ -367,18 +420,32 @@ pub async fn sqlite() -> Option<Harness> {
 pub async fn sqlite_transit() -> Option<Harness> {
     let settings = transit_settings()?;
     let dir = tempfile::tempdir().expect("temporary directory");
-    let path = dir.path().join("clarity.db");
-    let store =
-        crate::store::SqliteStore::open_path(&path, 4, crate::config::SqliteSynchronous::Full)
-            .await
-            .expect("open sqlite");
+    let (store, path) = open_sqlite(&dir).await;
     let keys = crate::vault::open_transit(settings, &store)
         .await
         .unwrap_or_else(|e| {
             panic!("{OPENBAO_ADDR_VAR} is set but OpenBao transit is not usable: {e}")
         });
-    let raw = Box::new(raw::SqliteRaw(path));
-    Some(harness(Backends::of(Arc::new(store)), raw, dir, keys, None).await)
+    Some(sqlite_harness(dir, store, path, keys).await)
+}
+
+/// A harness over a fresh SQLite database whose keys live in a fresh
+/// SoftHSM2 token (see [`pkcs11_settings`]); `None` (after a SKIPPED line)
+/// when `CLARITY_TEST_SOFTHSM2_MODULE` is unset outside CI.
+///
+/// # Panics
+/// When the variable is unset in CI, or the token is not usable.
+#[cfg(feature = "sqlite")]
+pub async fn sqlite_pkcs11() -> Option<Harness> {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let settings = pkcs11_settings(dir.path())?;
+    let (store, path) = open_sqlite(&dir).await;
+    let keys = crate::vault::open_pkcs11(settings, &store)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("{SOFTHSM2_MODULE_VAR} is set but the PKCS#11 token is not usable: {e}")
+        });
+    Some(sqlite_harness(dir, store, path, keys).await)
 }
 
 /// A harness over a fresh schema of the PostgreSQL server named by

@@ -1,5 +1,6 @@
 //! Key bootstrap: opening the key provider a configuration names, binding a
-//! store to its keyring, and the transit-wrapped root secret. The metadata
+//! store to its keyring, and the root secret wrapped by an external provider
+//! (transit, PKCS#11). The metadata
 //! key names a store keeps about its keys live here.
 
 use std::sync::Arc;
@@ -50,32 +51,65 @@ pub async fn open_key_provider(config: &Config, store: &dyn Store) -> Result<Arc
                 .await
                 .map(|t| t as Arc<dyn KeyProvider>)
         }
+        KeyProviderKind::Pkcs11 => {
+            let settings = crate::crypto::Pkcs11Settings::from_config(&config.keys)?;
+            open_pkcs11(settings, store)
+                .await
+                .map(|t| t as Arc<dyn KeyProvider>)
+        }
     }
 }
 
-/// Connects to transit and loads the store's root secret, generating it
-/// (wrapped, never in plaintext: S-KEY-1) for a store that has none yet.
+/// Connects to transit and loads the store's root secret (see [`with_stored_root`]).
 ///
 /// # Errors
-/// [`Error::Key`] when the store already holds data under another keyring;
-/// transit errors.
+/// As [`with_stored_root`]; transit errors.
 pub async fn open_transit(
     settings: crate::crypto::TransitSettings,
     store: &dyn Store,
 ) -> Result<Arc<crate::crypto::TransitKeyProvider>> {
-    use crate::crypto::{RootRecord, TransitKeyProvider};
-    let provider = TransitKeyProvider::connect(settings).await?;
+    let provider = crate::crypto::TransitKeyProvider::connect(settings).await?;
+    with_stored_root(provider, store).await
+}
+
+/// Opens the PKCS#11 token and loads the store's root secret (see
+/// [`with_stored_root`]).
+///
+/// # Errors
+/// As [`with_stored_root`]; token errors.
+pub async fn open_pkcs11(
+    settings: crate::crypto::Pkcs11Settings,
+    store: &dyn Store,
+) -> Result<Arc<crate::crypto::Pkcs11KeyProvider>> {
+    let provider = crate::crypto::Pkcs11KeyProvider::connect(settings).await?;
+    with_stored_root(provider, store).await
+}
+
+/// Loads the store's root secret into an external provider (transit,
+/// PKCS#11), generating it (wrapped, never in plaintext: S-KEY-1) for a
+/// store that has none yet.
+///
+/// # Errors
+/// [`Error::Key`] when the store already holds data under a local keyring;
+/// [`Error::Integrity`] when the provider cannot unwrap the stored root;
+/// the provider's errors.
+async fn with_stored_root<P: crate::crypto::HoldsRoot>(
+    provider: P,
+    store: &dyn Store,
+) -> Result<Arc<P>> {
+    use crate::crypto::RootRecord;
     let record = match store.get_meta(meta::TRANSIT_ROOT_KEY).await? {
         Some(json) => json,
         None => {
             if store.get_meta(meta::KEYRING_FINGERPRINT).await?.is_some()
                 || store.count_data_keys().await? > 0
             {
-                return Err(Error::key(
-                    "this store holds data encrypted under a local keyring; it cannot switch to the transit provider by configuration alone",
-                ));
+                return Err(Error::key(format!(
+                    "this store holds data encrypted under a local keyring; it cannot switch to the {} provider by configuration alone",
+                    provider.name()
+                )));
             }
-            let fresh = provider.new_root().await?.to_json()?;
+            let fresh = RootRecord::generate(&provider).await?.to_json()?;
             // Of two instances starting together, the first one's root wins.
             store
                 .set_meta_if_absent(meta::TRANSIT_ROOT_KEY, &fresh)
@@ -83,12 +117,13 @@ pub async fn open_transit(
         }
     };
     Ok(Arc::new(
-        provider.with_root(&RootRecord::parse(&record)?).await?,
+        crate::crypto::with_root(provider, &RootRecord::parse(&record)?).await?,
     ))
 }
 
-/// Re-wraps the transit root record under the current KEK version
-/// (rotation); a no-op for other providers and up-to-date records.
+/// Re-wraps the root record of an external provider (transit, PKCS#11)
+/// under the current KEK version (rotation); a no-op for the local keyring
+/// and up-to-date records.
 pub async fn rewrap_root_record(store: &dyn Store, keys: &dyn KeyProvider) -> Result<()> {
     let Some(json) = store.get_meta(meta::TRANSIT_ROOT_KEY).await? else {
         return Ok(());

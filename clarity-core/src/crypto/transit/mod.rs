@@ -21,7 +21,6 @@ mod settings;
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -29,21 +28,8 @@ use zeroize::Zeroizing;
 pub use settings::{TransitAuth, TransitSettings};
 
 use self::client::TransitClient;
-use super::{Key, KeyProvider, WrappedKey};
+use super::{HoldsRoot, Key, KeyProvider, WrappedKey};
 use crate::error::{Error, Result};
-
-/// The context the root secret is wrapped under.
-pub const ROOT_CONTEXT: &[u8] = b"clarity/v1 root";
-
-/// The root secret as kept in the store's metadata: wrapped by transit.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RootRecord {
-    /// Transit key version that wrapped it.
-    pub kek_version: i32,
-    /// The transit ciphertext (`vault:vN:...`).
-    pub wrapped: String,
-}
 
 /// KEKs in an OpenBao / Vault transit engine (see the module documentation).
 pub struct TransitKeyProvider {
@@ -73,7 +59,7 @@ impl TransitKeyProvider {
     /// it (`aes256-gcm96`, not exportable) when it does not exist yet. From
     /// then on a task renews the token before half its lease has passed, and
     /// logs in again when it must (S-KEY-4). The provider has no root secret
-    /// until [`TransitKeyProvider::with_root`].
+    /// until [`super::with_root`].
     ///
     /// # Errors
     /// [`Error::Unavailable`] when the server does not answer; [`Error::Key`]
@@ -94,27 +80,6 @@ impl TransitKeyProvider {
         })
     }
 
-    /// Generates a new root secret and returns it wrapped, for storing.
-    ///
-    /// # Errors
-    /// Transit errors.
-    pub async fn new_root(&self) -> Result<RootRecord> {
-        let root = Key::generate()?;
-        let wrapped = self.wrap(&root, ROOT_CONTEXT).await?;
-        RootRecord::from_wrapped(&wrapped)
-    }
-
-    /// Unwraps `record` and uses it as the root secret from now on.
-    ///
-    /// # Errors
-    /// [`Error::Integrity`] when the record was altered or belongs to another
-    /// transit key; transit errors.
-    pub async fn with_root(mut self, record: &RootRecord) -> Result<TransitKeyProvider> {
-        let root = self.unwrap(&record.to_wrapped(), ROOT_CONTEXT).await?;
-        self.root = Some(root);
-        Ok(self)
-    }
-
     async fn info(&self) -> Result<client::KeyInfo> {
         self.client.key_info().await?.ok_or_else(|| {
             Error::key(format!(
@@ -122,44 +87,6 @@ impl TransitKeyProvider {
                 self.client.key_name()
             ))
         })
-    }
-}
-
-impl RootRecord {
-    /// The record of a wrapped root secret.
-    ///
-    /// # Errors
-    /// [`Error::Internal`] when the ciphertext is not transit's text form.
-    pub fn from_wrapped(wrapped: &WrappedKey) -> Result<RootRecord> {
-        Ok(RootRecord {
-            kek_version: wrapped.kek_version,
-            wrapped: String::from_utf8(wrapped.ciphertext.clone())
-                .map_err(|_| Error::internal("transit ciphertext is not text"))?,
-        })
-    }
-
-    /// The wrapped root secret, for the provider to unwrap or re-wrap.
-    pub fn to_wrapped(&self) -> WrappedKey {
-        WrappedKey {
-            kek_version: self.kek_version,
-            ciphertext: self.wrapped.as_bytes().to_vec(),
-        }
-    }
-
-    /// Parses a stored record.
-    ///
-    /// # Errors
-    /// [`Error::Integrity`] when it is not a root record.
-    pub fn parse(json: &str) -> Result<RootRecord> {
-        serde_json::from_str(json).map_err(|_| Error::Integrity)
-    }
-
-    /// The stored form.
-    ///
-    /// # Errors
-    /// [`Error::Internal`] if encoding fails.
-    pub fn to_json(&self) -> Result<String> {
-        serde_json::to_string(self).map_err(|_| Error::internal("encoding"))
     }
 }
 
@@ -173,14 +100,12 @@ fn context_digest(context: &[u8]) -> [u8; 32] {
 
 /// The key version named in a transit ciphertext `vault:v<N>:...`.
 fn version_of(ciphertext: &str) -> Result<i32> {
-    let mut parts = ciphertext.splitn(3, ':');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some("vault"), Some(v), Some(_)) => v
-            .strip_prefix('v')
-            .and_then(|n| n.parse::<i32>().ok())
-            .filter(|n| *n > 0)
-            .ok_or(Error::Integrity),
-        _ => Err(Error::Integrity),
+    super::split_versioned("vault", ciphertext).map(|(version, _)| version)
+}
+
+impl HoldsRoot for TransitKeyProvider {
+    fn set_root(&mut self, root: Key) {
+        self.root = Some(root);
     }
 }
 
