@@ -848,3 +848,41 @@ async fn s_bak_2_retired_transit_version_refused_before_writing() {
         .expect("restore with version 1 usable");
     assert_readable(&target, &written).await;
 }
+
+// S-BAK-1, S-KEY-4: with the KEKs in a PKCS#11 token, the archive carries
+// the root secret only wrapped by the token; it restores with the same
+// token, and is refused with a token that holds other keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_with_pkcs11_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(settings) = testing::pkcs11_settings(dir.path()) else {
+        return;
+    };
+    let mut config = sqlite_config(dir.path());
+    config.keys.provider = KeyProviderKind::Pkcs11;
+    config.keys.pkcs11_module = Some(settings.module.clone());
+    config.keys.pkcs11_token_label = Some(settings.token_label.clone());
+    config.keys.pkcs11_pin_file = Some(settings.pin_file.clone());
+    round_trip(config.clone(), None, dir.path(), wipe_sqlite).await;
+    assert!(
+        !config.keyring_path().exists(),
+        "no local keyring with PKCS#11"
+    );
+
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir_all(&other_dir).expect("mkdir");
+    let other_token = testing::pkcs11_settings(&other_dir).expect("a second token");
+    let mut other = config.clone();
+    other.data_dir = other_dir;
+    other.keys.pkcs11_token_label = Some(other_token.token_label);
+    other.keys.pkcs11_pin_file = Some(other_token.pin_file);
+    let err = Clarity::restore(&other, &dir.path().join("round-trip.cbak"), &|_| {})
+        .await
+        .expect_err("another token");
+    assert_eq!(err.kind(), ErrorKind::Key);
+    assert!(
+        err.to_string()
+            .contains("wrong key: the configured pkcs11 key cannot unwrap"),
+        "{err}"
+    );
+}
