@@ -18,22 +18,6 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 /// Never a setting: a key that figment reports as unknown.
 const PROBE: &str = "zz_not_a_setting";
 
-/// Settings of the OpenBao/Vault transit key provider, which the deployment
-/// files already use and which arrive with the key-management work. While
-/// `Config` does not know one of them, an "unknown" answer about it is
-/// tolerated (and said); once it does, it is checked like any other.
-const ARRIVING: &[&str] = &[
-    "CLARITY_KEYS_PROVIDER",
-    "CLARITY_KEYS_TRANSIT_ADDR",
-    "CLARITY_KEYS_TRANSIT_TOKEN_FILE",
-    "CLARITY_KEYS_TRANSIT_MOUNT",
-    "CLARITY_KEYS_TRANSIT_KEY",
-    "CLARITY_KEYS_TRANSIT_CA_CERT",
-    "CLARITY_KEYS_TRANSIT_TIMEOUT_MS",
-    "CLARITY_KEYS_DEK_CACHE_ENTRIES",
-    "CLARITY_KEYS_DEK_CACHE_SECS",
-];
-
 /// Stand-ins for values a deployment takes from a secret or an operator's
 /// input, so that the setting can still be loaded.
 const SAMPLES: &[(&str, &str)] = &[
@@ -61,10 +45,6 @@ fn is_shape_error(message: &str) -> bool {
     ]
     .iter()
     .any(|p| message.starts_with(p))
-}
-
-fn is_unknown(message: &str) -> bool {
-    message.starts_with("unknown setting") || message.starts_with("unknown value")
 }
 
 /// The names figment lists after "expected one of:".
@@ -274,44 +254,25 @@ fn deployment_files_set_only_settings_that_config_accepts() {
                     Err(Error::Config { key: k, message })
                         if k == key && is_shape_error(&message) =>
                     {
-                        if ARRIVING.contains(&var.as_str()) && is_unknown(&message) {
-                            eprintln!(
-                                "note: {deployment}: {var} is not a setting yet ({message}); it arrives with the transit key provider"
-                            );
-                        } else {
-                            failures
-                                .push(format!("{deployment}: {var}={value:?}: {key}: {message}"));
-                        }
+                        failures.push(format!("{deployment}: {var}={value:?}: {key}: {message}"));
                     }
                     _ => {}
                 }
             }
             // All together, as the deployment starts the server.
-            let mut set = vars.clone();
-            loop {
-                match load_env(jail, &set) {
-                    Ok(_) => break,
-                    Err(Error::Config { key, message }) => {
-                        let var = var_of(&key);
-                        if ARRIVING.contains(&var.as_str()) && is_unknown(&message) {
-                            set.remove(&var);
-                            continue;
-                        }
-                        // A file the deployment mounts does not exist here.
-                        let is_path = set.get(&var).is_some_and(|v| v.starts_with('/'));
-                        if is_path && !is_shape_error(&message) {
-                            break;
-                        }
+            match load_env(jail, vars) {
+                Ok(_) => {}
+                Err(Error::Config { key, message }) => {
+                    // A file the deployment mounts does not exist here.
+                    let var = var_of(&key);
+                    let is_path = vars.get(&var).is_some_and(|v| v.starts_with('/'));
+                    if !is_path || is_shape_error(&message) {
                         failures.push(format!(
                             "{deployment}: the settings together fail: {key}: {message}"
                         ));
-                        break;
-                    }
-                    Err(other) => {
-                        failures.push(format!("{deployment}: {other}"));
-                        break;
                     }
                 }
+                Err(other) => failures.push(format!("{deployment}: {other}")),
             }
         }
         Ok(())
