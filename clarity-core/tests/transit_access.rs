@@ -12,114 +12,14 @@ use std::time::{Duration, Instant};
 
 use clarity_core::Clarity;
 use clarity_core::config::{Config, KeyProviderKind, TransitAuthMethod};
-use clarity_core::crypto::{Key, KeyProvider, TransitAuth, TransitKeyProvider, TransitSettings};
+use clarity_core::crypto::{Key, KeyProvider, TransitAuth, TransitKeyProvider};
 use clarity_core::service::{Alert, AlertHook, AlertKind};
 use clarity_core::testing;
 use serde_json::{Value, json};
 
-/// The test run's OpenBao, reached with its root token to set things up.
-struct Bao {
-    http: reqwest::Client,
-    addr: String,
-    root: String,
-    ca: Option<PathBuf>,
-}
-
-impl Bao {
-    fn from_env() -> Option<Bao> {
-        let addr = testing::service_var(testing::OPENBAO_ADDR_VAR, "OpenBao transit")?;
-        let root = testing::service_var(testing::OPENBAO_TOKEN_VAR, "OpenBao transit")?;
-        let ca = std::env::var(testing::OPENBAO_CA_CERT_VAR)
-            .ok()
-            .map(PathBuf::from);
-        let mut builder = reqwest::Client::builder();
-        if let Some(ca) = &ca {
-            let pem = std::fs::read(ca).expect("CA file");
-            builder =
-                builder.add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA PEM"));
-        }
-        Some(Bao {
-            http: builder.build().expect("client"),
-            addr,
-            root: root.trim().to_string(),
-            ca,
-        })
-    }
-
-    /// Calls the API as root; returns the status and the JSON reply.
-    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-        let response = self
-            .http
-            .request(method, format!("{}/v1/{path}", self.addr))
-            .header("X-Vault-Token", &self.root)
-            .json(&body)
-            .send()
-            .await
-            .expect("OpenBao answers");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("reply");
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let (status, reply) = self.call(reqwest::Method::POST, path, body).await;
-        assert!(status < 300, "POST {path}: HTTP {status}: {reply}");
-        reply
-    }
-
-    /// The policy of docs/keys-openbao.md for the transit key `key`
-    /// (the page's is for the key `clarity`); returns its name.
-    async fn documented_policy(&self, key: &str) -> String {
-        let page = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../docs/keys-openbao.md"
-        ))
-        .expect("docs/keys-openbao.md");
-        let policy = page
-            .split("```hcl\n")
-            .nth(1)
-            .and_then(|rest| rest.split("```").next())
-            .expect("the page shows the policy");
-        assert!(policy.contains("transit/encrypt/clarity\""), "{policy}");
-        let policy = policy
-            .replace("/clarity\"", &format!("/{key}\""))
-            .replace("/clarity/", &format!("/{key}/"));
-        let name = format!("policy-{key}");
-        self.post(
-            &format!("sys/policies/acl/{name}"),
-            json!({ "policy": policy }),
-        )
-        .await;
-        name
-    }
-
-    /// A renewable token with `ttl` seconds to live and the documented
-    /// policy for the transit key `key`.
-    async fn token(&self, key: &str, ttl: u64) -> String {
-        let policy = self.documented_policy(key).await;
-        let reply = self
-            .post(
-                "auth/token/create",
-                json!({ "policies": [policy], "ttl": format!("{ttl}s"), "renewable": true, "no_parent": true }),
-            )
-            .await;
-        reply["auth"]["client_token"]
-            .as_str()
-            .expect("token")
-            .to_string()
-    }
-
-    /// Settings for the transit key `key`, logging in with `auth`.
-    fn settings(&self, key: &str, auth: TransitAuth) -> TransitSettings {
-        let mut settings = TransitSettings::with_auth(self.addr.clone(), auth).with_key(key);
-        settings.ca_cert_pem = self.ca.as_ref().map(|ca| std::fs::read(ca).expect("CA"));
-        settings
-    }
-}
-
 /// A transit key name of its own for a test.
 fn fresh_key() -> String {
-    format!("clarity-test-{}", uuid::Uuid::new_v4().simple())
+    testing::OpenBao::fresh_key()
 }
 
 /// Writes `secret` to a new file readable by its owner only.
@@ -155,7 +55,9 @@ async fn keep_using(provider: &TransitKeyProvider, run: Duration) {
 // renewed before half of each lease has passed.
 #[tokio::test]
 async fn a_token_is_renewed_past_three_lifetimes() {
-    let Some(bao) = Bao::from_env() else { return };
+    let Some(bao) = testing::OpenBao::from_env() else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let key = fresh_key();
     let token = bao.token(&key, 4).await;
@@ -184,7 +86,9 @@ async fn a_token_is_renewed_past_three_lifetimes() {
 // outlive the maximum.
 #[tokio::test]
 async fn approle_logs_in_again_at_the_maximum_lifetime() {
-    let Some(bao) = Bao::from_env() else { return };
+    let Some(bao) = testing::OpenBao::from_env() else {
+        return;
+    };
     enable_auth(&bao, "approle", "approle").await;
     let key = fresh_key();
     let policy = bao.documented_policy(&key).await;
@@ -231,7 +135,7 @@ async fn approle_logs_in_again_at_the_maximum_lifetime() {
 }
 
 /// Enables an auth method at `mount`, unless the server has it already.
-async fn enable_auth(bao: &Bao, mount: &str, kind: &str) {
+async fn enable_auth(bao: &testing::OpenBao, mount: &str, kind: &str) {
     let (status, reply) = bao
         .call(
             reqwest::Method::POST,
@@ -321,7 +225,9 @@ async fn token_review(
 async fn kubernetes_auth_logs_in_with_the_service_account_token() {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-    let Some(bao) = Bao::from_env() else { return };
+    let Some(bao) = testing::OpenBao::from_env() else {
+        return;
+    };
     let mount = format!("k8s-{}", uuid::Uuid::new_v4().simple());
     enable_auth(&bao, &mount, "kubernetes").await;
     // A service-account token as the kubelet mounts it (its signature is
@@ -435,7 +341,9 @@ async fn wait_for(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
 // token again, the provider takes it and is healthy.
 #[tokio::test]
 async fn a_failing_renewal_is_an_alert_until_the_token_file_is_replaced() {
-    let Some(bao) = Bao::from_env() else { return };
+    let Some(bao) = testing::OpenBao::from_env() else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let key = fresh_key();
     let first = bao.token(&key, 3).await;

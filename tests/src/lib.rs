@@ -119,6 +119,19 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The server's `/metrics` text.
+    ///
+    /// # Panics
+    /// When the server does not answer.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Log lines written so far (drained: each line is returned once).
     pub fn logs(&self) -> Vec<String> {
         self.stderr.try_iter().collect()

@@ -555,14 +555,7 @@ async fn a_redis_outage_degrades_caching_fails_closed_and_recovers() {
         limited |= status == StatusCode::TOO_MANY_REQUESTS;
     }
     assert!(limited, "local rate limits apply while Redis is down");
-    let metrics = c
-        .get(pair.b.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = pair.b.metrics().await;
     assert!(
         metrics.contains("clarity_cache_invalidation_channel_up 0"),
         "{metrics}"

@@ -13,12 +13,14 @@ pub mod conformance;
 pub mod fuzz;
 mod identity_conformance;
 pub mod matrix;
+mod openbao;
 #[cfg(feature = "postgres")]
 mod query_plans;
 pub(crate) mod raw;
 
 use std::sync::Arc;
 
+pub use openbao::OpenBao;
 pub use raw::RawAccess;
 
 use crate::audit::AuditStore;
