@@ -140,13 +140,22 @@ where
                 )),
             }
         }
+        // Failed before anything was sent, without a retryable kind: most
+        // often no credentials could be found or loaded.
+        SdkError::DispatchFailure(dispatch)
+            if dispatch.is_other() && dispatch.as_other().is_none() =>
+        {
+            Error::key(format!(
+                "KMS {what} with the key {key_id} failed before it was sent (AWS credentials?): {}",
+                crate::error::causes(&err)
+            ))
+        }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             tracing::warn!(operation = what, error = %crate::error::causes(&err), "KMS request failed");
             Error::Unavailable {
                 message: format!("KMS {what}: the key service did not answer"),
             }
         }
-        // Mostly credentials that cannot be found or loaded.
         _ => Error::key(format!(
             "KMS {what} with the key {key_id} failed: {}",
             crate::error::causes(&err)
