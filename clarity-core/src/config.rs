@@ -347,6 +347,18 @@ mod tests {
         assert!(!format!("{config:?}").contains("hunter2"));
     }
 
+    // S-KEY-4: a KMS configuration with retired versions (placeholders that
+    // keep the later versions' numbers) and a loopback test endpoint.
+    #[test]
+    fn kms_settings_are_read() {
+        let config = Config::from_toml(
+            "[keys]\nprovider = \"kms\"\nkms_key_id = \"alias/clarity\"\nkms_previous_key_ids = [\"retired\", \"retired\", \"k2\"]\nkms_region = \"eu-west-1\"\nkms_endpoint = \"http://127.0.0.1:4566\"",
+        )
+        .expect("valid");
+        assert_eq!(config.keys.provider, KeyProviderKind::Kms);
+        assert_eq!(config.keys.kms_previous_key_ids.len(), 3);
+    }
+
     #[test]
     fn bad_values_are_named() {
         for (toml, key) in [
@@ -392,7 +404,22 @@ mod tests {
                 "[keys]\ntransit_ca_cert = \"/nonexistent/ca.pem\"",
                 "keys.transit_ca_cert",
             ),
-            ("[keys]\nprovider = \"kms\"", "keys.provider"),
+            ("[keys]\nprovider = \"hsm\"", "keys.provider"),
+            ("[keys]\nprovider = \"kms\"", "keys.kms_key_id"),
+            ("[keys]\nkms_key_id = \"alias/a b\"", "keys.kms_key_id"),
+            (
+                "[keys]\nkms_key_id = \"k1\"\nkms_previous_key_ids = [\"k0\", \"k1\"]",
+                "keys.kms_previous_key_ids",
+            ),
+            (
+                "[keys]\nkms_previous_key_ids = [\"\"]",
+                "keys.kms_previous_key_ids",
+            ),
+            ("[keys]\nkms_region = \"eu west 1\"", "keys.kms_region"),
+            (
+                "[keys]\nkms_endpoint = \"http://kms.example\"",
+                "keys.kms_endpoint",
+            ),
         ] {
             let err = Config::from_toml(toml).unwrap_err();
             assert!(

@@ -153,3 +153,67 @@ fn s_key_4_the_documented_transit_logins_are_accepted() {
         ]
     );
 }
+
+// S-KEY-4: each configuration shown on docs/keys-kms.md is one Clarity
+// accepts as it stands, and the IAM policy shown there grants exactly the
+// KMS actions the provider calls.
+#[test]
+fn s_key_4_the_documented_kms_configuration_and_policy_are_accepted() {
+    use clarity_core::config::KeyProviderKind;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("../docs/keys-kms.md")).expect("keys-kms.md");
+    let blocks = toml_blocks(&text);
+    assert_eq!(blocks.len(), 2, "keys-kms.md shows two configurations");
+    for block in &blocks {
+        let config = clarity_core::Config::from_toml(block)
+            .unwrap_or_else(|e| panic!("keys-kms.md: {e}\n{block}"));
+        config
+            .validate()
+            .unwrap_or_else(|e| panic!("keys-kms.md: {e}\n{block}"));
+        assert_eq!(config.keys.provider, KeyProviderKind::Kms, "{block}");
+        assert!(config.keys.kms_key_id.is_some(), "{block}");
+    }
+
+    let policies = fenced_blocks(&text, "json");
+    assert_eq!(policies.len(), 1, "keys-kms.md shows one IAM policy");
+    let policy: serde_json::Value = serde_json::from_str(&policies[0]).expect("the policy parses");
+    assert_eq!(policy["Version"], "2012-10-17");
+    let mut granted = std::collections::BTreeSet::new();
+    for statement in policy["Statement"].as_array().expect("statements") {
+        assert_eq!(statement["Effect"], "Allow");
+        match &statement["Action"] {
+            serde_json::Value::String(action) => {
+                granted.insert(action.clone());
+            }
+            serde_json::Value::Array(actions) => {
+                granted.extend(
+                    actions
+                        .iter()
+                        .map(|a| a.as_str().expect("action").to_string()),
+                );
+            }
+            other => panic!("an action list: {other}"),
+        }
+    }
+    // The SDK operations the provider's source calls (the test helpers
+    // after `#[cfg(feature = "testing")]` excepted), and their IAM actions.
+    let source = std::fs::read_to_string(root.join("src/crypto/kms/mod.rs")).expect("source");
+    let provider = source
+        .split("#[cfg(feature = \"testing\")]")
+        .next()
+        .expect("source");
+    let operations = [
+        ("encrypt", &["kms:Encrypt"][..]),
+        ("decrypt", &["kms:Decrypt"]),
+        ("re_encrypt", &["kms:ReEncryptFrom", "kms:ReEncryptTo"]),
+        ("describe_key", &["kms:DescribeKey"]),
+        ("generate_data_key", &["kms:GenerateDataKey"]),
+        ("rotate_key_on_demand", &["kms:RotateKeyOnDemand"]),
+    ];
+    let called: std::collections::BTreeSet<String> = operations
+        .iter()
+        .filter(|(op, _)| provider.contains(&format!(".{op}()")))
+        .flat_map(|(_, actions)| actions.iter().map(|a| a.to_string()))
+        .collect();
+    assert_eq!(granted, called, "the policy grants what the provider calls");
+}

@@ -64,6 +64,31 @@ async fn patients_with_records(
     out
 }
 
+/// Asserts that every record and profile of `records` reads after a
+/// rotation, and users' data (the directory key) too.
+async fn all_read(
+    clarity: &Clarity,
+    clinician: &clarity_core::access::Principal,
+    admin: &clarity_core::access::Principal,
+    records: &[(uuid::Uuid, uuid::Uuid, Json)],
+) {
+    for (patient, record, data) in records {
+        let read = clarity
+            .get_record(clinician, *record)
+            .await
+            .expect("reads after rotation");
+        assert_eq!(read.data.expose(), data);
+        clarity
+            .get_patient(clinician, *patient)
+            .await
+            .expect("profile reads");
+    }
+    clarity
+        .list_users(admin, &PageRequest::default())
+        .await
+        .expect("users read");
+}
+
 async fn rotation(h: Harness) {
     let clarity = h.clarity().await;
     let clinician = principal(&clarity, Role::Clinician).await;
@@ -112,27 +137,14 @@ async fn rotation(h: Harness) {
     );
 
     // Records were not re-encrypted, and still read.
-    for ((patient, record, data), before) in records.iter().zip(&bodies_before) {
+    for ((_, record, _), before) in records.iter().zip(&bodies_before) {
         assert_eq!(
             &h.raw.record_body(*record).await,
             before,
             "record ciphertext untouched"
         );
-        let read = clarity
-            .get_record(&clinician, *record)
-            .await
-            .expect("reads after rotation");
-        assert_eq!(read.data.expose(), data);
-        clarity
-            .get_patient(&clinician, *patient)
-            .await
-            .expect("profile reads");
     }
-    // Users' data (the directory key) survived the rotation too.
-    clarity
-        .list_users(&admin, &PageRequest::default())
-        .await
-        .expect("users read");
+    all_read(&clarity, &clinician, &admin, &records).await;
 
     // A crash after the new version but before re-wrapping: the next run finishes it.
     let version = h.keys.rotate().await.expect("provider rotation alone");
@@ -229,6 +241,68 @@ async fn rotation_on_pkcs11() {
         return;
     };
     rotation(h).await;
+}
+
+// S-KEY-2, S-KEY-4: with AWS KMS a new KEK version is a change of key id
+// (A moved into keys.kms_previous_key_ids, B current): `keys rotate`
+// re-wraps every data key, the directory key and the root secret under B
+// inside KMS, and records stay readable; rotating again asks for a new key
+// id instead of making a version.
+#[tokio::test]
+async fn rotation_on_kms() {
+    let Some(first) = testing::kms_settings().await else {
+        return;
+    };
+    let Some(mut second) = testing::kms_settings().await else {
+        return;
+    };
+    let h = testing::sqlite_kms_with(first.clone()).await;
+    let clarity = h.clarity().await;
+    let clinician = principal(&clarity, Role::Clinician).await;
+    let admin = principal(&clarity, Role::Admin).await;
+    let records = patients_with_records(&clarity, &clinician, 5).await;
+    drop(clarity);
+
+    second.previous_key_ids = vec![first.key_id.clone()];
+    let keys = clarity_core::vault::open_kms(second, h.store.as_ref())
+        .await
+        .expect("open with the new key id");
+    let mut config = clarity_core::config::Config::default();
+    config.keys.erasure_ledger_dir = Some(h.dir.path().join("erasures"));
+    config.audit.witness_dir = Some(h.dir.path().join("audit-witness"));
+    let backends = Backends {
+        rows: Arc::clone(&h.store),
+        identity: Arc::clone(&h.identity),
+        audit: Arc::clone(&h.audit),
+    };
+    let clarity = testing::with_parts(config, backends, keys, Arc::new(SystemClock))
+        .await
+        .expect("open");
+    let report = clarity.rotate_keys(&admin, &|_| {}).await.expect("rotate");
+    assert_eq!(
+        (
+            report.kek_version,
+            report.new_version,
+            report.rewrapped,
+            report.failed
+        ),
+        (2, false, 5, 0)
+    );
+    let status = clarity.key_status(&admin).await.expect("status");
+    assert_eq!(status.kek_versions, vec![1, 2]);
+    assert_eq!(
+        status.usage,
+        vec![KekUsage {
+            kek_version: 2,
+            data_keys: 5
+        }]
+    );
+    all_read(&clarity, &clinician, &admin, &records).await;
+    let again = clarity
+        .rotate_keys(&admin, &|_| {})
+        .await
+        .expect_err("a new version needs a new key id");
+    assert_eq!(again.kind(), ErrorKind::Key);
 }
 
 /// A key provider that stops working after a number of re-wraps, like a

@@ -118,6 +118,8 @@ enum Holder {
     Transit(String),
     /// The token's label and the KEK objects' label.
     Pkcs11(String, String),
+    /// The configured KMS key (the current one).
+    Kms(String),
 }
 
 impl Holder {
@@ -129,6 +131,7 @@ impl Holder {
                 config.keys.pkcs11_token_label.clone().unwrap_or_default(),
                 config.keys.pkcs11_key_label.clone(),
             ),
+            KeyProviderKind::Kms => Holder::Kms(config.keys.kms_key_id.clone().unwrap_or_default()),
         }
     }
 
@@ -139,6 +142,7 @@ impl Holder {
             Holder::Pkcs11(token, key) => {
                 format!("the PKCS#11 token {token} (keys labelled {key})")
             }
+            Holder::Kms(key) => format!("the KMS configuration (current key {key})"),
         }
     }
 
@@ -151,6 +155,7 @@ impl Holder {
                 "lower the transit key's min_decryption_version to {} (the versions are still in the engine), then try again",
                 versions.first().copied().unwrap_or_default()
             ),
+            Holder::Kms(_) => "put the ids of the KMS keys of those versions back in keys.kms_previous_key_ids in place of \"retired\" (and enable the keys, or cancel their deletion, in KMS), then try again".to_string(),
             Holder::Pkcs11(..) => "restore the token from the HSM's backup taken before the retirement (retiring destroyed the key objects), then try again".to_string(),
         };
         format!(

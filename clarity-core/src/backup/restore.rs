@@ -42,6 +42,11 @@ async fn archive_keys(config: &Config, header: &Header) -> Result<(Arc<dyn KeyPr
             let provider = crate::crypto::Pkcs11KeyProvider::connect(settings).await?;
             Arc::new(external_keys(config, header, provider).await?)
         }
+        KeyProviderKind::Kms => {
+            let settings = crate::crypto::KmsSettings::from_config(&config.keys)?;
+            let provider = crate::crypto::KmsKeyProvider::connect(settings).await?;
+            Arc::new(external_keys(config, header, provider).await?)
+        }
     };
     let root = keys.root_key().await?;
     let ours = fingerprint(&root);
@@ -54,7 +59,7 @@ async fn archive_keys(config: &Config, header: &Header) -> Result<(Arc<dyn KeyPr
     Ok((keys, root))
 }
 
-/// An external provider (transit, PKCS#11) with the archive's root secret
+/// An external provider (transit, PKCS#11, KMS) with the archive's root secret
 /// unwrapped, once the provider is known to still hold the KEK version
 /// that wrapped it (S-BAK-2).
 async fn external_keys<P: HoldsRoot>(config: &Config, header: &Header, provider: P) -> Result<P> {

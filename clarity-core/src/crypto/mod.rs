@@ -9,6 +9,7 @@
 mod blind_index;
 pub mod envelope;
 mod keyring;
+mod kms;
 mod pkcs11;
 mod provider;
 mod root;
@@ -19,6 +20,7 @@ mod settings;
 mod transit;
 
 pub use blind_index::{BlindIndex, BlindIndexer, IndexField};
+pub use kms::KmsSettings;
 pub use pkcs11::Pkcs11Settings;
 pub(crate) use root::split_versioned;
 pub(crate) use root::{HoldsRoot, with_root};
@@ -33,6 +35,10 @@ pub use transit::{TransitAuth, TransitSettings};
 pub use keyring::LocalKeyring;
 #[cfg(not(feature = "testing"))]
 pub(crate) use keyring::LocalKeyring;
+#[cfg(not(feature = "testing"))]
+pub(crate) use kms::KmsKeyProvider;
+#[cfg(feature = "testing")]
+pub use kms::{KmsKeyProvider, create_key as create_kms_key, disable_key as disable_kms_key};
 #[cfg(not(feature = "testing"))]
 pub(crate) use pkcs11::Pkcs11KeyProvider;
 #[cfg(feature = "testing")]

@@ -19,6 +19,8 @@ pub enum KeyProviderKind {
     Transit,
     /// A PKCS#11 token (an HSM): KEKs never leave it.
     Pkcs11,
+    /// AWS KMS: KEKs never leave it.
+    Kms,
 }
 
 /// How the transit provider logs in to OpenBao / Vault (`keys.transit_auth`).
@@ -92,6 +94,19 @@ pub struct KeysConfig {
     pub pkcs11_key_label: String,
     /// Logged-in PKCS#11 sessions kept open at most (default 4).
     pub pkcs11_sessions: usize,
+    /// The AWS KMS key that wraps data keys now (provider `kms`): a key id,
+    /// a key ARN or `alias/...`.
+    pub kms_key_id: Option<String>,
+    /// Older KMS keys, still used to unwrap until `keys rotate` has
+    /// re-wrapped everything under `kms_key_id` (KEK version i is the
+    /// i-th of them; the current key is the version after the last). A
+    /// retired version's entry is `"retired"`, which keeps its place.
+    pub kms_previous_key_ids: Vec<String>,
+    /// The AWS region (default: from the standard AWS configuration chain).
+    pub kms_region: Option<String>,
+    /// The KMS endpoint URL (default: the region's); `https://` except for
+    /// loopback `http://`.
+    pub kms_endpoint: Option<String>,
     /// Unwrapped data keys kept in memory at most (default 10000).
     pub dek_cache_entries: u64,
     /// Seconds an unwrapped data key stays in memory (default 300).
@@ -126,6 +141,10 @@ impl Default for KeysConfig {
             pkcs11_pin_file: None,
             pkcs11_key_label: "clarity-kek".into(),
             pkcs11_sessions: 4,
+            kms_key_id: None,
+            kms_previous_key_ids: Vec::new(),
+            kms_region: None,
+            kms_endpoint: None,
             dek_cache_entries: 10_000,
             dek_cache_secs: 300,
             erasure_ledger_dir: None,
@@ -178,7 +197,7 @@ impl KeysConfig {
             }
         }
         if let Some(addr) = &self.transit_addr {
-            check_transit_addr(addr).map_err(|m| Error::config("keys.transit_addr", m))?;
+            check_service_url(addr).map_err(|m| Error::config("keys.transit_addr", m))?;
         }
         if self.provider == KeyProviderKind::Transit {
             if self.transit_addr.is_none() {
@@ -217,6 +236,7 @@ impl KeysConfig {
             }
         }
         self.validate_pkcs11()?;
+        self.validate_kms()?;
         readable_file("keys.transit_ca_cert", &self.transit_ca_cert)
     }
 
@@ -259,6 +279,61 @@ impl KeysConfig {
     }
 }
 
+impl KeysConfig {
+    /// The `kms_*` settings.
+    fn validate_kms(&self) -> Result<()> {
+        let ids = self
+            .kms_key_id
+            .iter()
+            .map(|id| ("keys.kms_key_id", id))
+            .chain(
+                self.kms_previous_key_ids
+                    .iter()
+                    .map(|id| ("keys.kms_previous_key_ids", id)),
+            );
+        let mut seen = std::collections::BTreeSet::new();
+        for (key, id) in ids {
+            if id.is_empty() || id.len() > 2048 || !id.chars().all(|c| c.is_ascii_graphic()) {
+                return Err(Error::config(
+                    key,
+                    "must be a KMS key id, key ARN or alias/... (1 to 2048 printable characters, no spaces)",
+                ));
+            }
+            if id != super::kms::RETIRED && !seen.insert(id.as_str()) {
+                return Err(Error::config(
+                    key,
+                    format!(
+                        "names the KMS key {id} twice (in keys.kms_key_id and keys.kms_previous_key_ids)"
+                    ),
+                ));
+            }
+        }
+        if let Some(region) = &self.kms_region {
+            let ok = !region.is_empty()
+                && region.len() <= 64
+                && region
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-');
+            if !ok {
+                return Err(Error::config(
+                    "keys.kms_region",
+                    "must be an AWS region name such as eu-west-1",
+                ));
+            }
+        }
+        if let Some(url) = &self.kms_endpoint {
+            check_service_url(url).map_err(|m| Error::config("keys.kms_endpoint", m))?;
+        }
+        if self.provider == KeyProviderKind::Kms && self.kms_key_id.is_none() {
+            return Err(Error::config(
+                "keys.kms_key_id",
+                "required when keys.provider is \"kms\"",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The file a setting names, when it names one, must exist.
 pub(crate) fn readable_file(key: &str, path: &Option<PathBuf>) -> Result<()> {
     if path.as_ref().is_some_and(|p| !p.is_file()) {
@@ -267,8 +342,9 @@ pub(crate) fn readable_file(key: &str, path: &Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// `https://host[:port]`, or `http://` to a loopback address only.
-fn check_transit_addr(addr: &str) -> std::result::Result<(), &'static str> {
+/// The URL of a key service (transit, KMS): `https://host[:port]`, or
+/// `http://` to a loopback address only.
+fn check_service_url(addr: &str) -> std::result::Result<(), &'static str> {
     let (scheme, rest) = addr
         .split_once("://")
         .ok_or("must be an https:// URL (http:// only to a loopback address)")?;

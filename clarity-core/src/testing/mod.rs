@@ -49,6 +49,13 @@ pub const OPENBAO_CA_CERT_VAR: &str = "CLARITY_TEST_OPENBAO_CA_CERT";
 /// (`scripts/test` writes one): every test creates a token of its own there.
 pub const SOFTHSM2_MODULE_VAR: &str = "CLARITY_TEST_SOFTHSM2_MODULE";
 
+/// Environment variable naming the KMS endpoint for KMS tests (a `moto_server`
+/// on a loopback port, which `scripts/test` starts). The AWS credentials
+/// come from the standard chain: `scripts/test` sets `AWS_ACCESS_KEY_ID`
+/// and `AWS_SECRET_ACCESS_KEY` to dummy values and
+/// `AWS_EC2_METADATA_DISABLED=true`.
+pub const KMS_ENDPOINT_VAR: &str = "CLARITY_TEST_KMS_ENDPOINT";
+
 /// The user PIN of the tokens [`pkcs11_settings`] creates.
 pub const TEST_PKCS11_PIN: &str = "clarity-test-pin-1234";
 
@@ -78,6 +85,30 @@ pub fn pkcs11_settings(dir: &std::path::Path) -> Option<crate::crypto::Pkcs11Set
     Some(crate::crypto::Pkcs11Settings::new(module, label, pin_file))
 }
 
+/// Settings for the KMS endpoint of the test run (`CLARITY_TEST_KMS_ENDPOINT`,
+/// region `us-east-1`), with a fresh KMS key of its own; or `None` after a
+/// SKIPPED line when the variable is unset outside CI.
+///
+/// # Panics
+/// In CI when the variable is unset; when no AWS credentials are in the
+/// environment (the chain would look further, up to the EC2 metadata
+/// service) or the key cannot be created.
+pub async fn kms_settings() -> Option<crate::crypto::KmsSettings> {
+    let endpoint = service_var(KMS_ENDPOINT_VAR, "AWS KMS (moto)")?;
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        panic!(
+            "{KMS_ENDPOINT_VAR} is set but AWS_ACCESS_KEY_ID is not: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (dummy values for moto) and AWS_EC2_METADATA_DISABLED=true"
+        );
+    }
+    let mut settings = crate::crypto::KmsSettings::new("pending");
+    settings.region = Some("us-east-1".into());
+    settings.endpoint = Some(endpoint.clone());
+    settings.key_id = crate::crypto::create_kms_key(&settings)
+        .await
+        .unwrap_or_else(|e| panic!("{KMS_ENDPOINT_VAR}={endpoint} cannot create a key: {e}"));
+    Some(settings)
+}
+
 /// Settings for the OpenBao server of the test run, with a transit key of
 /// its own for each call (created on first use), or `None` after a SKIPPED
 /// line when the variables are unset outside CI.
@@ -97,6 +128,39 @@ pub fn transit_settings() -> Option<crate::crypto::TransitSettings> {
         );
     }
     Some(settings)
+}
+
+/// Asserts that `wrapped`, made by `keys` for `context`, is bound to it
+/// (S-KEY-4): moved to the context `other`, altered, or relabelled as
+/// another KEK version, it fails with [`crate::error::Error::Integrity`].
+///
+/// # Panics
+/// When one of them unwraps or fails otherwise.
+pub async fn assert_wrapping_is_bound(
+    keys: &dyn KeyProvider,
+    wrapped: &crate::crypto::WrappedKey,
+    context: &[u8],
+    other: &[u8],
+) {
+    let mut altered = wrapped.clone();
+    let at = altered.ciphertext.len().saturating_sub(3);
+    if let Some(byte) = altered.ciphertext.get_mut(at) {
+        *byte = if *byte == b'A' { b'B' } else { b'A' };
+    }
+    let mut relabelled = wrapped.clone();
+    relabelled.kek_version += 1;
+    for (what, candidate, context) in [
+        ("moved", wrapped, other),
+        ("altered", &altered, context),
+        ("relabelled", &relabelled, context),
+    ] {
+        let result = keys.unwrap(candidate, context).await;
+        assert!(
+            matches!(result, Err(crate::error::Error::Integrity)),
+            "{what}: {:?}",
+            result.map(drop)
+        );
+    }
 }
 
 /// Writes `secret` to `path` as a secret file (mode 0600), replacing a
@@ -448,6 +512,32 @@ pub async fn sqlite_pkcs11() -> Option<Harness> {
             panic!("{SOFTHSM2_MODULE_VAR} is set but the PKCS#11 token is not usable: {e}")
         });
     Some(sqlite_harness(dir, store, path, keys).await)
+}
+
+/// A harness over a fresh SQLite database whose keys live in a fresh KMS
+/// key (see [`kms_settings`]); `None` (after a SKIPPED line) when
+/// `CLARITY_TEST_KMS_ENDPOINT` is unset outside CI.
+///
+/// # Panics
+/// When the variable is unset in CI, or KMS is not usable.
+#[cfg(feature = "sqlite")]
+pub async fn sqlite_kms() -> Option<Harness> {
+    Some(sqlite_kms_with(kms_settings().await?).await)
+}
+
+/// A harness over a fresh SQLite database whose keys live in the KMS keys
+/// `settings` name (see [`kms_settings`]).
+///
+/// # Panics
+/// When KMS is not usable.
+#[cfg(feature = "sqlite")]
+pub async fn sqlite_kms_with(settings: crate::crypto::KmsSettings) -> Harness {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (store, path) = open_sqlite(&dir).await;
+    let keys = crate::vault::open_kms(settings, &store)
+        .await
+        .unwrap_or_else(|e| panic!("{KMS_ENDPOINT_VAR} is set but KMS is not usable: {e}"));
+    sqlite_harness(dir, store, path, keys).await
 }
 
 /// A harness over a fresh schema of the PostgreSQL server named by

@@ -1,6 +1,6 @@
 //! Key bootstrap: opening the key provider a configuration names, binding a
 //! store to its keyring, and the root secret wrapped by an external provider
-//! (transit, PKCS#11). The metadata
+//! (transit, PKCS#11, AWS KMS). The metadata
 //! key names a store keeps about its keys live here.
 
 use std::sync::Arc;
@@ -57,6 +57,12 @@ pub async fn open_key_provider(config: &Config, store: &dyn Store) -> Result<Arc
                 .await
                 .map(|t| t as Arc<dyn KeyProvider>)
         }
+        KeyProviderKind::Kms => {
+            let settings = crate::crypto::KmsSettings::from_config(&config.keys)?;
+            open_kms(settings, store)
+                .await
+                .map(|t| t as Arc<dyn KeyProvider>)
+        }
     }
 }
 
@@ -85,8 +91,21 @@ pub async fn open_pkcs11(
     with_stored_root(provider, store).await
 }
 
+/// Sets up the AWS KMS client and loads the store's root secret (see
+/// [`with_stored_root`]).
+///
+/// # Errors
+/// As [`with_stored_root`]; KMS errors.
+pub async fn open_kms(
+    settings: crate::crypto::KmsSettings,
+    store: &dyn Store,
+) -> Result<Arc<crate::crypto::KmsKeyProvider>> {
+    let provider = crate::crypto::KmsKeyProvider::connect(settings).await?;
+    with_stored_root(provider, store).await
+}
+
 /// Loads the store's root secret into an external provider (transit,
-/// PKCS#11), generating it (wrapped, never in plaintext: S-KEY-1) for a
+/// PKCS#11, KMS), generating it (wrapped, never in plaintext: S-KEY-1) for a
 /// store that has none yet.
 ///
 /// # Errors

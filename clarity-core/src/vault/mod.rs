@@ -8,7 +8,7 @@ mod keys;
 mod phi;
 
 pub use keys::{
-    advance_audit_key, audit_key_version, audit_keys, open_key_provider, open_pkcs11, open_transit,
-    rewrap_root_record,
+    advance_audit_key, audit_key_version, audit_keys, open_key_provider, open_kms, open_pkcs11,
+    open_transit, rewrap_root_record,
 };
 pub use phi::PhiStore;
