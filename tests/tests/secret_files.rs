@@ -1,8 +1,9 @@
 //! The secret-file rule as deployments mount secrets (S-KEY-1, S-KEY-4):
 //! the real `clarity` binary, running as the container user (uid 65532, as
 //! the image does), reads a keyring laid out the way the Compose bootstrap
-//! writes it and the way Kubernetes mounts a secret volume, and refuses the
-//! layouts that are wider or unreadable, saying which file and why.
+//! writes it and the way Kubernetes mounts a secret volume (`keys status`,
+//! and `serve` comes up listening on each), and refuses the layouts that
+//! are wider or unreadable, saying which file and why.
 //!
 //! Laying files out with other owners and switching user needs root; CI
 //! runs as root. Elsewhere the test is skipped with a line that says so.
@@ -69,6 +70,61 @@ fn run_as_service(
             String::from_utf8_lossy(&output.stderr)
         ),
     )
+}
+
+/// Starts `clarity serve` as the service user (in `groups` too) with the
+/// keyring at `keyring`; whether it came up listening (then it is stopped)
+/// and what it printed. Bounded: 30 s.
+fn serve_as_service(clarity: &Path, groups: &[u32], data: &str, keyring: &Path) -> (bool, String) {
+    use std::io::{BufRead, BufReader};
+    let groups = std::iter::once(SERVICE)
+        .chain(groups.iter().copied())
+        .map(|g| g.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut child = Command::new("setpriv")
+        .args(["--reuid", &SERVICE.to_string()])
+        .args(["--regid", &SERVICE.to_string()])
+        .args(["--groups", &groups, "--"])
+        .arg(clarity)
+        .args(["--data-dir", data, "serve", "--listen", "127.0.0.1:0"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("CLARITY_KEYS_KEYRING_PATH", keyring)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("setpriv runs");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let listening = line.contains("Listening on");
+            if tx.send(line).is_err() || listening {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut printed = String::new();
+    let mut listening = false;
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                listening = line.contains("Listening on");
+                printed.push_str(&line);
+                printed.push('\n');
+                if listening {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("wait");
+    printed.push_str(&String::from_utf8_lossy(&output.stderr));
+    (listening, printed)
 }
 
 /// A copy of `keyring` at `path` with `mode`, `owner` and `group`.
@@ -148,6 +204,18 @@ fn secrets_are_read_as_each_platform_mounts_them() {
         ok && out.contains("provider local: healthy"),
         "Kubernetes layout: {out}"
     );
+    // The server itself starts on both layouts.
+    for (layout, keyring, groups) in [
+        ("Compose", compose.as_path(), vec![]),
+        (
+            "Kubernetes",
+            k8s.join("keyring.json").as_path(),
+            vec![FS_GROUP],
+        ),
+    ] {
+        let (listening, out) = serve_as_service(&clarity, &groups, data_arg, keyring);
+        assert!(listening, "clarity serve on the {layout} layout: {out}");
+    }
 
     // The same mount in a pod without that fsGroup: refused, with the reason.
     let (ok, out) = status_with(&k8s.join("keyring.json"), &[]);
