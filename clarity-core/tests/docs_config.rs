@@ -1,12 +1,36 @@
 //! Every TOML block of the authentication documentation is a configuration
 //! Clarity accepts: an operator copying one gets a server that starts
 //! (S-ID-1: the `[[auth.oidc]]` examples of docs/authentication.md and the
-//! provider pages); the audit page's sinks and disclosure are accepted too.
+//! provider pages); the audit page's sinks and disclosure, and each key
+//! provider page's settings (S-KEY-4), are accepted too.
 
 use std::path::Path;
 
 fn toml_blocks(text: &str) -> Vec<String> {
     fenced_blocks(text, "toml")
+}
+
+/// docs/`page`: its text, and each of its TOML blocks as the configuration
+/// Clarity loads and validates from it (a refusal fails the test, naming
+/// the page and the block). At least one block.
+fn documented_configs(page: &str) -> (String, Vec<(String, clarity_core::Config)>) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs")
+        .join(page);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{page}: {e}"));
+    let configs: Vec<_> = toml_blocks(&text)
+        .into_iter()
+        .map(|block| {
+            let config = clarity_core::Config::from_toml(&block)
+                .unwrap_or_else(|e| panic!("{page}: {e}\n{block}"));
+            config
+                .validate()
+                .unwrap_or_else(|e| panic!("{page}: {e}\n{block}"));
+            (block, config)
+        })
+        .collect();
+    assert!(!configs.is_empty(), "{page} has no TOML example");
+    (text, configs)
 }
 
 /// The code blocks of `text` fenced as `lang`.
@@ -34,18 +58,9 @@ fn fenced_blocks(text: &str, lang: &str) -> Vec<String> {
 // S-ID-1
 #[test]
 fn the_documented_identity_provider_settings_are_accepted() {
-    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
     let mut providers = 0;
     for page in ["authentication.md", "oidc-keycloak.md", "oidc-entra.md"] {
-        let text = std::fs::read_to_string(docs.join(page)).expect(page);
-        let blocks = toml_blocks(&text);
-        assert!(!blocks.is_empty(), "{page} has no TOML example");
-        for block in blocks {
-            let config = clarity_core::Config::from_toml(&block)
-                .unwrap_or_else(|e| panic!("{page}: {e}\n{block}"));
-            config
-                .validate()
-                .unwrap_or_else(|e| panic!("{page}: {e}\n{block}"));
+        for (_, config) in documented_configs(page).1 {
             providers += config.auth.oidc.len();
         }
     }
@@ -56,21 +71,20 @@ fn the_documented_identity_provider_settings_are_accepted() {
 // configuration Clarity accepts, with each kind of sink.
 #[test]
 fn s_aud_8_the_documented_audit_sinks_are_accepted() {
-    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
-    let text = std::fs::read_to_string(docs.join("audit.md")).expect("audit.md");
-    let blocks = toml_blocks(&text);
-    assert!(!blocks.is_empty(), "audit.md has no TOML example");
     let mut kinds = std::collections::BTreeSet::new();
-    for block in blocks {
-        let config = clarity_core::Config::from_toml(&block)
-            .unwrap_or_else(|e| panic!("audit.md: {e}\n{block}"));
-        config
-            .validate()
-            .unwrap_or_else(|e| panic!("audit.md: {e}\n{block}"));
-        kinds.extend(config.audit.sinks.iter().map(|s| s.kind.as_str()));
+    for (_, config) in documented_configs("audit.md").1 {
+        kinds.extend(
+            config
+                .audit
+                .sinks
+                .iter()
+                .map(|s| s.kind.as_str().to_string()),
+        );
     }
     assert!(
-        ["syslog", "http", "file"].iter().all(|k| kinds.contains(k)),
+        ["syslog", "http", "file"]
+            .iter()
+            .all(|k| kinds.contains(*k)),
         "{kinds:?}"
     );
 }
@@ -98,15 +112,8 @@ fn s_aud_9_the_documented_disclosure_is_accepted() {
 #[test]
 fn s_key_4_the_documented_pkcs11_tokens_are_accepted() {
     use clarity_core::config::KeyProviderKind;
-    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
-    let text = std::fs::read_to_string(docs.join("keys-pkcs11.md")).expect("keys-pkcs11.md");
     let mut modules = Vec::new();
-    for block in toml_blocks(&text) {
-        let config = clarity_core::Config::from_toml(&block)
-            .unwrap_or_else(|e| panic!("keys-pkcs11.md: {e}\n{block}"));
-        config
-            .validate()
-            .unwrap_or_else(|e| panic!("keys-pkcs11.md: {e}\n{block}"));
+    for (block, config) in documented_configs("keys-pkcs11.md").1 {
         assert_eq!(config.keys.provider, KeyProviderKind::Pkcs11, "{block}");
         let module = config.keys.pkcs11_module.expect("pkcs11_module");
         modules.push(
@@ -133,17 +140,11 @@ fn s_key_4_the_documented_pkcs11_tokens_are_accepted() {
 #[test]
 fn s_key_4_the_documented_transit_logins_are_accepted() {
     use clarity_core::config::TransitAuthMethod;
-    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
-    let text = std::fs::read_to_string(docs.join("keys-openbao.md")).expect("keys-openbao.md");
-    let mut methods = Vec::new();
-    for block in toml_blocks(&text) {
-        let config = clarity_core::Config::from_toml(&block)
-            .unwrap_or_else(|e| panic!("keys-openbao.md: {e}\n{block}"));
-        config
-            .validate()
-            .unwrap_or_else(|e| panic!("keys-openbao.md: {e}\n{block}"));
-        methods.push(config.keys.transit_auth);
-    }
+    let methods: Vec<_> = documented_configs("keys-openbao.md")
+        .1
+        .into_iter()
+        .map(|(_, config)| config.keys.transit_auth)
+        .collect();
     assert_eq!(
         methods,
         [
@@ -161,15 +162,9 @@ fn s_key_4_the_documented_transit_logins_are_accepted() {
 fn s_key_4_the_documented_kms_configuration_and_policy_are_accepted() {
     use clarity_core::config::KeyProviderKind;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("../docs/keys-kms.md")).expect("keys-kms.md");
-    let blocks = toml_blocks(&text);
-    assert_eq!(blocks.len(), 2, "keys-kms.md shows two configurations");
-    for block in &blocks {
-        let config = clarity_core::Config::from_toml(block)
-            .unwrap_or_else(|e| panic!("keys-kms.md: {e}\n{block}"));
-        config
-            .validate()
-            .unwrap_or_else(|e| panic!("keys-kms.md: {e}\n{block}"));
+    let (text, configs) = documented_configs("keys-kms.md");
+    assert_eq!(configs.len(), 2, "keys-kms.md shows two configurations");
+    for (block, config) in &configs {
         assert_eq!(config.keys.provider, KeyProviderKind::Kms, "{block}");
         assert!(config.keys.kms_key_id.is_some(), "{block}");
     }
