@@ -476,7 +476,10 @@ async fn bad_input_is_refused_with_4xx() {
         ("POST", "/v1/patients".into(), unknown_field),
         ("POST", "/v1/patients".into(), vec![b'{', 0xff, 0xfe, b'}']),
         ("POST", "/v1/patients".into(), deep.into_bytes()),
-        ("POST", "/v1/patients".into(), vec![b' '; 3 * 1024 * 1024]),
+        // An oversized body is refused at once with 413, before it is sent:
+        // tests/tests/connections.rs checks that on a raw socket (a client
+        // library still writing the body sees the early close as a broken
+        // pipe instead of the answer).
         ("POST", "/v1/patients".into(), huge_number),
         (
             "POST",

@@ -66,7 +66,7 @@ fn one_address_holds_at_most_its_cap_of_connections() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
-// S-NET-1
+// S-NET-1, S-IN-1 (the size limit)
 #[test]
 fn a_declared_oversized_body_is_refused_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
