@@ -8,11 +8,10 @@ use std::collections::BTreeSet;
 use serde::Deserialize;
 
 use super::Manifest;
-use super::archive::Header;
 use super::schema::{Table, Value};
 use crate::config::{Config, KeyProviderKind};
-use crate::crypto::KeyProvider;
 use crate::crypto::schedule::meta;
+use crate::crypto::{KeyProvider, RootRecord};
 use crate::error::{Error, Result};
 
 /// A set of KEK versions an archive needs.
@@ -27,16 +26,16 @@ struct Wrapped {
 }
 
 impl KekNeeds {
-    /// What the header says before anything is verified: with transit,
-    /// the version that wrapped the root secret.
-    pub(crate) fn of_header(header: &Header) -> Self {
-        KekNeeds(header.transit_root.iter().map(|r| r.kek_version).collect())
+    /// What an archive's header says before anything is verified: with an
+    /// external provider, the version that wrapped the root secret `root`.
+    pub(crate) fn of_root(root: Option<&RootRecord>) -> Self {
+        KekNeeds(root.iter().map(|r| r.kek_version).collect())
     }
 
-    /// What the signed manifest and the header declare: the versions that
-    /// wrapped the data keys, and the transit root's.
-    pub(crate) fn declared(manifest: &Manifest, header: &Header) -> Self {
-        let mut needs = Self::of_header(header);
+    /// What the signed manifest and the header's root record declare: the
+    /// versions that wrapped the data keys, and the root's.
+    pub(crate) fn declared(manifest: &Manifest, root: Option<&RootRecord>) -> Self {
+        let mut needs = Self::of_root(root);
         needs
             .0
             .extend(manifest.kek_usage.iter().map(|k| k.kek_version));

@@ -69,7 +69,12 @@ async fn external_keys<P: HoldsRoot>(config: &Config, header: &Header, provider:
             provider.name()
         ))
     })?;
-    needs::ensure_held(config, &provider, &KekNeeds::of_header(header)).await?;
+    needs::ensure_held(
+        config,
+        &provider,
+        &KekNeeds::of_root(header.transit_root.as_ref()),
+    )
+    .await?;
     let name = provider.name();
     with_root(provider, record).await.map_err(|e| match e {
         Error::Integrity | Error::NotFound { .. } => Error::key(format!(
@@ -100,7 +105,7 @@ async fn open_verified(config: &Config, path: &Path) -> Result<Opened> {
             Error::invalid("backup archive refused: its header names no valid archive id")
         })?;
     let manifest = reader.verify_manifest(ArchiveKeys::derive(&root, id)?)?;
-    let declared = KekNeeds::declared(&manifest, reader.header());
+    let declared = KekNeeds::declared(&manifest, reader.header().transit_root.as_ref());
     needs::ensure_held(config, keys.as_ref(), &declared).await?;
     Ok(Opened {
         reader,
@@ -258,7 +263,7 @@ pub async fn verify(
         }
     }
     importer.check(&mut reader, &manifest)?;
-    let mut all = KekNeeds::declared(&manifest, reader.header());
+    let mut all = KekNeeds::declared(&manifest, reader.header().transit_root.as_ref());
     all.extend(&importer.needs);
     needs::ensure_held(config, keys.as_ref(), &all).await?;
     Ok(Verification {

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
 use super::TransitSettings;
-use super::auth::{Access, Session};
+use super::session::{Access, Session};
 use crate::error::{Error, Result};
 
 /// Attempts per idempotent request (the first try plus retries).

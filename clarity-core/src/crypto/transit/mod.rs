@@ -16,6 +16,7 @@
 
 mod auth;
 mod client;
+mod session;
 mod settings;
 
 use async_trait::async_trait;
