@@ -37,6 +37,24 @@ def unquote(value):
     return value
 
 
+def interpolate(value):
+    """Compose's `${NAME:-default}` and `${NAME}` with nothing set in the
+    environment (the file's defaults), and `$$` as a literal `$`."""
+    if isinstance(value, dict):
+        return {k: interpolate(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v) for v in value]
+    if not isinstance(value, str):
+        return value
+    pattern = r"\$\$|\$\{(\w+)(?::?-([^}]*))?\}"
+    return re.sub(pattern, lambda m: "$" if m.group(0) == "$$" else (m.group(2) or ""), value)
+
+
+def compose_document():
+    """deploy/compose.yaml as Compose reads it with no variables set."""
+    return interpolate(yaml.safe_load(COMPOSE.read_text()))
+
+
 def k8s_documents():
     """(file name, document) of every manifest under deploy/k8s."""
     for path in sorted(K8S.rglob("*.yaml")):
@@ -85,6 +103,113 @@ def terraform_value(expr, variables):
     return text
 
 
+# --- NetworkPolicy semantics, enough for deploy/k8s: matchLabels selectors,
+# namespace and pod selectors, ipBlock, numbered ports.
+
+def selects(selector, labels):
+    """Whether a label selector (matchLabels only) selects `labels`."""
+    if selector.get("matchExpressions"):
+        raise ValueError("matchExpressions are not evaluated by check_deploy.py")
+    return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
+
+
+def peer_matches(peer, policy_ns, endpoint):
+    """Whether one from/to entry admits `endpoint`: {"ns", "labels"} for a pod, {"ip"} outside."""
+    if "ipBlock" in peer:
+        return "ip" in endpoint and endpoint["ip"] == "external"
+    if "ip" in endpoint:
+        return False
+    if "namespaceSelector" in peer:
+        if not selects(peer["namespaceSelector"], {"kubernetes.io/metadata.name": endpoint["ns"]}):
+            return False
+    elif endpoint["ns"] != policy_ns:
+        return False
+    return selects(peer.get("podSelector") or {}, endpoint["labels"])
+
+
+def port_matches(ports, port, protocol):
+    if not ports:
+        return True
+    for p in ports:
+        if p.get("protocol", "TCP") != protocol:
+            continue
+        if "port" not in p:
+            return True
+        if not isinstance(p["port"], int):
+            raise ValueError(f"named port {p['port']!r} is not evaluated by check_deploy.py")
+        if p["port"] <= port <= p.get("endPort", p["port"]):
+            return True
+    return False
+
+
+def network_allows(policies, direction, pod, peer, port, protocol="TCP"):
+    """Whether the NetworkPolicies let `pod` (ns, labels) receive from (Ingress)
+    or send to (Egress) `peer` on `port`: a pod no policy selects for the
+    direction is open; a selected pod only has what some rule allows."""
+    key = "ingress" if direction == "Ingress" else "egress"
+    side = "from" if direction == "Ingress" else "to"
+    isolated = False
+    for policy in policies:
+        ns = policy["metadata"]["namespace"]
+        spec = policy["spec"]
+        if ns != pod["ns"] or not selects(spec.get("podSelector") or {}, pod["labels"]):
+            continue
+        if direction not in spec.get("policyTypes", ["Ingress"]):
+            continue
+        isolated = True
+        for rule in spec.get(key) or []:
+            peers = rule.get(side)
+            if (not peers or any(peer_matches(x, ns, peer) for x in peers)) and port_matches(rule.get("ports"), port, protocol):
+                return True
+    return not isolated
+
+
+def network_policy_problems(port):
+    """The intended flows of deploy/k8s/networkpolicy.yaml, allowed and denied."""
+    policies = [doc for _, doc in k8s_documents() if doc.get("kind") == "NetworkPolicy"]
+    pods = {}
+    for file, doc in k8s_documents():
+        template = doc.get("spec", {}).get("template")
+        if doc.get("kind") in ("Deployment", "Job") and template:
+            pods[f"{doc['kind']}/{doc['metadata']['name']}"] = {
+                "ns": doc["metadata"]["namespace"],
+                "labels": template["metadata"]["labels"],
+            }
+    server = next(p for name, p in pods.items() if name.startswith("Deployment/"))
+    ns = lambda name, **labels: {"ns": name, "labels": labels}  # noqa: E731
+    # (pod, direction, peer, port, protocol, allowed?, why)
+    expected = [
+        (server, "Ingress", ns("ingress-nginx", app="controller"), port, "TCP", True, "the ingress controller reaches the API"),
+        (server, "Ingress", ns("monitoring", app="prometheus"), port, "TCP", True, "Prometheus scrapes /metrics"),
+        (server, "Ingress", ns("ingress-nginx", app="controller"), 22, "TCP", False, "only the server's port is open"),
+        (server, "Ingress", ns("default", app="anything"), port, "TCP", False, "other namespaces are shut out"),
+        (server, "Ingress", ns("clarity", app="other"), port, "TCP", False, "other pods of the namespace are shut out"),
+        (server, "Ingress", {"ip": "external"}, port, "TCP", False, "nothing from outside the cluster but through the ingress"),
+    ]
+    for name, pod in pods.items():
+        expected += [
+            (pod, "Egress", ns("kube-system", **{"k8s-app": "kube-dns"}), 53, "UDP", True, f"{name}: DNS"),
+            (pod, "Egress", ns("kube-system", **{"k8s-app": "kube-dns"}), 53, "TCP", True, f"{name}: DNS over TCP"),
+            (pod, "Egress", ns("database", app="postgres"), 5432, "TCP", True, f"{name}: PostgreSQL"),
+            (pod, "Egress", ns("database", app="redis"), 6379, "TCP", True, f"{name}: Redis"),
+            (pod, "Egress", ns("openbao", app="openbao"), 8200, "TCP", True, f"{name}: OpenBao"),
+            (pod, "Egress", ns("database", app="postgres"), 22, "TCP", False, f"{name}: only the database ports"),
+            (pod, "Egress", ns("kube-system", app="api"), 443, "TCP", False, f"{name}: not the Kubernetes API"),
+            (pod, "Egress", {"ip": "external"}, 443, "TCP", False, f"{name}: nothing leaves the cluster"),
+            (pod, "Egress", ns("clarity", app="other"), port, "TCP", False, f"{name}: not other pods"),
+        ]
+    expected.append(
+        (next(p for n, p in pods.items() if n.startswith("Job/")), "Ingress", ns("ingress-nginx", app="controller"), port, "TCP", False, "nothing reaches the migration job")
+    )
+    problems = []
+    for pod, direction, peer, p, protocol, want, why in expected:
+        got = network_allows(policies, direction, pod, peer, p, protocol)
+        if got != want:
+            verb = "allows" if got else "denies"
+            problems.append(f"deploy/k8s/networkpolicy.yaml {verb} {direction.lower()} {peer} port {p}/{protocol} for {pod['labels']}: {why}")
+    return problems, len(expected)
+
+
 def settings():
     """Every CLARITY_* variable the deployment files set, grouped by deployment.
 
@@ -96,7 +221,7 @@ def settings():
     def add(deployment, file, var, value):
         out.append({"deployment": deployment, "file": file, "var": var, "value": value})
 
-    compose = yaml.safe_load(COMPOSE.read_text())
+    compose = compose_document()
     for name, service in compose["services"].items():
         for var, value in (service.get("environment") or {}).items():
             if var.startswith(PREFIX):
@@ -160,7 +285,7 @@ def check():
     # --- compose: valid against the Compose specification, ports agree.
     import compose_spec  # noqa: PLC0415 (only `check` needs it)
 
-    compose = yaml.safe_load(COMPOSE.read_text())
+    compose = compose_document()
     try:
         # PyYAML resolves the merge keys (<<) compose files may use.
         compose_spec.PyCompose.from_json(json.dumps(compose))
@@ -213,6 +338,10 @@ def check():
                         target = p["targetPort"]
                         if ports.get(target, target) != port:
                             problems.append(f"Service {svc['metadata']['name']}: targetPort {target} is not the listen port {port}")
+    # NetworkPolicies: evaluated for every intended flow, and a few that must not exist.
+    flow_problems, flows = network_policy_problems(listen_port(entries, next(
+        f"k8s:{doc['kind']}/{doc['metadata']['name']}" for _, doc in k8s_documents() if doc.get("kind") == "Deployment")))
+    problems += flow_problems
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     listed = set(kustomization["resources"])
     expected = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "migrate-job.yaml"}
@@ -243,7 +372,7 @@ def check():
     # --- Nothing that looks like a secret value in any deployment file.
     secretish = re.compile(r"(postgres(ql)?|rediss?)://[^:@\s/]*:[^@\s$]{4,}@", re.I)
     for path in sorted(DEPLOY.rglob("*")):
-        if path.is_file() and "secrets" not in path.parts and path.suffix in {".yaml", ".yml", ".tf", ".hcl", ""}:
+        if path.is_file() and "prebuilt" not in path.parts and path.suffix in {".yaml", ".yml", ".tf", ".hcl", ""}:
             text = path.read_text(errors="replace")
             if secretish.search(text):
                 problems.append(f"{path.relative_to(ROOT)}: a URL with an inline password")
@@ -252,7 +381,7 @@ def check():
         print(f"deploy: {problem}", file=sys.stderr)
     if problems:
         return 1
-    print(f"deploy: compose, {sum(1 for _ in k8s_documents())} Kubernetes objects and the Terraform module agree ({len(entries)} settings)")
+    print(f"deploy: compose, {sum(1 for _ in k8s_documents())} Kubernetes objects and the Terraform module agree ({len(entries)} settings); NetworkPolicies give {flows} flows as intended")
     return 0
 
 

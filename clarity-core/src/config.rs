@@ -235,9 +235,11 @@ impl Config {
 fn env_provider() -> Env {
     Env::prefixed(ENV_PREFIX)
         .filter(|key| {
-            // CLARITY_TEST_* belong to the test suite, CLARITY_CONFIG names the file.
+            // CLARITY_TEST_* belong to the test suite, CLARITY_CONFIG names the
+            // file, CLARITY_PROBE_CA is the container health check's
+            // (clarity-probe), set beside the server's own settings.
             let key = key.as_str().to_ascii_lowercase();
-            !key.starts_with("test_") && key != "config"
+            !key.starts_with("test_") && key != "config" && key != "probe_ca"
         })
         .map(|key| {
             // Keys keep the variable's case here; settings are lower case.

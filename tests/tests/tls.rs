@@ -20,16 +20,22 @@ struct Tls {
 fn start() -> Tls {
     let dir = tempfile::tempdir().expect("tempdir");
     let issued =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("certificate");
     let cert_path = dir.path().join("cert.pem");
     let key_path = dir.path().join("key.pem");
     std::fs::write(&cert_path, issued.cert.pem()).expect("write cert");
     std::fs::write(&key_path, issued.signing_key.serialize_pem()).expect("write key");
     // The key is a secret file: readable by its owner only (S-KEY-1).
     std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, issued.cert.pem()).expect("write CA");
+    // CLARITY_PROBE_CA is the health check's, set beside the server's
+    // settings in a container: the server must start with it set.
     let env = [
         ("CLARITY_TLS_CERT", cert_path.to_str().expect("utf-8")),
         ("CLARITY_TLS_KEY", key_path.to_str().expect("utf-8")),
+        ("CLARITY_PROBE_CA", ca_path.to_str().expect("utf-8")),
     ];
     let server = Server::start(&dir.path().join("data"), &env);
     assert!(
@@ -43,6 +49,53 @@ fn start() -> Tls {
         cert: issued.cert.der().clone(),
         _dir: dir,
     }
+}
+
+/// Runs `clarity-probe` (beside `clarity`) with `args`; true when it exits 0.
+fn probe(args: &[&str]) -> (bool, String) {
+    let binary = clarity_tests::server_binary().with_file_name("clarity-probe");
+    let out = std::process::Command::new(binary)
+        .args(args)
+        .env_remove("CLARITY_PROBE_CA")
+        .env_remove("CLARITY_LISTEN")
+        .output()
+        .expect("run clarity-probe");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+// S-TLS-1: the container health check speaks TLS to a TLS-only server when
+// given the CA, checks the certificate, and fails without it.
+#[tokio::test]
+async fn the_probe_checks_a_tls_server_against_its_ca() {
+    let tls = start();
+    let addr = tls.server.addr.to_string();
+    let ca = tls._dir.path().join("ca.pem");
+    let ca = ca.to_str().expect("utf-8");
+    let (ok, err) = probe(&["--ca", ca, &addr]);
+    assert!(ok, "ready over TLS: {err}");
+    let (ok, err) = probe(&["--live", "--ca", ca, &addr]);
+    assert!(ok, "live over TLS: {err}");
+
+    // Plaintext to the TLS port gets no HTTP answer.
+    let (ok, _) = probe(&[&addr]);
+    assert!(!ok, "plaintext probe of a TLS server must fail");
+
+    // A certificate from another CA is refused.
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).expect("cert");
+    let other_ca = tls._dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca, other.cert.pem()).expect("write");
+    let (ok, err) = probe(&["--ca", other_ca.to_str().expect("utf-8"), &addr]);
+    assert!(!ok, "a server certificate from another CA must be refused");
+    assert!(err.contains("TLS") || err.contains("certificate"), "{err}");
+
+    // A CA file with no certificate is named as such.
+    let empty = tls._dir.path().join("empty.pem");
+    std::fs::write(&empty, "").expect("write");
+    let (ok, err) = probe(&["--ca", empty.to_str().expect("utf-8"), &addr]);
+    assert!(!ok && err.contains("holds no certificate"), "{err}");
 }
 
 fn connector(
