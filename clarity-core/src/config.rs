@@ -82,8 +82,11 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
-    /// One JSON object per line (default), for log collectors.
+    /// Human-readable lines when standard error is a terminal, JSON
+    /// otherwise (the default).
     #[default]
+    Auto,
+    /// One JSON object per line, for log collectors.
     Json,
     /// Human-readable lines, for a terminal.
     Text,
@@ -96,7 +99,7 @@ pub enum LogFormat {
 pub struct LogConfig {
     /// Minimum level, or a filter such as `info,clarity_core=debug` (default `info`).
     pub level: String,
-    /// `json` (default) or `text`.
+    /// `auto` (default: `text` on a terminal, `json` otherwise), `json` or `text`.
     pub format: LogFormat,
 }
 
@@ -104,7 +107,7 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".into(),
-            format: LogFormat::Json,
+            format: LogFormat::Auto,
         }
     }
 }

@@ -8,11 +8,19 @@ use clarity_core::Config;
 
 pub(crate) use crate::ops::{AuditFilterArgs, DemoArgs};
 
+/// `clarity --version`: the package version and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CLARITY_COMMIT"),
+    ")"
+);
+
 /// Clarity: encrypted, audited storage of patient data.
 ///
 /// With no command, `clarity` runs `serve`.
 #[derive(Debug, Parser)]
-#[command(name = "clarity", version, about, long_about = None, propagate_version = true)]
+#[command(name = "clarity", version = VERSION, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -24,6 +32,8 @@ pub struct Cli {
 #[derive(Debug, Args)]
 struct GlobalArgs {
     /// Configuration file (TOML). Settings in `CLARITY_*` environment variables override it.
+    /// Without one, the first of ./clarity.toml, $XDG_CONFIG_HOME/clarity/clarity.toml
+    /// (~/.config/...) and /etc/clarity/clarity.toml that exists is read.
     #[arg(
         long,
         short = 'c',
@@ -33,7 +43,7 @@ struct GlobalArgs {
     )]
     config: Option<PathBuf>,
     /// Directory for the SQLite database and the local keyring [default: ./clarity-data].
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, env = "CLARITY_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
 }
 
@@ -67,6 +77,13 @@ enum Command {
     Setup,
     /// Fill the store with synthetic users of every role, patients, care teams and records.
     Demo(DemoArgs),
+    /// Print a shell completion script: `clarity completions bash > /etc/bash_completion.d/clarity`.
+    Completions {
+        /// The shell: bash, elvish, fish, powershell or zsh.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `clarity man > /usr/local/share/man/man1/clarity.1`.
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -221,13 +238,18 @@ enum DisclosureCommand {
 
 #[derive(Debug, Subcommand)]
 enum UserCommand {
-    /// Create a user. The password is read from the first line of standard input.
+    /// Create a user. The password is asked for twice at a prompt that does
+    /// not echo; in scripts, it is the first line of standard input or of
+    /// --password-file.
     ///
     /// Example: `printf '%s\n' "$PASSWORD" | clarity user create --email admin@example.org --role admin`
     Create {
         /// Login email.
         #[arg(long)]
         email: String,
+        /// Read the password from the first line of this file (readable by its owner only).
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
         /// A role: admin, clinician, nurse, patient, researcher or auditor. Repeat for several.
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
@@ -257,7 +279,7 @@ enum UserCommand {
 #[derive(Debug, Args, Default)]
 struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, env = "CLARITY_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
 }
 
@@ -267,7 +289,23 @@ struct ServeArgs {
 /// Whatever stops the command: bad configuration, an unreachable database, a
 /// missing keyring. The message is meant for the operator.
 pub fn run(cli: Cli) -> clarity_core::Result<()> {
-    let mut config = Config::load(cli.global.config.as_deref())?;
+    // Commands about the command line itself touch no configuration.
+    match &cli.command {
+        Some(Command::Completions { shell }) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "clarity", &mut std::io::stdout());
+            return Ok(());
+        }
+        Some(Command::Man) => {
+            let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            return page.render(&mut std::io::stdout()).map_err(|e| {
+                clarity_core::Error::internal(format!("cannot write the manual page: {e}"))
+            });
+        }
+        _ => {}
+    }
+    let config_file = cli.global.config.clone().or_else(discover_config);
+    let mut config = Config::load(config_file.as_deref())?;
     if let Some(dir) = cli.global.data_dir {
         config.data_dir = dir;
     }
@@ -287,6 +325,9 @@ pub fn run(cli: Cli) -> clarity_core::Result<()> {
     }
     // Held to the end: dropping it writes the log lines still queued.
     let _log_thread = crate::logging::init(&config.log)?;
+    if let Some(file) = &config_file {
+        tracing::info!(file = %file.display(), "configuration file");
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -298,9 +339,10 @@ pub fn run(cli: Cli) -> clarity_core::Result<()> {
             Command::Migrate => migrate(&config).await,
             Command::User(UserCommand::Create {
                 email,
+                password_file,
                 roles,
                 display_name,
-            }) => create_user(config, email, &roles, display_name).await,
+            }) => create_user(config, email, password_file, &roles, display_name).await,
             Command::User(UserCommand::List) => crate::ops::list_users(config).await,
             Command::User(UserCommand::Disable { id }) => {
                 crate::ops::disable_user(config, id).await
@@ -363,25 +405,36 @@ pub fn run(cli: Cli) -> clarity_core::Result<()> {
             Command::Backup(args) => crate::backup::backup(config, args.output).await,
             Command::Restore(args) => crate::backup::restore(config, &args.archive).await,
             Command::Demo(args) => crate::ops::demo(config, args).await,
+            Command::Completions { .. } | Command::Man => Ok(()),
         }
     })
+}
+
+/// The configuration file when none is named: the first that exists of
+/// `./clarity.toml`, `$XDG_CONFIG_HOME/clarity/clarity.toml` (or
+/// `~/.config/clarity/clarity.toml`) and `/etc/clarity/clarity.toml`.
+fn discover_config() -> Option<PathBuf> {
+    let home_config = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")));
+    let mut candidates = vec![PathBuf::from("clarity.toml")];
+    candidates.extend(home_config.map(|dir| dir.join("clarity").join("clarity.toml")));
+    candidates.push(PathBuf::from("/etc/clarity/clarity.toml"));
+    candidates.into_iter().find(|path| path.is_file())
 }
 
 async fn create_user(
     config: Config,
     email: String,
+    password_file: Option<PathBuf>,
     roles: &[String],
     display_name: Option<String>,
 ) -> clarity_core::Result<()> {
-    use clarity_core::crypto::SecretString;
+    // A bad role or store is refused before anyone types a password.
     let roles = clarity_core::model::RoleSet::parse(roles)?;
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line).map_err(|e| {
-        clarity_core::Error::invalid(format!("cannot read the password from standard input: {e}"))
-    })?;
-    let password = SecretString::new(line.trim_end_matches(['\r', '\n']));
-    zeroize::Zeroize::zeroize(&mut line);
     let clarity = clarity_core::Clarity::open(config).await?;
+    let password = crate::password_input::new_password(&email, password_file.as_deref())?;
     let user = clarity
         .create_user_as_operator(clarity_core::service::NewUser {
             email,

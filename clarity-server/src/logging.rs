@@ -25,9 +25,15 @@ pub(crate) fn init(config: &LogConfig) -> clarity_core::Result<Option<WorkerGuar
         .with_env_filter(filter)
         .with_writer(writer)
         .with_ansi(false);
-    let result = match config.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+    let json = match config.format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let result = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
     };
     // An already installed subscriber (tests) is fine.
     Ok(result.is_ok().then_some(guard))
