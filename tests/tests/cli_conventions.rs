@@ -249,6 +249,20 @@ impl Terminal {
     }
 }
 
+/// `clarity --data-dir DATA user create --email EMAIL --role ROLE`'s arguments.
+fn user_create<'a>(data: &'a str, email: &'a str, role: &'a str) -> Vec<&'a str> {
+    vec![
+        "--data-dir",
+        data,
+        "user",
+        "create",
+        "--email",
+        email,
+        "--role",
+        role,
+    ]
+}
+
 fn shell_quote(arg: &str) -> String {
     format!("'{}'", arg.replace('\'', r"'\''"))
 }
@@ -260,18 +274,7 @@ fn passwords_are_asked_for_twice_without_echo() {
     let data = data.to_str().expect("utf-8");
     let password = "a passphrase typed at the terminal";
 
-    let create = |email: &'static str| {
-        Terminal::start(&[
-            "--data-dir",
-            data,
-            "user",
-            "create",
-            "--email",
-            email,
-            "--role",
-            "clinician",
-        ])
-    };
+    let create = |email: &'static str| Terminal::start(&user_create(data, email, "clinician"));
     let mut term = create("ward7@example.org");
     term.wait_for("New password for ward7@example.org: ");
     term.wait_for_echo_off();
@@ -340,16 +343,7 @@ fn passwords_from_standard_input_or_a_private_file() {
     let data = dir.path().join("data");
     let data = data.to_str().expect("utf-8");
     let create = |email: &str, extra: &[&str], input: &str| {
-        let mut args = vec![
-            "--data-dir",
-            data,
-            "user",
-            "create",
-            "--email",
-            email,
-            "--role",
-            "nurse",
-        ];
+        let mut args = user_create(data, email, "nurse");
         args.extend_from_slice(extra);
         run_with_input(&args, &[], input)
     };
