@@ -542,6 +542,40 @@ async fn bad_input_is_refused_with_4xx() {
         );
         assert!(parsed["error"]["request_id"].is_string());
     }
+    // A mistake is named by its field path and what is expected there, and
+    // the value sent is never repeated (it may be PHI).
+    let named = [
+        (
+            "/v1/users",
+            &admin,
+            json!({"email": "n@example.org", "password": "a long and unguessable passphrase", "roles": ["clinican"]}),
+            "`roles` is invalid: unknown role; roles are admin",
+            "clinican",
+        ),
+        (
+            "/v1/patients",
+            &clinician,
+            json!({"mrn": "M-9", "given_name": "Ada", "family_name": "Byron",
+                   "birth_date": "1815-12-10", "sex": "female",
+                   "address": {"city": "Marylebone", "postal_code": 7}}),
+            "`address.postal_code`",
+            "Marylebone",
+        ),
+    ];
+    for (path, token, body, wanted, secret) in named {
+        let response = raw(
+            "POST",
+            path,
+            serde_json::to_vec(&body).expect("json"),
+            Some(token),
+        )
+        .await
+        .expect("response");
+        assert_eq!(response.status(), 400, "{path}");
+        let text = response.text().await.expect("body");
+        assert!(text.contains(wanted), "{path}: {text}");
+        assert!(!text.contains(secret), "{path} echoed a value: {text}");
+    }
     // S-IN-2: injection strings are inert data: nothing matches, nothing breaks.
     for probe in [
         "' OR 1=1 --",

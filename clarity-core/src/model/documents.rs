@@ -1,5 +1,6 @@
 //! The plaintext shapes of patients and records, and their validation.
 
+use super::json_input::parse_json;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -360,42 +361,6 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// The cursor of the next page, `None` on the last page.
     pub next_cursor: Option<String>,
-}
-
-/// Parses JSON text into `T`, with an error that never quotes the input
-/// (values may be PHI): it names the position and, for unknown or missing
-/// fields, the field.
-///
-/// # Errors
-/// [`Error::InvalidInput`] for malformed JSON or a wrong shape.
-pub fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
-    serde_json::from_str(text).map_err(|e| {
-        use serde_json::error::Category;
-        let what = match e.classify() {
-            Category::Syntax | Category::Eof | Category::Io => "is not valid JSON".to_string(),
-            Category::Data => {
-                // Keep the field name of unknown/missing-field errors; drop
-                // anything else, which may quote a value.
-                let msg = e.to_string();
-                let field = ["unknown field `", "missing field `"].iter().find_map(|p| {
-                    msg.strip_prefix(p)
-                        .and_then(|r| r.split('`').next())
-                        .map(|f| (p, f))
-                });
-                match field {
-                    Some((prefix, name)) if name.len() <= 64 => {
-                        format!("has {prefix}{name}`")
-                    }
-                    _ => "does not have the expected fields and types".to_string(),
-                }
-            }
-        };
-        Error::invalid(format!(
-            "document {what} (line {}, column {})",
-            e.line(),
-            e.column()
-        ))
-    })
 }
 
 /// Checks a JSON document: an object (non-empty unless `allow_empty`),

@@ -15,6 +15,7 @@ mod context;
 mod disclosures;
 mod documents;
 mod invalidation;
+mod json_input;
 mod roles;
 mod rows;
 
@@ -26,9 +27,10 @@ pub use disclosures::{
 pub(crate) use documents::check_document;
 pub use documents::{
     Address, DEFAULT_PAGE, MAX_PAGE, Page, PageRequest, Patient, PatientLookup, PatientProfile,
-    PatientSearch, Record, RecordKind, parse_json,
+    PatientSearch, Record, RecordKind,
 };
 pub use invalidation::Invalidation;
+pub use json_input::parse_json;
 pub use roles::{Role, RoleSet};
 
 #[cfg(feature = "testing")]
