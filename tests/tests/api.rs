@@ -400,6 +400,26 @@ async fn the_main_flows_work_over_http() {
             .status(),
         StatusCode::NOT_FOUND
     );
+
+    // The break-glass alert's log line names the user and the patient as
+    // plain ids, with no Rust debug forms (`Some(…)`) in any line.
+    let (_, logs) = api.server.terminate();
+    let alert = logs
+        .iter()
+        .find(|l| l.contains("\"security alert\"") && l.contains("BreakGlass"))
+        .expect("a security alert line for the break-glass access");
+    let alert: Value = serde_json::from_str(alert).expect("JSON line");
+    assert_eq!(alert["patient_id"], json!(pid), "{alert}");
+    assert!(
+        alert["user_id"].as_str().is_some_and(|id| id.len() == 36),
+        "{alert}"
+    );
+    for line in &logs {
+        assert!(
+            !line.contains("Some("),
+            "a Rust debug form in a log line: {line}"
+        );
+    }
 }
 
 #[tokio::test]

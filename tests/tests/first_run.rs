@@ -79,7 +79,14 @@ async fn first_start_creates_keys_and_answers_health_probes() {
     // S-AC-2: the one-time code creates the first admin, once.
     let setup = |code: &str| serde_json::json!({"setup_code": code, "email": "first.admin@example.org", "password": "our very first operator passphrase"});
     let post = |body: serde_json::Value| client.post(server.url("/v1/setup")).json(&body).send();
-    assert_eq!(post(setup("0000")).await.expect("setup").status(), 401);
+    let wrong = post(setup("0000")).await.expect("setup");
+    assert_eq!(wrong.status(), 401);
+    // The answer says it is the setup code that was refused, and what to do.
+    let wrong = wrong.text().await.expect("body");
+    assert!(
+        wrong.contains("the setup code is wrong, expired or already used"),
+        "{wrong}"
+    );
     let created = post(setup(&code)).await.expect("setup");
     assert_eq!(created.status(), 201);
     let admin: serde_json::Value = created.json().await.expect("json");

@@ -83,8 +83,9 @@ impl AlertHook for LogAlerts {
         self.counts[Self::slot(alert.kind)].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::error!(
             alert = ?alert.kind,
-            user_id = ?alert.user_id,
-            patient_id = ?alert.patient_id,
+            // Absent ids are left out, not written as `None`.
+            user_id = alert.user_id.map(tracing::field::display),
+            patient_id = alert.patient_id.map(tracing::field::display),
             "security alert"
         );
     }

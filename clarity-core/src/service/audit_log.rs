@@ -152,7 +152,7 @@ impl Clarity {
             ));
         }
         for report in reports.iter().filter(|r| !r.ok) {
-            tracing::error!(chain = %report.chain_id, seq = ?report.first_bad_seq, problem = ?report.problem, "audit chain failed verification");
+            tracing::error!(chain = %report.chain_id, seq = report.first_bad_seq, problem = report.problem.as_deref(), "audit chain failed verification");
             self.raise(&Alert {
                 kind: AlertKind::AuditTampered,
                 user_id: None,

@@ -236,7 +236,18 @@ async fn limit_address(ctx: &Ctx, method: &Method, template: &'static str) -> Re
 
 async fn setup(ctx: &Ctx, req: Request<Incoming>) -> Reply {
     let request: SetupRequest = public_json_body(req).await?;
-    let user = ctx.clarity.setup(request).await?;
+    let user = ctx.clarity.setup(request).await.map_err(|e| match e {
+        // Say which secret was refused, and how to get a good one.
+        clarity_core::Error::Unauthenticated => ApiError::Http {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthenticated",
+            message: "the setup code is wrong, expired or already used, or users exist \
+                      already: the server prints a new code at each start while it has no \
+                      users (or run `clarity setup`)"
+                .into(),
+        },
+        other => ApiError::from(other),
+    })?;
     Ok(json(StatusCode::CREATED, &user))
 }
 
