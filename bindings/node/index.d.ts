@@ -22,6 +22,8 @@ export interface Tokens {
   access_token: string; refresh_token: string; expires_in: number;
   token_type: 'Bearer'; user: User;
 }
+/** An admin's password reset: a one-time code, shown once (a secret). */
+export interface PasswordReset { user_id: string; reset_code: string; expires_at: string; }
 export interface Principal {
   user_id: string; session_id: string; roles: string[];
   patient_id: string | null; mfa: boolean;
@@ -103,6 +105,9 @@ export class Clarity {
   mfaEnroll(token: string): Promise<{ secret: string; otpauth_url: string }>;
   mfaConfirm(token: string, code: string): Promise<User>;
   changePassword(token: string, currentPassword: string, newPassword: string): Promise<void>;
+  resetPassword(token: string, userId: string): Promise<PasswordReset>;
+  completePasswordReset(email: string, resetCode: string, newPassword: string, totp?: string): Promise<void>;
+  resetMfa(token: string, userId: string): Promise<User>;
 
   createUser(token: string, user: NewUser): Promise<User>;
   createUserAsOperator(user: NewUser): Promise<User>;

@@ -170,6 +170,24 @@ class Clarity {
     return this.#do('clarity_password_change', token,
       json({ current_password: currentPassword, new_password: newPassword }));
   }
+  /**
+   * Resets a user's password (admins, not their own): the old one stops
+   * working, the user's sessions end, and the one-time `reset_code` (valid
+   * 24 hours) lets the user set a new one with completePasswordReset. The
+   * code never logs in.
+   */
+  resetPassword(token, userId) { return this.#json('clarity_password_reset', token, userId); }
+  /**
+   * Sets a new password with an admin's reset code (no token needed);
+   * checked and throttled like a login, and usable once.
+   */
+  completePasswordReset(email, resetCode, newPassword, totp) {
+    const request = { email, reset_code: resetCode, new_password: newPassword };
+    if (totp !== undefined) request.totp = totp;
+    return this.#do('clarity_password_reset_complete', json(request));
+  }
+  /** Removes a user's second factor (admins, not their own); the user's sessions end. */
+  resetMfa(token, userId) { return this.#json('clarity_mfa_reset', token, userId); }
 
   // -- users -------------------------------------------------------------------
 

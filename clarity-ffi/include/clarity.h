@@ -363,6 +363,22 @@ clarity_result clarity_password_change(const struct clarity_client *client,
                                        const char *request_json,
                                        struct clarity_error **err_out);
 
+// Sets a new password with the one-time code of an admin's reset
+// (`clarity_password_reset`), from `request_json`
+// (`{"email","reset_code","new_password","totp"?}`). Needs no token. The
+// code is checked like a password at login (throttling, lockout, a TOTP
+// code when the account has a second factor) and works once; every session
+// of the user ends.
+//
+// # Errors
+// `CLARITY_RESULT_UNAUTHENTICATED` for a wrong email, code or TOTP code, or
+// an expired code; `CLARITY_RESULT_MFA_REQUIRED`;
+// `CLARITY_RESULT_RATE_LIMITED`; `CLARITY_RESULT_INVALID_INPUT` when the
+// new password breaks the policy.
+clarity_result clarity_password_reset_complete(const struct clarity_client *client,
+                                               const char *request_json,
+                                               struct clarity_error **err_out);
+
 // Ends sessions at an OpenID Connect provider's request (back-channel
 // logout, S-ID-1): a host application that receives the provider's
 // `logout_token` at its own endpoint passes it on here. The token is
@@ -613,6 +629,26 @@ clarity_result clarity_user_list(const struct clarity_client *client,
                                  uint32_t limit,
                                  const char *cursor,
                                  char **page_out,
+                                 struct clarity_error **err_out);
+
+// Resets a user's password (admins, not their own): the old password stops
+// working, every session of the user ends, and `*reset_out` receives
+// `{"user_id","reset_code","expires_at"}`: a one-time code, valid for 24
+// hours, with which the user sets a new password
+// (`clarity_password_reset_complete`). The code never logs in.
+clarity_result clarity_password_reset(const struct clarity_client *client,
+                                      const char *token,
+                                      const char *user_id,
+                                      char **reset_out,
+                                      struct clarity_error **err_out);
+
+// Removes a user's second factor (admins, not their own), for a lost
+// authenticator: every session of the user ends. Writes the user to
+// `*user_out`.
+clarity_result clarity_mfa_reset(const struct clarity_client *client,
+                                 const char *token,
+                                 const char *user_id,
+                                 char **user_out,
                                  struct clarity_error **err_out);
 
 // Changes a user (admins) with `update_json`

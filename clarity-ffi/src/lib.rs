@@ -60,8 +60,8 @@ pub use ops_audit::{
 };
 pub use ops_auth::{
     clarity_authenticate, clarity_login, clarity_logout, clarity_mfa_confirm, clarity_mfa_enroll,
-    clarity_oidc_backchannel_logout, clarity_password_change, clarity_refresh, clarity_setup,
-    clarity_setup_code_issue,
+    clarity_oidc_backchannel_logout, clarity_password_change, clarity_password_reset_complete,
+    clarity_refresh, clarity_setup, clarity_setup_code_issue,
 };
 pub use ops_disclosures::{
     clarity_disclosure_accounting, clarity_disclosure_list, clarity_disclosure_record,
@@ -80,8 +80,8 @@ pub use ops_records::{
     clarity_record_update,
 };
 pub use ops_users::{
-    clarity_user_create, clarity_user_create_as_operator, clarity_user_get, clarity_user_list,
-    clarity_user_update,
+    clarity_mfa_reset, clarity_password_reset, clarity_user_create,
+    clarity_user_create_as_operator, clarity_user_get, clarity_user_list, clarity_user_update,
 };
 pub use result::clarity_result;
 #[cfg(feature = "testing")]

@@ -10,7 +10,6 @@ use std::ffi::c_char;
 
 use clarity_core::crypto::SecretString;
 use clarity_core::service::{LoginRequest, SetupRequest};
-use serde::Deserialize;
 
 use crate::args;
 use crate::call::{json_result, no_result};
@@ -200,14 +199,6 @@ pub extern "C" fn clarity_mfa_confirm(
     )
 }
 
-/// The two passwords of a password change.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PasswordChange {
-    current_password: SecretString,
-    new_password: SecretString,
-}
-
 /// Changes the caller's password with `request_json`
 /// (`{"current_password","new_password"}`). Every session of the user ends,
 /// the caller's too: log in again.
@@ -226,12 +217,38 @@ pub extern "C" fn clarity_password_change(
         client,
         token,
         err_out,
-        || args::json::<PasswordChange>(request_json, "request_json"),
+        || args::json::<clarity_core::service::PasswordChange>(request_json, "request_json"),
         async |core, p, change| {
             core.change_password(p, &change.current_password, &change.new_password)
                 .await
         },
     )
+}
+
+/// Sets a new password with the one-time code of an admin's reset
+/// (`clarity_password_reset`), from `request_json`
+/// (`{"email","reset_code","new_password","totp"?}`). Needs no token. The
+/// code is checked like a password at login (throttling, lockout, a TOTP
+/// code when the account has a second factor) and works once; every session
+/// of the user ends.
+///
+/// # Errors
+/// `CLARITY_RESULT_UNAUTHENTICATED` for a wrong email, code or TOTP code, or
+/// an expired code; `CLARITY_RESULT_MFA_REQUIRED`;
+/// `CLARITY_RESULT_RATE_LIMITED`; `CLARITY_RESULT_INVALID_INPUT` when the
+/// new password breaks the policy.
+#[unsafe(no_mangle)]
+pub extern "C" fn clarity_password_reset_complete(
+    client: *const clarity_client,
+    request_json: *const c_char,
+    err_out: *mut *mut clarity_error,
+) -> clarity_result {
+    boundary(err_out, || {
+        let client = ffi::try_ref(client)?;
+        let request: clarity_core::service::PasswordResetRequest =
+            args::json(request_json, "request_json")?;
+        Ok(client.block_on(client.core().complete_password_reset(request, None))?)
+    })
 }
 
 /// Ends sessions at an OpenID Connect provider's request (back-channel

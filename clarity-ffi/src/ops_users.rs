@@ -105,6 +105,50 @@ pub extern "C" fn clarity_user_list(
     )
 }
 
+/// Resets a user's password (admins, not their own): the old password stops
+/// working, every session of the user ends, and `*reset_out` receives
+/// `{"user_id","reset_code","expires_at"}`: a one-time code, valid for 24
+/// hours, with which the user sets a new password
+/// (`clarity_password_reset_complete`). The code never logs in.
+#[unsafe(no_mangle)]
+pub extern "C" fn clarity_password_reset(
+    client: *const clarity_client,
+    token: *const c_char,
+    user_id: *const c_char,
+    reset_out: *mut *mut c_char,
+    err_out: *mut *mut clarity_error,
+) -> clarity_result {
+    json_result(
+        client,
+        token,
+        (reset_out, "reset_out"),
+        err_out,
+        || args::uuid(user_id, "user_id"),
+        async |core, p, id| core.reset_password(p, id).await,
+    )
+}
+
+/// Removes a user's second factor (admins, not their own), for a lost
+/// authenticator: every session of the user ends. Writes the user to
+/// `*user_out`.
+#[unsafe(no_mangle)]
+pub extern "C" fn clarity_mfa_reset(
+    client: *const clarity_client,
+    token: *const c_char,
+    user_id: *const c_char,
+    user_out: *mut *mut c_char,
+    err_out: *mut *mut clarity_error,
+) -> clarity_result {
+    json_result(
+        client,
+        token,
+        (user_out, "user_out"),
+        err_out,
+        || args::uuid(user_id, "user_id"),
+        async |core, p, id| core.reset_mfa(p, id).await,
+    )
+}
+
 /// Changes a user (admins) with `update_json`
 /// (`{"roles"?,"disabled"?,"display_name"?,"patient_id"?}`); changing roles
 /// or disabling ends the user's sessions at once. Writes the user to `*user_out`.

@@ -265,6 +265,19 @@ enum UserCommand {
         #[arg(long)]
         id: uuid::Uuid,
     },
+    /// Reset a user's password: the old one stops working, its sessions end,
+    /// and a one-time code is printed with which the user sets a new one.
+    ResetPassword {
+        /// The user's id.
+        #[arg(long)]
+        id: uuid::Uuid,
+    },
+    /// Remove a user's second factor (a lost authenticator): its sessions end.
+    ResetMfa {
+        /// The user's id.
+        #[arg(long)]
+        id: uuid::Uuid,
+    },
     /// Replace a user's roles: ends its sessions.
     SetRoles {
         /// The user's id.
@@ -347,6 +360,10 @@ pub fn run(cli: Cli) -> clarity_core::Result<()> {
             Command::User(UserCommand::Disable { id }) => {
                 crate::ops::disable_user(config, id).await
             }
+            Command::User(UserCommand::ResetPassword { id }) => {
+                crate::ops::reset_password(config, id).await
+            }
+            Command::User(UserCommand::ResetMfa { id }) => crate::ops::reset_mfa(config, id).await,
             Command::User(UserCommand::SetRoles { id, roles }) => {
                 crate::ops::set_roles(config, id, &roles).await
             }

@@ -126,6 +126,36 @@ pub(crate) async fn disable_user(config: Config, id: uuid::Uuid) -> Result<()> {
     .await
 }
 
+pub(crate) async fn reset_password(config: Config, id: uuid::Uuid) -> Result<()> {
+    with_clarity(config, async |clarity| {
+        let reset = clarity
+            .reset_password(&clarity.operator().await?, id)
+            .await?;
+        println!("reset code: {}", reset.reset_code.expose());
+        println!(
+            "(the user's password no longer works and its sessions are ended; with this code, \
+             valid until {}, the user sets a new one: POST /v1/auth/password-reset)",
+            reset
+                .expires_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        Ok(())
+    })
+    .await
+}
+
+pub(crate) async fn reset_mfa(config: Config, id: uuid::Uuid) -> Result<()> {
+    with_clarity(config, async |clarity| {
+        let user = clarity.reset_mfa(&clarity.operator().await?, id).await?;
+        println!(
+            "removed the second factor of user {} (its sessions are ended; it may enrol again)",
+            user.id
+        );
+        Ok(())
+    })
+    .await
+}
+
 pub(crate) async fn set_roles(config: Config, id: uuid::Uuid, roles: &[String]) -> Result<()> {
     let roles = RoleSet::parse(roles)?;
     with_clarity(config, async |clarity| {

@@ -1,6 +1,8 @@
 //! The HTTP API end to end against the real binary: the main flows, bad
 //! input, and PHI staying out of logs.
 
+mod support;
+
 use clarity_tests::Server;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
@@ -430,12 +432,7 @@ async fn totp_enrolment_over_http() {
     let enrolment = api
         .ok("POST", "/v1/auth/mfa/enroll", Some(&clinician), None)
         .await;
-    let secret = totp_rs::Secret::Encoded(enrolment["secret"].as_str().expect("secret").into())
-        .to_bytes()
-        .expect("base32");
-    let totp = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret, None, "x".into())
-        .expect("totp");
-    let code = totp.generate_current().expect("code");
+    let code = support::current_totp(enrolment["secret"].as_str().expect("secret"));
     let user = api
         .ok(
             "POST",

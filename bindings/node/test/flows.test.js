@@ -142,6 +142,24 @@ for (const backend of backends()) {
         await assert.rejects(c.mfaConfirm(token, '000000'), sdk.UnauthenticatedError);
         await c.changePassword(token, PASSWORD, 'a different passphrase, just as long');
         await assert.rejects(c.authenticate(token), sdk.UnauthenticatedError);
+
+        // An admin's reset: a one-time code that only sets a new password;
+        // then the removal of a second factor.
+        const user = await c.login(email, 'a different passphrase, just as long');
+        await assert.rejects(c.resetPassword(doctor.token, user.user.id), sdk.PermissionDeniedError);
+        const reset = await c.resetPassword(admin.token, user.user.id);
+        assert.equal(reset.user_id, user.user.id);
+        await assert.rejects(c.authenticate(user.access_token), sdk.UnauthenticatedError);
+        await assert.rejects(c.login(email, reset.reset_code), sdk.InvalidInputError);
+        await assert.rejects(c.completePasswordReset(email, '0000-0000', 'chosen after the reset'),
+          sdk.UnauthenticatedError);
+        await c.completePasswordReset(email, reset.reset_code, 'chosen after the reset');
+        await assert.rejects(c.completePasswordReset(email, reset.reset_code, 'chosen once more'),
+          sdk.UnauthenticatedError);
+        const again = (await c.login(email, 'chosen after the reset')).access_token;
+        await c.mfaEnroll(again);
+        assert.equal((await c.resetMfa(admin.token, user.user.id)).mfa_enabled, false);
+        await assert.rejects(c.authenticate(again), sdk.UnauthenticatedError);
       } finally {
         await close();
       }

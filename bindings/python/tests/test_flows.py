@@ -214,6 +214,39 @@ def test_mfa_and_password_change(client: clarity.Clarity) -> None:
     assert client.login(email, new)["user"]["email"] == email
 
 
+def test_admin_password_and_mfa_reset(client: clarity.Clarity) -> None:
+    email = f"acct-{uuid.uuid4().hex}@test.example"
+    user = client.create_user_as_operator(email, PASSWORD, ["nurse"])
+    token = client.login(email, PASSWORD)["access_token"]
+    _, admin = new_user(client, "admin")
+    _, nurse = new_user(client, "nurse")
+    with pytest.raises(clarity.PermissionDenied):
+        client.reset_password(nurse, user["id"])
+
+    reset = client.reset_password(admin, user["id"])
+    assert reset["user_id"] == user["id"] and reset["expires_at"]
+    with pytest.raises(clarity.Unauthenticated):
+        client.authenticate(token)
+    with pytest.raises(clarity.Unauthenticated):
+        client.login(email, PASSWORD)
+    with pytest.raises(clarity.InvalidInput):
+        client.login(email, reset["reset_code"])
+    new = "chosen after the admin's reset"
+    with pytest.raises(clarity.Unauthenticated):
+        client.complete_password_reset(email, "0000-0000", new)
+    client.complete_password_reset(email, reset["reset_code"], new)
+    with pytest.raises(clarity.Unauthenticated):
+        client.complete_password_reset(email, reset["reset_code"], new + " again")
+    token = client.login(email, new)["access_token"]
+
+    with pytest.raises(clarity.InvalidInput):
+        client.reset_mfa(admin, user["id"])
+    client.mfa_enroll(token)
+    assert client.reset_mfa(admin, user["id"])["mfa_enabled"] is False
+    with pytest.raises(clarity.Unauthenticated):
+        client.authenticate(token)
+
+
 def test_errors_carry_codes_and_no_phi(client: clarity.Clarity) -> None:
     _, doctor = new_user(client, "clinician")
     with pytest.raises(clarity.InvalidInput) as bad:

@@ -18,6 +18,7 @@ mod directory;
 mod disclosures;
 mod external;
 mod keys;
+mod password_reset;
 mod patients;
 mod records;
 mod sessions;
@@ -34,6 +35,9 @@ pub use credentials::MfaEnrollment;
 pub use disclosures::AccessLogRange;
 pub use external::{IdentityLink, LinkedIdentity};
 pub use keys::{KekUsage, KeyStatus, RetirementReport, RotationReport, TokenRotation};
+pub use password_reset::{
+    PASSWORD_RESET_SECS, PasswordChange, PasswordReset, PasswordResetRequest,
+};
 pub use records::{NewRecord, RecordUpdate};
 pub use sessions::{LoginRequest, MfaCode, RefreshRequest, Tokens};
 pub use stats::{CacheStatus, Stats};

@@ -100,14 +100,12 @@ impl Clarity {
             .phi
             .indexer()
             .index(IndexField::UserEmail, &request.email);
-        // One attempt at a time per address and per account (in this order,
-        // always), so concurrent guesses cannot all pass the throttle first.
-        let _address = match client {
-            Some(addr) => Some(self.address_locks.lock(addr).await),
-            None => None,
-        };
-        let _account = self.account_locks.lock(index.0).await;
-        let result = self.try_login(request, client).await;
+        let email = request.email.clone();
+        let result = self
+            .with_login_locks(&email, client, async || {
+                self.try_login(request, client).await
+            })
+            .await;
         let context = RequestContext {
             client_address: client,
             ..RequestContext::default()
@@ -142,7 +140,67 @@ impl Clarity {
         result
     }
 
+    /// Runs `f` holding the login locks of `client` and of the account
+    /// `email` names: one attempt at a time per address and per account (in
+    /// this order, always), so concurrent guesses cannot all pass the
+    /// throttle first.
+    pub(super) async fn with_login_locks<T>(
+        &self,
+        email: &str,
+        client: Option<IpAddr>,
+        f: impl AsyncFnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let index = self.phi.indexer().index(IndexField::UserEmail, email);
+        let _address = match client {
+            Some(addr) => Some(self.address_locks.lock(addr).await),
+            None => None,
+        };
+        let _account = self.account_locks.lock(index.0).await;
+        f().await
+    }
+
     async fn try_login(&self, request: LoginRequest, client: Option<IpAddr>) -> Result<Tokens> {
+        let row = self.check_credentials(&request, client).await?;
+        // After an admin's reset the password is the reset code, which only
+        // sets a new password (POST /v1/auth/password-reset).
+        if self.password_reset_pending(row.id).await? {
+            return Err(Error::invalid(
+                "a password reset is pending for this account: set a new password with the reset code (POST /v1/auth/password-reset, or reset_password in the bindings)",
+            ));
+        }
+        let now = self.clock.now();
+        let needs_mfa = row.mfa_enabled
+            || (self.config.auth.require_mfa_for_admin && row.roles.contains(Role::Admin));
+        let session = SessionRow {
+            id: Uuid::now_v7(),
+            user_id: row.id,
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now
+                + chrono::Duration::seconds(secs(self.config.auth.session_absolute_secs)),
+            revoked_at: None,
+            mfa: needs_mfa,
+        };
+        let refresh = new_refresh_token()?;
+        let refresh_row = RefreshRow {
+            hash: hash_secret(refresh.expose()),
+            session_id: session.id,
+            created_at: now,
+            used_at: None,
+        };
+        self.identity.insert_session(&session, &refresh_row).await?;
+        tracing::info!(user_id = %row.id, session_id = %session.id, "login");
+        self.tokens_for(&row, session.id, refresh)
+    }
+
+    /// Checks an account's email, secret (password, or a reset code) and
+    /// TOTP code, with the login throttles; the account's row when they
+    /// hold. Failures count against the account and the address.
+    pub(super) async fn check_credentials(
+        &self,
+        request: &LoginRequest,
+        client: Option<IpAddr>,
+    ) -> Result<UserRow> {
         let now = self.clock.now();
         if let Some(wait) = client.and_then(|addr| self.addresses.wait(addr, now)) {
             return Err(Error::RateLimited {
@@ -194,26 +252,7 @@ impl Clarity {
         // The address keeps its failures: one good login must not wipe out
         // the record of guesses against other accounts.
         self.identity.clear_login_failures(row.id).await?;
-        let session = SessionRow {
-            id: Uuid::now_v7(),
-            user_id: row.id,
-            created_at: now,
-            last_seen_at: now,
-            expires_at: now
-                + chrono::Duration::seconds(secs(self.config.auth.session_absolute_secs)),
-            revoked_at: None,
-            mfa: needs_mfa,
-        };
-        let refresh = new_refresh_token()?;
-        let refresh_row = RefreshRow {
-            hash: hash_secret(refresh.expose()),
-            session_id: session.id,
-            created_at: now,
-            used_at: None,
-        };
-        self.identity.insert_session(&session, &refresh_row).await?;
-        tracing::info!(user_id = %row.id, session_id = %session.id, "login");
-        self.tokens_for(&row, session.id, refresh)
+        Ok(row)
     }
 
     /// Refuses while the account is backing off or locked (logins, and the

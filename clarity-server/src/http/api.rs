@@ -14,7 +14,9 @@ use serde_json::json;
 use super::caller::principal;
 use super::input::{id, if_match, json_body, page, param, public_json_body, query};
 use super::reply::{ApiError, Reply, json, no_content, versioned};
-use super::{Ctx, Routed, accounts, audit, identities, method_not_allowed, patient_view};
+use super::{
+    Ctx, Routed, accounts, audit, identities, method_not_allowed, passwords, patient_view,
+};
 
 /// Every `/v1` route: (method, path template). `{...}` segments are ids.
 /// The OpenAPI document lists exactly these (a test holds them together).
@@ -27,11 +29,15 @@ pub(crate) const ROUTES: &[(Method, &str)] = &[
     (Method::POST, "/v1/auth/logout"),
     (Method::POST, "/v1/auth/mfa/enroll"),
     (Method::POST, "/v1/auth/mfa/confirm"),
+    (Method::POST, "/v1/auth/password-reset"),
     (Method::GET, "/v1/me"),
+    (Method::POST, "/v1/me/password"),
     (Method::POST, "/v1/users"),
     (Method::GET, "/v1/users"),
     (Method::GET, "/v1/users/{id}"),
     (Method::PATCH, "/v1/users/{id}"),
+    (Method::POST, "/v1/users/{id}/password-reset"),
+    (Method::DELETE, "/v1/users/{id}/mfa"),
     (Method::GET, "/v1/users/{id}/identities"),
     (Method::POST, "/v1/users/{id}/identities"),
     (Method::DELETE, "/v1/users/{id}/identities/{link_id}"),
@@ -141,11 +147,15 @@ pub(crate) async fn dispatch(ctx: &Ctx, req: Request<Incoming>) -> Routed {
         (&M::POST, "/v1/auth/logout") => logout(ctx, req).await,
         (&M::POST, "/v1/auth/mfa/enroll") => mfa_enroll(ctx, req).await,
         (&M::POST, "/v1/auth/mfa/confirm") => mfa_confirm(ctx, req).await,
+        (&M::POST, "/v1/auth/password-reset") => passwords::complete_reset(ctx, req).await,
         (&M::GET, "/v1/me") => me(ctx, req).await,
+        (&M::POST, "/v1/me/password") => passwords::change_own(ctx, req).await,
         (&M::POST, "/v1/users") => create_user(ctx, req).await,
         (&M::GET, "/v1/users") => list_users(ctx, req).await,
         (&M::GET, "/v1/users/{id}") => get_user(ctx, req, p(0)).await,
         (&M::PATCH, "/v1/users/{id}") => update_user(ctx, req, p(0)).await,
+        (&M::POST, "/v1/users/{id}/password-reset") => passwords::reset(ctx, req, p(0)).await,
+        (&M::DELETE, "/v1/users/{id}/mfa") => passwords::reset_mfa(ctx, req, p(0)).await,
         (&M::GET, "/v1/users/{id}/identities") => identities::list(ctx, req, p(0)).await,
         (&M::POST, "/v1/users/{id}/identities") => identities::link(ctx, req, p(0)).await,
         (&M::DELETE, "/v1/users/{id}/identities/{link_id}") => {
@@ -199,9 +209,16 @@ pub(crate) async fn dispatch(ctx: &Ctx, req: Request<Incoming>) -> Routed {
 /// client address; the others per account, by what they do.
 pub(crate) fn route_class(method: &Method, template: &str) -> RouteClass {
     match (method, template) {
-        (_, "/v1/setup" | "/v1/auth/login" | "/v1/auth/refresh" | "/v1/auth/token") => {
-            RouteClass::Auth
-        }
+        // Where a secret is checked: limited per client address too.
+        (
+            _,
+            "/v1/setup"
+            | "/v1/auth/login"
+            | "/v1/auth/refresh"
+            | "/v1/auth/token"
+            | "/v1/auth/password-reset"
+            | "/v1/me/password",
+        ) => RouteClass::Auth,
         // Called by an identity provider, which may end many sessions at
         // once and seldom retries: only the per-address limit of every
         // request applies (there is no account to limit per).

@@ -7,6 +7,7 @@ mod audit;
 mod caller;
 mod identities;
 mod input;
+mod passwords;
 mod patient_view;
 mod reply;
 

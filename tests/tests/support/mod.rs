@@ -231,6 +231,18 @@ impl Api {
     }
 }
 
+/// The current code of the authenticator whose base32 `secret` a TOTP
+/// enrolment returned.
+pub(crate) fn current_totp(secret: &str) -> String {
+    let secret = totp_rs::Secret::Encoded(secret.into())
+        .to_bytes()
+        .expect("base32");
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret, None, "x".into())
+        .expect("totp")
+        .generate_current()
+        .expect("code")
+}
+
 /// A patient profile; `n` varies the content so each version is distinct.
 pub(crate) fn patient_body(mrn: &str, n: u64) -> Value {
     json!({

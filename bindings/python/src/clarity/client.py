@@ -20,6 +20,7 @@ from .types import (
     Disclosure,
     Grant,
     Page,
+    PasswordReset,
     Patient,
     Principal,
     Record,
@@ -201,6 +202,34 @@ class Clarity:
         """Changes the caller's password; every session of the user ends."""
         request = {"current_password": current_password, "new_password": new_password}
         self._do("clarity_password_change", encode(token), _dumps(request))
+
+    def reset_password(self, token: str, user_id: str) -> PasswordReset:
+        """Resets a user's password (admins, not their own): the old one stops
+        working, the user's sessions end, and the returned one-time
+        ``reset_code`` (valid 24 hours) lets the user set a new password with
+        :meth:`complete_password_reset`. The code never logs in."""
+        return cast(
+            PasswordReset, self._json("clarity_password_reset", encode(token), encode(user_id))
+        )
+
+    def complete_password_reset(
+        self, email: str, reset_code: str, new_password: str, totp: Optional[str] = None
+    ) -> None:
+        """Sets a new password with an admin's reset code (no token needed);
+        checked and throttled like a login, and usable once."""
+        request: Dict[str, Any] = {
+            "email": email,
+            "reset_code": reset_code,
+            "new_password": new_password,
+        }
+        if totp is not None:
+            request["totp"] = totp
+        self._do("clarity_password_reset_complete", _dumps(request))
+
+    def reset_mfa(self, token: str, user_id: str) -> User:
+        """Removes a user's second factor (admins, not their own), for a lost
+        authenticator; the user's sessions end."""
+        return cast(User, self._json("clarity_mfa_reset", encode(token), encode(user_id)))
 
     # -- users -----------------------------------------------------------------
 

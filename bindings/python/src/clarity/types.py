@@ -55,6 +55,14 @@ class Tokens(TypedDict):
     user: User
 
 
+class PasswordReset(TypedDict):
+    """An admin's password reset: a one-time code, shown once. A secret."""
+
+    user_id: str
+    reset_code: str
+    expires_at: str
+
+
 class ExternalIdentity(TypedDict):
     """The OpenID Connect provider and subject a caller came with."""
 
