@@ -9,6 +9,8 @@ use crate::{Error, Result};
 
 /// Longest field name or map key an error message repeats.
 const MAX_NAME: usize = 64;
+/// Longest path an error message repeats (then it ends with `…`).
+const MAX_PATH: usize = 200;
 
 /// Parses JSON text into `T`. The error names the position, the path of the
 /// offending field (`roles`, `address.postal_code`, `items[2]`) and what was
@@ -62,12 +64,17 @@ fn data_problem(message: &str) -> String {
         message
             .strip_prefix(prefix)
             .and_then(|rest| rest.split('`').next())
-            .filter(|name| name.len() <= MAX_NAME)
     };
     if let Some(name) = named("unknown field `") {
+        // A client's name for a field is repeated only when it is a plain name.
+        let name = if is_plain_name(name) {
+            format!(" `{name}`")
+        } else {
+            String::new()
+        };
         return match expectation(message) {
-            Some(expected) => format!("has an unknown field `{name}`; expected {expected}"),
-            None => format!("has an unknown field `{name}`"),
+            Some(expected) => format!("has an unknown field{name}; expected {expected}"),
+            None => format!("has an unknown field{name}"),
         };
     }
     if let Some(name) = named("missing field `") {
@@ -91,22 +98,32 @@ fn expectation(message: &str) -> Option<&str> {
     (!rest.is_empty() && rest.len() <= 200).then_some(rest.trim_end())
 }
 
+/// A short name of letters, digits, `_` and `-`: what a field is called,
+/// not a sentence a client wrote.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 /// `roles[0]`, `address.city`: field names and indices; a map key that is
 /// not a short plain name is shown as `…`, since keys can be client data.
 fn path_of(segments: &[&Segment]) -> String {
     let mut out = String::new();
     for segment in segments {
+        if out.len() > MAX_PATH {
+            out.push('…');
+            break;
+        }
         match segment {
             Segment::Seq { index } => out.push_str(&format!("[{index}]")),
             Segment::Map { key } | Segment::Enum { variant: key } => {
                 if !out.is_empty() {
                     out.push('.');
                 }
-                let plain = key.len() <= MAX_NAME
-                    && key
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-                out.push_str(if plain { key } else { "…" });
+                out.push_str(if is_plain_name(key) { key } else { "…" });
             }
             Segment::Unknown => {
                 if !out.is_empty() {
@@ -184,6 +201,12 @@ mod tests {
             e.contains("document has an unknown field `emial`; expected one of `email`"),
             "{e}"
         );
+        let e = error(r#"{"email":"a@b.org","roles":[],"Ada Lovelace's diagnosis":1}"#);
+        assert!(
+            e.contains("document has an unknown field; expected one of `email`"),
+            "{e}"
+        );
+        assert!(!e.contains("Lovelace"), "{e}");
         let e = error(r#"{"roles":[]}"#);
         assert!(
             e.contains("document lacks the required field `email`"),
