@@ -6,8 +6,9 @@
 //! name a setting by its dotted key with `.` replaced by `_` and the
 //! `CLARITY_` prefix: `store.postgres_url` is `CLARITY_STORE_POSTGRES_URL`,
 //! `data_dir` is `CLARITY_DATA_DIR`. `CLARITY_CONFIG` names the file itself,
-//! and variables starting with `CLARITY_TEST_` belong to the test suite; both
-//! are ignored here. Any other unknown key, in
+//! `CLARITY_FORMAT` is the command line's output format, and variables
+//! starting with `CLARITY_TEST_` belong to the test suite; all are ignored
+//! here. Any other unknown key, in
 //! the file or in the environment, is an error that names it.
 
 use std::net::SocketAddr;
@@ -239,10 +240,11 @@ fn env_provider() -> Env {
     Env::prefixed(ENV_PREFIX)
         .filter(|key| {
             // CLARITY_TEST_* belong to the test suite, CLARITY_CONFIG names the
-            // file, CLARITY_PROBE_CA is the container health check's
+            // file, CLARITY_FORMAT is the CLI's output format (`--format`),
+            // CLARITY_PROBE_CA is the container health check's
             // (clarity-probe), set beside the server's own settings.
             let key = key.as_str().to_ascii_lowercase();
-            !key.starts_with("test_") && key != "config" && key != "probe_ca"
+            !key.starts_with("test_") && !["config", "format", "probe_ca"].contains(&key.as_str())
         })
         .map(|key| {
             // Keys keep the variable's case here; settings are lower case.
@@ -448,6 +450,7 @@ mod tests {
             jail.set_env("CLARITY_LISTEN", "127.0.0.1:9100");
             jail.set_env("CLARITY_STORE_POOL_SIZE", "8");
             jail.set_env("CLARITY_TEST_POSTGRES_URL", "ignored");
+            jail.set_env("CLARITY_FORMAT", "json");
             jail.set_env("CLARITY_RATE_LIMIT_READ_PER_SEC", "7");
             jail.set_env("CLARITY_CACHE_TTL_SECS", "30");
             let config = Config::load(Some(Path::new("clarity.toml"))).expect("valid");

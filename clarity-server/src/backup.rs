@@ -7,6 +7,8 @@ use clarity_core::backup::Progress;
 use clarity_core::{Config, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::output::Output;
+
 fn rows_spinner() -> ProgressBar {
     ProgressBar::new_spinner().with_style(
         ProgressStyle::with_template("{spinner} {msg}: {pos} rows ({per_sec})")
@@ -32,7 +34,7 @@ fn show_bytes(bar: &ProgressBar) -> impl Fn(&Progress) + Send + Sync + '_ {
     }
 }
 
-pub(crate) async fn backup(config: Config, output: Option<PathBuf>) -> Result<()> {
+pub(crate) async fn backup(config: Config, output: Option<PathBuf>) -> Result<Output> {
     let output = output.unwrap_or_else(|| {
         PathBuf::from(format!(
             "clarity-backup-{}.cbak",
@@ -49,58 +51,59 @@ pub(crate) async fn backup(config: Config, output: Option<PathBuf>) -> Result<()
             .await?;
         bar.finish_and_clear();
         let rows: u64 = manifest.tables.iter().map(|t| t.rows).sum();
-        println!(
-            "backup {} written to {}: {rows} rows in {} tables, schema version {}, KEK version {}",
+        let text = format!(
+            "backup {} written to {}: {rows} rows in {} tables, schema version {}, KEK version {}\n",
             manifest.backup_id,
             output.display(),
             manifest.tables.len(),
             manifest.schema_version,
             manifest.current_kek_version
         );
-        Ok(())
+        let written = serde_json::json!({
+            "archive": output.display().to_string(),
+            "rows": rows,
+            "manifest": manifest,
+        });
+        Output::new(&written, text)
     })
     .await
 }
 
-pub(crate) async fn verify(config: Config, archive: &Path) -> Result<()> {
+pub(crate) async fn verify(config: Config, archive: &Path) -> Result<Output> {
     let bar = bytes_bar("verifying");
     let verified = clarity_core::backup::verify(&config, archive, &show_bytes(&bar)).await;
     bar.finish_and_clear();
     let verified = verified?;
     let manifest = &verified.manifest;
-    println!(
-        "backup {} is intact: taken {} from {}, signed manifest verified, {} tables, {} rows",
+    let text = format!(
+        "backup {} is intact: taken {} from {}, signed manifest verified, {} tables, {} rows\n\
+         the configured keys can restore it: they hold every KEK version it needs {:?}\n",
         manifest.backup_id,
         manifest
             .created_at
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         manifest.source_backend,
         manifest.tables.len(),
-        manifest.tables.iter().map(|t| t.rows).sum::<u64>()
-    );
-    println!(
-        "the configured keys can restore it: they hold every KEK version it needs {:?}",
+        manifest.tables.iter().map(|t| t.rows).sum::<u64>(),
         verified.kek_versions
     );
-    Ok(())
+    Output::new(&verified, text)
 }
 
-pub(crate) async fn restore(config: Config, archive: &Path) -> Result<()> {
+pub(crate) async fn restore(config: Config, archive: &Path) -> Result<Output> {
     let bar = bytes_bar("restoring");
     let report = clarity_core::Clarity::restore(&config, archive, &show_bytes(&bar)).await;
     bar.finish_and_clear();
     let report = report?;
-    println!(
-        "restored backup {} ({} → {}): {} rows, {} audit chains verified",
+    let text = format!(
+        "restored backup {} ({} → {}): {} rows, {} audit chains verified\n\
+         erased patients skipped: {} (erased after the backup; their data keys were not restored)\n",
         report.backup_id,
         report.source_backend,
         report.target_backend,
         report.tables.iter().map(|t| t.rows).sum::<u64>(),
-        report.audit_chains_verified
-    );
-    println!(
-        "erased patients skipped: {} (erased after the backup; their data keys were not restored)",
+        report.audit_chains_verified,
         report.erased_patients_skipped
     );
-    Ok(())
+    Output::new(&report, text)
 }

@@ -3,10 +3,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::process::ExitCode;
+
 use clap::{Args, Parser, Subcommand};
 use clarity_core::Config;
 
 pub(crate) use crate::ops::{AuditFilterArgs, DemoArgs};
+use crate::output::{Format, Output};
 
 /// `clarity --version`: the package version and the commit it was built from.
 const VERSION: &str = concat!(
@@ -45,6 +48,18 @@ struct GlobalArgs {
     /// Directory for the SQLite database and the local keyring [default: ./clarity-data].
     #[arg(long, global = true, env = "CLARITY_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// How a command prints its result: text to read, or one JSON document
+    /// on standard output (an error: `{"error": {"code", "message"}}` on
+    /// standard error). `serve`, `completions` and `man` print the same in
+    /// both.
+    #[arg(
+        long,
+        global = true,
+        env = "CLARITY_FORMAT",
+        value_enum,
+        default_value_t = Format::Text
+    )]
+    format: Format,
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,7 +187,8 @@ pub(crate) struct RestoreArgs {
 enum AuditCommand {
     /// Verify every audit chain; exits non-zero if any chain fails.
     Verify,
-    /// Export events as FHIR R4 AuditEvent NDJSON.
+    /// Export events as FHIR R4 AuditEvent NDJSON (with `--format json`, one
+    /// array of them; with --output, a summary of what was written).
     Export {
         #[command(flatten)]
         filter: AuditFilterArgs,
@@ -183,7 +199,8 @@ enum AuditCommand {
         #[arg(long, default_value_t = 1_000_000)]
         limit: usize,
     },
-    /// Print matching events, one JSON object per line, oldest first.
+    /// Print matching events, one JSON object per line (with `--format json`,
+    /// one array), oldest first.
     Query {
         #[command(flatten)]
         filter: AuditFilterArgs,
@@ -191,8 +208,9 @@ enum AuditCommand {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
-    /// Print who accessed a patient's record, one JSON object per line,
-    /// oldest first (what the patient sees at `GET /v1/patients/{id}/access-log`).
+    /// Print who accessed a patient's record, one JSON object per line (with
+    /// `--format json`, one array), oldest first (what the patient sees at
+    /// `GET /v1/patients/{id}/access-log`).
     AccessLog {
         /// The patient's id.
         patient: uuid::Uuid,
@@ -217,22 +235,20 @@ enum DisclosureCommand {
         /// The patient's id.
         patient: uuid::Uuid,
     },
-    /// Print a patient's disclosures, one JSON object per line.
+    /// Print a patient's disclosures, one JSON object per line (with
+    /// `--format json`, one array).
     List {
         /// The patient's id.
         patient: uuid::Uuid,
     },
     /// Print the accounting of a patient's disclosures over the last six
-    /// years (or from --from), as text to print or as JSON.
+    /// years (or from --from), as text to print or (`--format json`) as JSON.
     Accounting {
         /// The patient's id.
         patient: uuid::Uuid,
         /// The start of the period (RFC 3339), at most six years back.
         #[arg(long)]
         from: Option<chrono::DateTime<chrono::Utc>>,
-        /// Output format.
-        #[arg(long, value_parser = ["text", "json"], default_value = "text")]
-        format: String,
     },
 }
 
@@ -257,7 +273,7 @@ enum UserCommand {
         #[arg(long)]
         display_name: Option<String>,
     },
-    /// List users.
+    /// List users, one JSON object per line (with `--format json`, one array).
     List,
     /// Disable a user: ends its sessions; it cannot log in.
     Disable {
@@ -296,7 +312,51 @@ struct ServeArgs {
     listen: Option<SocketAddr>,
 }
 
-/// Runs the parsed command line.
+/// The `clarity` program: parses the command line, runs the command, and
+/// prints its error in the format asked for (`--format`); the exit code is
+/// 0, 1 for a failed command, or clap's (2) for a command line that does
+/// not parse.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return crate::output::usage_error(&err, format_of_unparsed()),
+    };
+    let format = cli.global.format;
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            crate::output::print_error(format, err.kind().as_str(), &err.to_string());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The `--format` of a command line that does not parse, read from the
+/// arguments as they are (clap gives no matches for a command line it
+/// refuses): the last `--format json`/`--format=json` before `--`, else
+/// `CLARITY_FORMAT`.
+fn format_of_unparsed() -> Format {
+    let mut format = std::env::var("CLARITY_FORMAT").ok();
+    let mut args = std::env::args_os().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--") => break,
+            Some("--format") => format = args.next().and_then(|v| v.into_string().ok()),
+            Some(arg) => {
+                if let Some(value) = arg.strip_prefix("--format=") {
+                    format = Some(value.to_string());
+                }
+            }
+            None => {}
+        }
+    }
+    match format.as_deref() {
+        Some("json") => Format::Json,
+        _ => Format::Text,
+    }
+}
+
+/// Runs the parsed command line and prints its result ([`Output`]).
 ///
 /// # Errors
 /// Whatever stops the command: bad configuration, an unreachable database, a
@@ -317,6 +377,7 @@ pub fn run(cli: Cli) -> clarity_core::Result<()> {
         }
         _ => {}
     }
+    let format = cli.global.format;
     let config_file = cli.global.config.clone().or_else(discover_config);
     let mut config = Config::load(config_file.as_deref())?;
     if let Some(dir) = cli.global.data_dir {
@@ -347,8 +408,10 @@ pub fn run(cli: Cli) -> clarity_core::Result<()> {
         .build()
         .map_err(|e| clarity_core::Error::internal(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async move {
-        match command {
-            Command::Serve(_) => crate::serve::serve(config).await,
+        let output = match command {
+            Command::Serve(_) => crate::serve::serve(config)
+                .await
+                .map(|()| Output::nothing()),
             Command::Migrate => migrate(&config).await,
             Command::User(UserCommand::Create {
                 email,
@@ -402,11 +465,9 @@ pub fn run(cli: Cli) -> clarity_core::Result<()> {
             Command::Disclosure(DisclosureCommand::List { patient }) => {
                 crate::disclosures::list(config, patient).await
             }
-            Command::Disclosure(DisclosureCommand::Accounting {
-                patient,
-                from,
-                format,
-            }) => crate::disclosures::accounting(config, patient, from, format == "json").await,
+            Command::Disclosure(DisclosureCommand::Accounting { patient, from }) => {
+                crate::disclosures::accounting(config, patient, from).await
+            }
             Command::Setup => crate::ops::setup(config).await,
             Command::Keys(KeysCommand::Status) => crate::ops::key_status(config).await,
             Command::Keys(KeysCommand::Rotate) => crate::ops::rotate_keys(config).await,
@@ -422,8 +483,9 @@ pub fn run(cli: Cli) -> clarity_core::Result<()> {
             Command::Backup(args) => crate::backup::backup(config, args.output).await,
             Command::Restore(args) => crate::backup::restore(config, &args.archive).await,
             Command::Demo(args) => crate::ops::demo(config, args).await,
-            Command::Completions { .. } | Command::Man => Ok(()),
-        }
+            Command::Completions { .. } | Command::Man => Ok(Output::nothing()),
+        }?;
+        output.print(format)
     })
 }
 
@@ -447,7 +509,7 @@ async fn create_user(
     password_file: Option<PathBuf>,
     roles: &[String],
     display_name: Option<String>,
-) -> clarity_core::Result<()> {
+) -> clarity_core::Result<Output> {
     // A bad role or store is refused before anyone types a password.
     let roles = clarity_core::model::RoleSet::parse(roles)?;
     let clarity = clarity_core::Clarity::open(config).await?;
@@ -461,18 +523,20 @@ async fn create_user(
             patient_id: None,
         })
         .await?;
-    println!(
-        "created user {} with roles {}",
+    let text = format!(
+        "created user {} with roles {}\n",
         user.id,
         user.roles.to_csv()
     );
-    Ok(())
+    Output::new(&user, text)
 }
 
-async fn migrate(config: &Config) -> clarity_core::Result<()> {
+async fn migrate(config: &Config) -> clarity_core::Result<Output> {
     let (backend, version) = clarity_core::service::migrate(config).await?;
-    println!("{backend} schema is at version {version}: nothing pending");
-    Ok(())
+    Output::new(
+        &serde_json::json!({ "backend": backend, "schema_version": version }),
+        format!("{backend} schema is at version {version}: nothing pending\n"),
+    )
 }
 
 #[cfg(test)]

@@ -7,45 +7,38 @@
 use std::io::Read;
 
 use chrono::{DateTime, Utc};
-use clarity_core::model::{NewDisclosure, PageRequest};
+use clarity_core::model::NewDisclosure;
 use clarity_core::service::AccessLogRange;
 use clarity_core::{Config, Error, Result};
 use uuid::Uuid;
 
-use crate::ops::{print_json, with_clarity};
+use crate::ops::{collect_pages, with_clarity};
+use crate::output::Output;
 
-/// Prints the patient's access log, one JSON object per line, oldest first.
+/// The patient's access log, oldest first: one JSON object per line, or
+/// one array.
 pub(crate) async fn access_log(
     config: Config,
     patient: Uuid,
     range: AccessLogRange,
     limit: usize,
-) -> Result<()> {
+) -> Result<Output> {
     with_clarity(config, async |clarity| {
         let operator = clarity.operator().await?;
-        let mut page = PageRequest::first(limit.clamp(1, 1000));
-        let mut printed = 0;
-        while printed < limit {
-            let log = clarity
-                .patient_access_log(&operator, patient, range, &page)
-                .await?;
-            for entry in log.items.iter().take(limit - printed) {
-                print_json(entry)?;
-                printed += 1;
-            }
-            match log.next_cursor {
-                Some(cursor) => page.cursor = Some(cursor),
-                None => break,
-            }
-        }
-        Ok(())
+        let log = collect_pages(limit, async |page| {
+            clarity
+                .patient_access_log(&operator, patient, range, page)
+                .await
+        })
+        .await?;
+        Output::lines(&log)
     })
     .await
 }
 
 /// Records the disclosure described by the JSON object on standard input;
-/// prints the recorded disclosure.
-pub(crate) async fn record(config: Config, patient: Uuid) -> Result<()> {
+/// prints the recorded disclosure (one JSON object in both formats).
+pub(crate) async fn record(config: Config, patient: Uuid) -> Result<Output> {
     let mut input = zeroize::Zeroizing::new(String::new());
     std::io::stdin()
         .take(64 * 1024)
@@ -56,49 +49,36 @@ pub(crate) async fn record(config: Config, patient: Uuid) -> Result<()> {
         let recorded = clarity
             .record_disclosure(&clarity.operator().await?, patient, disclosure)
             .await?;
-        print_json(&recorded)
+        Output::json(&recorded)
     })
     .await
 }
 
-/// Prints the patient's disclosures, one JSON object per line, in the order
-/// they were recorded.
-pub(crate) async fn list(config: Config, patient: Uuid) -> Result<()> {
+/// The patient's disclosures in the order they were recorded: one JSON
+/// object per line, or one array.
+pub(crate) async fn list(config: Config, patient: Uuid) -> Result<Output> {
     with_clarity(config, async |clarity| {
         let operator = clarity.operator().await?;
-        let mut page = PageRequest::first(1000);
-        loop {
-            let listed = clarity.list_disclosures(&operator, patient, &page).await?;
-            for disclosure in &listed.items {
-                print_json(disclosure)?;
-            }
-            match listed.next_cursor {
-                Some(cursor) => page.cursor = Some(cursor),
-                None => return Ok(()),
-            }
-        }
+        let listed = collect_pages(usize::MAX, async |page| {
+            clarity.list_disclosures(&operator, patient, page).await
+        })
+        .await?;
+        Output::lines(&listed)
     })
     .await
 }
 
-/// Prints the accounting of disclosures: as text to print (the default) or
-/// as one JSON object.
+/// The accounting of disclosures: as text to print, or as one JSON object.
 pub(crate) async fn accounting(
     config: Config,
     patient: Uuid,
     from: Option<DateTime<Utc>>,
-    json: bool,
-) -> Result<()> {
+) -> Result<Output> {
     with_clarity(config, async |clarity| {
         let accounting = clarity
             .disclosure_accounting(&clarity.operator().await?, patient, from)
             .await?;
-        if json {
-            print_json(&accounting)
-        } else {
-            print!("{}", accounting.printable());
-            Ok(())
-        }
+        Output::new(&accounting, accounting.printable())
     })
     .await
 }

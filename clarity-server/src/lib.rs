@@ -9,6 +9,7 @@ mod http;
 mod logging;
 mod metrics;
 mod ops;
+mod output;
 mod password_input;
 pub mod serve;
 mod service_accounts;

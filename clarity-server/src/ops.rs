@@ -9,11 +9,14 @@ use clap::Args;
 use clarity_core::audit::AuditFilter;
 use clarity_core::crypto::{Json, SecretString};
 use clarity_core::model::RoleSet;
-use clarity_core::model::{PageRequest, PatientProfile};
+use clarity_core::model::{Page, PageRequest, PatientProfile};
 use clarity_core::service::{CareTeamAssignment, LoginRequest, NewUser, UserUpdate};
 use clarity_core::{Clarity, Config, Error, Result};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::output::{Output, secret_text};
 
 /// Which audit events.
 #[derive(Debug, Args, Clone, Default)]
@@ -63,12 +66,6 @@ fn filter(args: AuditFilterArgs) -> AuditFilter {
     }
 }
 
-pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
-    let line = serde_json::to_string(value).map_err(|_| Error::internal("encoding"))?;
-    println!("{line}");
-    Ok(())
-}
-
 /// Opens the existing store (never creating one: a mistyped data directory
 /// is an error), runs `work`, and writes out the audit trail before returning.
 pub(crate) async fn with_clarity<T>(
@@ -93,25 +90,38 @@ async fn run_on<T>(clarity: Clarity, work: impl AsyncFnOnce(&Clarity) -> Result<
     result
 }
 
-pub(crate) async fn list_users(config: Config) -> Result<()> {
+/// The items of a paged list, at most `limit`, fetched up to 1000 at a time.
+pub(crate) async fn collect_pages<T>(
+    limit: usize,
+    mut fetch: impl AsyncFnMut(&PageRequest) -> Result<Page<T>>,
+) -> Result<Vec<T>> {
+    let mut page = PageRequest::first(limit.clamp(1, 1000));
+    let mut all = Vec::new();
+    while all.len() < limit {
+        let fetched = fetch(&page).await?;
+        let room = limit - all.len();
+        all.extend(fetched.items.into_iter().take(room));
+        match fetched.next_cursor {
+            Some(cursor) => page.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    Ok(all)
+}
+
+pub(crate) async fn list_users(config: Config) -> Result<Output> {
     with_clarity(config, async |clarity| {
         let operator = clarity.operator().await?;
-        let mut page = PageRequest::first(1000);
-        loop {
-            let users = clarity.list_users(&operator, &page).await?;
-            for user in &users.items {
-                print_json(user)?;
-            }
-            match users.next_cursor {
-                Some(cursor) => page.cursor = Some(cursor),
-                None => return Ok(()),
-            }
-        }
+        let users = collect_pages(usize::MAX, async |page| {
+            clarity.list_users(&operator, page).await
+        })
+        .await?;
+        Output::lines(&users)
     })
     .await
 }
 
-pub(crate) async fn disable_user(config: Config, id: uuid::Uuid) -> Result<()> {
+pub(crate) async fn disable_user(config: Config, id: uuid::Uuid) -> Result<Output> {
     with_clarity(config, async |clarity| {
         let update = UserUpdate {
             disabled: Some(true),
@@ -120,43 +130,43 @@ pub(crate) async fn disable_user(config: Config, id: uuid::Uuid) -> Result<()> {
         let user = clarity
             .update_user(&clarity.operator().await?, id, update)
             .await?;
-        println!("disabled user {} (its sessions are ended)", user.id);
-        Ok(())
+        let text = format!("disabled user {} (its sessions are ended)\n", user.id);
+        Output::new(&user, text)
     })
     .await
 }
 
-pub(crate) async fn reset_password(config: Config, id: uuid::Uuid) -> Result<()> {
+pub(crate) async fn reset_password(config: Config, id: uuid::Uuid) -> Result<Output> {
     with_clarity(config, async |clarity| {
         let reset = clarity
             .reset_password(&clarity.operator().await?, id)
             .await?;
-        println!("reset code: {}", reset.reset_code.expose());
-        println!(
-            "(the user's password no longer works and its sessions are ended; with this code, \
-             valid until {}, the user sets a new one: POST /v1/auth/password-reset)",
+        let text = secret_text(format_args!(
+            "reset code: {}\n(the user's password no longer works and its sessions are ended; \
+             with this code, valid until {}, the user sets a new one: POST /v1/auth/password-reset)\n",
+            reset.reset_code.expose(),
             reset
                 .expires_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        );
-        Ok(())
+        ));
+        Output::new(&reset, text)
     })
     .await
 }
 
-pub(crate) async fn reset_mfa(config: Config, id: uuid::Uuid) -> Result<()> {
+pub(crate) async fn reset_mfa(config: Config, id: uuid::Uuid) -> Result<Output> {
     with_clarity(config, async |clarity| {
         let user = clarity.reset_mfa(&clarity.operator().await?, id).await?;
-        println!(
-            "removed the second factor of user {} (its sessions are ended; it may enrol again)",
+        let text = format!(
+            "removed the second factor of user {} (its sessions are ended; it may enrol again)\n",
             user.id
         );
-        Ok(())
+        Output::new(&user, text)
     })
     .await
 }
 
-pub(crate) async fn set_roles(config: Config, id: uuid::Uuid, roles: &[String]) -> Result<()> {
+pub(crate) async fn set_roles(config: Config, id: uuid::Uuid, roles: &[String]) -> Result<Output> {
     let roles = RoleSet::parse(roles)?;
     with_clarity(config, async |clarity| {
         let update = UserUpdate {
@@ -166,51 +176,52 @@ pub(crate) async fn set_roles(config: Config, id: uuid::Uuid, roles: &[String]) 
         let user = clarity
             .update_user(&clarity.operator().await?, id, update)
             .await?;
-        println!(
-            "user {} now has roles {} (its sessions are ended)",
+        let text = format!(
+            "user {} now has roles {} (its sessions are ended)\n",
             user.id,
             user.roles.to_csv()
         );
-        Ok(())
+        Output::new(&user, text)
     })
     .await
 }
 
-pub(crate) async fn audit_verify(config: Config) -> Result<()> {
+pub(crate) async fn audit_verify(config: Config) -> Result<Output> {
     with_clarity(config, async |clarity| {
         let reports = clarity.verify_audit(&clarity.operator().await?).await?;
-        let mut bad = 0;
+        let mut text = String::new();
         for report in &reports {
+            let problem = report.problem.as_deref().unwrap_or("unknown");
             if report.ok {
-                println!(
-                    "chain {}: ok ({} events, {} checkpoints, last seq {})",
+                text.push_str(&format!(
+                    "chain {}: ok ({} events, {} checkpoints, last seq {})\n",
                     report.chain_id, report.events, report.checkpoints, report.last_seq
-                );
+                ));
             } else if report.chain_id.is_nil() {
-                bad += 1;
-                println!(
-                    "store: FAILED: {}",
-                    report.problem.as_deref().unwrap_or("unknown")
-                );
+                text.push_str(&format!("store: FAILED: {problem}\n"));
             } else {
-                bad += 1;
                 let witnessed = report
                     .witnessed_seq
                     .map(|w| format!(" (last witnessed seq {w})"))
                     .unwrap_or_default();
-                println!(
-                    "chain {}: FAILED at seq {}{witnessed}: {}",
+                text.push_str(&format!(
+                    "chain {}: FAILED at seq {}{witnessed}: {problem}\n",
                     report.chain_id,
                     report.first_bad_seq.unwrap_or_default(),
-                    report.problem.as_deref().unwrap_or("unknown")
-                );
+                ));
             }
         }
-        if bad > 0 {
-            return Err(Error::Integrity);
+        let ok = reports.iter().all(|report| report.ok);
+        if ok {
+            text.push_str(&format!("{} chains verified\n", reports.len()));
         }
-        println!("{} chains verified", reports.len());
-        Ok(())
+        // The shape of `GET /v1/audit/verify`.
+        let output = Output::new(&json!({ "ok": ok, "chains": reports }), text)?;
+        Ok(if ok {
+            output
+        } else {
+            output.failing(Error::Integrity)
+        })
     })
     .await
 }
@@ -220,107 +231,97 @@ pub(crate) async fn audit_export(
     args: AuditFilterArgs,
     output: Option<std::path::PathBuf>,
     limit: usize,
-) -> Result<()> {
+) -> Result<Output> {
     with_clarity(config, async |clarity| {
         let ndjson = clarity
             .export_audit_fhir(&clarity.operator().await?, &filter(args), limit)
             .await?;
-        match output {
-            Some(path) => {
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)
-                    .map_err(|e| {
-                        Error::invalid(format!("cannot create {}: {e}", path.display()))
-                    })?;
-                file.write_all(ndjson.as_bytes())
-                    .and_then(|()| file.sync_all())
-                    .map_err(|e| Error::invalid(format!("cannot write {}: {e}", path.display())))?;
-                eprintln!(
-                    "wrote {} events to {}",
-                    ndjson.lines().count(),
-                    path.display()
-                );
-            }
-            None => print!("{ndjson}"),
-        }
-        Ok(())
+        let Some(path) = output else {
+            return Ok(Output::ndjson(ndjson));
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::invalid(format!("cannot create {}: {e}", path.display())))?;
+        file.write_all(ndjson.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::invalid(format!("cannot write {}: {e}", path.display())))?;
+        let events = ndjson.lines().count();
+        // A notice, not the result: text mode prints nothing on standard output.
+        eprintln!("wrote {events} events to {}", path.display());
+        let written = json!({ "events": events, "output": path.display().to_string() });
+        Output::new(&written, String::new())
     })
     .await
 }
 
-pub(crate) async fn audit_query(config: Config, args: AuditFilterArgs, limit: usize) -> Result<()> {
+pub(crate) async fn audit_query(
+    config: Config,
+    args: AuditFilterArgs,
+    limit: usize,
+) -> Result<Output> {
     with_clarity(config, async |clarity| {
         let operator = clarity.operator().await?;
         let filter = filter(args);
-        let mut page = PageRequest::first(limit.clamp(1, 1000));
-        let mut printed = 0;
-        while printed < limit {
-            let events = clarity.audit_events(&operator, &filter, &page).await?;
-            for event in events.items.iter().take(limit - printed) {
-                print_json(event)?;
-                printed += 1;
-            }
-            match events.next_cursor {
-                Some(cursor) => page.cursor = Some(cursor),
-                None => break,
-            }
-        }
-        Ok(())
+        let events = collect_pages(limit, async |page| {
+            clarity.audit_events(&operator, &filter, page).await
+        })
+        .await?;
+        Output::lines(&events)
     })
     .await
 }
 
-pub(crate) async fn key_status(config: Config) -> Result<()> {
+pub(crate) async fn key_status(config: Config) -> Result<Output> {
     with_clarity(config, async |clarity| {
         let status = clarity.key_status(&clarity.operator().await?).await?;
-        match &status.provider_error {
-            None => println!(
-                "provider {}: healthy; current KEK version {} (versions held: {:?})",
+        let mut text = match &status.provider_error {
+            None => format!(
+                "provider {}: healthy; current KEK version {} (versions held: {:?})\n",
                 status.provider, status.current_kek_version, status.kek_versions
             ),
-            Some(why) => println!("provider {}: UNAVAILABLE: {why}", status.provider),
-        }
+            Some(why) => format!("provider {}: UNAVAILABLE: {why}\n", status.provider),
+        };
         if let Some(access) = &status.access {
             let expiry = access
                 .expires_in_secs
                 .map_or("never expires".to_string(), |s| format!("expires in {s} s"));
-            println!(
-                "  login {}: {}; token {expiry}; {} logins, {} renewals, {} failures",
+            text.push_str(&format!(
+                "  login {}: {}; token {expiry}; {} logins, {} renewals, {} failures\n",
                 access.method,
                 if access.healthy { "ok" } else { "FAILING" },
                 access.logins,
                 access.renewals,
                 access.failures
-            );
+            ));
         }
         for usage in &status.usage {
-            println!(
-                "  KEK version {}: {} data keys",
+            text.push_str(&format!(
+                "  KEK version {}: {} data keys\n",
                 usage.kek_version, usage.data_keys
-            );
+            ));
         }
-        match status.token_previous_accepted_until {
-            Some(until) => println!(
-                "token key version {} (version {} accepted until {})",
+        text.push_str(&match status.token_previous_accepted_until {
+            Some(until) => format!(
+                "token key version {} (version {} accepted until {})\n",
                 status.token_key_version,
                 status.token_key_version.saturating_sub(1),
                 until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             ),
-            None => println!("token key version {}", status.token_key_version),
-        }
-        println!(
-            "audit key version {} (for chains started from now on)",
+            None => format!("token key version {}\n", status.token_key_version),
+        });
+        text.push_str(&format!(
+            "audit key version {} (for chains started from now on)\n",
             status.audit_key_version
-        );
-        Ok(())
+        ));
+        Output::new(&status, text)
     })
     .await
 }
 
-pub(crate) async fn rotate_keys(config: Config) -> Result<()> {
+pub(crate) async fn rotate_keys(config: Config) -> Result<Output> {
     with_clarity(config, async |clarity| {
         let operator = clarity.operator().await?;
         let status = clarity.key_status(&operator).await?;
@@ -333,8 +334,8 @@ pub(crate) async fn rotate_keys(config: Config) -> Result<()> {
             .rotate_keys(&operator, &|n| bar.set_position(n))
             .await?;
         bar.finish_and_clear();
-        println!(
-            "{} KEK version {}: {} data keys re-wrapped",
+        let text = format!(
+            "{} KEK version {}: {} data keys re-wrapped\n",
             if report.new_version {
                 "rotated to"
             } else {
@@ -343,21 +344,21 @@ pub(crate) async fn rotate_keys(config: Config) -> Result<()> {
             report.kek_version,
             report.rewrapped
         );
-        Ok(())
+        Output::new(&report, text)
     })
     .await
 }
 
-pub(crate) async fn retire_keys(config: Config, force: bool) -> Result<()> {
+pub(crate) async fn retire_keys(config: Config, force: bool) -> Result<Output> {
     with_clarity(config, async |clarity| {
         let report = clarity
             .retire_keys(&clarity.operator().await?, force)
             .await?;
-        if report.retired.is_empty() {
-            println!("no KEK version to retire: every old version still wraps data keys (finish the rotation first)");
+        let mut text = if report.retired.is_empty() {
+            "no KEK version to retire: every old version still wraps data keys (finish the rotation first)\n".to_string()
         } else {
-            println!("retired KEK versions {:?}", report.retired);
-        }
+            format!("retired KEK versions {:?}\n", report.retired)
+        };
         for backup in &report.stranded_backups {
             let retired: Vec<i32> = backup
                 .kek_versions
@@ -365,57 +366,70 @@ pub(crate) async fn retire_keys(config: Config, force: bool) -> Result<()> {
                 .copied()
                 .filter(|v| report.retired.contains(v))
                 .collect();
-            println!(
-                "warning: backup {} ({}) needs retired KEK versions {retired:?}: it restores only with a copy of the keys from before this retirement",
+            text.push_str(&format!(
+                "warning: backup {} ({}) needs retired KEK versions {retired:?}: it restores only with a copy of the keys from before this retirement\n",
                 backup.backup_id, backup.archive
-            );
+            ));
         }
-        println!("KEK versions in use: {:?}", report.kek_versions);
-        Ok(())
+        text.push_str(&format!("KEK versions in use: {:?}\n", report.kek_versions));
+        Output::new(&report, text)
     })
     .await
 }
 
-pub(crate) async fn rotate_token_key(config: Config) -> Result<()> {
+pub(crate) async fn rotate_token_key(config: Config) -> Result<Output> {
     with_clarity(config, async |clarity| {
         let report = clarity.rotate_token_key(&clarity.operator().await?).await?;
-        println!(
-            "access tokens are issued under token key version {}; tokens of the previous version are accepted until {} (restart running servers within that time so that they issue under the new version too)",
+        let text = format!(
+            "access tokens are issued under token key version {}; tokens of the previous version are accepted until {} (restart running servers within that time so that they issue under the new version too)\n",
             report.version,
             report.previous_accepted_until
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         );
-        Ok(())
+        Output::new(&report, text)
     })
     .await
 }
 
-pub(crate) async fn rotate_audit_key(config: Config) -> Result<()> {
+pub(crate) async fn rotate_audit_key(config: Config) -> Result<Output> {
     with_clarity(config, async |clarity| {
         let version = clarity.rotate_audit_key(&clarity.operator().await?).await?;
-        println!(
-            "audit chains started from now on use audit key version {version}; existing chains keep theirs (restart running servers to start chains under it)"
+        let text = format!(
+            "audit chains started from now on use audit key version {version}; existing chains keep theirs (restart running servers to start chains under it)\n"
         );
-        Ok(())
+        Output::new(&json!({ "audit_key_version": version }), text)
     })
     .await
 }
 
-pub(crate) async fn setup(config: Config) -> Result<()> {
+pub(crate) async fn setup(config: Config) -> Result<Output> {
     with_new_or_existing(config, async |clarity| match clarity.issue_setup_code().await? {
         Some(code) => {
-            println!("setup code: {}", code.expose());
-            println!(
-                "(valid for {} minutes: POST it to /v1/setup with the first admin's email and password)",
-                clarity.config().auth.setup_code_secs / 60
-            );
-            Ok(())
+            let secs = clarity.config().auth.setup_code_secs;
+            let text = secret_text(format_args!(
+                "setup code: {}\n(valid for {} minutes: POST it to /v1/setup with the first admin's email and password)\n",
+                code.expose(),
+                secs / 60
+            ));
+            let issued = SetupCode {
+                setup_code: code.expose(),
+                valid_for_secs: secs,
+            };
+            Output::new(&issued, text)
         }
         None => Err(Error::invalid(
             "users exist already; setup codes are only for a store without users",
         )),
     })
     .await
+}
+
+/// `clarity setup --format json`. Borrowed, so the code is copied only into
+/// the printed (and zeroed) forms.
+#[derive(serde::Serialize)]
+struct SetupCode<'a> {
+    setup_code: &'a str,
+    valid_for_secs: u64,
 }
 
 /// The demo's password for every user it creates; printed, so never for real data.
@@ -434,7 +448,7 @@ const FAMILY: &[&str] = &[
     "Lovelace", "Hopper", "Turing", "Johnson", "Berners", "Liskov", "Dijkstra", "Allen",
 ];
 
-pub(crate) async fn demo(config: Config, args: DemoArgs) -> Result<()> {
+pub(crate) async fn demo(config: Config, args: DemoArgs) -> Result<Output> {
     with_new_or_existing(config, async |clarity| {
                 let operator = clarity.operator().await?;
         // Demo users share a printed password: never beside real accounts.
@@ -533,18 +547,29 @@ pub(crate) async fn demo(config: Config, args: DemoArgs) -> Result<()> {
         }
         drop(fill);
         bar.finish_and_clear();
-        println!(
-            "demo data: {} patients with {} records each; users (password \"{DEMO_PASSWORD}\"):",
+        let mut text = format!(
+            "demo data: {} patients with {} records each; users (password \"{DEMO_PASSWORD}\"):\n",
             args.patients, args.records_per_patient
         );
         for (role, email, _) in &logins {
-            println!("  {role:<10} {email}");
+            text.push_str(&format!("  {role:<10} {email}\n"));
         }
-        println!(
-            "log in with: curl -X POST http://{}/v1/auth/login -H 'content-type: application/json' -d '{{\"email\":\"<email>\",\"password\":\"{DEMO_PASSWORD}\"}}'",
-            clarity.config().listen
-        );
-        Ok(())
+        let login_url = format!("http://{}/v1/auth/login", clarity.config().listen);
+        text.push_str(&format!(
+            "log in with: curl -X POST {login_url} -H 'content-type: application/json' -d '{{\"email\":\"<email>\",\"password\":\"{DEMO_PASSWORD}\"}}'\n"
+        ));
+        let users: Vec<_> = logins
+            .iter()
+            .map(|(role, email, id)| json!({ "role": role.to_string(), "email": email, "id": id }))
+            .collect();
+        let filled = json!({
+            "patients": args.patients,
+            "records_per_patient": args.records_per_patient,
+            "password": DEMO_PASSWORD,
+            "users": users,
+            "login_url": login_url,
+        });
+        Output::new(&filled, text)
     })
     .await
 }

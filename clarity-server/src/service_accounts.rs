@@ -1,20 +1,26 @@
 //! `clarity service-account`: create, rotate and delete service accounts as
 //! the local operator. Each new client secret is printed once, on standard
-//! output; only its hash is kept.
+//! output (in JSON: `client_secret`); only its hash is kept.
 
 use clarity_core::model::RoleSet;
 use clarity_core::service::{ClientSecret, NewServiceAccount, SecretRotation};
 use clarity_core::{Config, Result};
 
 use crate::ops::with_clarity;
+use crate::output::{Output, secret_text};
 
-fn print_secret(secret: &ClientSecret) {
-    println!("client_id: {}", secret.client_id);
-    println!("client_secret: {}", secret.client_secret.expose());
-    if let Some(until) = secret.previous_secret_expires_at {
-        println!("previous secret works until: {}", until.to_rfc3339());
-    }
-    println!("(the secret is shown this once: store it where the client reads it)");
+fn secret_output(secret: &ClientSecret) -> Result<Output> {
+    let previous = secret
+        .previous_secret_expires_at
+        .map(|until| format!("previous secret works until: {}\n", until.to_rfc3339()))
+        .unwrap_or_default();
+    let text = secret_text(format_args!(
+        "client_id: {}\nclient_secret: {}\n{previous}\
+         (the secret is shown this once: store it where the client reads it)\n",
+        secret.client_id,
+        secret.client_secret.expose()
+    ));
+    Output::new(secret, text)
 }
 
 pub(crate) async fn create(
@@ -22,7 +28,7 @@ pub(crate) async fn create(
     name: String,
     roles: &[String],
     display_name: Option<String>,
-) -> Result<()> {
+) -> Result<Output> {
     let roles = RoleSet::parse(roles)?;
     with_clarity(config, async |clarity| {
         let account = NewServiceAccount {
@@ -33,8 +39,7 @@ pub(crate) async fn create(
         let created = clarity
             .create_service_account(&clarity.operator().await?, account)
             .await?;
-        print_secret(&created);
-        Ok(())
+        secret_output(&created)
     })
     .await
 }
@@ -43,7 +48,7 @@ pub(crate) async fn rotate(
     config: Config,
     id: uuid::Uuid,
     overlap_secs: Option<u64>,
-) -> Result<()> {
+) -> Result<Output> {
     with_clarity(config, async |clarity| {
         let rotated = clarity
             .rotate_service_secret(
@@ -52,19 +57,22 @@ pub(crate) async fn rotate(
                 SecretRotation { overlap_secs },
             )
             .await?;
-        print_secret(&rotated);
-        Ok(())
+        secret_output(&rotated)
     })
     .await
 }
 
-pub(crate) async fn delete(config: Config, id: uuid::Uuid) -> Result<()> {
+pub(crate) async fn delete(config: Config, id: uuid::Uuid) -> Result<Output> {
     with_clarity(config, async |clarity| {
         clarity
             .delete_service_account(&clarity.operator().await?, id)
             .await?;
-        println!("deleted service account {id}: its secrets are destroyed and its sessions ended");
-        Ok(())
+        Output::new(
+            &serde_json::json!({ "id": id, "deleted": true }),
+            format!(
+                "deleted service account {id}: its secrets are destroyed and its sessions ended\n"
+            ),
+        )
     })
     .await
 }
