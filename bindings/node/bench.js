@@ -2,7 +2,8 @@
 // getRecord with a valid access token (token check, session check, policy
 // decision, decryption, durable audit event), on SQLite.
 //
-//   (cd bindings/node && LIBCLARITY_PATH=.../release/libclarity.so npm ci)
+//   npm ci --ignore-scripts --prefix bindings/node && npm run build --prefix bindings/node
+//                                      (the release library, into native/)
 //   node bindings/node/bench.js [seconds=10] [concurrency=1] [getRecord|authenticate]
 //
 // `authenticate` measures the token check alone (no audit write), which

@@ -2,7 +2,7 @@
 package: get_record with a valid access token (token check, session check,
 policy decision, decryption, durable audit event), on SQLite.
 
-    LIBCLARITY_PATH=target/release/libclarity.so pip install ./bindings/python
+    pip install ./bindings/python
     python bindings/python/bench.py [--seconds 10] [--threads 1] [--op get_record|authenticate]
 
 `--op authenticate` measures the token check alone (no audit write), which

@@ -93,10 +93,17 @@ const TESTING_PROTOTYPES = [
   'clarity_result clarity_testing_matrix(_Out_ void **json_out, _Out_ clarity_error **err_out)',
 ];
 
+// The library built into native/ by the package's build script, or another
+// build named by CLARITY_LIBRARY (the test suite's, which exports the
+// test-only functions).
 const NAMES = { darwin: 'libclarity.dylib', win32: 'clarity.dll' };
-const libraryPath = path.join(__dirname, '..', 'native', NAMES[process.platform] || 'libclarity.so');
+const libraryPath = process.env.CLARITY_LIBRARY ||
+  path.join(__dirname, '..', 'native', NAMES[process.platform] || 'libclarity.so');
 if (!fs.existsSync(libraryPath)) {
-  throw new Error(`${libraryPath} is missing: reinstall @clarity/sdk (its install step builds the library)`);
+  throw new Error(process.env.CLARITY_LIBRARY
+    ? `CLARITY_LIBRARY names no file: ${libraryPath}`
+    : `${libraryPath} is missing: build the package first with ` +
+      `npm run build --prefix ${path.join(__dirname, '..')} (docs/bindings-node.md)`);
 }
 const lib = koffi.load(libraryPath);
 

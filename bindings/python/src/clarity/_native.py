@@ -8,7 +8,8 @@ that header and fails when a declaration here drifts from it
 from __future__ import annotations
 
 import ctypes
-import sys
+import importlib.machinery
+import os
 from ctypes import POINTER, c_bool, c_char_p, c_int64, c_uint32, c_uint64, c_void_p
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -87,8 +88,24 @@ TESTING_SIGNATURES: Dict[str, Tuple[object, List[object]]] = {
 
 
 def _library_path() -> Path:
-    name = {"darwin": "libclarity.dylib", "win32": "clarity.dll"}.get(sys.platform, "libclarity.so")
-    return Path(__file__).resolve().parent / "_lib" / name
+    """The native library: `CLARITY_LIBRARY` if set (another build of
+    libclarity, such as the test suite's), else the one built into the package
+    (`_libclarity` with this platform's extension suffix)."""
+    override = os.environ.get("CLARITY_LIBRARY")
+    if override:
+        path = Path(override)
+        if not path.is_file():
+            raise ImportError(f"CLARITY_LIBRARY names no file: {override}")
+        return path
+    here = Path(__file__).resolve().parent
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        candidate = here / f"_libclarity{suffix}"
+        if candidate.is_file():
+            return candidate
+    raise ImportError(
+        f"the native library is missing from {here}: reinstall the package "
+        "(pip install <path>/bindings/python builds it)"
+    )
 
 
 def _load() -> ctypes.CDLL:
