@@ -8,7 +8,8 @@ tokens or keys.
 
 from __future__ import annotations
 
-from typing import Dict, Type
+import re
+from typing import Dict, Optional, Type
 
 
 class ClarityError(Exception):
@@ -159,7 +160,55 @@ BY_RESULT: Dict[int, Type[ClarityError]] = {
 }
 
 
+#: The C ABI's parameter names that differ from this package's: the argument
+#: a message should name instead, or None where the C function's JSON document
+#: is built from the method's keyword arguments, whose names its field paths
+#: already use (the prefix is dropped). Every `*_json` parameter of
+#: clarity.h is listed (tests/test_errors.py).
+C_PARAMETER_NAMES: Dict[str, Optional[str]] = {
+    "request_json": None,
+    "user_json": None,
+    "update_json": None,
+    "account_json": None,
+    "rotation_json": None,
+    "search_json": None,
+    "assignment_json": None,
+    "filter_json": None,
+    "range_json": None,
+    "profile_json": "profile",
+    "data_json": "data",
+    "disclosure_json": "disclosure",
+    "from": "from_",
+}
+
+_LEADING_NAME = re.compile(r"^([a-z][a-z0-9_]*)(: | must | is )")
+#: What the C ABI's message about a JSON document adds that means nothing
+#: here: the kind (the exception's class says it) and the position in the
+#: JSON text this package wrote itself.
+_KIND_PREFIX = "invalid input: "
+_JSON_POSITION = re.compile(r" \(line \d+, column \d+\)$")
+
+
+def binding_message(message: str) -> str:
+    """`message` with a leading C parameter name replaced by this package's
+    name for it (``profile_json: ...`` -> ``profile: ...``), and without the
+    kind and JSON position the C ABI adds about a document this package
+    encoded."""
+    match = _LEADING_NAME.match(message)
+    if not match or match.group(1) not in C_PARAMETER_NAMES:
+        return message
+    name = C_PARAMETER_NAMES[match.group(1)]
+    rest = message[match.end(1) :]
+    if rest.startswith(": "):
+        detail = _JSON_POSITION.sub("", rest[2:])
+        detail = detail[len(_KIND_PREFIX) :] if detail.startswith(_KIND_PREFIX) else detail
+        return detail if name is None else f"{name}: {detail}"
+    return ("the request" if name is None else name) + rest
+
+
 def error_for(result: int, message: str) -> ClarityError:
-    """The exception for a result code (unknown codes: :class:`UnknownError`)."""
+    """The exception for a result code (unknown codes: :class:`UnknownError`),
+    its message naming this package's parameters."""
     cls = BY_RESULT.get(result, UnknownError)
+    message = binding_message(message)
     return cls(message or cls.code, code=cls.code if result in BY_RESULT else "unknown", result=result)
