@@ -12,7 +12,10 @@ fn main() {
         .filter(|c| !c.trim().is_empty())
         .or_else(git_commit)
         .unwrap_or_else(|| "unknown".to_string());
-    println!("cargo:rustc-env=CLARITY_COMMIT={}", commit.trim());
+    // Not a CLARITY_* name: `cargo run` hands rustc-env variables to the
+    // program too, and there every CLARITY_* variable is a setting (an
+    // unknown one refuses to start, as README's `cargo run --release` did).
+    println!("cargo:rustc-env=BUILD_GIT_COMMIT={}", commit.trim());
 }
 
 /// The short commit of HEAD, and the files to watch for HEAD moving.

@@ -15,7 +15,7 @@ use crate::output::{Format, Output};
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (commit ",
-    env!("CLARITY_COMMIT"),
+    env!("BUILD_GIT_COMMIT"),
     ")"
 );
 
