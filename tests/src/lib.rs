@@ -172,24 +172,45 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
 
 /// Like [`run`], writing `input` to its standard input.
 pub fn run_with_input(args: &[&str], env: &[(&str, &str)], input: &str) -> (bool, String, String) {
-    use std::io::Write;
     let mut command = Command::new(server_binary());
-    command
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    command.args(args);
     for (key, value) in env {
         command.env(key, value);
     }
+    let ran = run_command(command, input);
+    (ran.code == Some(0), ran.stdout, ran.stderr)
+}
+
+/// What one run of a command gave.
+#[derive(Debug)]
+pub struct Ran {
+    /// The exit code (`None` when a signal ended it).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs `command` to completion with `input` on its standard input and its
+/// output captured.
+///
+/// # Panics
+/// When the command cannot be started or waited for.
+pub fn run_command(mut command: Command, input: &str) -> Ran {
+    use std::io::Write;
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = command.spawn().expect("run clarity");
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(input.as_bytes());
     }
-    let output = child.wait_with_output().expect("wait for clarity");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let out = child.wait_with_output().expect("wait for clarity");
+    Ran {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }

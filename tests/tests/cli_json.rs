@@ -7,9 +7,9 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use clarity_tests::{Server, server_binary};
+use clarity_tests::{Ran, Server, run_command, server_binary};
 use serde_json::{Value, json};
 
 mod support;
@@ -19,23 +19,11 @@ mod support;
 /// and a manual page in their own formats.
 const EXEMPT: &[&str] = &["", "serve", "completions", "man"];
 
-/// One run of the binary.
-struct Ran {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs the binary with no `CLARITY_*` settings from the test's own
 /// environment, `input` on standard input.
 fn clarity(args: &[&str], env: &[(&str, &str)], input: &str) -> Ran {
-    use std::io::Write;
     let mut command = Command::new(server_binary());
-    command
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    command.args(args);
     for (key, _) in std::env::vars() {
         if key.starts_with("CLARITY_") && key != "CLARITY_BIN" {
             command.env_remove(key);
@@ -45,16 +33,7 @@ fn clarity(args: &[&str], env: &[(&str, &str)], input: &str) -> Ran {
     for (key, value) in env {
         command.env(key, value);
     }
-    let mut child = command.spawn().expect("run clarity");
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(input.as_bytes());
-    }
-    let out = child.wait_with_output().expect("wait for clarity");
-    Ran {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    run_command(command, input)
 }
 
 /// The command paths below `path` that can be run (`user list`, `backup`,
