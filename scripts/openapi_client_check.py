@@ -18,6 +18,7 @@ openapi-python-client (PyPI), and then:
 Exit status 0 when all of it holds.
 """
 
+import contextlib
 import importlib
 import pathlib
 import re
@@ -69,6 +70,20 @@ def start_server(binary, data_dir):
         proc.kill()
         fail("the server printed no setup code")
     return proc, f"http://127.0.0.1:{port}", code
+
+
+@contextlib.contextmanager
+def serving(binary, tmp, document):
+    """A fresh server on a scratch store under `tmp`, its served OpenAPI
+    document written to `document`: yields (base URL, setup code), and
+    stops the server on leaving."""
+    proc, base, code = start_server(binary, tmp / "data")
+    try:
+        document.write_bytes(urllib.request.urlopen(f"{base}/openapi.json", timeout=10).read())
+        yield base, code
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def generate(document, out_dir):
@@ -179,17 +194,14 @@ def main():
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
-        proc, base, code = start_server(sys.argv[1], tmp / "data")
+        document = tmp / "openapi.json"
         try:
-            document = tmp / "openapi.json"
-            document.write_bytes(urllib.request.urlopen(f"{base}/openapi.json", timeout=10).read())
-            out = tmp / "gen" / "clarity_client"
-            operations = generate(document, out)
-            sys.path.insert(0, str(out.parent))
-            lists = walk_through(base, code)
+            with serving(sys.argv[1], tmp, document) as (base, code):
+                out = tmp / "gen" / "clarity_client"
+                operations = generate(document, out)
+                sys.path.insert(0, str(out.parent))
+                lists = walk_through(base, code)
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
             shutil.rmtree(tmp / "gen", ignore_errors=True)
     print(f"openapi client: generated for all {operations} operations; the walk-through and {lists} typed list answers ran through it")
     return 0

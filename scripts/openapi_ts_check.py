@@ -27,9 +27,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import urllib.request
 
-from openapi_client_check import start_server
+from openapi_client_check import serving
 
 HERE = pathlib.Path(__file__).resolve().parent
 PACKAGE = HERE.parent / "tests" / "openapi-ts"
@@ -107,12 +106,10 @@ def main():
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
-        proc, base, code = start_server(sys.argv[1], tmp / "data")
-        try:
-            src = tmp / "src"
-            src.mkdir()
-            document = src / "openapi.json"
-            document.write_bytes(urllib.request.urlopen(f"{base}/openapi.json", timeout=10).read())
+        src = tmp / "src"
+        src.mkdir()
+        document = src / "openapi.json"
+        with serving(sys.argv[1], tmp, document) as (base, code):
             generate(document, src / "clarity.d.ts")
             module, operations = assertions(json.loads(document.read_text()))
             (src / "operations.mts").write_text(module)
@@ -131,9 +128,6 @@ def main():
             if run.returncode != 0:
                 fail(f"the walk-through failed:\n{run.stdout}{run.stderr}")
             lists = re.search(r"(\d+) typed list answers", run.stdout)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
     print(f"openapi-ts: types generated for all {operations} operations and type-checked (tsc --strict); "
           f"the walk-through and {lists.group(1) if lists else '?'} typed list answers ran through them")
     return 0
