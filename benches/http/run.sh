@@ -6,7 +6,7 @@
 #                       [--connections N] [--duration SECONDS]
 #                       [--postgres URL] [--binary PATH] [--perf FILE]
 #                       [--perf-phase get_patient|get_record|post_record]
-#                       [--syscalls] [--log-level LEVEL]
+#                       [--syscalls] [--allocations] [--log-level LEVEL]
 #
 # --perf records a CPU profile of the server (perf record -g, 999 Hz) during
 # one phase (--perf-phase, the first by default) into FILE; read it with
@@ -15,6 +15,14 @@
 # --syscalls counts the server's system calls (strace -f -c) during that
 # same phase and prints them per request: a count that holds on a noisy
 # machine. strace slows the server, so take rates from a run without it.
+#
+# Every phase also prints the server's CPU time and context switches per
+# request (perf stat's task-clock and context-switches, counted for the
+# server's threads only), when perf is installed.
+#
+# --allocations counts the server's calls to malloc during that phase
+# (a perf uprobe on libc's malloc; it slows the server, so take rates from
+# a run without it) and prints them per request.
 #
 # --log-level sets the server's log level (default warn: no per-request
 # line; production's info writes one access-log line per request).
@@ -41,6 +49,7 @@ bin=""
 perf_out=""
 perf_phase=get_patient
 syscalls=""
+allocations=""
 log_level=warn
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -53,6 +62,7 @@ while [ $# -gt 0 ]; do
         --perf) perf_out="$2"; shift 2 ;;
         --perf-phase) perf_phase="$2"; shift 2 ;;
         --syscalls) syscalls=1; shift ;;
+        --allocations) allocations=1; shift ;;
         --log-level) log_level="$2"; shift 2 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -148,6 +158,17 @@ phase() { # name paths-file [body]
         strace_pid=$!
         sleep 0.5
     fi
+    local stat_pid="" events="task-clock,context-switches"
+    if [ -n "$allocations" ] && [ "$name" = "$perf_phase" ]; then
+        local libc
+        libc=$(ldd "$bin" | awk '/libc.so/ {print $3}')
+        perf probe -l 2>/dev/null | grep -q 'probe_libc:malloc' || perf probe -q -x "$libc" malloc
+        events="$events,probe_libc:malloc"
+    fi
+    if command -v perf >/dev/null; then
+        perf stat -x, -e "$events" -p "$server_pid" -o "$work/$name.stat" &
+        stat_pid=$!
+    fi
     curl -fs "$base/metrics" >"$work/$name.before"
     CLARITY_TOKEN="$token" CLARITY_PATHS="$paths" CLARITY_BODY="$phase_body" \
         wrk -t1 -c"$connections" -d"${duration}s" --latency -s benches/http/paths.lua "$base" >"$work/$name.wrk"
@@ -180,6 +201,28 @@ print(f"{name:<14} {int(f['requests'])/secs:>9.0f} req/s  p50 {int(f['p50_us'])/
       f"p99 {int(f['p99_us'])/1000:.2f} ms  p99.9 {int(f['p999_us'])/1000:.2f} ms  "
       f"errors {errors}  rss {rss/1024:.0f} MiB")
 PY
+    if [ -n "$stat_pid" ]; then
+        kill -INT "$stat_pid"
+        wait "$stat_pid" || true
+        python3 - "$line" "$work/$name.stat" <<'PY'
+import sys
+fields = dict(kv.split("=") for kv in sys.argv[1].split()[1:])
+requests = int(fields["requests"])
+counts = {}
+for row in open(sys.argv[2]):
+    parts = row.strip().split(",")
+    if len(parts) > 2 and parts[0] and parts[0][0].isdigit():
+        counts[parts[2]] = float(parts[0])
+out = []
+if "task-clock" in counts:  # milliseconds of CPU
+    out.append(f"server CPU {counts['task-clock'] * 1000 / requests:.1f} us")
+if "context-switches" in counts:
+    out.append(f"context switches {counts['context-switches'] / requests:.2f}")
+if "probe_libc:malloc" in counts:
+    out.append(f"mallocs {counts['probe_libc:malloc'] / requests:.1f}")
+print("   per request: " + ", ".join(out) + f" over {requests} requests (whole phase, curl of /metrics included)")
+PY
+    fi
     curl -fs "$base/metrics" >"$work/$name.after"
     python3 benches/http/stages.py "$work/$name.before" "$work/$name.after"
 }
