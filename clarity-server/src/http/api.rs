@@ -72,22 +72,47 @@ pub(crate) const ROUTES: &[(Method, &str)] = &[
     (Method::POST, "/v1/admin/keys/rotate"),
 ];
 
-/// The template matching `path`, with the path's `{...}` values.
-fn matches<'p>(template: &str, path: &'p str) -> Option<Vec<&'p str>> {
+/// The most segments any route has; longer paths match none.
+const MAX_SEGMENTS: usize = 8;
+
+/// A path cut at each `/` once, into at most [`MAX_SEGMENTS`] segments
+/// (`None`: more than that, so no route).
+fn segments(path: &str) -> Option<([&str; MAX_SEGMENTS], usize)> {
+    let mut parts = [""; MAX_SEGMENTS];
+    let mut count = 0;
+    for part in path.split('/') {
+        *parts.get_mut(count)? = part;
+        count += 1;
+    }
+    Some((parts, count))
+}
+
+/// Every route's template cut into segments, once per process.
+static ROUTE_SEGMENTS: std::sync::LazyLock<Vec<([&str; MAX_SEGMENTS], usize)>> =
+    std::sync::LazyLock::new(|| {
+        ROUTES
+            .iter()
+            .map(|(_, template)| segments(template).expect("a route has few segments"))
+            .collect()
+    });
+
+/// The path's `{...}` values when `path` has `template`'s shape.
+fn matches<'p>(template: &[&str], path: &[&'p str]) -> Option<Vec<&'p str>> {
+    if template.len() != path.len() {
+        return None;
+    }
     let mut params = Vec::new();
-    let mut path_parts = path.split('/');
-    for part in template.split('/') {
-        let actual = path_parts.next()?;
+    for (part, actual) in template.iter().zip(path) {
         if part.starts_with('{') {
             if actual.is_empty() {
                 return None;
             }
-            params.push(actual);
+            params.push(*actual);
         } else if part != actual {
             return None;
         }
     }
-    path_parts.next().is_none().then_some(params)
+    Some(params)
 }
 
 /// The route for `method` and `path`: `Ok` with the template and parameters,
@@ -96,9 +121,11 @@ pub(crate) fn resolve<'p>(
     method: &Method,
     path: &'p str,
 ) -> Result<(&'static str, Vec<&'p str>), Option<String>> {
+    let (parts, count) = segments(path).ok_or(None)?;
+    let parts = &parts[..count];
     let mut allowed = Vec::new();
-    for (route_method, template) in ROUTES {
-        if let Some(params) = matches(template, path) {
+    for ((route_method, template), (shape, len)) in ROUTES.iter().zip(ROUTE_SEGMENTS.iter()) {
+        if let Some(params) = matches(&shape[..*len], parts) {
             if route_method == method {
                 return Ok((template, params));
             }
