@@ -71,7 +71,7 @@ impl IdentityStore for CachedIdentity {
 
     async fn external_identity(&self, id: Uuid) -> Result<Option<ExternalIdentityRow>> {
         self.invalidator
-            .cached(Invalidation::ExternalIdentity(id).encode(), false, || {
+            .cached(Invalidation::ExternalIdentity(id), false, || {
                 self.inner.external_identity(id)
             })
             .await
@@ -120,7 +120,7 @@ impl IdentityStore for CachedIdentity {
 
     async fn external_session_ended(&self, id: Uuid) -> Result<Option<DateTime<Utc>>> {
         self.invalidator
-            .cached(Invalidation::ExternalSession(id).encode(), false, || {
+            .cached(Invalidation::ExternalSession(id), false, || {
                 self.inner.external_session_ended(id)
             })
             .await
@@ -128,9 +128,7 @@ impl IdentityStore for CachedIdentity {
 
     async fn get_user(&self, id: Uuid) -> Result<Option<UserRow>> {
         self.invalidator
-            .cached(Invalidation::User(id).encode(), false, || {
-                self.inner.get_user(id)
-            })
+            .cached(Invalidation::User(id), false, || self.inner.get_user(id))
             .await
     }
 
@@ -177,7 +175,7 @@ impl IdentityStore for CachedIdentity {
 
     async fn get_session(&self, id: Uuid) -> Result<Option<SessionRow>> {
         self.invalidator
-            .cached(Invalidation::Session(id).encode(), false, || {
+            .cached(Invalidation::Session(id), false, || {
                 self.inner.get_session(id)
             })
             .await
@@ -227,8 +225,7 @@ impl IdentityStore for CachedIdentity {
                 Invalidation::CareTeam {
                     patient: patient_id,
                     user: user_id,
-                }
-                .encode(),
+                },
                 true,
                 || self.inner.care_team_member(patient_id, user_id),
             )
@@ -242,7 +239,7 @@ impl IdentityStore for CachedIdentity {
     async fn grants_of_user(&self, user_id: Uuid) -> Result<Vec<GrantRow>> {
         let grants = self
             .invalidator
-            .cached(Invalidation::Grants(user_id).encode(), false, || async {
+            .cached(Invalidation::Grants(user_id), false, || async {
                 self.inner.grants_of_user(user_id).await.map(Some)
             })
             .await?;

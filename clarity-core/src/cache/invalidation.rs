@@ -23,6 +23,9 @@ const SESSION_PREFIX: &str = "s:";
 /// key is the wire form of the invalidation that removes it alone
 /// (`Invalidation::Session(id).encode()` keys session `id`).
 async fn remove_from(invalidation: &Invalidation, cache: &dyn Cache) -> Result<()> {
+    if let Some(memory) = cache.as_memory() {
+        return memory.remove_what(invalidation);
+    }
     match invalidation {
         Invalidation::UserSessions(_) => cache.remove_prefix(SESSION_PREFIX).await,
         Invalidation::Patient(id) => {
@@ -186,17 +189,19 @@ impl Invalidator {
         }
     }
 
-    /// A value from the cache, or from `fill` (then cached). `cache_absent`
-    /// also caches "there is none". A cache that cannot be read is skipped:
-    /// the database stays the source of truth.
+    /// A value from the cache, or from `fill` (then cached), under the
+    /// invalidation that removes it. `cache_absent` also caches "there is
+    /// none". A cache that cannot be read is skipped: the database stays
+    /// the source of truth. The in-process cache keeps the value itself
+    /// (a hit is a clone); a shared one keeps it encoded.
     pub(crate) async fn cached<T, F, Fut>(
         &self,
-        key: String,
+        key: Invalidation,
         cache_absent: bool,
         fill: F,
     ) -> Result<Option<T>>
     where
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<T>>>,
     {
@@ -204,6 +209,22 @@ impl Invalidator {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return fill().await;
         };
+        if let Some(memory) = self.cache.as_memory() {
+            if let Some(value) = memory.get_value::<Option<T>>(&key) {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(value);
+            }
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            let generation = self.generation.load(Ordering::Acquire);
+            let value = fill().await?;
+            if (value.is_some() || cache_absent)
+                && self.generation.load(Ordering::Acquire) == generation
+            {
+                memory.put_value(key, value.clone(), ttl);
+            }
+            return Ok(value);
+        }
+        let key = key.encode();
         if let Ok(Some(bytes)) = self.cache.get(&key).await
             && let Ok(value) = postcard::from_bytes::<Option<T>>(&bytes)
         {
@@ -264,7 +285,7 @@ mod tests {
         let inv = Invalidator::local(cache, Duration::from_secs(60), Duration::from_secs(60));
         let id = Uuid::now_v7();
         let value = inv
-            .cached(Invalidation::Session(id).encode(), false, || async {
+            .cached(Invalidation::Session(id), false, || async {
                 // The value read is stale by the time it returns.
                 inv.invalidate(Invalidation::Session(id)).await;
                 Ok(Some(1u32))
@@ -273,14 +294,14 @@ mod tests {
             .expect("fill");
         assert_eq!(value, Some(1));
         let again = inv
-            .cached(Invalidation::Session(id).encode(), false, || async {
+            .cached(Invalidation::Session(id), false, || async {
                 Ok(Some(2u32))
             })
             .await
             .expect("fill");
         assert_eq!(again, Some(2), "the racing value was not cached");
         let cached = inv
-            .cached(Invalidation::Session(id).encode(), false, || async {
+            .cached(Invalidation::Session(id), false, || async {
                 Ok(Some(3u32))
             })
             .await

@@ -106,7 +106,7 @@ impl Store for CachedStore {
 
     async fn get_patient(&self, id: Uuid) -> Result<Option<PatientRow>> {
         self.invalidator
-            .cached(Invalidation::Patient(id).encode(), false, || {
+            .cached(Invalidation::Patient(id), false, || {
                 self.inner.get_patient(id)
             })
             .await
@@ -118,7 +118,7 @@ impl Store for CachedStore {
 
     async fn get_data_key(&self, patient_id: Uuid) -> Result<Option<DataKeyRow>> {
         self.invalidator
-            .cached(Invalidation::DataKey(patient_id).encode(), false, || {
+            .cached(Invalidation::DataKey(patient_id), false, || {
                 self.inner.get_data_key(patient_id)
             })
             .await
@@ -126,7 +126,7 @@ impl Store for CachedStore {
 
     async fn get_record(&self, id: Uuid) -> Result<Option<RecordRow>> {
         self.invalidator
-            .cached(Invalidation::Record(id).encode(), false, || {
+            .cached(Invalidation::Record(id), false, || {
                 self.inner.get_record(id)
             })
             .await

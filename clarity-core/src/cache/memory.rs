@@ -1,40 +1,158 @@
-//! [`MemoryCache`]: the in-process cache (moka), bounded by entry count and
-//! by each entry's lifetime.
+//! [`MemoryCache`]: the in-process cache (quick_cache), bounded by entry
+//! count and by each entry's lifetime.
+//!
+//! Entries are kept as the values themselves, keyed by the
+//! [`Invalidation`] that removes them: a hit is a hash of ids and a clone,
+//! with no key to format and nothing to decode (the shared Redis cache
+//! keeps bytes; see [`super::RedisCache`]). What is cached holds no
+//! plaintext PHI either way: rows stay encrypted, data keys wrapped.
 
+use std::any::Any;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use serde::Serialize;
 
 use super::Cache;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::model::Invalidation;
 
-/// An entry: its bytes and the moment it stops counting.
-#[derive(Debug)]
-struct Entry {
-    expires: Instant,
-    value: Vec<u8>,
+/// A cached value: readable as its own type, and encodable for
+/// inspection ([`Cache::contents`]).
+trait Value: Send + Sync {
+    fn as_any(&self) -> &dyn Any;
+    fn encoded(&self) -> Vec<u8>;
 }
 
-/// The in-process cache: moka with a size bound; each entry also carries
-/// its own deadline, so entries stored while the invalidation channel is
-/// down live only briefly.
-#[derive(Debug, Clone)]
+/// A typed value, encoded with postcard only when inspected.
+struct Typed<T>(T);
+
+impl<T: Serialize + Send + Sync + 'static> Value for Typed<T> {
+    fn as_any(&self) -> &dyn Any {
+        &self.0
+    }
+
+    fn encoded(&self) -> Vec<u8> {
+        postcard::to_stdvec(&self.0).unwrap_or_default()
+    }
+}
+
+/// Bytes stored through the byte interface of [`Cache`].
+struct Bytes(Vec<u8>);
+
+impl Value for Bytes {
+    fn as_any(&self) -> &dyn Any {
+        &self.0
+    }
+
+    fn encoded(&self) -> Vec<u8> {
+        self.0.clone()
+    }
+}
+
+/// An entry: its value and the moment it stops counting.
+struct Entry {
+    expires: Instant,
+    value: Box<dyn Value>,
+}
+
+/// The in-process cache: quick_cache with a size bound (a hit is a hash
+/// look-up under a shard's read lock, with no bookkeeping queue to drain);
+/// each entry carries its own deadline, so entries stored while the
+/// invalidation channel is down live only briefly, and none outlives the
+/// cache's longest lifetime.
+#[derive(Clone)]
 pub struct MemoryCache {
-    entries: moka::sync::Cache<Arc<str>, Arc<Entry>>,
+    entries: Arc<quick_cache::sync::Cache<Invalidation, Arc<Entry>>>,
+    max_ttl: Duration,
+}
+
+impl std::fmt::Debug for MemoryCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryCache")
+            .field("entries", &self.entries.len())
+            .finish()
+    }
 }
 
 impl MemoryCache {
     /// A cache of at most `max_entries`, none older than `max_ttl`.
     pub fn new(max_entries: u64, max_ttl: Duration) -> MemoryCache {
+        let capacity = usize::try_from(max_entries).unwrap_or(usize::MAX).max(1);
         MemoryCache {
-            entries: moka::sync::Cache::builder()
-                .max_capacity(max_entries)
-                .time_to_live(max_ttl)
-                .support_invalidation_closures()
-                .build(),
+            entries: Arc::new(quick_cache::sync::Cache::new(capacity)),
+            max_ttl,
         }
     }
+
+    /// The live entry under `key`; an expired one is removed.
+    fn entry(&self, key: &Invalidation) -> Option<Arc<Entry>> {
+        let entry = self.entries.get(key)?;
+        if entry.expires > Instant::now() {
+            return Some(entry);
+        }
+        self.entries.remove(key);
+        None
+    }
+
+    /// The value of type `T` under `key`, if present and not expired.
+    pub(crate) fn get_value<T: Clone + 'static>(&self, key: &Invalidation) -> Option<T> {
+        self.entry(key)?.value.as_any().downcast_ref::<T>().cloned()
+    }
+
+    /// Stores `value` under `key` for `ttl`.
+    pub(crate) fn put_value<T: Serialize + Send + Sync + 'static>(
+        &self,
+        key: Invalidation,
+        value: T,
+        ttl: Duration,
+    ) {
+        self.insert(key, Box::new(Typed(value)), ttl);
+    }
+
+    fn insert(&self, key: Invalidation, value: Box<dyn Value>, ttl: Duration) {
+        let entry = Entry {
+            expires: Instant::now() + ttl.min(self.max_ttl),
+            value,
+        };
+        self.entries.insert(key, Arc::new(entry));
+    }
+
+    /// Removes the entries `invalidation` names: its own, all sessions for
+    /// [`Invalidation::UserSessions`], a patient's data key with the
+    /// patient, everything for [`Invalidation::All`].
+    pub(crate) fn remove_what(&self, invalidation: &Invalidation) -> Result<()> {
+        match invalidation {
+            Invalidation::UserSessions(_) => {
+                self.remove_where(|key| matches!(key, Invalidation::Session(_)))
+            }
+            Invalidation::Patient(id) => {
+                self.entries.remove(invalidation);
+                self.entries.remove(&Invalidation::DataKey(*id));
+                Ok(())
+            }
+            Invalidation::All => {
+                self.entries.clear();
+                Ok(())
+            }
+            other => {
+                self.entries.remove(other);
+                Ok(())
+            }
+        }
+    }
+
+    fn remove_where(&self, matches: impl Fn(&Invalidation) -> bool) -> Result<()> {
+        self.entries.retain(|key, _| !matches(key));
+        Ok(())
+    }
+}
+
+/// The key a byte-interface caller names: the wire form of an invalidation.
+fn key_of(key: &str) -> Result<Invalidation> {
+    Invalidation::decode(key)
+        .ok_or_else(|| Error::invalid("a memory cache key names an invalidation"))
 }
 
 #[async_trait]
@@ -44,44 +162,25 @@ impl Cache for MemoryCache {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        Ok(match self.entries.get(key) {
-            Some(entry) if entry.expires > Instant::now() => Some(entry.value.clone()),
-            Some(_) => {
-                self.entries.invalidate(key);
-                None
-            }
-            None => None,
-        })
+        Ok(self.get_value::<Vec<u8>>(&key_of(key)?))
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<()> {
-        let entry = Entry {
-            expires: Instant::now() + ttl,
-            value,
-        };
-        self.entries.insert(Arc::from(key), Arc::new(entry));
+        self.insert(key_of(key)?, Box::new(Bytes(value)), ttl);
         Ok(())
     }
 
     async fn remove(&self, key: &str) -> Result<()> {
-        self.entries.invalidate(key);
+        self.entries.remove(&key_of(key)?);
         Ok(())
     }
 
     async fn remove_prefix(&self, prefix: &str) -> Result<()> {
-        let prefix: Arc<str> = Arc::from(prefix);
-        // Closures are registered now and applied lazily, but no entry that
-        // matches is returned from here on.
-        self.entries
-            .invalidate_entries_if(move |key, _| key.starts_with(&*prefix))
-            .map_err(|_| {
-                crate::error::Error::internal("cache invalidation closures are disabled")
-            })?;
-        Ok(())
+        self.remove_where(|key| key.encode().starts_with(prefix))
     }
 
     async fn clear(&self) -> Result<()> {
-        self.entries.invalidate_all();
+        self.entries.clear();
         Ok(())
     }
 
@@ -91,7 +190,7 @@ impl Cache for MemoryCache {
             .entries
             .iter()
             .filter(|(_, e)| e.expires > now)
-            .map(|(_, e)| e.value.clone())
+            .map(|(_, e)| e.value.encoded())
             .collect())
     }
 
@@ -100,36 +199,83 @@ impl Cache for MemoryCache {
     }
 
     fn entry_count(&self) -> u64 {
-        self.entries.run_pending_tasks();
-        self.entries.entry_count()
+        u64::try_from(self.entries.len()).unwrap_or(u64::MAX)
+    }
+
+    fn as_memory(&self) -> Option<&MemoryCache> {
+        Some(self)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
 
     #[tokio::test]
     async fn entries_expire_and_are_removed_by_key_and_prefix() {
+        let (s1, s2, u1) = (
+            Invalidation::Session(Uuid::now_v7()).encode(),
+            Invalidation::Session(Uuid::now_v7()).encode(),
+            Invalidation::User(Uuid::now_v7()).encode(),
+        );
         let cache = MemoryCache::new(100, Duration::from_secs(60));
         cache
-            .put("s:1", b"one".to_vec(), Duration::from_secs(60))
+            .put(&s1, b"one".to_vec(), Duration::from_secs(60))
             .await
             .expect("put");
         cache
-            .put("s:2", b"two".to_vec(), Duration::from_secs(60))
+            .put(&s2, b"two".to_vec(), Duration::from_secs(60))
             .await
             .expect("put");
         cache
-            .put("u:1", b"user".to_vec(), Duration::from_millis(1))
+            .put(&u1, b"user".to_vec(), Duration::from_millis(1))
             .await
             .expect("put");
         std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(cache.get("u:1").await.expect("get"), None, "expired");
-        assert_eq!(cache.get("s:1").await.expect("get"), Some(b"one".to_vec()));
-        cache.remove("s:1").await.expect("remove");
-        assert_eq!(cache.get("s:1").await.expect("get"), None);
+        assert_eq!(cache.get(&u1).await.expect("get"), None, "expired");
+        assert_eq!(cache.get(&s1).await.expect("get"), Some(b"one".to_vec()));
+        cache.remove(&s1).await.expect("remove");
+        assert_eq!(cache.get(&s1).await.expect("get"), None);
         cache.remove_prefix("s:").await.expect("prefix");
-        assert_eq!(cache.get("s:2").await.expect("get"), None);
+        assert_eq!(cache.get(&s2).await.expect("get"), None);
+        assert!(
+            cache.get("not a key").await.is_err(),
+            "keys name invalidations"
+        );
+    }
+
+    #[test]
+    fn typed_values_are_read_back_as_their_type_and_removed_with_what_names_them() {
+        let cache = MemoryCache::new(100, Duration::from_secs(60));
+        let (patient, session) = (Uuid::now_v7(), Uuid::now_v7());
+        let ttl = Duration::from_secs(60);
+        cache.put_value(Invalidation::Patient(patient), Some(7u32), ttl);
+        cache.put_value(Invalidation::DataKey(patient), Some(vec![1u8, 2]), ttl);
+        cache.put_value(Invalidation::Session(session), Some(9u64), ttl);
+        assert_eq!(
+            cache.get_value::<Option<u32>>(&Invalidation::Patient(patient)),
+            Some(Some(7))
+        );
+        assert_eq!(
+            cache.get_value::<Option<u64>>(&Invalidation::Patient(patient)),
+            None,
+            "another type is a miss, never a wrong value"
+        );
+        cache
+            .remove_what(&Invalidation::Patient(patient))
+            .expect("remove");
+        assert_eq!(
+            cache.get_value::<Option<Vec<u8>>>(&Invalidation::DataKey(patient)),
+            None,
+            "a patient's invalidation drops its data key"
+        );
+        cache
+            .remove_what(&Invalidation::UserSessions(Uuid::now_v7()))
+            .expect("remove");
+        assert_eq!(
+            cache.get_value::<Option<u64>>(&Invalidation::Session(session)),
+            None
+        );
     }
 }

@@ -113,4 +113,10 @@ pub trait Cache: Send + Sync + fmt::Debug {
 
     /// Entries held now, when known.
     fn entry_count(&self) -> u64;
+
+    /// The in-process cache, whose entries are kept as typed values
+    /// rather than bytes; `None` for a shared cache.
+    fn as_memory(&self) -> Option<&MemoryCache> {
+        None
+    }
 }

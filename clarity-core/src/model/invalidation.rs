@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 /// Something a write changed, named by ids only. Its text form (see
 /// [`Invalidation::encode`]) travels between instances.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Invalidation {
     /// One session (logout, revocation, refresh-token reuse).
