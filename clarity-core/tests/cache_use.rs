@@ -132,3 +132,77 @@ async fn a_write_is_read_back_at_once_through_the_cache() {
         clarity_core::ErrorKind::NotFound
     );
 }
+
+/// Without an invalidation channel (one instance on SQLite) the instance
+/// watches the database's counter of commits made by other processes: its
+/// cached state outlives `cache.fallback_ttl_secs` while nothing changes
+/// behind it, and a change another process commits to the same file (the
+/// CLI, say) is seen within a poll. Here the other process is a second
+/// instance with connections of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_from_another_process_is_seen_and_the_cache_outlives_the_fallback() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use clarity_core::clock::SystemClock;
+    use clarity_core::config::SqliteSynchronous;
+    use clarity_core::service::UserUpdate;
+    use clarity_core::store::{Backends, SqliteStore};
+
+    let (h, clarity, token, principal) = clinician().await;
+    let patient = clarity
+        .create_patient(&principal, profile("CU-OUTSIDE", "Outside"))
+        .await
+        .expect("patient");
+    let read = || async {
+        let principal = clarity.authenticate(&token).await?;
+        clarity.get_patient(&principal, patient.id).await
+    };
+    read().await.expect("warm");
+    // Past the fallback lifetime (1 s), with nothing changed elsewhere.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = clarity.stats();
+    for _ in 0..20 {
+        read().await.expect("read");
+    }
+    let misses = clarity.stats().cache_misses - before.cache_misses;
+    assert_eq!(misses, 0, "the cache outlived the fallback lifetime");
+
+    let other_store =
+        SqliteStore::open_path(&h.dir.path().join("clarity.db"), 1, SqliteSynchronous::Full)
+            .await
+            .expect("second store");
+    let other = testing::with_parts(
+        h.config(),
+        Backends::of(Arc::new(other_store)),
+        Arc::clone(&h.keys),
+        Arc::new(SystemClock),
+    )
+    .await
+    .expect("second instance");
+    let (_, admin_email) = testing::user_with_role(&other, Role::Admin).await;
+    let admin_token = testing::access_token(&other, &admin_email).await;
+    let admin = other.authenticate(&admin_token).await.expect("admin");
+    other
+        .update_user(
+            &admin,
+            principal.user_id(),
+            UserUpdate {
+                disabled: Some(true),
+                ..UserUpdate::default()
+            },
+        )
+        .await
+        .expect("disable the clinician elsewhere");
+    let disabled_at = Instant::now();
+    loop {
+        if clarity.authenticate(&token).await.is_err() {
+            break;
+        }
+        assert!(
+            disabled_at.elapsed() < Duration::from_millis(900),
+            "a user disabled by another process still authenticates"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -9,12 +9,16 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::Invalidator;
+use crate::model::Invalidation;
+use crate::store::Store;
 
 /// Which channel carries invalidations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ChannelKind {
-    /// None: one instance (SQLite); cached state lives `cache.fallback_ttl_secs`.
+    /// None: one instance (SQLite). Cached state lives `cache.ttl_secs`
+    /// while the database's change counter is watched, otherwise
+    /// `cache.fallback_ttl_secs`.
     None,
     /// Redis pub/sub (`cache.redis_url`).
     Redis,
@@ -49,6 +53,45 @@ pub struct ChannelState {
 
 /// Wait between reconnection attempts.
 const RETRY: Duration = Duration::from_millis(200);
+
+/// How often the database's change counter is read.
+pub(crate) const OUTSIDE_POLL: Duration = Duration::from_millis(100);
+
+/// Without a channel (one instance on SQLite): watches the counter the
+/// store keeps of commits by other processes (the CLI on the same
+/// database). While it can be read, cached state lives `cache.ttl_secs`,
+/// and each move of the counter empties the cache; while it cannot,
+/// cached state lives `cache.fallback_ttl_secs`, as before there was a
+/// watcher. Runs until the invalidator or the store is gone; a store
+/// without such a counter ends it at once.
+pub(crate) fn spawn_outside_watch(invalidator: Weak<Invalidator>, store: Weak<dyn Store>) {
+    tokio::spawn(async move {
+        let mut seen = None;
+        let mut tick = tokio::time::interval(OUTSIDE_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let (Some(inv), Some(store)) = (invalidator.upgrade(), store.upgrade()) else {
+                return;
+            };
+            match store.outside_changes().await {
+                Ok(None) => return,
+                Ok(Some(counter)) => {
+                    if seen.is_some_and(|seen| seen != counter) {
+                        inv.forget(Invalidation::All).await;
+                    }
+                    seen = Some(counter);
+                    inv.set_watched(true).await;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "the database's change counter could not be read");
+                    seen = None;
+                    inv.set_watched(false).await;
+                }
+            }
+        }
+    });
+}
 
 /// Runs the Redis channel until the invalidator is dropped.
 pub(crate) fn spawn_redis(

@@ -53,6 +53,10 @@ pub struct Invalidator {
     generation: AtomicU64,
     kind: ChannelKind,
     up: AtomicBool,
+    /// Without a channel: whether the database's own change counter is
+    /// being watched (see `channel::spawn_outside_watch`), so that changes
+    /// made by other processes are seen within a poll.
+    watched: AtomicBool,
     outbox: Option<mpsc::UnboundedSender<String>>,
     origin: Uuid,
     ttl: Duration,
@@ -81,6 +85,7 @@ impl Invalidator {
             generation: AtomicU64::new(0),
             kind,
             up: AtomicBool::new(false),
+            watched: AtomicBool::new(false),
             outbox,
             origin: Uuid::new_v4(),
             ttl,
@@ -121,6 +126,7 @@ impl Invalidator {
         match self.kind {
             // A shared cache is invalidated for everyone by removing the entry.
             ChannelKind::None if self.cache.is_shared() => Some(self.ttl),
+            ChannelKind::None if self.watched.load(Ordering::Acquire) => Some(self.ttl),
             ChannelKind::None => Some(self.fallback_ttl),
             _ if self.up.load(Ordering::Acquire) => Some(self.ttl),
             _ => None,
@@ -167,6 +173,20 @@ impl Invalidator {
                 self.apply(change).await;
             }
             None => tracing::warn!("ignored a malformed cache invalidation message"),
+        }
+    }
+
+    /// Records whether the database's change counter is watched. Either
+    /// way the cache is emptied: entries cached under the other lifetime
+    /// must not outlive it.
+    pub(crate) async fn set_watched(&self, watched: bool) {
+        if self.watched.swap(watched, Ordering::AcqRel) != watched {
+            self.apply(Invalidation::All).await;
+            if !watched {
+                tracing::warn!(
+                    "the database's change counter cannot be read: cached state lives cache.fallback_ttl_secs until it can"
+                );
+            }
         }
     }
 

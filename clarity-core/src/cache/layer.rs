@@ -45,6 +45,10 @@ impl Store for CachedStore {
         self.inner.pool_usage()
     }
 
+    async fn outside_changes(&self) -> Result<Option<i64>> {
+        self.inner.outside_changes().await
+    }
+
     async fn schema_version(&self) -> Result<i64> {
         self.inner.schema_version().await
     }

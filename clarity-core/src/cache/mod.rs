@@ -47,6 +47,7 @@ pub use self::rate_limit::{
 };
 pub use self::redis::RedisCache;
 pub use self::settings::{CacheBackend, CacheConfig, RateLimitConfig};
+pub(crate) use self::setup::watch_outside_changes;
 pub use self::setup::{Caching, open};
 pub use crate::model::Invalidation;
 

@@ -24,8 +24,10 @@ pub enum CacheBackend {
 /// membership and encrypted documents in memory. Changes made by this
 /// instance invalidate its cache at once; changes made elsewhere arrive
 /// through the invalidation channel (Redis pub/sub when `redis_url` is set,
-/// otherwise PostgreSQL LISTEN/NOTIFY on the PostgreSQL backend). Without a
-/// live channel, cached state lives `fallback_ttl_secs` at most.
+/// otherwise PostgreSQL LISTEN/NOTIFY on the PostgreSQL backend). One
+/// instance on SQLite needs no channel: it watches SQLite's counter of
+/// commits by other processes. Without either, cached state lives
+/// `fallback_ttl_secs` at most.
 #[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
@@ -42,7 +44,8 @@ pub struct CacheConfig {
     pub max_entries: u64,
     /// Lifetime of cached state while the invalidation channel is up (default 60).
     pub ttl_secs: u64,
-    /// Lifetime of cached state while no channel is up (default 1).
+    /// Lifetime of cached state while neither a channel nor the database's
+    /// change counter tells of changes made elsewhere (default 1).
     pub fallback_ttl_secs: u64,
 }
 

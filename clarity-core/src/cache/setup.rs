@@ -16,7 +16,7 @@ use crate::crypto::Key;
 use crate::error::{Error, Result};
 #[cfg(feature = "postgres")]
 use crate::store::Backend;
-use crate::store::StoreConfig;
+use crate::store::{Store, StoreConfig};
 
 /// The caching parts of an instance.
 #[derive(Debug)]
@@ -126,6 +126,16 @@ pub fn open(
         invalidator,
         limiter,
     })
+}
+
+/// Without an invalidation channel or a shared cache, watches `store`'s
+/// counter of commits by other processes, so that cached state can live
+/// `cache.ttl_secs` (see `channel::spawn_outside_watch`). Needs a Tokio
+/// runtime.
+pub(crate) fn watch_outside_changes(invalidator: &Arc<Invalidator>, store: &Arc<dyn Store>) {
+    if invalidator.channel().kind == ChannelKind::None && !invalidator.cache().is_shared() {
+        channel::spawn_outside_watch(Arc::downgrade(invalidator), Arc::downgrade(store));
+    }
 }
 
 fn memory(settings: &CacheConfig, ttl: Duration) -> Arc<dyn Cache> {

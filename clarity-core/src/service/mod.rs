@@ -213,6 +213,7 @@ impl Clarity {
             &config.store,
             schedule::derive(&root, SubKey::SharedCache)?,
         )?;
+        crate::cache::watch_outside_changes(&caching.invalidator, &backends.rows);
         let rows: Arc<dyn crate::store::Store> = Arc::new(crate::cache::CachedStore::new(
             Arc::clone(&backends.rows),
             Arc::clone(&caching.invalidator),

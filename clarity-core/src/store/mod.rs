@@ -70,6 +70,18 @@ pub trait Store: Send + Sync + fmt::Debug {
         (0, 0)
     }
 
+    /// A counter that moves when another process commits to the database,
+    /// and never for this store's own commits: on SQLite, `PRAGMA
+    /// data_version` on the writing connection. `None` for a backend
+    /// without one (memory; PostgreSQL, whose instances announce their
+    /// changes on a channel instead).
+    ///
+    /// # Errors
+    /// The backend's, when the database cannot be read.
+    async fn outside_changes(&self) -> Result<Option<i64>> {
+        Ok(None)
+    }
+
     /// The highest schema migration applied.
     async fn schema_version(&self) -> Result<i64>;
 

@@ -323,6 +323,18 @@ impl Store for SqliteStore {
         (readers_used + writer_used, readers + writer)
     }
 
+    async fn outside_changes(&self) -> Result<Option<i64>> {
+        // On the writer: its own commits (every write of this process) do
+        // not move the counter; the CLI's, from another process, do.
+        self.writer
+            .run_point(|conn| {
+                conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+                    .map(Some)
+                    .map_err(sqlite_error)
+            })
+            .await
+    }
+
     async fn ping(&self) -> Result<()> {
         self.readers
             .run(|conn| {
