@@ -229,25 +229,18 @@ impl Invalidator {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return fill().await;
         };
-        if let Some(memory) = self.cache.as_memory() {
-            if let Some(value) = memory.get_value::<Option<T>>(&key) {
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(value);
-            }
-            self.misses.fetch_add(1, Ordering::Relaxed);
-            let generation = self.generation.load(Ordering::Acquire);
-            let value = fill().await?;
-            if (value.is_some() || cache_absent)
-                && self.generation.load(Ordering::Acquire) == generation
-            {
-                memory.put_value(key, value.clone(), ttl);
-            }
-            return Ok(value);
-        }
-        let key = key.encode();
-        if let Ok(Some(bytes)) = self.cache.get(&key).await
-            && let Ok(value) = postcard::from_bytes::<Option<T>>(&bytes)
-        {
+        let memory = self.cache.as_memory();
+        // A shared cache names its entries by the invalidation's wire form.
+        let shared_key = memory.is_none().then(|| key.encode());
+        let hit = match (memory, &shared_key) {
+            (Some(memory), _) => memory.get_value::<Option<T>>(&key),
+            (None, Some(shared_key)) => match self.cache.get(shared_key).await {
+                Ok(Some(bytes)) => postcard::from_bytes::<Option<T>>(&bytes).ok(),
+                _ => None,
+            },
+            (None, None) => None,
+        };
+        if let Some(value) = hit {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(value);
         }
@@ -257,12 +250,18 @@ impl Invalidator {
         if (value.is_some() || cache_absent)
             && self.generation.load(Ordering::Acquire) == generation
         {
-            let encoded = postcard::to_stdvec(&value);
-            // Every cached type serialises; a failure is a bug to catch in tests.
-            debug_assert!(encoded.is_ok(), "a cache value does not serialise");
-            if let Ok(bytes) = encoded {
-                // Not caching is always safe.
-                let _ = self.cache.put(&key, bytes, ttl).await;
+            match (memory, &shared_key) {
+                (Some(memory), _) => memory.put_value(key, value.clone(), ttl),
+                (None, Some(shared_key)) => {
+                    let encoded = postcard::to_stdvec(&value);
+                    // Every cached type serialises; a failure is a bug to catch in tests.
+                    debug_assert!(encoded.is_ok(), "a cache value does not serialise");
+                    if let Ok(bytes) = encoded {
+                        // Not caching is always safe.
+                        let _ = self.cache.put(shared_key, bytes, ttl).await;
+                    }
+                }
+                (None, None) => {}
             }
         }
         Ok(value)
