@@ -6,11 +6,15 @@
 #                       [--connections N] [--duration SECONDS]
 #                       [--postgres URL] [--binary PATH] [--perf FILE]
 #                       [--perf-phase get_patient|get_record|post_record]
+#                       [--call-graph fp|dwarf]
 #                       [--syscalls] [--allocations] [--log-level LEVEL]
 #
 # --perf records a CPU profile of the server (perf record -g, 999 Hz) during
 # one phase (--perf-phase, the first by default) into FILE; read it with
-# `perf report -i FILE`.
+# `perf report -i FILE`. --call-graph dwarf records stacks perf can follow
+# through libc and Rust's inlined async code (frame pointers, the default,
+# stop at the first libc call); its files are large, so keep it to a few
+# seconds (--duration).
 #
 # --syscalls counts the server's system calls (strace -f -c) during that
 # same phase and prints them per request: a count that holds on a noisy
@@ -48,6 +52,7 @@ postgres=""
 bin=""
 perf_out=""
 perf_phase=get_patient
+call_graph=fp
 syscalls=""
 allocations=""
 log_level=warn
@@ -61,6 +66,7 @@ while [ $# -gt 0 ]; do
         --binary) bin="$2"; shift 2 ;;
         --perf) perf_out="$2"; shift 2 ;;
         --perf-phase) perf_phase="$2"; shift 2 ;;
+        --call-graph) call_graph="$2"; shift 2 ;;
         --syscalls) syscalls=1; shift ;;
         --allocations) allocations=1; shift ;;
         --log-level) log_level="$2"; shift 2 ;;
@@ -148,7 +154,7 @@ rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$server_pid/status"; }
 phase() { # name paths-file [body]
     local name=$1 paths=$2 phase_body=${3:-}
     if [ -n "$perf_out" ] && [ "$name" = "$perf_phase" ]; then
-        perf record -F 999 -g -p "$server_pid" -o "$perf_out" -- sleep "$duration" >/dev/null 2>&1 &
+        perf record -F 999 --call-graph "$call_graph" -p "$server_pid" -o "$perf_out" -- sleep "$duration" >/dev/null 2>&1 &
         perf_out=""
     fi
     local strace_pid=""

@@ -10,6 +10,7 @@ mod input;
 mod passwords;
 mod patient_view;
 mod reply;
+mod uncancelled;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use hyper::service::Service;
 use serde_json::json;
 
 use self::reply::{Body, Reply, error, finish, json};
+use self::uncancelled::Uncancelled;
 
 /// Dispatches requests to handlers. Cheap to clone per connection.
 #[derive(Debug, Clone)]
@@ -147,13 +149,12 @@ impl Service<Request<Incoming>> for ConnectionService {
             });
             let router = this.router.clone();
             let peer = this.peer;
-            // The handler runs in its own task, answer, metrics and log line
-            // included: if the client goes away, the operation still finishes
-            // (audit event included) and is counted, instead of stopping
-            // between a commit and its event. Boxed before it is spawned:
-            // the future is large (~10 KB), and the spawn then moves a
-            // pointer instead of copying the future several times.
-            let handler = tokio::spawn(Box::pin(async move {
+            // The handler, answer, metrics and log line included, cannot be
+            // cancelled: if the client goes away, it finishes as a task of
+            // its own (audit event included) and is counted, instead of
+            // stopping between a commit and its event. Until then it runs
+            // on the connection's task, with no task or wake-up of its own.
+            let handler = Uncancelled::new(async move {
                 let routed: Routed = async {
                     match (req.method(), req.uri().path()) {
                         (&Method::GET | &Method::HEAD, "/health/live") => (
@@ -195,7 +196,7 @@ impl Service<Request<Incoming>> for ConnectionService {
                 }
                 .await;
                 respond(&router, &ctx, peer, &method, started, routed)
-            }));
+            });
             let response = handler.await.unwrap_or_else(|_| {
                 let mut response =
                     reply::ApiError::Core(clarity_core::Error::internal("request handler failed"))
