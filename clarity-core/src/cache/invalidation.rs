@@ -229,16 +229,16 @@ impl Invalidator {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return fill().await;
         };
-        let memory = self.cache.as_memory();
-        // A shared cache names its entries by the invalidation's wire form.
-        let shared_key = memory.is_none().then(|| key.encode());
-        let hit = match (memory, &shared_key) {
-            (Some(memory), _) => memory.get_value::<Option<T>>(&key),
-            (None, Some(shared_key)) => match self.cache.get(shared_key).await {
+        let place = match self.cache.as_memory() {
+            Some(memory) => Place::Memory(memory),
+            None => Place::Shared(key.encode()),
+        };
+        let hit = match &place {
+            Place::Memory(memory) => memory.get_value::<Option<T>>(&key),
+            Place::Shared(name) => match self.cache.get(name).await {
                 Ok(Some(bytes)) => postcard::from_bytes::<Option<T>>(&bytes).ok(),
                 _ => None,
             },
-            (None, None) => None,
         };
         if let Some(value) = hit {
             self.hits.fetch_add(1, Ordering::Relaxed);
@@ -250,22 +250,29 @@ impl Invalidator {
         if (value.is_some() || cache_absent)
             && self.generation.load(Ordering::Acquire) == generation
         {
-            match (memory, &shared_key) {
-                (Some(memory), _) => memory.put_value(key, value.clone(), ttl),
-                (None, Some(shared_key)) => {
+            match place {
+                Place::Memory(memory) => memory.put_value(key, value.clone(), ttl),
+                Place::Shared(name) => {
                     let encoded = postcard::to_stdvec(&value);
                     // Every cached type serialises; a failure is a bug to catch in tests.
                     debug_assert!(encoded.is_ok(), "a cache value does not serialise");
                     if let Ok(bytes) = encoded {
                         // Not caching is always safe.
-                        let _ = self.cache.put(shared_key, bytes, ttl).await;
+                        let _ = self.cache.put(&name, bytes, ttl).await;
                     }
                 }
-                (None, None) => {}
             }
         }
         Ok(value)
     }
+}
+
+/// Where [`Invalidator::cached`] keeps a value: the in-process cache holds
+/// it as itself, under its invalidation; a shared cache holds it encoded,
+/// under the invalidation's wire form.
+enum Place<'a> {
+    Memory(&'a super::MemoryCache),
+    Shared(String),
 }
 
 #[cfg(test)]
