@@ -89,6 +89,8 @@ mod tests {
         std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
     }
 
+    /// S-AUD-1: an operation whose client goes away still reaches its audit
+    /// event, because the rest of its handler runs on.
     #[tokio::test]
     async fn a_handler_dropped_unfinished_still_runs_to_its_end() {
         let (go, wait) = tokio::sync::oneshot::channel::<()>();
