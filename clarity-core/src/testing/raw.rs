@@ -318,14 +318,101 @@ impl Drop for SchemaGuard {
                 .enable_all()
                 .build()
                 .expect("runtime");
-            runtime.block_on(async {
-                let client = pg_connect(&url, None).await;
-                client
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                    .await
-                    .expect("drop test schema");
-            });
+            runtime.block_on(drop_schema(&url, &schema));
         });
         let _ = cleanup.join();
+    }
+}
+
+/// Drops `schema` at the end of a test. The test's runtime is blocked on
+/// this cleanup, so a session of its own caught inside a transaction (a
+/// background task's, say) can never finish it, and `DROP SCHEMA` would wait
+/// for its locks for ever: the sessions holding locks in the schema are
+/// ended first. A lock taken in between fails the drop after `lock_timeout`
+/// and the next attempt ends that session too.
+#[cfg(feature = "postgres")]
+async fn drop_schema(url: &str, schema: &str) {
+    let client = pg_connect(url, None).await;
+    client
+        .batch_execute("SET lock_timeout = '5s'")
+        .await
+        .expect("set lock_timeout");
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        client
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM (
+                     SELECT DISTINCT l.pid FROM pg_locks l
+                     JOIN pg_class c ON c.oid = l.relation
+                     JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname = $1 AND l.pid <> pg_backend_pid()) holders",
+                &[&schema],
+            )
+            .await
+            .expect("end the sessions holding the test schema");
+        match client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await
+        {
+            Ok(()) => return,
+            Err(e) if attempts >= 5 => panic!("drop test schema {schema}: {e}"),
+            Err(_) => {}
+        }
+    }
+}
+
+#[cfg(all(test, feature = "postgres"))]
+mod tests {
+    use super::*;
+
+    // A test that ends while a session of its own is still inside a
+    // transaction on its schema (as a background task can be) must not hang
+    // dropping the schema: the drop used to wait for that transaction, which
+    // could never end while the test's runtime waited for the drop.
+    #[tokio::test]
+    async fn a_schema_held_by_an_open_transaction_is_still_dropped() {
+        let Some(url) = super::super::service_var(super::super::POSTGRES_URL_VAR, "PostgreSQL")
+        else {
+            return;
+        };
+        let schema = format!("t_{}", Uuid::new_v4().simple());
+        let admin = pg_connect(&url, None).await;
+        admin
+            .batch_execute(&format!(
+                "CREATE SCHEMA {schema}; CREATE TABLE {schema}.t (n int)"
+            ))
+            .await
+            .expect("schema");
+        let holder = pg_connect(&url, Some(&schema)).await;
+        holder
+            .batch_execute("BEGIN; SELECT count(*) FROM t")
+            .await
+            .expect("open transaction");
+        let guard = SchemaGuard {
+            url: url.clone(),
+            schema: schema.clone(),
+        };
+        let dropped = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            tokio::task::spawn_blocking(move || drop(guard)),
+        )
+        .await;
+        assert!(
+            dropped.is_ok(),
+            "the schema drop waited on the open transaction"
+        );
+        let left = admin
+            .query_one(
+                "SELECT count(*) FROM pg_namespace WHERE nspname = $1",
+                &[&schema],
+            )
+            .await
+            .expect("query");
+        assert_eq!(left.get::<_, i64>(0), 0, "the schema is gone");
+        assert!(
+            holder.batch_execute("COMMIT").await.is_err(),
+            "the holding session was ended"
+        );
     }
 }
