@@ -42,8 +42,8 @@ pub use self::invalidation::Invalidator;
 pub use self::layer::CachedStore;
 pub use self::memory::MemoryCache;
 pub use self::rate_limit::{
-    FallbackRateLimiter, Limit, LocalRateLimiter, RateLimitDecision, RateLimiter, RedisRateLimiter,
-    RouteClass,
+    FallbackRateLimiter, Limit, LocalRateLimiter, RateKey, RateLimitDecision, RateLimiter,
+    RedisRateLimiter, RouteClass,
 };
 pub use self::redis::RedisCache;
 pub use self::settings::{CacheBackend, CacheConfig, RateLimitConfig};

@@ -6,6 +6,7 @@
 //! local limits.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -55,6 +56,27 @@ impl RouteClass {
     }
 }
 
+/// Who a limit is counted for: a client address or an account. A value,
+/// not text, so that counting a request formats and allocates nothing; its
+/// text form (the address, or the account id) names the shared counter in
+/// Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RateKey {
+    /// A client address ([`RouteClass::Address`], [`RouteClass::Auth`]).
+    Address(IpAddr),
+    /// An account ([`RouteClass::Read`], [`RouteClass::Write`], [`RouteClass::Admin`]).
+    Account(uuid::Uuid),
+}
+
+impl fmt::Display for RateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RateKey::Address(address) => address.fmt(f),
+            RateKey::Account(id) => id.fmt(f),
+        }
+    }
+}
+
 /// A GCRA limit: a steady rate and the burst allowed on top of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
@@ -98,11 +120,11 @@ pub trait RateLimiter: Send + Sync + fmt::Debug {
     /// `local` or `redis`.
     fn name(&self) -> &'static str;
 
-    /// Counts one request of `class` by `key` (an address or an account id).
+    /// Counts one request of `class` by `key`.
     ///
     /// # Errors
     /// [`Error::Unavailable`] when a shared limiter cannot be reached.
-    async fn check(&self, class: RouteClass, key: &str) -> Result<RateLimitDecision>;
+    async fn check(&self, class: RouteClass, key: RateKey) -> Result<RateLimitDecision>;
 
     /// Whether the limiter works as configured (`false`: degraded to local limits).
     fn healthy(&self) -> bool {
@@ -114,7 +136,7 @@ pub trait RateLimiter: Send + Sync + fmt::Debug {
     async fn probe(&self) {}
 }
 
-type Keyed = governor::DefaultKeyedRateLimiter<String>;
+type Keyed = governor::DefaultKeyedRateLimiter<RateKey>;
 
 /// Limits kept in this process.
 pub struct LocalRateLimiter {
@@ -147,7 +169,7 @@ impl LocalRateLimiter {
         }
     }
 
-    fn decide(&self, class: RouteClass, key: &str) -> RateLimitDecision {
+    fn decide(&self, class: RouteClass, key: RateKey) -> RateLimitDecision {
         let Some((_, limiter)) = self.limiters.iter().find(|(c, _)| *c == class) else {
             return RateLimitDecision::Allowed;
         };
@@ -157,7 +179,7 @@ impl LocalRateLimiter {
                 limiter.retain_recent();
             }
         }
-        match limiter.check_key(&key.to_string()) {
+        match limiter.check_key(&key) {
             Ok(()) => RateLimitDecision::Allowed,
             Err(not_until) => {
                 RateLimitDecision::Limited(not_until.wait_time_from(DefaultClock::default().now()))
@@ -172,7 +194,7 @@ impl RateLimiter for LocalRateLimiter {
         "local"
     }
 
-    async fn check(&self, class: RouteClass, key: &str) -> Result<RateLimitDecision> {
+    async fn check(&self, class: RouteClass, key: RateKey) -> Result<RateLimitDecision> {
         Ok(self.decide(class, key))
     }
 }
@@ -235,7 +257,7 @@ impl RateLimiter for RedisRateLimiter {
         "redis"
     }
 
-    async fn check(&self, class: RouteClass, key: &str) -> Result<RateLimitDecision> {
+    async fn check(&self, class: RouteClass, key: RateKey) -> Result<RateLimitDecision> {
         let Some((_, limit)) = self.limits.iter().find(|(c, _)| *c == class) else {
             return Ok(RateLimitDecision::Allowed);
         };
@@ -298,7 +320,7 @@ impl RateLimiter for FallbackRateLimiter {
         "redis"
     }
 
-    async fn check(&self, class: RouteClass, key: &str) -> Result<RateLimitDecision> {
+    async fn check(&self, class: RouteClass, key: RateKey) -> Result<RateLimitDecision> {
         if self.now_ms() >= self.retry_at_ms.load(Ordering::Relaxed) {
             match self.shared.check(class, key).await {
                 Ok(decision) => {
@@ -355,13 +377,15 @@ mod tests {
     #[tokio::test]
     async fn local_limits_allow_the_burst_then_ask_to_wait() {
         let limiter = LocalRateLimiter::new(&config(1, 3));
+        let a = RateKey::Account(uuid::Uuid::new_v4());
+        let b = RateKey::Account(uuid::Uuid::new_v4());
         for _ in 0..3 {
             assert_eq!(
-                limiter.check(RouteClass::Read, "a").await.expect("check"),
+                limiter.check(RouteClass::Read, a).await.expect("check"),
                 RateLimitDecision::Allowed
             );
         }
-        match limiter.check(RouteClass::Read, "a").await.expect("check") {
+        match limiter.check(RouteClass::Read, a).await.expect("check") {
             RateLimitDecision::Limited(wait) => {
                 assert!(
                     wait > Duration::ZERO && wait <= Duration::from_secs(1),
@@ -370,14 +394,31 @@ mod tests {
             }
             other => panic!("expected a limit, got {other:?}"),
         }
-        // Keys and classes are independent.
+        // Keys and classes are independent; an address is a key of its own.
         assert_eq!(
-            limiter.check(RouteClass::Read, "b").await.expect("check"),
+            limiter.check(RouteClass::Read, b).await.expect("check"),
             RateLimitDecision::Allowed
         );
         assert_eq!(
-            limiter.check(RouteClass::Write, "a").await.expect("check"),
+            limiter.check(RouteClass::Write, a).await.expect("check"),
             RateLimitDecision::Allowed
         );
+        let address = RateKey::Address("192.0.2.7".parse().expect("address"));
+        assert_eq!(
+            limiter
+                .check(RouteClass::Read, address)
+                .await
+                .expect("check"),
+            RateLimitDecision::Allowed
+        );
+    }
+
+    // The shared counters keep their names: the address, or the account id.
+    #[test]
+    fn a_key_is_named_by_its_address_or_account_id() {
+        let id = uuid::Uuid::new_v4();
+        assert_eq!(RateKey::Account(id).to_string(), id.to_string());
+        let address = RateKey::Address("2001:db8::1".parse().expect("address"));
+        assert_eq!(address.to_string(), "2001:db8::1");
     }
 }

@@ -49,7 +49,7 @@ pub use users::{NewUser, SetupRequest, User, UserUpdate};
 use crate::access::{Action, Policy, Principal, Reason, Relation, decide};
 use crate::audit::{AuditKeys, AuditStore, AuditWriter, WriterSettings};
 use crate::auth::{PasswordHasher, Throttle, TokenKeys};
-use crate::cache::RouteClass;
+use crate::cache::{RateKey, RouteClass};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::schedule::{self, SubKey};
@@ -429,11 +429,11 @@ impl Clarity {
     }
 
     /// Counts one request of `class` by `key` (a client address, or an
-    /// account id) against its rate limit.
+    /// account) against its rate limit.
     ///
     /// # Errors
     /// [`Error::RateLimited`] with the seconds to wait when over the limit.
-    pub async fn rate_limit(&self, class: RouteClass, key: &str) -> Result<()> {
+    pub async fn rate_limit(&self, class: RouteClass, key: RateKey) -> Result<()> {
         let Some(limiter) = &self.caching.limiter else {
             return Ok(());
         };

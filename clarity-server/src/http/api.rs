@@ -1,7 +1,7 @@
 //! The `/v1` API: routing on (method, path) and one small handler per
 //! operation. Handlers translate; the core decides.
 
-use clarity_core::cache::RouteClass;
+use clarity_core::cache::{RateKey, RouteClass};
 use clarity_core::model::{PatientProfile, PatientSearch};
 use clarity_core::service::{
     BreakGlassRequest, CareTeamAssignment, LoginRequest, MfaCode, NewRecord, NewUser, RecordUpdate,
@@ -268,12 +268,10 @@ pub(crate) fn route_class(method: &Method, template: &str) -> RouteClass {
 async fn limit_address(ctx: &Ctx, method: &Method, template: &'static str) -> Result<(), ApiError> {
     let class = route_class(method, template);
     let _ = ctx.class.set(class);
-    let address = ctx.peer.ip().to_string();
-    ctx.clarity
-        .rate_limit(RouteClass::Address, &address)
-        .await?;
+    let address = RateKey::Address(ctx.peer.ip());
+    ctx.clarity.rate_limit(RouteClass::Address, address).await?;
     if class == RouteClass::Auth {
-        ctx.clarity.rate_limit(RouteClass::Auth, &address).await?;
+        ctx.clarity.rate_limit(RouteClass::Auth, address).await?;
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! context for the audit trail, and the caller's own rate limit.
 
 use clarity_core::access::Principal;
+use clarity_core::cache::RateKey;
 use clarity_core::model::RequestContext;
 use http::Request;
 use hyper::body::Incoming;
@@ -21,7 +22,7 @@ pub(super) async fn principal(ctx: &Ctx, req: &Request<Incoming>) -> Result<Prin
     *ctx.actor.lock().unwrap_or_else(|p| p.into_inner()) = Some(principal.user_id());
     if let Some(class) = ctx.class.get() {
         ctx.clarity
-            .rate_limit(*class, &principal.user_id().to_string())
+            .rate_limit(*class, RateKey::Account(principal.user_id()))
             .await?;
     }
     Ok(principal)

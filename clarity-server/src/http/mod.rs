@@ -138,17 +138,17 @@ impl Service<Request<Incoming>> for ConnectionService {
         let this = self.clone();
         Box::pin(async move {
             let started = Instant::now();
-            let request_id = uuid::Uuid::new_v4().to_string();
             let method = req.method().clone();
             let ctx = Arc::new(Ctx {
                 clarity: Arc::clone(&this.router.clarity),
-                request_id: request_id.clone(),
+                request_id: uuid::Uuid::new_v4().to_string(),
                 peer: this.peer,
                 actor: std::sync::Mutex::new(None),
                 class: std::sync::OnceLock::new(),
             });
             let router = this.router.clone();
             let peer = this.peer;
+            let failed = Arc::clone(&ctx);
             // The handler, answer, metrics and log line included, cannot be
             // cancelled: if the client goes away, it finishes as a task of
             // its own (audit event included) and is counted, instead of
@@ -200,8 +200,8 @@ impl Service<Request<Incoming>> for ConnectionService {
             let response = handler.await.unwrap_or_else(|_| {
                 let mut response =
                     reply::ApiError::Core(clarity_core::Error::internal("request handler failed"))
-                        .response(&request_id);
-                finish(&mut response, &request_id, this.router.tls);
+                        .response(&failed.request_id);
+                finish(&mut response, &failed.request_id, this.router.tls);
                 response
             });
             Ok(response)

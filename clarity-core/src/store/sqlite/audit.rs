@@ -6,7 +6,7 @@ use rusqlite::{Connection, Row, TransactionBehavior, params};
 use uuid::Uuid;
 
 use super::change::apply_in_savepoint;
-use super::{SqliteStore, from_micros, micros, sqlite_error};
+use super::{SqliteStore, from_micros, micros, sqlite_error, uuid_blob};
 use crate::audit::{AuditBatch, AuditStore, StoredBatch};
 use crate::audit::{AuditEvent, AuditFilter, Checkpoint};
 use crate::error::Result;
@@ -67,8 +67,8 @@ fn insert_events(
     for e in events {
         insert
             .execute(params![
-                e.id,
-                e.chain_id,
+                uuid_blob(&e.id),
+                uuid_blob(&e.chain_id),
                 e.seq,
                 micros(e.recorded),
                 e.event_type,
@@ -76,11 +76,11 @@ fn insert_events(
                 e.action,
                 e.outcome,
                 e.purpose,
-                e.actor_id,
+                e.actor_id.as_ref().map(uuid_blob),
                 e.actor_roles,
                 e.client_address,
-                e.patient_id,
-                e.entity_id,
+                e.patient_id.as_ref().map(uuid_blob),
+                e.entity_id.as_ref().map(uuid_blob),
                 e.query_hash,
                 e.reason,
                 e.request_id,
@@ -94,7 +94,7 @@ fn insert_events(
     if let Some(cp) = checkpoint {
         conn.execute(
             "INSERT INTO audit_checkpoints (chain_id, seq, mac, signed_at, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![cp.chain_id, cp.seq, cp.mac, micros(cp.signed_at), cp.signature],
+            params![uuid_blob(&cp.chain_id), cp.seq, cp.mac, micros(cp.signed_at), cp.signature],
         )
         .map_err(sqlite_error)?;
     }
@@ -422,5 +422,21 @@ mod tests {
         );
         assert!(by_actor.contains(tail), "{by_actor}");
         assert!(!by_actor.contains("SCAN e"), "{by_actor}");
+    }
+
+    // An id bound borrowed is stored exactly as rusqlite stores a `Uuid`,
+    // so rows written either way are found by the same queries.
+    #[test]
+    fn a_borrowed_id_is_stored_as_a_bound_uuid() {
+        let conn = Connection::open_in_memory().expect("open");
+        let id = Uuid::new_v4();
+        let same: bool = conn
+            .query_row("SELECT ?1 IS ?2", params![uuid_blob(&id), id], |r| r.get(0))
+            .expect("compare");
+        assert!(same);
+        let read: Uuid = conn
+            .query_row("SELECT ?1", params![uuid_blob(&id)], |r| r.get(0))
+            .expect("read back");
+        assert_eq!(read, id);
     }
 }
