@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, params};
 use uuid::Uuid;
 
-use super::sqlite_error;
+use super::{sqlite_error, uuid_blob};
 use crate::error::Result;
 use crate::store::{Dialect, IndexedEvent, discover_chains_sql, sorted_entries};
 
@@ -92,7 +92,11 @@ pub(super) fn index_step(conn: &mut Connection, max: usize) -> Result<usize> {
             let mut last = mark;
             let rows = pending
                 .query_map(
-                    params![chain, mark, i64::try_from(room).unwrap_or(i64::MAX)],
+                    params![
+                        uuid_blob(&chain),
+                        mark,
+                        i64::try_from(room).unwrap_or(i64::MAX)
+                    ],
                     |r| Ok((r.get(0)?, r.get::<_, i64>(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .map_err(sqlite_error)?;
@@ -121,7 +125,9 @@ pub(super) fn index_step(conn: &mut Connection, max: usize) -> Result<usize> {
     ] {
         let mut insert = tx.prepare_cached(sql).map_err(sqlite_error)?;
         for (key, id) in entries {
-            insert.execute(params![key, id]).map_err(sqlite_error)?;
+            insert
+                .execute(params![uuid_blob(key), uuid_blob(id)])
+                .map_err(sqlite_error)?;
         }
     }
     {
@@ -129,7 +135,8 @@ pub(super) fn index_step(conn: &mut Connection, max: usize) -> Result<usize> {
             .prepare_cached("UPDATE audit_index.audit_index_marks SET seq = ?2 WHERE chain_id = ?1")
             .map_err(sqlite_error)?;
         for (chain, seq) in &moved {
-            mark.execute(params![chain, seq]).map_err(sqlite_error)?;
+            mark.execute(params![uuid_blob(chain), seq])
+                .map_err(sqlite_error)?;
         }
     }
     tx.commit().map_err(sqlite_error)?;
