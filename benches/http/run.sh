@@ -8,6 +8,7 @@
 #                       [--perf-phase get_patient|get_record|post_record]
 #                       [--call-graph fp|dwarf]
 #                       [--syscalls] [--allocations] [--log-level LEVEL]
+#                       [--hello]
 #
 # --perf records a CPU profile of the server (perf record -g, 999 Hz) during
 # one phase (--perf-phase, the first by default) into FILE; read it with
@@ -27,6 +28,11 @@
 # --allocations counts the server's calls to malloc during that phase
 # (a perf uprobe on libc's malloc; it slows the server, so take rates from
 # a run without it) and prints them per request.
+#
+# --hello also drives the goals' ceiling, a bare hyper server (the `hello`
+# binary of benches/, two workers), with the same wrk settings, script and
+# paths for as long, after Clarity's phases; it prints its rate and each
+# read phase's rate as a fraction of it, the ratio the read goal is set in.
 #
 # --log-level sets the server's log level (default warn: no per-request
 # line; production's info writes one access-log line per request).
@@ -56,6 +62,7 @@ call_graph=fp
 syscalls=""
 allocations=""
 log_level=warn
+hello=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --patients) patients="$2"; shift 2 ;;
@@ -70,22 +77,28 @@ while [ $# -gt 0 ]; do
         --syscalls) syscalls=1; shift ;;
         --allocations) allocations=1; shift ;;
         --log-level) log_level="$2"; shift 2 ;;
+        --hello) hello=1; shift ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
 command -v wrk >/dev/null || { echo "wrk is required (Debian: apt-get install wrk)" >&2; exit 1; }
 
+target="${CARGO_TARGET_DIR:-target}"
 if [ -z "$bin" ]; then
-    target="${CARGO_TARGET_DIR:-target}"
     cargo build --release -p clarity-server --locked >&2
     bin="$target/release/clarity"
+fi
+if [ -n "$hello" ]; then
+    cargo build --release -p clarity-benches --bin hello --locked >&2
 fi
 work=$(mktemp -d)
 data="$work/data"
 server_pid=""
+hello_pid=""
 schema=""
 cleanup() {
     [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+    [ -n "$hello_pid" ] && kill "$hello_pid" 2>/dev/null || true
     if [ -n "$schema" ]; then
         psql "$postgres" -qAtc "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true
     fi
@@ -149,6 +162,10 @@ for line in sys.stdin:
         total += int(float(line.rsplit(" ", 1)[1]))
 print(total)' "$@"
 }
+rate_of() { # requests per second of a wrk RESULT line
+    python3 -c 'import sys; f = dict(kv.split("=") for kv in sys.argv[1].split()[1:]); print(int(f["requests"]) / (int(f["duration_us"]) / 1e6))' "$1"
+}
+rates=""
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$server_pid/status"; }
 
 phase() { # name paths-file [body]
@@ -180,6 +197,7 @@ phase() { # name paths-file [body]
         wrk -t1 -c"$connections" -d"${duration}s" --latency -s benches/http/paths.lua "$base" >"$work/$name.wrk"
     local line
     line=$(grep '^RESULT' "$work/$name.wrk")
+    rates="$rates $name=$(rate_of "$line")"
     if [ -n "$strace_pid" ]; then
         kill -INT "$strace_pid"
         wait "$strace_pid" || true
@@ -252,3 +270,22 @@ kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
 "$bin" --data-dir "$data" audit verify >"$work/verify.txt" 2>&1 || { cat "$work/verify.txt"; echo "FAIL: audit chains do not verify"; exit 1; }
 echo "audit chains verify"
 [ "$events" -eq "$answered" ] || { echo "FAIL: audit events and successful reads differ"; exit 1; }
+
+if [ -n "$hello" ]; then
+    hello_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    "$target/release/hello" "127.0.0.1:$hello_port" &
+    hello_pid=$!
+    for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$hello_port/" >/dev/null && break; sleep 0.1; done
+    CLARITY_TOKEN="$token" CLARITY_PATHS="$work/patients.txt" CLARITY_BODY="" \
+        wrk -t1 -c"$connections" -d"${duration}s" --latency -s benches/http/paths.lua "http://127.0.0.1:$hello_port" >"$work/hello.wrk"
+    kill "$hello_pid"; wait "$hello_pid" 2>/dev/null || true; hello_pid=""
+    python3 - "$(grep '^RESULT' "$work/hello.wrk")" $rates <<'PY'
+import sys
+f = dict(kv.split("=") for kv in sys.argv[1].split()[1:])
+hello = int(f["requests"]) / (int(f["duration_us"]) / 1e6)
+print(f"hello          {hello:>9.0f} req/s  p99 {int(f['p99_us'])/1000:.2f} ms (bare hyper, same wrk settings)")
+for kv in sys.argv[2:]:
+    name, rate = kv.split("=")
+    print(f"   {name} / hello = {float(rate) / hello:.3f}")
+PY
+fi
