@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{conflict_or_missing, micros, sqlite_error, unique_or};
+use super::{conflict_or_missing, micros, sqlite_error, unique_or, uuid_blob};
 use crate::error::{Error, Result};
 use crate::model::{CareTeamRow, Change, UserRow};
 
@@ -21,7 +21,7 @@ pub(super) fn apply_change(conn: &Connection, change: &Change) -> Result<()> {
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
-                    patient.id,
+                    uuid_blob(&patient.id),
                     patient.profile,
                     patient.mrn_index.0,
                     patient.email_index.map(|i| i.0),
@@ -38,7 +38,7 @@ pub(super) fn apply_change(conn: &Connection, change: &Change) -> Result<()> {
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
-                    key.patient_id,
+                    uuid_blob(&key.patient_id),
                     key.dek_version,
                     key.kek_version,
                     key.wrapped,
@@ -69,7 +69,7 @@ pub(super) fn apply_change(conn: &Connection, change: &Change) -> Result<()> {
                         patient.name_dob_index.0,
                         patient.version,
                         micros(patient.updated_at),
-                        patient.id,
+                        uuid_blob(&patient.id),
                         expected_version,
                     ])
                 })
@@ -94,12 +94,12 @@ pub(super) fn apply_change(conn: &Connection, change: &Change) -> Result<()> {
                 )
                 .and_then(|mut stmt| {
                     stmt.execute(params![
-                        record.id,
-                        record.patient_id,
+                        uuid_blob(&record.id),
+                        uuid_blob(&record.patient_id),
                         record.kind,
                         record.body,
                         record.version,
-                        record.created_by,
+                        uuid_blob(&record.created_by),
                         micros(record.created_at),
                         micros(record.updated_at),
                     ])
@@ -124,7 +124,7 @@ pub(super) fn apply_change(conn: &Connection, change: &Change) -> Result<()> {
                         record.body,
                         record.version,
                         micros(record.updated_at),
-                        record.id,
+                        uuid_blob(&record.id),
                         expected_version
                     ])
                 })

@@ -223,7 +223,8 @@ fn unique_or(what: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
 
 /// `id` bound as the 16-byte blob rusqlite stores a [`Uuid`] as, borrowed:
 /// binding the `Uuid` itself copies it into a new allocation first, which
-/// the audit trail's inserts (five ids an event) paid on every request.
+/// the statements run on every request (the audit trail's inserts, five ids
+/// an event, its index, and the writes of patients and records) paid.
 fn uuid_blob(id: &Uuid) -> ToSqlOutput<'_> {
     ToSqlOutput::Borrowed(ValueRef::Blob(id.as_bytes()))
 }
