@@ -32,7 +32,7 @@
 # --hello also drives the goals' ceiling, a bare hyper server (the `hello`
 # binary of benches/, two workers), with the same wrk settings, script and
 # paths for as long, after Clarity's phases; it prints its rate and each
-# read phase's rate as a fraction of it, the ratio the read goal is set in.
+# phase's rate as a fraction of it (the read goal is set as that ratio).
 #
 # --log-level sets the server's log level (default warn: no per-request
 # line; production's info writes one access-log line per request).
