@@ -1,5 +1,5 @@
-//! [`MemoryCache`]: the in-process cache (quick_cache), bounded by entry
-//! count and by each entry's lifetime.
+//! [`MemoryCache`]: the in-process cache (an [`ExpiringCache`]), bounded by
+//! entry count and by each entry's lifetime.
 //!
 //! Entries are kept as the values themselves, keyed by the
 //! [`Invalidation`] that removes them: a hit is a hash of ids and a clone,
@@ -9,12 +9,13 @@
 
 use std::any::Any;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Serialize;
 
 use super::Cache;
+use super::expiring::ExpiringCache;
 use crate::error::{Error, Result};
 use crate::model::Invalidation;
 
@@ -51,21 +52,14 @@ impl Value for Bytes {
     }
 }
 
-/// An entry: its value and the moment it stops counting.
-struct Entry {
-    expires: Instant,
-    value: Box<dyn Value>,
-}
-
-/// The in-process cache: quick_cache with a size bound (a hit is a hash
-/// look-up under a shard's read lock, with no bookkeeping queue to drain);
-/// each entry carries its own deadline, so entries stored while the
-/// invalidation channel is down live only briefly, and none outlives the
-/// cache's longest lifetime.
+/// The in-process cache: an [`ExpiringCache`] bounded by entry count (a hit
+/// is a hash look-up under a shard's read lock, with no bookkeeping queue
+/// to drain); each entry carries its own deadline, so entries stored while
+/// the invalidation channel is down live only briefly, and none outlives
+/// the cache's longest lifetime.
 #[derive(Clone)]
 pub struct MemoryCache {
-    entries: Arc<quick_cache::sync::Cache<Invalidation, Arc<Entry>>>,
-    max_ttl: Duration,
+    entries: ExpiringCache<Invalidation, Arc<dyn Value>>,
 }
 
 impl std::fmt::Debug for MemoryCache {
@@ -79,26 +73,14 @@ impl std::fmt::Debug for MemoryCache {
 impl MemoryCache {
     /// A cache of at most `max_entries`, none older than `max_ttl`.
     pub fn new(max_entries: u64, max_ttl: Duration) -> MemoryCache {
-        let capacity = usize::try_from(max_entries).unwrap_or(usize::MAX).max(1);
         MemoryCache {
-            entries: Arc::new(quick_cache::sync::Cache::new(capacity)),
-            max_ttl,
+            entries: ExpiringCache::new(max_entries, max_ttl),
         }
-    }
-
-    /// The live entry under `key`; an expired one is removed.
-    fn entry(&self, key: &Invalidation) -> Option<Arc<Entry>> {
-        let entry = self.entries.get(key)?;
-        if entry.expires > Instant::now() {
-            return Some(entry);
-        }
-        self.entries.remove(key);
-        None
     }
 
     /// The value of type `T` under `key`, if present and not expired.
     pub(crate) fn get_value<T: Clone + 'static>(&self, key: &Invalidation) -> Option<T> {
-        self.entry(key)?.value.as_any().downcast_ref::<T>().cloned()
+        self.entries.get(key)?.as_any().downcast_ref::<T>().cloned()
     }
 
     /// Stores `value` under `key` for `ttl`.
@@ -108,15 +90,7 @@ impl MemoryCache {
         value: T,
         ttl: Duration,
     ) {
-        self.insert(key, Box::new(Typed(value)), ttl);
-    }
-
-    fn insert(&self, key: Invalidation, value: Box<dyn Value>, ttl: Duration) {
-        let entry = Entry {
-            expires: Instant::now() + ttl.min(self.max_ttl),
-            value,
-        };
-        self.entries.insert(key, Arc::new(entry));
+        self.entries.insert_for(key, Arc::new(Typed(value)), ttl);
     }
 
     /// Removes the entries `invalidation` names: its own, all sessions for
@@ -125,26 +99,16 @@ impl MemoryCache {
     pub(crate) fn remove_what(&self, invalidation: &Invalidation) -> Result<()> {
         match invalidation {
             Invalidation::UserSessions(_) => {
-                self.remove_where(|key| matches!(key, Invalidation::Session(_)))
+                self.entries
+                    .retain(|key| !matches!(key, Invalidation::Session(_)));
             }
             Invalidation::Patient(id) => {
                 self.entries.remove(invalidation);
                 self.entries.remove(&Invalidation::DataKey(*id));
-                Ok(())
             }
-            Invalidation::All => {
-                self.entries.clear();
-                Ok(())
-            }
-            other => {
-                self.entries.remove(other);
-                Ok(())
-            }
+            Invalidation::All => self.entries.clear(),
+            other => self.entries.remove(other),
         }
-    }
-
-    fn remove_where(&self, matches: impl Fn(&Invalidation) -> bool) -> Result<()> {
-        self.entries.retain(|key, _| !matches(key));
         Ok(())
     }
 }
@@ -166,7 +130,8 @@ impl Cache for MemoryCache {
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<()> {
-        self.insert(key_of(key)?, Box::new(Bytes(value)), ttl);
+        self.entries
+            .insert_for(key_of(key)?, Arc::new(Bytes(value)), ttl);
         Ok(())
     }
 
@@ -176,7 +141,8 @@ impl Cache for MemoryCache {
     }
 
     async fn remove_prefix(&self, prefix: &str) -> Result<()> {
-        self.remove_where(|key| key.encode().starts_with(prefix))
+        self.entries.retain(|key| !key.encode().starts_with(prefix));
+        Ok(())
     }
 
     async fn clear(&self) -> Result<()> {
@@ -185,12 +151,11 @@ impl Cache for MemoryCache {
     }
 
     async fn contents(&self) -> Result<Vec<Vec<u8>>> {
-        let now = Instant::now();
         Ok(self
             .entries
+            .live_values()
             .iter()
-            .filter(|(_, e)| e.expires > now)
-            .map(|(_, e)| e.value.encoded())
+            .map(|value| value.encoded())
             .collect())
     }
 

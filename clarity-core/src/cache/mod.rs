@@ -2,7 +2,7 @@
 //! invalidation across instances, and rate limiting.
 //!
 //! - [`Cache`]: a byte cache with per-entry lifetimes; [`MemoryCache`]
-//!   (moka, in process, the default) and [`RedisCache`] (shared).
+//!   (in process, the default) and [`RedisCache`] (shared).
 //! - [`CachedStore`] and [`CachedIdentity`]: the storage traits with reads
 //!   served from a [`Cache`] and every write invalidating what it changed.
 //! - [`Invalidator`]: applies invalidations locally and announces them to
@@ -19,6 +19,7 @@
 
 mod audit;
 mod channel;
+mod expiring;
 mod identity;
 mod invalidation;
 mod layer;
@@ -37,6 +38,7 @@ use crate::error::Result;
 
 pub use self::audit::CachedAudit;
 pub use self::channel::{ChannelKind, ChannelState};
+pub(crate) use self::expiring::ExpiringCache;
 pub use self::identity::CachedIdentity;
 pub use self::invalidation::Invalidator;
 pub use self::layer::CachedStore;

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum CacheBackend {
-    /// In each instance's memory (moka), invalidated across instances by the channel.
+    /// In each instance's memory, invalidated across instances by the channel.
     #[default]
     Memory,
     /// In Redis, shared by every instance; values sealed.

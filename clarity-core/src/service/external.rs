@@ -153,7 +153,7 @@ impl Clarity {
             if now < hit.expires_at + chrono::Duration::seconds(crate::auth::oidc::MAX_SKEW_SECS) {
                 return Ok(hit);
             }
-            self.verified_external.invalidate(&key);
+            self.verified_external.remove(&key);
         }
         let verified = Arc::new(self.oidc.verify(token, now).await.map_err(Refusal::error)?);
         self.verified_external.insert(key, Arc::clone(&verified));

@@ -95,13 +95,13 @@ pub struct Clarity {
     clock: Arc<dyn Clock>,
     /// Verified access tokens by SHA-256 of the token: skips the PASETO
     /// check on the hot path. Sessions are still checked on every use.
-    verified: moka::sync::Cache<
+    verified: crate::cache::ExpiringCache<
         [u8; 32],
         Arc<(crate::auth::AccessClaims, chrono::DateTime<chrono::Utc>)>,
     >,
     /// Verified identity-provider tokens by SHA-256 of the token (links,
     /// logouts and users are still checked on every use).
-    verified_external: moka::sync::Cache<[u8; 32], Arc<crate::auth::oidc::ExternalToken>>,
+    verified_external: crate::cache::ExpiringCache<[u8; 32], Arc<crate::auth::oidc::ExternalToken>>,
     /// The configured OpenID Connect providers and their keys.
     oidc: Arc<crate::auth::oidc::OidcVerifier>,
     addresses: Throttle<std::net::IpAddr>,
@@ -301,14 +301,14 @@ impl Clarity {
             pseudonym_key,
             query_key,
             clock,
-            verified: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(std::time::Duration::from_secs(config_token_secs))
-                .build(),
-            verified_external: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(std::time::Duration::from_secs(3600))
-                .build(),
+            verified: crate::cache::ExpiringCache::new(
+                100_000,
+                std::time::Duration::from_secs(config_token_secs),
+            ),
+            verified_external: crate::cache::ExpiringCache::new(
+                100_000,
+                std::time::Duration::from_secs(3600),
+            ),
             oidc,
             addresses: Throttle::new(free),
             unknown_accounts: Throttle::new(free),

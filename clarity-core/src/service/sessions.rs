@@ -524,7 +524,7 @@ impl Clarity {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Ok(hit);
             }
-            self.verified.invalidate(&key);
+            self.verified.remove(&key);
         }
         self.counters
             .token_cache_misses

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::keys::{foreign_keyring, open_key_provider};
-use crate::cache::Invalidator;
+use crate::cache::{ExpiringCache, Invalidator};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::crypto::envelope::{RowBinding, open_row, seal_row};
@@ -55,7 +55,7 @@ pub struct PhiStore {
     /// Data keys already unwrapped, each beside the wrapping it came from:
     /// a read whose key row still holds that wrapping skips the unwrap (an
     /// AES key unwrap locally, a round trip to a remote key service).
-    unwrapped: moka::sync::Cache<Uuid, Arc<UnwrappedKey>>,
+    unwrapped: ExpiringCache<Uuid, Arc<UnwrappedKey>>,
 }
 
 /// A data key and the stored wrapping it was unwrapped from. Zeroized when
@@ -68,11 +68,11 @@ struct UnwrappedKey {
 }
 
 /// The cache of unwrapped data keys that `keys` configures.
-fn unwrapped_keys(keys: &crate::crypto::KeysConfig) -> moka::sync::Cache<Uuid, Arc<UnwrappedKey>> {
-    moka::sync::Cache::builder()
-        .max_capacity(keys.dek_cache_entries)
-        .time_to_live(std::time::Duration::from_secs(keys.dek_cache_secs))
-        .build()
+fn unwrapped_keys(keys: &crate::crypto::KeysConfig) -> ExpiringCache<Uuid, Arc<UnwrappedKey>> {
+    ExpiringCache::new(
+        keys.dek_cache_entries,
+        std::time::Duration::from_secs(keys.dek_cache_secs),
+    )
 }
 
 impl std::fmt::Debug for UnwrappedKey {
@@ -411,13 +411,13 @@ impl PhiStore {
     /// Drops every unwrapped data key from memory (after a KEK version is
     /// retired: what it wrapped must unwrap through the provider again).
     pub(crate) fn forget_data_keys(&self) {
-        self.unwrapped.invalidate_all();
+        self.unwrapped.clear();
     }
 
     /// Drops the patient's unwrapped data key from memory (after an
     /// erasure: it could no longer be used, as its key row is gone).
     pub(crate) fn forget_data_key(&self, patient_id: Uuid) {
-        self.unwrapped.invalidate(&patient_id);
+        self.unwrapped.remove(&patient_id);
     }
 
     /// The unwrapped DEK of a live patient; `NotFound { what }` once erased.
