@@ -751,7 +751,7 @@ async fn s_bak_2_retire_refuses_versions_recorded_backups_need() {
         .items;
     let outcomes: Vec<(&str, Option<&str>)> = events
         .iter()
-        .map(|e| (e.outcome.as_str(), e.reason.as_deref()))
+        .map(|e| (&*e.outcome, e.reason.as_deref()))
         .collect();
     assert_eq!(outcomes.len(), 2, "{outcomes:?}");
     assert!(

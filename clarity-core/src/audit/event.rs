@@ -1,6 +1,8 @@
 //! The audit event: identifiers only, never PHI values or secrets (S-AUD-4),
 //! shaped after FHIR R4 AuditEvent / IHE BALP.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -115,13 +117,13 @@ pub struct AuditEvent {
     /// When (UTC, microseconds).
     pub recorded: DateTime<Utc>,
     /// Event type.
-    pub event_type: String,
+    pub event_type: Cow<'static, str>,
     /// Subtype.
-    pub subtype: String,
+    pub subtype: Cow<'static, str>,
     /// Action code.
-    pub action: String,
+    pub action: Cow<'static, str>,
     /// Outcome code.
-    pub outcome: String,
+    pub outcome: Cow<'static, str>,
     /// Purpose of use.
     pub purpose: Option<String>,
     /// Actor.

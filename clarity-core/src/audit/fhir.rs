@@ -53,17 +53,17 @@ enum Family {
 impl Family {
     /// The pattern of `event`, for data access and administration.
     fn of(event: &AuditEvent) -> Option<Family> {
-        if !matches!(event.event_type.as_str(), "rest" | "admin") {
+        if !matches!(&*event.event_type, "rest" | "admin") {
             return None;
         }
-        let subtype = event.subtype.as_str();
+        let subtype = &*event.subtype;
         let searches = [".list", ".lookup", ".query", ".export"]
             .iter()
             .any(|s| subtype.ends_with(s));
         if searches || event.query_hash.is_some() {
             return Some(Family::Query);
         }
-        match event.action.as_str() {
+        match &*event.action {
             "C" => Some(Family::Create),
             "R" => Some(Family::Read),
             "U" => Some(Family::Update),
@@ -193,7 +193,7 @@ pub fn to_fhir(event: &AuditEvent, server_address: Option<&str>) -> Value {
     let profile = balp_profile(event, server_address);
     let clarity_subtype = json!({ "system": SUBTYPE_SYSTEM, "code": event.subtype });
 
-    let (event_type, subtype) = match (event.event_type.as_str(), family) {
+    let (event_type, subtype) = match (&*event.event_type, family) {
         ("login", _) => (
             coding(DCM, "110114", "User Authentication"),
             vec![clarity_subtype.clone(), coding(DCM, "110122", "Login")],
@@ -319,7 +319,7 @@ pub fn to_fhir(event: &AuditEvent, server_address: Option<&str>) -> Value {
         // and a keyed HMAC-SHA-256 of the normalised value.
         let text = match &event.query_hash {
             Some(hash) => format!("{}?{hash}", event.subtype),
-            None => event.subtype.clone(),
+            None => event.subtype.to_string(),
         };
         entities.push(json!({
             "type": coding(ENTITY_TYPE, "2", "System Object"),
@@ -345,7 +345,7 @@ pub fn to_fhir(event: &AuditEvent, server_address: Option<&str>) -> Value {
         "meta": meta,
         "type": event_type,
         "subtype": subtype,
-        "action": family.map_or(event.action.as_str(), |f| f.action()),
+        "action": family.map_or(&*event.action, |f| f.action()),
         "recorded": event.recorded.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         "outcome": event.outcome,
         "agent": agents,
@@ -383,7 +383,7 @@ mod tests {
 
     const SERVER: Option<&str> = Some("https://clarity.example.org");
 
-    fn event(event_type: &str, subtype: &str, action: &str) -> AuditEvent {
+    fn event(event_type: &'static str, subtype: &'static str, action: &'static str) -> AuditEvent {
         AuditEvent {
             id: Uuid::now_v7(),
             chain_id: Uuid::now_v7(),
@@ -698,7 +698,7 @@ mod tests {
             let r = to_fhir(e, server);
             assert!(profiles(&r).is_empty(), "{what}: {r}");
             // The shape stays: Clarity's subtype, rest, the requestor first.
-            assert_eq!(tag(&r)["code"], e.subtype.as_str());
+            assert_eq!(tag(&r)["code"], &*e.subtype);
             assert_eq!(r["type"]["code"], "rest");
             assert_eq!(r["agent"][0]["requestor"], true);
         }

@@ -5,6 +5,7 @@
 //! transaction, so the change and its event commit together or not at all.
 //! The queue is bounded: when it is full, callers wait (back-pressure).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -473,10 +474,10 @@ impl Sealer {
                 chain_id,
                 seq,
                 recorded: now,
-                event_type: d.event_type.into(),
-                subtype: d.subtype.into(),
-                action: d.action.code().into(),
-                outcome: outcome.code().into(),
+                event_type: Cow::Borrowed(d.event_type),
+                subtype: Cow::Borrowed(d.subtype),
+                action: Cow::Borrowed(d.action.code()),
+                outcome: Cow::Borrowed(outcome.code()),
                 purpose: d.context.purpose,
                 actor_id: d.actor_id,
                 actor_roles: d.actor_roles,

@@ -251,8 +251,8 @@ fn access_entry(event: AuditEvent, names: &BTreeMap<Uuid, String>) -> AccessLogE
             .filter(|r| !r.is_empty())
             .map(str::to_string)
             .collect(),
-        action: event.subtype,
-        action_code: event.action,
+        action: event.subtype.into_owned(),
+        action_code: event.action.into_owned(),
         purpose: event.purpose,
         break_glass,
         entity_id: event.entity_id,

@@ -33,7 +33,7 @@ const FACILITY_LOG_AUDIT: u8 = 13;
 /// The syslog severity of an event: notice for a success, warning for a
 /// minor failure (refused, not found), error for a serious one.
 fn severity(event: &AuditEvent) -> u8 {
-    match event.outcome.as_str() {
+    match &*event.outcome {
         "0" => 5,
         "4" => 4,
         _ => 3,
@@ -74,7 +74,7 @@ pub(crate) fn syslog_frame(event: &AuditEvent, host: &str, body: &str) -> Vec<u8
 mod tests {
     use super::*;
 
-    fn event(outcome: &str) -> AuditEvent {
+    fn event(outcome: &'static str) -> AuditEvent {
         AuditEvent {
             id: uuid::Uuid::now_v7(),
             chain_id: uuid::Uuid::now_v7(),

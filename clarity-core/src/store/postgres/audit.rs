@@ -27,10 +27,10 @@ fn event_row(row: &Row) -> AuditEvent {
         chain_id: row.get(1),
         seq: row.get(2),
         recorded: row.get(3),
-        event_type: row.get(4),
-        subtype: row.get(5),
-        action: row.get(6),
-        outcome: row.get(7),
+        event_type: row.get::<_, String>(4).into(),
+        subtype: row.get::<_, String>(5).into(),
+        action: row.get::<_, String>(6).into(),
+        outcome: row.get::<_, String>(7).into(),
         purpose: row.get(8),
         actor_id: row.get(9),
         actor_roles: row.get(10),
@@ -78,10 +78,10 @@ async fn insert_events(
         let chains: Vec<Uuid> = events.iter().map(|e| e.chain_id).collect();
         let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
         let recorded: Vec<DateTime<Utc>> = events.iter().map(|e| e.recorded).collect();
-        let event_types = column(|e| Some(e.event_type.as_str()));
-        let subtypes = column(|e| Some(e.subtype.as_str()));
-        let actions = column(|e| Some(e.action.as_str()));
-        let outcomes = column(|e| Some(e.outcome.as_str()));
+        let event_types = column(|e| Some(&*e.event_type));
+        let subtypes = column(|e| Some(&*e.subtype));
+        let actions = column(|e| Some(&*e.action));
+        let outcomes = column(|e| Some(&*e.outcome));
         let purposes = column(|e| e.purpose.as_deref());
         let actors: Vec<Option<Uuid>> = events.iter().map(|e| e.actor_id).collect();
         let roles = column(|e| e.actor_roles.as_deref());

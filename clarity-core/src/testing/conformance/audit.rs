@@ -147,7 +147,7 @@ pub async fn changes_commit_with_their_audit_events(h: &Harness) {
         .audit_chain_events(chain, 0, 100)
         .await
         .expect("events");
-    let outcomes: Vec<&str> = events.iter().map(|e| e.outcome.as_str()).collect();
+    let outcomes: Vec<&str> = events.iter().map(|e| &*e.outcome).collect();
     assert_eq!(outcomes, ["0", "4", "0", "0", "4", "0"]);
     for (id, n) in [(inserted.id, 61), (before_row.id, 66), (after_row.id, 67)] {
         let read = h.phi.get_record(id).await.expect("inserted");
