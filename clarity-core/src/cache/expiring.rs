@@ -55,14 +55,12 @@ impl<K: Eq + Hash + Clone, V: Clone> ExpiringCache<K, V> {
     /// than `ttl`.
     pub(crate) fn new(max_entries: u64, ttl: Duration) -> Self {
         let capacity = usize::try_from(max_entries).unwrap_or(usize::MAX).max(1);
-        let cache = ExpiringCache {
+        ExpiringCache {
             entries: Arc::new(quick_cache::sync::Cache::new(capacity)),
             ttl,
             born: Instant::now(),
-            next_sweep: Arc::new(AtomicU64::new(0)),
-        };
-        cache.next_sweep.store(cache.sweep_gap(), Ordering::Relaxed);
-        cache
+            next_sweep: Arc::new(AtomicU64::new(sweep_gap(ttl))),
+        }
     }
 
     /// The value under `key` when present and still live; an expired one
@@ -108,8 +106,8 @@ impl<K: Eq + Hash + Clone, V: Clone> ExpiringCache<K, V> {
     }
 
     /// Entries held, expired ones not yet removed included.
-    pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+    pub(crate) fn entry_count(&self) -> u64 {
+        u64::try_from(self.entries.len()).unwrap_or(u64::MAX)
     }
 
     /// The live values.
@@ -122,13 +120,6 @@ impl<K: Eq + Hash + Clone, V: Clone> ExpiringCache<K, V> {
             .collect()
     }
 
-    /// A quarter of the lifetime, in nanoseconds (at least one).
-    fn sweep_gap(&self) -> u64 {
-        u64::try_from(self.ttl.as_nanos() / 4)
-            .unwrap_or(u64::MAX)
-            .max(1)
-    }
-
     /// Removes every expired entry when a sweep is due; one caller sweeps,
     /// the others go on.
     fn sweep_if_due(&self, now: Instant) {
@@ -137,7 +128,7 @@ impl<K: Eq + Hash + Clone, V: Clone> ExpiringCache<K, V> {
         if at < due {
             return;
         }
-        let next = at.saturating_add(self.sweep_gap());
+        let next = at.saturating_add(sweep_gap(self.ttl));
         if self
             .next_sweep
             .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
@@ -146,6 +137,11 @@ impl<K: Eq + Hash + Clone, V: Clone> ExpiringCache<K, V> {
             self.entries.retain(|_, (expires, _)| *expires > now);
         }
     }
+}
+
+/// A quarter of `ttl`, in nanoseconds (at least one): the time between sweeps.
+fn sweep_gap(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_nanos() / 4).unwrap_or(u64::MAX).max(1)
 }
 
 #[cfg(test)]
@@ -161,7 +157,7 @@ mod tests {
         assert_eq!(cache.get(&1), Some("one"));
         std::thread::sleep(Duration::from_millis(250));
         assert_eq!(cache.get(&1), None);
-        assert_eq!(cache.len(), 0, "the expired entry is removed");
+        assert_eq!(cache.entry_count(), 0, "the expired entry is removed");
     }
 
     // A shorter lifetime asked for an entry holds; a longer one is cut to
@@ -186,7 +182,11 @@ mod tests {
         cache.insert(1u32, vec![7u8; 32]);
         std::thread::sleep(Duration::from_millis(150));
         cache.insert(2u32, vec![8u8; 32]);
-        assert_eq!(cache.len(), 1, "entry 1 is swept without being read");
+        assert_eq!(
+            cache.entry_count(),
+            1,
+            "entry 1 is swept without being read"
+        );
         assert_eq!(cache.get(&2), Some(vec![8u8; 32]));
     }
 
@@ -197,7 +197,11 @@ mod tests {
         for key in 0..1_000u32 {
             cache.insert(key, key);
         }
-        assert!(cache.len() <= 50, "{} entries held", cache.len());
+        assert!(
+            cache.entry_count() <= 50,
+            "{} entries held",
+            cache.entry_count()
+        );
     }
 
     // Removing, clearing and retaining act on what they name only.
@@ -214,6 +218,6 @@ mod tests {
         live.sort_unstable();
         assert_eq!(live, vec![1, 3, 5]);
         cache.clear();
-        assert_eq!(cache.len(), 0);
+        assert_eq!(cache.entry_count(), 0);
     }
 }

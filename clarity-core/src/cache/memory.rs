@@ -65,7 +65,7 @@ pub struct MemoryCache {
 impl std::fmt::Debug for MemoryCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryCache")
-            .field("entries", &self.entries.len())
+            .field("entries", &self.entries.entry_count())
             .finish()
     }
 }
@@ -164,7 +164,7 @@ impl Cache for MemoryCache {
     }
 
     fn entry_count(&self) -> u64 {
-        u64::try_from(self.entries.len()).unwrap_or(u64::MAX)
+        self.entries.entry_count()
     }
 
     fn as_memory(&self) -> Option<&MemoryCache> {

@@ -140,7 +140,7 @@ impl Clarity {
             password_verifications: self.hasher.verifications(),
             token_cache_hits: self.counters.token_cache_hits.load(Relaxed),
             token_cache_misses: self.counters.token_cache_misses.load(Relaxed),
-            token_cache_entries: u64::try_from(self.verified.len()).unwrap_or(u64::MAX),
+            token_cache_entries: self.verified.entry_count(),
             audit_queue_depth: self.audit.queue_depth() as u64,
             audit_events_written: audit.0,
             audit_batches: audit.1,
