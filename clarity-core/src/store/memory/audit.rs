@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{MemoryStore, change};
+use super::{MemoryStore, Tables, change};
 use crate::audit::{AuditBatch, AuditStore, StoredBatch};
 use crate::audit::{AuditEvent, AuditFilter, Checkpoint};
 use crate::error::{Error, Result};
@@ -23,6 +23,25 @@ fn audit_matches(event: &AuditEvent, filter: &AuditFilter) -> bool {
         && filter.to.is_none_or(|t| event.recorded < t)
 }
 
+/// Refuses events or a checkpoint whose place in its chain is taken, as
+/// the SQL backends' primary keys do, before anything is stored.
+fn taken(t: &Tables, events: &[AuditEvent], checkpoint: Option<&Checkpoint>) -> Result<()> {
+    if events
+        .iter()
+        .any(|e| t.audit_events.contains_key(&(e.chain_id, e.seq)))
+    {
+        return Err(Error::AlreadyExists {
+            what: "audit event",
+        });
+    }
+    if checkpoint.is_some_and(|cp| t.audit_checkpoints.contains_key(&(cp.chain_id, cp.seq))) {
+        return Err(Error::AlreadyExists {
+            what: "audit checkpoint",
+        });
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl AuditStore for MemoryStore {
     async fn append_audit(
@@ -31,14 +50,7 @@ impl AuditStore for MemoryStore {
         checkpoint: Option<&Checkpoint>,
     ) -> Result<()> {
         self.with(|t| {
-            if events
-                .iter()
-                .any(|e| t.audit_events.contains_key(&(e.chain_id, e.seq)))
-            {
-                return Err(Error::AlreadyExists {
-                    what: "audit event",
-                });
-            }
+            taken(t, events, checkpoint)?;
             for e in events {
                 t.audit_events.insert((e.chain_id, e.seq), e.clone());
             }
@@ -69,14 +81,9 @@ impl AuditStore for MemoryStore {
                 })
                 .collect();
             let (events, checkpoint) = (batch.seal)(&outcomes);
-            if events
-                .iter()
-                .any(|e| t.audit_events.contains_key(&(e.chain_id, e.seq)))
-            {
+            if let Err(e) = taken(t, &events, checkpoint.as_ref()) {
                 change::undo(t, saved);
-                return Err(Error::AlreadyExists {
-                    what: "audit event",
-                });
+                return Err(e);
             }
             for e in &events {
                 t.audit_events.insert((e.chain_id, e.seq), e.clone());

@@ -1,9 +1,11 @@
 //! [`AuditStore`] on PostgreSQL.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 use deadpool_postgres::GenericClient;
@@ -51,87 +53,100 @@ fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Inserts `events` and `checkpoint` inside the transaction `tx`.
+/// Inserts a batch's events, one statement for them all, their columns as
+/// arrays: one parse, plan and executor start instead of one per event.
+static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO audit_events ({COLUMNS})
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::timestamptz[],
+             $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::uuid[],
+             $11::text[], $12::text[], $13::uuid[], $14::uuid[], $15::text[], $16::text[],
+             $17::text[], $18::bytea[], $19::bytea[], $20::text[], $21::text[])"
+    )
+});
+
+/// [`INSERT_EVENTS`] and a checkpoint, still one statement.
+static INSERT_EVENTS_AND_CHECKPOINT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH events AS ({})
+         INSERT INTO audit_checkpoints (chain_id, seq, mac, signed_at, signature)
+         VALUES ($22, $23, $24, $25, $26)",
+        *INSERT_EVENTS
+    )
+});
+
+/// Inserts `events` and `checkpoint` in one statement, which is atomic by
+/// itself: outside a transaction it is one round trip and one commit.
 async fn insert_events(
-    tx: &impl GenericClient,
+    client: &impl GenericClient,
     events: &[AuditEvent],
     checkpoint: Option<&Checkpoint>,
 ) -> Result<()> {
-    if !events.is_empty() {
-        // One statement for the whole batch, its columns as arrays: one
-        // parse, plan and executor start instead of one per event.
-        let insert = tx
-            .prepare_cached(&format!(
-                "INSERT INTO audit_events ({COLUMNS})
-                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::timestamptz[],
-                     $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::uuid[],
-                     $11::text[], $12::text[], $13::uuid[], $14::uuid[], $15::text[], $16::text[],
-                     $17::text[], $18::bytea[], $19::bytea[], $20::text[], $21::text[])"
-            ))
-            .await
-            .map_err(pg_error)?;
-        // Borrowed from the events: nothing is copied but the arrays.
-        let column = |f: for<'e> fn(&'e AuditEvent) -> Option<&'e str>| {
-            events.iter().map(f).collect::<Vec<_>>()
-        };
-        let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-        let chains: Vec<Uuid> = events.iter().map(|e| e.chain_id).collect();
-        let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
-        let recorded: Vec<DateTime<Utc>> = events.iter().map(|e| e.recorded).collect();
-        let event_types = column(|e| Some(&*e.event_type));
-        let subtypes = column(|e| Some(&*e.subtype));
-        let actions = column(|e| Some(&*e.action));
-        let outcomes = column(|e| Some(&*e.outcome));
-        let purposes = column(|e| e.purpose.as_deref());
-        let actors: Vec<Option<Uuid>> = events.iter().map(|e| e.actor_id).collect();
-        let roles = column(|e| e.actor_roles.as_deref());
-        let addresses = column(|e| e.client_address.as_deref());
-        let patients: Vec<Option<Uuid>> = events.iter().map(|e| e.patient_id).collect();
-        let entities: Vec<Option<Uuid>> = events.iter().map(|e| e.entity_id).collect();
-        let query_hashes = column(|e| e.query_hash.as_deref());
-        let reasons = column(|e| e.reason.as_deref());
-        let request_ids = column(|e| e.request_id.as_deref());
-        let prev_macs: Vec<&[u8]> = events.iter().map(|e| e.prev_mac.as_slice()).collect();
-        let macs: Vec<&[u8]> = events.iter().map(|e| e.mac.as_slice()).collect();
-        let issuers = column(|e| e.actor_issuer.as_deref());
-        let subjects = column(|e| e.actor_subject.as_deref());
-        tx.execute(
-            &insert,
-            &[
-                &ids,
-                &chains,
-                &seqs,
-                &recorded,
-                &event_types,
-                &subtypes,
-                &actions,
-                &outcomes,
-                &purposes,
-                &actors,
-                &roles,
-                &addresses,
-                &patients,
-                &entities,
-                &query_hashes,
-                &reasons,
-                &request_ids,
-                &prev_macs,
-                &macs,
-                &issuers,
-                &subjects,
-            ],
-        )
-        .await
-        .map_err(pg_error)?;
+    if events.is_empty() && checkpoint.is_none() {
+        return Ok(());
     }
+    let sql = match checkpoint {
+        None => &*INSERT_EVENTS,
+        Some(_) => &*INSERT_EVENTS_AND_CHECKPOINT,
+    };
+    let insert = client.prepare_cached(sql).await.map_err(pg_error)?;
+    // Borrowed from the events: nothing is copied but the arrays.
+    let column =
+        |f: for<'e> fn(&'e AuditEvent) -> Option<&'e str>| events.iter().map(f).collect::<Vec<_>>();
+    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    let chains: Vec<Uuid> = events.iter().map(|e| e.chain_id).collect();
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    let recorded: Vec<DateTime<Utc>> = events.iter().map(|e| e.recorded).collect();
+    let event_types = column(|e| Some(&*e.event_type));
+    let subtypes = column(|e| Some(&*e.subtype));
+    let actions = column(|e| Some(&*e.action));
+    let outcomes = column(|e| Some(&*e.outcome));
+    let purposes = column(|e| e.purpose.as_deref());
+    let actors: Vec<Option<Uuid>> = events.iter().map(|e| e.actor_id).collect();
+    let roles = column(|e| e.actor_roles.as_deref());
+    let addresses = column(|e| e.client_address.as_deref());
+    let patients: Vec<Option<Uuid>> = events.iter().map(|e| e.patient_id).collect();
+    let entities: Vec<Option<Uuid>> = events.iter().map(|e| e.entity_id).collect();
+    let query_hashes = column(|e| e.query_hash.as_deref());
+    let reasons = column(|e| e.reason.as_deref());
+    let request_ids = column(|e| e.request_id.as_deref());
+    let prev_macs: Vec<&[u8]> = events.iter().map(|e| e.prev_mac.as_slice()).collect();
+    let macs: Vec<&[u8]> = events.iter().map(|e| e.mac.as_slice()).collect();
+    let issuers = column(|e| e.actor_issuer.as_deref());
+    let subjects = column(|e| e.actor_subject.as_deref());
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+        &ids,
+        &chains,
+        &seqs,
+        &recorded,
+        &event_types,
+        &subtypes,
+        &actions,
+        &outcomes,
+        &purposes,
+        &actors,
+        &roles,
+        &addresses,
+        &patients,
+        &entities,
+        &query_hashes,
+        &reasons,
+        &request_ids,
+        &prev_macs,
+        &macs,
+        &issuers,
+        &subjects,
+    ];
     if let Some(cp) = checkpoint {
-        tx.execute(
-            "INSERT INTO audit_checkpoints (chain_id, seq, mac, signed_at, signature) VALUES ($1, $2, $3, $4, $5)",
-            &[&cp.chain_id, &cp.seq, &cp.mac, &cp.signed_at, &cp.signature],
-        )
-        .await
-        .map_err(pg_error)?;
+        params.extend([
+            &cp.chain_id as &(dyn ToSql + Sync),
+            &cp.seq,
+            &cp.mac,
+            &cp.signed_at,
+            &cp.signature,
+        ]);
     }
+    client.execute(&insert, &params).await.map_err(pg_error)?;
     Ok(())
 }
 
@@ -142,14 +157,24 @@ impl AuditStore for PostgresStore {
         events: &[AuditEvent],
         checkpoint: Option<&Checkpoint>,
     ) -> Result<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        insert_events(&tx, events, checkpoint).await?;
-        tx.commit().await.map_err(pg_error)
+        let client = self.client().await?;
+        insert_events(&client, events, checkpoint).await
     }
 
     async fn append_audit_batch(&self, batch: AuditBatch) -> Result<StoredBatch> {
         let mut client = self.client().await?;
+        if batch.changes.iter().all(Option::is_none) {
+            // Events alone (reads): one statement, atomic by itself, so one
+            // round trip instead of three (BEGIN, the insert, COMMIT).
+            let outcomes: Vec<Result<()>> = batch.changes.iter().map(|_| Ok(())).collect();
+            let (events, checkpoint) = (batch.seal)(&outcomes);
+            insert_events(&client, &events, checkpoint.as_ref()).await?;
+            return Ok(StoredBatch {
+                outcomes,
+                events,
+                checkpoint,
+            });
+        }
         let tx = client.transaction().await.map_err(pg_error)?;
         let outcomes = apply_all_in_batch(&tx, &batch.changes).await;
         let (events, checkpoint) = (batch.seal)(&outcomes);

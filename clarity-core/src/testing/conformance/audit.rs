@@ -221,6 +221,72 @@ pub async fn changes_commit_with_their_audit_events(h: &Harness) {
     );
 }
 
+/// S-AUD-2, S-AUD-3: a batch of events with no changes (reads), which a
+/// backend may store without a transaction of its own, stores its events
+/// and its checkpoint together or not at all; a place in the chain, for an
+/// event or a checkpoint, is taken once.
+pub async fn events_alone_are_stored_whole(h: &Harness) {
+    use crate::audit::{AuditBatch, Checkpoint};
+
+    let chain = Uuid::now_v7();
+    let batch = |seqs: Vec<i64>, checkpoint_at: i64| AuditBatch {
+        changes: seqs.iter().map(|_| None).collect(),
+        seal: Box::new(move |outcomes| {
+            let events = seqs
+                .iter()
+                .zip(outcomes)
+                .map(|(seq, o)| bare_event(chain, *seq, o))
+                .collect();
+            let checkpoint = Checkpoint {
+                chain_id: chain,
+                seq: checkpoint_at,
+                mac: vec![1; 32],
+                signed_at: chrono::Utc::now(),
+                signature: vec![2; 64],
+            };
+            (events, Some(checkpoint))
+        }),
+    };
+    let stored = h
+        .audit
+        .append_audit_batch(batch(vec![1, 2, 3], 3))
+        .await
+        .expect("stored");
+    assert_eq!(stored.events.len(), 3);
+    assert!(stored.outcomes.iter().all(Result::is_ok));
+    // Event 3 is taken: neither event 4 nor the checkpoint at 4 is stored.
+    let refused = h.audit.append_audit_batch(batch(vec![4, 3], 4)).await;
+    assert!(refused.is_err(), "a taken sequence number");
+    // The checkpoint at 3 is taken: events 4 and 5 are not stored either.
+    let refused = h.audit.append_audit_batch(batch(vec![4, 5], 3)).await;
+    assert!(refused.is_err(), "a taken checkpoint");
+    let events = h
+        .audit
+        .audit_chain_events(chain, 0, 100)
+        .await
+        .expect("events");
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    let checkpoints = h.audit.audit_checkpoints(chain).await.expect("checkpoints");
+    assert_eq!(checkpoints.iter().map(|c| c.seq).collect::<Vec<_>>(), [3]);
+    // A checkpoint alone, as the writer stores one when its chain idles.
+    let alone = Checkpoint {
+        chain_id: chain,
+        seq: 2,
+        mac: vec![1; 32],
+        signed_at: chrono::Utc::now(),
+        signature: vec![2; 64],
+    };
+    h.audit
+        .append_audit(&[], Some(&alone))
+        .await
+        .expect("a checkpoint alone");
+    let checkpoints = h.audit.audit_checkpoints(chain).await.expect("checkpoints");
+    assert_eq!(
+        checkpoints.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        [2, 3]
+    );
+}
+
 /// Audit sinks' state (S-AUD-8): a chain's head, cursors that never move
 /// back and are kept per sink, and a delivery lease that one holder has at
 /// a time until it expires.

@@ -22,7 +22,7 @@ use crate::model::{Patient, PatientProfile};
 
 pub use self::audit::{
     audit_queries_read_the_index_and_the_tail, bare_event, changes_commit_with_their_audit_events,
-    sink_cursors_and_leases,
+    events_alone_are_stored_whole, sink_cursors_and_leases,
 };
 pub use self::keys::{
     erasure_destroys_the_data_key, metadata_is_set_once,
@@ -51,6 +51,7 @@ macro_rules! conformance_suite {
             record_lifecycle,
             record_pagination,
             changes_commit_with_their_audit_events,
+            events_alone_are_stored_whole,
             sink_cursors_and_leases,
             audit_queries_read_the_index_and_the_tail,
             bad_input_gives_typed_errors,
