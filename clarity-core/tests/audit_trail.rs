@@ -3,7 +3,7 @@
 //! identifiers only (S-AUD-4), query and FHIR export (S-AUD-5), retention (S-AUD-6).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -343,6 +343,22 @@ async fn damage_past_the_first_verification_page_is_detected_and_located() {
 struct FailingAudit {
     inner: Arc<dyn AuditStore>,
     failing: AtomicBool,
+    /// Store the next batch, then report an error (a connection lost
+    /// after its commit).
+    lose_after_commit: AtomicBool,
+    /// Checkpoints the inner store refused.
+    refused_checkpoints: AtomicUsize,
+}
+
+impl FailingAudit {
+    fn new(inner: Arc<dyn AuditStore>) -> FailingAudit {
+        FailingAudit {
+            inner,
+            failing: AtomicBool::new(false),
+            lose_after_commit: AtomicBool::new(false),
+            refused_checkpoints: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl FailingAudit {
@@ -365,11 +381,21 @@ impl AuditStore for FailingAudit {
         cp: Option<&Checkpoint>,
     ) -> clarity_core::Result<()> {
         self.check()?;
-        self.inner.append_audit(events, cp).await
+        let stored = self.inner.append_audit(events, cp).await;
+        if stored.is_err() && cp.is_some() {
+            self.refused_checkpoints.fetch_add(1, Ordering::SeqCst);
+        }
+        stored
     }
     async fn append_audit_batch(&self, batch: AuditBatch) -> clarity_core::Result<StoredBatch> {
         self.check()?;
-        self.inner.append_audit_batch(batch).await
+        let stored = self.inner.append_audit_batch(batch).await?;
+        if self.lose_after_commit.swap(false, Ordering::SeqCst) {
+            return Err(clarity_core::Error::Unavailable {
+                message: "injected loss of the connection after the commit".into(),
+            });
+        }
+        Ok(stored)
     }
     async fn audit_chains(&self) -> clarity_core::Result<Vec<Uuid>> {
         self.inner.audit_chains().await
@@ -425,14 +451,50 @@ impl AuditStore for FailingAudit {
     }
 }
 
+// S-AUD-2, S-AUD-3: a batch whose commit landed although the store reported
+// an error (a connection lost after the commit) releases its callers, and
+// the chain goes on from it: its checkpoint counts as stored, so none is
+// offered again for the same place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_stored_despite_an_error_releases_its_callers() {
+    let h = testing::sqlite().await.expect("sqlite");
+    let store = Arc::new(FailingAudit::new(Arc::clone(&h.audit)));
+    // Every batch carries a checkpoint: the lost one, too.
+    let settings = WriterSettings {
+        checkpoint_every: 1,
+        ..WriterSettings::default()
+    };
+    let writer = AuditWriter::start(
+        store.clone(),
+        keys(&h).await,
+        Arc::new(SystemClock),
+        settings,
+    );
+    writer
+        .append(testing::read_event_draft())
+        .await
+        .expect("stored");
+    store.lose_after_commit.store(true, Ordering::SeqCst);
+    writer
+        .append(testing::read_event_draft())
+        .await
+        .expect("stored, although the store reported an error");
+    assert!(
+        !store.lose_after_commit.load(Ordering::SeqCst),
+        "the loss was injected"
+    );
+    writer.shutdown().await;
+    assert_eq!(store.refused_checkpoints.load(Ordering::SeqCst), 0);
+    let report = chain_report(&h, writer.chain_id()).await;
+    assert!(report.ok, "{report:?}");
+    assert_eq!((report.events, report.checkpoints), (2, 2));
+}
+
 // S-AUD-2: if the audit write fails, the operation fails and returns no PHI.
 #[tokio::test]
 async fn a_failed_audit_write_fails_the_operation() {
     let h = testing::memory().await.expect("memory");
-    let failing = Arc::new(FailingAudit {
-        inner: Arc::clone(&h.audit),
-        failing: AtomicBool::new(false),
-    });
+    let failing = Arc::new(FailingAudit::new(Arc::clone(&h.audit)));
     let backends = Backends {
         rows: Arc::clone(&h.store),
         identity: Arc::clone(&h.identity),

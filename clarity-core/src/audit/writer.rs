@@ -404,6 +404,12 @@ async fn write_batch(parts: &Parts, chain: &mut Chain, jobs: Vec<Job>) -> bool {
                     stored.len() == ids.len() && stored.iter().zip(&ids).all(|(s, id)| s.id == *id);
                 if landed {
                     tracing::warn!(error = %e, "audit batch reported an error but was stored");
+                    // A checkpoint sealed into the batch landed with it.
+                    if let Ok(checkpoints) = store.audit_checkpoints(chain.id).await
+                        && let Some(last) = checkpoints.last()
+                    {
+                        chain.checkpointed = chain.checkpointed.max(last.seq);
+                    }
                     for ((waiter, event), changed) in
                         waiters.into_iter().zip(&stored).zip(with_change)
                     {
