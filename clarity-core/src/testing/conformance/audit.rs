@@ -228,6 +228,15 @@ pub async fn changes_commit_with_their_audit_events(h: &Harness) {
 pub async fn events_alone_are_stored_whole(h: &Harness) {
     use crate::audit::{AuditBatch, Checkpoint};
 
+    fn checkpoint(chain: Uuid, seq: i64) -> Checkpoint {
+        Checkpoint {
+            chain_id: chain,
+            seq,
+            mac: vec![1; 32],
+            signed_at: chrono::Utc::now(),
+            signature: vec![2; 64],
+        }
+    }
     let chain = Uuid::now_v7();
     let batch = |seqs: Vec<i64>, checkpoint_at: i64| AuditBatch {
         changes: seqs.iter().map(|_| None).collect(),
@@ -237,14 +246,7 @@ pub async fn events_alone_are_stored_whole(h: &Harness) {
                 .zip(outcomes)
                 .map(|(seq, o)| bare_event(chain, *seq, o))
                 .collect();
-            let checkpoint = Checkpoint {
-                chain_id: chain,
-                seq: checkpoint_at,
-                mac: vec![1; 32],
-                signed_at: chrono::Utc::now(),
-                signature: vec![2; 64],
-            };
-            (events, Some(checkpoint))
+            (events, Some(checkpoint(chain, checkpoint_at)))
         }),
     };
     let stored = h
@@ -269,15 +271,8 @@ pub async fn events_alone_are_stored_whole(h: &Harness) {
     let checkpoints = h.audit.audit_checkpoints(chain).await.expect("checkpoints");
     assert_eq!(checkpoints.iter().map(|c| c.seq).collect::<Vec<_>>(), [3]);
     // A checkpoint alone, as the writer stores one when its chain idles.
-    let alone = Checkpoint {
-        chain_id: chain,
-        seq: 2,
-        mac: vec![1; 32],
-        signed_at: chrono::Utc::now(),
-        signature: vec![2; 64],
-    };
     h.audit
-        .append_audit(&[], Some(&alone))
+        .append_audit(&[], Some(&checkpoint(chain, 2)))
         .await
         .expect("a checkpoint alone");
     let checkpoints = h.audit.audit_checkpoints(chain).await.expect("checkpoints");
