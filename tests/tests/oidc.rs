@@ -53,8 +53,10 @@ impl Provider {
             .args(["--port", &port.to_string(), "--keys"])
             .arg(keys)
             .args(["--jwks-delay-ms", &jwks_delay_ms.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stdout(Stdio::piped());
+        // Its notices go beside its key file, for the message below.
+        let notices = keys.with_extension("stderr.log");
+        command.stderr(std::fs::File::create(&notices).expect("the provider's log"));
         if let Some(uri) = logout_uri {
             command.args(["--backchannel-logout-uri", uri]);
         }
@@ -70,7 +72,8 @@ impl Provider {
         });
         let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(30)) else {
             let _ = child.kill();
-            panic!("the provider did not start within 30 s");
+            let said = std::fs::read_to_string(&notices).unwrap_or_default();
+            panic!("the provider did not start within 30 s; it said:\n{said}");
         };
         let issuer = line
             .trim()
